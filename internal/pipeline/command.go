@@ -1,0 +1,193 @@
+package pipeline
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/provider/envprovider"
+	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
+	"go.opentelemetry.io/collector/confmap/provider/yamlprovider"
+	"go.opentelemetry.io/collector/featuregate"
+	"go.opentelemetry.io/collector/otelcol"
+)
+
+// errInvalidConfig is returned by run and validate when the config has
+// errors; the errors themselves have already been printed.
+var errInvalidConfig = errors.New("invalid configuration")
+
+// Settings returns the collector settings for the given config URIs.
+// An empty list means the embedded all-in-one config.
+func Settings(version string, uris []string) otelcol.CollectorSettings {
+	if len(uris) == 0 {
+		uris = []string{DefaultConfigURI}
+	}
+	return otelcol.CollectorSettings{
+		Factories: Components,
+		BuildInfo: component.BuildInfo{
+			Command:     "sightline",
+			Description: "Sightline: OpenTelemetry-native traces, metrics and logs in one binary",
+			Version:     version,
+		},
+		ConfigProviderSettings: otelcol.ConfigProviderSettings{
+			ResolverSettings: confmap.ResolverSettings{
+				URIs: uris,
+				ProviderFactories: []confmap.ProviderFactory{
+					fileprovider.NewFactory(),
+					envprovider.NewFactory(),
+					yamlprovider.NewFactory(),
+					newBuiltinProviderFactory(),
+				},
+				// ${VAR} without a scheme reads the environment, as otelcol does.
+				DefaultScheme: "env",
+			},
+		},
+	}
+}
+
+// configFlags are the otelcol flags: --config (repeatable, merged in order)
+// and --set (applied after every --config, as yaml: URIs).
+type configFlags struct {
+	configs []string
+	sets    []string
+}
+
+func (c *configFlags) uris() []string { return append(append([]string{}, c.configs...), c.sets...) }
+
+type stringsFlag struct{ dst *[]string }
+
+func (s stringsFlag) String() string     { return strings.Join(*s.dst, ",") }
+func (s stringsFlag) Set(v string) error { *s.dst = append(*s.dst, v); return nil }
+
+func (c *configFlags) flagSet() *flag.FlagSet {
+	fs := new(flag.FlagSet)
+	fs.Var(stringsFlag{&c.configs}, "config", "config location, repeatable: a file path, or file:, env:, yaml: or builtin: URI; "+
+		"later ones are merged over earlier ones (default "+DefaultConfigURI+")")
+	fs.Func("set", "set a config property, repeatable, e.g. --set=processors.batch.timeout=2s", func(s string) error {
+		key, value, ok := strings.Cut(s, "=")
+		if !ok {
+			return errors.New("missing equal sign")
+		}
+		// The same translation otelcol applies: dots become confmap's "::" separator.
+		c.sets = append(c.sets, "yaml:"+strings.TrimSpace(strings.ReplaceAll(key, ".", "::"))+": "+strings.TrimSpace(value))
+		return nil
+	})
+	featuregate.GlobalRegistry().RegisterFlags(fs)
+	return fs
+}
+
+// NewCommand builds the sightline command line, which follows otelcol's:
+// run (the default), validate, components, featuregate, print-config and version.
+func NewCommand(version string) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "sightline",
+		Short:         "OpenTelemetry-native traces, metrics and logs in one binary",
+		Long:          "Sightline runs OpenTelemetry Collector configs unchanged and, with no arguments, an all-in-one pipeline with OTLP on 4317/4318.",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	rootFlags := &configFlags{}
+	root.Flags().AddGoFlagSet(rootFlags.flagSet())
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return runCollector(cmd, version, rootFlags.uris()) }
+
+	runFlags := &configFlags{}
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Run the pipeline (the default command)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runCollector(cmd, version, runFlags.uris()) },
+	}
+	run.Flags().AddGoFlagSet(runFlags.flagSet())
+
+	valFlags := &configFlags{}
+	validate := &cobra.Command{
+		Use:   "validate",
+		Short: "Check a config and print every error with its path",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			set := Settings(version, valFlags.uris())
+			if err := checkConfig(cmd, set); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "configuration is valid")
+			return nil
+		},
+	}
+	validate.Flags().AddGoFlagSet(valFlags.flagSet())
+
+	root.AddCommand(run, validate, newVersionCommand(version))
+	// components, featuregate and print-config are otelcol's own, so their
+	// output stays exactly what Collector users and tooling expect.
+	for _, c := range otelcol.NewCommand(Settings(version, nil)).Commands() {
+		switch c.Name() {
+		case "components", "featuregate", "print-config":
+			root.AddCommand(c)
+		}
+	}
+	return root
+}
+
+// checkConfig resolves and checks the config, printing every error found.
+func checkConfig(cmd *cobra.Command, set otelcol.CollectorSettings) error {
+	errs := Validate(cmd.Context(), set)
+	if len(errs) == 0 {
+		return nil
+	}
+	printErrors(cmd.ErrOrStderr(), errs)
+	return fmt.Errorf("%w: %d error(s)", errInvalidConfig, len(errs))
+}
+
+func printErrors(w io.Writer, errs []error) {
+	fmt.Fprintf(w, "invalid configuration: %d error(s)\n", len(errs))
+	for _, err := range errs {
+		fmt.Fprintf(w, "  - %v\n", err)
+	}
+}
+
+func runCollector(cmd *cobra.Command, version string, uris []string) error {
+	set := Settings(version, uris)
+	// Check first so that a bad config reports every error at once, with
+	// paths, instead of the first one the collector trips over.
+	if err := checkConfig(cmd, set); err != nil {
+		return err
+	}
+	col, err := otelcol.NewCollector(set)
+	if err != nil {
+		return err
+	}
+	return col.Run(cmd.Context())
+}
+
+func newVersionCommand(version string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and the upstream releases it is built on",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "sightline %s\n", version)
+			bi, ok := debug.ReadBuildInfo()
+			if !ok {
+				return
+			}
+			fmt.Fprintf(w, "go: %s\n", bi.GoVersion)
+			for _, dep := range bi.Deps {
+				switch dep.Path {
+				case "go.opentelemetry.io/collector/otelcol":
+					fmt.Fprintf(w, "opentelemetry-collector: %s\n", dep.Version)
+				case "github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor":
+					fmt.Fprintf(w, "opentelemetry-collector-contrib: %s\n", dep.Version)
+				case "github.com/prometheus/prometheus":
+					fmt.Fprintf(w, "prometheus: %s\n", dep.Version)
+				}
+			}
+		},
+	}
+}
