@@ -46,7 +46,7 @@ type S3UploaderConfig struct {
 type Config struct {
 	S3Uploader    S3UploaderConfig                                         `mapstructure:"s3uploader"`
 	MarshalerName string                                                   `mapstructure:"marshaler"`
-	Timeout       exporterhelper.TimeoutConfig                             `mapstructure:"timeout"`
+	Timeout       exporterhelper.TimeoutConfig                             `mapstructure:",squash"`
 	QueueConfig   configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
 	RetryConfig   configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
 

@@ -1,0 +1,155 @@
+package awss3exporter
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"gocloud.dev/blob"
+
+	"github.com/sightlinehq/sightline/internal/objstore"
+)
+
+// fakeS3 starts an S3-compatible server over real HTTP on loopback and
+// returns its endpoint with a bucket created.
+func fakeS3(t *testing.T, bucket string) string {
+	t.Helper()
+	backend := s3mem.New()
+	if err := backend.CreateBucket(bucket); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gofakes3.New(backend).Server())
+	t.Cleanup(srv.Close)
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	return srv.URL
+}
+
+func listKeys(t *testing.T, b *blob.Bucket) []string {
+	t.Helper()
+	var keys []string
+	it := b.List(nil)
+	for {
+		obj, err := it.Next(context.Background())
+		if err == io.EOF {
+			return keys
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, obj.Key)
+	}
+}
+
+// TestLogsToS3 exports logs through the real S3 client to an in-process
+// S3 server and reads the object back.
+func TestLogsToS3(t *testing.T) {
+	endpoint := fakeS3(t, "acme-logs")
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.S3Uploader = S3UploaderConfig{
+		Region: "eu-west-1", S3Bucket: "acme-logs", S3Prefix: "otel-logs/production",
+		S3PartitionFormat: "year=%Y/month=%m", Endpoint: endpoint, S3ForcePathStyle: true, Compression: "gzip",
+	}
+	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
+	ctx := context.Background()
+	exp, err := NewFactory().CreateLogs(ctx, exportertest.NewNopSettings(Type), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Start(ctx, componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "checkout")
+	rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("payment accepted")
+	if err := exp.ConsumeLogs(ctx, ld); err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: "acme-logs", Region: "eu-west-1", Endpoint: endpoint, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	keys := listKeys(t, b)
+	if len(keys) != 1 {
+		t.Fatalf("objects = %v, want 1", keys)
+	}
+	if !strings.HasPrefix(keys[0], "otel-logs/production/year=") || !strings.Contains(keys[0], "/logs_") || !strings.HasSuffix(keys[0], ".json.gz") {
+		t.Errorf("key %q does not follow prefix/partition/logs_<n>.json.gz", keys[0])
+	}
+	raw, err := b.ReadAll(ctx, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := (&plog.JSONUnmarshaler{}).UnmarshalLogs(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LogRecordCount() != 1 || got.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Body().Str() != "payment accepted" {
+		t.Errorf("object holds %d records", got.LogRecordCount())
+	}
+}
+
+// TestWriteFailureIsRetryable checks that a bucket that refuses writes
+// surfaces as an error exporterhelper retries, not a silent drop.
+func TestWriteFailureIsRetryable(t *testing.T) {
+	endpoint := fakeS3(t, "exists")
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.S3Uploader = S3UploaderConfig{Region: "eu-west-1", S3Bucket: "missing", Endpoint: endpoint, S3ForcePathStyle: true}
+	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
+	cfg.RetryConfig.Enabled = false
+	ctx := context.Background()
+	exp, err := NewFactory().CreateTraces(ctx, exportertest.NewNopSettings(Type), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Start(ctx, componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	defer exp.Shutdown(ctx)
+	td := ptrace.NewTraces()
+	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("x")
+	err = exp.ConsumeTraces(ctx, td)
+	if err == nil {
+		t.Fatal("write to a missing bucket succeeded")
+	}
+	if consumererror.IsPermanent(err) {
+		t.Errorf("write failure %v marked permanent; it must be retryable", err)
+	}
+}
+
+func TestBodyMarshalerWritesLines(t *testing.T) {
+	ld := plog.NewLogs()
+	lrs := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords()
+	lrs.AppendEmpty().Body().SetStr("first")
+	lrs.AppendEmpty().Body().SetStr("second")
+	if got := string(logBodies(ld)); got != "first\nsecond\n" {
+		t.Errorf("body marshaler = %q", got)
+	}
+}
