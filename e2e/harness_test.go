@@ -98,6 +98,14 @@ func start(t *testing.T, configs []string, extraEnv ...string) *instance {
 	for _, c := range configs {
 		args = append(args, "--config", c)
 	}
+	return in.launch(args, extraEnv)
+}
+
+// launch starts the binary with args and waits for the health check on
+// in.Health.
+func (in *instance) launch(args, extraEnv []string) *instance {
+	t := in.t
+	t.Helper()
 	in.cmd = exec.Command(binary, args...)
 	in.cmd.Env = append(os.Environ(),
 		"OTLP_GRPC_PORT="+strconv.Itoa(in.GRPC),
