@@ -1,6 +1,6 @@
 // Package objstore is Sightline's one object-storage interface: a
-// gocloud.dev/blob Bucket. The filesystem is the default; S3 and
-// S3-compatible stores are opened with OpenS3.
+// gocloud.dev/blob Bucket. S3 and S3-compatible stores are opened with
+// OpenS3; the store adds the filesystem (its default), GCS and Azure here.
 //
 // gocloud.dev was chosen over thanos-io/objstore because it ships an
 // in-memory and a filesystem driver with atomic writes (temp file plus
@@ -16,22 +16,11 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file:// URLs
-	_ "gocloud.dev/blob/memblob"  // mem:// URLs, for tests
 	"gocloud.dev/blob/s3blob"
 )
 
 // Bucket is the object-storage interface every Sightline component uses.
 type Bucket = blob.Bucket
-
-// Open opens a bucket by URL: file:///path, mem://, or s3://bucket?region=...
-func Open(ctx context.Context, url string) (*Bucket, error) {
-	b, err := blob.OpenBucket(ctx, url)
-	if err != nil {
-		return nil, fmt.Errorf("open bucket %q: %w", url, err)
-	}
-	return b, nil
-}
 
 // S3Options selects an S3 or S3-compatible bucket. Credentials come from the
 // standard AWS chain (environment, shared files, instance or task role).

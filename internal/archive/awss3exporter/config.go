@@ -49,11 +49,6 @@ type Config struct {
 	Timeout       exporterhelper.TimeoutConfig                             `mapstructure:",squash"`
 	QueueConfig   configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
 	RetryConfig   configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
-
-	// bucketURL, when set, replaces the S3 bucket with any bucket URL that
-	// the object-storage layer opens (file://, mem://). Tests use it; it is
-	// not a config key.
-	bucketURL string
 }
 
 var (

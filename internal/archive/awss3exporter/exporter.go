@@ -40,10 +40,6 @@ func newS3Exporter(cfg *Config, set exporter.Settings) *s3Exporter {
 
 func (e *s3Exporter) start(ctx context.Context, _ component.Host) error {
 	var err error
-	if e.cfg.bucketURL != "" {
-		e.bucket, err = objstore.Open(ctx, e.cfg.bucketURL)
-		return err
-	}
 	u := e.cfg.S3Uploader
 	e.bucket, err = objstore.OpenS3(ctx, objstore.S3Options{
 		Bucket:       u.S3Bucket,

@@ -11,9 +11,11 @@ import (
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -54,32 +56,46 @@ func listKeys(t *testing.T, b *blob.Bucket) []string {
 	}
 }
 
-// TestLogsToS3 exports logs through the real S3 client to an in-process
-// S3 server and reads the object back.
-func TestLogsToS3(t *testing.T) {
-	endpoint := fakeS3(t, "acme-logs")
+// testConfig is an exporter config for bucket on the fake S3 at endpoint,
+// with no queue, so each Consume call is one synchronous upload.
+func testConfig(endpoint, bucket string) *Config {
 	cfg := NewFactory().CreateDefaultConfig().(*Config)
-	cfg.S3Uploader = S3UploaderConfig{
-		Region: "eu-west-1", S3Bucket: "acme-logs", S3Prefix: "otel-logs/production",
-		S3PartitionFormat: "year=%Y/month=%m", Endpoint: endpoint, S3ForcePathStyle: true, Compression: "gzip",
-	}
+	cfg.S3Uploader = S3UploaderConfig{Region: "eu-west-1", S3Bucket: bucket, Endpoint: endpoint, S3ForcePathStyle: true}
 	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
+	return cfg
+}
+
+// startedExporter creates the exporter with create, starts it and shuts it
+// down at the end of the test.
+func startedExporter[E component.Component](t *testing.T, create func(context.Context, exporter.Settings, component.Config) (E, error), cfg *Config) E {
+	t.Helper()
 	ctx := context.Background()
-	exp, err := NewFactory().CreateLogs(ctx, exportertest.NewNopSettings(Type), cfg)
+	exp, err := create(ctx, exportertest.NewNopSettings(Type), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := exp.Start(ctx, componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
+	return exp
+}
+
+// TestLogsToS3 exports logs through the real S3 client to an in-process
+// S3 server and reads the object back.
+func TestLogsToS3(t *testing.T) {
+	endpoint := fakeS3(t, "acme-logs")
+	cfg := testConfig(endpoint, "acme-logs")
+	cfg.S3Uploader.S3Prefix = "otel-logs/production"
+	cfg.S3Uploader.S3PartitionFormat = "year=%Y/month=%m"
+	cfg.S3Uploader.Compression = "gzip"
+	ctx := context.Background()
+	exp := startedExporter(t, NewFactory().CreateLogs, cfg)
 	ld := plog.NewLogs()
 	rl := ld.ResourceLogs().AppendEmpty()
 	rl.Resource().Attributes().PutStr("service.name", "checkout")
 	rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("payment accepted")
 	if err := exp.ConsumeLogs(ctx, ld); err != nil {
-		t.Fatal(err)
-	}
-	if err := exp.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 
@@ -120,22 +136,12 @@ func TestLogsToS3(t *testing.T) {
 // surfaces as an error exporterhelper retries, not a silent drop.
 func TestWriteFailureIsRetryable(t *testing.T) {
 	endpoint := fakeS3(t, "exists")
-	cfg := NewFactory().CreateDefaultConfig().(*Config)
-	cfg.S3Uploader = S3UploaderConfig{Region: "eu-west-1", S3Bucket: "missing", Endpoint: endpoint, S3ForcePathStyle: true}
-	cfg.QueueConfig = configoptional.None[exporterhelper.QueueBatchConfig]()
+	cfg := testConfig(endpoint, "missing")
 	cfg.RetryConfig.Enabled = false
-	ctx := context.Background()
-	exp, err := NewFactory().CreateTraces(ctx, exportertest.NewNopSettings(Type), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := exp.Start(ctx, componenttest.NewNopHost()); err != nil {
-		t.Fatal(err)
-	}
-	defer exp.Shutdown(ctx)
+	exp := startedExporter(t, NewFactory().CreateTraces, cfg)
 	td := ptrace.NewTraces()
 	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("x")
-	err = exp.ConsumeTraces(ctx, td)
+	err := exp.ConsumeTraces(context.Background(), td)
 	if err == nil {
 		t.Fatal("write to a missing bucket succeeded")
 	}
