@@ -1,0 +1,228 @@
+package block
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+	"github.com/sightlinehq/sightline/internal/workload"
+)
+
+func genSpans(t testing.TB, traces int) ([]storage.Span, []storage.LogRecord) {
+	g := workload.New(7, time.Unix(1_700_000_000, 0), workload.Options{})
+	td, ld := g.Batch(traces)
+	spans := storage.AppendTraces(nil, td)
+	logs := storage.AppendLogs(nil, ld)
+	slices.SortFunc(spans, func(a, b storage.Span) int { return CompareSpans(&a, &b) })
+	slices.SortStableFunc(logs, func(a, b storage.LogRecord) int { return CompareLogs(&a, &b) })
+	return spans, logs
+}
+
+func seqSpans(s []storage.Span) func(func(*storage.Span) bool) {
+	return func(yield func(*storage.Span) bool) {
+		for i := range s {
+			if !yield(&s[i]) {
+				return
+			}
+		}
+	}
+}
+
+func seqLogs(s []storage.LogRecord) func(func(*storage.LogRecord) bool) {
+	return func(yield func(*storage.LogRecord) bool) {
+		for i := range s {
+			if !yield(&s[i]) {
+				return
+			}
+		}
+	}
+}
+
+// normalize sorts attributes so that spans compare equal regardless of the
+// order dedicated columns restore them in.
+func normalize(s storage.Span) storage.Span {
+	s.Attrs = slices.Clone(s.Attrs)
+	slices.SortFunc(s.Attrs, func(a, b storage.Attr) int { return cmpString(a.Key, b.Key) })
+	r := *s.Resource
+	r.Attrs = slices.Clone(r.Attrs)
+	slices.SortFunc(r.Attrs, func(a, b storage.Attr) int { return cmpString(a.Key, b.Key) })
+	s.Resource = &r
+	return s
+}
+
+func writeTestBlock(t *testing.T, st *objstore.Store, spans []storage.Span, rg int) *Block {
+	ctx := context.Background()
+	m, err := WriteSpans(ctx, st, seqSpans(spans), WriteOptions{RowGroupRows: rg, TempDir: t.TempDir()})
+	require.NoError(t, err)
+	b, err := Open(ctx, st, Traces, m.ID)
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestSpansRoundTrip(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 3000)
+	b := writeTestBlock(t, st, spans, 5000)
+	require.Equal(t, int64(len(spans)), b.Meta.Rows)
+	require.Equal(t, int64(3000), b.Meta.Traces)
+	require.Greater(t, b.Meta.RowGroups, 3)
+	require.Contains(t, b.Meta.Services, "checkout")
+	require.Contains(t, b.Meta.AttributeNames, "http.route")
+
+	var got []storage.Span
+	require.NoError(t, b.AllSpans(context.Background(), func(s *storage.Span) bool {
+		got = append(got, *s)
+		return true
+	}))
+	require.Len(t, got, len(spans))
+	for i := range spans {
+		require.Equal(t, normalize(spans[i]), normalize(got[i]), "span %d", i)
+	}
+
+	// Every trace is found whole, whichever row group it is in.
+	for _, i := range []int{0, len(spans) / 3, len(spans) / 2, len(spans) - 1} {
+		id := spans[i].TraceID
+		tr, err := b.TraceByID(context.Background(), id, nil)
+		require.NoError(t, err)
+		var want int
+		for j := range spans {
+			if spans[j].TraceID == id {
+				want++
+			}
+		}
+		require.Len(t, tr, want)
+		for _, s := range tr {
+			require.Equal(t, id, s.TraceID)
+		}
+	}
+	tr, err := b.TraceByID(context.Background(), storage.TraceID{1, 2, 3}, nil)
+	require.NoError(t, err)
+	require.Empty(t, tr)
+}
+
+func TestSpansPushdownMatchesFullScan(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 2000)
+	b := writeTestBlock(t, st, spans, 4000)
+	m, err := storage.NewMatcher(storage.ScopeSpan, "http.route", storage.OpRegexp, storage.Str("/oteldemo.*"))
+	require.NoError(t, err)
+	queries := []*storage.SpanQuery{
+		{ServiceName: "checkout", HasStatus: true, Status: storage.StatusError},
+		{ServiceName: "frontend", MinDuration: int64(2 * time.Millisecond)},
+		{HasKind: true, Kind: 3, Name: "SELECT shop"},
+		{Matchers: []*storage.Matcher{m}, MaxDuration: int64(time.Millisecond)},
+		{Start: spans[0].StartUnixNano + int64(500*time.Millisecond), End: spans[0].StartUnixNano + int64(700*time.Millisecond)},
+		{TraceID: spans[77].TraceID},
+	}
+	for i, q := range queries {
+		want := 0
+		for j := range spans {
+			if q.Match(&spans[j]) {
+				want++
+			}
+		}
+		require.NotZero(t, want, "query %d must match something", i)
+		got := 0
+		_, err := b.Spans(context.Background(), q, func(s *storage.Span) bool {
+			require.True(t, q.Match(s))
+			got++
+			return true
+		})
+		require.NoError(t, err)
+		require.Equal(t, want, got, "query %d", i)
+	}
+}
+
+func TestLogsRoundTrip(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	_, logs := genSpans(t, 1000)
+	ctx := context.Background()
+	m, err := WriteLogs(ctx, st, seqLogs(logs), WriteOptions{RowGroupRows: 500, TempDir: t.TempDir()})
+	require.NoError(t, err)
+	b, err := Open(ctx, st, Logs, m.ID)
+	require.NoError(t, err)
+	defer b.Close()
+	require.Equal(t, int64(len(logs)), m.Rows)
+	n := 0
+	require.NoError(t, b.AllLogs(ctx, func(l *storage.LogRecord) bool {
+		require.Equal(t, logs[n].Body, l.Body)
+		require.Equal(t, logs[n].SpanID, l.SpanID)
+		require.Equal(t, logs[n].Resource.ServiceName(), l.Resource.ServiceName())
+		n++
+		return true
+	}))
+	require.Equal(t, len(logs), n)
+	target := logs[len(logs)/2]
+	got, err := b.LogsByTrace(ctx, target.TraceID, target.SpanID, nil)
+	require.NoError(t, err)
+	require.NotEmpty(t, got)
+	for _, l := range got {
+		require.Equal(t, target.SpanID, l.SpanID)
+	}
+	cnt := 0
+	_, err = b.Logs(ctx, &storage.LogQuery{ServiceName: "cart", MinSeverity: 17}, func(l *storage.LogRecord) bool {
+		require.Equal(t, "cart", l.Resource.ServiceName())
+		require.Equal(t, "ERROR", l.SeverityText)
+		cnt++
+		return true
+	})
+	require.NoError(t, err)
+	require.NotZero(t, cnt)
+}
+
+func TestCorruptDataFileIsReported(t *testing.T) {
+	dir := t.TempDir()
+	st, err := objstore.OpenFilesystem(dir)
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 200)
+	b := writeTestBlock(t, st, spans, 1000)
+	b.Close()
+	path := filepath.Join(dir, "traces", b.Meta.ID, DataFile)
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for i := len(data) - 64; i < len(data); i++ {
+		data[i] ^= 0x5a
+	}
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	_, err = Open(context.Background(), st, Traces, b.Meta.ID)
+	require.ErrorIs(t, err, storage.ErrCorrupt)
+}
+
+func TestBloom(t *testing.T) {
+	spans, _ := genSpans(t, 5000)
+	bl := NewBloom(5000, 0.01)
+	for i := range spans {
+		bl.Add(spans[i].TraceID)
+	}
+	enc, _ := bl.MarshalBinary()
+	bl, err := UnmarshalBloom(enc)
+	require.NoError(t, err)
+	for i := range spans {
+		require.True(t, bl.MayContain(spans[i].TraceID))
+	}
+	fp := 0
+	g := workload.New(99, time.Unix(0, 0), workload.Options{})
+	td, _ := g.Batch(10000)
+	other := storage.AppendTraces(nil, td)
+	seen := map[storage.TraceID]bool{}
+	for i := range other {
+		if !seen[other[i].TraceID] {
+			seen[other[i].TraceID] = true
+			if bl.MayContain(other[i].TraceID) {
+				fp++
+			}
+		}
+	}
+	require.Less(t, float64(fp)/float64(len(seen)), 0.02)
+}

@@ -1,0 +1,120 @@
+package block
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// Signal says what a block holds.
+type Signal string
+
+// Signals.
+const (
+	Traces Signal = "traces"
+	Logs   Signal = "logs"
+)
+
+// Object names inside a block's directory. meta.json is written last: a
+// block without it is incomplete and is ignored (and cleaned up).
+const (
+	MetaFile  = "meta.json"
+	DataFile  = "data.parquet"
+	BloomFile = "bloom"
+	IndexFile = "index.json"
+)
+
+// Meta describes a block. It is the commit marker of the block.
+type Meta struct {
+	Format  int    `json:"format"`
+	ID      string `json:"id"`
+	Signal  Signal `json:"signal"`
+	MinTime int64  `json:"min_time_unix_nano"`
+	MaxTime int64  `json:"max_time_unix_nano"`
+	// Rows is the number of spans or log records.
+	Rows int64 `json:"rows"`
+	// Traces is the number of distinct trace IDs (spans), or of log records
+	// with a trace ID (logs).
+	Traces    int64 `json:"traces"`
+	DataBytes int64 `json:"data_bytes"`
+	RowGroups int   `json:"row_groups"`
+	// Level is 0 for a block cut from the head, n+1 for a compaction of
+	// level-n blocks.
+	Level int `json:"compaction_level"`
+	// WALSegment is the last WAL segment whose records are all in this block
+	// or in earlier blocks; replay skips segments up to it.
+	WALSegment int `json:"wal_segment,omitempty"`
+	// Sources lists the blocks a compaction replaced.
+	Sources                []string `json:"sources,omitempty"`
+	Services               []string `json:"services"`
+	SpanNames              []Op     `json:"operations,omitempty"`
+	AttributeNames         []string `json:"attribute_names"`
+	ResourceAttributeNames []string `json:"resource_attribute_names"`
+}
+
+// Op is a (service, span name, kind) triple, as the operations API needs.
+type Op struct {
+	Service string           `json:"service"`
+	Name    string           `json:"name"`
+	Kind    storage.SpanKind `json:"kind"`
+}
+
+// IndexEntry describes one row group.
+type IndexEntry struct {
+	FirstRow    int64           `json:"first_row"`
+	Rows        int64           `json:"rows"`
+	MinTraceID  storage.TraceID `json:"-"`
+	MaxTraceID  storage.TraceID `json:"-"`
+	MinTraceHex string          `json:"min_trace_id"`
+	MaxTraceHex string          `json:"max_trace_id"`
+	MinTime     int64           `json:"min_time_unix_nano"`
+	MaxTime     int64           `json:"max_time_unix_nano"`
+	Services    []string        `json:"services"`
+}
+
+// Index lists a block's row groups in file order.
+type Index struct {
+	RowGroups []IndexEntry `json:"row_groups"`
+}
+
+func (ix *Index) marshal() ([]byte, error) {
+	for i := range ix.RowGroups {
+		e := &ix.RowGroups[i]
+		e.MinTraceHex, e.MaxTraceHex = e.MinTraceID.String(), e.MaxTraceID.String()
+	}
+	return json.Marshal(ix)
+}
+
+func unmarshalIndex(b []byte) (*Index, error) {
+	var ix Index
+	if err := json.Unmarshal(b, &ix); err != nil {
+		return nil, fmt.Errorf("decode index: %w", err)
+	}
+	for i := range ix.RowGroups {
+		e := &ix.RowGroups[i]
+		var err error
+		if e.MinTraceID, err = storage.ParseTraceID(e.MinTraceHex); err != nil {
+			return nil, fmt.Errorf("decode index: %w", err)
+		}
+		if e.MaxTraceID, err = storage.ParseTraceID(e.MaxTraceHex); err != nil {
+			return nil, fmt.Errorf("decode index: %w", err)
+		}
+	}
+	return &ix, nil
+}
+
+// UnmarshalMeta decodes and checks meta.json.
+func UnmarshalMeta(b []byte) (*Meta, error) {
+	var m Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decode meta: %w", err)
+	}
+	if m.Format != FormatVersion {
+		return nil, fmt.Errorf("block %s: format version %d, this build reads %d", m.ID, m.Format, FormatVersion)
+	}
+	if m.Signal != Traces && m.Signal != Logs {
+		return nil, fmt.Errorf("block %s: unknown signal %q", m.ID, m.Signal)
+	}
+	return &m, nil
+}

@@ -1,0 +1,532 @@
+package block
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// Block is an open, immutable block. Its methods are safe for concurrent
+// use. Errors caused by damaged files wrap storage.ErrCorrupt.
+type Block struct {
+	Meta  *Meta
+	Index *Index
+	bloom *Bloom
+	st    *objstore.Store
+
+	ra   objstore.ReaderAt
+	file *parquet.File
+	cols map[string]int
+
+	closeOnce sync.Once
+}
+
+func corrupt(id string, err error) error {
+	return fmt.Errorf("block %s: %w: %w", id, storage.ErrCorrupt, err)
+}
+
+// Open reads a block's meta, bloom filter and index and the Parquet footer.
+// Every structural problem is reported as storage.ErrCorrupt, so the caller
+// can tell damage from an unreachable bucket.
+func Open(ctx context.Context, st *objstore.Store, sig Signal, id string) (*Block, error) {
+	mb, err := st.Get(ctx, Key(sig, id, MetaFile))
+	if err != nil {
+		return nil, fmt.Errorf("block %s: %w", id, err)
+	}
+	meta, err := UnmarshalMeta(mb)
+	if err != nil {
+		return nil, corrupt(id, err)
+	}
+	b := &Block{Meta: meta, st: st}
+	bb, err := st.Get(ctx, Key(sig, id, BloomFile))
+	if err != nil {
+		return nil, corrupt(id, err)
+	}
+	if b.bloom, err = UnmarshalBloom(bb); err != nil {
+		return nil, corrupt(id, err)
+	}
+	ib, err := st.Get(ctx, Key(sig, id, IndexFile))
+	if err != nil {
+		return nil, corrupt(id, err)
+	}
+	if b.Index, err = unmarshalIndex(ib); err != nil {
+		return nil, corrupt(id, err)
+	}
+	ra, err := st.OpenReaderAt(ctx, Key(sig, id, DataFile))
+	if err != nil {
+		return nil, corrupt(id, err)
+	}
+	if ra.Size() != meta.DataBytes {
+		ra.Close()
+		return nil, corrupt(id, fmt.Errorf("data file is %d bytes, meta says %d", ra.Size(), meta.DataBytes))
+	}
+	f, err := openParquet(ra)
+	if err != nil {
+		ra.Close()
+		return nil, corrupt(id, err)
+	}
+	if len(f.RowGroups()) != len(b.Index.RowGroups) || f.NumRows() != meta.Rows {
+		ra.Close()
+		return nil, corrupt(id, fmt.Errorf("data file has %d row groups and %d rows, index says %d and %d",
+			len(f.RowGroups()), f.NumRows(), len(b.Index.RowGroups), meta.Rows))
+	}
+	b.ra, b.file = ra, f
+	b.cols = map[string]int{}
+	for _, c := range f.Schema().Columns() {
+		if len(c) == 1 {
+			if leaf, ok := f.Schema().Lookup(c...); ok {
+				b.cols[c[0]] = leaf.ColumnIndex
+			}
+		}
+	}
+	return b, nil
+}
+
+func openParquet(ra objstore.ReaderAt) (f *parquet.File, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("parquet footer: %v", r)
+		}
+	}()
+	return parquet.OpenFile(ra, ra.Size(), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(256<<10))
+}
+
+// Close releases the data file. It is idempotent.
+func (b *Block) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		if b.ra != nil {
+			err = b.ra.Close()
+		}
+	})
+	return err
+}
+
+// Delete removes the block's objects, meta.json first so that a partly
+// deleted block is never mistaken for a complete one.
+func Delete(ctx context.Context, st *objstore.Store, sig Signal, id string) error {
+	for _, f := range []string{MetaFile, DataFile, BloomFile, IndexFile} {
+		if err := st.Delete(ctx, Key(sig, id, f)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Overlaps reports whether the block has data in [start, end] (0 = open).
+func (b *Block) Overlaps(start, end int64) bool {
+	return (end == 0 || b.Meta.MinTime <= end) && (start == 0 || b.Meta.MaxTime >= start)
+}
+
+// MayContainTrace consults the bloom filter.
+func (b *Block) MayContainTrace(id storage.TraceID) bool { return b.bloom.MayContain(id) }
+
+// guard turns a panic inside parquet-go (which some malformed pages cause)
+// into a corruption error.
+func (b *Block) guard(err *error) {
+	if r := recover(); r != nil {
+		*err = corrupt(b.Meta.ID, fmt.Errorf("%v", r))
+	}
+}
+
+func (b *Block) readErr(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return corrupt(b.Meta.ID, err)
+}
+
+// scanColumn calls fn with each value of a flat column of row group rg.
+func (b *Block) scanColumn(rg parquet.RowGroup, col string, fn func(row int, v parquet.Value)) error {
+	ci, ok := b.cols[col]
+	if !ok {
+		return fmt.Errorf("no column %q", col)
+	}
+	pages := rg.ColumnChunks()[ci].Pages()
+	defer pages.Close()
+	var buf [512]parquet.Value
+	row := 0
+	for {
+		p, err := pages.ReadPage()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		vr := p.Values()
+		for {
+			n, err := vr.ReadValues(buf[:])
+			for i := range n {
+				fn(row, buf[i])
+				row++
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				parquet.Release(p)
+				return err
+			}
+		}
+		parquet.Release(p)
+	}
+}
+
+// readRuns decodes the rows of rg whose keep flag is set, in order, calling
+// fn for each until it returns false.
+func readRuns[R any](rg parquet.RowGroup, keep []bool, fn func(*R) bool) (bool, error) {
+	r := parquet.NewGenericRowGroupReader[R](rg)
+	defer r.Close()
+	buf := make([]R, 64)
+	for i := 0; i < len(keep); {
+		if !keep[i] {
+			i++
+			continue
+		}
+		j := i
+		for j < len(keep) && keep[j] {
+			j++
+		}
+		if err := r.SeekToRow(int64(i)); err != nil {
+			return false, err
+		}
+		for left := j - i; left > 0; {
+			n, err := r.Read(buf[:min(left, len(buf))])
+			for k := range n {
+				if !fn(&buf[k]) {
+					return false, nil
+				}
+			}
+			left -= n
+			if err != nil && !(err == io.EOF && left == 0) {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return false, err
+			}
+		}
+		i = j
+	}
+	return true, nil
+}
+
+// traceRows marks the rows of rg that belong to trace id.
+func (b *Block) traceRows(rg parquet.RowGroup, id storage.TraceID, keep []bool) (int, error) {
+	found := 0
+	err := b.scanColumn(rg, "trace_id", func(row int, v parquet.Value) {
+		if [16]byte(v.ByteArray()) == id {
+			keep[row] = true
+			found++
+		}
+	})
+	return found, err
+}
+
+// TraceByID appends the spans of trace id to dst.
+func (b *Block) TraceByID(ctx context.Context, id storage.TraceID, dst []storage.Span) (_ []storage.Span, err error) {
+	defer b.guard(&err)
+	if b.Meta.Signal != Traces || !b.bloom.MayContain(id) {
+		return dst, nil
+	}
+	cache := newResourceCache()
+	for i, e := range b.Index.RowGroups {
+		if cmpID(id, e.MinTraceID) < 0 || cmpID(id, e.MaxTraceID) > 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return dst, err
+		}
+		rg := b.file.RowGroups()[i]
+		keep := make([]bool, e.Rows)
+		n, err := b.traceRows(rg, id, keep)
+		if err != nil {
+			return dst, b.readErr(err)
+		}
+		if n == 0 {
+			continue
+		}
+		if _, err := readRuns(rg, keep, func(r *spanRow) bool {
+			dst = append(dst, fromSpanRow(r, cache))
+			return true
+		}); err != nil {
+			return dst, b.readErr(err)
+		}
+	}
+	return dst, nil
+}
+
+func cmpID(a, b storage.TraceID) int {
+	for i := range a {
+		if a[i] != b[i] {
+			if a[i] < b[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// Spans calls fn for each span matching q. It returns false when fn asked
+// to stop.
+func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storage.Span) bool) (_ bool, err error) {
+	defer b.guard(&err)
+	if b.Meta.Signal != Traces || !b.Overlaps(q.Start, q.End) {
+		return true, nil
+	}
+	if !q.TraceID.IsEmpty() && !b.bloom.MayContain(q.TraceID) {
+		return true, nil
+	}
+	if q.ServiceName != "" && !slices.Contains(b.Meta.Services, q.ServiceName) {
+		return true, nil
+	}
+	cache := newResourceCache()
+	for i, e := range b.Index.RowGroups {
+		if !rowGroupMatches(&e, q.Start, q.End, q.ServiceName, q.TraceID) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		rg := b.file.RowGroups()[i]
+		keep, any, err := b.prefilterSpans(rg, int(e.Rows), q)
+		if err != nil {
+			return false, b.readErr(err)
+		}
+		if !any {
+			continue
+		}
+		cont, err := readRuns(rg, keep, func(r *spanRow) bool {
+			s := fromSpanRow(r, cache)
+			if !q.Match(&s) {
+				return true
+			}
+			return fn(&s)
+		})
+		if err != nil {
+			return false, b.readErr(err)
+		}
+		if !cont {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func rowGroupMatches(e *IndexEntry, start, end int64, service string, id storage.TraceID) bool {
+	if end != 0 && e.MinTime > end || start != 0 && e.MaxTime < start {
+		return false
+	}
+	if service != "" && !slices.Contains(e.Services, service) {
+		return false
+	}
+	if !id.IsEmpty() && (cmpID(id, e.MinTraceID) < 0 || cmpID(id, e.MaxTraceID) > 0) {
+		return false
+	}
+	return true
+}
+
+// prefilterSpans evaluates the query's flat-column predicates column by
+// column, so that only candidate rows are decoded in full.
+func (b *Block) prefilterSpans(rg parquet.RowGroup, rows int, q *storage.SpanQuery) ([]bool, bool, error) {
+	keep := make([]bool, rows)
+	for i := range keep {
+		keep[i] = true
+	}
+	filter := func(col string, pred func(parquet.Value) bool) error {
+		return b.scanColumn(rg, col, func(row int, v parquet.Value) {
+			if keep[row] && !pred(v) {
+				keep[row] = false
+			}
+		})
+	}
+	var err error
+	if !q.TraceID.IsEmpty() {
+		err = filter("trace_id", func(v parquet.Value) bool { return [16]byte(v.ByteArray()) == q.TraceID })
+	}
+	if err == nil && q.ServiceName != "" {
+		err = filter("service_name", func(v parquet.Value) bool { return string(v.ByteArray()) == q.ServiceName })
+	}
+	if err == nil && (q.Start != 0 || q.End != 0) {
+		err = filter("start_unix_nano", func(v parquet.Value) bool {
+			t := v.Int64()
+			return (q.Start == 0 || t >= q.Start) && (q.End == 0 || t <= q.End)
+		})
+	}
+	if err == nil && q.HasStatus {
+		err = filter("status_code", func(v parquet.Value) bool { return v.Int32() == int32(q.Status) })
+	}
+	if err == nil && q.HasKind {
+		err = filter("kind", func(v parquet.Value) bool { return v.Int32() == int32(q.Kind) })
+	}
+	if err == nil && (q.MinDuration != 0 || q.MaxDuration != 0) {
+		err = filter("duration_nano", func(v parquet.Value) bool {
+			d := v.Int64()
+			return (q.MinDuration == 0 || d >= q.MinDuration) && (q.MaxDuration == 0 || d <= q.MaxDuration)
+		})
+	}
+	if err == nil && q.Name != "" {
+		err = filter("name", func(v parquet.Value) bool { return string(v.ByteArray()) == q.Name })
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return keep, slices.Contains(keep, true), nil
+}
+
+// AllSpans calls fn for every span in block order; compaction uses it.
+func (b *Block) AllSpans(ctx context.Context, fn func(*storage.Span) bool) (err error) {
+	defer b.guard(&err)
+	cache := newResourceCache()
+	for i := range b.file.RowGroups() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r := parquet.NewGenericRowGroupReader[spanRow](b.file.RowGroups()[i])
+		cont, err := readAll(r, func(row *spanRow) bool {
+			s := fromSpanRow(row, cache)
+			return fn(&s)
+		})
+		r.Close()
+		if err != nil {
+			return b.readErr(err)
+		}
+		if !cont {
+			return nil
+		}
+		if len(cache.res) > 4096 {
+			cache = newResourceCache()
+		}
+	}
+	return nil
+}
+
+func readAll[R any](r *parquet.GenericReader[R], fn func(*R) bool) (bool, error) {
+	buf := make([]R, 64)
+	for {
+		n, err := r.Read(buf)
+		for k := range n {
+			if !fn(&buf[k]) {
+				return false, nil
+			}
+		}
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+// LogsByTrace appends the block's log records with this trace (and span,
+// when spanID is set) to dst.
+func (b *Block) LogsByTrace(ctx context.Context, id storage.TraceID, spanID storage.SpanID, dst []storage.LogRecord) (_ []storage.LogRecord, err error) {
+	q := &storage.LogQuery{TraceID: id, SpanID: spanID}
+	_, err = b.Logs(ctx, q, func(l *storage.LogRecord) bool {
+		dst = append(dst, *l)
+		return true
+	})
+	return dst, err
+}
+
+// Logs calls fn for each log record matching q.
+func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.LogRecord) bool) (_ bool, err error) {
+	defer b.guard(&err)
+	if b.Meta.Signal != Logs || !b.Overlaps(q.Start, q.End) {
+		return true, nil
+	}
+	if !q.TraceID.IsEmpty() && !b.bloom.MayContain(q.TraceID) {
+		return true, nil
+	}
+	if q.ServiceName != "" && !slices.Contains(b.Meta.Services, q.ServiceName) {
+		return true, nil
+	}
+	cache := newResourceCache()
+	for i, e := range b.Index.RowGroups {
+		if !rowGroupMatches(&e, q.Start, q.End, q.ServiceName, storage.TraceID{}) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		rg := b.file.RowGroups()[i]
+		keep := make([]bool, e.Rows)
+		for k := range keep {
+			keep[k] = true
+		}
+		filter := func(col string, pred func(parquet.Value) bool) error {
+			return b.scanColumn(rg, col, func(row int, v parquet.Value) {
+				if keep[row] && !pred(v) {
+					keep[row] = false
+				}
+			})
+		}
+		var err error
+		if !q.TraceID.IsEmpty() {
+			err = filter("trace_id", func(v parquet.Value) bool { return [16]byte(v.ByteArray()) == q.TraceID })
+		}
+		if err == nil && q.ServiceName != "" {
+			err = filter("service_name", func(v parquet.Value) bool { return string(v.ByteArray()) == q.ServiceName })
+		}
+		if err == nil && q.MinSeverity != 0 {
+			err = filter("severity_number", func(v parquet.Value) bool { return v.Int32() >= q.MinSeverity })
+		}
+		if err != nil {
+			return false, b.readErr(err)
+		}
+		if !slices.Contains(keep, true) {
+			continue
+		}
+		cont, err := readRuns(rg, keep, func(r *logRow) bool {
+			l := fromLogRow(r, cache)
+			if !q.Match(&l) {
+				return true
+			}
+			return fn(&l)
+		})
+		if err != nil {
+			return false, b.readErr(err)
+		}
+		if !cont {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// AllLogs calls fn for every record in block order.
+func (b *Block) AllLogs(ctx context.Context, fn func(*storage.LogRecord) bool) (err error) {
+	defer b.guard(&err)
+	cache := newResourceCache()
+	for i := range b.file.RowGroups() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r := parquet.NewGenericRowGroupReader[logRow](b.file.RowGroups()[i])
+		cont, err := readAll(r, func(row *logRow) bool {
+			l := fromLogRow(row, cache)
+			return fn(&l)
+		})
+		r.Close()
+		if err != nil {
+			return b.readErr(err)
+		}
+		if !cont {
+			return nil
+		}
+		if len(cache.res) > 4096 {
+			cache = newResourceCache()
+		}
+	}
+	return nil
+}

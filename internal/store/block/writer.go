@@ -1,0 +1,376 @@
+package block
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"os"
+	"path"
+	"slices"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+
+	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// WriteOptions control how a block is cut into row groups and labelled.
+type WriteOptions struct {
+	// RowGroupRows is the target number of rows per row group. Span row
+	// groups end at a trace boundary, so a trace never spans two of them.
+	RowGroupRows int
+	// TempDir holds the Parquet file while it is written.
+	TempDir    string
+	Level      int
+	WALSegment int
+	Sources    []string
+}
+
+// DefaultRowGroupRows balances dictionary reuse (bigger is smaller on disk)
+// against the work of finding one trace in a row group.
+const DefaultRowGroupRows = 100_000
+
+// zstd at its default level: SpeedBetterCompression costs ~2× CPU on the
+// flush path for a few percent on these columns (see docs/benchmarks.md).
+var codec = &zstd.Codec{Level: zstd.DefaultLevel}
+
+// Key returns the object name of a block file.
+func Key(sig Signal, id, file string) string { return path.Join(string(sig), id, file) }
+
+// builder collects what a block's meta, index and bloom filter need while
+// rows stream through.
+type builder struct {
+	meta     Meta
+	opts     WriteOptions
+	index    Index
+	cur      IndexEntry
+	curSvc   map[string]struct{}
+	traces   []storage.TraceID
+	services map[string]struct{}
+	ops      map[Op]struct{}
+	attrs    map[string]struct{}
+	resAttrs map[string]struct{}
+}
+
+func newBuilder(sig Signal, opts WriteOptions) *builder {
+	if opts.RowGroupRows <= 0 {
+		opts.RowGroupRows = DefaultRowGroupRows
+	}
+	return &builder{
+		meta: Meta{
+			Format: FormatVersion, ID: ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String(), Signal: sig,
+			Level: opts.Level, WALSegment: opts.WALSegment, Sources: opts.Sources,
+		},
+		opts: opts, curSvc: map[string]struct{}{}, services: map[string]struct{}{},
+		ops: map[Op]struct{}{}, attrs: map[string]struct{}{}, resAttrs: map[string]struct{}{},
+	}
+}
+
+func (b *builder) add(traceID storage.TraceID, t, end int64, service string, res *storage.Resource, attrs storage.Attrs) {
+	e := &b.cur
+	if e.Rows == 0 {
+		e.MinTraceID, e.MinTime, e.MaxTime = traceID, t, end
+	}
+	e.MaxTraceID = traceID
+	e.MinTime = min(e.MinTime, t)
+	e.MaxTime = max(e.MaxTime, end)
+	e.Rows++
+	b.curSvc[service] = struct{}{}
+	if b.meta.Rows == 0 {
+		b.meta.MinTime, b.meta.MaxTime = t, end
+	}
+	b.meta.MinTime = min(b.meta.MinTime, t)
+	b.meta.MaxTime = max(b.meta.MaxTime, end)
+	b.meta.Rows++
+	for i := range attrs {
+		b.attrs[attrs[i].Key] = struct{}{}
+	}
+	if res != nil {
+		for i := range res.Attrs {
+			b.resAttrs[res.Attrs[i].Key] = struct{}{}
+		}
+	}
+}
+
+func (b *builder) endRowGroup() {
+	if b.cur.Rows == 0 {
+		return
+	}
+	b.cur.Services = sortedKeys(b.curSvc)
+	for s := range b.curSvc {
+		b.services[s] = struct{}{}
+	}
+	clear(b.curSvc)
+	b.cur.FirstRow = b.meta.Rows - b.cur.Rows
+	b.index.RowGroups = append(b.index.RowGroups, b.cur)
+	b.cur = IndexEntry{}
+}
+
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// finish uploads the data file, then the bloom filter and index, then
+// meta.json, which makes the block visible.
+func (b *builder) finish(ctx context.Context, st *objstore.Store, f *os.File) (*Meta, error) {
+	b.endRowGroup()
+	if b.meta.Signal == Logs {
+		// Log rows are not sorted by trace, so a row group's trace range is
+		// meaningless: the bloom filter and a trace_id scan answer lookups.
+		for i := range b.index.RowGroups {
+			b.index.RowGroups[i].MinTraceID, b.index.RowGroups[i].MaxTraceID = storage.TraceID{}, maxTraceID
+		}
+	}
+	sig, id := b.meta.Signal, b.meta.ID
+	bloom := NewBloom(len(b.traces), 0.01)
+	for _, t := range b.traces {
+		bloom.Add(t)
+	}
+	b.meta.Traces = int64(len(b.traces))
+	b.meta.RowGroups = len(b.index.RowGroups)
+	b.meta.Services = sortedKeys(b.services)
+	b.meta.AttributeNames = sortedKeys(b.attrs)
+	b.meta.ResourceAttributeNames = sortedKeys(b.resAttrs)
+	for op := range b.ops {
+		b.meta.SpanNames = append(b.meta.SpanNames, op)
+	}
+	slices.SortFunc(b.meta.SpanNames, func(x, y Op) int {
+		if c := cmpString(x.Service, y.Service); c != 0 {
+			return c
+		}
+		if c := cmpString(x.Name, y.Name); c != 0 {
+			return c
+		}
+		return int(x.Kind) - int(y.Kind)
+	})
+	st2, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	b.meta.DataBytes = st2.Size()
+	if _, err := f.Seek(0, 0); err != nil {
+		return nil, err
+	}
+	if err := st.Put(ctx, Key(sig, id, DataFile), f); err != nil {
+		return nil, err
+	}
+	bb, _ := bloom.MarshalBinary()
+	if err := st.PutBytes(ctx, Key(sig, id, BloomFile), bb); err != nil {
+		return nil, err
+	}
+	ib, err := b.index.marshal()
+	if err != nil {
+		return nil, err
+	}
+	if err := st.PutBytes(ctx, Key(sig, id, IndexFile), ib); err != nil {
+		return nil, err
+	}
+	mb, err := json.MarshalIndent(&b.meta, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := st.PutBytes(ctx, Key(sig, id, MetaFile), mb); err != nil {
+		return nil, err
+	}
+	m := b.meta
+	return &m, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// CompareSpans is the block sort order: trace ID, start time, span ID.
+func CompareSpans(a, b *storage.Span) int {
+	if c := bytes.Compare(a.TraceID[:], b.TraceID[:]); c != 0 {
+		return c
+	}
+	if a.StartUnixNano != b.StartUnixNano {
+		if a.StartUnixNano < b.StartUnixNano {
+			return -1
+		}
+		return 1
+	}
+	return bytes.Compare(a.SpanID[:], b.SpanID[:])
+}
+
+// CompareLogs is the log block sort order: service name, then time.
+func CompareLogs(a, b *storage.LogRecord) int {
+	if c := cmpString(a.Resource.ServiceName(), b.Resource.ServiceName()); c != 0 {
+		return c
+	}
+	ta, tb := a.Timestamp(), b.Timestamp()
+	switch {
+	case ta < tb:
+		return -1
+	case ta > tb:
+		return 1
+	}
+	return 0
+}
+
+func tempFile(dir string) (*os.File, func(), error) {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, nil, err
+		}
+	}
+	f, err := os.CreateTemp(dir, "block-*.parquet")
+	if err != nil {
+		return nil, nil, fmt.Errorf("create block temp file: %w", err)
+	}
+	return f, func() { f.Close(); os.Remove(f.Name()) }, nil
+}
+
+const writeBatch = 256
+
+// WriteSpans writes spans, which must arrive in CompareSpans order, as a
+// new block. Exact duplicates (same trace, span ID and start) are written
+// once. It returns nil and no error when spans is empty.
+func WriteSpans(ctx context.Context, st *objstore.Store, spans iter.Seq[*storage.Span], opts WriteOptions) (*Meta, error) {
+	b := newBuilder(Traces, opts)
+	f, cleanup, err := tempFile(opts.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	w := parquet.NewGenericWriter[spanRow](f, parquet.Compression(codec), parquet.MaxRowsPerRowGroup(1<<40))
+	rows := make([]spanRow, writeBatch)
+	enc := newEncoder()
+	n := 0
+	var prev *storage.Span
+	flushRows := func() error {
+		if n == 0 {
+			return nil
+		}
+		_, err := w.Write(rows[:n])
+		n = 0
+		return err
+	}
+	for s := range spans {
+		if prev != nil {
+			if c := CompareSpans(prev, s); c == 0 {
+				continue
+			} else if c > 0 {
+				return nil, fmt.Errorf("write block: spans out of order at trace %s", s.TraceID)
+			}
+		}
+		newTrace := prev == nil || prev.TraceID != s.TraceID
+		if newTrace && b.cur.Rows >= int64(b.opts.RowGroupRows) {
+			if err := flushRows(); err != nil {
+				return nil, fmt.Errorf("write block: %w", err)
+			}
+			if err := w.Flush(); err != nil {
+				return nil, fmt.Errorf("write block: %w", err)
+			}
+			b.endRowGroup()
+		}
+		if newTrace {
+			b.traces = append(b.traces, s.TraceID)
+		}
+		svc := s.Resource.ServiceName()
+		b.add(s.TraceID, s.StartUnixNano, s.EndUnixNano, svc, s.Resource, s.Attrs)
+		b.ops[Op{Service: svc, Name: s.Name, Kind: s.Kind}] = struct{}{}
+		toSpanRow(&rows[n], s, enc)
+		n++
+		if n == len(rows) {
+			if err := flushRows(); err != nil {
+				return nil, fmt.Errorf("write block: %w", err)
+			}
+		}
+		prev = s
+	}
+	if b.meta.Rows == 0 {
+		return nil, nil
+	}
+	if err := flushRows(); err != nil {
+		return nil, fmt.Errorf("write block: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("write block: %w", err)
+	}
+	return b.finish(ctx, st, f)
+}
+
+// WriteLogs writes log records, which must arrive in CompareLogs order.
+func WriteLogs(ctx context.Context, st *objstore.Store, recs iter.Seq[*storage.LogRecord], opts WriteOptions) (*Meta, error) {
+	b := newBuilder(Logs, opts)
+	f, cleanup, err := tempFile(opts.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	w := parquet.NewGenericWriter[logRow](f, parquet.Compression(codec), parquet.MaxRowsPerRowGroup(1<<40))
+	rows := make([]logRow, writeBatch)
+	enc := newEncoder()
+	n := 0
+	flushRows := func() error {
+		if n == 0 {
+			return nil
+		}
+		_, err := w.Write(rows[:n])
+		n = 0
+		return err
+	}
+	seen := map[storage.TraceID]struct{}{}
+	var prev *storage.LogRecord
+	for l := range recs {
+		if prev != nil && CompareLogs(prev, l) > 0 {
+			return nil, fmt.Errorf("write block: log records out of order")
+		}
+		if b.cur.Rows >= int64(b.opts.RowGroupRows) {
+			if err := flushRows(); err != nil {
+				return nil, fmt.Errorf("write block: %w", err)
+			}
+			if err := w.Flush(); err != nil {
+				return nil, fmt.Errorf("write block: %w", err)
+			}
+			b.endRowGroup()
+		}
+		if !l.TraceID.IsEmpty() {
+			if _, ok := seen[l.TraceID]; !ok {
+				seen[l.TraceID] = struct{}{}
+				b.traces = append(b.traces, l.TraceID)
+			}
+		}
+		ts := l.Timestamp()
+		b.add(l.TraceID, ts, ts, l.Resource.ServiceName(), l.Resource, l.Attrs)
+		toLogRow(&rows[n], l, enc)
+		n++
+		if n == len(rows) {
+			if err := flushRows(); err != nil {
+				return nil, fmt.Errorf("write block: %w", err)
+			}
+		}
+		prev = l
+	}
+	if b.meta.Rows == 0 {
+		return nil, nil
+	}
+	if err := flushRows(); err != nil {
+		return nil, fmt.Errorf("write block: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("write block: %w", err)
+	}
+	return b.finish(ctx, st, f)
+}
+
+var maxTraceID = storage.TraceID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}

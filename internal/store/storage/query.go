@@ -1,0 +1,244 @@
+package storage
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Scope says where an attribute lives.
+type Scope uint8
+
+// Attribute scopes. ScopeAny matches span attributes first, then resource
+// attributes, as TraceQL's unscoped `.key` does.
+const (
+	ScopeAny Scope = iota
+	ScopeSpan
+	ScopeResource
+)
+
+// Op is a comparison operator.
+type Op uint8
+
+// Comparison operators.
+const (
+	OpEqual Op = iota
+	OpNotEqual
+	OpRegexp
+	OpNotRegexp
+	OpGreater
+	OpGreaterEqual
+	OpLess
+	OpLessEqual
+	OpExists
+)
+
+var opNames = [...]string{"=", "!=", "=~", "!~", ">", ">=", "<", "<=", "exists"}
+
+func (o Op) String() string {
+	if int(o) < len(opNames) {
+		return opNames[o]
+	}
+	return fmt.Sprintf("op(%d)", o)
+}
+
+// Matcher compares one attribute with a value. Build it with NewMatcher so
+// that regular expressions are compiled once.
+type Matcher struct {
+	Scope Scope
+	Key   string
+	Op    Op
+	Value Value
+	re    *regexp.Regexp
+}
+
+// NewMatcher returns a matcher; regexps are anchored like PromQL's.
+func NewMatcher(scope Scope, key string, op Op, v Value) (*Matcher, error) {
+	m := &Matcher{Scope: scope, Key: key, Op: op, Value: v}
+	if op == OpRegexp || op == OpNotRegexp {
+		re, err := regexp.Compile("^(?:" + v.Str + ")$")
+		if err != nil {
+			return nil, fmt.Errorf("attribute %q: bad regexp: %w", key, err)
+		}
+		m.re = re
+	}
+	return m, nil
+}
+
+// MatchValue reports whether an attribute value satisfies the matcher. ok is
+// false when the attribute is absent; absent attributes only match !=, !~.
+func (m *Matcher) MatchValue(v Value, ok bool) bool {
+	if !ok {
+		return m.Op == OpNotEqual || m.Op == OpNotRegexp
+	}
+	switch m.Op {
+	case OpExists:
+		return true
+	case OpEqual:
+		return equalValues(v, m.Value)
+	case OpNotEqual:
+		return !equalValues(v, m.Value)
+	case OpRegexp:
+		return m.re.MatchString(v.AsString())
+	case OpNotRegexp:
+		return !m.re.MatchString(v.AsString())
+	}
+	a, aok := v.AsFloat()
+	b, bok := m.Value.AsFloat()
+	if v.Type == TypeStr && m.Value.Type == TypeStr {
+		return compareOrdered(v.Str, m.Value.Str, m.Op)
+	}
+	if !aok || !bok {
+		return false
+	}
+	return compareOrdered(a, b, m.Op)
+}
+
+func compareOrdered[T int64 | float64 | string](a, b T, op Op) bool {
+	switch op {
+	case OpGreater:
+		return a > b
+	case OpGreaterEqual:
+		return a >= b
+	case OpLess:
+		return a < b
+	case OpLessEqual:
+		return a <= b
+	}
+	return false
+}
+
+func equalValues(a, b Value) bool {
+	if a.Type == b.Type {
+		return a == b
+	}
+	// 200 and 200.0 are equal, as in TraceQL.
+	x, xok := a.AsFloat()
+	y, yok := b.AsFloat()
+	return xok && yok && a.Type != TypeStr && b.Type != TypeStr && x == y
+}
+
+// Lookup finds the matcher's attribute on a span.
+func (m *Matcher) Lookup(attrs Attrs, res *Resource) (Value, bool) {
+	if m.Scope != ScopeResource {
+		if v, ok := attrs.Get(m.Key); ok {
+			return v, true
+		}
+		if m.Scope == ScopeSpan {
+			return Value{}, false
+		}
+	}
+	if res == nil {
+		return Value{}, false
+	}
+	return res.Attrs.Get(m.Key)
+}
+
+// SpanQuery selects spans. Zero fields do not filter. All conditions must
+// hold (AND); engines evaluate OR and structural operators themselves.
+type SpanQuery struct {
+	// Start and End bound span start times, in unix nanoseconds.
+	Start, End int64
+	// TraceID restricts the query to one trace.
+	TraceID TraceID
+	// ServiceName matches resource service.name exactly.
+	ServiceName string
+	// Name matches the span name exactly.
+	Name string
+	// Kind matches when HasKind is set.
+	Kind    SpanKind
+	HasKind bool
+	// Status matches when HasStatus is set.
+	Status    StatusCode
+	HasStatus bool
+	// MinDuration and MaxDuration bound the duration in nanoseconds
+	// (inclusive); 0 leaves a side open.
+	MinDuration, MaxDuration int64
+	// Matchers compare attributes.
+	Matchers []*Matcher
+}
+
+// Match evaluates every condition on s.
+func (q *SpanQuery) Match(s *Span) bool {
+	if q.Start != 0 && s.StartUnixNano < q.Start {
+		return false
+	}
+	if q.End != 0 && s.StartUnixNano > q.End {
+		return false
+	}
+	if !q.TraceID.IsEmpty() && s.TraceID != q.TraceID {
+		return false
+	}
+	if q.ServiceName != "" && s.Resource.ServiceName() != q.ServiceName {
+		return false
+	}
+	if q.Name != "" && s.Name != q.Name {
+		return false
+	}
+	if q.HasKind && s.Kind != q.Kind {
+		return false
+	}
+	if q.HasStatus && s.StatusCode != q.Status {
+		return false
+	}
+	d := s.Duration()
+	if q.MinDuration != 0 && d < q.MinDuration {
+		return false
+	}
+	if q.MaxDuration != 0 && d > q.MaxDuration {
+		return false
+	}
+	for _, m := range q.Matchers {
+		v, ok := m.Lookup(s.Attrs, s.Resource)
+		if !m.MatchValue(v, ok) {
+			return false
+		}
+	}
+	return true
+}
+
+// LogQuery selects log records; zero fields do not filter.
+type LogQuery struct {
+	Start, End  int64
+	ServiceName string
+	TraceID     TraceID
+	SpanID      SpanID
+	// MinSeverity keeps records with SeverityNumber >= MinSeverity.
+	MinSeverity int32
+	// BodyContains keeps records whose body text contains the substring.
+	BodyContains string
+	Matchers     []*Matcher
+}
+
+// Match evaluates every condition on l.
+func (q *LogQuery) Match(l *LogRecord) bool {
+	ts := l.Timestamp()
+	if q.Start != 0 && ts < q.Start {
+		return false
+	}
+	if q.End != 0 && ts > q.End {
+		return false
+	}
+	if q.ServiceName != "" && l.Resource.ServiceName() != q.ServiceName {
+		return false
+	}
+	if !q.TraceID.IsEmpty() && l.TraceID != q.TraceID {
+		return false
+	}
+	if !q.SpanID.IsEmpty() && l.SpanID != q.SpanID {
+		return false
+	}
+	if q.MinSeverity != 0 && l.SeverityNumber < q.MinSeverity {
+		return false
+	}
+	if q.BodyContains != "" && !strings.Contains(l.Body.AsString(), q.BodyContains) {
+		return false
+	}
+	for _, m := range q.Matchers {
+		v, ok := m.Lookup(l.Attrs, l.Resource)
+		if !m.MatchValue(v, ok) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,75 @@
+// Package storage defines the data the trace and log store holds and the
+// interface the query engines read it through. It is shaped after
+// Prometheus's storage/interface.go: engines depend on Querier, never on the
+// store that implements it, and every filter a query can express is handed
+// to the store (SpanQuery, LogQuery) so that it can skip blocks, row groups
+// and rows before anything is decoded into a Span.
+package storage
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotFound is returned by TraceByID when no span of the trace is stored.
+var ErrNotFound = errors.New("trace not found")
+
+// ErrCorrupt wraps read errors from damaged storage. The store quarantines a
+// block when it sees one and keeps serving the rest; queries that touched the
+// block report it in their error list (see Querier).
+var ErrCorrupt = errors.New("corrupt data")
+
+// Querier reads a consistent snapshot of the store: data acknowledged before
+// the Querier was opened is visible, and blocks it reads are not deleted by
+// compaction or retention until Close. A Querier is safe for concurrent use.
+type Querier interface {
+	// TraceByID returns every span of the trace, merged across the head and
+	// all blocks, with duplicates (same span ID, e.g. from client retries)
+	// removed. start and end (unix nanoseconds, 0 for unbounded) only narrow
+	// which blocks are read. It returns ErrNotFound when nothing matches.
+	TraceByID(ctx context.Context, id TraceID, start, end int64) ([]Span, error)
+
+	// Spans calls fn for every span that matches q until fn returns false.
+	// The Span passed to fn, and everything it points to, may be retained
+	// by fn. Order is unspecified.
+	Spans(ctx context.Context, q *SpanQuery, fn func(*Span) bool) error
+
+	// LogsByTrace returns the log records with this trace ID, and span ID
+	// when spanID is not the zero SpanID.
+	LogsByTrace(ctx context.Context, id TraceID, spanID SpanID, start, end int64) ([]LogRecord, error)
+
+	// Logs calls fn for every log record that matches q until fn returns false.
+	Logs(ctx context.Context, q *LogQuery, fn func(*LogRecord) bool) error
+
+	// Services returns the service.name values of spans in [start, end].
+	Services(ctx context.Context, start, end int64) ([]string, error)
+
+	// Operations returns span names seen for service (all when empty).
+	Operations(ctx context.Context, service string, start, end int64) ([]Operation, error)
+
+	// TagNames returns the attribute keys seen on spans, by scope.
+	TagNames(ctx context.Context, start, end int64) (TagNames, error)
+
+	// TagValues returns up to limit distinct values of one attribute.
+	TagValues(ctx context.Context, scope Scope, key string, start, end int64, limit int) ([]Value, error)
+
+	// Close releases the snapshot. It is idempotent.
+	Close() error
+}
+
+// Queryable opens Queriers.
+type Queryable interface {
+	Querier(ctx context.Context) (Querier, error)
+}
+
+// Operation is a span name with its kind, as Jaeger's operations API lists it.
+type Operation struct {
+	Name string
+	Kind SpanKind
+}
+
+// TagNames lists attribute keys by where they were seen.
+type TagNames struct {
+	Resource []string
+	Span     []string
+}

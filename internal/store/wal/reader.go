@@ -1,0 +1,111 @@
+package wal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+)
+
+// Damage describes where replay of a segment stopped early.
+type Damage struct {
+	Segment int
+	Offset  int64 // where the first invalid record starts
+	Size    int64 // the segment's size on disk
+	Err     error // why the record is invalid; wraps ErrCorrupt
+}
+
+func (d *Damage) Error() string {
+	return fmt.Sprintf("wal segment %d: %v at offset %d (%d bytes after it unreadable)", d.Segment, d.Err, d.Offset, d.Size-d.Offset)
+}
+
+func (d *Damage) Unwrap() error { return d.Err }
+
+// Replay calls fn for every valid record of segment seg, in order. The
+// payload passed to fn is only valid during the call. When the segment ends
+// in an invalid record, Replay returns a *Damage; fn's own errors are
+// returned as they are.
+func Replay(dir string, seg int, fn func(typ byte, payload []byte) error) error {
+	f, err := os.Open(SegmentPath(dir, seg))
+	if err != nil {
+		return fmt.Errorf("open wal segment: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat wal segment: %w", err)
+	}
+	return replay(bufio.NewReaderSize(f, 1<<20), seg, st.Size(), fn)
+}
+
+func replay(r io.Reader, seg int, size int64, fn func(typ byte, payload []byte) error) error {
+	damage := func(off int64, err error) error {
+		return &Damage{Segment: seg, Offset: off, Size: size, Err: err}
+	}
+	var hdr [headerSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return damage(0, fmt.Errorf("%w: short header", ErrCorrupt))
+	}
+	if string(hdr[:6]) != magic {
+		return damage(0, fmt.Errorf("%w: bad magic", ErrCorrupt))
+	}
+	if v := binary.LittleEndian.Uint16(hdr[6:]); v != version {
+		return damage(0, fmt.Errorf("%w: unknown version %d", ErrCorrupt, v))
+	}
+	off := int64(headerSize)
+	var rh [recordHead]byte
+	var payload []byte
+	for {
+		n, err := io.ReadFull(r, rh[:])
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return damage(off, fmt.Errorf("%w: torn record header (%d of %d bytes)", ErrCorrupt, n, recordHead))
+		}
+		length := binary.LittleEndian.Uint32(rh[0:])
+		if length > maxRecord || off+recordHead+int64(length) > size {
+			return damage(off, fmt.Errorf("%w: record length %d runs past the end", ErrCorrupt, length))
+		}
+		if cap(payload) < int(length) {
+			payload = make([]byte, length)
+		}
+		payload = payload[:length]
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return damage(off, fmt.Errorf("%w: torn record", ErrCorrupt))
+		}
+		crc := crc32.Update(crc32.Checksum(rh[8:9], castagnoli), castagnoli, payload)
+		if crc != binary.LittleEndian.Uint32(rh[4:]) {
+			return damage(off, fmt.Errorf("%w: checksum mismatch", ErrCorrupt))
+		}
+		if err := fn(rh[8], payload); err != nil {
+			return err
+		}
+		off += recordHead + int64(length)
+	}
+}
+
+// Repair truncates a damaged segment to its valid prefix so that it can be
+// replayed cleanly next time. It is idempotent.
+func Repair(dir string, d *Damage) error {
+	if d == nil {
+		return errors.New("wal: nothing to repair")
+	}
+	off := d.Offset
+	if off < headerSize {
+		// Not even the header survived: the segment holds nothing.
+		return os.Remove(SegmentPath(dir, d.Segment))
+	}
+	f, err := os.OpenFile(SegmentPath(dir, d.Segment), os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("repair wal segment: %w", err)
+	}
+	defer f.Close()
+	if err := f.Truncate(off); err != nil {
+		return fmt.Errorf("repair wal segment: %w", err)
+	}
+	return f.Sync()
+}

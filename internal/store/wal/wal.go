@@ -1,0 +1,418 @@
+// Package wal is the store's write-ahead log: numbered segment files of
+// length-prefixed, CRC-32C-checksummed records, written with group commit.
+//
+// Segment file layout (all integers little-endian), see docs/storage-format.md:
+//
+//	header:  "SLWAL\x00" (6 bytes) | version uint16 (= 1)
+//	record:  length uint32 | crc32c uint32 | type uint8 | payload [length]byte
+//
+// The CRC covers the type byte and the payload. A record is valid only when
+// it is complete and its CRC matches; replay stops at the first invalid
+// record of a segment. A torn record at the end of the newest segment is the
+// normal result of a crash and is cut off (Repair); anywhere else it means
+// damage and is reported.
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	magic       = "SLWAL\x00"
+	version     = 1
+	headerSize  = 8
+	recordHead  = 9
+	maxRecord   = 256 << 20
+	segmentName = "%08d.wal"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrClosed is returned by Log after Close.
+var ErrClosed = errors.New("wal closed")
+
+// ErrCorrupt marks a record that is not a torn tail: a checksum mismatch or
+// a bad length in the middle of a segment.
+var ErrCorrupt = errors.New("corrupt wal record")
+
+// SyncPolicy says when Log returns relative to fsync.
+type SyncPolicy int
+
+const (
+	// SyncAlways fsyncs before Log returns. Concurrent writers share one
+	// fsync (group commit). Acknowledged data survives power loss.
+	SyncAlways SyncPolicy = iota
+	// SyncInterval writes before Log returns and fsyncs on a timer.
+	// Acknowledged data survives a process crash; a machine crash can lose
+	// up to one interval.
+	SyncInterval
+)
+
+// Options configure a WAL.
+type Options struct {
+	Sync         SyncPolicy
+	SyncInterval time.Duration
+	// SegmentSize is the size after which the writer starts a new segment.
+	SegmentSize int64
+	// OpenFile creates a segment for writing; tests use it to inject faults.
+	// The file must be in append mode: after a failed write the writer
+	// truncates it back, and the next write must land at the new end.
+	OpenFile func(name string) (File, error)
+}
+
+// File is the part of *os.File the writer uses.
+type File interface {
+	io.Writer
+	Sync() error
+	Truncate(size int64) error
+	Close() error
+}
+
+// WAL is safe for concurrent use.
+type WAL struct {
+	dir  string
+	opts Options
+
+	mu      sync.Mutex
+	buf     []byte // records not yet handed to the flusher
+	spare   []byte
+	round   *round // the round that buf belongs to
+	closed  bool
+	seg     File
+	segIdx  int
+	segSize int64
+	broken  error // set when a failed write could not be undone
+
+	kick chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// round is one group commit: every record appended between two flushes.
+type round struct {
+	done chan struct{}
+	err  error
+}
+
+// Open opens dir for appending. It starts a new segment after the last one,
+// so that replayed segments are never appended to; callers replay existing
+// segments (Segments, Replay) before or after Open.
+func Open(dir string, opts Options) (*WAL, error) {
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = 64 << 20
+	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = time.Second
+	}
+	if opts.OpenFile == nil {
+		opts.OpenFile = func(name string) (File, error) {
+			return os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create wal dir: %w", err)
+	}
+	segs, err := Segments(dir)
+	if err != nil {
+		return nil, err
+	}
+	w := &WAL{dir: dir, opts: opts, round: newRound(), kick: make(chan struct{}, 1), done: make(chan struct{})}
+	next := 1
+	if len(segs) > 0 {
+		next = segs[len(segs)-1] + 1
+	}
+	if err := w.openSegment(next); err != nil {
+		return nil, err
+	}
+	w.wg.Add(1)
+	go w.flusher()
+	return w, nil
+}
+
+func newRound() *round { return &round{done: make(chan struct{})} }
+
+// SegmentPath returns the file name of segment i.
+func SegmentPath(dir string, i int) string {
+	return filepath.Join(dir, fmt.Sprintf(segmentName, i))
+}
+
+// Segments lists the segment numbers in dir, ascending.
+func Segments(dir string) ([]int, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list wal: %w", err)
+	}
+	var segs []int
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".wal")
+		if !ok {
+			continue
+		}
+		i, err := strconv.Atoi(name)
+		if err != nil {
+			continue
+		}
+		segs = append(segs, i)
+	}
+	slices.Sort(segs)
+	return segs, nil
+}
+
+func (w *WAL) openSegment(i int) error {
+	f, err := w.opts.OpenFile(SegmentPath(w.dir, i))
+	if err != nil {
+		return fmt.Errorf("create wal segment: %w", err)
+	}
+	var hdr [headerSize]byte
+	copy(hdr[:], magic)
+	binary.LittleEndian.PutUint16(hdr[6:], version)
+	if _, err := f.Write(hdr[:]); err != nil {
+		f.Close()
+		os.Remove(SegmentPath(w.dir, i))
+		return fmt.Errorf("write wal segment header: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(SegmentPath(w.dir, i))
+		return fmt.Errorf("sync wal segment: %w", err)
+	}
+	if err := syncDir(w.dir); err != nil {
+		f.Close()
+		return err
+	}
+	w.seg, w.segIdx, w.segSize = f, i, headerSize
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// AppendRecord appends one encoded record to dst.
+func AppendRecord(dst []byte, typ byte, payload []byte) []byte {
+	var h [recordHead]byte
+	binary.LittleEndian.PutUint32(h[0:], uint32(len(payload)))
+	h[8] = typ
+	crc := crc32.Update(crc32.Checksum(h[8:9], castagnoli), castagnoli, payload)
+	binary.LittleEndian.PutUint32(h[4:], crc)
+	dst = append(dst, h[:]...)
+	return append(dst, payload...)
+}
+
+// Log appends a record and returns once it is durable under the sync
+// policy. payload is copied before Log returns; the caller keeps ownership.
+// An error means the record is not in the log and the write may be retried.
+func (w *WAL) Log(typ byte, payload []byte) error {
+	if len(payload) > maxRecord {
+		return fmt.Errorf("wal record of %d bytes exceeds %d", len(payload), maxRecord)
+	}
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	if w.broken != nil {
+		err := w.broken
+		w.mu.Unlock()
+		return err
+	}
+	w.buf = AppendRecord(w.buf, typ, payload)
+	r := w.round
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	<-r.done
+	return r.err
+}
+
+// flusher writes and syncs one round at a time. While it waits on the disk,
+// new records gather in the next round: that is the group commit.
+func (w *WAL) flusher() {
+	defer w.wg.Done()
+	var ticker <-chan time.Time
+	if w.opts.Sync == SyncInterval {
+		t := time.NewTicker(w.opts.SyncInterval)
+		defer t.Stop()
+		ticker = t.C
+	}
+	for {
+		select {
+		case <-w.kick:
+			w.flush()
+		case <-ticker:
+			w.mu.Lock()
+			if w.seg != nil {
+				if err := w.seg.Sync(); err != nil && w.broken == nil {
+					w.broken = fmt.Errorf("sync wal: %w", err)
+				}
+			}
+			w.mu.Unlock()
+		case <-w.done:
+			w.flush()
+			return
+		}
+	}
+}
+
+func (w *WAL) flush() {
+	w.mu.Lock()
+	if len(w.buf) == 0 {
+		w.mu.Unlock()
+		return
+	}
+	buf, r, f, size := w.buf, w.round, w.seg, w.segSize
+	w.buf, w.spare = w.spare[:0], nil
+	w.round = newRound()
+	w.mu.Unlock()
+
+	_, err := f.Write(buf)
+	if err == nil && w.opts.Sync == SyncAlways {
+		err = f.Sync()
+	}
+
+	w.mu.Lock()
+	if err != nil {
+		err = fmt.Errorf("write wal segment %d: %w", w.segIdx, err)
+		// Undo the partial write so that later records stay readable. If
+		// that fails too, the segment is unusable: refuse writes until a
+		// new segment can be started.
+		if terr := f.Truncate(size); terr != nil {
+			w.broken = fmt.Errorf("%w (and truncating it back failed: %v)", err, terr)
+		}
+	} else {
+		w.segSize += int64(len(buf))
+	}
+	w.spare = buf
+	needCut := err == nil && w.segSize >= w.opts.SegmentSize
+	w.mu.Unlock()
+	r.err = err
+	close(r.done)
+	if needCut {
+		// Size-based rotation keeps replay of any one segment bounded.
+		w.mu.Lock()
+		if _, cerr := w.nextSegmentLocked(); cerr != nil && w.broken == nil {
+			w.broken = cerr
+		}
+		w.mu.Unlock()
+	}
+}
+
+// NextSegment closes the current segment and starts a new one. Records
+// logged after it returns go to the new segment. It returns the number of
+// the segment it closed. The caller must make sure no Log is in flight if it
+// needs every earlier record in the closed segment (the store holds its
+// append lock).
+func (w *WAL) NextSegment() (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		return 0, errors.New("wal: NextSegment with records in flight")
+	}
+	return w.nextSegmentLocked()
+}
+
+func (w *WAL) nextSegmentLocked() (int, error) {
+	old := w.segIdx
+	if w.seg != nil {
+		if err := w.seg.Sync(); err != nil {
+			return 0, fmt.Errorf("sync wal segment %d: %w", old, err)
+		}
+		w.seg.Close()
+		w.seg = nil
+	}
+	if err := w.openSegment(old + 1); err != nil {
+		return 0, err
+	}
+	w.broken = nil
+	return old, nil
+}
+
+// Recover clears a broken state by starting a new segment. The store calls
+// it before retrying writes after a disk error.
+func (w *WAL) Recover() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.broken == nil {
+		return nil
+	}
+	if w.seg != nil {
+		w.seg.Close()
+		w.seg = nil
+	}
+	if err := w.openSegment(w.segIdx + 1); err != nil {
+		return err
+	}
+	w.broken = nil
+	return nil
+}
+
+// Current returns the number of the segment being written.
+func (w *WAL) Current() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.segIdx
+}
+
+// Close flushes pending records and closes the segment.
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	w.mu.Unlock()
+	close(w.done)
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seg == nil {
+		return nil
+	}
+	err := w.seg.Sync()
+	if cerr := w.seg.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Remove deletes segments numbered up to and including upto.
+func Remove(dir string, upto int) error {
+	segs, err := Segments(dir)
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if s > upto {
+			break
+		}
+		if err := os.Remove(SegmentPath(dir, s)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove wal segment: %w", err)
+		}
+	}
+	return nil
+}
