@@ -5,12 +5,9 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/config/configoptional"
@@ -23,22 +20,10 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/objstore/objstoretest"
 )
 
-// fakeS3 starts an S3-compatible server over real HTTP on loopback and
-// returns its endpoint with a bucket created.
-func fakeS3(t *testing.T, bucket string) string {
-	t.Helper()
-	backend := s3mem.New()
-	if err := backend.CreateBucket(bucket); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gofakes3.New(backend).Server())
-	t.Cleanup(srv.Close)
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	return srv.URL
-}
+var fakeS3 = objstoretest.FakeS3
 
 func listKeys(t *testing.T, b *blob.Bucket) []string {
 	t.Helper()

@@ -1,0 +1,158 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/sightlinehq/sightline/internal/store/block"
+)
+
+// Compact merges small blocks. Blocks of one signal and level, in time
+// order, are merged CompactMinBlocks or more at a time (up to
+// CompactMaxBytes) into one block of the next level; duplicate spans from
+// retries are dropped on the way. The new block lists its sources, so that
+// a crash between writing it and deleting them is finished at startup.
+func (db *DB) Compact(ctx context.Context) {
+	for _, sig := range []block.Signal{block.Traces, block.Logs} {
+		for {
+			group := db.pickCompaction(sig)
+			if group == nil {
+				break
+			}
+			if err := db.compact(ctx, sig, group); err != nil {
+				db.setProblem("compaction", err)
+				return
+			}
+			db.setProblem("compaction", nil)
+		}
+	}
+}
+
+func (db *DB) pickCompaction(sig block.Signal) []*blockRef {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	byLevel := map[int][]*blockRef{}
+	for _, b := range db.blocks {
+		if b.Meta.Signal == sig && b.Meta.DataBytes < db.opts.CompactMaxBytes/2 {
+			byLevel[b.Meta.Level] = append(byLevel[b.Meta.Level], b)
+		}
+	}
+	levels := make([]int, 0, len(byLevel))
+	for l := range byLevel {
+		levels = append(levels, l)
+	}
+	slices.Sort(levels)
+	for _, l := range levels {
+		bs := byLevel[l]
+		var group []*blockRef
+		var size int64
+		for _, b := range bs {
+			if size+b.Meta.DataBytes > db.opts.CompactMaxBytes {
+				break
+			}
+			group = append(group, b)
+			size += b.Meta.DataBytes
+		}
+		if len(group) >= db.opts.CompactMinBlocks {
+			for _, b := range group {
+				b.acquire()
+			}
+			return group
+		}
+	}
+	return nil
+}
+
+func (db *DB) compact(ctx context.Context, sig block.Signal, group []*blockRef) error {
+	defer func() {
+		for _, b := range group {
+			b.release()
+		}
+	}()
+	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir()}
+	var rows int64
+	for _, b := range group {
+		opts.Level = max(opts.Level, b.Meta.Level+1)
+		opts.WALSegment = max(opts.WALSegment, b.Meta.WALSegment)
+		opts.Sources = append(opts.Sources, b.Meta.ID)
+		rows += b.Meta.Rows
+	}
+	var (
+		m       *block.Meta
+		err     error
+		readErr error
+	)
+	if sig == block.Traces {
+		m, err = block.WriteSpans(ctx, db.opts.Bucket, mergeSorted(ctx, group, (*block.Block).AllSpans, block.CompareSpans, &readErr), opts)
+	} else {
+		m, err = block.WriteLogs(ctx, db.opts.Bucket, mergeSorted(ctx, group, (*block.Block).AllLogs, block.CompareLogs, &readErr), opts)
+	}
+	if err == nil && readErr != nil {
+		// The output misses whatever could not be read: keep the sources.
+		block.Delete(ctx, db.opts.Bucket, sig, m.ID)
+		err = readErr
+	}
+	if err != nil {
+		return fmt.Errorf("compact %d %s blocks: %w", len(group), sig, err)
+	}
+	ref, err := db.openRef(ctx, m)
+	if err != nil {
+		return err
+	}
+	db.mu.Lock()
+	db.blocks = append(db.blocks, ref)
+	db.sortBlocks()
+	db.mu.Unlock()
+	db.removeBlocks(group)
+	db.log.Info("compacted blocks", zap.String("signal", string(sig)), zap.Strings("sources", opts.Sources),
+		zap.String("block", m.ID), zap.Int("level", m.Level), zap.Int64("rows_in", rows), zap.Int64("rows_out", m.Rows))
+	return nil
+}
+
+// mergeSorted merges the blocks' rows, each already in block order, into
+// one sequence in block order. The first read error is stored in *errp.
+func mergeSorted[T any](ctx context.Context, group []*blockRef, all func(*block.Block, context.Context, func(*T) bool) error, less func(a, b *T) int, errp *error) iter.Seq[*T] {
+	return func(yield func(*T) bool) {
+		type cursor struct {
+			next func() (*T, bool)
+			stop func()
+			cur  *T
+		}
+		var cs []*cursor
+		for _, b := range group {
+			seq := func(y func(*T) bool) {
+				if err := all(b.Block, ctx, func(v *T) bool { c := *v; return y(&c) }); err != nil && *errp == nil {
+					*errp = err
+				}
+			}
+			next, stop := iter.Pull(seq)
+			defer stop()
+			c := &cursor{next: next, stop: stop}
+			if v, ok := next(); ok {
+				c.cur = v
+				cs = append(cs, c)
+			}
+		}
+		for len(cs) > 0 {
+			i := 0
+			for j := 1; j < len(cs); j++ {
+				if less(cs[j].cur, cs[i].cur) < 0 {
+					i = j
+				}
+			}
+			if !yield(cs[i].cur) {
+				return
+			}
+			if v, ok := cs[i].next(); ok {
+				cs[i].cur = v
+			} else {
+				cs = slices.Delete(cs, i, i+1)
+			}
+		}
+	}
+}
+

@@ -1,0 +1,656 @@
+// Package store is Sightline's embedded trace and log store and the
+// `sightline` exporter that feeds it.
+//
+// Data flows WAL → head → blocks. An append is logged to the WAL (durable
+// under the sync policy), then inserted into the in-memory head, where
+// queries see it at once. The head is cut into immutable Parquet blocks by
+// size or age; blocks are compacted and expire by age and total size. The
+// formats are documented in docs/storage-format.md.
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
+
+	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store/block"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+	"github.com/sightlinehq/sightline/internal/store/wal"
+)
+
+// WAL record types.
+const (
+	recTraces byte = 1 // payload: OTLP ExportTraceServiceRequest protobuf
+	recLogs   byte = 2 // payload: OTLP ExportLogsServiceRequest protobuf
+)
+
+// ErrWrite wraps failures to make an append durable (a full disk, an I/O
+// error). Nothing of the failed append was acknowledged; it is safe and
+// right for the client to retry.
+var ErrWrite = errors.New("store cannot persist data")
+
+// Options configure a DB.
+type Options struct {
+	// Dir holds the WAL and temporary files; it is always local.
+	Dir string
+	// Bucket holds the blocks.
+	Bucket *objstore.Store
+	WAL    wal.Options
+
+	MaxBlockBytes    int64         // cut the head at this many OTLP bytes
+	MaxBlockDuration time.Duration // or when it is this old
+	RowGroupRows     int
+
+	RetentionAge   time.Duration // 0 keeps forever
+	RetentionBytes int64         // 0 is unlimited
+
+	// CompactionInterval is how often compaction and retention run.
+	CompactionInterval time.Duration
+	// CompactMinBlocks blocks of one level are merged into one block of
+	// the next level, up to CompactMaxBytes of data.
+	CompactMinBlocks int
+	CompactMaxBytes  int64
+
+	Logger *zap.Logger
+	// OnProblem is called whenever the set of problems changes.
+	OnProblem func(problems []error)
+	Now       func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxBlockBytes <= 0 {
+		o.MaxBlockBytes = 256 << 20
+	}
+	if o.MaxBlockDuration <= 0 {
+		o.MaxBlockDuration = 5 * time.Minute
+	}
+	if o.CompactionInterval <= 0 {
+		o.CompactionInterval = time.Minute
+	}
+	if o.CompactMinBlocks <= 1 {
+		o.CompactMinBlocks = 4
+	}
+	if o.CompactMaxBytes <= 0 {
+		o.CompactMaxBytes = 1 << 30
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// DB is the store. All methods are safe for concurrent use.
+type DB struct {
+	opts Options
+	wal  *wal.WAL
+	log  *zap.Logger
+
+	// appendMu orders appends against head cuts: an append holds it shared
+	// from its WAL write to its head insert, a cut holds it exclusively, so
+	// every record in a closed segment is in the head that was cut with it.
+	appendMu sync.RWMutex
+
+	mu       sync.RWMutex
+	head     *head
+	flushing []*head
+	blocks   []*blockRef
+
+	probMu   sync.Mutex
+	problems map[string]error
+
+	kick    chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
+	closing atomic.Bool
+}
+
+type blockRef struct {
+	*block.Block
+	refs    atomic.Int64
+	deleted atomic.Bool
+	db      *DB
+}
+
+func (b *blockRef) acquire() { b.refs.Add(1) }
+
+// release drops a reference. The last one closes the block and, if it was
+// removed from the set meanwhile, deletes its objects: a block is never
+// deleted under a reader.
+func (b *blockRef) release() {
+	if b.refs.Add(-1) != 0 {
+		return
+	}
+	b.Close()
+	if b.deleted.Load() {
+		if err := block.Delete(context.Background(), b.db.opts.Bucket, b.Meta.Signal, b.Meta.ID); err != nil {
+			b.db.log.Warn("delete block", zap.String("block", b.Meta.ID), zap.Error(err))
+		}
+	}
+}
+
+// Open opens or creates a store: it loads the blocks, replays the WAL into
+// the head and starts the background cut, compaction and retention loop.
+// Damage found on the way (a corrupt block, a torn WAL segment) does not
+// stop it: the damaged part is left out, reported through Problems and
+// OnProblem, and the rest is served.
+func Open(ctx context.Context, opts Options) (*DB, error) {
+	opts.setDefaults()
+	if opts.Bucket == nil {
+		return nil, errors.New("store: no bucket")
+	}
+	db := &DB{opts: opts, log: opts.Logger, problems: map[string]error{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	os.RemoveAll(db.tmpDir())
+	if err := db.loadBlocks(ctx); err != nil {
+		return nil, err
+	}
+	db.head = newHead(opts.Now().UnixNano())
+	if err := db.replay(); err != nil {
+		return nil, err
+	}
+	w, err := wal.Open(db.walDir(), opts.WAL)
+	if err != nil {
+		return nil, err
+	}
+	db.wal = w
+	db.wg.Add(1)
+	go db.loop()
+	return db, nil
+}
+
+func (db *DB) walDir() string { return filepath.Join(db.opts.Dir, "wal") }
+func (db *DB) tmpDir() string { return filepath.Join(db.opts.Dir, "tmp") }
+
+func (db *DB) setProblem(key string, err error) {
+	db.probMu.Lock()
+	old, had := db.problems[key]
+	switch {
+	case err == nil && !had:
+		db.probMu.Unlock()
+		return
+	case err == nil:
+		delete(db.problems, key)
+		db.log.Info("store problem cleared", zap.String("problem", key), zap.NamedError("was", old))
+	default:
+		if had && old.Error() == err.Error() {
+			db.probMu.Unlock()
+			return
+		}
+		db.problems[key] = err
+		db.log.Error("store problem", zap.String("problem", key), zap.Error(err))
+	}
+	probs := db.problemsLocked()
+	db.probMu.Unlock()
+	if db.opts.OnProblem != nil {
+		db.opts.OnProblem(probs)
+	}
+}
+
+func (db *DB) problemsLocked() []error {
+	keys := make([]string, 0, len(db.problems))
+	for k := range db.problems {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]error, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, db.problems[k])
+	}
+	return out
+}
+
+// Problems returns the current problems: damaged blocks and WAL segments,
+// failed writes and flushes. Empty means healthy.
+func (db *DB) Problems() []error {
+	db.probMu.Lock()
+	defer db.probMu.Unlock()
+	return db.problemsLocked()
+}
+
+// loadBlocks opens every complete block, quarantines damaged ones, removes
+// leftovers of interrupted writes and finishes interrupted compactions.
+func (db *DB) loadBlocks(ctx context.Context) error {
+	st := db.opts.Bucket
+	var refs []*blockRef
+	replaced := map[string]bool{}
+	for _, sig := range []block.Signal{block.Traces, block.Logs} {
+		keys, err := st.List(ctx, string(sig)+"/", "")
+		if err != nil {
+			return fmt.Errorf("list blocks: %w", err)
+		}
+		files := map[string][]string{}
+		for _, k := range keys {
+			parts := strings.Split(k, "/")
+			if len(parts) != 3 {
+				continue
+			}
+			files[parts[1]] = append(files[parts[1]], parts[2])
+		}
+		for id, names := range files {
+			if !slices.Contains(names, block.MetaFile) {
+				// Written partly when the process stopped; the WAL still
+				// holds its data, or a compaction's sources do.
+				db.log.Info("removing incomplete block", zap.String("block", id))
+				if err := block.Delete(ctx, st, sig, id); err != nil {
+					return err
+				}
+				continue
+			}
+			b, err := block.Open(ctx, st, sig, id)
+			if err != nil {
+				if errors.Is(err, storage.ErrCorrupt) {
+					db.setProblem("block/"+id, fmt.Errorf("block %s/%s quarantined: %w", sig, id, err))
+					continue
+				}
+				return err
+			}
+			for _, s := range b.Meta.Sources {
+				replaced[s] = true
+			}
+			r := &blockRef{Block: b, db: db}
+			r.refs.Store(1)
+			refs = append(refs, r)
+		}
+	}
+	for _, r := range refs {
+		if replaced[r.Meta.ID] {
+			// A compaction finished writing its output but not deleting
+			// its inputs.
+			r.deleted.Store(true)
+			r.release()
+			continue
+		}
+		db.blocks = append(db.blocks, r)
+	}
+	db.sortBlocks()
+	return nil
+}
+
+func (db *DB) sortBlocks() {
+	slices.SortFunc(db.blocks, func(a, b *blockRef) int {
+		return cmp.Or(cmp.Compare(a.Meta.MinTime, b.Meta.MinTime), strings.Compare(a.Meta.ID, b.Meta.ID))
+	})
+}
+
+// replay loads WAL segments into the head, skipping records that blocks
+// already hold (a crash between writing a block and deleting its segments).
+func (db *DB) replay() error {
+	done := map[block.Signal]int{}
+	for _, b := range db.blocks {
+		done[b.Meta.Signal] = max(done[b.Meta.Signal], b.Meta.WALSegment)
+	}
+	segs, err := wal.Segments(db.walDir())
+	if err != nil {
+		return err
+	}
+	tu, lu := ptrace.ProtoUnmarshaler{}, plog.ProtoUnmarshaler{}
+	for _, seg := range segs {
+		err := wal.Replay(db.walDir(), seg, func(typ byte, p []byte) error {
+			switch typ {
+			case recTraces:
+				if seg <= done[block.Traces] {
+					return nil
+				}
+				td, err := tu.UnmarshalTraces(p)
+				if err != nil {
+					return fmt.Errorf("wal segment %d: decode traces: %w", seg, err)
+				}
+				db.head.appendSpans(storage.AppendTraces(nil, td), len(p))
+			case recLogs:
+				if seg <= done[block.Logs] {
+					return nil
+				}
+				ld, err := lu.UnmarshalLogs(p)
+				if err != nil {
+					return fmt.Errorf("wal segment %d: decode logs: %w", seg, err)
+				}
+				db.head.appendLogs(storage.AppendLogs(nil, ld), len(p))
+			}
+			return nil
+		})
+		var d *wal.Damage
+		if errors.As(err, &d) {
+			// Keep what was readable, cut off the rest so that later
+			// segments stay replayable, and say so.
+			msg := "torn at its end (normal after a crash)"
+			if seg != segs[len(segs)-1] {
+				msg = "damaged before its end"
+			}
+			db.setProblem(fmt.Sprintf("wal/%08d", seg), fmt.Errorf("%w; segment %s, truncated to %d bytes, %d bytes dropped", d, msg, d.Offset, d.Size-d.Offset))
+			if rerr := wal.Repair(db.walDir(), d); rerr != nil {
+				return rerr
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(segs) > 0 {
+		db.head.lastSegment = segs[len(segs)-1]
+	}
+	return nil
+}
+
+// AppendTraces makes td durable and visible. On error nothing was
+// acknowledged and the caller should retry (errors wrap ErrWrite).
+func (db *DB) AppendTraces(td ptrace.Traces) error {
+	m := ptrace.ProtoMarshaler{}
+	payload, err := m.MarshalTraces(td)
+	if err != nil {
+		return fmt.Errorf("encode traces: %w", err)
+	}
+	spans := storage.AppendTraces(make([]storage.Span, 0, td.SpanCount()), td)
+	return db.append(recTraces, payload, func(h *head) int64 { return h.appendSpans(spans, len(payload)) })
+}
+
+// AppendLogs makes ld durable and visible.
+func (db *DB) AppendLogs(ld plog.Logs) error {
+	m := plog.ProtoMarshaler{}
+	payload, err := m.MarshalLogs(ld)
+	if err != nil {
+		return fmt.Errorf("encode logs: %w", err)
+	}
+	logs := storage.AppendLogs(make([]storage.LogRecord, 0, ld.LogRecordCount()), ld)
+	return db.append(recLogs, payload, func(h *head) int64 { return h.appendLogs(logs, len(payload)) })
+}
+
+func (db *DB) append(typ byte, payload []byte, insert func(*head) int64) error {
+	db.appendMu.RLock()
+	err := db.wal.Log(typ, payload)
+	if err != nil {
+		db.appendMu.RUnlock()
+		if errors.Is(err, wal.ErrClosed) {
+			return fmt.Errorf("%w: %w", ErrWrite, err)
+		}
+		db.setProblem("wal", fmt.Errorf("wal write failed, ingest refused until it succeeds: %w", err))
+		// A failed write that could not be undone leaves the segment
+		// unusable; start a new one so the next attempt can succeed.
+		if rerr := db.wal.Recover(); rerr != nil {
+			db.log.Debug("wal recover", zap.Error(rerr))
+		}
+		return fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	db.mu.RLock()
+	h := db.head
+	db.mu.RUnlock()
+	full := insert(h) >= db.opts.MaxBlockBytes
+	db.appendMu.RUnlock()
+	db.setProblem("wal", nil)
+	if full {
+		db.wakeup()
+	}
+	return nil
+}
+
+func (db *DB) wakeup() {
+	select {
+	case db.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (db *DB) loop() {
+	defer db.wg.Done()
+	cutTick := time.NewTicker(min(db.opts.MaxBlockDuration/4, 15*time.Second))
+	defer cutTick.Stop()
+	compactTick := time.NewTicker(db.opts.CompactionInterval)
+	defer compactTick.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-db.done
+		cancel()
+	}()
+	for {
+		select {
+		case <-db.done:
+			return
+		case <-db.kick:
+		case <-cutTick.C:
+		case <-compactTick.C:
+			db.Compact(ctx)
+			db.ApplyRetention(ctx)
+		}
+		db.maybeCut(ctx)
+	}
+}
+
+func (db *DB) maybeCut(ctx context.Context) {
+	db.mu.RLock()
+	h := db.head
+	pending := len(db.flushing)
+	db.mu.RUnlock()
+	h.mu.RLock()
+	full := h.bytes >= db.opts.MaxBlockBytes
+	old := h.bytes > 0 && db.opts.Now().UnixNano()-h.createdNano >= int64(db.opts.MaxBlockDuration)
+	h.mu.RUnlock()
+	if full || old {
+		if err := db.CutHead(); err != nil {
+			db.setProblem("cut", err)
+			return
+		}
+		db.setProblem("cut", nil)
+	}
+	if full || old || pending > 0 {
+		db.FlushHeads(ctx)
+	}
+}
+
+// CutHead makes the current head immutable, queues it for flushing and
+// starts a new head and WAL segment. It is a no-op on an empty head.
+func (db *DB) CutHead() error {
+	db.appendMu.Lock()
+	defer db.appendMu.Unlock()
+	if db.head.empty() {
+		return nil
+	}
+	seg, err := db.wal.NextSegment()
+	if err != nil {
+		return fmt.Errorf("cut head: %w", err)
+	}
+	db.mu.Lock()
+	old := db.head
+	old.lastSegment = seg
+	db.head = newHead(db.opts.Now().UnixNano())
+	db.flushing = append(db.flushing, old)
+	db.mu.Unlock()
+	return nil
+}
+
+// FlushHeads writes every cut head to blocks, oldest first. A head that
+// fails to flush stays queryable and is retried; its WAL segments are kept.
+func (db *DB) FlushHeads(ctx context.Context) error {
+	for {
+		db.mu.RLock()
+		if len(db.flushing) == 0 {
+			db.mu.RUnlock()
+			return nil
+		}
+		h := db.flushing[0]
+		db.mu.RUnlock()
+		refs, err := db.writeHead(ctx, h)
+		if err != nil {
+			err = fmt.Errorf("flush head to blocks (data stays in the WAL and is retried): %w", err)
+			db.setProblem("flush", err)
+			return err
+		}
+		db.setProblem("flush", nil)
+		db.mu.Lock()
+		db.flushing = db.flushing[1:]
+		db.blocks = append(db.blocks, refs...)
+		db.sortBlocks()
+		db.mu.Unlock()
+		if err := wal.Remove(db.walDir(), h.lastSegment); err != nil {
+			db.log.Warn("remove flushed wal segments", zap.Error(err))
+		}
+	}
+}
+
+func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
+	var refs []*blockRef
+	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), WALSegment: h.lastSegment}
+	if len(h.spans) > 0 {
+		m, err := block.WriteSpans(ctx, db.opts.Bucket, ptrSeq(h.sortedSpans()), opts)
+		if err != nil {
+			return nil, err
+		}
+		r, err := db.openRef(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, r)
+	}
+	if len(h.logs) > 0 {
+		m, err := block.WriteLogs(ctx, db.opts.Bucket, ptrSeq(h.sortedLogs()), opts)
+		if err != nil {
+			return nil, err
+		}
+		r, err := db.openRef(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, r)
+	}
+	return refs, nil
+}
+
+func (db *DB) openRef(ctx context.Context, m *block.Meta) (*blockRef, error) {
+	b, err := block.Open(ctx, db.opts.Bucket, m.Signal, m.ID)
+	if err != nil {
+		return nil, err
+	}
+	r := &blockRef{Block: b, db: db}
+	r.refs.Store(1)
+	return r, nil
+}
+
+// Flush cuts the head and writes it to blocks now.
+func (db *DB) Flush(ctx context.Context) error {
+	if err := db.CutHead(); err != nil {
+		return err
+	}
+	return db.FlushHeads(ctx)
+}
+
+// removeBlocks drops blocks from the set; their objects go when the last
+// reader releases them.
+func (db *DB) removeBlocks(gone []*blockRef) {
+	db.mu.Lock()
+	db.blocks = slices.DeleteFunc(db.blocks, func(b *blockRef) bool { return slices.Contains(gone, b) })
+	db.mu.Unlock()
+	for _, b := range gone {
+		b.deleted.Store(true)
+		b.release()
+	}
+}
+
+// ApplyRetention deletes blocks whose newest data is older than the
+// retention age, then the oldest blocks while the total exceeds the
+// retention size. Data inside the window is never deleted by age; the size
+// limit takes whole blocks, oldest first.
+func (db *DB) ApplyRetention(ctx context.Context) {
+	var gone []*blockRef
+	db.mu.RLock()
+	blocks := slices.Clone(db.blocks)
+	db.mu.RUnlock()
+	if db.opts.RetentionAge > 0 {
+		cutoff := db.opts.Now().Add(-db.opts.RetentionAge).UnixNano()
+		for _, b := range blocks {
+			if b.Meta.MaxTime < cutoff {
+				gone = append(gone, b)
+			}
+		}
+	}
+	if db.opts.RetentionBytes > 0 {
+		var total int64
+		live := slices.DeleteFunc(slices.Clone(blocks), func(b *blockRef) bool { return slices.Contains(gone, b) })
+		for _, b := range live {
+			total += b.Meta.DataBytes
+		}
+		slices.SortFunc(live, func(a, b *blockRef) int { return cmp.Compare(a.Meta.MaxTime, b.Meta.MaxTime) })
+		for _, b := range live {
+			if total <= db.opts.RetentionBytes {
+				break
+			}
+			gone = append(gone, b)
+			total -= b.Meta.DataBytes
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	for _, b := range gone {
+		db.log.Info("retention: deleting block", zap.String("block", b.Meta.ID), zap.String("signal", string(b.Meta.Signal)),
+			zap.Time("max_time", time.Unix(0, b.Meta.MaxTime)), zap.Int64("bytes", b.Meta.DataBytes))
+	}
+	db.removeBlocks(gone)
+}
+
+// Close stops background work and closes the WAL. Heads are not flushed:
+// the WAL holds their data and the next Open replays it.
+func (db *DB) Close() error {
+	if !db.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(db.done)
+	db.wg.Wait()
+	err := db.wal.Close()
+	db.mu.Lock()
+	blocks := db.blocks
+	db.blocks = nil
+	db.mu.Unlock()
+	for _, b := range blocks {
+		b.release()
+	}
+	return err
+}
+
+// Stats summarises the store for logs, metrics and tests.
+type Stats struct {
+	HeadSpans, HeadLogs int
+	Blocks              int
+	BlockBytes          int64
+	BlockSpans          int64
+	BlockLogs           int64
+}
+
+// Stats returns current counts.
+func (db *DB) Stats() Stats {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	var s Stats
+	for _, h := range append(slices.Clone(db.flushing), db.head) {
+		h.mu.RLock()
+		s.HeadSpans += len(h.spans)
+		s.HeadLogs += len(h.logs)
+		h.mu.RUnlock()
+	}
+	for _, b := range db.blocks {
+		s.Blocks++
+		s.BlockBytes += b.Meta.DataBytes
+		if b.Meta.Signal == block.Traces {
+			s.BlockSpans += b.Meta.Rows
+		} else {
+			s.BlockLogs += b.Meta.Rows
+		}
+	}
+	return s
+}

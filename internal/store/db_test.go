@@ -1,0 +1,316 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/objstore/objstoretest"
+	"github.com/sightlinehq/sightline/internal/store/block"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+	"github.com/sightlinehq/sightline/internal/store/wal"
+	"github.com/sightlinehq/sightline/internal/workload"
+)
+
+func openTestDB(t *testing.T, dir string, mod func(*Options)) *DB {
+	t.Helper()
+	st, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
+	require.NoError(t, err)
+	o := Options{Dir: dir, Bucket: st, CompactionInterval: time.Hour, MaxBlockDuration: time.Hour}
+	if mod != nil {
+		mod(&o)
+	}
+	db, err := Open(context.Background(), o)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func traceIDs(td ptrace.Traces) map[storage.TraceID]int {
+	ids := map[storage.TraceID]int{}
+	for _, rs := range td.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, s := range ss.Spans().All() {
+				ids[storage.TraceID(s.TraceID())]++
+			}
+		}
+	}
+	return ids
+}
+
+// requireAll checks that every trace is complete and every log record of
+// ld can be found by its trace and span.
+func requireAll(t *testing.T, db *DB, want map[storage.TraceID]int, ld []plog.Logs) {
+	t.Helper()
+	q, err := db.Querier(context.Background())
+	require.NoError(t, err)
+	defer q.Close()
+	for id, n := range want {
+		spans, err := q.TraceByID(context.Background(), id, 0, 0)
+		require.NoError(t, err, "trace %s", id)
+		require.Len(t, spans, n, "trace %s", id)
+	}
+	for _, l := range ld {
+		for _, rl := range l.ResourceLogs().All() {
+			for _, sl := range rl.ScopeLogs().All() {
+				for _, r := range sl.LogRecords().All() {
+					got, err := q.LogsByTrace(context.Background(), storage.TraceID(r.TraceID()), storage.SpanID(r.SpanID()), 0, 0)
+					require.NoError(t, err)
+					require.NotEmpty(t, got, "log of span %s", r.SpanID())
+				}
+			}
+		}
+	}
+}
+
+func TestAppendIsVisibleAtOnceAndSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	db := openTestDB(t, dir, nil)
+	g := workload.New(1, time.Now(), workload.Options{})
+	want := map[storage.TraceID]int{}
+	var lds []plog.Logs
+	for range 5 {
+		td, ld := g.Batch(50)
+		require.NoError(t, db.AppendTraces(td))
+		require.NoError(t, db.AppendLogs(ld))
+		for id, n := range traceIDs(td) {
+			want[id] += n
+		}
+		lds = append(lds, ld)
+	}
+	requireAll(t, db, want, lds)
+	// A retry of the same batch stores nothing new.
+	td, _ := g.Batch(10)
+	require.NoError(t, db.AppendTraces(td))
+	require.NoError(t, db.AppendTraces(td))
+	for id, n := range traceIDs(td) {
+		want[id] += n
+	}
+	requireAll(t, db, want, lds)
+	require.NoError(t, db.Close())
+
+	db = openTestDB(t, dir, nil)
+	requireAll(t, db, want, lds)
+	require.NoError(t, db.Flush(context.Background()))
+	st := db.Stats()
+	require.Equal(t, 2, st.Blocks)
+	require.Zero(t, st.HeadSpans)
+	requireAll(t, db, want, lds)
+	segs, err := wal.Segments(filepath.Join(dir, "wal"))
+	require.NoError(t, err)
+	require.Len(t, segs, 1, "flushed segments are deleted")
+	require.NoError(t, db.Close())
+
+	db = openTestDB(t, dir, nil)
+	require.Zero(t, db.Stats().HeadSpans, "nothing is replayed twice")
+	requireAll(t, db, want, lds)
+}
+
+func TestCompactionMergesAndDedupes(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks = 3 })
+	g := workload.New(2, time.Now(), workload.Options{})
+	want := map[storage.TraceID]int{}
+	var lds []plog.Logs
+	var retry ptrace.Traces
+	for i := range 4 {
+		td, ld := g.Batch(100)
+		require.NoError(t, db.AppendTraces(td))
+		require.NoError(t, db.AppendLogs(ld))
+		if i == 0 {
+			retry = td
+		}
+		if i == 2 {
+			// A client retry that lands in a later block.
+			require.NoError(t, db.AppendTraces(retry))
+		}
+		for id, n := range traceIDs(td) {
+			want[id] += n
+		}
+		lds = append(lds, ld)
+		require.NoError(t, db.Flush(context.Background()))
+	}
+	require.Equal(t, 8, db.Stats().Blocks)
+	q, err := db.Querier(context.Background())
+	require.NoError(t, err)
+	db.Compact(context.Background())
+	require.Equal(t, 2, db.Stats().Blocks)
+	// The querier opened before compaction still reads the old blocks.
+	for id := range want {
+		_, err := q.TraceByID(context.Background(), id, 0, 0)
+		require.NoError(t, err)
+	}
+	q.Close()
+	requireAll(t, db, want, lds)
+	var total int
+	for _, n := range want {
+		total += n
+	}
+	require.Equal(t, int64(total), db.Stats().BlockSpans, "the retried batch is stored once")
+	require.Empty(t, db.Problems())
+}
+
+func TestRetention(t *testing.T) {
+	now := time.Now()
+	db := openTestDB(t, t.TempDir(), func(o *Options) {
+		o.RetentionAge = 24 * time.Hour
+		o.Now = func() time.Time { return now }
+	})
+	oldGen := workload.New(3, now.Add(-48*time.Hour), workload.Options{})
+	newGen := workload.New(4, now.Add(-23*time.Hour), workload.Options{})
+	oldTD, oldLD := oldGen.Batch(100)
+	newTD, newLD := newGen.Batch(100)
+	require.NoError(t, db.AppendTraces(oldTD))
+	require.NoError(t, db.AppendLogs(oldLD))
+	require.NoError(t, db.Flush(context.Background()))
+	require.NoError(t, db.AppendTraces(newTD))
+	require.NoError(t, db.AppendLogs(newLD))
+	require.NoError(t, db.Flush(context.Background()))
+	require.Equal(t, 4, db.Stats().Blocks)
+
+	db.ApplyRetention(context.Background())
+	require.Equal(t, 2, db.Stats().Blocks)
+	requireAll(t, db, traceIDs(newTD), []plog.Logs{newLD})
+	q, err := db.Querier(context.Background())
+	require.NoError(t, err)
+	defer q.Close()
+	for id := range traceIDs(oldTD) {
+		_, err := q.TraceByID(context.Background(), id, 0, 0)
+		require.ErrorIs(t, err, storage.ErrNotFound)
+	}
+
+	// By size: one byte under the total drops exactly the oldest block.
+	db.opts.RetentionAge = 0
+	db.opts.RetentionBytes = db.Stats().BlockBytes - 1
+	db.ApplyRetention(context.Background())
+	require.Equal(t, 1, db.Stats().Blocks)
+}
+
+func TestCorruptBlockIsQuarantined(t *testing.T) {
+	dir := t.TempDir()
+	db := openTestDB(t, dir, nil)
+	g := workload.New(5, time.Now(), workload.Options{})
+	bad, _ := g.Batch(50)
+	require.NoError(t, db.AppendTraces(bad))
+	require.NoError(t, db.Flush(context.Background()))
+	good, _ := g.Batch(50)
+	require.NoError(t, db.AppendTraces(good))
+	require.NoError(t, db.Flush(context.Background()))
+	db.mu.RLock()
+	badID := db.blocks[0].Meta.ID
+	db.mu.RUnlock()
+	require.NoError(t, db.Close())
+
+	path := filepath.Join(dir, "blocks", "traces", badID, block.DataFile)
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data[:len(data)/2], 0o644))
+
+	db = openTestDB(t, dir, nil)
+	probs := db.Problems()
+	require.Len(t, probs, 1)
+	require.ErrorIs(t, probs[0], storage.ErrCorrupt)
+	require.Contains(t, probs[0].Error(), badID)
+	requireAll(t, db, traceIDs(good), nil)
+	td, _ := g.Batch(5)
+	require.NoError(t, db.AppendTraces(td), "ingest goes on")
+}
+
+func TestTornWALIsRepairedAndReported(t *testing.T) {
+	dir := t.TempDir()
+	db := openTestDB(t, dir, nil)
+	g := workload.New(6, time.Now(), workload.Options{})
+	first, _ := g.Batch(20)
+	second, _ := g.Batch(20)
+	require.NoError(t, db.AppendTraces(first))
+	require.NoError(t, db.AppendTraces(second))
+	require.NoError(t, db.Close())
+	path := wal.SegmentPath(filepath.Join(dir, "wal"), 1)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(path, st.Size()-100))
+
+	db = openTestDB(t, dir, nil)
+	probs := db.Problems()
+	require.Len(t, probs, 1)
+	require.ErrorIs(t, probs[0], wal.ErrCorrupt)
+	require.Contains(t, probs[0].Error(), "wal segment 1")
+	requireAll(t, db, traceIDs(first), nil)
+	require.NoError(t, db.AppendTraces(second), "ingest goes on")
+	requireAll(t, db, traceIDs(second), nil)
+}
+
+type enospcFile struct {
+	*os.File
+	full *bool
+}
+
+func (f enospcFile) Write(p []byte) (int, error) {
+	if *f.full {
+		return 0, syscall.ENOSPC
+	}
+	return f.File.Write(p)
+}
+
+func TestFullDiskRefusesWithRetryableError(t *testing.T) {
+	full := false
+	db := openTestDB(t, t.TempDir(), func(o *Options) {
+		o.WAL.OpenFile = func(name string) (wal.File, error) {
+			f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+			return enospcFile{f, &full}, err
+		}
+	})
+	g := workload.New(7, time.Now(), workload.Options{})
+	before, _ := g.Batch(10)
+	during, _ := g.Batch(10)
+	require.NoError(t, db.AppendTraces(before))
+	full = true
+	err := db.AppendTraces(during)
+	require.ErrorIs(t, err, ErrWrite)
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	require.Len(t, db.Problems(), 1)
+	q, _ := db.Querier(context.Background())
+	for id := range traceIDs(during) {
+		_, err := q.TraceByID(context.Background(), id, 0, 0)
+		require.ErrorIs(t, err, storage.ErrNotFound, "refused data is not half-stored")
+	}
+	q.Close()
+	full = false
+	require.NoError(t, db.AppendTraces(during))
+	require.Empty(t, db.Problems(), "the problem clears once writes succeed")
+	requireAll(t, db, traceIDs(before), nil)
+	requireAll(t, db, traceIDs(during), nil)
+}
+
+func TestBlocksOnS3(t *testing.T) {
+	endpoint := objstoretest.FakeS3(t, "traces")
+	b, err := objstore.OpenS3(context.Background(), objstore.S3Options{Bucket: "traces", Endpoint: endpoint, PathStyle: true})
+	require.NoError(t, err)
+	st := objstore.NewStore(b, "s3")
+	dir := t.TempDir()
+	o := Options{Dir: dir, Bucket: st, CompactionInterval: time.Hour, MaxBlockDuration: time.Hour}
+	db, err := Open(context.Background(), o)
+	require.NoError(t, err)
+	g := workload.New(8, time.Now(), workload.Options{})
+	td, ld := g.Batch(100)
+	require.NoError(t, db.AppendTraces(td))
+	require.NoError(t, db.AppendLogs(ld))
+	require.NoError(t, db.Flush(context.Background()))
+	require.NoError(t, db.Close())
+	keys, err := st.List(context.Background(), "traces/", block.MetaFile)
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+
+	db, err = Open(context.Background(), o)
+	require.NoError(t, err)
+	defer db.Close()
+	require.Equal(t, 2, db.Stats().Blocks)
+	requireAll(t, db, traceIDs(td), []plog.Logs{ld})
+}

@@ -1,0 +1,215 @@
+package store
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/sightlinehq/sightline/internal/store/block"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// head holds the data of the WAL segments not yet written to blocks. It is
+// queryable the moment an append returns. Spans are deduplicated on insert
+// (same trace, span ID and start), which absorbs client retries.
+type head struct {
+	mu          sync.RWMutex
+	spans       []storage.Span
+	byTrace     map[storage.TraceID][]int32
+	logs        []storage.LogRecord
+	logsByTrace map[storage.TraceID][]int32
+	minT, maxT  int64
+	bytes       int64 // OTLP bytes appended, the cut-by-size measure
+	createdNano int64
+	// lastSegment is set when the head is cut: the last WAL segment whose
+	// records it holds.
+	lastSegment int
+}
+
+func newHead(now int64) *head {
+	return &head{byTrace: map[storage.TraceID][]int32{}, logsByTrace: map[storage.TraceID][]int32{}, createdNano: now}
+}
+
+func (h *head) widen(t int64) {
+	if h.minT == 0 || t < h.minT {
+		h.minT = t
+	}
+	if t > h.maxT {
+		h.maxT = t
+	}
+}
+
+// appendSpans takes ownership of spans.
+// It returns the head's size after the append.
+func (h *head) appendSpans(spans []storage.Span, size int) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.bytes += int64(size)
+	for i := range spans {
+		s := &spans[i]
+		idx := h.byTrace[s.TraceID]
+		dup := false
+		for _, j := range idx {
+			o := &h.spans[j]
+			if o.SpanID == s.SpanID && o.StartUnixNano == s.StartUnixNano {
+				dup = true
+				break
+			}
+		}
+		if dup {
+			continue
+		}
+		h.byTrace[s.TraceID] = append(idx, int32(len(h.spans)))
+		h.spans = append(h.spans, *s)
+		h.widen(s.StartUnixNano)
+		h.widen(s.EndUnixNano)
+	}
+	return h.bytes
+}
+
+func (h *head) appendLogs(logs []storage.LogRecord, size int) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.bytes += int64(size)
+	for i := range logs {
+		l := &logs[i]
+		if !l.TraceID.IsEmpty() {
+			h.logsByTrace[l.TraceID] = append(h.logsByTrace[l.TraceID], int32(len(h.logs)))
+		}
+		h.logs = append(h.logs, *l)
+		h.widen(l.Timestamp())
+	}
+	return h.bytes
+}
+
+func (h *head) empty() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.spans) == 0 && len(h.logs) == 0
+}
+
+func (h *head) overlaps(start, end int64) bool {
+	return (end == 0 || h.minT <= end) && (start == 0 || h.maxT >= start)
+}
+
+func (h *head) traceByID(id storage.TraceID, dst []storage.Span) []storage.Span {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, i := range h.byTrace[id] {
+		dst = append(dst, h.spans[i])
+	}
+	return dst
+}
+
+func (h *head) logsByTraceID(id storage.TraceID, span storage.SpanID, dst []storage.LogRecord) []storage.LogRecord {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, i := range h.logsByTrace[id] {
+		if span.IsEmpty() || h.logs[i].SpanID == span {
+			dst = append(dst, h.logs[i])
+		}
+	}
+	return dst
+}
+
+// searchSpans scans the head. The lock is held only while copying out a
+// chunk of matches, so that a long search does not stall appends.
+func (h *head) searchSpans(q *storage.SpanQuery, fn func(*storage.Span) bool) bool {
+	h.mu.RLock()
+	if !h.overlaps(q.Start, q.End) {
+		h.mu.RUnlock()
+		return true
+	}
+	if !q.TraceID.IsEmpty() {
+		var out []storage.Span
+		for _, i := range h.byTrace[q.TraceID] {
+			if q.Match(&h.spans[i]) {
+				out = append(out, h.spans[i])
+			}
+		}
+		h.mu.RUnlock()
+		for i := range out {
+			if !fn(&out[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	n := len(h.spans)
+	h.mu.RUnlock()
+	const chunk = 4096
+	var out []storage.Span
+	for lo := 0; lo < n; lo += chunk {
+		out = out[:0]
+		h.mu.RLock()
+		for i := lo; i < min(lo+chunk, n); i++ {
+			if q.Match(&h.spans[i]) {
+				out = append(out, h.spans[i])
+			}
+		}
+		h.mu.RUnlock()
+		for i := range out {
+			if !fn(&out[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool) bool {
+	h.mu.RLock()
+	if !h.overlaps(q.Start, q.End) {
+		h.mu.RUnlock()
+		return true
+	}
+	n := len(h.logs)
+	h.mu.RUnlock()
+	const chunk = 4096
+	var out []storage.LogRecord
+	for lo := 0; lo < n; lo += chunk {
+		out = out[:0]
+		h.mu.RLock()
+		for i := lo; i < min(lo+chunk, n); i++ {
+			if q.Match(&h.logs[i]) {
+				out = append(out, h.logs[i])
+			}
+		}
+		h.mu.RUnlock()
+		for i := range out {
+			if !fn(&out[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sortedSpans returns pointers to the head's spans in block order. The head
+// must be immutable (cut) when it is called.
+func (h *head) sortedSpans() []*storage.Span {
+	out := make([]*storage.Span, len(h.spans))
+	for i := range h.spans {
+		out[i] = &h.spans[i]
+	}
+	slices.SortFunc(out, block.CompareSpans)
+	return out
+}
+
+func (h *head) sortedLogs() []*storage.LogRecord {
+	out := make([]*storage.LogRecord, len(h.logs))
+	for i := range h.logs {
+		out[i] = &h.logs[i]
+	}
+	slices.SortStableFunc(out, block.CompareLogs)
+	return out
+}
+
+func ptrSeq[T any](s []*T) func(func(*T) bool) {
+	return func(yield func(*T) bool) {
+		for _, p := range s {
+			if !yield(p) {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,310 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/sightlinehq/sightline/internal/store/block"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// Querier opens a snapshot reader. See storage.Querier for the contract.
+func (db *DB) Querier(context.Context) (storage.Querier, error) {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	q := &querier{db: db, heads: append(slices.Clone(db.flushing), db.head), blocks: slices.Clone(db.blocks)}
+	for _, b := range q.blocks {
+		b.acquire()
+	}
+	return q, nil
+}
+
+var _ storage.Queryable = (*DB)(nil)
+
+type querier struct {
+	db     *DB
+	heads  []*head
+	blocks []*blockRef
+	once   sync.Once
+}
+
+func (q *querier) Close() error {
+	q.once.Do(func() {
+		for _, b := range q.blocks {
+			b.release()
+		}
+	})
+	return nil
+}
+
+// blockErr records a read failure. Damage quarantines nothing at query
+// time (the next restart does), but it is reported as a problem at once and
+// the query carries on with the other blocks; the error is returned joined
+// with any others so the API can answer with partial results and a warning.
+func (q *querier) blockErr(b *blockRef, err error) error {
+	if errors.Is(err, storage.ErrCorrupt) {
+		q.db.setProblem("block/"+b.Meta.ID, fmt.Errorf("block %s/%s unreadable: %w", b.Meta.Signal, b.Meta.ID, err))
+	}
+	return err
+}
+
+func (q *querier) TraceByID(ctx context.Context, id storage.TraceID, start, end int64) ([]storage.Span, error) {
+	var spans []storage.Span
+	for _, h := range q.heads {
+		spans = h.traceByID(id, spans)
+	}
+	var errs []error
+	for _, b := range q.blocks {
+		if b.Meta.Signal != block.Traces || !b.Overlaps(start, end) {
+			continue
+		}
+		var err error
+		spans, err = b.TraceByID(ctx, id, spans)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			errs = append(errs, q.blockErr(b, err))
+		}
+	}
+	spans = dedupeSpans(spans)
+	if len(spans) == 0 {
+		if len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
+		return nil, storage.ErrNotFound
+	}
+	return spans, errors.Join(errs...)
+}
+
+// dedupeSpans sorts a trace's spans by start time and drops repeats of a
+// span ID with the same start (retries stored in two places).
+func dedupeSpans(spans []storage.Span) []storage.Span {
+	slices.SortFunc(spans, func(a, b storage.Span) int { return block.CompareSpans(&a, &b) })
+	return slices.CompactFunc(spans, func(a, b storage.Span) bool {
+		return a.TraceID == b.TraceID && a.SpanID == b.SpanID && a.StartUnixNano == b.StartUnixNano
+	})
+}
+
+func (q *querier) Spans(ctx context.Context, sq *storage.SpanQuery, fn func(*storage.Span) bool) error {
+	// Newest first: the head, then blocks from the most recent.
+	for i := len(q.heads) - 1; i >= 0; i-- {
+		if !q.heads[i].searchSpans(sq, fn) {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for i := len(q.blocks) - 1; i >= 0; i-- {
+		b := q.blocks[i]
+		if b.Meta.Signal != block.Traces {
+			continue
+		}
+		cont, err := b.Spans(ctx, sq, fn)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			errs = append(errs, q.blockErr(b, err))
+			continue
+		}
+		if !cont {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (q *querier) LogsByTrace(ctx context.Context, id storage.TraceID, span storage.SpanID, start, end int64) ([]storage.LogRecord, error) {
+	var out []storage.LogRecord
+	for _, h := range q.heads {
+		out = h.logsByTraceID(id, span, out)
+	}
+	var errs []error
+	for _, b := range q.blocks {
+		if b.Meta.Signal != block.Logs || !b.Overlaps(start, end) {
+			continue
+		}
+		var err error
+		out, err = b.LogsByTrace(ctx, id, span, out)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			errs = append(errs, q.blockErr(b, err))
+		}
+	}
+	slices.SortStableFunc(out, func(a, b storage.LogRecord) int {
+		ta, tb := a.Timestamp(), b.Timestamp()
+		switch {
+		case ta < tb:
+			return -1
+		case ta > tb:
+			return 1
+		}
+		return 0
+	})
+	return out, errors.Join(errs...)
+}
+
+func (q *querier) Logs(ctx context.Context, lq *storage.LogQuery, fn func(*storage.LogRecord) bool) error {
+	for i := len(q.heads) - 1; i >= 0; i-- {
+		if !q.heads[i].searchLogs(lq, fn) {
+			return nil
+		}
+	}
+	var errs []error
+	for i := len(q.blocks) - 1; i >= 0; i-- {
+		b := q.blocks[i]
+		if b.Meta.Signal != block.Logs {
+			continue
+		}
+		cont, err := b.Logs(ctx, lq, fn)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			errs = append(errs, q.blockErr(b, err))
+			continue
+		}
+		if !cont {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (q *querier) Services(ctx context.Context, start, end int64) ([]string, error) {
+	set := map[string]struct{}{}
+	for _, h := range q.heads {
+		h.mu.RLock()
+		if h.overlaps(start, end) {
+			for i := range h.spans {
+				set[h.spans[i].Resource.ServiceName()] = struct{}{}
+			}
+		}
+		h.mu.RUnlock()
+	}
+	for _, b := range q.blocks {
+		if b.Meta.Signal == block.Traces && b.Overlaps(start, end) {
+			for _, s := range b.Meta.Services {
+				set[s] = struct{}{}
+			}
+		}
+	}
+	delete(set, "")
+	return sortedSet(set), nil
+}
+
+func (q *querier) Operations(ctx context.Context, service string, start, end int64) ([]storage.Operation, error) {
+	set := map[storage.Operation]struct{}{}
+	for _, h := range q.heads {
+		h.mu.RLock()
+		if h.overlaps(start, end) {
+			for i := range h.spans {
+				s := &h.spans[i]
+				if service == "" || s.Resource.ServiceName() == service {
+					set[storage.Operation{Name: s.Name, Kind: s.Kind}] = struct{}{}
+				}
+			}
+		}
+		h.mu.RUnlock()
+	}
+	for _, b := range q.blocks {
+		if b.Meta.Signal == block.Traces && b.Overlaps(start, end) {
+			for _, op := range b.Meta.SpanNames {
+				if service == "" || op.Service == service {
+					set[storage.Operation{Name: op.Name, Kind: op.Kind}] = struct{}{}
+				}
+			}
+		}
+	}
+	out := make([]storage.Operation, 0, len(set))
+	for op := range set {
+		out = append(out, op)
+	}
+	slices.SortFunc(out, func(a, b storage.Operation) int {
+		if a.Name != b.Name {
+			if a.Name < b.Name {
+				return -1
+			}
+			return 1
+		}
+		return int(a.Kind) - int(b.Kind)
+	})
+	return out, nil
+}
+
+func (q *querier) TagNames(ctx context.Context, start, end int64) (storage.TagNames, error) {
+	span, res := map[string]struct{}{}, map[string]struct{}{}
+	for _, h := range q.heads {
+		h.mu.RLock()
+		if h.overlaps(start, end) {
+			for i := range h.spans {
+				s := &h.spans[i]
+				for _, a := range s.Attrs {
+					span[a.Key] = struct{}{}
+				}
+				if s.Resource != nil {
+					for _, a := range s.Resource.Attrs {
+						res[a.Key] = struct{}{}
+					}
+				}
+			}
+		}
+		h.mu.RUnlock()
+	}
+	for _, b := range q.blocks {
+		if b.Meta.Signal == block.Traces && b.Overlaps(start, end) {
+			for _, k := range b.Meta.AttributeNames {
+				span[k] = struct{}{}
+			}
+			for _, k := range b.Meta.ResourceAttributeNames {
+				res[k] = struct{}{}
+			}
+		}
+	}
+	return storage.TagNames{Span: sortedSet(span), Resource: sortedSet(res)}, nil
+}
+
+func (q *querier) TagValues(ctx context.Context, scope storage.Scope, key string, start, end int64, limit int) ([]storage.Value, error) {
+	m, err := storage.NewMatcher(scope, key, storage.OpExists, storage.Value{})
+	if err != nil {
+		return nil, err
+	}
+	seen := map[storage.Value]struct{}{}
+	var out []storage.Value
+	err = q.Spans(ctx, &storage.SpanQuery{Start: start, End: end, Matchers: []*storage.Matcher{m}}, func(s *storage.Span) bool {
+		v, _ := m.Lookup(s.Attrs, s.Resource)
+		if _, ok := seen[v]; !ok {
+			seen[v] = struct{}{}
+			out = append(out, v)
+		}
+		return limit <= 0 || len(out) < limit
+	})
+	slices.SortFunc(out, func(a, b storage.Value) int {
+		as, bs := a.AsString(), b.AsString()
+		switch {
+		case as < bs:
+			return -1
+		case as > bs:
+			return 1
+		}
+		return 0
+	})
+	return out, err
+}
+
+func sortedSet(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
