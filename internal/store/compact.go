@@ -155,4 +155,3 @@ func mergeSorted[T any](ctx context.Context, group []*blockRef, all func(*block.
 		}
 	}
 }
-
