@@ -113,6 +113,7 @@ func (in *instance) launch(args, extraEnv []string) *instance {
 		"HEALTH_PORT="+strconv.Itoa(in.Health),
 		"METRICS_PORT="+strconv.Itoa(in.Metrics),
 		"OUT_DIR="+in.Dir,
+		"SIGHTLINE_DATA="+filepath.Join(in.Dir, "data"),
 	)
 	in.cmd.Env = append(in.cmd.Env, extraEnv...)
 	in.cmd.Stdout, in.cmd.Stderr = in.out, in.out

@@ -82,9 +82,17 @@ func (c *configFlags) flagSet() *flag.FlagSet {
 	return fs
 }
 
+const healthStatusGate = "extension.healthcheck.useComponentStatus"
+
 // NewCommand builds the sightline command line, which follows otelcol's:
 // run (the default), validate, components, featuregate, print-config and version.
 func NewCommand(version string) *cobra.Command {
+	// The health_check extension reports component status (the store's
+	// damage and full-disk errors) only with this gate. It stays
+	// overridable with --feature-gates=-extension.healthcheck.useComponentStatus.
+	if err := featuregate.GlobalRegistry().Set(healthStatusGate, true); err != nil {
+		panic(err) // the gate is registered by the healthcheck extension we link
+	}
 	root := &cobra.Command{
 		Use:           "sightline",
 		Short:         "OpenTelemetry-native traces, metrics and logs in one binary",

@@ -42,6 +42,7 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/prometheusreceiver"
 
 	"github.com/sightlinehq/sightline/internal/archive/awss3exporter"
+	"github.com/sightlinehq/sightline/internal/store"
 )
 
 // Components returns the factories of every component Sightline ships.
@@ -108,6 +109,7 @@ func Components() (otelcol.Factories, error) {
 		prometheusremotewriteexporter.NewFactory(),
 		loadbalancingexporter.NewFactory(),
 		awss3exporter.NewFactory(),
+		store.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err

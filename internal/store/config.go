@@ -1,0 +1,167 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config is the `sightline` exporter's configuration.
+type Config struct {
+	// Path holds the WAL and temporary files, and the blocks when the
+	// storage backend is the filesystem.
+	Path       string           `mapstructure:"path"`
+	WAL        WALConfig        `mapstructure:"wal"`
+	Block      BlockConfig      `mapstructure:"block"`
+	Retention  RetentionConfig  `mapstructure:"retention"`
+	Compaction CompactionConfig `mapstructure:"compaction"`
+	Storage    StorageConfig    `mapstructure:"storage"`
+
+	_ struct{}
+}
+
+// WALConfig sets the durability policy.
+type WALConfig struct {
+	// Sync is "always" (fsync before acknowledging, shared between
+	// concurrent writers) or "interval" (acknowledge after write(2), fsync
+	// every SyncInterval).
+	Sync         string        `mapstructure:"sync"`
+	SyncInterval time.Duration `mapstructure:"sync_interval"`
+	// SegmentSize in bytes.
+	SegmentSize int64 `mapstructure:"segment_size"`
+}
+
+// BlockConfig sets when the head is cut into a block.
+type BlockConfig struct {
+	MaxDuration time.Duration `mapstructure:"max_duration"`
+	// MaxSize is the OTLP bytes in the head that trigger a cut.
+	MaxSize       int64 `mapstructure:"max_size"`
+	RowGroupSpans int   `mapstructure:"row_group_rows"`
+}
+
+// RetentionConfig bounds what is kept. Zero disables a bound.
+type RetentionConfig struct {
+	MaxAge  time.Duration `mapstructure:"max_age"`
+	MaxSize int64         `mapstructure:"max_size"`
+}
+
+// CompactionConfig tunes compaction.
+type CompactionConfig struct {
+	Interval  time.Duration `mapstructure:"interval"`
+	MinBlocks int           `mapstructure:"min_blocks"`
+	MaxSize   int64         `mapstructure:"max_size"`
+}
+
+// StorageConfig picks where blocks live.
+type StorageConfig struct {
+	// Backend is filesystem (default), s3, gcs or azure.
+	Backend    string           `mapstructure:"backend"`
+	Filesystem FilesystemConfig `mapstructure:"filesystem"`
+	S3         S3Config         `mapstructure:"s3"`
+	GCS        GCSConfig        `mapstructure:"gcs"`
+	Azure      AzureConfig      `mapstructure:"azure"`
+}
+
+// FilesystemConfig: blocks under Path (default: <path>/blocks).
+type FilesystemConfig struct {
+	Path string `mapstructure:"path"`
+}
+
+// S3Config selects an S3 or S3-compatible bucket.
+type S3Config struct {
+	Bucket         string `mapstructure:"bucket"`
+	Prefix         string `mapstructure:"prefix"`
+	Region         string `mapstructure:"region"`
+	Endpoint       string `mapstructure:"endpoint"`
+	ForcePathStyle bool   `mapstructure:"force_path_style"`
+	Insecure       bool   `mapstructure:"insecure"`
+}
+
+// GCSConfig selects a Google Cloud Storage bucket.
+type GCSConfig struct {
+	Bucket string `mapstructure:"bucket"`
+	Prefix string `mapstructure:"prefix"`
+}
+
+// AzureConfig selects an Azure Blob Storage container.
+type AzureConfig struct {
+	StorageAccount string `mapstructure:"storage_account"`
+	Container      string `mapstructure:"container"`
+	Prefix         string `mapstructure:"prefix"`
+}
+
+func createDefaultConfig() *Config {
+	return &Config{
+		Path:       "./sightline-data",
+		WAL:        WALConfig{Sync: "always", SyncInterval: time.Second, SegmentSize: 64 << 20},
+		Block:      BlockConfig{MaxDuration: 5 * time.Minute, MaxSize: 256 << 20, RowGroupSpans: 100_000},
+		Retention:  RetentionConfig{MaxAge: 7 * 24 * time.Hour},
+		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 4, MaxSize: 1 << 30},
+		Storage:    StorageConfig{Backend: "filesystem"},
+	}
+}
+
+// Validate reports every problem, each with its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	if c.Path == "" {
+		bad("path", "must not be empty")
+	}
+	switch c.WAL.Sync {
+	case "always":
+	case "interval":
+		if c.WAL.SyncInterval <= 0 {
+			bad("wal::sync_interval", "must be positive with sync: interval")
+		}
+	default:
+		bad("wal::sync", "%q is not one of always, interval", c.WAL.Sync)
+	}
+	if c.WAL.SegmentSize < 1<<20 {
+		bad("wal::segment_size", "%d is below the 1 MiB minimum", c.WAL.SegmentSize)
+	}
+	if c.Block.MaxDuration <= 0 {
+		bad("block::max_duration", "must be positive")
+	}
+	if c.Block.MaxSize < 1<<20 {
+		bad("block::max_size", "%d is below the 1 MiB minimum", c.Block.MaxSize)
+	}
+	if c.Block.RowGroupSpans < 1000 {
+		bad("block::row_group_rows", "%d is below the minimum of 1000", c.Block.RowGroupSpans)
+	}
+	if c.Retention.MaxAge < 0 {
+		bad("retention::max_age", "must not be negative")
+	}
+	if c.Retention.MaxSize < 0 {
+		bad("retention::max_size", "must not be negative")
+	}
+	if c.Compaction.Interval <= 0 {
+		bad("compaction::interval", "must be positive")
+	}
+	if c.Compaction.MinBlocks < 2 {
+		bad("compaction::min_blocks", "%d is below 2", c.Compaction.MinBlocks)
+	}
+	switch c.Storage.Backend {
+	case "filesystem":
+	case "s3":
+		if c.Storage.S3.Bucket == "" {
+			bad("storage::s3::bucket", "is required with backend s3")
+		}
+	case "gcs":
+		if c.Storage.GCS.Bucket == "" {
+			bad("storage::gcs::bucket", "is required with backend gcs")
+		}
+	case "azure":
+		if c.Storage.Azure.Container == "" {
+			bad("storage::azure::container", "is required with backend azure")
+		}
+		if c.Storage.Azure.StorageAccount == "" {
+			bad("storage::azure::storage_account", "is required with backend azure")
+		}
+	default:
+		bad("storage::backend", "%q is not one of filesystem, s3, gcs, azure", c.Storage.Backend)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,50 @@
+package store
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+)
+
+func TestLoadConfig(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+	load := func(name string) *Config {
+		sub, err := cm.Sub(name)
+		require.NoError(t, err)
+		cfg := createDefaultConfig()
+		require.NoError(t, sub.Unmarshal(cfg))
+		return cfg
+	}
+
+	def := load("sightline")
+	require.NoError(t, confmap.Validate(def))
+	require.Equal(t, createDefaultConfig(), def)
+
+	custom := load("sightline/custom")
+	require.NoError(t, confmap.Validate(custom))
+	want := createDefaultConfig()
+	want.Path = "/var/lib/sightline"
+	want.WAL = WALConfig{Sync: "interval", SyncInterval: 200 * time.Millisecond, SegmentSize: 128 << 20}
+	want.Block = BlockConfig{MaxDuration: 10 * time.Minute, MaxSize: 512 << 20, RowGroupSpans: 50000}
+	want.Retention = RetentionConfig{MaxAge: 72 * time.Hour, MaxSize: 100 << 30}
+	want.Compaction = CompactionConfig{Interval: 30 * time.Second, MinBlocks: 8, MaxSize: 2 << 30}
+	want.Storage = StorageConfig{Backend: "s3", S3: S3Config{Bucket: "telemetry", Prefix: "sightline", Region: "eu-west-1"}}
+	require.Equal(t, want, custom)
+
+	err = confmap.Validate(load("sightline/bad"))
+	require.Error(t, err)
+	for _, msg := range []string{
+		"path: must not be empty",
+		`wal::sync: "sometimes" is not one of always, interval`,
+		"block::row_group_rows: 10 is below the minimum of 1000",
+		"storage::azure::container: is required with backend azure",
+		"storage::azure::storage_account: is required with backend azure",
+	} {
+		require.ErrorContains(t, err, msg)
+	}
+}

@@ -1,0 +1,232 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"gocloud.dev/blob"
+
+	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store/wal"
+)
+
+// Type is the exporter's component type.
+var Type = component.MustNewType("sightline")
+
+// NewFactory returns the `sightline` exporter factory. One store serves
+// every pipeline that names the same exporter ID.
+func NewFactory() exporter.Factory {
+	return exporter.NewFactory(Type, func() component.Config { return createDefaultConfig() },
+		exporter.WithTraces(createTraces, component.StabilityLevelAlpha),
+		exporter.WithLogs(createLogs, component.StabilityLevelAlpha),
+	)
+}
+
+// shared is one DB used by the traces and logs instances of an exporter ID.
+type shared struct {
+	id    component.ID
+	cfg   *Config
+	set   exporter.Settings
+	mu   sync.Mutex // guards refs and db
+	refs int
+	db   *DB
+	// hostMu guards hosts on its own: the store reports problems from
+	// inside Open, while start holds mu.
+	hostMu sync.Mutex
+	hosts  []component.Host
+}
+
+var (
+	registryMu sync.Mutex
+	registry   = map[component.ID]*shared{}
+)
+
+func getShared(set exporter.Settings, cfg *Config) *shared {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	s, ok := registry[set.ID]
+	if !ok {
+		s = &shared{id: set.ID, cfg: cfg, set: set}
+		registry[set.ID] = s
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		// Components are also built and dropped without being started (the
+		// config dry run); the instances that start use their own settings.
+		s.cfg, s.set = cfg, set
+	}
+	return s
+}
+
+// Lookup returns the running store of exporter id, for the query APIs.
+func Lookup(id component.ID) (*DB, bool) {
+	registryMu.Lock()
+	s, ok := registry[id]
+	registryMu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db, s.db != nil
+}
+
+func (s *shared) start(ctx context.Context, host component.Host) error {
+	s.hostMu.Lock()
+	s.hosts = append(s.hosts, host)
+	s.hostMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refs++
+	if s.db != nil {
+		// The second signal's instance: give it the current status too.
+		s.report(s.db.Problems())
+		return nil
+	}
+	bucket, err := openBucket(ctx, s.cfg)
+	if err != nil {
+		return err
+	}
+	sync := wal.SyncAlways
+	if s.cfg.WAL.Sync == "interval" {
+		sync = wal.SyncInterval
+	}
+	db, err := Open(ctx, Options{
+		Dir:                s.cfg.Path,
+		Bucket:             bucket,
+		WAL:                wal.Options{Sync: sync, SyncInterval: s.cfg.WAL.SyncInterval, SegmentSize: s.cfg.WAL.SegmentSize},
+		MaxBlockBytes:      s.cfg.Block.MaxSize,
+		MaxBlockDuration:   s.cfg.Block.MaxDuration,
+		RowGroupRows:       s.cfg.Block.RowGroupSpans,
+		RetentionAge:       s.cfg.Retention.MaxAge,
+		RetentionBytes:     s.cfg.Retention.MaxSize,
+		CompactionInterval: s.cfg.Compaction.Interval,
+		CompactMinBlocks:   s.cfg.Compaction.MinBlocks,
+		CompactMaxBytes:    s.cfg.Compaction.MaxSize,
+		Logger:             s.set.Logger,
+		OnProblem:          s.report,
+	})
+	if err != nil {
+		return fmt.Errorf("open store at %s: %w", s.cfg.Path, err)
+	}
+	s.db = db
+	s.report(db.Problems())
+	return nil
+}
+
+// report publishes the store's problems as component status, which the
+// health_check extension shows (see configs/all-in-one.yaml).
+func (s *shared) report(problems []error) {
+	s.hostMu.Lock()
+	defer s.hostMu.Unlock()
+	ev := componentstatus.NewEvent(componentstatus.StatusOK)
+	if len(problems) > 0 {
+		ev = componentstatus.NewRecoverableErrorEvent(errors.Join(problems...))
+	}
+	for _, h := range s.hosts {
+		componentstatus.ReportStatus(h, ev)
+	}
+}
+
+func (s *shared) shutdown(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refs == 0 {
+		return nil
+	}
+	s.refs--
+	if s.refs > 0 || s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	s.hostMu.Lock()
+	s.hosts = nil
+	s.hostMu.Unlock()
+	registryMu.Lock()
+	delete(registry, s.id)
+	registryMu.Unlock()
+	return err
+}
+
+func openBucket(ctx context.Context, cfg *Config) (*objstore.Store, error) {
+	sc := cfg.Storage
+	prefixed := func(st *objstore.Store, prefix string) *objstore.Store {
+		if prefix == "" {
+			return st
+		}
+		return objstore.NewStore(blob.PrefixedBucket(st.Bucket(), prefix+"/"), st.String()+"/"+prefix)
+	}
+	switch sc.Backend {
+	case "s3":
+		b, err := objstore.OpenS3(ctx, objstore.S3Options{Bucket: sc.S3.Bucket, Region: sc.S3.Region, Endpoint: sc.S3.Endpoint, PathStyle: sc.S3.ForcePathStyle, DisableHTTPS: sc.S3.Insecure})
+		if err != nil {
+			return nil, err
+		}
+		return prefixed(objstore.NewStore(b, "s3 "+sc.S3.Bucket), sc.S3.Prefix), nil
+	case "gcs":
+		st, err := objstore.OpenGCS(ctx, sc.GCS.Bucket)
+		if err != nil {
+			return nil, err
+		}
+		return prefixed(st, sc.GCS.Prefix), nil
+	case "azure":
+		st, err := objstore.OpenAzure(ctx, sc.Azure.StorageAccount, sc.Azure.Container)
+		if err != nil {
+			return nil, err
+		}
+		return prefixed(st, sc.Azure.Prefix), nil
+	}
+	dir := sc.Filesystem.Path
+	if dir == "" {
+		dir = filepath.Join(cfg.Path, "blocks")
+	}
+	return objstore.OpenFilesystem(dir)
+}
+
+// consumeErr marks what a retry cannot fix as permanent; a failed write to
+// disk is retryable (gRPC Unavailable, HTTP 503 at the OTLP receiver).
+func consumeErr(err error) error {
+	if err == nil || errors.Is(err, ErrWrite) {
+		return err
+	}
+	return consumererror.NewPermanent(err)
+}
+
+func options(s *shared) []exporterhelper.Option {
+	// No queue, no retry and no timeout: the exporter returns only once
+	// the data is durable, so the receiver acknowledges nothing that could
+	// be lost, and the client's own retry policy applies.
+	return []exporterhelper.Option{
+		exporterhelper.WithStart(s.start),
+		exporterhelper.WithShutdown(s.shutdown),
+		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
+		exporterhelper.WithTimeout(exporterhelper.TimeoutConfig{}),
+	}
+}
+
+func createTraces(ctx context.Context, set exporter.Settings, c component.Config) (exporter.Traces, error) {
+	s := getShared(set, c.(*Config))
+	return exporterhelper.NewTraces(ctx, set, c, func(_ context.Context, td ptrace.Traces) error {
+		return consumeErr(s.db.AppendTraces(td))
+	}, options(s)...)
+}
+
+func createLogs(ctx context.Context, set exporter.Settings, c component.Config) (exporter.Logs, error) {
+	s := getShared(set, c.(*Config))
+	return exporterhelper.NewLogs(ctx, set, c, func(_ context.Context, ld plog.Logs) error {
+		return consumeErr(s.db.AppendLogs(ld))
+	}, options(s)...)
+}
