@@ -35,9 +35,9 @@ func NewFactory() exporter.Factory {
 
 // shared is one DB used by the traces and logs instances of an exporter ID.
 type shared struct {
-	id    component.ID
-	cfg   *Config
-	set   exporter.Settings
+	id   component.ID
+	cfg  *Config
+	set  exporter.Settings
 	mu   sync.Mutex // guards refs and db
 	refs int
 	db   *DB
