@@ -17,6 +17,8 @@ import (
 // retries are dropped on the way. The new block lists its sources, so that
 // a crash between writing it and deleting them is finished at startup.
 func (db *DB) Compact(ctx context.Context) {
+	db.compactMu.Lock()
+	defer db.compactMu.Unlock()
 	for _, sig := range []block.Signal{block.Traces, block.Logs} {
 		for {
 			group := db.pickCompaction(sig)

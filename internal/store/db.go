@@ -105,6 +105,11 @@ type DB struct {
 	// every record in a closed segment is in the head that was cut with it.
 	appendMu sync.RWMutex
 
+	// flushMu serialises head flushes and compactMu compactions: the
+	// background loop and explicit calls (Flush, Compact) may overlap.
+	flushMu   sync.Mutex
+	compactMu sync.Mutex
+
 	mu       sync.RWMutex
 	head     *head
 	flushing []*head
@@ -478,6 +483,8 @@ func (db *DB) CutHead() error {
 // FlushHeads writes every cut head to blocks, oldest first. A head that
 // fails to flush stays queryable and is retried; its WAL segments are kept.
 func (db *DB) FlushHeads(ctx context.Context) error {
+	db.flushMu.Lock()
+	defer db.flushMu.Unlock()
 	for {
 		db.mu.RLock()
 		if len(db.flushing) == 0 {
@@ -653,4 +660,15 @@ func (db *DB) Stats() Stats {
 		}
 	}
 	return s
+}
+
+// BlockMetas returns the metadata of the live blocks.
+func (db *DB) BlockMetas() []block.Meta {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	out := make([]block.Meta, 0, len(db.blocks))
+	for _, b := range db.blocks {
+		out = append(out, *b.Meta)
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -313,4 +314,60 @@ func TestBlocksOnS3(t *testing.T) {
 	defer db.Close()
 	require.Equal(t, 2, db.Stats().Blocks)
 	requireAll(t, db, traceIDs(td), []plog.Logs{ld})
+}
+
+func TestBackgroundLoopCutsAndCompacts(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), func(o *Options) {
+		o.MaxBlockBytes = 256 << 10
+		o.CompactionInterval = 50 * time.Millisecond
+		o.CompactMinBlocks = 2
+	})
+	g := workload.New(11, time.Now(), workload.Options{})
+	want := map[storage.TraceID]int{}
+	for range 20 {
+		td, _ := g.Batch(40)
+		require.NoError(t, db.AppendTraces(td))
+		for id, n := range traceIDs(td) {
+			want[id] += n
+		}
+	}
+	require.Eventually(t, func() bool {
+		db.mu.RLock()
+		defer db.mu.RUnlock()
+		for _, b := range db.blocks {
+			if b.Meta.Level > 0 {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 20*time.Millisecond, "the loop cuts blocks and compacts them")
+	requireAll(t, db, want, nil)
+	require.Empty(t, db.Problems())
+}
+
+func TestConcurrentFlushAndCompact(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks = 2 })
+	g := workload.New(12, time.Now(), workload.Options{})
+	want := map[storage.TraceID]int{}
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				require.NoError(t, db.Flush(context.Background()))
+				db.Compact(context.Background())
+			}
+		}()
+	}
+	for range 30 {
+		td, _ := g.Batch(10)
+		require.NoError(t, db.AppendTraces(td))
+		for id, n := range traceIDs(td) {
+			want[id] += n
+		}
+	}
+	wg.Wait()
+	requireAll(t, db, want, nil)
+	require.Empty(t, db.Problems())
 }
