@@ -17,7 +17,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -70,7 +73,7 @@ func load(args []string) error {
 	workers := fs.Int("workers", 16, "concurrent clients")
 	duration := fs.Duration("duration", 30*time.Second, "how long to send")
 	batch := fs.Int("batch", 40, "traces per request (about 14 spans each)")
-	data := fs.String("data", "", "the server's data dir: after the run, flush, compact and report bytes on disk")
+	withLogs := fs.Bool("logs", true, "send each batch's log records after its spans")
 	fs.Parse(args)
 
 	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -80,39 +83,81 @@ func load(args []string) error {
 	defer conn.Close()
 	tc, lc := ptraceotlp.NewGRPCClient(conn), plogotlp.NewGRPCClient(conn)
 
-	const pregen = 64
-	type req struct {
-		tr    ptraceotlp.ExportRequest
-		lg    plogotlp.ExportRequest
-		spans int
-		logs  int
-	}
-	reqs := make([]req, pregen)
-	g := workload.New(1, time.Now(), workload.Options{})
-	for i := range reqs {
-		td, ld := g.Batch(*batch)
-		reqs[i] = req{ptraceotlp.NewExportRequestFromTraces(td), plogotlp.NewExportRequestFromLogs(ld), td.SpanCount(), ld.LogRecordCount()}
-	}
+	// Each worker pre-generates its batches before the clock starts, so the
+	// generator's cost is not measured, and gives every request fresh trace
+	// IDs (the originals XOR a per-request salt; logs get the same salt and
+	// stay linked), so that the store sees new traces and nothing is
+	// deduplicated away.
+	const pregen = 8
 	var spans, logs, errs atomic.Int64
-	deadline := time.Now().Add(*duration)
 	start := time.Now()
+	deadline := start.Add(*duration)
 	var wg sync.WaitGroup
 	for w := range *workers {
+		g := workload.New(uint64(w+1), time.Now(), workload.Options{})
+		type req struct {
+			td      ptrace.Traces
+			ld      plog.Logs
+			spanIDs []pcommon.TraceID
+			logIDs  []pcommon.TraceID
+		}
+		reqs := make([]req, pregen)
+		for i := range reqs {
+			td, ld := g.Batch(*batch)
+			r := req{td: td, ld: ld}
+			for _, rs := range td.ResourceSpans().All() {
+				for _, ss := range rs.ScopeSpans().All() {
+					for _, sp := range ss.Spans().All() {
+						r.spanIDs = append(r.spanIDs, sp.TraceID())
+					}
+				}
+			}
+			for _, rl := range ld.ResourceLogs().All() {
+				for _, sl := range rl.ScopeLogs().All() {
+					for _, l := range sl.LogRecords().All() {
+						r.logIDs = append(r.logIDs, l.TraceID())
+					}
+				}
+			}
+			reqs[i] = r
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; time.Now().Before(deadline); i++ {
+			for i := 0; time.Now().Before(deadline); i++ {
 				r := &reqs[i%pregen]
-				if _, err := tc.Export(context.Background(), r.tr); err != nil {
+				salt := uint64(w)<<40 | uint64(i)
+				k := 0
+				for _, rs := range r.td.ResourceSpans().All() {
+					for _, ss := range rs.ScopeSpans().All() {
+						for _, sp := range ss.Spans().All() {
+							sp.SetTraceID(salted(r.spanIDs[k], salt))
+							k++
+						}
+					}
+				}
+				k = 0
+				for _, rl := range r.ld.ResourceLogs().All() {
+					for _, sl := range rl.ScopeLogs().All() {
+						for _, l := range sl.LogRecords().All() {
+							l.SetTraceID(salted(r.logIDs[k], salt))
+							k++
+						}
+					}
+				}
+				if _, err := tc.Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(r.td)); err != nil {
 					errs.Add(1)
 					continue
 				}
-				spans.Add(int64(r.spans))
-				if _, err := lc.Export(context.Background(), r.lg); err != nil {
+				spans.Add(int64(len(r.spanIDs)))
+				if !*withLogs {
+					continue
+				}
+				if _, err := lc.Export(context.Background(), plogotlp.NewExportRequestFromLogs(r.ld)); err != nil {
 					errs.Add(1)
 					continue
 				}
-				logs.Add(int64(r.logs))
+				logs.Add(int64(len(r.logIDs)))
 			}
 		}()
 	}
@@ -120,38 +165,6 @@ func load(args []string) error {
 	el := time.Since(start).Seconds()
 	fmt.Printf("acknowledged: %d spans (%.0f spans/s), %d log records (%.0f records/s), %d failed requests, %.1fs\n",
 		spans.Load(), float64(spans.Load())/el, logs.Load(), float64(logs.Load())/el, errs.Load(), el)
-	if *data == "" {
-		return nil
-	}
-	fmt.Println("stop the server, then press enter to measure the data dir")
-	fmt.Scanln()
-	return diskReport(*data)
-}
-
-// diskReport flushes and fully compacts a stopped store and reports the
-// on-disk size per span and per log record.
-func diskReport(dir string) error {
-	db, err := openDB(dir)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ctx := context.Background()
-	if err := db.Flush(ctx); err != nil {
-		return err
-	}
-	db.Compact(ctx)
-	st := db.Stats()
-	var traceBytes, logBytes int64
-	for _, b := range db.BlockMetas() {
-		if b.Signal == "traces" {
-			traceBytes += b.DataBytes
-		} else {
-			logBytes += b.DataBytes
-		}
-	}
-	fmt.Printf("after compaction: %d blocks; %d spans in %d bytes = %.1f B/span; %d log records in %d bytes = %.1f B/record\n",
-		st.Blocks, st.BlockSpans, traceBytes, float64(traceBytes)/float64(st.BlockSpans), st.BlockLogs, logBytes, float64(logBytes)/float64(st.BlockLogs))
 	return nil
 }
 
@@ -271,4 +284,11 @@ func pct(d []time.Duration, p int) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+func salted(id pcommon.TraceID, salt uint64) pcommon.TraceID {
+	for i := range 8 {
+		id[8+i] ^= byte(salt >> (8 * i))
+	}
+	return id
 }

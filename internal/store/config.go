@@ -94,7 +94,7 @@ func createDefaultConfig() *Config {
 	return &Config{
 		Path:       "./sightline-data",
 		WAL:        WALConfig{Sync: "always", SyncInterval: time.Second, SegmentSize: 64 << 20},
-		Block:      BlockConfig{MaxDuration: 5 * time.Minute, MaxSize: 256 << 20, RowGroupSpans: 100_000},
+		Block:      BlockConfig{MaxDuration: 5 * time.Minute, MaxSize: 64 << 20, RowGroupSpans: 100_000},
 		Retention:  RetentionConfig{MaxAge: 7 * 24 * time.Hour},
 		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 4, MaxSize: 1 << 30},
 		Storage:    StorageConfig{Backend: "filesystem"},
