@@ -227,6 +227,16 @@ func TestDamagedStorage(t *testing.T) {
 		}
 		sent = storage.AppendTraces(sent, td)
 	}
+	// Once the cut heads are written (their WAL segments deleted), one more
+	// batch stays in the head and the WAL, for the WAL damage below.
+	in.waitFor("heads flushed to blocks", 30*time.Second, func() bool {
+		segs, _ := filepath.Glob(filepath.Join(data, "wal", "*.wal"))
+		return len(segs) == 1
+	})
+	td, _ := g.Batch(5)
+	if _, err := ptraceotlp.NewGRPCClient(conn).Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(td)); err != nil {
+		t.Fatal(err)
+	}
 	conn.Close()
 	in.stop()
 
@@ -241,12 +251,20 @@ func TestDamagedStorage(t *testing.T) {
 	if err := os.WriteFile(dataFile, b[:len(b)*2/3], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// A truncated WAL segment: the newest one loses its last bytes.
+	// A truncated WAL segment: the largest one loses its last bytes.
 	segs, _ := filepath.Glob(filepath.Join(data, "wal", "*.wal"))
-	last := segs[len(segs)-1]
-	fi, _ := os.Stat(last)
-	if fi.Size() > 100 {
-		os.Truncate(last, fi.Size()-7)
+	var walSeg string
+	var walSize int64
+	for _, p := range segs {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > walSize {
+			walSeg, walSize = p, fi.Size()
+		}
+	}
+	if walSize < 100 {
+		t.Fatalf("no WAL segment with records to damage (%v)", segs)
+	}
+	if err := os.Truncate(walSeg, walSize-7); err != nil {
+		t.Fatal(err)
 	}
 
 	in = start(t, []string{"testdata/store.yaml"}, "SIGHTLINE_DATA="+data)
@@ -261,11 +279,16 @@ func TestDamagedStorage(t *testing.T) {
 		body = string(bb)
 		return resp.StatusCode == http.StatusInternalServerError && strings.Contains(body, damaged)
 	})
-	if !strings.Contains(body, "quarantined") {
-		t.Fatalf("health body does not explain the damage: %s", body)
+	walName := "wal segment " + strings.TrimLeft(strings.TrimSuffix(filepath.Base(walSeg), ".wal"), "0")
+	for _, want := range []string{"quarantined", walName, "bytes dropped"} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("health body lacks %q: %s", want, body)
+		}
 	}
-	if !strings.Contains(in.out.String(), damaged) || !strings.Contains(in.out.String(), "store problem") {
-		t.Fatalf("log does not name the damaged block:\n%s", in.out.String())
+	for _, want := range []string{damaged, walName, "store problem"} {
+		if !strings.Contains(in.out.String(), want) {
+			t.Fatalf("log lacks %q:\n%s", want, in.out.String())
+		}
 	}
 	// Ingest goes on.
 	conn, err = grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", in.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -273,7 +296,7 @@ func TestDamagedStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	td, _ := g.Batch(10)
+	td, _ = g.Batch(10)
 	if _, err := ptraceotlp.NewGRPCClient(conn).Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(td)); err != nil {
 		t.Fatalf("ingest after damage: %v", err)
 	}
@@ -356,6 +379,9 @@ func TestFullDisk(t *testing.T) {
 		bb, _ := io.ReadAll(resp.Body)
 		return strings.Contains(string(bb), "no space left on device")
 	})
+	if !strings.Contains(in.out.String(), "store problem") || !strings.Contains(in.out.String(), "no space left on device") {
+		t.Fatalf("log does not report the full disk:\n%s", in.out.String())
+	}
 	in.cmd.Process.Signal(syscall.SIGKILL)
 	<-in.done
 	// The operator frees space; the store must come back with everything.
