@@ -111,8 +111,31 @@ func (h *head) logsByTraceID(id storage.TraceID, span storage.SpanID, dst []stor
 	return dst
 }
 
-// searchSpans scans the head. The lock is held only while copying out a
-// chunk of matches, so that a long search does not stall appends.
+// scanChunks calls fn for the items of items()[0:n] that match, copying
+// matches out a chunk at a time under the read lock, so that a long search
+// never stalls appends for long and fn runs without the lock.
+func scanChunks[T any](h *head, n int, items func() []T, match func(*T) bool, fn func(*T) bool) bool {
+	const chunk = 4096
+	var out []T
+	for lo := 0; lo < n; lo += chunk {
+		out = out[:0]
+		h.mu.RLock()
+		all := items()
+		for i := lo; i < min(lo+chunk, n); i++ {
+			if match(&all[i]) {
+				out = append(out, all[i])
+			}
+		}
+		h.mu.RUnlock()
+		for i := range out {
+			if !fn(&out[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func (h *head) searchSpans(q *storage.SpanQuery, fn func(*storage.Span) bool) bool {
 	h.mu.RLock()
 	if !h.overlaps(q.Start, q.End) {
@@ -136,24 +159,7 @@ func (h *head) searchSpans(q *storage.SpanQuery, fn func(*storage.Span) bool) bo
 	}
 	n := len(h.spans)
 	h.mu.RUnlock()
-	const chunk = 4096
-	var out []storage.Span
-	for lo := 0; lo < n; lo += chunk {
-		out = out[:0]
-		h.mu.RLock()
-		for i := lo; i < min(lo+chunk, n); i++ {
-			if q.Match(&h.spans[i]) {
-				out = append(out, h.spans[i])
-			}
-		}
-		h.mu.RUnlock()
-		for i := range out {
-			if !fn(&out[i]) {
-				return false
-			}
-		}
-	}
-	return true
+	return scanChunks(h, n, func() []storage.Span { return h.spans }, q.Match, fn)
 }
 
 func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool) bool {
@@ -164,24 +170,7 @@ func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool)
 	}
 	n := len(h.logs)
 	h.mu.RUnlock()
-	const chunk = 4096
-	var out []storage.LogRecord
-	for lo := 0; lo < n; lo += chunk {
-		out = out[:0]
-		h.mu.RLock()
-		for i := lo; i < min(lo+chunk, n); i++ {
-			if q.Match(&h.logs[i]) {
-				out = append(out, h.logs[i])
-			}
-		}
-		h.mu.RUnlock()
-		for i := range out {
-			if !fn(&out[i]) {
-				return false
-			}
-		}
-	}
-	return true
+	return scanChunks(h, n, func() []storage.LogRecord { return h.logs }, q.Match, fn)
 }
 
 // sortedSpans returns pointers to the head's spans in block order. The head

@@ -386,23 +386,26 @@ func (b *Block) prefilterSpans(rg parquet.RowGroup, rows int, q *storage.SpanQue
 // AllSpans calls fn for every span in block order; compaction uses it.
 func (b *Block) AllSpans(ctx context.Context, fn func(*storage.Span) bool) (err error) {
 	defer b.guard(&err)
+	return b.readErr(allRows(ctx, b, fromSpanRow, fn))
+}
+
+// allRows decodes every row of every row group, in order, into T.
+func allRows[R, T any](ctx context.Context, b *Block, conv func(*R, *resourceCache) T, fn func(*T) bool) error {
 	cache := newResourceCache()
-	for i := range b.file.RowGroups() {
+	for _, rg := range b.file.RowGroups() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		r := parquet.NewGenericRowGroupReader[spanRow](b.file.RowGroups()[i])
-		cont, err := readAll(r, func(row *spanRow) bool {
-			s := fromSpanRow(row, cache)
-			return fn(&s)
+		r := parquet.NewGenericRowGroupReader[R](rg)
+		cont, err := readAll(r, func(row *R) bool {
+			v := conv(row, cache)
+			return fn(&v)
 		})
 		r.Close()
-		if err != nil {
-			return b.readErr(err)
+		if err != nil || !cont {
+			return err
 		}
-		if !cont {
-			return nil
-		}
+		// Bound the cache on blocks with many distinct resources.
 		if len(cache.res) > 4096 {
 			cache = newResourceCache()
 		}
@@ -507,26 +510,5 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 // AllLogs calls fn for every record in block order.
 func (b *Block) AllLogs(ctx context.Context, fn func(*storage.LogRecord) bool) (err error) {
 	defer b.guard(&err)
-	cache := newResourceCache()
-	for i := range b.file.RowGroups() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		r := parquet.NewGenericRowGroupReader[logRow](b.file.RowGroups()[i])
-		cont, err := readAll(r, func(row *logRow) bool {
-			l := fromLogRow(row, cache)
-			return fn(&l)
-		})
-		r.Close()
-		if err != nil {
-			return b.readErr(err)
-		}
-		if !cont {
-			return nil
-		}
-		if len(cache.res) > 4096 {
-			cache = newResourceCache()
-		}
-	}
-	return nil
+	return b.readErr(allRows(ctx, b, fromLogRow, fn))
 }
