@@ -126,9 +126,6 @@ func (b *Block) Overlaps(start, end int64) bool {
 	return (end == 0 || b.Meta.MinTime <= end) && (start == 0 || b.Meta.MaxTime >= start)
 }
 
-// MayContainTrace consults the bloom filter.
-func (b *Block) MayContainTrace(id storage.TraceID) bool { return b.bloom.MayContain(id) }
-
 // guard turns a panic inside parquet-go (which some malformed pages cause)
 // into a corruption error.
 func (b *Block) guard(err *error) {
@@ -305,13 +302,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 		if !any {
 			continue
 		}
-		cont, err := readRuns(rg, keep, func(r *spanRow) bool {
-			s := fromSpanRow(r, cache)
-			if !q.Match(&s) {
-				return true
-			}
-			return fn(&s)
-		})
+		cont, err := matchRuns(rg, keep, cache, fromSpanRow, q.Match, fn)
 		if err != nil {
 			return false, b.readErr(err)
 		}
@@ -335,20 +326,35 @@ func rowGroupMatches(e *IndexEntry, start, end int64, service string, id storage
 	return true
 }
 
-// prefilterSpans evaluates the query's flat-column predicates column by
-// column, so that only candidate rows are decoded in full.
-func (b *Block) prefilterSpans(rg parquet.RowGroup, rows int, q *storage.SpanQuery) ([]bool, bool, error) {
+// rowFilter starts with every row of rg kept; each call of filter drops
+// the rows whose value in a flat column fails pred.
+func (b *Block) rowFilter(rg parquet.RowGroup, rows int) ([]bool, func(col string, pred func(parquet.Value) bool) error) {
 	keep := make([]bool, rows)
 	for i := range keep {
 		keep[i] = true
 	}
-	filter := func(col string, pred func(parquet.Value) bool) error {
+	return keep, func(col string, pred func(parquet.Value) bool) error {
 		return b.scanColumn(rg, col, func(row int, v parquet.Value) {
 			if keep[row] && !pred(v) {
 				keep[row] = false
 			}
 		})
 	}
+}
+
+// matchRuns decodes the kept rows, applies the full query and hands
+// matches to fn; false means fn asked to stop.
+func matchRuns[R, T any](rg parquet.RowGroup, keep []bool, cache *resourceCache, conv func(*R, *resourceCache) T, match func(*T) bool, fn func(*T) bool) (bool, error) {
+	return readRuns(rg, keep, func(r *R) bool {
+		v := conv(r, cache)
+		return !match(&v) || fn(&v)
+	})
+}
+
+// prefilterSpans evaluates the query's flat-column predicates column by
+// column, so that only candidate rows are decoded in full.
+func (b *Block) prefilterSpans(rg parquet.RowGroup, rows int, q *storage.SpanQuery) ([]bool, bool, error) {
+	keep, filter := b.rowFilter(rg, rows)
 	var err error
 	if !q.TraceID.IsEmpty() {
 		err = filter("trace_id", func(v parquet.Value) bool { return [16]byte(v.ByteArray()) == q.TraceID })
@@ -463,17 +469,7 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 			return false, err
 		}
 		rg := b.file.RowGroups()[i]
-		keep := make([]bool, e.Rows)
-		for k := range keep {
-			keep[k] = true
-		}
-		filter := func(col string, pred func(parquet.Value) bool) error {
-			return b.scanColumn(rg, col, func(row int, v parquet.Value) {
-				if keep[row] && !pred(v) {
-					keep[row] = false
-				}
-			})
-		}
+		keep, filter := b.rowFilter(rg, int(e.Rows))
 		var err error
 		if !q.TraceID.IsEmpty() {
 			err = filter("trace_id", func(v parquet.Value) bool { return [16]byte(v.ByteArray()) == q.TraceID })
@@ -490,13 +486,7 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 		if !slices.Contains(keep, true) {
 			continue
 		}
-		cont, err := readRuns(rg, keep, func(r *logRow) bool {
-			l := fromLogRow(r, cache)
-			if !q.Match(&l) {
-				return true
-			}
-			return fn(&l)
-		})
+		cont, err := matchRuns(rg, keep, cache, fromLogRow, q.Match, fn)
 		if err != nil {
 			return false, b.readErr(err)
 		}
