@@ -1,0 +1,731 @@
+package traceql
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// ErrTooManyTraces is returned when a query would have to assemble more
+// traces than SearchRequest.MaxInspectedTraces allows.
+var ErrTooManyTraces = errors.New("query inspects too many traces")
+
+// ErrTooManySeries is returned when a metrics query yields more series
+// than MetricsRequest.MaxSeries.
+var ErrTooManySeries = errors.New("query yields too many series")
+
+// NoRoot is the root service and name of a trace whose root span has not
+// been stored, as Tempo spells it.
+const NoRoot = "<root span not yet received>"
+
+// SearchRequest is a TraceQL search.
+type SearchRequest struct {
+	Query *Query
+	// Start and End bound span start times (unix ns); 0 leaves a side open.
+	Start, End int64
+	// Limit is the number of traces to return.
+	Limit int
+	// SpansPerSpanset bounds the spans returned per spanset; 0 means all.
+	SpansPerSpanset int
+	// MaxInspectedTraces bounds the traces assembled to evaluate structural
+	// and trace-level queries; 0 means no bound.
+	MaxInspectedTraces int
+}
+
+// SearchResult holds the matching traces, most recent first.
+type SearchResult struct {
+	Traces          []TraceResult
+	InspectedTraces int
+	InspectedSpans  int64
+}
+
+// TraceResult is one matching trace.
+type TraceResult struct {
+	TraceID      storage.TraceID
+	RootService  string
+	RootName     string
+	Start        int64 // unix ns
+	Duration     int64 // ns
+	Spansets     []ResultSpanset
+	ServiceStats map[string]ServiceStats
+}
+
+// ServiceStats counts a trace's spans per service.
+type ServiceStats struct{ SpanCount, ErrorCount int }
+
+// ResultSpanset is a matching spanset.
+type ResultSpanset struct {
+	Spans   []ResultSpan
+	Matched int
+	Attrs   []Label
+}
+
+// ResultSpan is a matching span with the fields the query referenced.
+type ResultSpan struct {
+	SpanID   storage.SpanID
+	Name     string
+	Start    int64
+	Duration int64
+	Attrs    []Label
+}
+
+// Search runs a spanset query. The querier is the only thing it reads.
+func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*SearchResult, error) {
+	q := req.Query
+	if q.IsMetrics() {
+		return nil, errors.New("metrics queries are answered by the metrics API, not search")
+	}
+	if req.Limit <= 0 {
+		req.Limit = 20
+	}
+	res := &SearchResult{}
+	fields := outputFields(q)
+	var ids []storage.TraceID
+	seen := map[storage.TraceID]bool{}
+
+	if f, ok := q.spanwise(); ok {
+		// Every span that passes the filter makes its trace a result; the
+		// most recent matching start decides the order.
+		latest := map[storage.TraceID]int64{}
+		pq, _ := pushdown(f.Expr, req.Start, req.End)
+		ev, lk := false, false
+		if f.Expr != nil {
+			ev, lk = iterates(f.Expr)
+		}
+		one := newSingle()
+		err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
+			res.InspectedSpans++
+			if f.Expr != nil && !matchSpan(f.Expr, one.with(s), 0, ev, lk) {
+				return true
+			}
+			if t, ok := latest[s.TraceID]; !ok || s.StartUnixNano > t {
+				latest[s.TraceID] = s.StartUnixNano
+			}
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+		for id := range latest {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, func(a, b storage.TraceID) int {
+			if c := cmp.Compare(latest[b], latest[a]); c != 0 {
+				return c
+			}
+			return slices.Compare(a[:], b[:])
+		})
+	} else {
+		qs, _ := candidates(q.Pipeline.Stages[0].(stageExpr).expr(), req.Start, req.End)
+		for _, pq := range qs {
+			err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
+				res.InspectedSpans++
+				if !seen[s.TraceID] {
+					seen[s.TraceID] = true
+					ids = append(ids, s.TraceID)
+				}
+				return true
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	for _, id := range ids {
+		if len(res.Traces) >= req.Limit {
+			break
+		}
+		if req.MaxInspectedTraces > 0 && res.InspectedTraces >= req.MaxInspectedTraces {
+			return nil, fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
+		}
+		tr, err := fetchTrace(ctx, sq, id)
+		if err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		res.InspectedTraces++
+		sets := evalPipeline(q.Pipeline, tr, []Spanset{{Spans: allSpans(tr)}})
+		if len(sets) == 0 {
+			continue
+		}
+		res.Traces = append(res.Traces, traceResult(tr, sets, fields, req.SpansPerSpanset))
+	}
+	slices.SortStableFunc(res.Traces, func(a, b TraceResult) int { return cmp.Compare(b.Start, a.Start) })
+	return res, nil
+}
+
+// stageExpr is implemented by stages that begin with a spanset expression.
+type stageExpr interface{ expr() SpansetExpr }
+
+func (s *SpansetStage) expr() SpansetExpr { return s.Expr }
+func (s *ScalarFilter) expr() SpansetExpr { return &SpansetFilter{} }
+func (s *GroupBy) expr() SpansetExpr      { return &SpansetFilter{} }
+func (s *Coalesce) expr() SpansetExpr     { return &SpansetFilter{} }
+func (s *Select) expr() SpansetExpr       { return &SpansetFilter{} }
+
+func fetchTrace(ctx context.Context, sq storage.Querier, id storage.TraceID) (*Trace, error) {
+	spans, err := sq.TraceByID(ctx, id, 0, 0)
+	if err != nil && len(spans) == 0 {
+		return nil, err
+	}
+	ptrs := make([]*storage.Span, len(spans))
+	for i := range spans {
+		ptrs[i] = &spans[i]
+	}
+	return NewTrace(ptrs), nil
+}
+
+func allSpans(tr *Trace) []int {
+	out := make([]int, len(tr.Spans))
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// single is a one-span Trace reused while streaming spans; only span-level
+// intrinsics are evaluated on it.
+type single struct{ tr Trace }
+
+func newSingle() *single {
+	return &single{tr: Trace{Spans: make([]*storage.Span, 1), parent: []int{-1}, left: []int{0}, right: []int{0}, children: []int{0}, Root: -1}}
+}
+
+func (s *single) with(sp *storage.Span) *Trace {
+	s.tr.Spans[0] = sp
+	s.tr.Start, s.tr.End = sp.StartUnixNano, sp.EndUnixNano
+	return &s.tr
+}
+
+// outputFields lists what each returned span carries: the fields the
+// filters compare and the select()ed ones, as Tempo returns them.
+func outputFields(q *Query) []Expr {
+	var out []Expr
+	seen := map[string]bool{}
+	add := func(e Expr) {
+		switch x := e.(type) {
+		case *Attribute:
+		case *IntrinsicRef:
+			switch x.Intrinsic {
+			case IntrinsicName, IntrinsicDuration, IntrinsicSpanID:
+				return // carried by the span itself
+			}
+		default:
+			return
+		}
+		if k := e.String(); !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	var walkExpr func(Expr)
+	walkExpr = func(e Expr) {
+		switch x := e.(type) {
+		case *BinaryExpr:
+			walkExpr(x.LHS)
+			walkExpr(x.RHS)
+		case *UnaryExpr:
+			walkExpr(x.Expr)
+		default:
+			add(e)
+		}
+	}
+	var walkSet func(SpansetExpr)
+	var walkPipe func(*Pipeline)
+	walkSet = func(e SpansetExpr) {
+		switch x := e.(type) {
+		case *SpansetFilter:
+			if x.Expr != nil {
+				walkExpr(x.Expr)
+			}
+		case *SpansetOp:
+			walkSet(x.LHS)
+			walkSet(x.RHS)
+		case *Pipeline:
+			walkPipe(x)
+		}
+	}
+	walkPipe = func(p *Pipeline) {
+		for _, st := range p.Stages {
+			switch s := st.(type) {
+			case *SpansetStage:
+				walkSet(s.Expr)
+			case *Select:
+				for _, f := range s.Fields {
+					add(f)
+				}
+			}
+		}
+	}
+	walkPipe(q.Pipeline)
+	return out
+}
+
+// FieldKey is the key a returned field carries: attribute names without
+// their scope (as Tempo returns them), intrinsics by name.
+func FieldKey(e Expr) string {
+	if a, ok := e.(*Attribute); ok {
+		return a.Name
+	}
+	return e.String()
+}
+
+func traceResult(tr *Trace, sets []Spanset, fields []Expr, spss int) TraceResult {
+	r := TraceResult{
+		TraceID:      tr.Spans[0].TraceID,
+		RootService:  NoRoot,
+		RootName:     NoRoot,
+		Start:        tr.Start,
+		Duration:     tr.End - tr.Start,
+		ServiceStats: map[string]ServiceStats{},
+	}
+	if tr.Root >= 0 {
+		r.RootService, r.RootName = tr.RootService(), tr.RootName()
+	}
+	for _, s := range tr.Spans {
+		st := r.ServiceStats[s.Resource.ServiceName()]
+		st.SpanCount++
+		if s.StatusCode == storage.StatusError {
+			st.ErrorCount++
+		}
+		r.ServiceStats[s.Resource.ServiceName()] = st
+	}
+	for _, ss := range sets {
+		rs := ResultSpanset{Matched: len(ss.Spans), Attrs: ss.Attrs}
+		for k, i := range ss.Spans {
+			if spss > 0 && k >= spss {
+				break
+			}
+			s := tr.Spans[i]
+			span := ResultSpan{SpanID: s.SpanID, Name: s.Name, Start: s.StartUnixNano, Duration: s.Duration()}
+			if svc := s.Resource.ServiceName(); svc != "" {
+				span.Attrs = append(span.Attrs, Label{Key: "service.name", Value: NewString(svc)})
+			}
+			c := evalCtx{tr: tr, span: i}
+			for _, f := range fields {
+				if a, ok := f.(*Attribute); ok && a.Scope == ScopeResource && a.Name == "service.name" {
+					continue
+				}
+				if v := eval(f, &c); v.Type != TypeNil {
+					span.Attrs = append(span.Attrs, Label{Key: FieldKey(f), Value: v})
+				}
+			}
+			rs.Spans = append(rs.Spans, span)
+		}
+		r.Spansets = append(r.Spansets, rs)
+	}
+	return r
+}
+
+// MetricsRequest is a TraceQL metrics query over [Start, End) in steps.
+type MetricsRequest struct {
+	Query      *Query
+	Start, End int64 // unix ns
+	Step       int64 // ns
+	// Instant evaluates one value over the whole range.
+	Instant bool
+	// Exemplars is the number of exemplars kept per series.
+	Exemplars          int
+	MaxSeries          int
+	MaxInspectedTraces int
+}
+
+// Series is one time series of a metrics result.
+type Series struct {
+	Labels    []Label
+	Samples   []Sample
+	Exemplars []Exemplar
+}
+
+// Sample is one point; TimestampMs is the start of its step.
+type Sample struct {
+	TimestampMs int64
+	Value       float64
+}
+
+// Exemplar is a span that contributed to a series.
+type Exemplar struct {
+	Labels      []Label
+	Value       float64
+	TimestampMs int64
+}
+
+// MetricsResult is what a metrics query returns.
+type MetricsResult struct {
+	Series          []Series
+	InspectedTraces int
+	InspectedSpans  int64
+}
+
+// DefaultStep picks a step for a range the way Tempo does: about 240 points.
+func DefaultStep(start, end int64) int64 {
+	base := (end - start) / 240
+	const ms, s = int64(1e6), int64(1e9)
+	if end-start < 60*s {
+		st := base / (50 * ms) * 50 * ms
+		return max(st, 50*ms)
+	}
+	for _, c := range []int64{3600 * s, 300 * s, 60 * s, 15 * s, 5 * s, s} {
+		if c < base {
+			return base / c * c
+		}
+	}
+	return s
+}
+
+type seriesAcc struct {
+	labels []Label
+	count  []float64
+	sum    []float64
+	min    []float64
+	max    []float64
+	values [][]float64
+	ex     []Exemplar
+	exBkt  []int
+}
+
+// Metrics runs a metrics query.
+func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*MetricsResult, error) {
+	q := req.Query
+	m := q.Metrics
+	if m == nil {
+		return nil, errors.New("not a metrics query: add a function such as | rate()")
+	}
+	if req.End <= req.Start {
+		return nil, errors.New("end must be after start")
+	}
+	start, step, n := req.Start, req.Step, 1
+	if req.Instant || step <= 0 {
+		step = req.End - req.Start
+	} else {
+		start = req.Start - req.Start%step
+		n = int((req.End - start + step - 1) / step)
+	}
+	res := &MetricsResult{}
+	series := map[string]*seriesAcc{}
+	var order []string
+	var keyBuf strings.Builder
+	var tooMany error
+
+	add := func(tr *Trace, i int) {
+		s := tr.Spans[i]
+		t := s.StartUnixNano
+		if t < start || t >= req.End {
+			return
+		}
+		b := int((t - start) / step)
+		if b >= n {
+			return
+		}
+		c := evalCtx{tr: tr, span: i}
+		val := 0.0
+		if m.Attr != nil {
+			v := eval(m.Attr, &c)
+			f, ok := v.Float()
+			if !ok {
+				return
+			}
+			if v.Type == TypeDuration {
+				f /= 1e9 // seconds, as Tempo reports durations
+			}
+			val = f
+		}
+		keyBuf.Reset()
+		var labels []Label
+		for _, e := range m.By {
+			v := eval(e, &c)
+			keyBuf.WriteString(v.String())
+			keyBuf.WriteByte(0xff)
+			if v.Type != TypeNil {
+				labels = append(labels, Label{Key: e.String(), Value: v})
+			}
+		}
+		if m.Fn == "histogram_over_time" {
+			le := bucketUpper(val)
+			keyBuf.WriteString(fmt.Sprint(le))
+			labels = append(labels, Label{Key: "__bucket", Value: NewFloat(le)})
+		}
+		key := keyBuf.String()
+		acc, ok := series[key]
+		if !ok {
+			if req.MaxSeries > 0 && len(series) >= req.MaxSeries {
+				tooMany = fmt.Errorf("%w: more than %d", ErrTooManySeries, req.MaxSeries)
+				return
+			}
+			if len(m.By) == 0 && m.Fn != "histogram_over_time" {
+				labels = append(labels, Label{Key: "__name__", Value: NewString(m.Fn)})
+			}
+			acc = &seriesAcc{labels: labels, count: make([]float64, n)}
+			switch m.Fn {
+			case "min_over_time", "max_over_time", "sum_over_time", "avg_over_time":
+				acc.sum, acc.min, acc.max = make([]float64, n), make([]float64, n), make([]float64, n)
+			case "quantile_over_time":
+				acc.values = make([][]float64, n)
+			}
+			series[key] = acc
+			order = append(order, key)
+		}
+		if acc.count[b] == 0 && acc.min != nil {
+			acc.min[b], acc.max[b] = val, val
+		}
+		acc.count[b]++
+		if acc.sum != nil {
+			acc.sum[b] += val
+			acc.min[b] = math.Min(acc.min[b], val)
+			acc.max[b] = math.Max(acc.max[b], val)
+		}
+		if acc.values != nil {
+			acc.values[b] = append(acc.values[b], val)
+		}
+		if len(acc.ex) < req.Exemplars && !slices.Contains(acc.exBkt, b) {
+			acc.ex = append(acc.ex, Exemplar{
+				Labels:      []Label{{Key: "trace:id", Value: NewString(s.TraceID.String())}, {Key: "span:id", Value: NewString(s.SpanID.String())}},
+				Value:       val,
+				TimestampMs: t / 1e6,
+			})
+			acc.exBkt = append(acc.exBkt, b)
+		}
+	}
+
+	if f, ok := q.spanwise(); ok {
+		pq, _ := pushdown(f.Expr, start, req.End-1)
+		ev, lk := false, false
+		if f.Expr != nil {
+			ev, lk = iterates(f.Expr)
+		}
+		one := newSingle()
+		err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
+			res.InspectedSpans++
+			tr := one.with(s)
+			if f.Expr == nil || matchSpan(f.Expr, tr, 0, ev, lk) {
+				add(tr, 0)
+			}
+			return tooMany == nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		qs, _ := candidates(q.Pipeline.Stages[0].(stageExpr).expr(), start, req.End-1)
+		seen := map[storage.TraceID]bool{}
+		var ids []storage.TraceID
+		for _, pq := range qs {
+			if err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
+				res.InspectedSpans++
+				if !seen[s.TraceID] {
+					seen[s.TraceID] = true
+					ids = append(ids, s.TraceID)
+				}
+				return true
+			}); err != nil {
+				return nil, err
+			}
+		}
+		if req.MaxInspectedTraces > 0 && len(ids) > req.MaxInspectedTraces {
+			return nil, fmt.Errorf("%w: %d candidate traces, the limit is %d; narrow the time range or the filter", ErrTooManyTraces, len(ids), req.MaxInspectedTraces)
+		}
+		for _, id := range ids {
+			tr, err := fetchTrace(ctx, sq, id)
+			if err != nil {
+				if errors.Is(err, storage.ErrNotFound) {
+					continue
+				}
+				return nil, err
+			}
+			res.InspectedTraces++
+			spans := make(set, len(tr.Spans))
+			for _, ss := range evalPipeline(q.Pipeline, tr, []Spanset{{Spans: allSpans(tr)}}) {
+				for _, i := range ss.Spans {
+					spans[i] = true
+				}
+			}
+			for _, i := range spans.list() {
+				add(tr, i)
+			}
+			if tooMany != nil {
+				break
+			}
+		}
+	}
+	if tooMany != nil {
+		return nil, tooMany
+	}
+	for _, k := range order {
+		res.Series = append(res.Series, finish(m, series[k], start, step, n, req.Instant)...)
+	}
+	// Sorting first makes topk/bottomk break ties by labels.
+	slices.SortFunc(res.Series, func(a, b Series) int { return cmp.Compare(labelsKey(a.Labels), labelsKey(b.Labels)) })
+	res.Series = secondStage(q.Second, res.Series)
+	return res, nil
+}
+
+// bucketUpper is histogram_over_time's bucket: the next power of two.
+func bucketUpper(v float64) float64 {
+	if v <= 0 {
+		return 0
+	}
+	return math.Pow(2, math.Ceil(math.Log2(v)))
+}
+
+func labelsKey(ls []Label) string {
+	var b strings.Builder
+	for _, l := range ls {
+		b.WriteString(l.Key)
+		b.WriteByte(0)
+		if l.Value.Type == TypeFloat || l.Value.Type == TypeInt {
+			f, _ := l.Value.Float()
+			fmt.Fprintf(&b, "%020.6f", f)
+		} else {
+			b.WriteString(l.Value.Text())
+		}
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// finish turns an accumulator into series: one, or one per quantile.
+func finish(m *MetricsAggregate, acc *seriesAcc, start, step int64, n int, instant bool) []Series {
+	ts := func(b int) int64 { return (start + int64(b)*step) / 1e6 }
+	value := func(b int) float64 {
+		switch m.Fn {
+		case "rate":
+			return acc.count[b] / (float64(step) / 1e9)
+		case "count_over_time", "histogram_over_time":
+			return acc.count[b]
+		}
+		if acc.count[b] == 0 {
+			return math.NaN()
+		}
+		switch m.Fn {
+		case "min_over_time":
+			return acc.min[b]
+		case "max_over_time":
+			return acc.max[b]
+		case "sum_over_time":
+			return acc.sum[b]
+		case "avg_over_time":
+			return acc.sum[b] / acc.count[b]
+		}
+		return math.NaN()
+	}
+	build := func(labels []Label, val func(int) float64) Series {
+		s := Series{Labels: labels}
+		for b := range n {
+			v := val(b)
+			if math.IsNaN(v) {
+				continue
+			}
+			s.Samples = append(s.Samples, Sample{TimestampMs: ts(b), Value: v})
+		}
+		for i, e := range acc.ex {
+			if m.Attr == nil || m.Fn == "histogram_over_time" {
+				e.Value = val(acc.exBkt[i])
+			}
+			if !math.IsNaN(e.Value) {
+				s.Exemplars = append(s.Exemplars, e)
+			}
+		}
+		return s
+	}
+	if m.Fn != "quantile_over_time" {
+		return []Series{build(acc.labels, value)}
+	}
+	for b := range acc.values {
+		slices.Sort(acc.values[b])
+	}
+	out := make([]Series, 0, len(m.Quantiles))
+	for _, qv := range m.Quantiles {
+		labels := append(slices.Clone(acc.labels), Label{Key: "p", Value: NewFloat(qv)})
+		out = append(out, build(labels, func(b int) float64 { return Quantile(acc.values[b], qv) }))
+	}
+	return out
+}
+
+// Quantile returns the q-quantile of sorted values by linear interpolation
+// between closest ranks, as Prometheus's quantile() does. Tempo
+// approximates with power-of-two buckets; Sightline keeps the values and
+// answers exactly.
+func Quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return math.NaN()
+	}
+	rank := q * float64(len(sorted)-1)
+	lo := int(math.Floor(rank))
+	hi := int(math.Ceil(rank))
+	if lo == hi {
+		return sorted[lo]
+	}
+	w := rank - float64(lo)
+	return sorted[lo]*(1-w) + sorted[hi]*w
+}
+
+// secondStage applies topk/bottomk (per timestamp, as PromQL does) and
+// value filters.
+func secondStage(stages []SecondStage, series []Series) []Series {
+	for _, st := range stages {
+		switch st.Fn {
+		case "topk", "bottomk":
+			keep := map[int]map[int64]bool{}
+			times := map[int64][]int{}
+			vals := map[int64]map[int]float64{}
+			for i, s := range series {
+				for _, p := range s.Samples {
+					times[p.TimestampMs] = append(times[p.TimestampMs], i)
+					if vals[p.TimestampMs] == nil {
+						vals[p.TimestampMs] = map[int]float64{}
+					}
+					vals[p.TimestampMs][i] = p.Value
+				}
+			}
+			for t, idx := range times {
+				sort.SliceStable(idx, func(a, b int) bool {
+					va, vb := vals[t][idx[a]], vals[t][idx[b]]
+					if st.Fn == "topk" {
+						return va > vb
+					}
+					return va < vb
+				})
+				for _, i := range idx[:min(st.N, len(idx))] {
+					if keep[i] == nil {
+						keep[i] = map[int64]bool{}
+					}
+					keep[i][t] = true
+				}
+			}
+			series = filterSamples(series, func(i int, p Sample) bool { return keep[i][p.TimestampMs] })
+		default:
+			series = filterSamples(series, func(_ int, p Sample) bool {
+				o := cmpOrdered(p.Value, st.Value)
+				return cmpHolds(st.Fn, o)
+			})
+		}
+	}
+	return series
+}
+
+func filterSamples(series []Series, keep func(int, Sample) bool) []Series {
+	out := series[:0]
+	for i, s := range series {
+		samples := s.Samples[:0:0]
+		for _, p := range s.Samples {
+			if keep(i, p) {
+				samples = append(samples, p)
+			}
+		}
+		if len(samples) > 0 {
+			s.Samples = samples
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,260 @@
+package traceql
+
+import (
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// conjuncts flattens a tree of && into its operands.
+func conjuncts(e Expr, out []Expr) []Expr {
+	if b, ok := e.(*BinaryExpr); ok && b.Op == "&&" {
+		return conjuncts(b.RHS, conjuncts(b.LHS, out))
+	}
+	return append(out, e)
+}
+
+var flipped = map[string]string{"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
+
+// pushdown derives a storage query from a filter expression. The storage
+// query is a necessary condition: every span the expression matches also
+// matches it, so the engine may evaluate the expression only on what the
+// store returns. It reports how many conditions it pushed, which the
+// planner uses as a selectivity estimate.
+func pushdown(e Expr, start, end int64) (*storage.SpanQuery, int) {
+	q := &storage.SpanQuery{Start: start, End: end}
+	if e == nil {
+		return q, 0
+	}
+	n := 0
+	for _, c := range conjuncts(e, nil) {
+		b, ok := c.(*BinaryExpr)
+		if !ok {
+			continue
+		}
+		field, lit, op := b.LHS, b.RHS, b.Op
+		if _, isLit := field.(*Literal); isLit {
+			field, lit = lit, field
+			if f, ok := flipped[op]; ok {
+				op = f
+			}
+		}
+		l, ok := lit.(*Literal)
+		if !ok {
+			continue
+		}
+		switch f := field.(type) {
+		case *IntrinsicRef:
+			if pushIntrinsic(q, f.Intrinsic, op, l.Value) {
+				n++
+			}
+		case *Attribute:
+			if pushAttr(q, f, op, l.Value) {
+				n++
+			}
+		}
+	}
+	return q, n
+}
+
+func pushIntrinsic(q *storage.SpanQuery, in Intrinsic, op string, v Static) bool {
+	switch in {
+	case IntrinsicDuration:
+		if !v.Type.numeric() || v.Type == TypeFloat {
+			return false
+		}
+		d := v.N
+		switch op {
+		case "=":
+			q.MinDuration, q.MaxDuration = max(q.MinDuration, d), minNonZero(q.MaxDuration, d)
+		case ">":
+			q.MinDuration = max(q.MinDuration, d+1)
+		case ">=":
+			q.MinDuration = max(q.MinDuration, d)
+		case "<":
+			q.MaxDuration = minNonZero(q.MaxDuration, d-1)
+		case "<=":
+			q.MaxDuration = minNonZero(q.MaxDuration, d)
+		default:
+			return false
+		}
+		if q.MaxDuration < 0 {
+			// Nothing can match; keep a bound the store can apply.
+			q.MaxDuration = 0
+			q.MinDuration = 1<<63 - 1
+		}
+		return true
+	case IntrinsicName:
+		if op == "=" && v.Type == TypeString {
+			q.Name = v.S
+			return true
+		}
+	case IntrinsicStatus:
+		if op == "=" && v.Type == TypeStatus {
+			q.Status, q.HasStatus = storage.StatusCode(v.N), true
+			return true
+		}
+	case IntrinsicKind:
+		if op == "=" && v.Type == TypeKind {
+			q.Kind, q.HasKind = storage.SpanKind(v.N), true
+			return true
+		}
+	case IntrinsicTraceID:
+		if op == "=" && v.Type == TypeString {
+			if id, err := storage.ParseTraceID(v.S); err == nil {
+				q.TraceID = id
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func minNonZero(a, b int64) int64 {
+	if a == 0 {
+		return b
+	}
+	return min(a, b)
+}
+
+var storageOps = map[string]storage.Op{
+	"=": storage.OpEqual, "!=": storage.OpNotEqual, "=~": storage.OpRegexp, "!~": storage.OpNotRegexp,
+	">": storage.OpGreater, ">=": storage.OpGreaterEqual, "<": storage.OpLess, "<=": storage.OpLessEqual,
+}
+
+func pushAttr(q *storage.SpanQuery, a *Attribute, op string, v Static) bool {
+	if a.Parent {
+		return false
+	}
+	var scope storage.Scope
+	switch a.Scope {
+	case ScopeSpan:
+		scope = storage.ScopeSpan
+	case ScopeResource:
+		scope = storage.ScopeResource
+	case ScopeNone:
+		scope = storage.ScopeAny
+	default:
+		return false
+	}
+	if v.Type == TypeNil {
+		if op != "!=" {
+			return false
+		}
+		m, err := storage.NewMatcher(scope, a.Name, storage.OpExists, storage.Value{})
+		if err != nil {
+			return false
+		}
+		q.Matchers = append(q.Matchers, m)
+		return true
+	}
+	if scope == storage.ScopeResource && a.Name == "service.name" && op == "=" && v.Type == TypeString {
+		q.ServiceName = v.S
+		return true
+	}
+	var sv storage.Value
+	switch v.Type {
+	case TypeString:
+		sv = storage.Str(v.S)
+	case TypeInt:
+		sv = storage.Int(v.N)
+	case TypeFloat:
+		sv = storage.Double(v.F)
+	case TypeBool:
+		sv = storage.Bool(v.N == 1)
+	default:
+		return false
+	}
+	sop, ok := storageOps[op]
+	if !ok {
+		return false
+	}
+	// The store compares strings with numbers by parsing them; TraceQL
+	// does not. Ordered comparisons on strings stay in the engine.
+	if v.Type == TypeString && sop >= storage.OpGreater {
+		return false
+	}
+	m, err := storage.NewMatcher(scope, a.Name, sop, sv)
+	if err != nil {
+		return false
+	}
+	q.Matchers = append(q.Matchers, m)
+	return true
+}
+
+// candidates returns storage queries whose union holds every span of every
+// trace the spanset expression can match (a disjunction of necessary
+// conditions).
+func candidates(e SpansetExpr, start, end int64) ([]*storage.SpanQuery, int) {
+	switch x := e.(type) {
+	case *SpansetFilter:
+		q, n := pushdown(x.Expr, start, end)
+		return []*storage.SpanQuery{q}, n
+	case *SpansetOp:
+		l, ln := candidates(x.LHS, start, end)
+		r, rn := candidates(x.RHS, start, end)
+		switch x.Op {
+		case "||":
+			if ln == 0 || rn == 0 {
+				return []*storage.SpanQuery{{Start: start, End: end}}, 0
+			}
+			return append(l, r...), min(ln, rn)
+		case "!>", "!>>", "!<", "!<<", "!~":
+			return r, rn
+		}
+		// Both sides must match: either side's candidates will do; take
+		// the more selective.
+		if ln > rn {
+			return l, ln
+		}
+		return r, rn
+	case *Pipeline:
+		if st, ok := x.Stages[0].(*SpansetStage); ok {
+			return candidates(st.Expr, start, end)
+		}
+	}
+	return []*storage.SpanQuery{{Start: start, End: end}}, 0
+}
+
+// spanwise reports whether the query's spans can be decided span by span:
+// one filter, optionally followed by select(), that uses no trace-level
+// intrinsics or parent attributes. Such queries stream from the store
+// without assembling traces.
+func (q *Query) spanwise() (*SpansetFilter, bool) {
+	st, ok := q.Pipeline.Stages[0].(*SpansetStage)
+	if !ok {
+		return nil, false
+	}
+	f, ok := st.Expr.(*SpansetFilter)
+	if !ok {
+		return nil, false
+	}
+	for _, s := range q.Pipeline.Stages[1:] {
+		if _, ok := s.(*Select); !ok {
+			return nil, false
+		}
+	}
+	if f.Expr != nil && needsTrace(f.Expr) {
+		return nil, false
+	}
+	if q.Metrics != nil {
+		for _, b := range append([]Expr{q.Metrics.Attr}, q.Metrics.By...) {
+			if b != nil && needsTrace(b) {
+				return nil, false
+			}
+		}
+	}
+	return f, true
+}
+
+func needsTrace(e Expr) bool {
+	switch x := e.(type) {
+	case *IntrinsicRef:
+		return x.Intrinsic.traceLevel()
+	case *Attribute:
+		return x.Parent
+	case *BinaryExpr:
+		return needsTrace(x.LHS) || needsTrace(x.RHS)
+	case *UnaryExpr:
+		return needsTrace(x.Expr)
+	}
+	return false
+}
