@@ -44,12 +44,12 @@ type Static struct {
 }
 
 // Constructors for Static values.
-func NewInt(i int64) Static              { return Static{Type: TypeInt, N: i} }
-func NewFloat(f float64) Static          { return Static{Type: TypeFloat, F: f} }
-func NewString(s string) Static          { return Static{Type: TypeString, S: s} }
-func NewDuration(ns int64) Static        { return Static{Type: TypeDuration, N: ns} }
+func NewInt(i int64) Static                 { return Static{Type: TypeInt, N: i} }
+func NewFloat(f float64) Static             { return Static{Type: TypeFloat, F: f} }
+func NewString(s string) Static             { return Static{Type: TypeString, S: s} }
+func NewDuration(ns int64) Static           { return Static{Type: TypeDuration, N: ns} }
 func NewStatus(c storage.StatusCode) Static { return Static{Type: TypeStatus, N: int64(c)} }
-func NewKind(k storage.SpanKind) Static  { return Static{Type: TypeKind, N: int64(k)} }
+func NewKind(k storage.SpanKind) Static     { return Static{Type: TypeKind, N: int64(k)} }
 func NewBool(b bool) Static {
 	if b {
 		return Static{Type: TypeBool, N: 1}
@@ -270,15 +270,15 @@ var intrinsicByName = map[string]Intrinsic{
 	"trace:duration": IntrinsicTraceDuration, "traceDuration": IntrinsicTraceDuration,
 	"trace:rootName": IntrinsicRootName, "rootName": IntrinsicRootName,
 	"trace:rootService": IntrinsicRootService, "rootServiceName": IntrinsicRootService, "rootService": IntrinsicRootService,
-	"event:name": IntrinsicEventName,
-	"event:timeSinceStart": IntrinsicEventTimeSinceStart,
-	"link:traceID": IntrinsicLinkTraceID,
-	"link:spanID": IntrinsicLinkSpanID,
-	"instrumentation:name": IntrinsicInstrumentationName,
+	"event:name":              IntrinsicEventName,
+	"event:timeSinceStart":    IntrinsicEventTimeSinceStart,
+	"link:traceID":            IntrinsicLinkTraceID,
+	"link:spanID":             IntrinsicLinkSpanID,
+	"instrumentation:name":    IntrinsicInstrumentationName,
 	"instrumentation:version": IntrinsicInstrumentationVersion,
-	"nestedSetLeft": IntrinsicNestedSetLeft,
-	"nestedSetRight": IntrinsicNestedSetRight,
-	"nestedSetParent": IntrinsicNestedSetParent,
+	"nestedSetLeft":           IntrinsicNestedSetLeft,
+	"nestedSetRight":          IntrinsicNestedSetRight,
+	"nestedSetParent":         IntrinsicNestedSetParent,
 }
 
 // IntrinsicNames lists the canonical names, for the tags API.
@@ -434,10 +434,12 @@ func (f *SpansetFilter) String() string {
 	}
 	return "{ " + f.Expr.String() + " }"
 }
-func (*SpansetFilter) spanset()   {}
-func (o *SpansetOp) Pos() Pos     { return o.pos }
-func (o *SpansetOp) String() string { return "(" + o.LHS.String() + " " + o.Op + " " + o.RHS.String() + ")" }
-func (*SpansetOp) spanset()       {}
+func (*SpansetFilter) spanset() {}
+func (o *SpansetOp) Pos() Pos   { return o.pos }
+func (o *SpansetOp) String() string {
+	return "(" + o.LHS.String() + " " + o.Op + " " + o.RHS.String() + ")"
+}
+func (*SpansetOp) spanset() {}
 
 // Pipeline is a chain of stages separated by |. As a SpansetExpr it is a
 // parenthesised pipeline.
@@ -517,11 +519,13 @@ func (a *Aggregate) String() string {
 	}
 	return a.Fn + "(" + a.Expr.String() + ")"
 }
-func (a *Aggregate) hasAggregate() bool      { return true }
-func (l *ScalarLiteral) String() string      { return l.Value.String() }
-func (l *ScalarLiteral) hasAggregate() bool  { return false }
-func (b *ScalarBinary) String() string       { return "(" + b.LHS.String() + " " + b.Op + " " + b.RHS.String() + ")" }
-func (b *ScalarBinary) hasAggregate() bool   { return b.LHS.hasAggregate() || b.RHS.hasAggregate() }
+func (a *Aggregate) hasAggregate() bool     { return true }
+func (l *ScalarLiteral) String() string     { return l.Value.String() }
+func (l *ScalarLiteral) hasAggregate() bool { return false }
+func (b *ScalarBinary) String() string {
+	return "(" + b.LHS.String() + " " + b.Op + " " + b.RHS.String() + ")"
+}
+func (b *ScalarBinary) hasAggregate() bool { return b.LHS.hasAggregate() || b.RHS.hasAggregate() }
 
 // MetricsAggregate turns matching spans into time series.
 type MetricsAggregate struct {

@@ -694,12 +694,12 @@ func evalScalar(e ScalarExpr, tr *Trace, spans []int) Static {
 			return NewInt(int64(len(spans)))
 		}
 		var (
-			n        int
-			sum      float64
-			isum     int64
-			lo, hi   Static
-			allInts  = true
-			dur      = false
+			n       int
+			sum     float64
+			isum    int64
+			lo, hi  Static
+			allInts = true
+			dur     = false
 		)
 		for _, i := range spans {
 			v := eval(x.Expr, &evalCtx{tr: tr, span: i})

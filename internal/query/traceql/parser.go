@@ -68,9 +68,9 @@ func (p *parser) fail(t token, format string, args ...any) {
 	panic(bail{errorf(t.pos, format, args...)})
 }
 
-func (p *parser) tok() token        { return p.toks[p.i] }
-func (p *parser) peek(n int) token  { return p.toks[min(p.i+n, len(p.toks)-1)] }
-func (p *parser) next() token       { t := p.toks[p.i]; p.i = min(p.i+1, len(p.toks)-1); return t }
+func (p *parser) tok() token       { return p.toks[p.i] }
+func (p *parser) peek(n int) token { return p.toks[min(p.i+n, len(p.toks)-1)] }
+func (p *parser) next() token      { t := p.toks[p.i]; p.i = min(p.i+1, len(p.toks)-1); return t }
 func (p *parser) at(text string) bool {
 	t := p.tok()
 	return t.kind == tPunct && t.text == text
