@@ -1,0 +1,47 @@
+package logql
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// FuzzParse: no panic or hang on any input; errors carry a position; what
+// parses prints to a form that parses back to the same print. Seeds are the
+// queries of testdata/*.test.
+func FuzzParse(f *testing.F) {
+	data, err := os.ReadFile("testdata/logs.test")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "fails "):
+			q, _, _ := strings.Cut(strings.TrimPrefix(l, "fails "), "\t")
+			f.Add(q)
+		case strings.HasPrefix(l, "logs "), strings.HasPrefix(l, "metrics "):
+			if i := strings.IndexAny(l, "{"); i >= 0 {
+				start := strings.LastIndex(l[:i], " ")
+				f.Add(l[start+1:])
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		q, err := Parse(src)
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error without position: %v", err)
+			}
+			return
+		}
+		printed := q.String()
+		q2, err := Parse(printed)
+		if err != nil {
+			t.Fatalf("%q parsed, but its print %q does not: %v", src, printed, err)
+		}
+		if q2.String() != printed {
+			t.Fatalf("print is not stable: %q then %q", printed, q2.String())
+		}
+	})
+}
