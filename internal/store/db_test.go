@@ -371,3 +371,27 @@ func TestConcurrentFlushAndCompact(t *testing.T) {
 	requireAll(t, db, want, nil)
 	require.Empty(t, db.Problems())
 }
+
+// TestReadStats checks that block reads are accounted to the query's Stats
+// and that a read limit ends the query with ErrBytesLimit.
+func TestReadStats(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t, t.TempDir(), nil)
+	traces, _ := workload.New(1, time.Unix(1_700_000_000, 0), workload.Options{}).Batch(200)
+	require.NoError(t, db.AppendTraces(traces))
+	require.NoError(t, db.Flush(ctx))
+
+	q, err := db.Querier(ctx)
+	require.NoError(t, err)
+	defer q.Close()
+	st := &storage.Stats{}
+	n := 0
+	require.NoError(t, q.Spans(storage.WithStats(ctx, st), &storage.SpanQuery{}, func(*storage.Span) bool { n++; return true }))
+	require.Equal(t, traces.SpanCount(), n)
+	require.Positive(t, st.BytesRead())
+
+	limited := &storage.Stats{MaxBytes: st.BytesRead() / 2}
+	err = q.Spans(storage.WithStats(ctx, limited), &storage.SpanQuery{}, func(*storage.Span) bool { return true })
+	require.ErrorIs(t, err, storage.ErrBytesLimit)
+	require.Empty(t, db.Problems(), "a read limit is not damage")
+}

@@ -64,8 +64,8 @@ func (q *querier) TraceByID(ctx context.Context, id storage.TraceID, start, end 
 		var err error
 		spans, err = b.TraceByID(ctx, id, spans)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+			if ferr := fatal(ctx, err); ferr != nil {
+				return nil, ferr
 			}
 			errs = append(errs, q.blockErr(b, err))
 		}
@@ -107,8 +107,8 @@ func (q *querier) Spans(ctx context.Context, sq *storage.SpanQuery, fn func(*sto
 		}
 		cont, err := b.Spans(ctx, sq, fn)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if ferr := fatal(ctx, err); ferr != nil {
+				return ferr
 			}
 			errs = append(errs, q.blockErr(b, err))
 			continue
@@ -133,8 +133,8 @@ func (q *querier) LogsByTrace(ctx context.Context, id storage.TraceID, span stor
 		var err error
 		out, err = b.LogsByTrace(ctx, id, span, out)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+			if ferr := fatal(ctx, err); ferr != nil {
+				return nil, ferr
 			}
 			errs = append(errs, q.blockErr(b, err))
 		}
@@ -166,8 +166,8 @@ func (q *querier) Logs(ctx context.Context, lq *storage.LogQuery, fn func(*stora
 		}
 		cont, err := b.Logs(ctx, lq, fn)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if ferr := fatal(ctx, err); ferr != nil {
+				return ferr
 			}
 			errs = append(errs, q.blockErr(b, err))
 			continue
@@ -307,4 +307,17 @@ func sortedSet(m map[string]struct{}) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// fatal returns the error that must end a query rather than be reported
+// as one damaged block among healthy ones: cancellation, deadline, and the
+// query's read limit.
+func fatal(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, storage.ErrBytesLimit) {
+		return err
+	}
+	return nil
 }

@@ -135,10 +135,29 @@ func (b *Block) guard(err *error) {
 }
 
 func (b *Block) readErr(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, storage.ErrBytesLimit) {
 		return err
 	}
 	return corrupt(b.Meta.ID, err)
+}
+
+// colBytes is the compressed size of one column chunk of row group i.
+func (b *Block) colBytes(i int, col string) int64 {
+	rgs := b.file.Metadata().RowGroups
+	ci, ok := b.cols[col]
+	if i >= len(rgs) || !ok || ci >= len(rgs[i].Columns) {
+		return 0
+	}
+	return rgs[i].Columns[ci].MetaData.TotalCompressedSize
+}
+
+// rgBytes is the compressed size of row group i.
+func (b *Block) rgBytes(i int) int64 {
+	rgs := b.file.Metadata().RowGroups
+	if i >= len(rgs) {
+		return 0
+	}
+	return rgs[i].TotalCompressedSize
 }
 
 // scanColumn calls fn with each value of a flat column of row group rg.
@@ -234,6 +253,7 @@ func (b *Block) TraceByID(ctx context.Context, id storage.TraceID, dst []storage
 	if b.Meta.Signal != Traces || !b.bloom.MayContain(id) {
 		return dst, nil
 	}
+	stats := storage.StatsFrom(ctx)
 	cache := newResourceCache()
 	for i, e := range b.Index.RowGroups {
 		if cmpID(id, e.MinTraceID) < 0 || cmpID(id, e.MaxTraceID) > 0 {
@@ -244,12 +264,18 @@ func (b *Block) TraceByID(ctx context.Context, id storage.TraceID, dst []storage
 		}
 		rg := b.file.RowGroups()[i]
 		keep := make([]bool, e.Rows)
+		if err := stats.AddBytes(b.colBytes(i, "trace_id")); err != nil {
+			return dst, err
+		}
 		n, err := b.traceRows(rg, id, keep)
 		if err != nil {
 			return dst, b.readErr(err)
 		}
 		if n == 0 {
 			continue
+		}
+		if err := stats.AddBytes(b.rgBytes(i)); err != nil {
+			return dst, err
 		}
 		if _, err := readRuns(rg, keep, func(r *spanRow) bool {
 			dst = append(dst, fromSpanRow(r, cache))
@@ -286,6 +312,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 	if q.ServiceName != "" && !slices.Contains(b.Meta.Services, q.ServiceName) {
 		return true, nil
 	}
+	stats := storage.StatsFrom(ctx)
 	cache := newResourceCache()
 	for i, e := range b.Index.RowGroups {
 		if !rowGroupMatches(&e, q.Start, q.End, q.ServiceName, q.TraceID) {
@@ -295,12 +322,15 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 			return false, err
 		}
 		rg := b.file.RowGroups()[i]
-		keep, any, err := b.prefilterSpans(rg, int(e.Rows), q)
+		keep, any, err := b.prefilterSpans(rg, i, int(e.Rows), q, stats)
 		if err != nil {
 			return false, b.readErr(err)
 		}
 		if !any {
 			continue
+		}
+		if err := stats.AddBytes(b.rgBytes(i)); err != nil {
+			return false, err
 		}
 		cont, err := matchRuns(rg, keep, cache, fromSpanRow, q.Match, fn)
 		if err != nil {
@@ -328,12 +358,15 @@ func rowGroupMatches(e *IndexEntry, start, end int64, service string, id storage
 
 // rowFilter starts with every row of rg kept; each call of filter drops
 // the rows whose value in a flat column fails pred.
-func (b *Block) rowFilter(rg parquet.RowGroup, rows int) ([]bool, func(col string, pred func(parquet.Value) bool) error) {
+func (b *Block) rowFilter(rg parquet.RowGroup, i, rows int, stats *storage.Stats) ([]bool, func(col string, pred func(parquet.Value) bool) error) {
 	keep := make([]bool, rows)
 	for i := range keep {
 		keep[i] = true
 	}
 	return keep, func(col string, pred func(parquet.Value) bool) error {
+		if err := stats.AddBytes(b.colBytes(i, col)); err != nil {
+			return err
+		}
 		return b.scanColumn(rg, col, func(row int, v parquet.Value) {
 			if keep[row] && !pred(v) {
 				keep[row] = false
@@ -353,8 +386,8 @@ func matchRuns[R, T any](rg parquet.RowGroup, keep []bool, cache *resourceCache,
 
 // prefilterSpans evaluates the query's flat-column predicates column by
 // column, so that only candidate rows are decoded in full.
-func (b *Block) prefilterSpans(rg parquet.RowGroup, rows int, q *storage.SpanQuery) ([]bool, bool, error) {
-	keep, filter := b.rowFilter(rg, rows)
+func (b *Block) prefilterSpans(rg parquet.RowGroup, i, rows int, q *storage.SpanQuery, stats *storage.Stats) ([]bool, bool, error) {
+	keep, filter := b.rowFilter(rg, i, rows, stats)
 	var err error
 	if !q.TraceID.IsEmpty() {
 		err = filter("trace_id", func(v parquet.Value) bool { return [16]byte(v.ByteArray()) == q.TraceID })
@@ -460,6 +493,7 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 	if q.ServiceName != "" && !slices.Contains(b.Meta.Services, q.ServiceName) {
 		return true, nil
 	}
+	stats := storage.StatsFrom(ctx)
 	cache := newResourceCache()
 	for i, e := range b.Index.RowGroups {
 		if !rowGroupMatches(&e, q.Start, q.End, q.ServiceName, storage.TraceID{}) {
@@ -469,7 +503,7 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 			return false, err
 		}
 		rg := b.file.RowGroups()[i]
-		keep, filter := b.rowFilter(rg, int(e.Rows))
+		keep, filter := b.rowFilter(rg, i, int(e.Rows), stats)
 		var err error
 		if !q.TraceID.IsEmpty() {
 			err = filter("trace_id", func(v parquet.Value) bool { return [16]byte(v.ByteArray()) == q.TraceID })
@@ -485,6 +519,9 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 		}
 		if !slices.Contains(keep, true) {
 			continue
+		}
+		if err := stats.AddBytes(b.rgBytes(i)); err != nil {
+			return false, err
 		}
 		cont, err := matchRuns(rg, keep, cache, fromLogRow, q.Match, fn)
 		if err != nil {

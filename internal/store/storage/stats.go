@@ -1,0 +1,54 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// ErrBytesLimit is returned when a query reads more than its Stats allow.
+var ErrBytesLimit = errors.New("query read limit exceeded")
+
+// Stats counts what a query read from storage. Attach one to the context
+// with WithStats; the store adds the compressed size of every column chunk
+// it scans and of every row group it decodes rows from. A Stats is safe for
+// concurrent use.
+type Stats struct {
+	bytes atomic.Int64
+	// MaxBytes, when positive, makes reads fail with ErrBytesLimit once
+	// the total passes it.
+	MaxBytes int64
+}
+
+type statsKey struct{}
+
+// WithStats returns a context whose queries account to s.
+func WithStats(ctx context.Context, s *Stats) context.Context {
+	return context.WithValue(ctx, statsKey{}, s)
+}
+
+// StatsFrom returns the context's Stats, or nil.
+func StatsFrom(ctx context.Context) *Stats {
+	s, _ := ctx.Value(statsKey{}).(*Stats)
+	return s
+}
+
+// BytesRead returns the bytes accounted so far.
+func (s *Stats) BytesRead() int64 {
+	if s == nil {
+		return 0
+	}
+	return s.bytes.Load()
+}
+
+// AddBytes accounts n bytes and enforces MaxBytes. It is a no-op on nil.
+func (s *Stats) AddBytes(n int64) error {
+	if s == nil {
+		return nil
+	}
+	if t := s.bytes.Add(n); s.MaxBytes > 0 && t > s.MaxBytes {
+		return fmt.Errorf("%w: read %d bytes, the limit is %d", ErrBytesLimit, t, s.MaxBytes)
+	}
+	return nil
+}
