@@ -5,6 +5,7 @@
 package pipeline
 
 import (
+	"github.com/sightlinehq/sightline/internal/api"
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/connector/forwardconnector"
 	"go.opentelemetry.io/collector/exporter"
@@ -62,6 +63,7 @@ func Components() (otelcol.Factories, error) {
 		pprofextension.NewFactory(),
 		bearertokenauthextension.NewFactory(),
 		filestorage.NewFactory(),
+		api.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err

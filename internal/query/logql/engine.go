@@ -385,6 +385,9 @@ func Select(ctx context.Context, sq storage.Querier, req SelectRequest) ([]Strea
 	}
 	h := &entryHeap{forward: req.Forward}
 	p := newPipeline(req.Expr)
+	// Identical entries (same labels, time and line) are one entry, as in
+	// Loki: client retries and replicas must not show a line twice.
+	seen := map[entryKey]bool{}
 	err := sq.Logs(ctx, pushdown(req.Expr, req.Start, req.End-1), func(l *storage.LogRecord) bool {
 		st.Entries++
 		st.Bytes += int64(len(l.Body.Str))
@@ -394,6 +397,11 @@ func Select(ctx context.Context, sq storage.Querier, req SelectRequest) ([]Strea
 		if !ok {
 			return true
 		}
+		k := entryKey{labels.String(), l.Timestamp(), line}
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
 		item := heapItem{e: Entry{Timestamp: l.Timestamp(), Line: line, Metadata: meta}, labels: labels}
 		if h.Len() < req.Limit {
 			heap.Push(h, item)
@@ -433,6 +441,12 @@ func Select(ctx context.Context, sq storage.Querier, req SelectRequest) ([]Strea
 	return out, st, nil
 }
 
+type entryKey struct {
+	labels string
+	ts     int64
+	line   string
+}
+
 func better(ts, worst int64, forward bool) bool {
 	if forward {
 		return ts < worst
@@ -469,6 +483,7 @@ type sampleSeries struct {
 	labels Labels
 	ts     []int64
 	size   []int
+	hash   []uint64
 	vals   []float64 // per step; NaN = absent
 }
 
@@ -498,6 +513,7 @@ func evalMetric(ctx context.Context, sq storage.Querier, req MetricRequest, e Me
 			}
 			s.ts = append(s.ts, l.Timestamp())
 			s.size = append(s.size, len(line))
+			s.hash = append(s.hash, hashLine(line))
 			return true
 		})
 		if err != nil {
@@ -513,7 +529,14 @@ func evalMetric(ctx context.Context, sq storage.Querier, req MetricRequest, e Me
 			for i := range idx {
 				idx[i] = i
 			}
-			slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(s.ts[a], s.ts[b]) })
+			slices.SortFunc(idx, func(a, b int) int {
+				if c := cmp.Compare(s.ts[a], s.ts[b]); c != 0 {
+					return c
+				}
+				return cmp.Compare(s.hash[a], s.hash[b])
+			})
+			// Drop identical entries, as Select does.
+			idx = slices.CompactFunc(idx, func(a, b int) bool { return s.ts[a] == s.ts[b] && s.hash[a] == s.hash[b] })
 			res := Series{Metric: s.labels}
 			lo, hi := 0, 0
 			for i := range steps {
@@ -676,4 +699,14 @@ func topk(v *VectorAggregation, in []Series) []Series {
 		}
 	}
 	return out
+}
+
+// hashLine is FNV-1a; equal hashes at the same timestamp in the same
+// series are taken as the same entry.
+func hashLine(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
 }

@@ -1,0 +1,92 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
+)
+
+// Config configures the query API: one HTTP server for the Tempo, Jaeger,
+// Loki and native APIs (and the UI).
+type Config struct {
+	confighttp.ServerConfig `mapstructure:",squash"`
+
+	// Storage names the sightline exporter whose store the API reads.
+	Storage component.ID `mapstructure:"storage"`
+
+	Limits  Limits  `mapstructure:"limits"`
+	Tenancy Tenancy `mapstructure:"tenancy"`
+}
+
+// Limits bound what one query may cost. Zero disables a limit.
+type Limits struct {
+	// MaxTimeRange is the longest [start, end] a query may ask for.
+	MaxTimeRange time.Duration `mapstructure:"max_time_range"`
+	// MaxResults caps the traces of a search and the lines of a log query;
+	// a larger limit parameter is refused.
+	MaxResults int `mapstructure:"max_results"`
+	// MaxSeries caps the series of a metrics query.
+	MaxSeries int `mapstructure:"max_series"`
+	// Timeout ends a query that runs longer.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// MaxBytesScanned ends a query that reads more compressed block bytes.
+	MaxBytesScanned int64 `mapstructure:"max_bytes_scanned"`
+	// MaxInspectedTraces caps the traces a structural or trace-level query
+	// assembles.
+	MaxInspectedTraces int `mapstructure:"max_inspected_traces"`
+}
+
+// Tenancy scopes every query to one tenant. Data is tagged with its tenant
+// on the way in by standard components: the receiver's include_metadata and
+// a resource processor that copies the header into ResourceAttribute.
+type Tenancy struct {
+	Enabled bool `mapstructure:"enabled"`
+	// Header carries the tenant ID; Grafana's datasources send X-Scope-OrgID.
+	Header string `mapstructure:"header"`
+	// ResourceAttribute is the resource attribute that holds the tenant.
+	ResourceAttribute string `mapstructure:"resource_attribute"`
+}
+
+var _ component.Config = (*Config)(nil)
+
+// Validate reports every problem, each with its field path.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NetAddr.Endpoint == "" {
+		errs = append(errs, errors.New("endpoint: must be set"))
+	}
+	if c.Storage.Type().String() != "sightline" {
+		errs = append(errs, fmt.Errorf("storage: %q is not a sightline exporter", c.Storage))
+	}
+	l := c.Limits
+	if l.MaxTimeRange < 0 {
+		errs = append(errs, errors.New("limits::max_time_range: must not be negative"))
+	}
+	if l.MaxResults < 0 {
+		errs = append(errs, errors.New("limits::max_results: must not be negative"))
+	}
+	if l.MaxSeries < 0 {
+		errs = append(errs, errors.New("limits::max_series: must not be negative"))
+	}
+	if l.Timeout < 0 {
+		errs = append(errs, errors.New("limits::timeout: must not be negative"))
+	}
+	if l.MaxBytesScanned < 0 {
+		errs = append(errs, errors.New("limits::max_bytes_scanned: must not be negative"))
+	}
+	if l.MaxInspectedTraces < 0 {
+		errs = append(errs, errors.New("limits::max_inspected_traces: must not be negative"))
+	}
+	if c.Tenancy.Enabled {
+		if c.Tenancy.Header == "" {
+			errs = append(errs, errors.New("tenancy::header: must be set when tenancy is enabled"))
+		}
+		if c.Tenancy.ResourceAttribute == "" {
+			errs = append(errs, errors.New("tenancy::resource_attribute: must be set when tenancy is enabled"))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,52 @@
+package api
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+)
+
+func TestLoadConfig(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+	load := func(name string) *Config {
+		sub, err := cm.Sub(name)
+		require.NoError(t, err)
+		cfg := createDefaultConfig().(*Config)
+		require.NoError(t, sub.Unmarshal(cfg))
+		return cfg
+	}
+
+	def := load("sightline_query")
+	require.NoError(t, confmap.Validate(def))
+	require.Equal(t, createDefaultConfig(), def)
+	require.Equal(t, "localhost:3200", def.NetAddr.Endpoint)
+
+	custom := load("sightline_query/custom")
+	require.NoError(t, confmap.Validate(custom))
+	want := createDefaultConfig().(*Config)
+	want.NetAddr.Endpoint = "0.0.0.0:3201"
+	want.Storage = component.MustNewIDWithName("sightline", "archive")
+	want.Limits = Limits{MaxTimeRange: 24 * time.Hour, MaxResults: 100, MaxSeries: 50, Timeout: 5 * time.Second, MaxBytesScanned: 1 << 30, MaxInspectedTraces: 1000}
+	want.Tenancy = Tenancy{Enabled: true, Header: "X-Tenant", ResourceAttribute: "org.id"}
+	require.Equal(t, want, custom)
+
+	err = confmap.Validate(load("sightline_query/bad"))
+	require.Error(t, err)
+	for _, msg := range []string{
+		"endpoint: must be set",
+		`storage: "otlp" is not a sightline exporter`,
+		"limits::max_time_range: must not be negative",
+		"limits::max_results: must not be negative",
+		"limits::timeout: must not be negative",
+		"tenancy::header: must be set when tenancy is enabled",
+		"tenancy::resource_attribute: must be set when tenancy is enabled",
+	} {
+		require.ErrorContains(t, err, msg)
+	}
+}

@@ -1,0 +1,662 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// The Jaeger APIs live under /jaeger because Jaeger's /api/traces/{id}
+// would collide with Tempo's. Grafana's Jaeger datasource and Jaeger UI
+// take a base URL, so pointing them at http://host:3200/jaeger is all
+// they need.
+func (a *API) jaegerRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /jaeger/api/services", a.jaegerServices)
+	mux.HandleFunc("GET /jaeger/api/services/{service}/operations", a.jaegerServiceOps)
+	mux.HandleFunc("GET /jaeger/api/operations", a.jaegerOperations)
+	mux.HandleFunc("GET /jaeger/api/traces", a.jaegerSearch)
+	mux.HandleFunc("GET /jaeger/api/traces/{id}", a.jaegerTrace)
+	mux.HandleFunc("GET /jaeger/api/dependencies", a.jaegerDependencies)
+	mux.HandleFunc("GET /jaeger/api/v3/services", a.v3Services)
+	mux.HandleFunc("GET /jaeger/api/v3/operations", a.v3Operations)
+	mux.HandleFunc("GET /jaeger/api/v3/traces", a.v3Search)
+	mux.HandleFunc("GET /jaeger/api/v3/traces/{id}", a.v3Trace)
+}
+
+type jaegerResponse struct {
+	Data   any   `json:"data"`
+	Total  int   `json:"total"`
+	Limit  int   `json:"limit"`
+	Offset int   `json:"offset"`
+	Errors []any `json:"errors"`
+}
+
+func jaegerOK(w http.ResponseWriter, data any, n int) {
+	writeJSON(w, http.StatusOK, jaegerResponse{Data: data, Total: n})
+}
+
+// jaegerTimes reads start/end (microseconds) or lookback, as unix ns.
+func (a *API) jaegerTimes(r *http.Request) (int64, int64, error) {
+	us := func(name string) (int64, error) {
+		s := r.FormValue(name)
+		if s == "" {
+			return 0, nil
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return 0, badRequest("invalid %s %q: want unix microseconds", name, s)
+		}
+		return n * 1e3, nil
+	}
+	start, err := us("start")
+	if err != nil {
+		return 0, 0, err
+	}
+	end, err := us("end")
+	if err != nil {
+		return 0, 0, err
+	}
+	if end == 0 {
+		end = a.now().UnixNano()
+	}
+	if start == 0 {
+		lookback := 48 * time.Hour
+		if s := r.FormValue("lookback"); s != "" && s != "custom" {
+			if lookback, err = time.ParseDuration(s); err != nil {
+				return 0, 0, badRequest("invalid lookback %q", s)
+			}
+		}
+		start = end - int64(lookback)
+	}
+	return start, end, a.checkRange(start, end)
+}
+
+func (a *API) jaegerServices(w http.ResponseWriter, r *http.Request) {
+	svcs, err := a.services(r)
+	if err != nil {
+		a.fail(w, r, styleJaeger, err)
+		return
+	}
+	jaegerOK(w, svcs, len(svcs))
+}
+
+func (a *API) services(r *http.Request) ([]string, error) {
+	qr, err := a.open(r)
+	if err != nil {
+		return nil, err
+	}
+	defer qr.close()
+	svcs, err := qr.q.Services(qr.ctx, 0, 0)
+	if svcs == nil {
+		svcs = []string{}
+	}
+	return svcs, err
+}
+
+func (a *API) operations(r *http.Request, service, kind string) ([]storage.Operation, error) {
+	qr, err := a.open(r)
+	if err != nil {
+		return nil, err
+	}
+	defer qr.close()
+	ops, err := qr.q.Operations(qr.ctx, service, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	if kind != "" {
+		ops = slices.DeleteFunc(ops, func(o storage.Operation) bool { return kindName(o.Kind) != kind })
+	}
+	return ops, nil
+}
+
+func (a *API) jaegerServiceOps(w http.ResponseWriter, r *http.Request) {
+	ops, err := a.operations(r, r.PathValue("service"), "")
+	if err != nil {
+		a.fail(w, r, styleJaeger, err)
+		return
+	}
+	names := []string{}
+	for _, o := range ops {
+		names = append(names, o.Name)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	jaegerOK(w, names, len(names))
+}
+
+type jaegerOperation struct {
+	Name     string `json:"name"`
+	SpanKind string `json:"spanKind"`
+}
+
+func (a *API) jaegerOperations(w http.ResponseWriter, r *http.Request) {
+	ops, err := a.operations(r, r.FormValue("service"), r.FormValue("spanKind"))
+	if err != nil {
+		a.fail(w, r, styleJaeger, err)
+		return
+	}
+	out := []jaegerOperation{}
+	for _, o := range ops {
+		out = append(out, jaegerOperation{o.Name, kindName(o.Kind)})
+	}
+	jaegerOK(w, out, len(out))
+}
+
+func kindName(k storage.SpanKind) string {
+	switch k {
+	case 1:
+		return "internal"
+	case 2:
+		return "server"
+	case 3:
+		return "client"
+	case 4:
+		return "producer"
+	case 5:
+		return "consumer"
+	}
+	return "unspecified"
+}
+
+// jaegerQuery is a Jaeger search: one span of the trace must match all of
+// service, operation, tags and the duration bounds.
+type jaegerQuery struct {
+	span  storage.SpanQuery
+	limit int
+}
+
+func (a *API) findTraces(r *http.Request, jq jaegerQuery) ([][]storage.Span, error) {
+	qr, err := a.open(r)
+	if err != nil {
+		return nil, err
+	}
+	defer qr.close()
+	var ids []storage.TraceID
+	seen := map[storage.TraceID]bool{}
+	err = qr.q.Spans(qr.ctx, &jq.span, func(s *storage.Span) bool {
+		if !seen[s.TraceID] {
+			seen[s.TraceID] = true
+			ids = append(ids, s.TraceID)
+		}
+		return len(ids) < jq.limit
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out [][]storage.Span
+	for _, id := range ids {
+		spans, err := qr.q.TraceByID(qr.ctx, id, 0, 0)
+		if err != nil && len(spans) == 0 {
+			continue
+		}
+		out = append(out, spans)
+	}
+	return out, nil
+}
+
+func (a *API) parseJaegerSearch(r *http.Request) (jaegerQuery, error) {
+	start, end, err := a.jaegerTimes(r)
+	if err != nil {
+		return jaegerQuery{}, err
+	}
+	limit, err := parseInt("limit", r.FormValue("limit"), 20)
+	if err != nil {
+		return jaegerQuery{}, err
+	}
+	if limit == 0 {
+		limit = 20
+	}
+	if err := a.checkLimit(limit); err != nil {
+		return jaegerQuery{}, err
+	}
+	jq := jaegerQuery{span: storage.SpanQuery{Start: start, End: end, ServiceName: r.FormValue("service"), Name: r.FormValue("operation")}, limit: limit}
+	for _, b := range []struct {
+		param string
+		dst   *int64
+	}{{"minDuration", &jq.span.MinDuration}, {"maxDuration", &jq.span.MaxDuration}} {
+		if s := r.FormValue(b.param); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return jq, badRequest("invalid %s %q", b.param, s)
+			}
+			*b.dst = int64(d)
+		}
+	}
+	tags := map[string]string{}
+	for _, t := range r.Form["tags"] {
+		if err := json.Unmarshal([]byte(t), &tags); err != nil {
+			return jq, badRequest("malformed tags parameter: %v", err)
+		}
+	}
+	for _, t := range r.Form["tag"] { // the older key:value form
+		k, v, ok := strings.Cut(t, ":")
+		if !ok {
+			return jq, badRequest("malformed tag %q: want key:value", t)
+		}
+		tags[k] = v
+	}
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := tags[k]
+		switch {
+		case k == "error" && v == "true":
+			jq.span.Status, jq.span.HasStatus = storage.StatusError, true
+			continue
+		case k == "span.kind":
+			for n := range 6 {
+				if kindName(storage.SpanKind(n)) == v {
+					jq.span.Kind, jq.span.HasKind = storage.SpanKind(n), true
+				}
+			}
+			continue
+		}
+		m, _ := storage.NewMatcher(storage.ScopeAny, k, storage.OpEqual, tagValue2(v))
+		jq.span.Matchers = append(jq.span.Matchers, m)
+	}
+	return jq, nil
+}
+
+// tagValue2 types a Jaeger tag value: Jaeger UI sends every value as text,
+// while OTLP attributes keep their types.
+func tagValue2(s string) storage.Value {
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return storage.Int(i)
+	}
+	if s == "true" || s == "false" {
+		return storage.Bool(s == "true")
+	}
+	return storage.Str(s)
+}
+
+func (a *API) jaegerSearch(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	if ids := r.Form["traceID"]; len(ids) > 0 {
+		qr, err := a.open(r)
+		if err != nil {
+			a.fail(w, r, styleJaeger, err)
+			return
+		}
+		defer qr.close()
+		out := []jaegerTrace{}
+		for _, s := range ids {
+			spans, err := a.traceByID(r, qr, s, 0, 0)
+			if err == nil {
+				out = append(out, toJaeger(spans))
+			}
+		}
+		jaegerOK(w, out, len(out))
+		return
+	}
+	jq, err := a.parseJaegerSearch(r)
+	if err != nil {
+		a.fail(w, r, styleJaeger, err)
+		return
+	}
+	traces, err := a.findTraces(r, jq)
+	if err != nil {
+		a.fail(w, r, styleJaeger, err)
+		return
+	}
+	out := make([]jaegerTrace, 0, len(traces))
+	for _, t := range traces {
+		out = append(out, toJaeger(t))
+	}
+	jaegerOK(w, out, len(out))
+}
+
+func (a *API) jaegerTrace(w http.ResponseWriter, r *http.Request) {
+	qr, err := a.open(r)
+	if err != nil {
+		a.fail(w, r, styleJaeger, err)
+		return
+	}
+	defer qr.close()
+	spans, err := a.traceByID(r, qr, r.PathValue("id"), 0, 0)
+	if err != nil {
+		a.fail(w, r, styleJaeger, err)
+		return
+	}
+	jaegerOK(w, []jaegerTrace{toJaeger(spans)}, 1)
+}
+
+type jaegerKV struct {
+	Key   string `json:"key"`
+	Type  string `json:"type"`
+	Value any    `json:"value"`
+}
+
+type jaegerRef struct {
+	RefType string `json:"refType"`
+	TraceID string `json:"traceID"`
+	SpanID  string `json:"spanID"`
+}
+
+type jaegerLog struct {
+	Timestamp int64      `json:"timestamp"`
+	Fields    []jaegerKV `json:"fields"`
+}
+
+type jaegerSpan struct {
+	TraceID       string      `json:"traceID"`
+	SpanID        string      `json:"spanID"`
+	OperationName string      `json:"operationName"`
+	References    []jaegerRef `json:"references"`
+	StartTime     int64       `json:"startTime"`
+	Duration      int64       `json:"duration"`
+	Tags          []jaegerKV  `json:"tags"`
+	Logs          []jaegerLog `json:"logs"`
+	ProcessID     string      `json:"processID"`
+	Warnings      []string    `json:"warnings"`
+	Flags         uint32      `json:"flags"`
+}
+
+type jaegerProcess struct {
+	ServiceName string     `json:"serviceName"`
+	Tags        []jaegerKV `json:"tags"`
+}
+
+type jaegerTrace struct {
+	TraceID   string                   `json:"traceID"`
+	Spans     []jaegerSpan             `json:"spans"`
+	Processes map[string]jaegerProcess `json:"processes"`
+	Warnings  []string                 `json:"warnings"`
+}
+
+func jaegerKVs(attrs storage.Attrs) []jaegerKV {
+	out := make([]jaegerKV, 0, len(attrs))
+	for _, at := range attrs {
+		out = append(out, jaegerValue(at.Key, at.Value))
+	}
+	return out
+}
+
+func jaegerValue(k string, v storage.Value) jaegerKV {
+	switch v.Type {
+	case storage.TypeInt:
+		return jaegerKV{k, "int64", v.Int}
+	case storage.TypeDouble:
+		return jaegerKV{k, "float64", v.Double}
+	case storage.TypeBool:
+		return jaegerKV{k, "bool", v.Int != 0}
+	case storage.TypeBytes:
+		return jaegerKV{k, "binary", v.AsString()}
+	}
+	return jaegerKV{k, "string", v.AsString()}
+}
+
+// toJaeger converts a trace to Jaeger's JSON model the way Jaeger v2's
+// OTLP translator does: kind and status become span.kind, otel.status_code
+// and error tags; events become logs; links become FOLLOWS_FROM references.
+func toJaeger(spans []storage.Span) jaegerTrace {
+	t := jaegerTrace{Processes: map[string]jaegerProcess{}, Spans: []jaegerSpan{}}
+	procs := map[*storage.Resource]string{}
+	for i := range spans {
+		s := &spans[i]
+		t.TraceID = s.TraceID.String()
+		pid, ok := procs[s.Resource]
+		if !ok {
+			pid = "p" + strconv.Itoa(len(procs)+1)
+			procs[s.Resource] = pid
+			p := jaegerProcess{ServiceName: s.Resource.ServiceName(), Tags: []jaegerKV{}}
+			if s.Resource != nil {
+				for _, at := range s.Resource.Attrs {
+					if at.Key != "service.name" {
+						p.Tags = append(p.Tags, jaegerValue(at.Key, at.Value))
+					}
+				}
+			}
+			t.Processes[pid] = p
+		}
+		js := jaegerSpan{
+			TraceID:       s.TraceID.String(),
+			SpanID:        s.SpanID.String(),
+			OperationName: s.Name,
+			References:    []jaegerRef{},
+			StartTime:     s.StartUnixNano / 1e3,
+			Duration:      s.Duration() / 1e3,
+			Tags:          jaegerKVs(s.Attrs),
+			Logs:          []jaegerLog{},
+			ProcessID:     pid,
+			Flags:         s.Flags,
+		}
+		if !s.ParentSpanID.IsEmpty() {
+			js.References = append(js.References, jaegerRef{"CHILD_OF", s.TraceID.String(), s.ParentSpanID.String()})
+		}
+		for _, l := range s.Links {
+			js.References = append(js.References, jaegerRef{"FOLLOWS_FROM", l.TraceID.String(), l.SpanID.String()})
+		}
+		if s.Kind != 0 {
+			js.Tags = append(js.Tags, jaegerKV{"span.kind", "string", kindName(s.Kind)})
+		}
+		switch s.StatusCode {
+		case storage.StatusError:
+			js.Tags = append(js.Tags, jaegerKV{"otel.status_code", "string", "ERROR"}, jaegerKV{"error", "bool", true})
+		case storage.StatusOK:
+			js.Tags = append(js.Tags, jaegerKV{"otel.status_code", "string", "OK"})
+		}
+		if s.StatusMessage != "" {
+			js.Tags = append(js.Tags, jaegerKV{"otel.status_description", "string", s.StatusMessage})
+		}
+		if s.Scope != nil && s.Scope.Name != "" {
+			js.Tags = append(js.Tags, jaegerKV{"otel.scope.name", "string", s.Scope.Name})
+			if s.Scope.Version != "" {
+				js.Tags = append(js.Tags, jaegerKV{"otel.scope.version", "string", s.Scope.Version})
+			}
+		}
+		for _, e := range s.Events {
+			fields := append([]jaegerKV{{"event", "string", e.Name}}, jaegerKVs(e.Attrs)...)
+			js.Logs = append(js.Logs, jaegerLog{Timestamp: e.TimeUnixNano / 1e3, Fields: fields})
+		}
+		t.Spans = append(t.Spans, js)
+	}
+	return t
+}
+
+type dependencyLink struct {
+	Parent    string `json:"parent"`
+	Child     string `json:"child"`
+	CallCount int    `json:"callCount"`
+}
+
+// jaegerDependencies derives service-to-service edges from spans in
+// (endTs - lookback, endTs]: a server or consumer span whose parent is in
+// another service is one call on the parent -> child edge.
+func (a *API) jaegerDependencies(w http.ResponseWriter, r *http.Request) {
+	err := func() error {
+		end := a.now().UnixNano()
+		if s := r.FormValue("endTs"); s != "" {
+			ms, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return badRequest("invalid endTs %q", s)
+			}
+			end = ms * 1e6
+		}
+		lookback := int64(24 * time.Hour)
+		if s := r.FormValue("lookback"); s != "" {
+			ms, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return badRequest("invalid lookback %q", s)
+			}
+			lookback = ms * 1e6
+		}
+		start := end - lookback
+		if err := a.checkRange(start, end); err != nil {
+			return err
+		}
+		qr, err := a.open(r)
+		if err != nil {
+			return err
+		}
+		defer qr.close()
+		type key struct{ parent, child string }
+		type spanKey struct {
+			trace storage.TraceID
+			span  storage.SpanID
+		}
+		callers := map[spanKey]string{}
+		for _, k := range []storage.SpanKind{3, 4} { // client, producer
+			if err := qr.q.Spans(qr.ctx, &storage.SpanQuery{Start: start, End: end, Kind: k, HasKind: true}, func(s *storage.Span) bool {
+				callers[spanKey{s.TraceID, s.SpanID}] = s.Resource.ServiceName()
+				return true
+			}); err != nil {
+				return err
+			}
+		}
+		counts := map[key]int{}
+		for _, k := range []storage.SpanKind{2, 5} { // server, consumer
+			if err := qr.q.Spans(qr.ctx, &storage.SpanQuery{Start: start, End: end, Kind: k, HasKind: true}, func(s *storage.Span) bool {
+				if p, ok := callers[spanKey{s.TraceID, s.ParentSpanID}]; ok && p != s.Resource.ServiceName() {
+					counts[key{p, s.Resource.ServiceName()}]++
+				}
+				return true
+			}); err != nil {
+				return err
+			}
+		}
+		out := []dependencyLink{}
+		for k, n := range counts {
+			out = append(out, dependencyLink{k.parent, k.child, n})
+		}
+		slices.SortFunc(out, func(a, b dependencyLink) int {
+			return strings.Compare(a.Parent+"\x00"+a.Child, b.Parent+"\x00"+b.Child)
+		})
+		jaegerOK(w, out, len(out))
+		return nil
+	}()
+	if err != nil {
+		a.fail(w, r, styleJaeger, err)
+	}
+}
+
+func (a *API) v3Services(w http.ResponseWriter, r *http.Request) {
+	svcs, err := a.services(r)
+	if err != nil {
+		a.fail(w, r, styleJaegerV3, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"services": svcs})
+}
+
+func (a *API) v3Operations(w http.ResponseWriter, r *http.Request) {
+	ops, err := a.operations(r, r.FormValue("service"), r.FormValue("span_kind"))
+	if err != nil {
+		a.fail(w, r, styleJaegerV3, err)
+		return
+	}
+	out := []jaegerOperation{}
+	for _, o := range ops {
+		out = append(out, jaegerOperation{o.Name, kindName(o.Kind)})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"operations": out})
+}
+
+// v3Result writes api_v3's {"result": TracesData} in OTLP JSON.
+func v3Result(w http.ResponseWriter, spans []storage.Span) error {
+	b, err := (&ptrace.JSONMarshaler{}).MarshalTraces(storage.SpansToTraces(spans))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = fmt.Fprintf(w, `{"result":%s}`, b)
+	return nil
+}
+
+func (a *API) v3Search(w http.ResponseWriter, r *http.Request) {
+	err := func() error {
+		p := r.URL.Query()
+		parseT := func(name string) (int64, error) {
+			s := p.Get(name)
+			if s == "" {
+				return 0, nil
+			}
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return 0, badRequest("invalid %s %q: want RFC3339", name, s)
+			}
+			return t.UnixNano(), nil
+		}
+		start, err := parseT("query.start_time_min")
+		if err != nil {
+			return err
+		}
+		end, err := parseT("query.start_time_max")
+		if err != nil {
+			return err
+		}
+		if start == 0 || end == 0 {
+			return badRequest("query.start_time_min and query.start_time_max are required")
+		}
+		if err := a.checkRange(start, end); err != nil {
+			return err
+		}
+		jq := jaegerQuery{span: storage.SpanQuery{Start: start, End: end, ServiceName: p.Get("query.service_name"), Name: p.Get("query.operation_name")}, limit: 20}
+		if s := p.Get("query.num_traces"); s != "" {
+			if jq.limit, err = parseInt("query.num_traces", s, 20); err != nil {
+				return err
+			}
+		}
+		if err := a.checkLimit(jq.limit); err != nil {
+			return err
+		}
+		for _, b := range []struct {
+			param string
+			dst   *int64
+		}{{"query.duration_min", &jq.span.MinDuration}, {"query.duration_max", &jq.span.MaxDuration}} {
+			if s := p.Get(b.param); s != "" {
+				d, err := time.ParseDuration(s)
+				if err != nil {
+					return badRequest("invalid %s %q", b.param, s)
+				}
+				*b.dst = int64(d)
+			}
+		}
+		for k, vs := range p {
+			if name, ok := strings.CutPrefix(k, "query.attributes."); ok {
+				m, _ := storage.NewMatcher(storage.ScopeAny, name, storage.OpEqual, tagValue2(vs[0]))
+				jq.span.Matchers = append(jq.span.Matchers, m)
+			}
+		}
+		traces, err := a.findTraces(r, jq)
+		if err != nil {
+			return err
+		}
+		var all []storage.Span
+		for _, t := range traces {
+			all = append(all, t...)
+		}
+		return v3Result(w, all)
+	}()
+	if err != nil {
+		a.fail(w, r, styleJaegerV3, err)
+	}
+}
+
+func (a *API) v3Trace(w http.ResponseWriter, r *http.Request) {
+	err := func() error {
+		qr, err := a.open(r)
+		if err != nil {
+			return err
+		}
+		defer qr.close()
+		spans, err := a.traceByID(r, qr, r.PathValue("id"), 0, 0)
+		if err != nil {
+			return err
+		}
+		return v3Result(w, spans)
+	}()
+	if err != nil {
+		a.fail(w, r, styleJaegerV3, err)
+	}
+}

@@ -1,0 +1,395 @@
+package api
+
+import (
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/sightlinehq/sightline/internal/query/logql"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// labelScanLimit bounds the log records the label APIs read to list names
+// and values: they feed pickers, and a sample of recent records is what
+// Grafana needs from them.
+const labelScanLimit = 100_000
+
+func (a *API) lokiRoutes(mux *http.ServeMux) {
+	for _, m := range []string{"GET", "POST"} {
+		mux.HandleFunc(m+" /loki/api/v1/query_range", func(w http.ResponseWriter, r *http.Request) { a.lokiQuery(w, r, false) })
+		mux.HandleFunc(m+" /loki/api/v1/query", func(w http.ResponseWriter, r *http.Request) { a.lokiQuery(w, r, true) })
+		mux.HandleFunc(m+" /loki/api/v1/series", a.lokiSeries)
+	}
+	mux.HandleFunc("GET /loki/api/v1/labels", a.lokiLabels)
+	mux.HandleFunc("GET /loki/api/v1/label/{name}/values", a.lokiLabelValues)
+	mux.HandleFunc("GET /loki/api/v1/index/stats", a.lokiIndexStats)
+	mux.HandleFunc("GET /loki/api/v1/status/buildinfo", a.buildinfo)
+}
+
+func lokiSuccess(w http.ResponseWriter, data any) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": data})
+}
+
+// lokiRange reads start and end with Loki's defaults: the last hour.
+func (a *API) lokiRange(r *http.Request) (int64, int64, error) {
+	end, err := parseTime("end", r.FormValue("end"))
+	if err != nil {
+		return 0, 0, err
+	}
+	if end == 0 {
+		end = a.now().UnixNano()
+	}
+	start, err := parseTime("start", r.FormValue("start"))
+	if err != nil {
+		return 0, 0, err
+	}
+	if start == 0 {
+		since := time.Hour
+		if s := r.FormValue("since"); s != "" {
+			if since, err = time.ParseDuration(s); err != nil {
+				return 0, 0, badRequest("invalid since %q", s)
+			}
+		}
+		start = end - int64(since)
+	}
+	if end < start {
+		return 0, 0, badRequest("end timestamp must not be before or equal to start time")
+	}
+	return start, end, a.checkRange(start, end)
+}
+
+type lokiStream struct {
+	Stream map[string]string `json:"stream"`
+	Values [][2]string       `json:"values"`
+}
+
+type lokiMatrix struct {
+	Metric map[string]string `json:"metric"`
+	Values [][2]any          `json:"values"`
+}
+
+type lokiVector struct {
+	Metric map[string]string `json:"metric"`
+	Value  [2]any            `json:"value"`
+}
+
+func lokiStats(st logql.Stats, took time.Duration, bytesRead int64) map[string]any {
+	return map[string]any{"summary": map[string]any{
+		"totalBytesProcessed":   st.Bytes,
+		"totalLinesProcessed":   st.Entries,
+		"totalEntriesReturned":  0,
+		"execTime":              took.Seconds(),
+		"bytesProcessedPerSecond": int64(float64(st.Bytes) / math.Max(took.Seconds(), 1e-9)),
+		"totalStorageBytesRead": bytesRead,
+	}}
+}
+
+func (a *API) lokiQuery(w http.ResponseWriter, r *http.Request, instant bool) {
+	began := time.Now()
+	err := func() error {
+		q, err := logql.Parse(r.FormValue("query"))
+		if err != nil {
+			return err
+		}
+		var start, end int64
+		if instant {
+			if end, err = parseTime("time", r.FormValue("time")); err != nil {
+				return err
+			}
+			if end == 0 {
+				end = a.now().UnixNano()
+			}
+			start = end - int64(time.Hour)
+			if q.Metric != nil {
+				start = end
+			}
+		} else if start, end, err = a.lokiRange(r); err != nil {
+			return err
+		}
+		limit, err := parseInt("limit", r.FormValue("limit"), 100)
+		if err != nil {
+			return err
+		}
+		if err := a.checkLimit(limit); err != nil {
+			return err
+		}
+		qr, err := a.open(r)
+		if err != nil {
+			return err
+		}
+		defer qr.close()
+		if q.Log != nil {
+			forward := r.FormValue("direction") == "forward"
+			streams, st, err := logql.Select(qr.ctx, qr.q, logql.SelectRequest{Expr: q.Log, Start: start, End: end + 1, Limit: limit, Forward: forward})
+			if err != nil {
+				return err
+			}
+			out := make([]lokiStream, 0, len(streams))
+			for _, s := range streams {
+				ls := lokiStream{Stream: s.Labels.Map(), Values: make([][2]string, 0, len(s.Entries))}
+				for _, e := range s.Entries {
+					ls.Values = append(ls.Values, [2]string{strconv.FormatInt(e.Timestamp, 10), e.Line})
+				}
+				out = append(out, ls)
+			}
+			lokiSuccess(w, map[string]any{"resultType": "streams", "result": out, "stats": lokiStats(st, time.Since(began), qr.stats.BytesRead())})
+			return nil
+		}
+		step := int64(0)
+		if !instant {
+			if step, err = parseStep(r.FormValue("step")); err != nil {
+				return err
+			}
+			if step == 0 {
+				// Loki's default: about 250 points, at least a second.
+				step = max(int64(math.Floor(float64(end-start)/250/1e9))*1e9, 1e9)
+			}
+			if m := a.cfg.Limits.MaxResults; m > 0 && (end-start)/step > 11000 {
+				return badRequest("exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter")
+			}
+		}
+		series, st, err := logql.Eval(qr.ctx, qr.q, logql.MetricRequest{Expr: q.Metric, Start: start, End: end, Step: step, MaxSeries: a.cfg.Limits.MaxSeries})
+		if err != nil {
+			return err
+		}
+		stats := lokiStats(st, time.Since(began), qr.stats.BytesRead())
+		if instant {
+			out := make([]lokiVector, 0, len(series))
+			for _, s := range series {
+				for _, p := range s.Points {
+					out = append(out, lokiVector{Metric: s.Metric.Map(), Value: [2]any{float64(p.T) / 1e3, formatFloat(p.V)}})
+				}
+			}
+			lokiSuccess(w, map[string]any{"resultType": "vector", "result": out, "stats": stats})
+			return nil
+		}
+		out := make([]lokiMatrix, 0, len(series))
+		for _, s := range series {
+			m := lokiMatrix{Metric: s.Metric.Map()}
+			for _, p := range s.Points {
+				m.Values = append(m.Values, [2]any{float64(p.T) / 1e3, formatFloat(p.V)})
+			}
+			out = append(out, m)
+		}
+		lokiSuccess(w, map[string]any{"resultType": "matrix", "result": out, "stats": stats})
+		return nil
+	}()
+	if err != nil {
+		a.fail(w, r, styleText, err)
+	}
+}
+
+// formatFloat prints sample values as Prometheus and Loki do.
+func formatFloat(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// scanStreams calls fn with the stream labels of log records in range that
+// match the selector (all records when sel is nil).
+func (a *API) scanStreams(r *http.Request, qr *query, sel *logql.LogExpr, start, end int64, fn func(stream logql.Labels, l *storage.LogRecord)) error {
+	lq := &storage.LogQuery{Start: start, End: end}
+	if sel != nil {
+		for _, m := range sel.Matchers {
+			if m.Name == "service_name" && m.Type == logql.MatchEqual {
+				lq.ServiceName = m.Value
+			}
+		}
+	}
+	n := 0
+	return qr.q.Logs(qr.ctx, lq, func(l *storage.LogRecord) bool {
+		n++
+		ls := logql.StreamLabels(l)
+		if sel != nil {
+			for _, m := range sel.Matchers {
+				v, _ := ls.Get(m.Name)
+				if !m.Matches(v) {
+					return n < labelScanLimit
+				}
+			}
+		}
+		fn(ls, l)
+		return n < labelScanLimit
+	})
+}
+
+func optionalSelector(r *http.Request, param string) (*logql.LogExpr, error) {
+	s := r.FormValue(param)
+	if s == "" {
+		return nil, nil
+	}
+	q, err := logql.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	if q.Log == nil {
+		return nil, badRequest("%s must be a stream selector", param)
+	}
+	return q.Log, nil
+}
+
+func (a *API) lokiLabels(w http.ResponseWriter, r *http.Request) {
+	err := func() error {
+		start, end, err := a.lokiRange(r)
+		if err != nil {
+			return err
+		}
+		sel, err := optionalSelector(r, "query")
+		if err != nil {
+			return err
+		}
+		qr, err := a.open(r)
+		if err != nil {
+			return err
+		}
+		defer qr.close()
+		set := map[string]bool{}
+		if err := a.scanStreams(r, qr, sel, start, end, func(ls logql.Labels, _ *storage.LogRecord) {
+			for _, l := range ls {
+				set[l.Name] = true
+			}
+		}); err != nil {
+			return err
+		}
+		lokiSuccess(w, sortedKeys(set))
+		return nil
+	}()
+	if err != nil {
+		a.fail(w, r, styleText, err)
+	}
+}
+
+func sortedKeys(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (a *API) lokiLabelValues(w http.ResponseWriter, r *http.Request) {
+	err := func() error {
+		start, end, err := a.lokiRange(r)
+		if err != nil {
+			return err
+		}
+		sel, err := optionalSelector(r, "query")
+		if err != nil {
+			return err
+		}
+		name := r.PathValue("name")
+		qr, err := a.open(r)
+		if err != nil {
+			return err
+		}
+		defer qr.close()
+		set := map[string]bool{}
+		if err := a.scanStreams(r, qr, sel, start, end, func(ls logql.Labels, l *storage.LogRecord) {
+			if v, ok := ls.Get(name); ok {
+				set[v] = true
+			} else if v, ok := logql.Metadata(l).Get(name); ok {
+				set[v] = true
+			}
+		}); err != nil {
+			return err
+		}
+		lokiSuccess(w, sortedKeys(set))
+		return nil
+	}()
+	if err != nil {
+		a.fail(w, r, styleText, err)
+	}
+}
+
+func (a *API) lokiSeries(w http.ResponseWriter, r *http.Request) {
+	err := func() error {
+		if err := r.ParseForm(); err != nil {
+			return badRequest("%v", err)
+		}
+		start, end, err := a.lokiRange(r)
+		if err != nil {
+			return err
+		}
+		var sels []*logql.LogExpr
+		for _, m := range r.Form["match[]"] {
+			q, err := logql.Parse(m)
+			if err != nil {
+				return err
+			}
+			if q.Log == nil {
+				return badRequest("match[] must be a stream selector")
+			}
+			sels = append(sels, q.Log)
+		}
+		if len(sels) == 0 {
+			sels = []*logql.LogExpr{nil}
+		}
+		qr, err := a.open(r)
+		if err != nil {
+			return err
+		}
+		defer qr.close()
+		seen := map[string]bool{}
+		out := []map[string]string{}
+		for _, sel := range sels {
+			if err := a.scanStreams(r, qr, sel, start, end, func(ls logql.Labels, _ *storage.LogRecord) {
+				if k := ls.String(); !seen[k] {
+					seen[k] = true
+					out = append(out, ls.Map())
+				}
+			}); err != nil {
+				return err
+			}
+		}
+		lokiSuccess(w, out)
+		return nil
+	}()
+	if err != nil {
+		a.fail(w, r, styleText, err)
+	}
+}
+
+func (a *API) lokiIndexStats(w http.ResponseWriter, r *http.Request) {
+	err := func() error {
+		start, end, err := a.lokiRange(r)
+		if err != nil {
+			return err
+		}
+		sel, err := optionalSelector(r, "query")
+		if err != nil {
+			return err
+		}
+		qr, err := a.open(r)
+		if err != nil {
+			return err
+		}
+		defer qr.close()
+		streams := map[string]bool{}
+		var entries, bytes int64
+		lq := &storage.LogQuery{Start: start, End: end}
+		err = qr.q.Logs(qr.ctx, lq, func(l *storage.LogRecord) bool {
+			ls := logql.StreamLabels(l)
+			if sel != nil {
+				for _, m := range sel.Matchers {
+					v, _ := ls.Get(m.Name)
+					if !m.Matches(v) {
+						return true
+					}
+				}
+			}
+			streams[ls.String()] = true
+			entries++
+			bytes += int64(len(l.Body.AsString()))
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]int64{"streams": int64(len(streams)), "chunks": int64(len(streams)), "entries": entries, "bytes": bytes})
+		return nil
+	}()
+	if err != nil {
+		a.fail(w, r, styleText, err)
+	}
+}
+

@@ -1,0 +1,281 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.uber.org/zap"
+
+	"github.com/sightlinehq/sightline/internal/query/logql"
+	"github.com/sightlinehq/sightline/internal/query/traceql"
+	"github.com/sightlinehq/sightline/internal/store"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// Source opens a Querier per request. The query engines see only this.
+type Source func(ctx context.Context) (storage.Querier, error)
+
+// errNotReady is returned while the store the API reads has not opened.
+var errNotReady = errors.New("store not ready")
+
+// StoreSource reads the store of the sightline exporter with this ID.
+func StoreSource(id component.ID) Source {
+	return func(ctx context.Context) (storage.Querier, error) {
+		db, ok := store.Lookup(id)
+		if !ok {
+			return nil, fmt.Errorf("%w: exporter %s has not started", errNotReady, id)
+		}
+		return db.Querier(ctx)
+	}
+}
+
+// API holds the handlers.
+type API struct {
+	cfg    *Config
+	source Source
+	build  component.BuildInfo
+	logger *zap.Logger
+	now    func() time.Time
+}
+
+// New returns the API over source.
+func New(cfg *Config, source Source, build component.BuildInfo, logger *zap.Logger) *API {
+	return &API{cfg: cfg, source: source, build: build, logger: logger, now: time.Now}
+}
+
+// Handler returns the HTTP handler with every route.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	a.tempoRoutes(mux)
+	a.jaegerRoutes(mux)
+	a.lokiRoutes(mux)
+	a.nativeRoutes(mux)
+	return mux
+}
+
+// style selects the error body format of the API family.
+type style uint8
+
+const (
+	styleText   style = iota // Tempo and Loki: the message as text/plain
+	styleJaeger              // {"data":null,"errors":[{"code","msg"}]}
+	styleJaegerV3
+	styleJSON // {"status":"error","errorType","error"}
+)
+
+// errBadRequest marks problems with parameters.
+var errBadRequest = errors.New("bad request")
+
+// errLimit marks requests refused by a configured limit.
+var errLimit = errors.New("limit exceeded")
+
+// errTenant marks requests without the tenant header when tenancy is on.
+var errTenant = errors.New("no tenant")
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
+}
+
+// status maps an error to its HTTP status. It is the only place that does.
+func status(err error) int {
+	var tqe *traceql.Error
+	var lqe *logql.Error
+	switch {
+	case errors.As(err, &tqe), errors.As(err, &lqe), errors.Is(err, errBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, errTenant):
+		return http.StatusUnauthorized
+	case errors.Is(err, storage.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, errLimit), errors.Is(err, storage.ErrBytesLimit),
+		errors.Is(err, traceql.ErrTooManyTraces), errors.Is(err, traceql.ErrTooManySeries),
+		errors.Is(err, logql.ErrTooManySeries):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.Canceled):
+		return 499 // client closed request, as nginx and Loki report it
+	case errors.Is(err, errNotReady):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, st style, err error) {
+	code := status(err)
+	msg := err.Error()
+	if errors.Is(err, context.DeadlineExceeded) {
+		msg = fmt.Sprintf("query timed out after %s; narrow the time range or the query", a.cfg.Limits.Timeout)
+	}
+	if code >= 500 {
+		a.logger.Warn("query failed", zap.String("path", r.URL.Path), zap.Error(err))
+	}
+	switch st {
+	case styleJaeger:
+		writeJSON(w, code, map[string]any{"data": nil, "total": 0, "limit": 0, "offset": 0,
+			"errors": []map[string]any{{"code": code, "msg": msg}}})
+	case styleJaegerV3:
+		writeJSON(w, code, map[string]any{"error": map[string]any{"httpCode": code, "message": msg}})
+	case styleJSON:
+		writeJSON(w, code, map[string]any{"status": "error", "errorType": errorType(code), "error": msg})
+	default:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(code)
+		fmt.Fprintln(w, msg)
+	}
+}
+
+func errorType(code int) string {
+	switch code {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound:
+		return "bad_data"
+	case http.StatusUnprocessableEntity:
+		return "execution"
+	case http.StatusServiceUnavailable:
+		return "timeout"
+	case 499:
+		return "canceled"
+	}
+	return "internal"
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	_ = enc.Encode(v)
+}
+
+// query is the per-request context of a read: a Querier, scoped to the
+// tenant when tenancy is on, with a deadline and read accounting.
+type query struct {
+	ctx    context.Context
+	q      storage.Querier
+	stats  *storage.Stats
+	cancel context.CancelFunc
+}
+
+func (qr *query) close() {
+	qr.q.Close()
+	qr.cancel()
+}
+
+func (a *API) open(r *http.Request) (*query, error) {
+	ctx := r.Context()
+	cancel := context.CancelFunc(func() {})
+	if a.cfg.Limits.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, a.cfg.Limits.Timeout)
+	}
+	st := &storage.Stats{MaxBytes: a.cfg.Limits.MaxBytesScanned}
+	ctx = storage.WithStats(ctx, st)
+	tenant := ""
+	if a.cfg.Tenancy.Enabled {
+		tenant = r.Header.Get(a.cfg.Tenancy.Header)
+		if tenant == "" {
+			cancel()
+			return nil, fmt.Errorf("%w: the %s header is required", errTenant, a.cfg.Tenancy.Header)
+		}
+	}
+	q, err := a.source(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if tenant != "" {
+		q = newTenantQuerier(q, a.cfg.Tenancy.ResourceAttribute, tenant)
+	}
+	return &query{ctx: ctx, q: q, stats: st, cancel: cancel}, nil
+}
+
+// checkRange enforces max_time_range on [start, end] (unix ns).
+func (a *API) checkRange(start, end int64) error {
+	if start != 0 && end != 0 && end < start {
+		return badRequest("end must not be before start")
+	}
+	if m := a.cfg.Limits.MaxTimeRange; m > 0 && start != 0 && end != 0 && end-start > int64(m) {
+		return fmt.Errorf("%w: the query time range %s exceeds the limit of %s", errLimit, time.Duration(end-start), m)
+	}
+	return nil
+}
+
+// checkLimit enforces max_results on a requested result count.
+func (a *API) checkLimit(n int) error {
+	if m := a.cfg.Limits.MaxResults; m > 0 && n > m {
+		return fmt.Errorf("%w: limit %d exceeds the maximum of %d results", errLimit, n, m)
+	}
+	return nil
+}
+
+// parseTime accepts what Loki, Prometheus and Tempo accept: unix seconds
+// (with a fraction), unix nanoseconds (more than 10 integer digits) or
+// RFC3339(Nano). It returns unix nanoseconds.
+func parseTime(name, s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UnixNano(), nil
+	}
+	if !strings.ContainsAny(s, ".eE") && len(strings.TrimPrefix(s, "-")) > 10 {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err == nil {
+			return n, nil
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e11 {
+		return 0, badRequest("invalid %s %q: want unix seconds, unix nanoseconds or RFC3339", name, s)
+	}
+	return int64(math.Round(f * 1e9)), nil
+}
+
+// parseStep accepts a Prometheus/Go duration or float seconds.
+func parseStep(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return 0, badRequest("step must be positive")
+		}
+		return int64(d), nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, badRequest("invalid step %q: want a duration or a positive number of seconds", s)
+	}
+	return int64(f * 1e9), nil
+}
+
+func parseInt(name, s string, def int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, badRequest("invalid %s %q", name, s)
+	}
+	return n, nil
+}
+
+func (a *API) buildinfo(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{
+		"version":   a.build.Version,
+		"revision":  "",
+		"branch":    "",
+		"buildUser": "",
+		"buildDate": "",
+		"goVersion": runtime.Version(),
+	})
+}

@@ -1,0 +1,124 @@
+package api
+
+import (
+	"context"
+	"slices"
+
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// tenantScanLimit bounds the spans read to list a tenant's services, tags
+// and values, which the store's block metadata cannot answer per tenant.
+const tenantScanLimit = 200_000
+
+// tenantQuerier shows one tenant's data: everything whose resource
+// attribute key equals tenant. The tenant matcher is added to every store
+// query, so it is pushed down like any other.
+type tenantQuerier struct {
+	storage.Querier
+	key, tenant string
+	m           *storage.Matcher
+}
+
+func newTenantQuerier(q storage.Querier, key, tenant string) storage.Querier {
+	m, _ := storage.NewMatcher(storage.ScopeResource, key, storage.OpEqual, storage.Str(tenant))
+	return &tenantQuerier{Querier: q, key: key, tenant: tenant, m: m}
+}
+
+func (t *tenantQuerier) owns(r *storage.Resource) bool {
+	v, ok := t.m.Lookup(nil, r)
+	return t.m.MatchValue(v, ok)
+}
+
+func (t *tenantQuerier) TraceByID(ctx context.Context, id storage.TraceID, start, end int64) ([]storage.Span, error) {
+	spans, err := t.Querier.TraceByID(ctx, id, start, end)
+	spans = slices.DeleteFunc(spans, func(s storage.Span) bool { return !t.owns(s.Resource) })
+	if len(spans) == 0 {
+		return nil, storage.ErrNotFound
+	}
+	return spans, err
+}
+
+func (t *tenantQuerier) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storage.Span) bool) error {
+	sq := *q
+	sq.Matchers = append(slices.Clone(q.Matchers), t.m)
+	return t.Querier.Spans(ctx, &sq, fn)
+}
+
+func (t *tenantQuerier) LogsByTrace(ctx context.Context, id storage.TraceID, span storage.SpanID, start, end int64) ([]storage.LogRecord, error) {
+	logs, err := t.Querier.LogsByTrace(ctx, id, span, start, end)
+	return slices.DeleteFunc(logs, func(l storage.LogRecord) bool { return !t.owns(l.Resource) }), err
+}
+
+func (t *tenantQuerier) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.LogRecord) bool) error {
+	lq := *q
+	lq.Matchers = append(slices.Clone(q.Matchers), t.m)
+	return t.Querier.Logs(ctx, &lq, fn)
+}
+
+func (t *tenantQuerier) scan(ctx context.Context, start, end int64, fn func(*storage.Span)) error {
+	n := 0
+	return t.Spans(ctx, &storage.SpanQuery{Start: start, End: end}, func(s *storage.Span) bool {
+		fn(s)
+		n++
+		return n < tenantScanLimit
+	})
+}
+
+func (t *tenantQuerier) Services(ctx context.Context, start, end int64) ([]string, error) {
+	set := map[string]bool{}
+	err := t.scan(ctx, start, end, func(s *storage.Span) { set[s.Resource.ServiceName()] = true })
+	delete(set, "")
+	return sortedKeys(set), err
+}
+
+func (t *tenantQuerier) Operations(ctx context.Context, service string, start, end int64) ([]storage.Operation, error) {
+	set := map[storage.Operation]bool{}
+	err := t.scan(ctx, start, end, func(s *storage.Span) {
+		if service == "" || s.Resource.ServiceName() == service {
+			set[storage.Operation{Name: s.Name, Kind: s.Kind}] = true
+		}
+	})
+	out := make([]storage.Operation, 0, len(set))
+	for o := range set {
+		out = append(out, o)
+	}
+	slices.SortFunc(out, func(a, b storage.Operation) int {
+		if a.Name != b.Name {
+			if a.Name < b.Name {
+				return -1
+			}
+			return 1
+		}
+		return int(a.Kind) - int(b.Kind)
+	})
+	return out, err
+}
+
+func (t *tenantQuerier) TagNames(ctx context.Context, start, end int64) (storage.TagNames, error) {
+	res, span := map[string]bool{}, map[string]bool{}
+	err := t.scan(ctx, start, end, func(s *storage.Span) {
+		for _, a := range s.Attrs {
+			span[a.Key] = true
+		}
+		if s.Resource != nil {
+			for _, a := range s.Resource.Attrs {
+				res[a.Key] = true
+			}
+		}
+	})
+	return storage.TagNames{Resource: sortedKeys(res), Span: sortedKeys(span)}, err
+}
+
+func (t *tenantQuerier) TagValues(ctx context.Context, scope storage.Scope, key string, start, end int64, limit int) ([]storage.Value, error) {
+	m, _ := storage.NewMatcher(scope, key, storage.OpExists, storage.Value{})
+	seen := map[storage.Value]bool{}
+	var out []storage.Value
+	err := t.scan(ctx, start, end, func(s *storage.Span) {
+		if v, ok := m.Lookup(s.Attrs, s.Resource); ok && !seen[v] && len(out) < limit {
+			seen[v] = true
+			out = append(out, v)
+		}
+	})
+	return out, err
+}
