@@ -77,12 +77,12 @@ type lokiVector struct {
 
 func lokiStats(st logql.Stats, took time.Duration, bytesRead int64) map[string]any {
 	return map[string]any{"summary": map[string]any{
-		"totalBytesProcessed":   st.Bytes,
-		"totalLinesProcessed":   st.Entries,
-		"totalEntriesReturned":  0,
-		"execTime":              took.Seconds(),
+		"totalBytesProcessed":     st.Bytes,
+		"totalLinesProcessed":     st.Entries,
+		"totalEntriesReturned":    0,
+		"execTime":                took.Seconds(),
 		"bytesProcessedPerSecond": int64(float64(st.Bytes) / math.Max(took.Seconds(), 1e-9)),
-		"totalStorageBytesRead": bytesRead,
+		"totalStorageBytesRead":   bytesRead,
 	}}
 }
 
@@ -392,4 +392,3 @@ func (a *API) lokiIndexStats(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, styleText, err)
 	}
 }
-

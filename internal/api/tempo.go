@@ -680,5 +680,3 @@ func promLabels(ls []traceql.Label) string {
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
-
-

@@ -252,9 +252,9 @@ func maxOf(v []float64) float64 {
 	}
 	return slices.Max(v)
 }
-func one(*storage.Span) float64         { return 1 }
-func seconds(s *storage.Span) float64   { return float64(s.Duration()) / 1e9 }
-func bySvc(s *storage.Span) string      { return "resource.service.name=" + svc(s) }
+func one(*storage.Span) float64       { return 1 }
+func seconds(s *storage.Span) float64 { return float64(s.Duration()) / 1e9 }
+func bySvc(s *storage.Span) string    { return "resource.service.name=" + svc(s) }
 func noKey(fn string) func(*storage.Span) string {
 	return func(*storage.Span) string { return "__name__=" + fn }
 }
@@ -420,4 +420,3 @@ func keys(m map[string][]float64) []string {
 	slices.Sort(out)
 	return out
 }
-
