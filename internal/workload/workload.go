@@ -168,6 +168,7 @@ type traceState struct {
 	failing bool
 	slow    bool
 	user    int64
+	root    pcommon.SpanID
 }
 
 func (g *Generator) trace(b *batch) {
@@ -188,10 +189,10 @@ func (g *Generator) trace(b *batch) {
 	start := g.next
 	front := g.svc("frontend")
 	g.server(b, ts, front, pcommon.SpanID{}, start, true)
-	// Fill the remaining budget with internal spans under the root's service
-	// so every trace lands in 8..20.
+	// Fill the remaining budget with internal spans under the root span so
+	// every trace lands in 8..20 spans and has exactly one root.
 	for ts.budget > 0 {
-		g.internal(b, ts, front, pcommon.SpanID{}, start)
+		g.internal(b, ts, front, ts.root, start)
 	}
 }
 
@@ -216,6 +217,9 @@ func (g *Generator) server(b *batch, ts *traceState, s *service, parent pcommon.
 	sp.SetSpanID(id)
 	sp.SetParentSpanID(parent)
 	sp.SetKind(ptrace.SpanKindServer)
+	if root {
+		ts.root = id
+	}
 	route := s.routes[g.rnd.IntN(len(s.routes))]
 	method := methods[g.rnd.IntN(len(methods))]
 	if root {
