@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -595,6 +596,47 @@ func TestQueryAPIContracts(t *testing.T) {
 		code, b := f.get(t, "/loki/api/v1/query_range", url.Values{"query": {`{service_name="cart"`}}, "")
 		require.Equal(t, 400, code)
 		require.Contains(t, string(b), "parse error at line 1, col 21")
+	})
+
+	t.Run("cli", func(t *testing.T) {
+		run := func(args ...string) string {
+			out, err := exec.Command(binary, append(args, "--addr", f.base)...).CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			return string(out)
+		}
+		out := run("trace", someID.String())
+		require.Contains(t, out, fmt.Sprintf("Trace %s  %d spans", someID, len(f.traces[someID])))
+		root := rootOf(f.traces[someID])
+		require.Contains(t, strings.Split(out, "\n")[1], root.Name, "the root comes first")
+		require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), len(f.traces[someID])+1)
+
+		out = run("query", `{ resource.service.name = "checkout" && status = error }`, "--since", "30m")
+		want := f.tracesWith(func(s *storage.Span) bool {
+			return s.Resource.ServiceName() == "checkout" && s.StatusCode == storage.StatusError
+		})
+		for id := range want {
+			require.Contains(t, out, id)
+		}
+		out = run("query", `{ status = error } | count_over_time() by (resource.service.name)`, "--since", "30m")
+		require.Contains(t, out, `{resource.service.name="checkout"}`)
+		out = run("logs", `{service_name="cart"} | detected_level="error"`, "--since", "30m", "--limit", "5")
+		cartErrors := 0
+		for _, l := range f.logs {
+			if l.Resource.ServiceName() == "cart" && l.SeverityNumber >= 17 {
+				cartErrors++
+			}
+		}
+		require.Positive(t, cartErrors)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		require.Len(t, lines, min(5, cartErrors), "%s", out)
+		for _, l := range lines {
+			require.Contains(t, l, `service_name="cart"`)
+			require.Contains(t, l, `detected_level="error"`)
+		}
+
+		bad, err := exec.Command(binary, "query", "{ status = }", "--addr", f.base).CombinedOutput()
+		require.Error(t, err)
+		require.Contains(t, string(bad), "400 Bad Request: 1:12")
 	})
 
 	t.Run("native trace logs", func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sightlinehq/sightline/internal/cli"
 	"io"
 	"runtime/debug"
 	"strings"
@@ -131,6 +132,7 @@ func NewCommand(version string) *cobra.Command {
 	validate.Flags().AddGoFlagSet(valFlags.flagSet())
 
 	root.AddCommand(run, validate, newVersionCommand(version))
+	root.AddCommand(cli.Commands()...)
 	// components, featuregate and print-config are otelcol's own, so their
 	// output stays exactly what Collector users and tooling expect.
 	for _, c := range otelcol.NewCommand(Settings(version, nil)).Commands() {
