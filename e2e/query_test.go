@@ -30,7 +30,8 @@ import (
 // queryFixture is a running sightline with generated traces and logs, and
 // what was sent, for expectations computed without the query engines.
 type queryFixture struct {
-	base   string
+	base     string
+	lokiPush string
 	spans  []storage.Span
 	logs   []storage.LogRecord
 	start  time.Time
@@ -38,9 +39,9 @@ type queryFixture struct {
 }
 
 func newQueryFixture(t *testing.T) *queryFixture {
-	port := freePort(t)
-	in := start(t, []string{"testdata/query.yaml"}, "QUERY_PORT="+strconv.Itoa(port))
-	f := &queryFixture{base: fmt.Sprintf("http://127.0.0.1:%d", port), start: time.Now().Add(-10 * time.Minute).Truncate(time.Second), traces: map[storage.TraceID][]storage.Span{}}
+	port, loki := freePort(t), freePort(t)
+	in := start(t, []string{"testdata/query.yaml"}, "QUERY_PORT="+strconv.Itoa(port), "LOKI_PORT="+strconv.Itoa(loki))
+	f := &queryFixture{base: fmt.Sprintf("http://127.0.0.1:%d", port), lokiPush: fmt.Sprintf("http://127.0.0.1:%d/loki/api/v1/push", loki), start: time.Now().Add(-10 * time.Minute).Truncate(time.Second), traces: map[storage.TraceID][]storage.Span{}}
 	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", in.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
@@ -637,6 +638,34 @@ func TestQueryAPIContracts(t *testing.T) {
 		bad, err := exec.Command(binary, "query", "{ status = }", "--addr", f.base).CombinedOutput()
 		require.Error(t, err)
 		require.Contains(t, string(bad), "400 Bad Request: 1:12")
+	})
+
+	t.Run("loki push", func(t *testing.T) {
+		now := time.Now()
+		trace := "0af7651916cd43dd8448eb211c80319c"
+		body := fmt.Sprintf(`{"streams":[{"stream":{"service_name":"shipper","env":"test"},"values":[["%d","pushed line one",{"trace_id":%q}],["%d","pushed line two"]]}]}`,
+			now.UnixNano(), trace, now.UnixNano()+1)
+		resp, err := http.Post(f.lokiPush, "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusNoContent, resp.StatusCode)
+		resp, err = http.Post(f.lokiPush, "application/json", strings.NewReader(`{"streams":`))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+		var res struct {
+			Data struct {
+				Result []struct {
+					Stream map[string]string `json:"stream"`
+					Values [][2]string       `json:"values"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		p := url.Values{"query": {`{service_name="shipper", env="test"} | trace_id="` + trace + `"`}, "start": {strconv.FormatInt(now.Add(-time.Minute).UnixNano(), 10)}, "end": {strconv.FormatInt(now.Add(time.Minute).UnixNano(), 10)}}
+		f.getJSON(t, "/loki/api/v1/query_range", p, &res)
+		require.Len(t, res.Data.Result, 1)
+		require.Equal(t, [][2]string{{strconv.FormatInt(now.UnixNano(), 10), "pushed line one"}}, res.Data.Result[0].Values)
 	})
 
 	t.Run("native trace logs", func(t *testing.T) {

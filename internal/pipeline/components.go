@@ -6,6 +6,7 @@ package pipeline
 
 import (
 	"github.com/sightlinehq/sightline/internal/api"
+	"github.com/sightlinehq/sightline/internal/lokireceiver"
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/connector/forwardconnector"
 	"go.opentelemetry.io/collector/exporter"
@@ -72,6 +73,7 @@ func Components() (otelcol.Factories, error) {
 	factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](
 		otlpreceiver.NewFactory(),
 		prometheusreceiver.NewFactory(),
+		lokireceiver.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err

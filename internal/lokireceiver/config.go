@@ -1,0 +1,32 @@
+package lokireceiver
+
+import (
+	"errors"
+
+	"go.opentelemetry.io/collector/config/confighttp"
+)
+
+// Config follows the contrib loki receiver's, so that its configs load
+// unchanged; only the HTTP protocol is served.
+type Config struct {
+	Protocols Protocols `mapstructure:"protocols"`
+	// UseIncomingTimestamp sets each record's time from the pushed entry;
+	// otherwise only the observed time (arrival) is set, as upstream does.
+	UseIncomingTimestamp bool `mapstructure:"use_incoming_timestamp"`
+}
+
+// Protocols lists the servers to run.
+type Protocols struct {
+	HTTP *confighttp.ServerConfig `mapstructure:"http"`
+}
+
+// Validate reports every problem with its field path.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Protocols.HTTP == nil {
+		errs = append(errs, errors.New("protocols::http: must be set; the loki receiver serves Loki's HTTP push API"))
+	} else if c.Protocols.HTTP.NetAddr.Endpoint == "" {
+		errs = append(errs, errors.New("protocols::http::endpoint: must be set"))
+	}
+	return errors.Join(errs...)
+}

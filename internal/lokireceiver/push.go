@@ -1,0 +1,335 @@
+package lokireceiver
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/golang/snappy"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// ErrMalformed marks push bodies that cannot be decoded; they are refused
+// with 400 and nothing of them is stored.
+var ErrMalformed = errors.New("malformed push request")
+
+// maxDecoded bounds the decompressed size of one protobuf push.
+const maxDecoded = 64 << 20
+
+func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
+	ctx := r.obs.StartLogsOp(req.Context())
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	var ld plog.Logs
+	if ct == "application/json" {
+		ld, err = DecodeJSON(body, r.cfg.UseIncomingTimestamp, time.Now())
+	} else {
+		ld, err = DecodeProtobuf(body, r.cfg.UseIncomingTimestamp, time.Now())
+	}
+	if err != nil {
+		r.obs.EndLogsOp(ctx, "loki", 0, err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	n := ld.LogRecordCount()
+	err = r.next.ConsumeLogs(ctx, ld)
+	r.obs.EndLogsOp(ctx, "loki", n, err)
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case consumererror.IsPermanent(err):
+		http.Error(w, err.Error(), http.StatusBadRequest)
+	default:
+		// Retryable: shippers back off and resend on 5xx and 429.
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	}
+}
+
+// builder turns streams into OTLP logs: one ResourceLogs per stream, its
+// labels as resource attributes (service_name as service.name), each entry
+// a log record with structured metadata as attributes and trace_id/span_id
+// as the record's IDs.
+type builder struct {
+	ld       plog.Logs
+	incoming bool
+	now      pcommon.Timestamp
+}
+
+func (b *builder) stream(labels map[string]string) plog.LogRecordSlice {
+	rl := b.ld.ResourceLogs().AppendEmpty()
+	attrs := rl.Resource().Attributes()
+	for k, v := range labels {
+		if k == "service_name" {
+			k = "service.name"
+		}
+		attrs.PutStr(k, v)
+	}
+	if _, ok := attrs.Get("service.name"); !ok {
+		// Loki names unlabelled streams the same way.
+		attrs.PutStr("service.name", "unknown_service")
+	}
+	return rl.ScopeLogs().AppendEmpty().LogRecords()
+}
+
+func (b *builder) entry(recs plog.LogRecordSlice, ts time.Time, line string, meta [][2]string) error {
+	if !utf8.ValidString(line) {
+		return fmt.Errorf("%w: line is not valid UTF-8", ErrMalformed)
+	}
+	lr := recs.AppendEmpty()
+	lr.SetObservedTimestamp(b.now)
+	if b.incoming {
+		lr.SetTimestamp(pcommon.NewTimestampFromTime(ts))
+	}
+	lr.Body().SetStr(line)
+	for _, kv := range meta {
+		switch kv[0] {
+		case "trace_id":
+			if id, err := hex.DecodeString(kv[1]); err == nil && len(id) == 16 {
+				lr.SetTraceID(pcommon.TraceID(id))
+				continue
+			}
+		case "span_id":
+			if id, err := hex.DecodeString(kv[1]); err == nil && len(id) == 8 {
+				lr.SetSpanID(pcommon.SpanID(id))
+				continue
+			}
+		}
+		lr.Attributes().PutStr(kv[0], kv[1])
+	}
+	return nil
+}
+
+// DecodeJSON decodes Loki's JSON push format.
+func DecodeJSON(body []byte, incoming bool, now time.Time) (plog.Logs, error) {
+	var req struct {
+		Streams []struct {
+			Stream map[string]string   `json:"stream"`
+			Values [][]json.RawMessage `json:"values"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return plog.Logs{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	b := &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now)}
+	for i, s := range req.Streams {
+		recs := b.stream(s.Stream)
+		for j, v := range s.Values {
+			if len(v) < 2 || len(v) > 3 {
+				return plog.Logs{}, fmt.Errorf("%w: streams[%d].values[%d]: want [timestamp, line] or [timestamp, line, metadata]", ErrMalformed, i, j)
+			}
+			var tsText, line string
+			if err := json.Unmarshal(v[0], &tsText); err != nil {
+				return plog.Logs{}, fmt.Errorf("%w: streams[%d].values[%d][0]: timestamp must be a string of nanoseconds", ErrMalformed, i, j)
+			}
+			ns, err := strconv.ParseInt(tsText, 10, 64)
+			if err != nil {
+				return plog.Logs{}, fmt.Errorf("%w: streams[%d].values[%d][0]: bad timestamp %q", ErrMalformed, i, j, tsText)
+			}
+			if err := json.Unmarshal(v[1], &line); err != nil {
+				return plog.Logs{}, fmt.Errorf("%w: streams[%d].values[%d][1]: line must be a string", ErrMalformed, i, j)
+			}
+			var meta [][2]string
+			if len(v) == 3 {
+				var m map[string]string
+				if err := json.Unmarshal(v[2], &m); err != nil {
+					return plog.Logs{}, fmt.Errorf("%w: streams[%d].values[%d][2]: structured metadata must be an object of strings", ErrMalformed, i, j)
+				}
+				for k, val := range m {
+					meta = append(meta, [2]string{k, val})
+				}
+			}
+			if err := b.entry(recs, time.Unix(0, ns), line, meta); err != nil {
+				return plog.Logs{}, err
+			}
+		}
+	}
+	return b.ld, nil
+}
+
+// DecodeProtobuf decodes a snappy-compressed logproto.PushRequest, the
+// format Promtail and Alloy send.
+func DecodeProtobuf(body []byte, incoming bool, now time.Time) (plog.Logs, error) {
+	n, err := snappy.DecodedLen(body)
+	if err != nil {
+		return plog.Logs{}, fmt.Errorf("%w: snappy: %v", ErrMalformed, err)
+	}
+	if n > maxDecoded {
+		return plog.Logs{}, fmt.Errorf("%w: decompresses to %d bytes, the limit is %d", ErrMalformed, n, maxDecoded)
+	}
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		return plog.Logs{}, fmt.Errorf("%w: snappy: %v", ErrMalformed, err)
+	}
+	b := &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now)}
+	err = fields(raw, func(num protowire.Number, v []byte) error {
+		if num != 1 {
+			return nil
+		}
+		return b.decodeStream(v)
+	})
+	if err != nil {
+		return plog.Logs{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return b.ld, nil
+}
+
+func (b *builder) decodeStream(msg []byte) error {
+	var labels string
+	var entries [][]byte
+	err := fields(msg, func(num protowire.Number, v []byte) error {
+		switch num {
+		case 1:
+			labels = string(v)
+		case 2:
+			entries = append(entries, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ls, err := ParseLabels(labels)
+	if err != nil {
+		return err
+	}
+	recs := b.stream(ls)
+	for _, e := range entries {
+		var (
+			secs, nanos int64
+			line        string
+			meta        [][2]string
+		)
+		err := fields(e, func(num protowire.Number, v []byte) error {
+			switch num {
+			case 1:
+				return fields(v, func(n protowire.Number, x []byte) error {
+					u, m := protowire.ConsumeVarint(x)
+					if m < 0 {
+						return errors.New("bad timestamp")
+					}
+					if n == 1 {
+						secs = int64(u)
+					} else if n == 2 {
+						nanos = int64(int32(u))
+					}
+					return nil
+				}, true)
+			case 2:
+				line = string(v)
+			case 3:
+				var kv [2]string
+				if err := fields(v, func(n protowire.Number, x []byte) error {
+					if n == 1 || n == 2 {
+						kv[n-1] = string(x)
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+				meta = append(meta, kv)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := b.entry(recs, time.Unix(secs, nanos), line, meta); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fields walks a protobuf message and calls fn with each length-delimited
+// field (or, with varints set, each varint field as its encoded bytes).
+// Other wire types are skipped.
+func fields(msg []byte, fn func(protowire.Number, []byte) error, varints ...bool) error {
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		msg = msg[n:]
+		switch {
+		case typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(msg)
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			if err := fn(num, v); err != nil {
+				return err
+			}
+			msg = msg[m:]
+		case typ == protowire.VarintType && len(varints) > 0:
+			_, m := protowire.ConsumeVarint(msg)
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			if err := fn(num, msg[:m]); err != nil {
+				return err
+			}
+			msg = msg[m:]
+		default:
+			m := protowire.ConsumeFieldValue(num, typ, msg)
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			msg = msg[m:]
+		}
+	}
+	return nil
+}
+
+// ParseLabels parses a Prometheus-style label set: {a="b", c="d"}.
+func ParseLabels(s string) (map[string]string, error) {
+	s = strings.TrimSpace(s)
+	if !strings.HasPrefix(s, "{") || !strings.HasSuffix(s, "}") {
+		return nil, fmt.Errorf("labels %q: want {name=\"value\", ...}", s)
+	}
+	out := map[string]string{}
+	rest := strings.TrimSpace(s[1 : len(s)-1])
+	for rest != "" {
+		eq := strings.IndexByte(rest, '=')
+		if eq <= 0 {
+			return nil, fmt.Errorf("labels %q: missing =", s)
+		}
+		name := strings.TrimSpace(rest[:eq])
+		rest = strings.TrimSpace(rest[eq+1:])
+		if !strings.HasPrefix(rest, `"`) {
+			return nil, fmt.Errorf("labels %q: value of %s must be quoted", s, name)
+		}
+		end := 1
+		for end < len(rest) && rest[end] != '"' {
+			if rest[end] == '\\' {
+				end++
+			}
+			end++
+		}
+		if end >= len(rest) {
+			return nil, fmt.Errorf("labels %q: unterminated value of %s", s, name)
+		}
+		v, err := strconv.Unquote(rest[:end+1])
+		if err != nil {
+			return nil, fmt.Errorf("labels %q: bad value of %s", s, name)
+		}
+		out[name] = v
+		rest = strings.TrimSpace(rest[end+1:])
+		rest = strings.TrimSpace(strings.TrimPrefix(rest, ","))
+	}
+	return out, nil
+}

@@ -1,0 +1,201 @@
+package lokireceiver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+type entry struct {
+	ts   time.Time
+	line string
+	meta [][2]string
+}
+
+// pushRequest encodes a logproto.PushRequest the way Promtail does.
+func pushRequest(streams map[string][]entry) []byte {
+	var req []byte
+	for labels, entries := range streams {
+		var s []byte
+		s = protowire.AppendTag(s, 1, protowire.BytesType)
+		s = protowire.AppendString(s, labels)
+		for _, e := range entries {
+			var ts []byte
+			ts = protowire.AppendTag(ts, 1, protowire.VarintType)
+			ts = protowire.AppendVarint(ts, uint64(e.ts.Unix()))
+			ts = protowire.AppendTag(ts, 2, protowire.VarintType)
+			ts = protowire.AppendVarint(ts, uint64(e.ts.Nanosecond()))
+			var en []byte
+			en = protowire.AppendTag(en, 1, protowire.BytesType)
+			en = protowire.AppendBytes(en, ts)
+			en = protowire.AppendTag(en, 2, protowire.BytesType)
+			en = protowire.AppendString(en, e.line)
+			for _, kv := range e.meta {
+				var p []byte
+				p = protowire.AppendTag(p, 1, protowire.BytesType)
+				p = protowire.AppendString(p, kv[0])
+				p = protowire.AppendTag(p, 2, protowire.BytesType)
+				p = protowire.AppendString(p, kv[1])
+				en = protowire.AppendTag(en, 3, protowire.BytesType)
+				en = protowire.AppendBytes(en, p)
+			}
+			s = protowire.AppendTag(s, 2, protowire.BytesType)
+			s = protowire.AppendBytes(s, en)
+		}
+		req = protowire.AppendTag(req, 1, protowire.BytesType)
+		req = protowire.AppendBytes(req, s)
+	}
+	return snappy.Encode(nil, req)
+}
+
+func TestDecodeProtobuf(t *testing.T) {
+	ts := time.Unix(1_700_000_000, 123)
+	body := pushRequest(map[string][]entry{
+		`{service_name="cart", env="prod"}`: {
+			{ts, "GET /cart 200", [][2]string{{"trace_id", "0102030405060708090a0b0c0d0e0f10"}, {"span_id", "0102030405060708"}, {"user", "u1"}}},
+			{ts.Add(time.Second), "GET /cart 500", nil},
+		},
+	})
+	ld, err := DecodeProtobuf(body, true, time.Unix(1_800_000_000, 0))
+	require.NoError(t, err)
+	require.Equal(t, 2, ld.LogRecordCount())
+	rl := ld.ResourceLogs().At(0)
+	svc, _ := rl.Resource().Attributes().Get("service.name")
+	require.Equal(t, "cart", svc.Str())
+	env, _ := rl.Resource().Attributes().Get("env")
+	require.Equal(t, "prod", env.Str())
+	r := rl.ScopeLogs().At(0).LogRecords().At(0)
+	require.Equal(t, "GET /cart 200", r.Body().Str())
+	require.Equal(t, ts.UnixNano(), r.Timestamp().AsTime().UnixNano())
+	require.Equal(t, "0102030405060708090a0b0c0d0e0f10", r.TraceID().String())
+	require.Equal(t, "0102030405060708", r.SpanID().String())
+	u, _ := r.Attributes().Get("user")
+	require.Equal(t, "u1", u.Str())
+	require.Equal(t, 1, r.Attributes().Len(), "trace and span IDs are not also attributes")
+
+	// A line that is not UTF-8 is refused, not stored mangled.
+	_, err = DecodeProtobuf(pushRequest(map[string][]entry{`{a="b"}`: {{ts, "bad \xff", nil}}}), true, time.Now())
+	require.ErrorIs(t, err, ErrMalformed)
+
+	// Without use_incoming_timestamp only the arrival time is set.
+	ld, err = DecodeProtobuf(body, false, time.Unix(1_800_000_000, 0))
+	require.NoError(t, err)
+	r = ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)
+	require.Zero(t, r.Timestamp())
+	require.Equal(t, int64(1_800_000_000), r.ObservedTimestamp().AsTime().Unix())
+}
+
+func TestDecodeJSON(t *testing.T) {
+	body := `{"streams":[{"stream":{"app":"api"},"values":[["1700000000000000001","hello",{"trace_id":"0102030405060708090a0b0c0d0e0f10"}],["1700000000000000002","world"]]}]}`
+	ld, err := DecodeJSON([]byte(body), true, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, 2, ld.LogRecordCount())
+	svc, _ := ld.ResourceLogs().At(0).Resource().Attributes().Get("service.name")
+	require.Equal(t, "unknown_service", svc.Str())
+	r := ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)
+	require.Equal(t, int64(1700000000000000001), int64(r.Timestamp()))
+	require.Equal(t, "0102030405060708090a0b0c0d0e0f10", r.TraceID().String())
+
+	for _, bad := range []string{
+		`{"streams":[{"stream":{},"values":[["x","line"]]}]}`,
+		`{"streams":[{"stream":{},"values":[["1"]]}]}`,
+		`{"streams":[{"stream":{},"values":[["1",5]]}]}`,
+		`{"streams":[{"stream":{},"values":[["1","a",{"k":1}]]}]}`,
+		`not json`,
+	} {
+		_, err := DecodeJSON([]byte(bad), true, time.Now())
+		require.ErrorIs(t, err, ErrMalformed, bad)
+	}
+}
+
+func TestParseLabels(t *testing.T) {
+	ls, err := ParseLabels(`{a="b", c="with \"quote\", and comma"}`)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"a": "b", "c": `with "quote", and comma`}, ls)
+	for _, bad := range []string{`a="b"`, `{a}`, `{a=b}`, `{a="b}`} {
+		_, err := ParseLabels(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+// TestReceiver pushes over HTTP: a good push is acknowledged with 204 and
+// delivered; a malformed one gets 400 and delivers nothing; a retryable
+// pipeline error is a 503 and a permanent one a 400.
+func TestReceiver(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := createDefaultConfig().(*Config)
+	cfg.Protocols.HTTP.NetAddr.Endpoint = addr
+	cfg.UseIncomingTimestamp = true
+
+	run := func(next *consumertest.LogsSink) func(ct string, body []byte) int {
+		rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, next)
+		require.NoError(t, err)
+		require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
+		t.Cleanup(func() { require.NoError(t, rcv.Shutdown(context.Background())) })
+		return func(ct string, body []byte) int {
+			resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), ct, bytes.NewReader(body))
+			require.NoError(t, err)
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+	}
+
+	sink := &consumertest.LogsSink{}
+	post := run(sink)
+	good := pushRequest(map[string][]entry{`{service_name="x"}`: {{time.Unix(1, 0), "a", nil}}})
+	require.Equal(t, http.StatusNoContent, post("application/x-protobuf", good))
+	require.Equal(t, http.StatusNoContent, post("application/json", []byte(`{"streams":[{"stream":{"service_name":"x"},"values":[["2","b"]]}]}`)))
+	require.Equal(t, http.StatusBadRequest, post("application/x-protobuf", []byte("not snappy")))
+	require.Equal(t, http.StatusBadRequest, post("application/json", []byte(`{`)))
+	require.Equal(t, 2, sink.LogRecordCount())
+	var lines []string
+	for _, ld := range sink.AllLogs() {
+		lines = append(lines, body(ld))
+	}
+	require.Equal(t, []string{"a", "b"}, lines)
+}
+
+func TestReceiverErrors(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("disk full"), http.StatusServiceUnavailable},
+		{consumererror.NewPermanent(fmt.Errorf("bad data")), http.StatusBadRequest},
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		ln.Close()
+		cfg := createDefaultConfig().(*Config)
+		cfg.Protocols.HTTP.NetAddr.Endpoint = addr
+		rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, consumertest.NewErr(c.err))
+		require.NoError(t, err)
+		require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
+		resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), "application/json", bytes.NewReader([]byte(`{"streams":[{"stream":{},"values":[["2","b"]]}]}`)))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, c.code, resp.StatusCode, c.err.Error())
+		require.NoError(t, rcv.Shutdown(context.Background()))
+	}
+}
+
+func body(ld plog.Logs) string {
+	return ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Body().Str()
+}
