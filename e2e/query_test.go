@@ -32,10 +32,10 @@ import (
 type queryFixture struct {
 	base     string
 	lokiPush string
-	spans  []storage.Span
-	logs   []storage.LogRecord
-	start  time.Time
-	traces map[storage.TraceID][]storage.Span
+	spans    []storage.Span
+	logs     []storage.LogRecord
+	start    time.Time
+	traces   map[storage.TraceID][]storage.Span
 }
 
 func newQueryFixture(t *testing.T) *queryFixture {
