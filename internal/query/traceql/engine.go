@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
@@ -90,6 +91,14 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 	var ids []storage.TraceID
 	seen := map[storage.TraceID]bool{}
 
+	// Without with(most_recent=true), the search stops once it has found
+	// enough traces, as Tempo's does; the store yields the newest data
+	// first, so these are recent ones. With the hint it finds them all and
+	// keeps the most recent.
+	mostRecent := false
+	if h, ok := q.Hint("most_recent"); ok && h.IsTrue() {
+		mostRecent = true
+	}
 	if f, ok := q.spanwise(); ok {
 		// Every span that passes the filter makes its trace a result; the
 		// most recent matching start decides the order.
@@ -108,7 +117,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			if t, ok := latest[s.TraceID]; !ok || s.StartUnixNano > t {
 				latest[s.TraceID] = s.StartUnixNano
 			}
-			return true
+			return mostRecent || len(latest) < req.Limit
 		})
 		if err != nil {
 			return nil, err
@@ -122,47 +131,115 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			}
 			return slices.Compare(a[:], b[:])
 		})
+		// ids are in recency order and all match: the first Limit are it.
+		res.Traces, err = evalCandidates(ctx, sq, q, ids, fields, req, res.Traces, &res.InspectedTraces, false)
+		if err != nil {
+			return nil, err
+		}
 	} else {
+		// Candidates come in rounds of growing size: a selective filter
+		// yields Limit traces from the first; each later round rescans,
+		// skipping what it has seen, and the last is unbounded.
 		qs, _ := candidates(q.Pipeline.Stages[0].(stageExpr).expr(), req.Start, req.End)
-		for _, pq := range qs {
-			err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
-				res.InspectedSpans++
-				if !seen[s.TraceID] {
-					seen[s.TraceID] = true
-					ids = append(ids, s.TraceID)
+		bounds := []int{req.Limit * 2, req.Limit * 20, 0}
+		if mostRecent {
+			bounds = []int{0}
+		}
+		for _, bound := range bounds {
+			capped := bound > 0
+			var fresh []storage.TraceID
+			full := true
+			for _, pq := range qs {
+				err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
+					res.InspectedSpans++
+					if !seen[s.TraceID] {
+						seen[s.TraceID] = true
+						fresh = append(fresh, s.TraceID)
+					}
+					if capped && len(fresh) >= bound {
+						full = false
+						return false
+					}
+					return true
+				})
+				if err != nil {
+					return nil, err
 				}
-				return true
-			})
+				if !full {
+					break
+				}
+			}
+			var err error
+			res.Traces, err = evalCandidates(ctx, sq, q, fresh, fields, req, res.Traces, &res.InspectedTraces, mostRecent)
 			if err != nil {
 				return nil, err
 			}
-		}
-	}
-
-	for _, id := range ids {
-		if len(res.Traces) >= req.Limit {
-			break
-		}
-		if req.MaxInspectedTraces > 0 && res.InspectedTraces >= req.MaxInspectedTraces {
-			return nil, fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
-		}
-		tr, err := fetchTrace(ctx, sq, id)
-		if err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				continue
+			if full || len(res.Traces) >= req.Limit && !mostRecent {
+				break
 			}
-			return nil, err
 		}
-		res.InspectedTraces++
-		sets := evalPipeline(q.Pipeline, tr, []Spanset{{Spans: allSpans(tr)}})
-		if len(sets) == 0 {
-			continue
-		}
-		res.Traces = append(res.Traces, traceResult(tr, sets, fields, req.SpansPerSpanset))
 	}
 	slices.SortStableFunc(res.Traces, func(a, b TraceResult) int { return cmp.Compare(b.Start, a.Start) })
+	if len(res.Traces) > req.Limit {
+		res.Traces = res.Traces[:req.Limit]
+	}
 	return res, nil
 }
+
+// evalCandidates assembles candidate traces and keeps those the pipeline
+// matches, until out holds Limit traces.
+// With exhaustive set it evaluates them all (most_recent over candidates
+// in no particular order).
+func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []storage.TraceID, fields []Expr, req SearchRequest, out []TraceResult, inspected *int, exhaustive bool) ([]TraceResult, error) {
+	// Traces are fetched and evaluated fetchParallel at a time (lookups
+	// are I/O and decode bound); results keep candidate order.
+	type result struct {
+		tr  *TraceResult
+		err error
+	}
+	for i := 0; i < len(ids); i += fetchParallel {
+		if len(out) >= req.Limit && !exhaustive {
+			break
+		}
+		batch := ids[i:min(i+fetchParallel, len(ids))]
+		if req.MaxInspectedTraces > 0 && *inspected+len(batch) > req.MaxInspectedTraces {
+			return nil, fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
+		}
+		results := make([]result, len(batch))
+		var wg sync.WaitGroup
+		for k, id := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tr, err := fetchTrace(ctx, sq, id)
+				if err != nil {
+					if !errors.Is(err, storage.ErrNotFound) {
+						results[k].err = err
+					}
+					return
+				}
+				if sets := evalPipeline(q.Pipeline, tr, []Spanset{{Spans: allSpans(tr)}}); len(sets) > 0 {
+					r := traceResult(tr, sets, fields, req.SpansPerSpanset)
+					results[k].tr = &r
+				}
+			}()
+		}
+		wg.Wait()
+		*inspected += len(batch)
+		for _, r := range results {
+			if r.err != nil {
+				return nil, r.err
+			}
+			if r.tr != nil && (len(out) < req.Limit || exhaustive) {
+				out = append(out, *r.tr)
+			}
+		}
+	}
+	return out, nil
+}
+
+// fetchParallel is how many candidate traces a search assembles at once.
+const fetchParallel = 4
 
 // stageExpr is implemented by stages that begin with a spanset expression.
 type stageExpr interface{ expr() SpansetExpr }
