@@ -104,6 +104,11 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		// most recent matching start decides the order.
 		latest := map[storage.TraceID]int64{}
 		pq, _ := pushdown(f.Expr, req.Start, req.End)
+		if coreOnly(f.Expr) {
+			// Discovery needs the filter's fields only; results are
+			// assembled from whole traces afterwards.
+			pq.Projection = storage.ProjectCore
+		}
 		ev, lk := false, false
 		if f.Expr != nil {
 			ev, lk = iterates(f.Expr)
@@ -576,6 +581,9 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 
 	if f, ok := q.spanwise(); ok {
 		pq, _ := pushdown(f.Expr, start, req.End-1)
+		if coreOnly(append([]Expr{f.Expr, m.Attr}, m.By...)...) {
+			pq.Projection = storage.ProjectCore
+		}
 		ev, lk := false, false
 		if f.Expr != nil {
 			ev, lk = iterates(f.Expr)

@@ -258,3 +258,39 @@ func needsTrace(e Expr) bool {
 	}
 	return false
 }
+
+// coreOnly reports whether the expressions read nothing but what
+// storage.ProjectCore fills: IDs, name, kind, status, timing and
+// resource.service.name. Queries like that let the store skip decoding
+// attributes, events and links.
+func coreOnly(es ...Expr) bool {
+	for _, e := range es {
+		if e == nil {
+			continue
+		}
+		switch x := e.(type) {
+		case *Literal:
+		case *IntrinsicRef:
+			switch x.Intrinsic {
+			case IntrinsicDuration, IntrinsicName, IntrinsicStatus, IntrinsicKind, IntrinsicSpanID, IntrinsicTraceID, IntrinsicParentID:
+			default:
+				return false
+			}
+		case *Attribute:
+			if x.Parent || x.Scope != ScopeResource || x.Name != "service.name" {
+				return false
+			}
+		case *BinaryExpr:
+			if !coreOnly(x.LHS, x.RHS) {
+				return false
+			}
+		case *UnaryExpr:
+			if !coreOnly(x.Expr) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}

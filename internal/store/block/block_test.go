@@ -226,3 +226,45 @@ func TestBloom(t *testing.T) {
 	}
 	require.Less(t, float64(fp)/float64(len(seen)), 0.02)
 }
+
+// TestCoreProjection checks that a ProjectCore query returns the same spans
+// with the same core fields as a full read, from flat columns only.
+func TestCoreProjection(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 2000)
+	b := writeTestBlock(t, st, spans, 3000)
+	for _, q := range []storage.SpanQuery{
+		{},
+		{ServiceName: "checkout", HasStatus: true, Status: storage.StatusError},
+		{HasKind: true, Kind: 2, MinDuration: int64(time.Millisecond)},
+	} {
+		full := map[storage.SpanID]storage.Span{}
+		fullStats := &storage.Stats{}
+		_, err := b.Spans(storage.WithStats(context.Background(), fullStats), &q, func(s *storage.Span) bool { full[s.SpanID] = *s; return true })
+		require.NoError(t, err)
+		require.NotEmpty(t, full)
+		core := q
+		core.Projection = storage.ProjectCore
+		stats := &storage.Stats{}
+		n := 0
+		_, err = b.Spans(storage.WithStats(context.Background(), stats), &core, func(s *storage.Span) bool {
+			f, ok := full[s.SpanID]
+			require.True(t, ok)
+			require.Equal(t, f.TraceID, s.TraceID)
+			require.Equal(t, f.ParentSpanID, s.ParentSpanID)
+			require.Equal(t, f.Name, s.Name)
+			require.Equal(t, f.Kind, s.Kind)
+			require.Equal(t, f.StatusCode, s.StatusCode)
+			require.Equal(t, f.StartUnixNano, s.StartUnixNano)
+			require.Equal(t, f.EndUnixNano, s.EndUnixNano)
+			require.Equal(t, f.Resource.ServiceName(), s.Resource.ServiceName())
+			require.Empty(t, s.Attrs, "core reads leave attributes out")
+			n++
+			return true
+		})
+		require.NoError(t, err)
+		require.Equal(t, len(full), n)
+		require.Less(t, stats.BytesRead(), fullStats.BytesRead(), "core reads read less than whole rows")
+	}
+}

@@ -329,6 +329,16 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 		if !any {
 			continue
 		}
+		if q.Projection == storage.ProjectCore && len(q.Matchers) == 0 {
+			cont, err := b.coreSpans(rg, i, keep, q, stats, fn)
+			if err != nil {
+				return false, b.readErr(err)
+			}
+			if !cont {
+				return false, nil
+			}
+			continue
+		}
 		if err := stats.AddBytes(b.rgBytes(i)); err != nil {
 			return false, err
 		}
@@ -420,6 +430,72 @@ func (b *Block) prefilterSpans(rg parquet.RowGroup, i, rows int, q *storage.Span
 		return nil, false, err
 	}
 	return keep, slices.Contains(keep, true), nil
+}
+
+// coreColumns are what ProjectCore reads.
+var coreColumns = []string{"trace_id", "span_id", "parent_span_id", "name", "kind", "status_code", "start_unix_nano", "duration_nano", "service_name"}
+
+// coreSpans answers a ProjectCore query from flat columns alone: the kept
+// rows' core fields are read column by column, never decoding attributes,
+// events or links.
+func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, fn func(*storage.Span) bool) (bool, error) {
+	idx := make([]int, len(keep)) // row -> position in spans, -1 when not kept
+	var spans []storage.Span
+	for r, k := range keep {
+		idx[r] = -1
+		if k {
+			idx[r] = len(spans)
+			spans = append(spans, storage.Span{})
+		}
+	}
+	resources := map[string]*storage.Resource{}
+	for _, col := range coreColumns {
+		if err := stats.AddBytes(b.colBytes(i, col)); err != nil {
+			return false, err
+		}
+		err := b.scanColumn(rg, col, func(row int, v parquet.Value) {
+			if row >= len(idx) || idx[row] < 0 {
+				return
+			}
+			s := &spans[idx[row]]
+			switch col {
+			case "trace_id":
+				copy(s.TraceID[:], v.ByteArray())
+			case "span_id":
+				copy(s.SpanID[:], v.ByteArray())
+			case "parent_span_id":
+				copy(s.ParentSpanID[:], v.ByteArray())
+			case "name":
+				s.Name = string(v.ByteArray())
+			case "kind":
+				s.Kind = storage.SpanKind(v.Int32())
+			case "status_code":
+				s.StatusCode = storage.StatusCode(v.Int32())
+			case "start_unix_nano":
+				s.StartUnixNano = v.Int64()
+				s.EndUnixNano += s.StartUnixNano
+			case "duration_nano":
+				s.EndUnixNano += v.Int64()
+			case "service_name":
+				name := string(v.ByteArray())
+				r, ok := resources[name]
+				if !ok {
+					r = &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str(name)}}}
+					resources[name] = r
+				}
+				s.Resource = r
+			}
+		})
+		if err != nil {
+			return false, err
+		}
+	}
+	for k := range spans {
+		if q.Match(&spans[k]) && !fn(&spans[k]) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // AllSpans calls fn for every span in block order; compaction uses it.

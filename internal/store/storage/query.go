@@ -156,7 +156,23 @@ type SpanQuery struct {
 	MinDuration, MaxDuration int64
 	// Matchers compare attributes.
 	Matchers []*Matcher
+	// Projection says which parts of each span the caller reads.
+	Projection Projection
 }
+
+// Projection lets a reader ask for less than whole spans, so that the store
+// can read a few flat columns instead of decoding every row in full.
+type Projection uint8
+
+const (
+	// ProjectAll fills every field.
+	ProjectAll Projection = iota
+	// ProjectCore fills the trace, span and parent IDs, name, kind, status
+	// code, start and end, and a Resource holding only service.name. The
+	// store may leave everything else empty. Conditions of the query are
+	// still applied in full.
+	ProjectCore
+)
 
 // Match evaluates every condition on s.
 func (q *SpanQuery) Match(s *Span) bool {
