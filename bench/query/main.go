@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
@@ -28,12 +30,26 @@ func main() {
 	n := flag.Int("spans", 10_000_000, "spans to store")
 	data := flag.String("data", "", "data dir (reused when it already holds the data)")
 	runs := flag.Int("runs", 20, "runs per query")
+	flag.StringVar(&only, "only", "", "run only the queries whose name contains this")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*data, *n, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
+
+var only string
 
 // meta is what the load leaves for later runs: the data's time range and
 // a sample of trace IDs to look up.
@@ -160,6 +176,9 @@ func run(dir string, n, runs int) error {
 		})},
 	}
 	for _, s := range steps {
+		if !strings.Contains(s.name, only) {
+			continue
+		}
 		if err := measure(s.name, s.runs, s.fn); err != nil {
 			return err
 		}

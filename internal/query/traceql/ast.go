@@ -116,6 +116,22 @@ func (s Static) String() string {
 	return "?"
 }
 
+// appendKey appends an unambiguous encoding of s, for grouping keys.
+func (s Static) appendKey(b []byte) []byte {
+	b = append(b, byte(s.Type))
+	switch s.Type {
+	case TypeString:
+		b = strconv.AppendInt(b, int64(len(s.S)), 10)
+		b = append(b, ':')
+		b = append(b, s.S...)
+	case TypeFloat:
+		b = strconv.AppendFloat(b, s.F, 'g', -1, 64)
+	default:
+		b = strconv.AppendInt(b, s.N, 10)
+	}
+	return append(b, 0xff)
+}
+
 // Text renders s without quotes, as the APIs return attribute values.
 func (s Static) Text() string {
 	if s.Type == TypeString {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -496,7 +497,7 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 	res := &MetricsResult{}
 	series := map[string]*seriesAcc{}
 	var order []string
-	var keyBuf strings.Builder
+	var keyBuf []byte
 	var tooMany error
 
 	add := func(tr *Trace, i int) {
@@ -522,29 +523,32 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 			}
 			val = f
 		}
-		keyBuf.Reset()
-		var labels []Label
+		// The series key is built in a reused buffer; labels are only
+		// materialised for a new series.
+		keyBuf = keyBuf[:0]
 		for _, e := range m.By {
-			v := eval(e, &c)
-			keyBuf.WriteString(v.String())
-			keyBuf.WriteByte(0xff)
-			if v.Type != TypeNil {
-				labels = append(labels, Label{Key: e.String(), Value: v})
-			}
+			keyBuf = eval(e, &c).appendKey(keyBuf)
 		}
+		le := 0.0
 		if m.Fn == "histogram_over_time" {
-			le := bucketUpper(val)
-			keyBuf.WriteString(fmt.Sprint(le))
-			labels = append(labels, Label{Key: "__bucket", Value: NewFloat(le)})
+			le = bucketUpper(val)
+			keyBuf = strconv.AppendFloat(keyBuf, le, 'g', -1, 64)
 		}
-		key := keyBuf.String()
-		acc, ok := series[key]
+		acc, ok := series[string(keyBuf)]
 		if !ok {
 			if req.MaxSeries > 0 && len(series) >= req.MaxSeries {
 				tooMany = fmt.Errorf("%w: more than %d", ErrTooManySeries, req.MaxSeries)
 				return
 			}
-			if len(m.By) == 0 && m.Fn != "histogram_over_time" {
+			var labels []Label
+			for _, e := range m.By {
+				if v := eval(e, &c); v.Type != TypeNil {
+					labels = append(labels, Label{Key: e.String(), Value: v})
+				}
+			}
+			if m.Fn == "histogram_over_time" {
+				labels = append(labels, Label{Key: "__bucket", Value: NewFloat(le)})
+			} else if len(m.By) == 0 {
 				labels = append(labels, Label{Key: "__name__", Value: NewString(m.Fn)})
 			}
 			acc = &seriesAcc{labels: labels, count: make([]float64, n)}
@@ -554,6 +558,7 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 			case "quantile_over_time":
 				acc.values = make([][]float64, n)
 			}
+			key := string(keyBuf)
 			series[key] = acc
 			order = append(order, key)
 		}

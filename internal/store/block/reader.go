@@ -439,51 +439,49 @@ var coreColumns = []string{"trace_id", "span_id", "parent_span_id", "name", "kin
 // rows' core fields are read column by column, never decoding attributes,
 // events or links.
 func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, fn func(*storage.Span) bool) (bool, error) {
-	idx := make([]int, len(keep)) // row -> position in spans, -1 when not kept
-	var spans []storage.Span
+	idx := make([]int32, len(keep)) // row -> position in spans, -1 when not kept
+	n := int32(0)
 	for r, k := range keep {
 		idx[r] = -1
 		if k {
-			idx[r] = len(spans)
-			spans = append(spans, storage.Span{})
+			idx[r] = n
+			n++
 		}
 	}
+	spans := make([]storage.Span, n)
 	resources := map[string]*storage.Resource{}
+	// One setter per column, chosen once, not per value.
+	setters := map[string]func(s *storage.Span, v parquet.Value){
+		"trace_id":       func(s *storage.Span, v parquet.Value) { copy(s.TraceID[:], v.ByteArray()) },
+		"span_id":        func(s *storage.Span, v parquet.Value) { copy(s.SpanID[:], v.ByteArray()) },
+		"parent_span_id": func(s *storage.Span, v parquet.Value) { copy(s.ParentSpanID[:], v.ByteArray()) },
+		"name":           func(s *storage.Span, v parquet.Value) { s.Name = string(v.ByteArray()) },
+		"kind":           func(s *storage.Span, v parquet.Value) { s.Kind = storage.SpanKind(v.Int32()) },
+		"status_code":    func(s *storage.Span, v parquet.Value) { s.StatusCode = storage.StatusCode(v.Int32()) },
+		"start_unix_nano": func(s *storage.Span, v parquet.Value) {
+			s.StartUnixNano = v.Int64()
+			s.EndUnixNano += s.StartUnixNano
+		},
+		"duration_nano": func(s *storage.Span, v parquet.Value) { s.EndUnixNano += v.Int64() },
+		"service_name": func(s *storage.Span, v parquet.Value) {
+			b := v.ByteArray()
+			r, ok := resources[string(b)] // no allocation for the lookup
+			if !ok {
+				name := string(b)
+				r = &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str(name)}}}
+				resources[name] = r
+			}
+			s.Resource = r
+		},
+	}
 	for _, col := range coreColumns {
 		if err := stats.AddBytes(b.colBytes(i, col)); err != nil {
 			return false, err
 		}
+		set := setters[col]
 		err := b.scanColumn(rg, col, func(row int, v parquet.Value) {
-			if row >= len(idx) || idx[row] < 0 {
-				return
-			}
-			s := &spans[idx[row]]
-			switch col {
-			case "trace_id":
-				copy(s.TraceID[:], v.ByteArray())
-			case "span_id":
-				copy(s.SpanID[:], v.ByteArray())
-			case "parent_span_id":
-				copy(s.ParentSpanID[:], v.ByteArray())
-			case "name":
-				s.Name = string(v.ByteArray())
-			case "kind":
-				s.Kind = storage.SpanKind(v.Int32())
-			case "status_code":
-				s.StatusCode = storage.StatusCode(v.Int32())
-			case "start_unix_nano":
-				s.StartUnixNano = v.Int64()
-				s.EndUnixNano += s.StartUnixNano
-			case "duration_nano":
-				s.EndUnixNano += v.Int64()
-			case "service_name":
-				name := string(v.ByteArray())
-				r, ok := resources[name]
-				if !ok {
-					r = &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str(name)}}}
-					resources[name] = r
-				}
-				s.Resource = r
+			if row < len(idx) && idx[row] >= 0 {
+				set(&spans[idx[row]], v)
 			}
 		})
 		if err != nil {
