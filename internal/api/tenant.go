@@ -73,26 +73,13 @@ func (t *tenantQuerier) Services(ctx context.Context, start, end int64) ([]strin
 }
 
 func (t *tenantQuerier) Operations(ctx context.Context, service string, start, end int64) ([]storage.Operation, error) {
-	set := map[storage.Operation]bool{}
+	set := storage.OperationSet{}
 	err := t.scan(ctx, start, end, func(s *storage.Span) {
 		if service == "" || s.Resource.ServiceName() == service {
-			set[storage.Operation{Name: s.Name, Kind: s.Kind}] = true
+			set[storage.Operation{Name: s.Name, Kind: s.Kind}] = struct{}{}
 		}
 	})
-	out := make([]storage.Operation, 0, len(set))
-	for o := range set {
-		out = append(out, o)
-	}
-	slices.SortFunc(out, func(a, b storage.Operation) int {
-		if a.Name != b.Name {
-			if a.Name < b.Name {
-				return -1
-			}
-			return 1
-		}
-		return int(a.Kind) - int(b.Kind)
-	})
-	return out, err
+	return set.Sorted(), err
 }
 
 func (t *tenantQuerier) TagNames(ctx context.Context, start, end int64) (storage.TagNames, error) {

@@ -202,7 +202,7 @@ func (q *querier) Services(ctx context.Context, start, end int64) ([]string, err
 }
 
 func (q *querier) Operations(ctx context.Context, service string, start, end int64) ([]storage.Operation, error) {
-	set := map[storage.Operation]struct{}{}
+	set := storage.OperationSet{}
 	for _, h := range q.heads {
 		h.mu.RLock()
 		if h.overlaps(start, end) {
@@ -224,20 +224,7 @@ func (q *querier) Operations(ctx context.Context, service string, start, end int
 			}
 		}
 	}
-	out := make([]storage.Operation, 0, len(set))
-	for op := range set {
-		out = append(out, op)
-	}
-	slices.SortFunc(out, func(a, b storage.Operation) int {
-		if a.Name != b.Name {
-			if a.Name < b.Name {
-				return -1
-			}
-			return 1
-		}
-		return int(a.Kind) - int(b.Kind)
-	})
-	return out, nil
+	return set.Sorted(), nil
 }
 
 func (q *querier) TagNames(ctx context.Context, start, end int64) (storage.TagNames, error) {

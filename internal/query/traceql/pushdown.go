@@ -120,19 +120,27 @@ var storageOps = map[string]storage.Op{
 	">": storage.OpGreater, ">=": storage.OpGreaterEqual, "<": storage.OpLess, "<=": storage.OpLessEqual,
 }
 
-func pushAttr(q *storage.SpanQuery, a *Attribute, op string, v Static) bool {
+// storageScope maps an attribute reference to the store's scopes; ok is
+// false for what the store cannot look up itself (events, links,
+// instrumentation, parent attributes).
+func storageScope(a *Attribute) (storage.Scope, bool) {
 	if a.Parent {
-		return false
+		return 0, false
 	}
-	var scope storage.Scope
 	switch a.Scope {
 	case ScopeSpan:
-		scope = storage.ScopeSpan
+		return storage.ScopeSpan, true
 	case ScopeResource:
-		scope = storage.ScopeResource
+		return storage.ScopeResource, true
 	case ScopeNone:
-		scope = storage.ScopeAny
-	default:
+		return storage.ScopeAny, true
+	}
+	return 0, false
+}
+
+func pushAttr(q *storage.SpanQuery, a *Attribute, op string, v Static) bool {
+	scope, ok := storageScope(a)
+	if !ok {
 		return false
 	}
 	if v.Type == TypeNil {

@@ -113,18 +113,8 @@ func indexedValues(ctx context.Context, q storage.Querier, field Expr, start, en
 			return out, true, err
 		}
 	case *Attribute:
-		var scope storage.Scope
-		switch f.Scope {
-		case ScopeSpan:
-			scope = storage.ScopeSpan
-		case ScopeResource:
-			scope = storage.ScopeResource
-		case ScopeNone:
-			scope = storage.ScopeAny
-		default:
-			return nil, false, nil
-		}
-		if f.Parent {
+		scope, ok := storageScope(f)
+		if !ok {
 			return nil, false, nil
 		}
 		vals, err := q.TagValues(ctx, scope, f.Name, start, end, limit)

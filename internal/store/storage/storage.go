@@ -9,6 +9,8 @@ package storage
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 )
 
 // ErrNotFound is returned by TraceByID when no span of the trace is stored.
@@ -66,6 +68,25 @@ type Queryable interface {
 type Operation struct {
 	Name string
 	Kind SpanKind
+}
+
+// OperationSet collects distinct operations.
+type OperationSet map[Operation]struct{}
+
+// Sorted returns the operations by name, then kind: the order every
+// Querier's Operations answers in.
+func (s OperationSet) Sorted() []Operation {
+	out := make([]Operation, 0, len(s))
+	for op := range s {
+		out = append(out, op)
+	}
+	slices.SortFunc(out, func(a, b Operation) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return int(a.Kind) - int(b.Kind)
+	})
+	return out
 }
 
 // TagNames lists attribute keys by where they were seen.
