@@ -1,0 +1,159 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.uber.org/zap"
+
+	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+	"github.com/sightlinehq/sightline/internal/workload"
+)
+
+// testStore holds two tenants' telemetry: every resource of the first
+// generator is tagged tenant.id=a, of the second tenant.id=b.
+func testStore(t *testing.T) (*store.DB, map[string][]storage.Span, time.Time) {
+	dir := t.TempDir()
+	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
+	require.NoError(t, err)
+	db, err := store.Open(context.Background(), store.Options{Dir: dir, Bucket: bucket, CompactionInterval: time.Hour, MaxBlockDuration: time.Hour})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	t0 := time.Now().Add(-10 * time.Minute)
+	spans := map[string][]storage.Span{}
+	for i, tenant := range []string{"a", "b"} {
+		td, ld := workload.New(uint64(i+1), t0, workload.Options{}).Batch(30)
+		for _, rs := range td.ResourceSpans().All() {
+			rs.Resource().Attributes().PutStr("tenant.id", tenant)
+		}
+		for _, rl := range ld.ResourceLogs().All() {
+			rl.Resource().Attributes().PutStr("tenant.id", tenant)
+		}
+		require.NoError(t, db.AppendTraces(td))
+		require.NoError(t, db.AppendLogs(ld))
+		spans[tenant] = storage.AppendTraces(nil, td)
+	}
+	return db, spans, t0
+}
+
+func newTestAPI(t *testing.T, db *store.DB, mod func(*Config)) *httptest.Server {
+	cfg := createDefaultConfig().(*Config)
+	if mod != nil {
+		mod(cfg)
+	}
+	src := func(ctx context.Context) (storage.Querier, error) { return db.Querier(ctx) }
+	srv := httptest.NewServer(New(cfg, src, component.BuildInfo{Version: "test"}, zap.NewNop()).Handler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func get(t *testing.T, srv *httptest.Server, path string, params url.Values, tenant string) (int, []byte) {
+	req, err := http.NewRequest(http.MethodGet, srv.URL+path+"?"+params.Encode(), nil)
+	require.NoError(t, err)
+	if tenant != "" {
+		req.Header.Set("X-Scope-OrgID", tenant)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, b
+}
+
+func TestTenancy(t *testing.T) {
+	db, spans, t0 := testStore(t)
+	srv := newTestAPI(t, db, func(c *Config) { c.Tenancy.Enabled = true })
+	rng := url.Values{"start": {strconv.FormatInt(t0.Add(-time.Minute).Unix(), 10)}, "end": {strconv.FormatInt(time.Now().Unix(), 10)}, "limit": {"1000"}, "q": {"{ }"}}
+
+	code, b := get(t, srv, "/api/search", rng, "")
+	require.Equal(t, http.StatusUnauthorized, code, "%s", b)
+	require.Contains(t, string(b), "X-Scope-OrgID")
+
+	for tenant, mine := range spans {
+		ids := map[string]bool{}
+		for _, s := range mine {
+			ids[traceIDHex(s.TraceID)] = true
+		}
+		code, b := get(t, srv, "/api/search", rng, tenant)
+		require.Equal(t, 200, code, "%s", b)
+		var res struct {
+			Traces []struct {
+				TraceID string `json:"traceID"`
+			} `json:"traces"`
+		}
+		require.NoError(t, json.Unmarshal(b, &res))
+		require.Len(t, res.Traces, len(ids), "tenant %s sees its traces and no others", tenant)
+		for _, tr := range res.Traces {
+			require.True(t, ids[tr.TraceID])
+		}
+		other := "b"
+		if tenant == "b" {
+			other = "a"
+		}
+		code, _ = get(t, srv, "/api/traces/"+spans[other][0].TraceID.String(), nil, tenant)
+		require.Equal(t, http.StatusNotFound, code, "another tenant's trace is not found")
+		code, _ = get(t, srv, "/api/traces/"+mine[0].TraceID.String(), nil, tenant)
+		require.Equal(t, http.StatusOK, code)
+
+		code, b = get(t, srv, "/loki/api/v1/query_range", url.Values{"query": {`{service_name=~".+"}`}, "limit": {"5000"}, "start": {strconv.FormatInt(t0.Add(-time.Minute).UnixNano(), 10)}}, tenant)
+		require.Equal(t, 200, code, "%s", b)
+		var logs struct {
+			Data struct {
+				Result []struct {
+					Stream map[string]string `json:"stream"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal(b, &logs))
+		require.NotEmpty(t, logs.Data.Result)
+		for _, s := range logs.Data.Result {
+			require.Equal(t, tenant, s.Stream["tenant_id"])
+		}
+	}
+}
+
+// blockingQuerier never answers a scan before its context ends.
+type blockingQuerier struct{ storage.Querier }
+
+func (blockingQuerier) Spans(ctx context.Context, _ *storage.SpanQuery, _ func(*storage.Span) bool) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (blockingQuerier) Close() error { return nil }
+
+func TestLimits(t *testing.T) {
+	db, _, t0 := testStore(t)
+	require.NoError(t, db.Flush(context.Background()))
+	rng := url.Values{"start": {strconv.FormatInt(t0.Add(-time.Minute).Unix(), 10)}, "end": {strconv.FormatInt(time.Now().Unix(), 10)}, "q": {`{ span.http.request.method = "POST" }`}, "limit": {"1000"}}
+
+	srv := newTestAPI(t, db, func(c *Config) { c.Limits.MaxBytesScanned = 1024 })
+	code, b := get(t, srv, "/api/search", rng, "")
+	require.Equal(t, http.StatusUnprocessableEntity, code, "%s", b)
+	require.Contains(t, string(b), "read limit")
+
+	srv = newTestAPI(t, db, func(c *Config) { c.Limits.MaxSeries = 2 })
+	code, b = get(t, srv, "/api/metrics/query_range", url.Values{"q": {"{ } | rate() by (resource.service.name)"}, "start": rng["start"], "end": rng["end"]}, "")
+	require.Equal(t, http.StatusUnprocessableEntity, code, "%s", b)
+	require.Contains(t, string(b), "too many series")
+
+	cfg := createDefaultConfig().(*Config)
+	cfg.Limits.Timeout = 50 * time.Millisecond
+	slow := httptest.NewServer(New(cfg, func(ctx context.Context) (storage.Querier, error) { return blockingQuerier{}, nil }, component.BuildInfo{}, zap.NewNop()).Handler())
+	defer slow.Close()
+	code, b = get(t, slow, "/api/search", rng, "")
+	require.Equal(t, http.StatusServiceUnavailable, code, "%s", b)
+	require.Contains(t, string(b), "timed out after 50ms")
+}
