@@ -170,7 +170,7 @@ func run(dir string, n, runs int) error {
 		{"`{ resource.service.name = \"frontend\" } >> { resource.service.name = \"payment\" && status = error }`, limit 20", runs, search(`{ resource.service.name = "frontend" } >> { resource.service.name = "payment" && status = error }`, 20)},
 		{"`{ status = error } | by(resource.service.name) | count() > 2`, limit 20", runs, search(`{ status = error } | by(resource.service.name) | count() > 2`, 20)},
 		{"`{ } | rate() by (resource.service.name)` over 1 h", max(runs/4, 3), metrics(`{ } | rate() by (resource.service.name)`)},
-		{"`{service_name=\"checkout\"} |= \"deadline\"`, limit 100", runs, logs(`{service_name="checkout"} |= "deadline"`, 100, nil)},
+		{"`{service_name=\"checkout\"} |= \"failed\"`, limit 100", runs, logs(`{service_name="checkout"} |= "failed"`, 100, nil)},
 		{"`{service_name=~\".+\"} | trace_id=\"…\"`, one trace", len(m.ids), logs("", 1000, func(i int) string {
 			return fmt.Sprintf(`{service_name=~".+"} | trace_id=%q`, m.ids[i].String())
 		})},
