@@ -146,7 +146,7 @@ func (a *API) lokiQuery(w http.ResponseWriter, r *http.Request, instant bool) {
 				// Loki's default: about 250 points, at least a second.
 				step = max(int64(math.Floor(float64(end-start)/250/1e9))*1e9, 1e9)
 			}
-			if m := a.cfg.Limits.MaxResults; m > 0 && (end-start)/step > 11000 {
+			if (end-start)/step > maxSteps {
 				return badRequest("exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter")
 			}
 		}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/hex"
 	"net/http"
 
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -24,11 +25,11 @@ func (a *API) traceLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		var span storage.SpanID
 		if s := r.FormValue("span_id"); s != "" {
-			tid, err := storage.ParseTraceID(s)
-			if err != nil || len(s) > 16 {
-				return badRequest("invalid span_id %q", s)
+			b, err := hex.DecodeString(s)
+			if err != nil || len(b) != len(span) {
+				return badRequest("invalid span_id %q: want 16 hex digits", s)
 			}
-			copy(span[:], tid[8:])
+			copy(span[:], b)
 		}
 		qr, err := a.open(r)
 		if err != nil {

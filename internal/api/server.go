@@ -72,6 +72,10 @@ const (
 	styleJSON // {"status":"error","errorType","error"}
 )
 
+// maxSteps bounds the points per series of a range query, as Prometheus
+// and Loki bound them.
+const maxSteps = 11_000
+
 // errBadRequest marks problems with parameters.
 var errBadRequest = errors.New("bad request")
 

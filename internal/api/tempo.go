@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/sightlinehq/sightline/internal/query/traceql"
@@ -70,7 +70,9 @@ func (a *API) traceByID(r *http.Request, qr *query, idText string, start, end in
 		return nil, err
 	}
 	if err != nil {
-		a.logger.Warn("trace read partially")
+		// Some blocks could not be read; the store reports them as
+		// damage. The spans that could be read are still the answer.
+		a.logger.Warn("trace read partially", zap.String("trace_id", id.String()), zap.Error(err))
 	}
 	return spans, nil
 }
@@ -605,8 +607,8 @@ func (a *API) tempoMetrics(w http.ResponseWriter, r *http.Request, instant bool)
 		if step == 0 {
 			step = traceql.DefaultStep(start, end)
 		}
-		if m := a.cfg.Limits.MaxResults; m > 0 && !instant && (end-start)/step > int64(m)*10 {
-			return fmt.Errorf("%w: %d steps; raise step", errLimit, (end-start)/step)
+		if !instant && (end-start)/step > maxSteps {
+			return badRequest("%d steps exceed the maximum of %d points per series; raise step", (end-start)/step, maxSteps)
 		}
 		exemplars, err := parseInt("exemplars", r.FormValue("exemplars"), 0)
 		if err != nil {
