@@ -1,13 +1,16 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"github.com/sightlinehq/sightline/internal/cli"
+	"github.com/sightlinehq/sightline/internal/demo"
 	"io"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/collector/component"
@@ -133,6 +136,7 @@ func NewCommand(version string) *cobra.Command {
 
 	root.AddCommand(run, validate, newVersionCommand(version))
 	root.AddCommand(cli.Commands()...)
+	root.AddCommand(demo.Command(func(ctx context.Context) (<-chan error, error) { return runEmbedded(ctx, version) }))
 	// components, featuregate and print-config are otelcol's own, so their
 	// output stays exactly what Collector users and tooling expect.
 	for _, c := range otelcol.NewCommand(Settings(version, nil)).Commands() {
@@ -200,4 +204,30 @@ func newVersionCommand(version string) *cobra.Command {
 			}
 		},
 	}
+}
+
+// runEmbedded runs the all-in-one config in this process, for
+// `sightline demo --embedded`, and returns once it is running.
+func runEmbedded(ctx context.Context, version string) (<-chan error, error) {
+	col, err := otelcol.NewCollector(Settings(version, nil))
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	// Run shuts down with the context it was given; a cancelled one would
+	// cut the shutdown short. So it gets one that is never cancelled, and
+	// the end of ctx asks for an orderly shutdown instead.
+	go func() { done <- col.Run(context.WithoutCancel(ctx)) }()
+	go func() {
+		<-ctx.Done()
+		col.Shutdown()
+	}()
+	for col.GetState() != otelcol.StateRunning {
+		select {
+		case err := <-done:
+			return nil, fmt.Errorf("sightline stopped while starting: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return done, nil
 }
