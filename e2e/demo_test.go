@@ -122,6 +122,9 @@ func TestDemo(t *testing.T) {
 		require.Equal(t, 1, roots)
 	}
 
+	// The report service is called over HTTP from the api.
+	require.NotEmpty(t, search(`{ resource.service.name = "api" && kind = client } > { resource.service.name = "report" && kind = server }`, 1))
+
 	// Every log line from a request carries its trace and span.
 	var logs struct {
 		Data struct {

@@ -75,7 +75,7 @@ func (stampIdentity) OnStart(ctx context.Context, s sdktrace.ReadWriteSpan) {
 		s.SetAttributes(attribute.String("user.id", m.Value()))
 	}
 }
-func (stampIdentity) OnEnd(sdktrace.ReadOnlySpan)        {}
+func (stampIdentity) OnEnd(sdktrace.ReadOnlySpan)      {}
 func (stampIdentity) Shutdown(context.Context) error   { return nil }
 func (stampIdentity) ForceFlush(context.Context) error { return nil }
 
