@@ -1,0 +1,112 @@
+// Package metrics is Sightline's metrics store: Prometheus's own TSDB,
+// embedded, fed from OTLP through Prometheus's own OTLP translator, so
+// names, units, _total suffixes, target_info and resource-attribute
+// promotion follow Prometheus's OTLP ingestion exactly.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/otlptranslator"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/storage"
+	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+	"github.com/prometheus/prometheus/tsdb"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+)
+
+// ErrWrite wraps failures to write to the TSDB; they are retryable.
+var ErrWrite = errors.New("metrics write failed")
+
+// Options configure the store.
+type Options struct {
+	// Dir holds the TSDB: its WAL, head chunks and blocks.
+	Dir string
+	// Retention drops blocks older than this.
+	Retention time.Duration
+	// OTLP is Prometheus's otlp config section: resource-attribute
+	// promotion, translation strategy and the like.
+	OTLP config.OTLPConfig
+	// MaxExemplars bounds the in-memory exemplar buffer.
+	MaxExemplars int64
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
+}
+
+// DB is an open metrics store. It is safe for concurrent use.
+type DB struct {
+	tsdb *tsdb.DB
+	opts Options
+}
+
+// Open opens or creates the TSDB in o.Dir, replaying its WAL.
+func Open(o Options) (*DB, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.OTLP.TranslationStrategy == "" {
+		// Prometheus's default: classic names, with unit and _total suffixes.
+		o.OTLP.TranslationStrategy = otlptranslator.UnderscoreEscapingWithSuffixes
+	}
+	if o.MaxExemplars == 0 {
+		o.MaxExemplars = 100_000
+	}
+	to := tsdb.DefaultOptions()
+	to.RetentionDuration = o.Retention.Milliseconds()
+	to.EnableExemplarStorage = true
+	to.MaxExemplars = o.MaxExemplars
+	// Span metrics arrive a flush interval late and OTLP clients retry;
+	// accept samples up to 10 minutes out of order.
+	to.OutOfOrderTimeWindow = (10 * time.Minute).Milliseconds()
+	db, err := tsdb.Open(o.Dir, o.Logger, o.Registerer, to, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open tsdb %s: %w", o.Dir, err)
+	}
+	return &DB{tsdb: db, opts: o}, nil
+}
+
+// TSDB returns the underlying Prometheus TSDB, for the PromQL engine and
+// the Prometheus HTTP API.
+func (d *DB) TSDB() *tsdb.DB { return d.tsdb }
+
+// Close closes the TSDB; the head is kept in its WAL.
+func (d *DB) Close() error { return d.tsdb.Close() }
+
+// AppendOTLP translates md and appends it in one TSDB transaction: all
+// of it is committed, or none. Translation problems that drop single
+// points are returned as warnings; write failures wrap ErrWrite.
+func (d *DB) AppendOTLP(ctx context.Context, md pmetric.Metrics) (warnings []string, err error) {
+	app := d.tsdb.AppenderV2(ctx)
+	conv := prw.NewPrometheusConverter(app)
+	strategy := d.opts.OTLP.TranslationStrategy
+	annots, err := conv.FromMetrics(ctx, md, prw.Settings{
+		AddMetricSuffixes:                 strategy.ShouldAddSuffixes(),
+		AllowUTF8:                         !strategy.ShouldEscape(),
+		PromoteResourceAttributes:         prw.NewPromoteResourceAttributes(d.opts.OTLP),
+		KeepIdentifyingResourceAttributes: d.opts.OTLP.KeepIdentifyingResourceAttributes,
+		ConvertHistogramsToNHCB:           d.opts.OTLP.ConvertHistogramsToNHCB,
+		PromoteScopeMetadata:              d.opts.OTLP.PromoteScopeMetadata,
+		LookbackDelta:                     5 * time.Minute,
+	})
+	warnings, _ = annots.AsStrings("", 0, 0)
+	if err != nil {
+		_ = app.Rollback()
+		return warnings, err
+	}
+	if err := app.Commit(); err != nil {
+		return warnings, fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	return warnings, nil
+}
+
+// Querier returns a querier over [mint, maxt] (unix milliseconds).
+func (d *DB) Querier(mint, maxt int64) (storage.Querier, error) { return d.tsdb.Querier(mint, maxt) }
+
+// AllTime is the widest query range.
+const AllTime = math.MaxInt64

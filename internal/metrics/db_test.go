@@ -1,0 +1,122 @@
+package metrics
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+)
+
+// otlpSample builds one OTLP batch: a cumulative counter with a unit and
+// an exemplar, a gauge and an explicit-bucket histogram, from service
+// checkout.
+func otlpSample(at time.Time, calls int64) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr("service.name", "checkout")
+	rm.Resource().Attributes().PutStr("service.instance.id", "i-1")
+	rm.Resource().Attributes().PutStr("k8s.namespace.name", "shop")
+	sm := rm.ScopeMetrics().AppendEmpty()
+	ts := pcommon.NewTimestampFromTime(at)
+
+	m := sm.Metrics().AppendEmpty()
+	m.SetName("http.server.requests")
+	m.SetUnit("1")
+	sum := m.SetEmptySum()
+	sum.SetIsMonotonic(true)
+	sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	dp := sum.DataPoints().AppendEmpty()
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(calls)
+	dp.Attributes().PutStr("http.route", "/cart")
+	ex := dp.Exemplars().AppendEmpty()
+	ex.SetTimestamp(ts)
+	ex.SetIntValue(1)
+	ex.SetTraceID(pcommon.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
+	ex.SetSpanID(pcommon.SpanID{1, 2, 3, 4, 5, 6, 7, 8})
+
+	g := sm.Metrics().AppendEmpty()
+	g.SetName("queue.depth")
+	gp := g.SetEmptyGauge().DataPoints().AppendEmpty()
+	gp.SetTimestamp(ts)
+	gp.SetDoubleValue(7)
+
+	h := sm.Metrics().AppendEmpty()
+	h.SetName("http.server.duration")
+	h.SetUnit("s")
+	hist := h.SetEmptyHistogram()
+	hist.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	hp := hist.DataPoints().AppendEmpty()
+	hp.SetTimestamp(ts)
+	hp.SetCount(uint64(calls))
+	hp.SetSum(float64(calls) * 0.1)
+	hp.ExplicitBounds().FromRaw([]float64{0.05, 0.5})
+	hp.BucketCounts().FromRaw([]uint64{uint64(calls) / 2, uint64(calls) / 2, 0})
+	return md
+}
+
+func TestAppendOTLPAndQuery(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(Options{Dir: dir, Retention: 24 * time.Hour, OTLP: config.OTLPConfig{PromoteResourceAttributes: []string{"k8s.namespace.name"}}})
+	require.NoError(t, err)
+	t0 := time.Now().Add(-5 * time.Minute).Truncate(time.Second)
+	for i := range 5 {
+		_, err := db.AppendOTLP(context.Background(), otlpSample(t0.Add(time.Duration(i)*time.Minute), int64(60*(i+1))))
+		require.NoError(t, err)
+	}
+	eng := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	at := t0.Add(4 * time.Minute)
+	query := func(q string) promql.Vector {
+		t.Helper()
+		qr, err := eng.NewInstantQuery(context.Background(), db.TSDB(), nil, q, at)
+		require.NoError(t, err)
+		res := qr.Exec(context.Background())
+		require.NoError(t, res.Err, q)
+		v, err := res.Vector()
+		require.NoError(t, err, q)
+		return v
+	}
+	v := query(`http_server_requests_total{http_route="/cart"}`)
+	require.Len(t, v, 1, "the counter is named as Prometheus's OTLP ingestion names it")
+	require.Equal(t, 300.0, v[0].F)
+	require.Equal(t, "checkout", v[0].Metric.Get("job"), "job is service.name")
+	require.Equal(t, "i-1", v[0].Metric.Get("instance"))
+	require.Equal(t, "shop", v[0].Metric.Get("k8s_namespace_name"), "promoted resource attribute")
+
+	v = query(`rate(http_server_requests_total[5m])`)
+	require.Len(t, v, 1)
+	require.InDelta(t, 1.0, v[0].F, 0.01, "60 requests a minute")
+	require.Equal(t, 7.0, query(`queue_depth`)[0].F)
+	require.Len(t, query(`target_info{job="checkout"}`), 1)
+	v = query(`histogram_quantile(0.5, rate(http_server_duration_seconds_bucket[5m]))`)
+	require.Len(t, v, 1)
+	require.InDelta(t, 0.05, v[0].F, 1e-9)
+
+	// Exemplars carry the trace and span IDs.
+	eq, err := db.TSDB().ExemplarQuerier(context.Background())
+	require.NoError(t, err)
+	m, err := promqlMatchers(`http_server_requests_total`)
+	require.NoError(t, err)
+	exs, err := eq.Select(t0.UnixMilli()-1, at.UnixMilli()+1, m)
+	require.NoError(t, err)
+	require.NotEmpty(t, exs)
+	require.Equal(t, "0102030405060708090a0b0c0d0e0f10", exs[0].Exemplars[0].Labels.Get("trace_id"))
+
+	// A restart replays the WAL: nothing acknowledged is lost.
+	require.NoError(t, db.Close())
+	db, err = Open(Options{Dir: dir, Retention: 24 * time.Hour})
+	require.NoError(t, err)
+	defer db.Close()
+	qr, err := eng.NewInstantQuery(context.Background(), db.TSDB(), nil, `http_server_requests_total`, at)
+	require.NoError(t, err)
+	res := qr.Exec(context.Background())
+	require.NoError(t, res.Err)
+	vec, _ := res.Vector()
+	require.Len(t, vec, 1)
+	require.Equal(t, 300.0, vec[0].F)
+}
