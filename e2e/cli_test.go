@@ -13,6 +13,9 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/sightlinehq/sightline/internal/metrics"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
@@ -44,10 +47,16 @@ func TestNoArgumentsRunsAllInOne(t *testing.T) {
 		t.Errorf("OTLP/HTTP on 4318 answered %d", resp.StatusCode)
 	}
 	// The span_metrics connector (flushing every 15 s) turns the span into
-	// metrics on the derived pipeline, printed by the debug exporter; no
-	// OTLP metrics are sent, so metrics in the output are derived ones.
-	in.waitFor("the span's span metrics in the debug output", 60*time.Second, func() bool {
-		return strings.Contains(in.out.String(), `"otelcol.signal": "metrics"`)
+	// metrics on the derived pipeline, which the sightline exporter writes
+	// to the embedded TSDB; no OTLP metrics are sent, so metric points the
+	// exporter sent are derived ones.
+	in.waitFor("the span's span metrics sent to the store", 60*time.Second, func() bool {
+		for _, l := range strings.Split(httpGet(t, "http://localhost:8888/metrics"), "\n") {
+			if strings.HasPrefix(l, "otelcol_exporter_sent_metric_points") && strings.Contains(l, `exporter="sightline"`) && !strings.HasSuffix(l, " 0") {
+				return true
+			}
+		}
+		return false
 	})
 	self := httpGet(t, "http://localhost:8888/metrics")
 	if !strings.Contains(self, `otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"`) {
@@ -62,6 +71,26 @@ func TestNoArgumentsRunsAllInOne(t *testing.T) {
 	got, err := q.TraceByID(ctx, storage.TraceID(span.SpanContext().TraceID()), 0, 0)
 	if err != nil || len(got) != 1 || got[0].Name != "GET /hello" {
 		t.Fatalf("the span is not in the store: %v %v", got, err)
+	}
+	// Its RED metrics are in the embedded TSDB, named as Prometheus names
+	// them and queryable with PromQL.
+	mdb, err := metrics.Open(metrics.Options{Dir: filepath.Join(in.Dir, "data", "metrics"), Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mdb.Close()
+	eng := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	// The duration histogram counts the span at once; the calls counter's
+	// first cumulative point is 0 by the connector's design (so that rate()
+	// sees the step to 1 at the next flush), so only its series is checked.
+	qry, err := eng.NewInstantQuery(ctx, mdb.TSDB(), nil, `sum by (span_name) (traces_spanmetrics_duration_milliseconds_count) and on (span_name) count by (span_name) (traces_spanmetrics_calls_total)`, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := qry.Exec(ctx)
+	vec, err := res.Vector()
+	if err != nil || len(vec) != 1 || vec[0].F != 1 || vec[0].Metric.Get("span_name") != "GET /hello" {
+		t.Fatalf("span metrics in the TSDB: %v %v", vec, err)
 	}
 }
 

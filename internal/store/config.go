@@ -16,8 +16,20 @@ type Config struct {
 	Retention  RetentionConfig  `mapstructure:"retention"`
 	Compaction CompactionConfig `mapstructure:"compaction"`
 	Storage    StorageConfig    `mapstructure:"storage"`
+	Metrics    MetricsConfig    `mapstructure:"metrics"`
 
 	_ struct{}
+}
+
+// MetricsConfig configures the embedded Prometheus TSDB that metrics
+// pipelines write to, in <path>/metrics. The OTLP translation options are
+// Prometheus's own `otlp` settings.
+type MetricsConfig struct {
+	Retention                         time.Duration `mapstructure:"retention"`
+	PromoteResourceAttributes         []string      `mapstructure:"promote_resource_attributes"`
+	PromoteAllResourceAttributes      bool          `mapstructure:"promote_all_resource_attributes"`
+	IgnoreResourceAttributes          []string      `mapstructure:"ignore_resource_attributes"`
+	KeepIdentifyingResourceAttributes bool          `mapstructure:"keep_identifying_resource_attributes"`
 }
 
 // WALConfig sets the durability policy.
@@ -98,6 +110,8 @@ func createDefaultConfig() *Config {
 		Retention:  RetentionConfig{MaxAge: 7 * 24 * time.Hour},
 		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 4, MaxSize: 1 << 30},
 		Storage:    StorageConfig{Backend: "filesystem"},
+		// Prometheus's default retention.
+		Metrics: MetricsConfig{Retention: 15 * 24 * time.Hour},
 	}
 }
 
@@ -109,6 +123,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Path == "" {
 		bad("path", "must not be empty")
+	}
+	if c.Metrics.Retention <= 0 {
+		bad("metrics::retention", "must be positive")
+	}
+	if c.Metrics.PromoteAllResourceAttributes && len(c.Metrics.PromoteResourceAttributes) > 0 {
+		bad("metrics::promote_resource_attributes", "cannot be set with promote_all_resource_attributes")
 	}
 	switch c.WAL.Sync {
 	case "always":

@@ -34,6 +34,7 @@ func TestLoadConfig(t *testing.T) {
 	want.Retention = RetentionConfig{MaxAge: 72 * time.Hour, MaxSize: 100 << 30}
 	want.Compaction = CompactionConfig{Interval: 30 * time.Second, MinBlocks: 8, MaxSize: 2 << 30}
 	want.Storage = StorageConfig{Backend: "s3", S3: S3Config{Bucket: "telemetry", Prefix: "sightline", Region: "eu-west-1"}}
+	want.Metrics = MetricsConfig{Retention: 720 * time.Hour, PromoteResourceAttributes: []string{"k8s.namespace.name"}}
 	require.Equal(t, want, custom)
 
 	err = confmap.Validate(load("sightline/bad"))
@@ -44,6 +45,7 @@ func TestLoadConfig(t *testing.T) {
 		"block::row_group_rows: 10 is below the minimum of 1000",
 		"storage::azure::container: is required with backend azure",
 		"storage::azure::storage_account: is required with backend azure",
+		"metrics::retention: must be positive",
 	} {
 		require.ErrorContains(t, err, msg)
 	}

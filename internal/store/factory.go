@@ -4,6 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/prometheus/config"
+	"github.com/sightlinehq/sightline/internal/metrics"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+	"log/slog"
 	"path/filepath"
 	"sync"
 
@@ -30,6 +36,7 @@ func NewFactory() exporter.Factory {
 	return exporter.NewFactory(Type, func() component.Config { return createDefaultConfig() },
 		exporter.WithTraces(createTraces, component.StabilityLevelAlpha),
 		exporter.WithLogs(createLogs, component.StabilityLevelAlpha),
+		exporter.WithMetrics(createMetrics, component.StabilityLevelAlpha),
 	)
 }
 
@@ -41,6 +48,8 @@ type shared struct {
 	mu   sync.Mutex // guards refs and db
 	refs int
 	db   *DB
+	// mdb is the metrics TSDB, opened with db.
+	mdb *metrics.DB
 	// hostMu guards hosts on its own: the store reports problems from
 	// inside Open, while start holds mu.
 	hostMu sync.Mutex
@@ -68,6 +77,19 @@ func getShared(set exporter.Settings, cfg *Config) *shared {
 		s.cfg, s.set = cfg, set
 	}
 	return s
+}
+
+// LookupMetrics returns the running metrics TSDB of exporter id.
+func LookupMetrics(id component.ID) (*metrics.DB, bool) {
+	registryMu.Lock()
+	s, ok := registry[id]
+	registryMu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mdb, s.mdb != nil
 }
 
 // Lookup returns the running store of exporter id, for the query APIs.
@@ -121,7 +143,23 @@ func (s *shared) start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return fmt.Errorf("open store at %s: %w", s.cfg.Path, err)
 	}
-	s.db = db
+	mc := s.cfg.Metrics
+	mdb, err := metrics.Open(metrics.Options{
+		Dir:       filepath.Join(s.cfg.Path, "metrics"),
+		Retention: mc.Retention,
+		OTLP: config.OTLPConfig{
+			PromoteResourceAttributes:         mc.PromoteResourceAttributes,
+			PromoteAllResourceAttributes:      mc.PromoteAllResourceAttributes,
+			IgnoreResourceAttributes:          mc.IgnoreResourceAttributes,
+			KeepIdentifyingResourceAttributes: mc.KeepIdentifyingResourceAttributes,
+		},
+		Logger: slog.New(zapslog.NewHandler(s.set.Logger.Core())),
+	})
+	if err != nil {
+		db.Close()
+		return err
+	}
+	s.db, s.mdb = db, mdb
 	s.report(db.Problems())
 	return nil
 }
@@ -150,8 +188,8 @@ func (s *shared) shutdown(context.Context) error {
 	if s.refs > 0 || s.db == nil {
 		return nil
 	}
-	err := s.db.Close()
-	s.db = nil
+	err := errors.Join(s.db.Close(), s.mdb.Close())
+	s.db, s.mdb = nil, nil
 	s.hostMu.Lock()
 	s.hosts = nil
 	s.hostMu.Unlock()
@@ -228,5 +266,19 @@ func createLogs(ctx context.Context, set exporter.Settings, c component.Config) 
 	s := getShared(set, c.(*Config))
 	return exporterhelper.NewLogs(ctx, set, c, func(_ context.Context, ld plog.Logs) error {
 		return consumeErr(s.db.AppendLogs(ld))
+	}, options(s)...)
+}
+
+func createMetrics(ctx context.Context, set exporter.Settings, c component.Config) (exporter.Metrics, error) {
+	s := getShared(set, c.(*Config))
+	return exporterhelper.NewMetrics(ctx, set, c, func(ctx context.Context, md pmetric.Metrics) error {
+		warnings, err := s.mdb.AppendOTLP(ctx, md)
+		for _, w := range warnings {
+			s.set.Logger.Warn("metrics translation", zap.String("warning", w))
+		}
+		if err != nil && errors.Is(err, metrics.ErrWrite) {
+			return fmt.Errorf("%w: %w", ErrWrite, err)
+		}
+		return consumeErr(err)
 	}, options(s)...)
 }
