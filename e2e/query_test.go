@@ -16,7 +16,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
@@ -30,6 +33,7 @@ import (
 // queryFixture is a running sightline with generated traces and logs, and
 // what was sent, for expectations computed without the query engines.
 type queryFixture struct {
+	otlp     string
 	base     string
 	lokiPush string
 	spans    []storage.Span
@@ -41,7 +45,7 @@ type queryFixture struct {
 func newQueryFixture(t *testing.T) *queryFixture {
 	port, loki := freePort(t), freePort(t)
 	in := start(t, []string{"testdata/query.yaml"}, "QUERY_PORT="+strconv.Itoa(port), "LOKI_PORT="+strconv.Itoa(loki))
-	f := &queryFixture{base: fmt.Sprintf("http://127.0.0.1:%d", port), lokiPush: fmt.Sprintf("http://127.0.0.1:%d/loki/api/v1/push", loki), start: time.Now().Add(-10 * time.Minute).Truncate(time.Second), traces: map[storage.TraceID][]storage.Span{}}
+	f := &queryFixture{otlp: fmt.Sprintf("127.0.0.1:%d", in.GRPC), base: fmt.Sprintf("http://127.0.0.1:%d", port), lokiPush: fmt.Sprintf("http://127.0.0.1:%d/loki/api/v1/push", loki), start: time.Now().Add(-10 * time.Minute).Truncate(time.Second), traces: map[storage.TraceID][]storage.Span{}}
 	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", in.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
@@ -666,6 +670,74 @@ func TestQueryAPIContracts(t *testing.T) {
 		f.getJSON(t, "/loki/api/v1/query_range", p, &res)
 		require.Len(t, res.Data.Result, 1)
 		require.Equal(t, [][2]string{{strconv.FormatInt(now.UnixNano(), 10), "pushed line one"}}, res.Data.Result[0].Values)
+	})
+
+	t.Run("prometheus api", func(t *testing.T) {
+		conn, err := grpc.NewClient(f.otlp, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		require.NoError(t, err)
+		defer conn.Close()
+		md := pmetric.NewMetrics()
+		rm := md.ResourceMetrics().AppendEmpty()
+		rm.Resource().Attributes().PutStr("service.name", "shop")
+		m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+		m.SetName("queue.depth")
+		now := time.Now()
+		gauge := m.SetEmptyGauge()
+		for i, v := range []float64{3, 7} {
+			dp := gauge.DataPoints().AppendEmpty()
+			dp.SetTimestamp(pcommon.NewTimestampFromTime(now.Add(time.Duration(i-1) * time.Minute)))
+			dp.SetDoubleValue(v)
+			dp.Attributes().PutStr("queue", "orders")
+		}
+		_, err = pmetricotlp.NewGRPCClient(conn).Export(context.Background(), pmetricotlp.NewExportRequestFromMetrics(md))
+		require.NoError(t, err)
+
+		var inst struct {
+			Status string `json:"status"`
+			Data   struct {
+				ResultType string `json:"resultType"`
+				Result     []struct {
+					Metric map[string]string `json:"metric"`
+					Value  [2]any            `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		f.getJSON(t, "/api/v1/query", url.Values{"query": {`queue_depth{queue="orders"}`}, "time": {strconv.FormatInt(now.Unix()+1, 10)}}, &inst)
+		require.Equal(t, "success", inst.Status)
+		require.Equal(t, "vector", inst.Data.ResultType)
+		require.Len(t, inst.Data.Result, 1)
+		require.Equal(t, "shop", inst.Data.Result[0].Metric["job"])
+		require.Equal(t, "7", inst.Data.Result[0].Value[1])
+
+		var rng struct {
+			Data struct {
+				ResultType string `json:"resultType"`
+				Result     []struct {
+					Values [][2]any `json:"values"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		f.getJSON(t, "/api/v1/query_range", url.Values{"query": {`max(queue_depth)`}, "start": {strconv.FormatInt(now.Add(-2*time.Minute).Unix()+1, 10)}, "end": {strconv.FormatInt(now.Unix()+1, 10)}, "step": {"60"}}, &rng)
+		require.Equal(t, "matrix", rng.Data.ResultType)
+		require.Len(t, rng.Data.Result, 1)
+		require.Len(t, rng.Data.Result[0].Values, 2, "no sample two minutes ago; 3 then 7")
+		require.Equal(t, "7", rng.Data.Result[0].Values[1][1])
+
+		var labels struct {
+			Data []string `json:"data"`
+		}
+		f.getJSON(t, "/api/v1/labels", nil, &labels)
+		require.Contains(t, labels.Data, "queue")
+		f.getJSON(t, "/api/v1/label/__name__/values", nil, &labels)
+		require.Contains(t, labels.Data, "queue_depth")
+		var bi struct {
+			Data map[string]string `json:"data"`
+		}
+		f.getJSON(t, "/api/v1/status/buildinfo", nil, &bi)
+		require.Contains(t, bi.Data, "version")
+		code, b := f.get(t, "/api/v1/query", url.Values{"query": {"sum("}}, "")
+		require.Equal(t, 400, code)
+		require.Contains(t, string(b), `"errorType":"bad_data"`)
 	})
 
 	t.Run("native trace logs", func(t *testing.T) {

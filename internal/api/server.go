@@ -59,6 +59,7 @@ func (a *API) Handler() http.Handler {
 	a.jaegerRoutes(mux)
 	a.lokiRoutes(mux)
 	a.nativeRoutes(mux)
+	a.prometheusRoutes(mux)
 	return mux
 }
 

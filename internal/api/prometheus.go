@@ -1,0 +1,166 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"runtime"
+	"time"
+
+	"github.com/grafana/regexp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/route"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/util/notifications"
+	v1 "github.com/prometheus/prometheus/web/api/v1"
+
+	"github.com/sightlinehq/sightline/internal/store"
+)
+
+// prometheusRoutes mounts Prometheus's own HTTP API (web/api/v1) at
+// /api/v1 over the embedded TSDB, so that response shapes, parameter
+// parsing and errors are Prometheus's by construction.
+func (a *API) prometheusRoutes(mux *http.ServeMux) {
+	src := &lazyTSDB{a: a}
+	eng := promql.NewEngine(promql.EngineOpts{
+		Logger:               nil,
+		MaxSamples:           50_000_000,
+		Timeout:              a.cfg.Limits.Timeout,
+		LookbackDelta:        5 * time.Minute,
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+		EnablePerStepStats:   true,
+	})
+	reg := prometheus.NewRegistry()
+	p := v1.NewAPI(eng, src, nil, nil, src,
+		func(context.Context) v1.ScrapePoolsRetriever { return noTargets{} },
+		func(context.Context) v1.TargetRetriever { return noTargets{} },
+		func(context.Context) v1.AlertmanagerRetriever { return noAlertmanagers{} },
+		func() config.Config { return config.DefaultConfig },
+		map[string]string{},
+		v1.GlobalURLOptions{ListenAddress: a.cfg.NetAddr.Endpoint, Host: a.cfg.NetAddr.Endpoint, Scheme: "http"},
+		func(f http.HandlerFunc) http.HandlerFunc { return f },
+		src, "", false, false, 0,
+		nil,
+		func(context.Context) v1.RulesRetriever { return noRules{} },
+		0, 0, 0,
+		false,
+		regexp.MustCompile(`^$`),
+		func() (v1.RuntimeInfo, error) { return v1.RuntimeInfo{GoroutineCount: runtime.NumGoroutine()}, nil },
+		&v1.PrometheusVersion{Version: a.build.Version, GoVersion: runtime.Version()},
+		func() []notifications.Notification { return nil },
+		func() (<-chan notifications.Notification, func(), bool) { return nil, func() {}, false },
+		reg, reg,
+		v1.DefaultStatsRenderer,
+		false, nil,
+		false, false, false,
+		false,
+		5*time.Minute,
+		false, false,
+		nil,
+		nil,
+		v1.OpenAPIOptions{},
+		parser.NewParser(parser.Options{}),
+	)
+	r := route.New()
+	p.Register(r.WithPrefix("/api/v1"))
+	mux.Handle("/api/v1/", r)
+}
+
+// lazyTSDB finds the metrics TSDB of the configured exporter on each call:
+// extensions start before exporters, and the store may restart.
+type lazyTSDB struct{ a *API }
+
+func (l *lazyTSDB) db() (*tsdb.DB, error) {
+	m, ok := store.LookupMetrics(l.a.cfg.Storage)
+	if !ok {
+		return nil, fmt.Errorf("%w: exporter %s has not started", errNotReady, l.a.cfg.Storage)
+	}
+	return m.TSDB(), nil
+}
+
+func (l *lazyTSDB) Querier(mint, maxt int64) (storage.Querier, error) {
+	db, err := l.db()
+	if err != nil {
+		return nil, err
+	}
+	return db.Querier(mint, maxt)
+}
+
+func (l *lazyTSDB) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, error) {
+	db, err := l.db()
+	if err != nil {
+		return nil, err
+	}
+	return db.ChunkQuerier(mint, maxt)
+}
+
+func (l *lazyTSDB) ExemplarQuerier(ctx context.Context) (storage.ExemplarQuerier, error) {
+	db, err := l.db()
+	if err != nil {
+		return nil, err
+	}
+	return db.ExemplarQuerier(ctx)
+}
+
+func (l *lazyTSDB) CleanTombstones() error { return errAdminDisabled }
+func (l *lazyTSDB) Delete(context.Context, int64, int64, ...*labels.Matcher) error {
+	return errAdminDisabled
+}
+func (l *lazyTSDB) Snapshot(string, bool) error { return errAdminDisabled }
+
+func (l *lazyTSDB) Stats(statsByLabelName string, limit int) (*tsdb.Stats, error) {
+	db, err := l.db()
+	if err != nil {
+		return nil, err
+	}
+	return db.Head().Stats(statsByLabelName, limit), nil
+}
+
+func (l *lazyTSDB) WALReplayStatus() (tsdb.WALReplayStatus, error) {
+	// The store opens the TSDB, WAL replay included, before it serves.
+	_, err := l.db()
+	return tsdb.WALReplayStatus{}, err
+}
+
+func (l *lazyTSDB) BlockMetas() ([]tsdb.BlockMeta, error) {
+	db, err := l.db()
+	if err != nil {
+		return nil, err
+	}
+	var out []tsdb.BlockMeta
+	for _, b := range db.Blocks() {
+		out = append(out, b.Meta())
+	}
+	return out, nil
+}
+
+var errAdminDisabled = fmt.Errorf("admin APIs are disabled")
+
+type noTargets struct{}
+
+func (noTargets) ScrapePools() []string                       { return nil }
+func (noTargets) TargetsActive() map[string][]*scrape.Target  { return nil }
+func (noTargets) TargetsDropped() map[string][]*scrape.Target { return nil }
+func (noTargets) TargetsDroppedCounts() map[string]int        { return nil }
+func (noTargets) ScrapePoolConfig(string) (*config.ScrapeConfig, error) {
+	return nil, fmt.Errorf("no scrape pools")
+}
+
+type noAlertmanagers struct{}
+
+func (noAlertmanagers) Alertmanagers() []*url.URL        { return nil }
+func (noAlertmanagers) DroppedAlertmanagers() []*url.URL { return nil }
+
+type noRules struct{}
+
+func (noRules) RuleGroups() []*rules.Group           { return nil }
+func (noRules) AlertingRules() []*rules.AlertingRule { return nil }
