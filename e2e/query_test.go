@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -738,6 +739,20 @@ func TestQueryAPIContracts(t *testing.T) {
 		code, b := f.get(t, "/api/v1/query", url.Values{"query": {"sum("}}, "")
 		require.Equal(t, 400, code)
 		require.Contains(t, string(b), `"errorType":"bad_data"`)
+
+		// OTLP over HTTP at Prometheus's path lands in the same TSDB.
+		m.SetName("otlp.http.depth")
+		body, err := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+		require.NoError(t, err)
+		resp, err := http.Post(f.base+"/api/v1/otlp/v1/metrics", "application/x-protobuf", bytes.NewReader(body))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+
+		for _, q := range []string{`otlp_http_depth{job="shop"}`} {
+			f.getJSON(t, "/api/v1/query", url.Values{"query": {q}, "time": {strconv.FormatInt(now.Unix()+1, 10)}}, &inst)
+			require.Len(t, inst.Data.Result, 1, q)
+		}
 	})
 
 	t.Run("native trace logs", func(t *testing.T) {

@@ -9,10 +9,14 @@ import (
 	"time"
 
 	"github.com/grafana/regexp"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/route"
 	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
@@ -40,7 +44,11 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 		EnablePerStepStats:   true,
 	})
 	reg := prometheus.NewRegistry()
-	p := v1.NewAPI(eng, src, nil, nil, src,
+	// OTLP write goes straight into the TSDB at /api/v1/otlp/v1/metrics, as
+	// in Prometheus. Remote write stays off: confighttp decodes a snappy
+	// Content-Encoding as framed snappy, while remote write bodies are
+	// block snappy, so it needs a listener of its own (a later change).
+	p := v1.NewAPI(eng, src, src, src, src,
 		func(context.Context) v1.ScrapePoolsRetriever { return noTargets{} },
 		func(context.Context) v1.TargetRetriever { return noTargets{} },
 		func(context.Context) v1.AlertmanagerRetriever { return noAlertmanagers{} },
@@ -60,8 +68,8 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 		func() (<-chan notifications.Notification, func(), bool) { return nil, func() {}, false },
 		reg, reg,
 		v1.DefaultStatsRenderer,
-		false, nil,
-		false, false, false,
+		false, remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType},
+		true, false, false,
 		false,
 		5*time.Minute,
 		false, false,
@@ -142,6 +150,57 @@ func (l *lazyTSDB) BlockMetas() ([]tsdb.BlockMeta, error) {
 	}
 	return out, nil
 }
+
+// Appender and AppenderV2 hand out the TSDB's appenders; before the
+// store has opened, appends fail with errNotReady, which the write
+// handlers answer with a 5xx for the sender to retry.
+func (l *lazyTSDB) Appender(ctx context.Context) storage.Appender {
+	db, err := l.db()
+	if err != nil {
+		return notReadyAppender{err}
+	}
+	return db.Appender(ctx)
+}
+
+func (l *lazyTSDB) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	db, err := l.db()
+	if err != nil {
+		return notReadyAppenderV2{err}
+	}
+	return db.AppenderV2(ctx)
+}
+
+type notReadyAppender struct{ err error }
+
+func (n notReadyAppender) Append(storage.SeriesRef, labels.Labels, int64, float64) (storage.SeriesRef, error) {
+	return 0, n.err
+}
+func (n notReadyAppender) SetOptions(*storage.AppendOptions) {}
+func (n notReadyAppender) AppendExemplar(storage.SeriesRef, labels.Labels, exemplar.Exemplar) (storage.SeriesRef, error) {
+	return 0, n.err
+}
+func (n notReadyAppender) AppendHistogram(storage.SeriesRef, labels.Labels, int64, *histogram.Histogram, *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	return 0, n.err
+}
+func (n notReadyAppender) AppendHistogramSTZeroSample(storage.SeriesRef, labels.Labels, int64, int64, *histogram.Histogram, *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	return 0, n.err
+}
+func (n notReadyAppender) UpdateMetadata(storage.SeriesRef, labels.Labels, metadata.Metadata) (storage.SeriesRef, error) {
+	return 0, n.err
+}
+func (n notReadyAppender) AppendSTZeroSample(storage.SeriesRef, labels.Labels, int64, int64) (storage.SeriesRef, error) {
+	return 0, n.err
+}
+func (n notReadyAppender) Commit() error   { return n.err }
+func (n notReadyAppender) Rollback() error { return nil }
+
+type notReadyAppenderV2 struct{ err error }
+
+func (n notReadyAppenderV2) Append(storage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, storage.AppendV2Options) (storage.SeriesRef, error) {
+	return 0, n.err
+}
+func (n notReadyAppenderV2) Commit() error   { return n.err }
+func (n notReadyAppenderV2) Rollback() error { return nil }
 
 var errAdminDisabled = fmt.Errorf("admin APIs are disabled")
 
