@@ -11,6 +11,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/sightlinehq/sightline/internal/query/traceql"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
@@ -45,22 +46,11 @@ func jaegerOK(w http.ResponseWriter, data any, n int) {
 
 // jaegerTimes reads start/end (microseconds) or lookback, as unix ns.
 func (a *API) jaegerTimes(r *http.Request) (int64, int64, error) {
-	us := func(name string) (int64, error) {
-		s := r.FormValue(name)
-		if s == "" {
-			return 0, nil
-		}
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			return 0, badRequest("invalid %s %q: want unix microseconds", name, s)
-		}
-		return n * 1e3, nil
-	}
-	start, err := us("start")
+	start, err := unixParam(r, "start", 1e3, "microseconds")
 	if err != nil {
 		return 0, 0, err
 	}
-	end, err := us("end")
+	end, err := unixParam(r, "end", 1e3, "microseconds")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -112,7 +102,7 @@ func (a *API) operations(r *http.Request, service, kind string) ([]storage.Opera
 		return nil, err
 	}
 	if kind != "" {
-		ops = slices.DeleteFunc(ops, func(o storage.Operation) bool { return kindName(o.Kind) != kind })
+		ops = slices.DeleteFunc(ops, func(o storage.Operation) bool { return traceql.KindName(o.Kind) != kind })
 	}
 	return ops, nil
 }
@@ -145,25 +135,9 @@ func (a *API) jaegerOperations(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []jaegerOperation{}
 	for _, o := range ops {
-		out = append(out, jaegerOperation{o.Name, kindName(o.Kind)})
+		out = append(out, jaegerOperation{o.Name, traceql.KindName(o.Kind)})
 	}
 	jaegerOK(w, out, len(out))
-}
-
-func kindName(k storage.SpanKind) string {
-	switch k {
-	case 1:
-		return "internal"
-	case 2:
-		return "server"
-	case 3:
-		return "client"
-	case 4:
-		return "producer"
-	case 5:
-		return "consumer"
-	}
-	return "unspecified"
 }
 
 // jaegerQuery is a Jaeger search: one span of the trace must match all of
@@ -256,7 +230,7 @@ func (a *API) parseJaegerSearch(r *http.Request) (jaegerQuery, error) {
 			continue
 		case k == "span.kind":
 			for n := range 6 {
-				if kindName(storage.SpanKind(n)) == v {
+				if traceql.KindName(storage.SpanKind(n)) == v {
 					jq.span.Kind, jq.span.HasKind = storage.SpanKind(n), true
 				}
 			}
@@ -438,7 +412,7 @@ func toJaeger(spans []storage.Span) jaegerTrace {
 			js.References = append(js.References, jaegerRef{"FOLLOWS_FROM", l.TraceID.String(), l.SpanID.String()})
 		}
 		if s.Kind != 0 {
-			js.Tags = append(js.Tags, jaegerKV{"span.kind", "string", kindName(s.Kind)})
+			js.Tags = append(js.Tags, jaegerKV{"span.kind", "string", traceql.KindName(s.Kind)})
 		}
 		switch s.StatusCode {
 		case storage.StatusError:
@@ -557,7 +531,7 @@ func (a *API) v3Operations(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []jaegerOperation{}
 	for _, o := range ops {
-		out = append(out, jaegerOperation{o.Name, kindName(o.Kind)})
+		out = append(out, jaegerOperation{o.Name, traceql.KindName(o.Kind)})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"operations": out})
 }

@@ -228,17 +228,22 @@ func optionalSelector(r *http.Request, param string) (*logql.LogExpr, error) {
 	return q.Log, nil
 }
 
+// openLokiScan reads the range and optional selector of the label and
+// stats endpoints and opens the querier they scan.
+func (a *API) openLokiScan(r *http.Request) (qr *query, sel *logql.LogExpr, start, end int64, err error) {
+	if start, end, err = a.lokiRange(r); err != nil {
+		return nil, nil, 0, 0, err
+	}
+	if sel, err = optionalSelector(r, "query"); err != nil {
+		return nil, nil, 0, 0, err
+	}
+	qr, err = a.open(r)
+	return qr, sel, start, end, err
+}
+
 func (a *API) lokiLabels(w http.ResponseWriter, r *http.Request) {
 	err := func() error {
-		start, end, err := a.lokiRange(r)
-		if err != nil {
-			return err
-		}
-		sel, err := optionalSelector(r, "query")
-		if err != nil {
-			return err
-		}
-		qr, err := a.open(r)
+		qr, sel, start, end, err := a.openLokiScan(r)
 		if err != nil {
 			return err
 		}
@@ -270,16 +275,8 @@ func sortedKeys(set map[string]bool) []string {
 
 func (a *API) lokiLabelValues(w http.ResponseWriter, r *http.Request) {
 	err := func() error {
-		start, end, err := a.lokiRange(r)
-		if err != nil {
-			return err
-		}
-		sel, err := optionalSelector(r, "query")
-		if err != nil {
-			return err
-		}
 		name := r.PathValue("name")
-		qr, err := a.open(r)
+		qr, sel, start, end, err := a.openLokiScan(r)
 		if err != nil {
 			return err
 		}
@@ -352,15 +349,7 @@ func (a *API) lokiSeries(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) lokiIndexStats(w http.ResponseWriter, r *http.Request) {
 	err := func() error {
-		start, end, err := a.lokiRange(r)
-		if err != nil {
-			return err
-		}
-		sel, err := optionalSelector(r, "query")
-		if err != nil {
-			return err
-		}
-		qr, err := a.open(r)
+		qr, sel, start, end, err := a.openLokiScan(r)
 		if err != nil {
 			return err
 		}

@@ -245,6 +245,20 @@ func parseTime(name, s string) (int64, error) {
 	return int64(math.Round(f * 1e9)), nil
 }
 
+// unixParam reads an integer unix time in the given unit (nanoseconds
+// per unit) as unix nanoseconds; absent is 0.
+func unixParam(r *http.Request, name string, nsPerUnit int64, unit string) (int64, error) {
+	s := r.FormValue(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/nsPerUnit {
+		return 0, badRequest("invalid %s %q: want unix %s", name, s, unit)
+	}
+	return n * nsPerUnit, nil
+}
+
 // parseStep accepts a Prometheus/Go duration or float seconds.
 func parseStep(s string) (int64, error) {
 	if s == "" {

@@ -35,22 +35,11 @@ func (a *API) tempoRoutes(mux *http.ServeMux) {
 
 // tempoRange reads Tempo's start and end (unix seconds) as unix ns.
 func tempoRange(r *http.Request) (int64, int64, error) {
-	parse := func(name string) (int64, error) {
-		s := r.FormValue(name)
-		if s == "" {
-			return 0, nil
-		}
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			return 0, badRequest("invalid %s %q: want unix seconds", name, s)
-		}
-		return n * 1e9, nil
-	}
-	start, err := parse("start")
+	start, err := unixParam(r, "start", 1e9, "seconds")
 	if err != nil {
 		return 0, 0, err
 	}
-	end, err := parse("end")
+	end, err := unixParam(r, "end", 1e9, "seconds")
 	if err != nil {
 		return 0, 0, err
 	}

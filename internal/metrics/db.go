@@ -9,13 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/otlptranslator"
 	"github.com/prometheus/prometheus/config"
-	"github.com/prometheus/prometheus/storage"
 	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
 	"github.com/prometheus/prometheus/tsdb"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -104,9 +102,3 @@ func (d *DB) AppendOTLP(ctx context.Context, md pmetric.Metrics) (warnings []str
 	}
 	return warnings, nil
 }
-
-// Querier returns a querier over [mint, maxt] (unix milliseconds).
-func (d *DB) Querier(mint, maxt int64) (storage.Querier, error) { return d.tsdb.Querier(mint, maxt) }
-
-// AllTime is the widest query range.
-const AllTime = math.MaxInt64
