@@ -7,6 +7,8 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/confighttp"
+
+	"github.com/sightlinehq/sightline/internal/alerting"
 )
 
 // Config configures the query API: one HTTP server for the Tempo, Jaeger,
@@ -19,6 +21,10 @@ type Config struct {
 
 	Limits  Limits  `mapstructure:"limits"`
 	Tenancy Tenancy `mapstructure:"tenancy"`
+
+	// Rules are Prometheus recording and alerting rules evaluated over
+	// the metrics store.
+	Rules alerting.Config `mapstructure:"rules"`
 }
 
 // Limits bound what one query may cost. Zero disables a limit.
@@ -30,6 +36,9 @@ type Limits struct {
 	MaxResults int `mapstructure:"max_results"`
 	// MaxSeries caps the series of a metrics query.
 	MaxSeries int `mapstructure:"max_series"`
+	// MaxSamples caps the samples a PromQL query holds in memory at once,
+	// as Prometheus's --query.max-samples does.
+	MaxSamples int `mapstructure:"max_samples"`
 	// Timeout ends a query that runs longer.
 	Timeout time.Duration `mapstructure:"timeout"`
 	// MaxBytesScanned ends a query that reads more compressed block bytes.
@@ -71,6 +80,9 @@ func (c *Config) Validate() error {
 	if l.MaxSeries < 0 {
 		errs = append(errs, errors.New("limits::max_series: must not be negative"))
 	}
+	if l.MaxSamples < 0 {
+		errs = append(errs, errors.New("limits::max_samples: must not be negative"))
+	}
 	if l.Timeout < 0 {
 		errs = append(errs, errors.New("limits::timeout: must not be negative"))
 	}
@@ -87,6 +99,9 @@ func (c *Config) Validate() error {
 		if c.Tenancy.ResourceAttribute == "" {
 			errs = append(errs, errors.New("tenancy::resource_attribute: must be set when tenancy is enabled"))
 		}
+	}
+	for _, e := range c.Rules.Problems() {
+		errs = append(errs, fmt.Errorf("rules::%w", e))
 	}
 	return errors.Join(errs...)
 }

@@ -9,6 +9,8 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/sightlinehq/sightline/internal/alerting"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -32,8 +34,13 @@ func TestLoadConfig(t *testing.T) {
 	want := createDefaultConfig().(*Config)
 	want.NetAddr.Endpoint = "0.0.0.0:3201"
 	want.Storage = component.MustNewIDWithName("sightline", "archive")
-	want.Limits = Limits{MaxTimeRange: 24 * time.Hour, MaxResults: 100, MaxSeries: 50, Timeout: 5 * time.Second, MaxBytesScanned: 1 << 30, MaxInspectedTraces: 1000}
+	want.Limits = Limits{MaxTimeRange: 24 * time.Hour, MaxResults: 100, MaxSeries: 50, Timeout: 5 * time.Second, MaxBytesScanned: 1 << 30, MaxInspectedTraces: 1000, MaxSamples: 1_000_000}
 	want.Tenancy = Tenancy{Enabled: true, Header: "X-Tenant", ResourceAttribute: "org.id"}
+	want.Rules = alerting.Config{
+		Files: []string{"../../examples/rules/*.yml"}, EvaluationInterval: 30 * time.Second,
+		Alertmanagers: []string{"http://alertmanager:9093"}, Webhooks: []string{"https://hooks.example/alerts"},
+		ExternalURL: "http://sightline:3200", ExternalLabels: map[string]string{"cluster": "eu-1"},
+	}
 	require.Equal(t, want, custom)
 
 	err = confmap.Validate(load("sightline_query/bad"))
@@ -46,6 +53,8 @@ func TestLoadConfig(t *testing.T) {
 		"limits::timeout: must not be negative",
 		"tenancy::header: must be set when tenancy is enabled",
 		"tenancy::resource_attribute: must be set when tenancy is enabled",
+		`rules::files[0]: "testdata/nowhere/*.yml" matches no file`,
+		`rules::alertmanagers[0]: "alertmanager:9093" is not an http(s) URL`,
 	} {
 		require.ErrorContains(t, err, msg)
 	}

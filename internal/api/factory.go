@@ -10,6 +10,7 @@ package api
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -19,6 +20,9 @@ import (
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/extension"
 	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/sightlinehq/sightline/internal/alerting"
 )
 
 // Type is the extension's component type.
@@ -45,10 +49,13 @@ func createDefaultConfig() component.Config {
 			MaxTimeRange:       721 * time.Hour,
 			MaxResults:         5000,
 			MaxSeries:          1000,
+			MaxSamples:         50_000_000,
 			Timeout:            30 * time.Second,
 			MaxInspectedTraces: 100_000,
 		},
 		Tenancy: Tenancy{Header: "X-Scope-OrgID", ResourceAttribute: "tenant.id"},
+		// Prometheus's global default.
+		Rules: alerting.Config{EvaluationInterval: time.Minute},
 	}
 }
 
@@ -60,6 +67,7 @@ type queryExtension struct {
 	cfg    *Config
 	set    extension.Settings
 	server *http.Server
+	api    *API
 	done   chan struct{}
 }
 
@@ -69,11 +77,17 @@ func (e *queryExtension) Start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return err
 	}
-	srv, err := e.cfg.ToServer(ctx, host.GetExtensions(), e.set.TelemetrySettings, api.Handler())
+	srv, err := e.cfg.ToServer(ctx, host.GetExtensions(), e.set.TelemetrySettings, api.Handler(),
+		confighttp.WithDecoder("snappy", keepSnappy))
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	if err := api.StartRules(slog.New(zapslog.NewHandler(e.set.Logger.Core()))); err != nil {
+		ln.Close()
+		return err
+	}
+	e.api = api
 	e.server = srv
 	e.done = make(chan struct{})
 	e.set.Logger.Info("query API listening", zap.String("endpoint", ln.Addr().String()))
@@ -92,5 +106,6 @@ func (e *queryExtension) Shutdown(ctx context.Context) error {
 	}
 	err := e.server.Shutdown(ctx)
 	<-e.done
+	e.api.StopRules()
 	return err
 }

@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -29,36 +31,37 @@ import (
 	"github.com/sightlinehq/sightline/internal/store"
 )
 
-// prometheusRoutes mounts Prometheus's own HTTP API (web/api/v1) at
-// /api/v1 over the embedded TSDB, so that response shapes, parameter
-// parsing and errors are Prometheus's by construction.
-func (a *API) prometheusRoutes(mux *http.ServeMux) {
-	src := &lazyTSDB{a: a}
-	eng := promql.NewEngine(promql.EngineOpts{
-		Logger:               nil,
-		MaxSamples:           50_000_000,
-		Timeout:              a.cfg.Limits.Timeout,
+// newPromEngine returns the PromQL engine of the API and its rules, with
+// the query limits of cfg.
+func newPromEngine(cfg *Config) *promql.Engine {
+	return promql.NewEngine(promql.EngineOpts{
+		MaxSamples:           cfg.Limits.MaxSamples,
+		Timeout:              cfg.Limits.Timeout,
 		LookbackDelta:        5 * time.Minute,
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
 		EnablePerStepStats:   true,
 	})
+}
+
+// prometheusRoutes mounts Prometheus's own HTTP API (web/api/v1) at
+// /api/v1 over the embedded TSDB, so that response shapes, parameter
+// parsing and errors are Prometheus's by construction. Remote write
+// (/api/v1/write) and OTLP (/api/v1/otlp/v1/metrics) append to it.
+func (a *API) prometheusRoutes(mux *http.ServeMux) {
+	src := a.metrics
 	reg := prometheus.NewRegistry()
-	// OTLP write goes straight into the TSDB at /api/v1/otlp/v1/metrics, as
-	// in Prometheus. Remote write stays off: confighttp decodes a snappy
-	// Content-Encoding as framed snappy, while remote write bodies are
-	// block snappy, so it needs a listener of its own (a later change).
-	p := v1.NewAPI(eng, src, src, src, src,
+	p := v1.NewAPI(a.promql, src, src, src, src,
 		func(context.Context) v1.ScrapePoolsRetriever { return noTargets{} },
 		func(context.Context) v1.TargetRetriever { return noTargets{} },
-		func(context.Context) v1.AlertmanagerRetriever { return noAlertmanagers{} },
+		func(context.Context) v1.AlertmanagerRetriever { return a.alertmanagers() },
 		func() config.Config { return config.DefaultConfig },
 		map[string]string{},
 		v1.GlobalURLOptions{ListenAddress: a.cfg.NetAddr.Endpoint, Host: a.cfg.NetAddr.Endpoint, Scheme: "http"},
 		func(f http.HandlerFunc) http.HandlerFunc { return f },
 		src, "", false, false, 0,
 		nil,
-		func(context.Context) v1.RulesRetriever { return noRules{} },
+		func(context.Context) v1.RulesRetriever { return a.ruleGroups() },
 		0, 0, 0,
 		false,
 		regexp.MustCompile(`^$`),
@@ -68,7 +71,7 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 		func() (<-chan notifications.Notification, func(), bool) { return nil, func() {}, false },
 		reg, reg,
 		v1.DefaultStatsRenderer,
-		false, remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType},
+		true, remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType},
 		true, false, false,
 		false,
 		5*time.Minute,
@@ -81,7 +84,42 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 	r := route.New()
 	p.Register(r.WithPrefix("/api/v1"))
 	mux.Handle("/api/v1/", r)
+	// Prometheus bounds samples, points and time; max_time_range is ours.
+	mux.Handle("/api/v1/query_range", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		start, err1 := parseTime("start", req.FormValue("start"))
+		end, err2 := parseTime("end", req.FormValue("end"))
+		if err1 == nil && err2 == nil {
+			if err := a.checkRange(start, end); err != nil && !errors.Is(err, errBadRequest) {
+				a.fail(w, req, styleJSON, err)
+				return
+			}
+		}
+		r.ServeHTTP(w, req)
+	}))
 }
+
+// ruleGroups and alertmanagers serve /api/v1/rules, /api/v1/alerts and
+// /api/v1/alertmanagers from the rule manager, if rules are configured.
+func (a *API) ruleGroups() v1.RulesRetriever {
+	if a.rules == nil {
+		return noRules{}
+	}
+	return a.rules
+}
+
+func (a *API) alertmanagers() v1.AlertmanagerRetriever {
+	if a.rules == nil {
+		return noAlertmanagers{}
+	}
+	return a.rules
+}
+
+// keepSnappy is the API server's decoder for Content-Encoding: snappy.
+// confighttp would decode it and drop the header; Prometheus's remote
+// write handler, the one client of snappy here, then decodes the body a
+// second time. Passing the body through leaves the decoding to it (it
+// takes a body without Content-Encoding as block snappy).
+func keepSnappy(body io.ReadCloser) (io.ReadCloser, error) { return body, nil }
 
 // lazyTSDB finds the metrics TSDB of the configured exporter on each call:
 // extensions start before exporters, and the store may restart.

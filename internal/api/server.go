@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"runtime"
@@ -12,9 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/prometheus/promql"
 	"go.opentelemetry.io/collector/component"
 	"go.uber.org/zap"
 
+	"github.com/sightlinehq/sightline/internal/alerting"
 	"github.com/sightlinehq/sightline/internal/query/logql"
 	"github.com/sightlinehq/sightline/internal/query/traceql"
 	"github.com/sightlinehq/sightline/internal/store"
@@ -45,11 +48,44 @@ type API struct {
 	build  component.BuildInfo
 	logger *zap.Logger
 	now    func() time.Time
+
+	// promql is the PromQL engine of the Prometheus API and the rules;
+	// metrics finds the embedded TSDB.
+	promql  *promql.Engine
+	metrics *lazyTSDB
+	// rules evaluates the configured rule files; nil without any.
+	rules *alerting.Manager
 }
 
 // New returns the API over source.
 func New(cfg *Config, source Source, build component.BuildInfo, logger *zap.Logger) *API {
-	return &API{cfg: cfg, source: source, build: build, logger: logger, now: time.Now}
+	a := &API{cfg: cfg, source: source, build: build, logger: logger, now: time.Now, promql: newPromEngine(cfg)}
+	a.metrics = &lazyTSDB{a: a}
+	return a
+}
+
+// StartRules starts evaluating the configured rule files, if any, over
+// the metrics store. StopRules stops them.
+func (a *API) StartRules(logger *slog.Logger) error {
+	if !a.cfg.Rules.Enabled() && len(a.cfg.Rules.Alertmanagers) == 0 {
+		return nil
+	}
+	m, err := alerting.New(a.cfg.Rules, a.promql, a.metrics, a.metrics, logger, nil)
+	if err != nil {
+		return err
+	}
+	if err := m.Start(); err != nil {
+		return err
+	}
+	a.rules = m
+	return nil
+}
+
+// StopRules stops rule evaluation and drains the alert queues.
+func (a *API) StopRules() {
+	if a.rules != nil {
+		a.rules.Stop()
+	}
 }
 
 // Handler returns the HTTP handler with every route.
