@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
 # Runs every Sightline test on a fresh machine. It installs what the tests
-# need by itself (today: Go modules only), so CI and newcomers run the same
-# thing: `./scripts/test.sh`.
+# need by itself (Go modules, and Debian's prometheus package, whose server
+# and promtool the PromQL differential test runs against), so CI and
+# newcomers run the same thing: `./scripts/test.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v go >/dev/null 2>&1; then
 	echo "scripts/test.sh: Go is required (see go.mod for the version)" >&2
 	exit 1
+fi
+
+# Debian packages the tests run for real. Installed once; later runs find
+# them on PATH.
+missing=()
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "== apt-get install ${missing[*]}"
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	# The package's service is not started: the test runs its own server.
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 echo "== go mod download"

@@ -41,6 +41,9 @@ func newPromEngine(cfg *Config) *promql.Engine {
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
 		EnablePerStepStats:   true,
+		// A subquery without a step ([10m:]) steps at the global
+		// evaluation interval, as in Prometheus.
+		NoStepSubqueryIntervalFn: func(int64) int64 { return cfg.Rules.EvaluationInterval.Milliseconds() },
 	})
 }
 
