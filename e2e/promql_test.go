@@ -123,7 +123,7 @@ func newPromData(end time.Time) *promData {
 						if reset && i == n/2 {
 							v = 0
 						}
-						v += math.Round(base*15*(0.5+rnd.Float64())) // whole requests
+						v += math.Round(base * 15 * (0.5 + rnd.Float64())) // whole requests
 						return v
 					})
 				}
@@ -234,7 +234,9 @@ func readPromQueries(t *testing.T, mid time.Time) []promQuery {
 	return out
 }
 
-func promTime(t time.Time) string { return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64) }
+func promTime(t time.Time) string {
+	return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64)
+}
 
 // promResult is a query result normalised for comparison: the series in
 // label order (unless the query sorts), each with its points.

@@ -159,16 +159,16 @@ func TestREDMetricsFromTraces(t *testing.T) {
 	expect := map[string]float64{
 		`sum(traces_spanmetrics_calls_total{service_name="checkout",span_name="POST /pay",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_ERROR"})`: failures,
 		`sum(traces_spanmetrics_calls_total{service_name="checkout",span_name="POST /pay",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_UNSET"})`: requests - failures,
-		`sum(traces_spanmetrics_calls_total{service_name="frontend",span_name="GET /checkout",span_kind="SPAN_KIND_SERVER"})`:                           requests,
-		`sum(traces_spanmetrics_calls_total{service_name="frontend",span_name="POST /pay",span_kind="SPAN_KIND_CLIENT"})`:                               requests,
-		`sum(traces_spanmetrics_duration_milliseconds_count{service_name="checkout"})`:                                                                 requests,
+		`sum(traces_spanmetrics_calls_total{service_name="frontend",span_name="GET /checkout",span_kind="SPAN_KIND_SERVER"})`:                             requests,
+		`sum(traces_spanmetrics_calls_total{service_name="frontend",span_name="POST /pay",span_kind="SPAN_KIND_CLIENT"})`:                                 requests,
+		`sum(traces_spanmetrics_duration_milliseconds_count{service_name="checkout"})`:                                                                    requests,
 		// Every checkout span took 38 ms: all in the 50 ms bucket, none in 25 ms.
-		`sum(traces_spanmetrics_duration_milliseconds_bucket{service_name="checkout",le="50"})`:                                     requests,
-		`sum(traces_spanmetrics_duration_milliseconds_bucket{service_name="checkout",le="25"})`:                                     0,
-		`sum(traces_service_graph_request_total{client="frontend",server="checkout"})`:                                              requests,
-		`sum(traces_service_graph_request_failed_total{client="frontend",server="checkout"})`:                                       failures,
-		`sum(traces_service_graph_request_server_seconds_count{client="frontend",server="checkout"})`:                               requests,
-		`count(count by (client, server) (traces_service_graph_request_total))`:                                                     1,
+		`sum(traces_spanmetrics_duration_milliseconds_bucket{service_name="checkout",le="50"})`:       requests,
+		`sum(traces_spanmetrics_duration_milliseconds_bucket{service_name="checkout",le="25"})`:       0,
+		`sum(traces_service_graph_request_total{client="frontend",server="checkout"})`:                requests,
+		`sum(traces_service_graph_request_failed_total{client="frontend",server="checkout"})`:         failures,
+		`sum(traces_service_graph_request_server_seconds_count{client="frontend",server="checkout"})`: requests,
+		`count(count by (client, server) (traces_service_graph_request_total))`:                       1,
 	}
 	for q, want := range expect {
 		var got float64
