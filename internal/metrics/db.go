@@ -22,6 +22,11 @@ import (
 // ErrWrite wraps failures to write to the TSDB; they are retryable.
 var ErrWrite = errors.New("metrics write failed")
 
+// ErrUnsupported wraps metrics that Prometheus's translator refuses, such
+// as delta sums and histograms; they are permanent: resending cannot help.
+// The rest of their batch is stored.
+var ErrUnsupported = errors.New("metrics not stored")
+
 // Options configure the store.
 type Options struct {
 	// Dir holds the TSDB: its WAL, head chunks and blocks.
@@ -76,9 +81,11 @@ func (d *DB) TSDB() *tsdb.DB { return d.tsdb }
 // Close closes the TSDB; the head is kept in its WAL.
 func (d *DB) Close() error { return d.tsdb.Close() }
 
-// AppendOTLP translates md and appends it in one TSDB transaction: all
-// of it is committed, or none. Translation problems that drop single
-// points are returned as warnings; write failures wrap ErrWrite.
+// AppendOTLP translates md and appends it in one TSDB transaction.
+// Metrics the translator refuses (delta temporality, an invalid type) are
+// left out and named in an error wrapping ErrUnsupported, while the rest
+// is committed; a write failure commits nothing and wraps ErrWrite.
+// Translation problems that drop single points are returned as warnings.
 func (d *DB) AppendOTLP(ctx context.Context, md pmetric.Metrics) (warnings []string, err error) {
 	app := d.tsdb.AppenderV2(ctx)
 	conv := prw.NewPrometheusConverter(app)
@@ -93,12 +100,15 @@ func (d *DB) AppendOTLP(ctx context.Context, md pmetric.Metrics) (warnings []str
 		LookbackDelta:                     5 * time.Minute,
 	})
 	warnings, _ = annots.AsStrings("", 0, 0)
-	if err != nil {
+	if err != nil && ctx.Err() != nil {
 		_ = app.Rollback()
 		return warnings, err
 	}
-	if err := app.Commit(); err != nil {
-		return warnings, fmt.Errorf("%w: %w", ErrWrite, err)
+	if cerr := app.Commit(); cerr != nil {
+		return warnings, fmt.Errorf("%w: %w", ErrWrite, cerr)
+	}
+	if err != nil {
+		return warnings, fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 	return warnings, nil
 }

@@ -120,3 +120,33 @@ func TestAppendOTLPAndQuery(t *testing.T) {
 	require.Len(t, vec, 1)
 	require.Equal(t, 300.0, vec[0].F)
 }
+
+// A delta sum is refused with its name and the reason, and the rest of
+// the batch is still stored: nothing accepted alongside it is lost.
+func TestDeltaRefusedRestKept(t *testing.T) {
+	db, err := Open(Options{Dir: t.TempDir(), Retention: time.Hour})
+	require.NoError(t, err)
+	defer db.Close()
+	now := time.Now()
+	md := otlpSample(now, 60)
+	m := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().AppendEmpty()
+	m.SetName("jobs.done")
+	s := m.SetEmptySum()
+	s.SetIsMonotonic(true)
+	s.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+	dp := s.DataPoints().AppendEmpty()
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(now))
+	dp.SetIntValue(3)
+
+	_, err = db.AppendOTLP(context.Background(), md)
+	require.ErrorIs(t, err, ErrUnsupported)
+	require.ErrorContains(t, err, "jobs.done")
+	require.ErrorContains(t, err, "temporality")
+
+	eng := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	q, err := eng.NewInstantQuery(context.Background(), db.TSDB(), nil, `queue_depth`, now)
+	require.NoError(t, err)
+	v, err := q.Exec(context.Background()).Vector()
+	require.NoError(t, err)
+	require.Len(t, v, 1, "the gauge of the same batch was stored")
+}
