@@ -490,87 +490,15 @@ type sampleSeries struct {
 func evalMetric(ctx context.Context, sq storage.Querier, req MetricRequest, e MetricExpr, steps int, st *Stats) ([]Series, error) {
 	switch x := e.(type) {
 	case *RangeAggregation:
-		rng := int64(x.Range)
-		series := map[string]*sampleSeries{}
-		var keys []string
-		p := newPipeline(x.Log)
-		err := sq.Logs(ctx, pushdown(x.Log, req.Start-rng+1, req.End), func(l *storage.LogRecord) bool {
-			st.Entries++
-			st.Bytes += int64(len(l.Body.Str))
-			line, labels, ok := p.run(l, StreamLabels(l), Metadata(l))
-			if !ok {
-				return true
-			}
-			k := labels.String()
-			s, ok := series[k]
-			if !ok {
-				if req.MaxSeries > 0 && len(series) >= req.MaxSeries {
-					return false
-				}
-				s = &sampleSeries{labels: labels}
-				series[k] = s
-				keys = append(keys, k)
-			}
-			s.ts = append(s.ts, l.Timestamp())
-			s.size = append(s.size, len(line))
-			s.hash = append(s.hash, hashLine(line))
-			return true
-		})
-		if err != nil {
-			return nil, err
-		}
-		if req.MaxSeries > 0 && len(series) >= req.MaxSeries {
-			return nil, fmt.Errorf("%w: the limit is %d", ErrTooManySeries, req.MaxSeries)
-		}
-		out := make([]Series, 0, len(keys))
-		for _, k := range keys {
-			s := series[k]
-			idx := make([]int, len(s.ts))
-			for i := range idx {
-				idx[i] = i
-			}
-			slices.SortFunc(idx, func(a, b int) int {
-				if c := cmp.Compare(s.ts[a], s.ts[b]); c != 0 {
-					return c
-				}
-				return cmp.Compare(s.hash[a], s.hash[b])
-			})
-			// Drop identical entries, as Select does.
-			idx = slices.CompactFunc(idx, func(a, b int) bool { return s.ts[a] == s.ts[b] && s.hash[a] == s.hash[b] })
-			res := Series{Metric: s.labels}
-			lo, hi := 0, 0
-			for i := range steps {
-				t := req.Start + int64(i)*req.Step
-				// window (t - range, t]
-				for hi < len(idx) && s.ts[idx[hi]] <= t {
-					hi++
-				}
-				for lo < hi && s.ts[idx[lo]] <= t-rng {
-					lo++
-				}
-				if hi == lo {
-					continue
-				}
-				var v float64
-				switch x.Fn {
-				case "count_over_time", "rate":
-					v = float64(hi - lo)
-				default:
-					for _, j := range idx[lo:hi] {
-						v += float64(s.size[j])
-					}
-				}
-				if x.Fn == "rate" || x.Fn == "bytes_rate" {
-					v /= x.Range.Seconds()
-				}
-				res.Points = append(res.Points, Point{T: t / 1e6, V: v})
-			}
-			if len(res.Points) > 0 {
-				out = append(out, res)
-			}
-		}
-		return out, nil
+		return evalRange(ctx, sq, req, x, steps, st, nil)
 	case *VectorAggregation:
+		// A sum of an additive range aggregation is grouped while the
+		// records stream: summing per group first gives the same numbers,
+		// and the per-stream series (one per trace_id, say) that the
+		// series limit would refuse are never built.
+		if r, ok := x.Inner.(*RangeAggregation); ok && x.Fn == "sum" {
+			return evalRange(ctx, sq, req, r, steps, st, func(ls Labels) Labels { return groupLabels(x, ls) })
+		}
 		inner, err := evalMetric(ctx, sq, req, x.Inner, steps, st)
 		if err != nil {
 			return nil, err
@@ -580,6 +508,99 @@ func evalMetric(ctx context.Context, sq storage.Querier, req MetricRequest, e Me
 		return aggregate(x, inner), nil
 	}
 	return nil, fmt.Errorf("unknown expression %T", e)
+}
+
+// evalRange evaluates a range aggregation. With group, records are
+// counted into the series of their group's labels instead of their own;
+// identical entries are still recognised per original stream.
+func evalRange(ctx context.Context, sq storage.Querier, req MetricRequest, x *RangeAggregation, steps int, st *Stats, group func(Labels) Labels) ([]Series, error) {
+	rng := int64(x.Range)
+	series := map[string]*sampleSeries{}
+	over := false
+	var keys []string
+	p := newPipeline(x.Log)
+	err := sq.Logs(ctx, pushdown(x.Log, req.Start-rng+1, req.End), func(l *storage.LogRecord) bool {
+		st.Entries++
+		st.Bytes += int64(len(l.Body.Str))
+		line, labels, ok := p.run(l, StreamLabels(l), Metadata(l))
+		if !ok {
+			return true
+		}
+		h := hashLine(line)
+		if group != nil {
+			h ^= hashLine(labels.String())
+			labels = group(labels)
+		}
+		k := labels.String()
+		s, ok := series[k]
+		if !ok {
+			if req.MaxSeries > 0 && len(series) >= req.MaxSeries {
+				over = true
+				return false
+			}
+			s = &sampleSeries{labels: labels}
+			series[k] = s
+			keys = append(keys, k)
+		}
+		s.ts = append(s.ts, l.Timestamp())
+		s.size = append(s.size, len(line))
+		s.hash = append(s.hash, h)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if over {
+		return nil, fmt.Errorf("%w: the limit is %d", ErrTooManySeries, req.MaxSeries)
+	}
+	out := make([]Series, 0, len(keys))
+	for _, k := range keys {
+		s := series[k]
+		idx := make([]int, len(s.ts))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortFunc(idx, func(a, b int) int {
+			if c := cmp.Compare(s.ts[a], s.ts[b]); c != 0 {
+				return c
+			}
+			return cmp.Compare(s.hash[a], s.hash[b])
+		})
+		// Drop identical entries, as Select does.
+		idx = slices.CompactFunc(idx, func(a, b int) bool { return s.ts[a] == s.ts[b] && s.hash[a] == s.hash[b] })
+		res := Series{Metric: s.labels}
+		lo, hi := 0, 0
+		for i := range steps {
+			t := req.Start + int64(i)*req.Step
+			// window (t - range, t]
+			for hi < len(idx) && s.ts[idx[hi]] <= t {
+				hi++
+			}
+			for lo < hi && s.ts[idx[lo]] <= t-rng {
+				lo++
+			}
+			if hi == lo {
+				continue
+			}
+			var v float64
+			switch x.Fn {
+			case "count_over_time", "rate":
+				v = float64(hi - lo)
+			default:
+				for _, j := range idx[lo:hi] {
+					v += float64(s.size[j])
+				}
+			}
+			if x.Fn == "rate" || x.Fn == "bytes_rate" {
+				v /= x.Range.Seconds()
+			}
+			res.Points = append(res.Points, Point{T: t / 1e6, V: v})
+		}
+		if len(res.Points) > 0 {
+			out = append(out, res)
+		}
+	}
+	return out, nil
 }
 
 func groupLabels(v *VectorAggregation, ls Labels) Labels {

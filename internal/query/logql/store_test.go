@@ -102,6 +102,25 @@ func TestEvalOverStore(t *testing.T) {
 			got[v] = int(s.Points[0].V)
 		}
 		require.Equal(t, errorsPerService, got, "%s: error lines per service", phase)
+
+		// Every line is its own stream (trace_id is metadata), yet a sum
+		// by service stays within a series limit of one per service: it is
+		// grouped as the records stream. Without the sum the limit refuses
+		// it.
+		m, err = logql.Parse(`sum by (service_name) (count_over_time({service_name=~".+"} [2h]))`)
+		require.NoError(t, err)
+		series, _, err = logql.Eval(ctx, q, logql.MetricRequest{Expr: m.Metric, Start: end, End: end, Step: int64(time.Second), MaxSeries: len(perService)})
+		require.NoError(t, err)
+		got = map[string]int{}
+		for _, s := range series {
+			v, _ := s.Metric.Get("service_name")
+			got[v] = int(s.Points[0].V)
+		}
+		require.Equal(t, perService, got, "%s: lines per service, a retried batch counted once", phase)
+		m, err = logql.Parse(`count_over_time({service_name=~".+"} [2h])`)
+		require.NoError(t, err)
+		_, _, err = logql.Eval(ctx, q, logql.MetricRequest{Expr: m.Metric, Start: end, End: end, Step: int64(time.Second), MaxSeries: len(perService)})
+		require.ErrorIs(t, err, logql.ErrTooManySeries)
 	}
 	check("head")
 	require.NoError(t, db.Flush(ctx))
