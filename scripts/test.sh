@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Sightline test on a fresh machine. It installs what the tests
-# need by itself (Go modules, and Debian's prometheus package, whose server
-# and promtool the PromQL differential test runs against), so CI and
-# newcomers run the same thing: `./scripts/test.sh`.
+# need by itself (Go modules; Debian's prometheus package, whose server and
+# promtool the PromQL differential test runs against; Debian's chromium and
+# playwright-core from npm for the UI's browser tests), so CI and newcomers
+# run the same thing: `./scripts/test.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ fi
 # them on PATH.
 missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "== apt-get install ${missing[*]}"
 	sudo=""
@@ -22,6 +25,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 	$sudo apt-get update -qq
 	# The package's service is not started: the test runs its own server.
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# playwright-core drives Debian's chromium; it downloads no browser.
+if [ ! -d e2e/ui/node_modules/playwright-core ]; then
+	echo "== npm ci (e2e/ui)"
+	(cd e2e/ui && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "== go mod download"

@@ -2,10 +2,12 @@ package api
 
 import (
 	"encoding/hex"
+	"fmt"
 	"net/http"
 
 	"go.opentelemetry.io/collector/pdata/plog"
 
+	"github.com/sightlinehq/sightline/internal/store"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
@@ -13,6 +15,36 @@ import (
 // found by trace_id (and span_id), for the UI's trace view.
 func (a *API) nativeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/sightline/v1/traces/{id}/logs", a.traceLogs)
+	mux.HandleFunc("GET /api/sightline/v1/status", a.status)
+}
+
+// status answers the stores' sizes and retention, for the UI's page about
+// Sightline itself.
+func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	db, ok := store.Lookup(a.cfg.Storage)
+	if !ok {
+		a.fail(w, r, styleJSON, fmt.Errorf("%w: exporter %s has not started", errNotReady, a.cfg.Storage))
+		return
+	}
+	st := db.Stats()
+	out := map[string]any{
+		"blocks":          st.Blocks,
+		"block_bytes":     st.BlockBytes,
+		"spans_in_blocks": st.BlockSpans,
+		"logs_in_blocks":  st.BlockLogs,
+		"spans_in_head":   st.HeadSpans,
+		"logs_in_head":    st.HeadLogs,
+		"retention_age":   st.RetentionAge.String(),
+		"retention_bytes": st.RetentionBytes,
+		"problems":        len(db.Problems()),
+	}
+	if m, ok := store.LookupMetrics(a.cfg.Storage); ok {
+		h := m.TSDB().Head()
+		out["metrics_series"] = h.NumSeries()
+		out["metrics_blocks"] = len(m.TSDB().Blocks())
+		out["metrics_retention"] = m.Retention().String()
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // traceLogs answers OTLP JSON logs (a LogsData) of the trace, oldest first;

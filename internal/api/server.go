@@ -22,6 +22,7 @@ import (
 	"github.com/sightlinehq/sightline/internal/query/traceql"
 	"github.com/sightlinehq/sightline/internal/store"
 	"github.com/sightlinehq/sightline/internal/store/storage"
+	"github.com/sightlinehq/sightline/internal/ui"
 )
 
 // Source opens a Querier per request. The query engines see only this.
@@ -96,6 +97,8 @@ func (a *API) Handler() http.Handler {
 	a.lokiRoutes(mux)
 	a.nativeRoutes(mux)
 	a.prometheusRoutes(mux)
+	mux.Handle(ui.Prefix, ui.Handler())
+	mux.Handle("GET /{$}", http.RedirectHandler(ui.Prefix, http.StatusFound))
 	return mux
 }
 

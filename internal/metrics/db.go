@@ -78,6 +78,9 @@ func Open(o Options) (*DB, error) {
 // the Prometheus HTTP API.
 func (d *DB) TSDB() *tsdb.DB { return d.tsdb }
 
+// Retention is how long blocks are kept.
+func (d *DB) Retention() time.Duration { return d.opts.Retention }
+
 // Close closes the TSDB; the head is kept in its WAL.
 func (d *DB) Close() error { return d.tsdb.Close() }
 

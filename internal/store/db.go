@@ -637,13 +637,15 @@ type Stats struct {
 	BlockBytes          int64
 	BlockSpans          int64
 	BlockLogs           int64
+	RetentionAge        time.Duration // 0 keeps forever
+	RetentionBytes      int64         // 0 is unlimited
 }
 
 // Stats returns current counts.
 func (db *DB) Stats() Stats {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
-	var s Stats
+	s := Stats{RetentionAge: db.opts.RetentionAge, RetentionBytes: db.opts.RetentionBytes}
 	for _, h := range append(slices.Clone(db.flushing), db.head) {
 		h.mu.RLock()
 		s.HeadSpans += len(h.spans)

@@ -1,0 +1,215 @@
+// Browser tests of Sightline's UI in Debian's Chromium, driven by
+// playwright-core. e2e/ui_test.go starts Sightline with known data and runs
+// this with its facts in the environment; it prints one JSON line of
+// measurements and exits non-zero on the first failed check, leaving a
+// screenshot of the page at that moment in ARTIFACTS.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (k) => {
+  if (!process.env[k]) throw new Error(`${k} is not set`);
+  return process.env[k];
+};
+const BASE = env('BASE');
+const ARTIFACTS = env('ARTIFACTS');
+const SHOTS = process.env.SCREENSHOTS || '';
+const LOG_TRACE = env('LOG_TRACE'); // a trace with logs
+const LOG_LINE = env('LOG_LINE'); // the body of one of its logs
+const BIG_TRACE = env('BIG_TRACE'); // 10,000 spans
+const XSS_TRACE = env('XSS_TRACE');
+const EDGES = JSON.parse(env('EDGES')); // ["client->server", ...]
+mkdirSync(ARTIFACTS, { recursive: true });
+if (SHOTS) mkdirSync(SHOTS, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+const problems = [];
+page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+page.on('console', (m) => { if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push(`console error: ${m.text()}`); });
+page.on('dialog', (d) => { problems.push(`dialog opened: ${d.message()}`); d.dismiss(); });
+const results = {};
+let current = '';
+
+function check(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+async function step(name, fn) {
+  current = name;
+  const t0 = Date.now();
+  try {
+    await fn();
+  } catch (e) {
+    await page.screenshot({ path: join(ARTIFACTS, `failure-${name.replace(/\W+/g, '-')}.png`), fullPage: true }).catch(() => {});
+    console.error(`FAIL ${name}: ${e.message}`);
+    await browser.close();
+    process.exit(1);
+  }
+  if (problems.length) {
+    await page.screenshot({ path: join(ARTIFACTS, `failure-${name.replace(/\W+/g, '-')}.png`), fullPage: true }).catch(() => {});
+    console.error(`FAIL ${name}: ${problems.join('; ')}`);
+    await browser.close();
+    process.exit(1);
+  }
+  console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+}
+
+async function shot(name) {
+  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+const T = { timeout: 20000 };
+
+await step('search, open a trace, its logs, a log\'s span, span detail', async () => {
+  await page.goto(`${BASE}/ui/traces`);
+  const ta = page.getByLabel('TraceQL query');
+  await ta.fill('');
+  // Autocomplete offers attribute names from the tags API.
+  await ta.type('{ resource.serv');
+  await page.locator('.suggest li', { hasText: 'resource.service.name' }).first().waitFor(T);
+  // A bad query shows the parser's message with its position, and marks it.
+  await ta.fill('{ status = }');
+  await ta.press('Enter');
+  const err = page.locator('.editor-error');
+  await err.waitFor(T);
+  check(/1:1\d/.test(await err.textContent()), `error without a position: ${await err.textContent()}`);
+  check(await page.locator('.editor .t-err').count() > 0, 'the error position is not marked in the editor');
+  await ta.fill(`{ trace:id = "${LOG_TRACE}" }`);
+  await ta.press('Enter');
+  const row = page.locator('#trace-results a', { hasText: LOG_TRACE.slice(0, 16) });
+  await row.waitFor(T);
+  await shot('traces');
+  await row.click();
+  await page.locator('#trace-id').waitFor(T);
+  check((await page.locator('#trace-id').textContent()) === LOG_TRACE, 'the trace page shows another trace');
+  const log = page.locator('#trace-logs li', { hasText: LOG_LINE }).first();
+  await log.waitFor(T);
+  await log.locator('button[data-span]').click();
+  const detail = page.locator('#span-detail');
+  await detail.locator('h2').waitFor(T);
+  await detail.locator('#span-logs li', { hasText: LOG_LINE }).first().waitFor(T);
+  check(/[?&]span=[0-9a-f]{16}/.test(page.url()), `the URL does not deep-link the span: ${page.url()}`);
+  check(await detail.locator('table.kv').count() >= 2, 'span detail lacks attributes and resource');
+  await shot('trace');
+});
+
+await step('logs to trace', async () => {
+  await page.goto(`${BASE}/ui/logs?query=${encodeURIComponent('{service_name=~".+"} |= ' + JSON.stringify(LOG_LINE))}`);
+  const a = page.locator('#log-lines a.trace-link').first();
+  await a.waitFor(T);
+  await page.locator('.volume svg rect').first().waitFor(T);
+  await shot('logs');
+  const id = await a.getAttribute('data-trace');
+  await a.click();
+  await page.locator('#trace-id').waitFor(T);
+  check((await page.locator('#trace-id').textContent()) === id, 'the log opened another trace');
+  await page.locator('#span-detail h2').waitFor(T);
+  check(page.url().includes('span='), 'the log\'s span is not selected');
+});
+
+await step('services, service page, exemplar, trace', async () => {
+  await page.goto(`${BASE}/ui/services?range=15m`);
+  const svc = page.locator('#services a[data-service="checkout"]');
+  await svc.waitFor(T);
+  const rows = await page.locator('#services tbody tr').count();
+  check(rows >= 5, `only ${rows} services listed`);
+  await shot('services');
+  await svc.click();
+  await page.waitForURL(/\/ui\/service\/checkout\?range=15m/);
+  const dot = page.locator('#latency-chart circle.dot').first();
+  await dot.waitFor(T);
+  await shot('service');
+  // Exemplar dots overlap where latencies agree: open one by keyboard.
+  await dot.focus();
+  await dot.press('Enter');
+  await page.locator('#trace-id').waitFor(T);
+  check(/^[0-9a-f]{32}$/.test(await page.locator('#trace-id').textContent()), 'the exemplar opened no trace');
+  await page.locator('.wf-row').first().waitFor(T);
+});
+
+await step('service map shows the known topology', async () => {
+  await page.goto(`${BASE}/ui/map?range=15m`);
+  await page.locator('#service-map g[data-edge]').first().waitFor(T);
+  const edges = await page.locator('#service-map g[data-edge]').evaluateAll((els) => els.map((e) => e.getAttribute('data-edge')));
+  const missing = EDGES.filter((e) => !edges.includes(e));
+  check(missing.length === 0, `edges missing from the map: ${missing.join(', ')} (shown: ${edges.join(', ')})`);
+  results.mapEdges = edges.length;
+  await shot('map');
+  await page.locator('#service-map g[data-node="frontend"]').click();
+  await page.waitForURL(/\/ui\/service\/frontend/);
+});
+
+await step('PromQL explorer charts a query', async () => {
+  await page.goto(`${BASE}/ui/metrics?range=15m&query=${encodeURIComponent('sum by (service_name) (rate(traces_spanmetrics_calls_total[1m]))')}`);
+  await page.locator('#series-count').waitFor(T);
+  const n = Number((await page.locator('#series-count').textContent()).split(' ')[0]);
+  check(n >= 5, `${n} series charted`);
+  check(await page.locator('#prom-result svg path.line').count() === n, 'not one line per series');
+  check(await page.locator('#prom-table tbody tr').count() === n, 'not one table row per series');
+  await shot('metrics');
+});
+
+await step('telemetry is shown as text, never run', async () => {
+  await page.addInitScript(() => { window.__xss = 0; });
+  await page.goto(`${BASE}/ui/trace/${XSS_TRACE}`);
+  await page.locator('#trace-id').waitFor(T);
+  await page.locator('.wf-row').first().click();
+  await page.locator('#span-detail h2').waitFor(T);
+  await page.locator('#trace-logs li').first().waitFor(T);
+  const text = await page.locator('main').innerText();
+  for (const s of ['<script>window.__xss=1</script>', '<img src=x onerror=window.__xss=1>', '<svg onload=window.__xss=1>']) {
+    check(text.includes(s), `payload not shown as text: ${s}`);
+  }
+  await page.goto(`${BASE}/ui/logs?query=${encodeURIComponent('{service_name=~".+"} |= "onerror"')}`);
+  await page.locator('#log-lines tbody tr').first().waitFor(T);
+  await page.goto(`${BASE}/ui/traces?q=${encodeURIComponent('{ name =~ ".*script.*" }')}`);
+  await page.locator('#trace-results tbody tr').first().waitFor(T);
+  check(await page.evaluate(() => window.__xss) === 0, 'a payload ran');
+  check(await page.evaluate(() => document.querySelectorAll('main img, main script, main svg [onload]').length) === 0, 'a payload became an element');
+});
+
+await step('a 10,000-span trace opens and scrolls', async () => {
+  const t0 = Date.now();
+  await page.goto(`${BASE}/ui/trace/${BIG_TRACE}`);
+  await page.locator('.wf-row').first().waitFor(T);
+  results.bigTraceOpenMs = Date.now() - t0;
+  results.bigTraceRenderMs = Number(await page.locator('.trace-page').getAttribute('data-render-ms'));
+  const head = await page.locator('.trace-head').innerText();
+  check(head.includes('10000 spans'), `trace head: ${head}`);
+  const rows = await page.locator('.wf-row').count();
+  check(rows < 200, `${rows} rows in the DOM: the waterfall is not virtualised`);
+  const t1 = Date.now();
+  for (let i = 1; i <= 20; i++) {
+    await page.locator('.wf-scroll').evaluate((el, f) => { el.scrollTop = el.scrollHeight * f; }, i / 20);
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+  }
+  results.bigTraceScroll20Ms = Date.now() - t1;
+  const last = await page.locator('.wf-row').last().getAttribute('data-span');
+  check(last !== null, 'no rows after scrolling to the end');
+  await page.locator('.wf-row').last().click();
+  await page.locator('#span-detail h2').waitFor(T);
+});
+
+await step('Sightline\'s own page shows the store', async () => {
+  await page.goto(`${BASE}/ui/self`);
+  const store = page.locator('.card', { hasText: 'Store' }).locator('table.kv');
+  await store.waitFor(T);
+  const text = await store.innerText();
+  check(/spans_in_head\s+\d+/.test(text) && /metrics_series\s+[1-9]/.test(text), `store status: ${text}`);
+});
+
+await step('dark theme', async () => {
+  await page.goto(`${BASE}/ui/services`);
+  await page.locator('#services tbody tr').first().waitFor(T);
+  await page.keyboard.press('d');
+  check(await page.evaluate(() => document.documentElement.dataset.theme) === 'dark', 'd does not switch to the dark theme');
+  await shot('services-dark');
+  await page.keyboard.press('d');
+});
+
+console.log(JSON.stringify(results));
+await browser.close();

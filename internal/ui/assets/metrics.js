@@ -1,0 +1,94 @@
+// metrics.js: the PromQL explorer and Sightline's own health page.
+import { h, mount, fmtNum } from './dom.js';
+import * as api from './api.js';
+import { editor } from './editor.js';
+import { lineChart, palette } from './chart.js';
+import { navigate, timeRange } from './app.js';
+
+const labelsOf = (m) => {
+  const name = m.__name__ || '';
+  const rest = Object.entries(m).filter(([k]) => k !== '__name__').map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ');
+  return `${name}{${rest}}`;
+};
+
+// promSuggest completes metric names from the label values API.
+let metricNames = null;
+async function promSuggest(src, caret) {
+  const m = /([a-zA-Z_:][\w:]*)$/.exec(src.slice(0, caret));
+  if (!m || m[1].length < 2) return null;
+  if (!metricNames) metricNames = (await api.get('/api/v1/label/__name__/values')).data || [];
+  return { from: caret - m[1].length, items: metricNames.filter((n) => n.startsWith(m[1]) && n !== m[1]).map((n) => ({ label: n, insert: n })) };
+}
+
+// chartQuery runs a range query and returns [chart, table].
+async function chartQuery(q, start, end) {
+  const step = api.stepFor(start, end);
+  const [range, inst] = await Promise.all([api.promRange(q, start, end, step), api.prom(q, end)]);
+  const series = range.slice(0, 50).map((r, i) => ({ name: labelsOf(r.metric), colour: palette[i % palette.length], points: r.values.map(([t, v]) => [Number(t), Number(v)]), gap: step * 1.5 }));
+  let rows = [];
+  if (inst.resultType === 'vector') rows = inst.result.map((r) => [labelsOf(r.metric), r.value[1]]);
+  else if (inst.resultType === 'scalar') rows = [['scalar', inst.result[1]]];
+  return [lineChart({ series, t0: start, t1: end, legend: series.length <= 12 }),
+    h('table', { class: 'grid', id: 'prom-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Series'), h('th', {}, 'Value at end'))),
+      h('tbody', {}, rows.map(([k, v]) => h('tr', {}, h('td', { class: 'mono small' }, k), h('td', { class: 'num' }, v))))),
+    range.length];
+}
+
+export function metricsPage({ query, alive }) {
+  const q = query.get('query') || 'sum by (service_name) (rate(traces_spanmetrics_calls_total[5m]))';
+  const [start, end] = timeRange(query);
+  const ed = editor({ value: q, label: 'PromQL query', suggest: promSuggest, onsubmit: (v) => { const u = new URL(location.href); u.searchParams.set('query', v); navigate(u.pathname + u.search, { replace: true }); } });
+  const out = h('section', { id: 'prom-result' }, h('p', { class: 'muted' }, 'Loading…'));
+  (async () => {
+    try {
+      const [chart, table, n] = await chartQuery(q, start, end);
+      if (!alive()) return;
+      mount(out, h('p', { class: 'muted', id: 'series-count' }, `${n} series`), chart, table);
+    } catch (e) {
+      if (!alive()) return;
+      ed.setError(e.message);
+      mount(out);
+    }
+  })();
+  return h('div', { class: 'page' }, h('h1', {}, 'Metrics'), ed.el,
+    h('div', { class: 'filters' }, h('button', { onclick: () => ed.input.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter' })) }, 'Run query')), out);
+}
+
+// selfPage charts Sightline's own telemetry, which the all-in-one scrapes
+// from its :8888 endpoint into the TSDB (job "sightline").
+const SELF = [
+  ['Spans accepted / s', 'sum(rate(otelcol_receiver_accepted_spans_total[2m]))'],
+  ['Log records accepted / s', 'sum(rate(otelcol_receiver_accepted_log_records_total[2m]))'],
+  ['Metric points accepted / s', 'sum(rate(otelcol_receiver_accepted_metric_points_total[2m]))'],
+  ['Refused / s (spans, logs, points)', 'sum(rate(otelcol_receiver_refused_spans_total[2m])) + sum(rate(otelcol_receiver_refused_log_records_total[2m])) + sum(rate(otelcol_receiver_refused_metric_points_total[2m]))'],
+  ['Export failures / s', 'sum(rate(otelcol_exporter_send_failed_spans_total[2m])) + sum(rate(otelcol_exporter_send_failed_log_records_total[2m]))'],
+  ['Queue size', 'sum(otelcol_exporter_queue_size)'],
+  ['TSDB active series', 'sum(prometheus_tsdb_head_series)'],
+  ['Process memory (MiB)', 'sum(otelcol_process_memory_rss_bytes) / 1048576'],
+];
+
+export function selfPage({ query, alive }) {
+  const [start, end] = timeRange(query);
+  const cards = SELF.map(([title, q]) => {
+    const card = h('div', { class: 'card' }, h('h3', {}, title));
+    (async () => {
+      try {
+        const step = api.stepFor(start, end);
+        const r = await api.promRange(q, start, end, step);
+        if (!alive()) return;
+        const last = r.length && r[0].values.length ? Number(r[0].values[r[0].values.length - 1][1]) : NaN;
+        card.append(h('p', { class: 'big' }, fmtNum(last)), lineChart({ series: r.map((x, i) => ({ name: title, colour: palette[i], points: x.values.map(([t, v]) => [Number(t), Number(v)]) })), t0: start, t1: end, height: 100, legend: false }));
+      } catch (e) {
+        if (alive()) card.append(h('p', { class: 'error' }, e.message));
+      }
+    })();
+    return card;
+  });
+  const store = h('div', { class: 'card' }, h('h3', {}, 'Store'));
+  api.get('/api/sightline/v1/status').then((st) => {
+    if (!alive() || !st) return;
+    store.append(h('table', { class: 'kv' }, h('tbody', {}, Object.entries(st).map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, typeof v === 'object' ? JSON.stringify(v) : String(v)))))));
+  }).catch((e) => { if (alive()) store.append(h('p', { class: 'muted' }, e.message)); });
+  return h('div', { class: 'page' }, h('h1', {}, 'Sightline'), h('p', { class: 'muted' }, 'Sightline\'s own telemetry, scraped from its metrics endpoint into its TSDB.'),
+    h('div', { class: 'cards' }, store, cards));
+}

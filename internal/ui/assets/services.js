@@ -1,0 +1,155 @@
+// services.js: the service list with RED figures from the span metrics,
+// and a service page with RED charts, exemplars, top operations and the
+// slowest and failing traces.
+import { h, mount, fmtNum, fmtPct, fmtDuration, fmtTime, colour } from './dom.js';
+import * as api from './api.js';
+import { lineChart, palette } from './chart.js';
+import { link, navigate, timeRange } from './app.js';
+
+const CALLS = 'traces_spanmetrics_calls_total';
+const BUCKET = 'traces_spanmetrics_duration_milliseconds_bucket';
+const ENTRY = 'span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"';
+
+// byLabel maps an instant vector to label value → number.
+function byLabel(data, label) {
+  const m = new Map();
+  for (const r of (data && data.result) || []) m.set(r.metric[label] || '', Number(r.value[1]));
+  return m;
+}
+
+function sel(service, extra = '') {
+  return `{${ENTRY}${service ? `, service_name=${JSON.stringify(service)}` : ''}${extra}}`;
+}
+
+// red returns instant RED figures by label over window w.
+async function red(label, service, w, time) {
+  const s = sel(service);
+  const e = sel(service, ', status_code="STATUS_CODE_ERROR"');
+  const q = (p) => `histogram_quantile(${p}, sum by (${label}, le) (rate(${BUCKET}${s}[${w}])))`;
+  const [rate, err, p50, p95, p99] = await Promise.all([
+    api.prom(`sum by (${label}) (rate(${CALLS}${s}[${w}]))`, time),
+    api.prom(`sum by (${label}) (rate(${CALLS}${e}[${w}]))`, time),
+    api.prom(q(0.5), time), api.prom(q(0.95), time), api.prom(q(0.99), time)]);
+  const R = byLabel(rate, label);
+  const E = byLabel(err, label);
+  const P = [byLabel(p50, label), byLabel(p95, label), byLabel(p99, label)];
+  return [...R.keys()].sort().map((k) => ({ key: k, rate: R.get(k), errors: (E.get(k) || 0) / (R.get(k) || 1), p50: P[0].get(k), p95: P[1].get(k), p99: P[2].get(k) }));
+}
+
+function windowFor(start, end) {
+  const s = Math.max(60, Math.min(3600, Math.round((end - start) / 4)));
+  return `${s}s`;
+}
+
+const ms = (v) => (v === undefined || !isFinite(v) ? '–' : fmtDuration(v * 1e6));
+
+export function servicesPage({ query, alive }) {
+  const [start, end] = timeRange(query);
+  const body = h('tbody', {});
+  const status = h('p', { class: 'muted' }, 'Loading…');
+  (async () => {
+    try {
+      const rows = await red('service_name', '', windowFor(start, end), end);
+      if (!alive()) return;
+      status.textContent = rows.length ? `${rows.length} services; rates and latency over the last ${windowFor(start, end)} of the range, from span metrics of server and consumer spans` : 'No span metrics yet: send traces to the traces pipeline.';
+      mount(body, rows.map((r) => h('tr', { class: r.errors > 0.05 ? 'has-err' : '' },
+        h('td', {}, link(`/ui/service/${encodeURIComponent(r.key)}`, { class: 'svc', style: { '--c': colour(r.key) }, 'data-service': r.key }, r.key)),
+        h('td', { class: 'num' }, `${fmtNum(r.rate)}/s`),
+        h('td', { class: r.errors > 0.05 ? 'num err' : 'num' }, fmtPct(r.errors)),
+        h('td', { class: 'num' }, ms(r.p50)), h('td', { class: 'num' }, ms(r.p95)), h('td', { class: 'num' }, ms(r.p99)))));
+    } catch (e) {
+      if (alive()) status.textContent = e.message;
+    }
+  })();
+  return h('div', { class: 'page' }, h('h1', {}, 'Services'), status,
+    h('table', { class: 'grid', id: 'services' }, h('thead', {}, h('tr', {}, ['Service', 'Rate', 'Errors', 'p50', 'p95', 'p99'].map((c) => h('th', {}, c)))), body));
+}
+
+function toSeries(result, name, colourOf, scale = 1) {
+  return result.map((r, i) => ({
+    name: typeof name === 'function' ? name(r.metric) : name,
+    colour: colourOf ? colourOf(r.metric, i) : palette[i % palette.length],
+    points: r.values.map(([t, v]) => [Number(t), Number(v) * scale]),
+  }));
+}
+
+export function servicePage({ params, query, alive }) {
+  const service = params[0];
+  const [start, end] = timeRange(query);
+  const step = api.stepFor(start, end);
+  const w = `${Math.max(60, step * 4)}s`;
+  const s = sel(service);
+  const e = sel(service, ', status_code="STATUS_CODE_ERROR"');
+  const charts = {
+    rate: h('div', { class: 'card' }, h('h3', {}, 'Requests/s')),
+    errors: h('div', { class: 'card' }, h('h3', {}, 'Errors %')),
+    latency: h('div', { class: 'card', id: 'latency-chart' }, h('h3', {}, 'Latency p50 / p95 / p99 (ms) · dots are exemplars: click to open the trace')),
+  };
+  const ops = h('tbody', {});
+  const slow = h('div', {});
+  const failing = h('div', {});
+  const open = (id, span) => navigate(`/ui/trace/${id}${span ? `?span=${span}` : ''}`);
+
+  (async () => {
+    try {
+      const [rate, err, total, ...lat] = await Promise.all([
+        api.promRange(`sum(rate(${CALLS}${s}[${w}]))`, start, end, step),
+        api.promRange(`sum(rate(${CALLS}${e}[${w}]))`, start, end, step),
+        api.promRange(`sum(rate(${CALLS}${s}[${w}]))`, start, end, step),
+        ...[0.5, 0.95, 0.99].map((p) => api.promRange(`histogram_quantile(${p}, sum by (le) (rate(${BUCKET}${s}[${w}])))`, start, end, step)),
+      ]);
+      if (!alive()) return;
+      charts.rate.append(lineChart({ series: toSeries(rate, 'req/s'), t0: start, t1: end }));
+      const tot = new Map(((total[0] || {}).values || []).map(([t, v]) => [t, Number(v)]));
+      const errPct = err.map((r) => ({ name: 'error %', colour: '#e15759', points: r.values.map(([t, v]) => [Number(t), tot.get(t) ? (Number(v) / tot.get(t)) * 100 : 0]) }));
+      charts.errors.append(lineChart({ series: errPct, t0: start, t1: end, unit: '%' }));
+      const latSeries = lat.flatMap((r, i) => toSeries(r, ['p50', 'p95', 'p99'][i], () => palette[i]));
+      let dots = [];
+      try {
+        const ex = await api.exemplars(`${BUCKET}${s}`, start, end);
+        dots = ex.flatMap((se) => se.exemplars.map((x) => ({
+          t: Number(x.timestamp), v: Number(x.value), title: `trace ${x.labels.trace_id}: ${fmtNum(Number(x.value))} ms`,
+          onclick: () => open(x.labels.trace_id, x.labels.span_id),
+        }))).filter((d) => d.t >= start && d.t <= end);
+      } catch { /* exemplars are optional */ }
+      if (!alive()) return;
+      charts.latency.append(lineChart({ series: latSeries, dots, t0: start, t1: end, unit: '' }));
+      charts.latency.dataset.exemplars = String(dots.length);
+
+      const rows = await red('span_name', service, windowFor(start, end), end);
+      if (!alive()) return;
+      rows.sort((a, b) => b.rate - a.rate);
+      mount(ops, rows.slice(0, 20).map((r) => h('tr', {},
+        h('td', {}, link(`/ui/traces?q=${encodeURIComponent(`{ resource.service.name = ${JSON.stringify(service)} && name = ${JSON.stringify(r.key)} }`)}`, {}, r.key)),
+        h('td', { class: 'num' }, `${fmtNum(r.rate)}/s`), h('td', { class: r.errors > 0.05 ? 'num err' : 'num' }, fmtPct(r.errors)),
+        h('td', { class: 'num' }, ms(r.p95)))));
+    } catch (err) {
+      if (alive()) charts.rate.append(h('p', { class: 'error' }, err.message));
+    }
+  })();
+
+  const traceList = async (el, q, sortBy) => {
+    try {
+      const r = await api.searchTraces(q, start, end, sortBy ? 200 : 20);
+      if (!alive()) return;
+      let ts = r.traces || [];
+      if (sortBy) ts = ts.sort((a, b) => b.durationMs - a.durationMs).slice(0, 10);
+      mount(el, ts.length ? h('ul', { class: 'tracelist' }, ts.map((t) => h('li', {},
+        link(`/ui/trace/${t.traceID}`, { class: 'mono' }, t.traceID.slice(0, 16)), ' ', t.rootTraceName || '', ' ',
+        h('span', { class: 'muted' }, `${fmtDuration(t.durationMs * 1e6)} · ${fmtTime(Number(t.startTimeUnixNano) / 1e6)}`)))) : h('p', { class: 'muted' }, 'none'));
+    } catch (err) {
+      if (alive()) mount(el, h('p', { class: 'error' }, err.message));
+    }
+  };
+  traceList(slow, `{ resource.service.name = ${JSON.stringify(service)} && (kind = server || kind = consumer) }`, true);
+  traceList(failing, `{ resource.service.name = ${JSON.stringify(service)} && status = error }`, false);
+
+  return h('div', { class: 'page' },
+    h('h1', {}, h('span', { class: 'svc', style: { '--c': colour(service) } }, service)),
+    h('p', {}, link(`/ui/traces?q=${encodeURIComponent(`{ resource.service.name = ${JSON.stringify(service)} }`)}`, {}, 'Traces'), ' · ',
+      link(`/ui/logs?query=${encodeURIComponent(`{service_name=${JSON.stringify(service)}}`)}`, {}, 'Logs'), ' · ', link('/ui/map', {}, 'Service map')),
+    h('div', { class: 'cards' }, charts.rate, charts.errors, charts.latency),
+    h('div', { class: 'cards two' },
+      h('div', { class: 'card' }, h('h3', {}, 'Top operations'), h('table', { class: 'grid' }, h('thead', {}, h('tr', {}, ['Operation', 'Rate', 'Errors', 'p95'].map((c) => h('th', {}, c)))), ops)),
+      h('div', { class: 'card' }, h('h3', {}, 'Slowest traces'), slow, h('h3', {}, 'Failing traces'), failing)));
+}

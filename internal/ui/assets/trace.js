@@ -1,0 +1,266 @@
+// trace.js: the trace view. A virtualised waterfall (only the rows in view
+// are in the DOM, so a 10,000-span trace scrolls smoothly), span detail,
+// the critical path, and the trace's logs on the timeline and per span.
+import { h, mount, fmtDuration, fmtTime, colour } from './dom.js';
+import * as api from './api.js';
+import { link } from './app.js';
+
+const ROW = 24;
+const OVERSCAN = 12;
+const KINDS = ['unspecified', 'internal', 'server', 'client', 'producer', 'consumer'];
+const SEVERITY = (n) => (n >= 17 ? 'error' : n >= 13 ? 'warn' : n >= 9 ? 'info' : n >= 5 ? 'debug' : n > 0 ? 'trace' : '');
+
+// anyValue renders an OTLP AnyValue as a string.
+export function anyValue(v) {
+  if (!v) return '';
+  if ('stringValue' in v) return v.stringValue;
+  if ('intValue' in v) return String(v.intValue);
+  if ('doubleValue' in v) return String(v.doubleValue);
+  if ('boolValue' in v) return String(v.boolValue);
+  if ('bytesValue' in v) return v.bytesValue;
+  if ('arrayValue' in v) return `[${(v.arrayValue.values || []).map(anyValue).join(', ')}]`;
+  if ('kvlistValue' in v) return `{${(v.kvlistValue.values || []).map((kv) => `${kv.key}: ${anyValue(kv.value)}`).join(', ')}}`;
+  return '';
+}
+
+const attrMap = (list) => (list || []).map((kv) => [kv.key, anyValue(kv.value)]);
+
+// parseTrace flattens OTLP JSON into spans with parent links, sorted
+// depth-first by start time.
+export function parseTrace(td) {
+  const spans = [];
+  for (const rs of td.resourceSpans || []) {
+    const res = attrMap(rs.resource && rs.resource.attributes);
+    const service = (res.find(([k]) => k === 'service.name') || [, 'unknown_service'])[1];
+    for (const ss of rs.scopeSpans || []) {
+      for (const sp of ss.spans || []) {
+        spans.push({
+          id: sp.spanId, parent: sp.parentSpanId || '', name: sp.name, service, resource: res,
+          scope: ss.scope || {}, kind: typeof sp.kind === 'number' ? KINDS[sp.kind] : String(sp.kind || '').replace('SPAN_KIND_', '').toLowerCase(),
+          start: Number(sp.startTimeUnixNano), end: Number(sp.endTimeUnixNano), attrs: attrMap(sp.attributes),
+          events: sp.events || [], links: sp.links || [],
+          error: sp.status && (sp.status.code === 2 || sp.status.code === 'STATUS_CODE_ERROR'),
+          statusMessage: (sp.status && sp.status.message) || '', children: [], depth: 0, logs: [],
+        });
+      }
+    }
+  }
+  const byId = new Map(spans.map((s) => [s.id, s]));
+  const roots = [];
+  for (const s of spans) {
+    const p = byId.get(s.parent);
+    if (p && p !== s) p.children.push(s); else roots.push(s);
+  }
+  const order = [];
+  const walk = (s, d) => {
+    s.depth = d;
+    order.push(s);
+    s.children.sort((a, b) => a.start - b.start);
+    for (const c of s.children) walk(c, d + 1);
+  };
+  roots.sort((a, b) => a.start - b.start).forEach((r) => walk(r, 0));
+  return { spans: order, byId, roots };
+}
+
+// criticalPath marks the spans that bound the trace's duration: from each
+// span, the child that finished last before the span ended, then the
+// child that finished before that one started, and so on.
+export function criticalPath(roots) {
+  const on = new Set();
+  const visit = (s, limit) => {
+    on.add(s.id);
+    let t = Math.min(s.end, limit);
+    const kids = [...s.children].sort((a, b) => b.end - a.end);
+    for (const c of kids) {
+      if (c.end <= t && c.end > s.start) { visit(c, t); t = c.start; }
+    }
+  };
+  for (const r of roots) visit(r, r.end);
+  return on;
+}
+
+function kv(rows) {
+  return h('table', { class: 'kv' }, h('tbody', {}, rows.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, h('span', { class: 'val' }, v))))));
+}
+
+export function tracePage({ params, query, alive }) {
+  const id = params[0].toLowerCase();
+  const root = h('div', { class: 'page trace-page' }, h('p', { class: 'muted' }, 'Loading trace…'));
+  (async () => {
+    let raw;
+    let logsRaw;
+    try {
+      [raw, logsRaw] = await Promise.all([api.trace(id), api.traceLogs(id).catch(() => ({}))]);
+    } catch (e) {
+      if (alive()) mount(root, h('h1', {}, 'Trace ', h('span', { class: 'mono' }, id)), h('p', { class: 'error', role: 'alert' }, e.message));
+      return;
+    }
+    if (!alive()) return;
+    const t0 = performance.now();
+    view(root, id, raw.trace || raw, logsRaw, query.get('span'));
+    root.dataset.renderMs = String(Math.round(performance.now() - t0));
+  })();
+  return root;
+}
+
+function view(root, id, td, logsRaw, selected) {
+  const { spans, byId, roots } = parseTrace(td);
+  if (!spans.length) { mount(root, h('p', { class: 'empty' }, 'Trace has no spans.')); return; }
+  const tStart = Math.min(...spans.map((s) => s.start));
+  const tEnd = Math.max(...spans.map((s) => s.end));
+  const total = Math.max(1, tEnd - tStart);
+  const crit = criticalPath(roots);
+  const services = [...new Set(spans.map((s) => s.service))];
+  const errors = spans.filter((s) => s.error).length;
+
+  // Logs: attach to spans by span ID.
+  const logs = [];
+  for (const rl of logsRaw.resourceLogs || []) {
+    const svc = (attrMap(rl.resource && rl.resource.attributes).find(([k]) => k === 'service.name') || [, ''])[1];
+    for (const sl of rl.scopeLogs || []) {
+      for (const lr of sl.logRecords || []) {
+        const l = { t: Number(lr.timeUnixNano || lr.observedTimeUnixNano), span: lr.spanId || '', body: anyValue(lr.body), sev: lr.severityText || SEVERITY(lr.severityNumber || 0), service: svc, attrs: attrMap(lr.attributes) };
+        logs.push(l);
+        const s = byId.get(l.span);
+        if (s) s.logs.push(l);
+      }
+    }
+  }
+  logs.sort((a, b) => a.t - b.t);
+
+  const collapsed = new Set();
+  let visible = [];
+  const recompute = () => {
+    visible = [];
+    const hidden = new Set();
+    for (const s of spans) {
+      if (hidden.has(s.parent)) { hidden.add(s.id); continue; }
+      visible.push(s);
+      if (collapsed.has(s.id)) hidden.add(s.id);
+    }
+  };
+  recompute();
+
+  const pct = (t) => `${(((t - tStart) / total) * 100).toFixed(3)}%`;
+  const scroller = h('div', { class: 'wf-scroll', tabindex: 0, 'aria-label': 'spans' });
+  const spacer = h('div', { class: 'wf-spacer' });
+  const rowsEl = h('div', { class: 'wf-rows' });
+  scroller.append(spacer, rowsEl);
+  const detail = h('aside', { class: 'detail', id: 'span-detail', 'aria-live': 'polite' });
+  let sel = selected && byId.get(selected) ? selected : null;
+
+  function row(s, i) {
+    const hasKids = s.children.length > 0;
+    const toggle = hasKids
+      ? h('button', { class: 'tog', 'aria-label': collapsed.has(s.id) ? 'expand' : 'collapse', 'aria-expanded': String(!collapsed.has(s.id)), onclick: (e) => { e.stopPropagation(); if (collapsed.has(s.id)) collapsed.delete(s.id); else collapsed.add(s.id); recompute(); paint(true); } }, collapsed.has(s.id) ? '▸' : '▾')
+      : h('span', { class: 'tog' });
+    const bar = h('div', { class: `bar${s.error ? ' err' : ''}${crit.has(s.id) ? ' crit' : ''}`, style: { left: pct(s.start), width: `max(2px, ${(((s.end - s.start) / total) * 100).toFixed(3)}%)`, background: colour(s.service) } });
+    const ticks = s.logs.map((l) => h('i', { class: `logtick ${l.sev.toLowerCase()}`, style: { left: pct(l.t) }, title: l.body }));
+    return h('div', {
+      class: `wf-row${s.id === sel ? ' sel' : ''}${s.error ? ' has-err' : ''}`,
+      style: { top: `${i * ROW}px` },
+      role: 'row',
+      'data-span': s.id,
+      onclick: () => select(s.id),
+    },
+    h('div', { class: 'wf-name', style: { paddingLeft: `${s.depth * 14}px` } }, toggle,
+      h('span', { class: 'svc small', style: { '--c': colour(s.service) } }, s.service), ' ',
+      h('span', { class: 'span-name' }, s.name), s.error ? h('span', { class: 'err-mark', title: 'error' }, ' ⚠') : null),
+    h('div', { class: 'wf-track' }, bar, ticks, h('span', { class: 'wf-dur', style: { left: pct(s.end) } }, fmtDuration(s.end - s.start))));
+  }
+
+  let lastFirst = -1;
+  function paint(force) {
+    spacer.style.height = `${visible.length * ROW}px`;
+    scroller.style.height = `min(64vh, ${visible.length * ROW + 2}px)`;
+    const first = Math.max(0, Math.floor(scroller.scrollTop / ROW) - OVERSCAN);
+    if (!force && first === lastFirst) return;
+    lastFirst = first;
+    const last = Math.min(visible.length, first + Math.ceil((scroller.clientHeight || 600) / ROW) + 2 * OVERSCAN);
+    const frag = [];
+    for (let i = first; i < last; i++) frag.push(row(visible[i], i));
+    mount(rowsEl, frag);
+  }
+  let raf = 0;
+  scroller.addEventListener('scroll', () => { if (!raf) raf = requestAnimationFrame(() => { raf = 0; paint(false); }); });
+  scroller.addEventListener('keydown', (e) => {
+    const i = visible.findIndex((s) => s.id === sel);
+    if (e.key === 'ArrowDown' || e.key === 'j') { select(visible[Math.min(visible.length - 1, i + 1)].id); e.preventDefault(); }
+    if (e.key === 'ArrowUp' || e.key === 'k') { select(visible[Math.max(0, i - 1)].id); e.preventDefault(); }
+    if ((e.key === 'ArrowLeft' || e.key === 'ArrowRight') && sel) { if (e.key === 'ArrowLeft') collapsed.add(sel); else collapsed.delete(sel); recompute(); paint(true); }
+  });
+
+  function select(spanId) {
+    const s = byId.get(spanId);
+    if (!s) return;
+    sel = spanId;
+    // Expand the span's ancestors, then scroll it into view.
+    for (let p = byId.get(s.parent); p; p = byId.get(p.parent)) collapsed.delete(p.id);
+    recompute();
+    const i = visible.indexOf(s);
+    if (i * ROW < scroller.scrollTop || i * ROW > scroller.scrollTop + scroller.clientHeight - ROW) scroller.scrollTop = Math.max(0, i * ROW - scroller.clientHeight / 3);
+    paint(true);
+    const u = new URL(location.href);
+    u.searchParams.set('span', spanId);
+    history.replaceState(null, '', u);
+    showDetail(s);
+  }
+
+  function showDetail(s) {
+    const exc = s.events.filter((e) => e.name === 'exception');
+    mount(detail,
+      h('h2', {}, h('span', { class: 'span-name' }, s.name)),
+      h('p', {}, link(`/ui/service/${encodeURIComponent(s.service)}`, { class: 'svc', style: { '--c': colour(s.service) } }, s.service),
+        ` ${s.kind} · ${fmtDuration(s.end - s.start)} · starts at +${fmtDuration(s.start - tStart)}`,
+        s.error ? h('span', { class: 'err' }, ` · error${s.statusMessage ? `: ${s.statusMessage}` : ''}`) : null),
+      h('p', { class: 'mono small' }, `span ${s.id}${s.parent ? ` · parent ${s.parent}` : ''}`),
+      h('h3', {}, 'Attributes'), s.attrs.length ? kv(s.attrs) : h('p', { class: 'muted' }, 'none'),
+      exc.length ? [h('h3', {}, 'Exceptions'), exc.map((e) => {
+        const a = new Map(attrMap(e.attributes));
+        return h('div', { class: 'exception' }, h('strong', {}, a.get('exception.type') || 'exception'), ': ', a.get('exception.message') || '',
+          a.get('exception.stacktrace') ? h('pre', { class: 'stack' }, a.get('exception.stacktrace')) : null);
+      })] : null,
+      h('h3', {}, `Logs (${s.logs.length})`),
+      s.logs.length ? h('ul', { class: 'loglist', id: 'span-logs' }, s.logs.map((l) => h('li', { class: `sev-${l.sev.toLowerCase()}` }, h('span', { class: 'mono small' }, `+${fmtDuration(l.t - tStart)} `), h('span', { class: 'sev' }, l.sev), ' ', h('span', { class: 'body' }, l.body)))) : h('p', { class: 'muted' }, 'No logs for this span.'),
+      s.events.length - exc.length > 0 ? [h('h3', {}, 'Events'), h('ul', { class: 'loglist' }, s.events.filter((e) => e.name !== 'exception').map((e) => h('li', {}, h('span', { class: 'mono small' }, `+${fmtDuration(Number(e.timeUnixNano) - tStart)} `), e.name, e.attributes && e.attributes.length ? kv(attrMap(e.attributes)) : null)))] : null,
+      s.links.length ? [h('h3', {}, 'Links'), h('ul', {}, s.links.map((l) => h('li', {}, link(`/ui/trace/${l.traceId}?span=${l.spanId}`, { class: 'mono' }, `${l.traceId} / ${l.spanId}`))))] : null,
+      h('h3', {}, 'Resource'), kv(s.resource),
+      s.scope.name ? h('p', { class: 'muted small' }, `scope ${s.scope.name} ${s.scope.version || ''}`) : null);
+  }
+
+  const timelineLogs = h('div', { class: 'wf-track logs-track', title: 'the trace\'s logs' }, logs.map((l) => h('i', { class: `logtick ${l.sev.toLowerCase()}`, style: { left: pct(l.t) }, title: `${l.service}: ${l.body}`, onclick: () => l.span && select(l.span) })));
+  const axis = h('div', { class: 'wf-axis' }, h('div', { class: 'wf-name' }, 'Service · operation'),
+    h('div', { class: 'wf-track' }, [0, 0.25, 0.5, 0.75, 1].map((f) => h('span', { class: 'axis-tick', style: { left: `${f * 100}%` } }, fmtDuration(f * total)))));
+
+  const logPanel = h('section', { class: 'trace-logs' }, h('h2', {}, `Logs in this trace (${logs.length})`),
+    logs.length ? h('ul', { class: 'loglist', id: 'trace-logs' }, logs.map((l) => h('li', { class: `sev-${l.sev.toLowerCase()}` },
+      h('span', { class: 'mono small' }, `+${fmtDuration(l.t - tStart)} `), h('span', { class: 'sev' }, l.sev), ' ',
+      h('span', { class: 'svc small', style: { '--c': colour(l.service) } }, l.service), ' ', h('span', { class: 'body' }, l.body), ' ',
+      l.span && byId.has(l.span) ? h('button', { class: 'linkish', 'data-span': l.span, onclick: () => select(l.span) }, `span ${l.span.slice(0, 8)}`) : null))) : h('p', { class: 'muted' }, 'No logs carry this trace ID.'));
+
+  const rootSpan = roots[0];
+  const download = () => {
+    const blob = new Blob([JSON.stringify(td, null, 2)], { type: 'application/json' });
+    const a = h('a', { href: URL.createObjectURL(blob), download: `trace-${id}.json` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  };
+  const idEl = h('code', { class: 'mono', id: 'trace-id' }, id);
+  mount(root,
+    h('div', { class: 'trace-head' },
+      h('h1', {}, h('span', { class: 'svc', style: { '--c': colour(rootSpan.service) } }, rootSpan.service), ' ', h('span', { class: 'span-name' }, rootSpan.name)),
+      h('p', {}, idEl, ' ',
+        h('button', { onclick: (e) => { navigator.clipboard && navigator.clipboard.writeText(id).catch(() => {}); const r = document.createRange(); r.selectNodeContents(idEl); getSelection().removeAllRanges(); getSelection().addRange(r); e.target.textContent = 'Copied'; } }, 'Copy ID'), ' ',
+        h('button', { onclick: download, id: 'download' }, 'Download OTLP JSON'), ' ',
+        link(`/ui/service/${encodeURIComponent(rootSpan.service)}`, {}, 'Service page'), ' · ',
+        link(`/ui/logs?query=${encodeURIComponent(`{service_name=~".+"} | trace_id="${id}"`)}`, {}, 'Logs search')),
+      h('p', { class: 'muted' }, `${fmtTime(tStart / 1e6)} · ${fmtDuration(total)} · ${spans.length} spans · ${services.length} services · `,
+        h('span', { class: errors ? 'err' : '' }, `${errors} errors`), ' · critical path highlighted')),
+    h('div', { class: 'trace-body' },
+      h('div', { class: 'waterfall' }, axis, h('div', { class: 'wf-axis' }, h('div', { class: 'wf-name muted' }, `logs (${logs.length})`), timelineLogs), scroller),
+      detail),
+    logPanel);
+  paint(true);
+  if (sel) select(sel); else mount(detail, h('p', { class: 'muted' }, 'Select a span to see its attributes, events and logs.'));
+}
