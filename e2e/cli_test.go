@@ -48,15 +48,12 @@ func TestNoArgumentsRunsAllInOne(t *testing.T) {
 	}
 	// The span_metrics connector (flushing every 15 s) turns the span into
 	// metrics on the derived pipeline, which the sightline exporter writes
-	// to the embedded TSDB; no OTLP metrics are sent, so metric points the
-	// exporter sent are derived ones.
-	in.waitFor("the span's span metrics sent to the store", 60*time.Second, func() bool {
-		for _, l := range strings.Split(httpGet(t, "http://localhost:8888/metrics"), "\n") {
-			if strings.HasPrefix(l, "otelcol_exporter_sent_metric_points") && strings.Contains(l, `exporter="sightline"`) && !strings.HasSuffix(l, " 0") {
-				return true
-			}
-		}
-		return false
+	// to the embedded TSDB; the prometheus receiver scrapes Sightline's
+	// own telemetry into the same TSDB. Both answer PromQL on :3200.
+	in.waitFor("the span's metrics and the self-scrape in the TSDB", 90*time.Second, func() bool {
+		return promValue(t, "http://localhost:3200", `sum(traces_spanmetrics_duration_milliseconds_count{span_name="GET /hello"})`) == 1 &&
+			promValue(t, "http://localhost:3200", `up{job="sightline"}`) == 1 &&
+			promValue(t, "http://localhost:3200", `sum(otelcol_receiver_accepted_spans_total{receiver="otlp"})`) >= 1
 	})
 	self := httpGet(t, "http://localhost:8888/metrics")
 	if !strings.Contains(self, `otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"`) {

@@ -107,8 +107,8 @@ func xssTrace(start time.Time) (ptrace.Traces, plog.Logs, pcommon.TraceID) {
 }
 
 // TestUI runs the browser tests (e2e/ui/ui.test.mjs) in Debian's
-// Chromium against the binary, with the workload generator's traces and
-// logs, a 10,000-span trace and a trace of HTML payloads. With
+// Chromium against the binary, with 1,000 of the workload generator's
+// traces and their logs, a 10,000-span trace and a trace of HTML payloads. With
 // SIGHTLINE_SCREENSHOTS=dir it also saves the README's screenshots there.
 func TestUI(t *testing.T) {
 	node, err := exec.LookPath("node")
@@ -133,13 +133,13 @@ func TestUI(t *testing.T) {
 	}
 
 	now := time.Now()
-	gen := workload.New(21, now.Add(-4*time.Minute), workload.Options{TraceInterval: 400 * time.Millisecond})
+	gen := workload.New(21, now.Add(-4*time.Minute), workload.Options{TraceInterval: 200 * time.Millisecond})
 	var spans []storage.Span
 	var logs []storage.LogRecord
 	// Two waves, with the metrics flushed between them, so that rates
 	// (an increase between two samples) are not zero.
-	for i := range 6 {
-		if i == 3 {
+	for i := range 10 {
+		if i == 5 {
 			in.waitFor("the first wave's span metrics", 30*time.Second, func() bool {
 				return promValue(t, base, `count(traces_service_graph_request_total)`) > 0 && promValue(t, base, `count(traces_spanmetrics_calls_total)`) > 0
 			})
@@ -197,7 +197,7 @@ func TestUI(t *testing.T) {
 	cmd := exec.Command(node, "ui.test.mjs")
 	cmd.Dir = "ui"
 	cmd.Env = append(os.Environ(),
-		"BASE="+base, "ARTIFACTS="+artifacts, "CHROMIUM="+chromium,
+		"BASE="+base, "ARTIFACTS="+artifacts, "CHROMIUM="+chromium, fmt.Sprintf("OTLP_HTTP=http://127.0.0.1:%d", in.HTTP),
 		"LOG_TRACE="+logTrace.String(), "LOG_LINE="+logLine,
 		"BIG_TRACE="+storage.TraceID(bigID).String(), "XSS_TRACE="+storage.TraceID(xssID).String(),
 		"EDGES="+mustJSON(t, edges))

@@ -161,6 +161,17 @@ func load(args []string) error {
 	return nil
 }
 
+// openEmpty opens a new metrics store in dir, removing what was there.
+func openEmpty(dir string) (*metrics.DB, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("-data is required")
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	return metrics.Open(metrics.Options{Dir: dir, Retention: 24 * time.Hour})
+}
+
 // query fills a TSDB with an hour of the span metrics' RED series for
 // n services (5 operations, 2 statuses, calls and a 13-bucket duration
 // histogram, every 15 s), then times PromQL over it.
@@ -170,13 +181,7 @@ func query(args []string) error {
 	dir := fs.String("data", "", "TSDB directory (emptied first)")
 	runs := fs.Int("runs", 50, "runs per query")
 	fs.Parse(args)
-	if *dir == "" {
-		return fmt.Errorf("-data is required")
-	}
-	if err := os.RemoveAll(*dir); err != nil {
-		return err
-	}
-	db, err := metrics.Open(metrics.Options{Dir: *dir, Retention: 24 * time.Hour})
+	db, err := openEmpty(*dir)
 	if err != nil {
 		return err
 	}
@@ -278,13 +283,7 @@ func series(args []string) error {
 	n := fs.Int("series", 100_000, "active series")
 	dir := fs.String("data", "", "TSDB directory (emptied first)")
 	fs.Parse(args)
-	if *dir == "" {
-		return fmt.Errorf("-data is required")
-	}
-	if err := os.RemoveAll(*dir); err != nil {
-		return err
-	}
-	db, err := metrics.Open(metrics.Options{Dir: *dir, Retention: 24 * time.Hour})
+	db, err := openEmpty(*dir)
 	if err != nil {
 		return err
 	}

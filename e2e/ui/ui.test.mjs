@@ -19,6 +19,7 @@ const LOG_LINE = env('LOG_LINE'); // the body of one of its logs
 const BIG_TRACE = env('BIG_TRACE'); // 10,000 spans
 const XSS_TRACE = env('XSS_TRACE');
 const EDGES = JSON.parse(env('EDGES')); // ["client->server", ...]
+const OTLP_HTTP = env('OTLP_HTTP'); // the OTLP/HTTP receiver
 mkdirSync(ARTIFACTS, { recursive: true });
 if (SHOTS) mkdirSync(SHOTS, { recursive: true });
 
@@ -109,6 +110,33 @@ await step('logs to trace', async () => {
   check((await page.locator('#trace-id').textContent()) === id, 'the log opened another trace');
   await page.locator('#span-detail h2').waitFor(T);
   check(page.url().includes('span='), 'the log\'s span is not selected');
+});
+
+await step('live tail shows a line sent after the page opened', async () => {
+  await page.goto(`${BASE}/ui/logs?range=15m&query=${encodeURIComponent('{service_name="tail-test"}')}`);
+  await page.locator('#log-count').waitFor(T);
+  await page.locator('#tail').check();
+  const body = `tailed line ${Date.now()}`;
+  const resp = await fetch(`${OTLP_HTTP}/v1/logs`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ resourceLogs: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'tail-test' } }] },
+      scopeLogs: [{ logRecords: [{ timeUnixNano: String(BigInt(Date.now()) * 1000000n), severityNumber: 9, severityText: 'INFO', body: { stringValue: body } }] }] }] }),
+  });
+  check(resp.ok, `OTLP/HTTP logs: ${resp.status}`);
+  await page.locator('#log-lines tbody tr', { hasText: body }).waitFor(T);
+});
+
+await step('a search result of 1,000 traces renders at once', async () => {
+  const t0 = Date.now();
+  await page.goto(`${BASE}/ui/traces?range=15m&limit=1000&q=${encodeURIComponent('{ }')}`);
+  await page.locator('#trace-results tbody tr').nth(999).waitFor(T);
+  results.search1000Ms = Date.now() - t0;
+  // The page reports how long the search API took.
+  results.search1000ApiMs = Number(/, (\d+) ms/.exec(await page.locator('#result-count').textContent())[1]);
+  const n = await page.locator('#trace-results tbody tr').count();
+  check(n === 1000, `${n} rows for a limit of 1000`);
+  check(await page.locator('.chart-wrap circle.dot').count() === 1000, 'not one scatter dot per trace');
 });
 
 await step('services, service page, exemplar, trace', async () => {

@@ -56,15 +56,18 @@ export function metricsPage({ query, alive }) {
 
 // selfPage charts Sightline's own telemetry, which the all-in-one scrapes
 // from its :8888 endpoint into the TSDB (job "sightline").
+const anyOf = (names) => names.map((n) => `(sum(rate(${n}[2m])) or vector(0))`).join(' + ');
+
 const SELF = [
   ['Spans accepted / s', 'sum(rate(otelcol_receiver_accepted_spans_total[2m]))'],
   ['Log records accepted / s', 'sum(rate(otelcol_receiver_accepted_log_records_total[2m]))'],
   ['Metric points accepted / s', 'sum(rate(otelcol_receiver_accepted_metric_points_total[2m]))'],
-  ['Refused / s (spans, logs, points)', 'sum(rate(otelcol_receiver_refused_spans_total[2m])) + sum(rate(otelcol_receiver_refused_log_records_total[2m])) + sum(rate(otelcol_receiver_refused_metric_points_total[2m]))'],
-  ['Export failures / s', 'sum(rate(otelcol_exporter_send_failed_spans_total[2m])) + sum(rate(otelcol_exporter_send_failed_log_records_total[2m]))'],
-  ['Queue size', 'sum(otelcol_exporter_queue_size)'],
-  ['TSDB active series', 'sum(prometheus_tsdb_head_series)'],
-  ['Process memory (MiB)', 'sum(otelcol_process_memory_rss_bytes) / 1048576'],
+  // Counters that have never moved are not exported yet: read them as 0.
+  ['Refused / s (spans, logs, points)', anyOf(['otelcol_receiver_refused_spans_total', 'otelcol_receiver_refused_log_records_total', 'otelcol_receiver_refused_metric_points_total'])],
+  ['Export failures / s', anyOf(['otelcol_exporter_send_failed_spans_total', 'otelcol_exporter_send_failed_log_records_total', 'otelcol_exporter_send_failed_metric_points_total'])],
+  ['Exports in flight', 'sum(otelcol_exporter_in_flight_requests)'],
+  ['CPU (cores)', 'sum(rate(otelcol_process_cpu_seconds_total[2m]))'],
+  ['Memory RSS (MiB)', 'sum(otelcol_process_memory_rss) / 1048576'],
 ];
 
 export function selfPage({ query, alive }) {
