@@ -72,6 +72,12 @@ await step('search, open a trace, its logs, a log\'s span, span detail', async (
   // Autocomplete offers attribute names from the tags API.
   await ta.type('{ resource.serv');
   await page.locator('.suggest li', { hasText: 'resource.service.name' }).first().waitFor(T);
+  // ... and values after an operator; Tab takes the selected one.
+  await ta.fill('');
+  await ta.type('{ resource.service.name = "chec');
+  await page.locator('.suggest li', { hasText: 'checkout' }).first().waitFor(T);
+  await ta.press('Tab');
+  check((await ta.inputValue()).startsWith('{ resource.service.name = "checkout"'), `completion gave ${await ta.inputValue()}`);
   // A bad query shows the parser's message with its position, and marks it.
   await ta.fill('{ status = }');
   await ta.press('Enter');
@@ -96,6 +102,16 @@ await step('search, open a trace, its logs, a log\'s span, span detail', async (
   check(/[?&]span=[0-9a-f]{16}/.test(page.url()), `the URL does not deep-link the span: ${page.url()}`);
   check(await detail.locator('table.kv').count() >= 2, 'span detail lacks attributes and resource');
   await shot('trace');
+  // Keyboard: the next span down becomes the selected one.
+  const before = new URL(page.url()).searchParams.get('span');
+  await page.locator('.wf-scroll').focus();
+  await page.keyboard.press('ArrowDown');
+  check(new URL(page.url()).searchParams.get('span') !== before, 'ArrowDown did not move the selection');
+  // The download is the trace as OTLP JSON.
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.locator('#download').click()]);
+  const { readFile } = await import('node:fs/promises');
+  const otlp = JSON.parse(await readFile(await dl.path(), 'utf8'));
+  check(otlp.resourceSpans && otlp.resourceSpans.length > 0, 'the download is not OTLP JSON');
 });
 
 await step('logs to trace', async () => {
@@ -134,9 +150,14 @@ await step('a search result of 1,000 traces renders at once', async () => {
   results.search1000Ms = Date.now() - t0;
   // The page reports how long the search API took.
   results.search1000ApiMs = Number(/, (\d+) ms/.exec(await page.locator('#result-count').textContent())[1]);
+  results.search1000RenderMs = Number(await page.locator('section.results').getAttribute('data-render-ms'));
   const n = await page.locator('#trace-results tbody tr').count();
   check(n === 1000, `${n} rows for a limit of 1000`);
   check(await page.locator('.chart-wrap circle.dot').count() === 1000, 'not one scatter dot per trace');
+  const dotTrace = await page.locator('.chart-wrap circle.dot').last().getAttribute('data-trace');
+  await page.locator('.chart-wrap circle.dot').last().dispatchEvent('click');
+  await page.locator('#trace-id').waitFor(T);
+  check((await page.locator('#trace-id').textContent()).endsWith(dotTrace), 'the scatter dot opened another trace');
 });
 
 await step('services, service page, exemplar, trace', async () => {
@@ -228,6 +249,27 @@ await step('Sightline\'s own page shows the store', async () => {
   await store.waitFor(T);
   const text = await store.innerText();
   check(/spans_in_head\s+\d+/.test(text) && /metrics_series\s+[1-9]/.test(text), `store status: ${text}`);
+});
+
+await step('the UI\'s own functions (critical path, map layout, tokens, error positions)', async () => {
+  const r = await page.evaluate(async () => {
+    const { criticalPath } = await import('/ui/trace.js');
+    const { layers } = await import('/ui/map.js');
+    const { tokens, errorPosition } = await import('/ui/editor.js');
+    // root 0..100 with children a 0..30, b 10..60 (inside a? no: overlaps),
+    // c 60..95; the path is c, then b (ends at 60 <= c's start), not a.
+    const sp = (id, start, end, children = []) => ({ id, start, end, children });
+    const a = sp('a', 0, 30); const b = sp('b', 10, 60); const c = sp('c', 60, 95);
+    const root = sp('r', 0, 100, [a, b, c]);
+    const cp = [...criticalPath([root])].sort().join(',');
+    const cols = layers(['db', 'api', 'web', 'auth'], [{ client: 'web', server: 'api' }, { client: 'api', server: 'db' }, { client: 'api', server: 'auth' }, { client: 'auth', server: 'db' }]);
+    const toks = tokens('{ span.http.status_code >= 500 && name = "GET /" }').filter(([k]) => k !== 'plain').map(([k, t]) => `${k}:${t}`);
+    return { cp, cols, toks, pos: errorPosition('1:12: unexpected }'), lpos: errorPosition('parse error at line 2, col 3: x') };
+  });
+  check(r.cp === 'b,c,r', `critical path ${r.cp}`);
+  check(JSON.stringify(r.cols) === JSON.stringify([['web'], ['api'], ['auth'], ['db']]), `layers ${JSON.stringify(r.cols)}`);
+  check(r.toks.join(' ') === 'op:{ attr:span.http.status_code op:>= number:500 op:&& intrinsic:name op:= string:"GET /" op:}', `tokens ${r.toks.join(' ')}`);
+  check(r.pos.line === 1 && r.pos.col === 12 && r.lpos.line === 2 && r.lpos.col === 3, `positions ${JSON.stringify(r)}`);
 });
 
 await step('dark theme', async () => {

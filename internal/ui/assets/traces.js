@@ -90,6 +90,7 @@ export function tracesPage({ query, alive }) {
     if (!alive()) return;
     const traces = r.traces || [];
     const took = performance.now() - t0;
+    const r0 = performance.now();
     const open = (t) => navigate(`/ui/trace/${t.traceID}`);
     const pts = traces.map((t) => {
       const errs = Object.values(t.serviceStats || {}).reduce((a, s) => a + (s.errorCount || 0), 0);
@@ -115,6 +116,7 @@ export function tracesPage({ query, alive }) {
       traces.length ? h('table', { class: 'grid', id: 'trace-results' },
         h('thead', {}, h('tr', {}, ['Trace', 'Root service', 'Root operation', 'Start', 'Duration', 'Spans', 'Services', 'Errors'].map((c) => h('th', {}, c)))),
         h('tbody', {}, rows)) : h('p', { class: 'empty' }, 'No traces match in this time range.'));
+    results.dataset.renderMs = String(Math.round(performance.now() - r0));
   })();
 
   return h('div', { class: 'page' },
