@@ -157,3 +157,16 @@ func TestLimits(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, code, "%s", b)
 	require.Contains(t, string(b), "timed out after 50ms")
 }
+
+// PromQL range queries obey max_time_range before they reach the engine.
+func TestPromQLTimeRangeLimit(t *testing.T) {
+	db, _, _ := testStore(t)
+	srv := newTestAPI(t, db, func(c *Config) { c.Limits.MaxTimeRange = time.Hour })
+	now := time.Now().Unix()
+	code, body := get(t, srv, "/api/v1/query_range", url.Values{"query": {"up"}, "start": {strconv.FormatInt(now-7200, 10)}, "end": {strconv.FormatInt(now, 10)}, "step": {"60"}}, "")
+	require.Equal(t, http.StatusUnprocessableEntity, code, string(body))
+	var res struct{ Status, ErrorType, Error string }
+	require.NoError(t, json.Unmarshal(body, &res))
+	require.Equal(t, "error", res.Status)
+	require.Contains(t, res.Error, "exceeds the limit of 1h0m0s")
+}
