@@ -38,6 +38,10 @@ function frame(svg, W, H, t0, t1, vmin, vmax, unit) {
   return { x, y };
 }
 
+const canvas = (W, H) => s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: 'chart', role: 'img' });
+
+const legendOf = (items) => h('div', { class: 'legend' }, items.map((it) => h('span', { class: 'legend-item' }, h('i', { style: { background: it.colour } }), it.name)));
+
 // responsive draws with the container's width, and again when it changes,
 // so text keeps its size at any width.
 function responsive(draw, legendEl) {
@@ -59,84 +63,87 @@ function responsive(draw, legendEl) {
 // [{t, v, title, onclick}] drawn on top (exemplars).
 export function lineChart({ series, dots = [], t0, t1, unit = '', height = 180, legend = true }) {
   const H = height;
-  const legendEl = legend && series.length ? h('div', { class: 'legend' }, series.slice(0, 20).map((se) => h('span', { class: 'legend-item' }, h('i', { style: { background: se.colour } }), se.name))) : null;
-  return responsive((W) => {
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: 'chart', role: 'img' });
-  let vmax = 0;
-  let vmin = 0;
-  for (const se of series) for (const [, v] of se.points) if (isFinite(v)) { vmax = Math.max(vmax, v); vmin = Math.min(vmin, v); }
-  for (const d of dots) if (isFinite(d.v)) vmax = Math.max(vmax, d.v);
-  if (vmax === vmin) vmax = vmin + 1;
-  const { x, y } = frame(svg, W, H, t0, t1, vmin, vmax * 1.05, unit);
-  for (const se of series) {
-    let d = '';
-    let pen = false;
-    let prev = null;
-    let run = [];
-    // A point with no neighbour draws no line: mark it, as Grafana does.
-    const flush = () => { if (run.length === 1) svg.append(s('circle', { cx: run[0][0], cy: run[0][1], r: 2.5, fill: se.colour })); run = []; };
-    for (const [t, v] of se.points) {
-      if (!isFinite(v) || (prev !== null && t - prev > (se.gap || Infinity))) { pen = false; flush(); }
-      if (!isFinite(v)) continue;
-      d += `${pen ? 'L' : 'M'}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
-      run.push([x(t), y(v)]);
-      pen = true;
-      prev = t;
+  const legendEl = legend && series.length ? legendOf(series.slice(0, 20)) : null;
+  const draw = (W) => {
+    const svg = canvas(W, H);
+    let vmax = 0;
+    let vmin = 0;
+    for (const se of series) for (const [, v] of se.points) if (isFinite(v)) { vmax = Math.max(vmax, v); vmin = Math.min(vmin, v); }
+    for (const d of dots) if (isFinite(d.v)) vmax = Math.max(vmax, d.v);
+    if (vmax === vmin) vmax = vmin + 1;
+    const { x, y } = frame(svg, W, H, t0, t1, vmin, vmax * 1.05, unit);
+    for (const se of series) {
+      let d = '';
+      let pen = false;
+      let prev = null;
+      let run = [];
+      // A point with no neighbour draws no line: mark it, as Grafana does.
+      const flush = () => { if (run.length === 1) svg.append(s('circle', { cx: run[0][0], cy: run[0][1], r: 2.5, fill: se.colour })); run = []; };
+      for (const [t, v] of se.points) {
+        if (!isFinite(v) || (prev !== null && t - prev > (se.gap || Infinity))) { pen = false; flush(); }
+        if (!isFinite(v)) continue;
+        d += `${pen ? 'L' : 'M'}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
+        run.push([x(t), y(v)]);
+        pen = true;
+        prev = t;
+      }
+      flush();
+      svg.append(s('path', { d, class: 'line', stroke: se.colour, 'data-series': se.name }, s('title', {}, se.name)));
     }
-    flush();
-    svg.append(s('path', { d, class: 'line', stroke: se.colour, 'data-series': se.name }, s('title', {}, se.name)));
-  }
-  for (const d of dots) {
-    const c = s('circle', { cx: x(d.t), cy: y(d.v), r: 4, class: 'dot', tabindex: 0, role: 'button' }, s('title', {}, d.title));
-    if (d.onclick) {
-      c.addEventListener('click', d.onclick);
-      c.addEventListener('keydown', (e) => { if (e.key === 'Enter') d.onclick(e); });
+    for (const d of dots) {
+      const c = s('circle', { cx: x(d.t), cy: y(d.v), r: 4, class: 'dot', tabindex: 0, role: 'button' }, s('title', {}, d.title));
+      if (d.onclick) {
+        c.addEventListener('click', d.onclick);
+        c.addEventListener('keydown', (e) => { if (e.key === 'Enter') d.onclick(e); });
+      }
+      svg.append(c);
     }
-    svg.append(c);
-  }
-  return svg;
-  }, legendEl);
+    return svg;
+  };
+  return responsive(draw, legendEl);
 }
 
 // scatter: points [{t (sec), v, title, error, onclick}].
 export function scatter({ points, t0, t1, unit = '', height = 160 }) {
   const H = height;
-  return responsive((W) => {
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: 'chart', role: 'img' });
-  let vmax = 0;
-  for (const p of points) vmax = Math.max(vmax, p.v);
-  const { x, y } = frame(svg, W, H, t0, t1, 0, (vmax || 1) * 1.1, unit);
-  for (const p of points) {
-    const c = s('circle', { cx: x(p.t), cy: y(p.v), r: 4, class: p.error ? 'dot err' : 'dot', tabindex: 0, role: 'button', 'data-trace': p.id }, s('title', {}, p.title));
-    c.addEventListener('click', p.onclick);
-    svg.append(c);
-  }
-  return svg;
-  });
+  const draw = (W) => {
+    const svg = canvas(W, H);
+    let vmax = 0;
+    for (const p of points) vmax = Math.max(vmax, p.v);
+    const { x, y } = frame(svg, W, H, t0, t1, 0, (vmax || 1) * 1.1, unit);
+    for (const p of points) {
+      const c = s('circle', { cx: x(p.t), cy: y(p.v), r: 4, class: p.error ? 'dot err' : 'dot', tabindex: 0, role: 'button', 'data-trace': p.id }, s('title', {}, p.title));
+      c.addEventListener('click', p.onclick);
+      svg.append(c);
+    }
+    return svg;
+  };
+  return responsive(draw);
 }
 
 // bars: stacked bars; groups [{name, colour, points: [[t, v]]}] on a shared
 // step.
 export function bars({ groups, t0, t1, step, height = 110 }) {
   const H = height;
-  const legendEl = h('div', { class: 'legend' }, groups.map((g) => h('span', { class: 'legend-item' }, h('i', { style: { background: g.colour } }), g.name)));
-  return responsive((W) => {
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: 'chart', role: 'img' });
-  const totals = new Map();
-  for (const g of groups) for (const [t, v] of g.points) totals.set(t, (totals.get(t) || 0) + v);
-  const vmax = Math.max(1, ...totals.values());
-  const { x, y } = frame(svg, W, H, t0, t1, 0, vmax * 1.05, '');
-  const bw = Math.max(1, x(t0 + step) - x(t0) - 1);
-  const base = new Map();
-  for (const g of groups) {
-    for (const [t, v] of g.points) {
-      const b = base.get(t) || 0;
-      svg.append(s('rect', { x: x(t) - bw, y: y(b + v), width: bw, height: Math.max(0, y(b) - y(b + v)), fill: g.colour, class: 'bar' }, s('title', {}, `${g.name}: ${v} at ${fmtTime(t * 1000)}`)));
-      base.set(t, b + v);
+  const legendEl = legendOf(groups);
+  const draw = (W) => {
+    const svg = canvas(W, H);
+    const totals = new Map();
+    for (const g of groups) for (const [t, v] of g.points) totals.set(t, (totals.get(t) || 0) + v);
+    const vmax = Math.max(1, ...totals.values());
+    const { x, y } = frame(svg, W, H, t0, t1, 0, vmax * 1.05, '');
+    const bw = Math.max(1, x(t0 + step) - x(t0) - 1);
+    const base = new Map();
+    for (const g of groups) {
+      for (const [t, v] of g.points) {
+        const b = base.get(t) || 0;
+        svg.append(s('rect', { x: x(t) - bw, y: y(b + v), width: bw, height: Math.max(0, y(b) - y(b + v)), fill: g.colour, class: 'bar' }, s('title', {}, `${g.name}: ${v} at ${fmtTime(t * 1000)}`)));
+        base.set(t, b + v);
+      }
     }
-  }
-  return svg;
-  }, legendEl);
+    return svg;
+  };
+  return responsive(draw, legendEl);
 }
 
 export const palette = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
