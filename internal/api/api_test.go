@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,9 +10,13 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.uber.org/zap"
@@ -169,4 +174,68 @@ func TestPromQLTimeRangeLimit(t *testing.T) {
 	require.NoError(t, json.Unmarshal(body, &res))
 	require.Equal(t, "error", res.Status)
 	require.Contains(t, res.Error, "exceeds the limit of 1h0m0s")
+}
+
+// With tenancy on, the Prometheus API needs the tenant header; remote
+// write labels a tenant's series with it, and queries, label values and
+// series lookups see only the tenant's own.
+func TestPromQLTenancy(t *testing.T) {
+	db, _, _ := testStore(t)
+	tsdbDir := t.TempDir()
+	mdb, err := tsdb.Open(tsdbDir, nil, nil, tsdb.DefaultOptions(), nil)
+	require.NoError(t, err)
+	defer mdb.Close()
+	cfg := createDefaultConfig().(*Config)
+	cfg.Tenancy.Enabled = true
+	a := New(cfg, func(ctx context.Context) (storage.Querier, error) { return db.Querier(ctx) }, component.BuildInfo{Version: "test"}, zap.NewNop())
+	a.metrics.open = func() (*tsdb.DB, error) { return mdb, nil }
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+
+	now := time.Now()
+	write := func(tenant, job string, v float64) {
+		req := prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+			Labels:  []prompb.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: job}, {Name: "tenant_id", Value: "forged"}},
+			Samples: []prompb.Sample{{Timestamp: now.UnixMilli(), Value: v}},
+		}}}
+		raw, err := req.Marshal()
+		require.NoError(t, err)
+		hr, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/write", bytes.NewReader(snappy.Encode(nil, raw)))
+		require.NoError(t, err)
+		hr.Header.Set("Content-Encoding", "snappy")
+		hr.Header.Set("Content-Type", "application/x-protobuf")
+		hr.Header.Set("X-Scope-OrgID", tenant)
+		resp, err := http.DefaultClient.Do(hr)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusNoContent, resp.StatusCode, string(b))
+	}
+	write("a", "checkout", 1)
+	write("b", "billing", 2)
+
+	at := url.Values{"query": {"up"}, "time": {strconv.FormatInt(now.Unix()+1, 10)}}
+	for tenant, want := range map[string]string{"a": `{"__name__":"up","job":"checkout","tenant_id":"a"}`, "b": `{"__name__":"up","job":"billing","tenant_id":"b"}`} {
+		code, body := get(t, srv, "/api/v1/query", at, tenant)
+		require.Equal(t, http.StatusOK, code, string(body))
+		var res struct {
+			Data struct {
+				Result []struct {
+					Metric json.RawMessage `json:"metric"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal(body, &res))
+		require.Len(t, res.Data.Result, 1, "tenant %s sees only its own series", tenant)
+		require.JSONEq(t, want, string(res.Data.Result[0].Metric))
+
+		code, body = get(t, srv, "/api/v1/label/job/values", nil, tenant)
+		require.Equal(t, http.StatusOK, code)
+		require.NotContains(t, string(body), map[string]string{"a": "billing", "b": "checkout"}[tenant])
+		code, body = get(t, srv, "/api/v1/series", url.Values{"match[]": {`{__name__=~".+"}`}}, tenant)
+		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, 1, strings.Count(string(body), `"__name__"`), "series of tenant %s: %s", tenant, body)
+	}
+	code, _ := get(t, srv, "/api/v1/query", at, "")
+	require.Equal(t, http.StatusUnauthorized, code)
 }

@@ -86,7 +86,8 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 	)
 	r := route.New()
 	p.Register(r.WithPrefix("/api/v1"))
-	mux.Handle("/api/v1/", r)
+	api := a.promTenancy(r)
+	mux.Handle("/api/v1/", api)
 	// Prometheus bounds samples, points and time; max_time_range is ours.
 	mux.Handle("/api/v1/query_range", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start, err1 := parseTime("start", req.FormValue("start"))
@@ -97,7 +98,7 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 				return
 			}
 		}
-		r.ServeHTTP(w, req)
+		api.ServeHTTP(w, req)
 	}))
 }
 
@@ -126,9 +127,16 @@ func keepSnappy(body io.ReadCloser) (io.ReadCloser, error) { return body, nil }
 
 // lazyTSDB finds the metrics TSDB of the configured exporter on each call:
 // extensions start before exporters, and the store may restart.
-type lazyTSDB struct{ a *API }
+type lazyTSDB struct {
+	a *API
+	// open replaces the exporter lookup in tests.
+	open func() (*tsdb.DB, error)
+}
 
 func (l *lazyTSDB) db() (*tsdb.DB, error) {
+	if l.open != nil {
+		return l.open()
+	}
 	m, ok := store.LookupMetrics(l.a.cfg.Storage)
 	if !ok {
 		return nil, fmt.Errorf("%w: exporter %s has not started", errNotReady, l.a.cfg.Storage)
@@ -136,12 +144,19 @@ func (l *lazyTSDB) db() (*tsdb.DB, error) {
 	return m.TSDB(), nil
 }
 
+// The queriers and appenders are scoped to the request's tenant when
+// tenancy is on (tenant_metrics.go).
+
 func (l *lazyTSDB) Querier(mint, maxt int64) (storage.Querier, error) {
 	db, err := l.db()
 	if err != nil {
 		return nil, err
 	}
-	return db.Querier(mint, maxt)
+	q, err := db.Querier(mint, maxt)
+	if err != nil || !l.a.cfg.Tenancy.Enabled {
+		return q, err
+	}
+	return tenantSeriesQuerier{Querier: q, label: l.a.tenantLabel()}, nil
 }
 
 func (l *lazyTSDB) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, error) {
@@ -149,7 +164,11 @@ func (l *lazyTSDB) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, error) 
 	if err != nil {
 		return nil, err
 	}
-	return db.ChunkQuerier(mint, maxt)
+	q, err := db.ChunkQuerier(mint, maxt)
+	if err != nil || !l.a.cfg.Tenancy.Enabled {
+		return q, err
+	}
+	return tenantChunkQuerier{ChunkQuerier: q, label: l.a.tenantLabel()}, nil
 }
 
 func (l *lazyTSDB) ExemplarQuerier(ctx context.Context) (storage.ExemplarQuerier, error) {
@@ -157,7 +176,11 @@ func (l *lazyTSDB) ExemplarQuerier(ctx context.Context) (storage.ExemplarQuerier
 	if err != nil {
 		return nil, err
 	}
-	return db.ExemplarQuerier(ctx)
+	q, err := db.ExemplarQuerier(ctx)
+	if err != nil || !l.a.cfg.Tenancy.Enabled {
+		return q, err
+	}
+	return tenantExemplarQuerier{ExemplarQuerier: q, ctx: ctx, label: l.a.tenantLabel()}, nil
 }
 
 func (l *lazyTSDB) CleanTombstones() error { return errAdminDisabled }
@@ -200,6 +223,9 @@ func (l *lazyTSDB) Appender(ctx context.Context) storage.Appender {
 	if err != nil {
 		return notReadyAppender{err}
 	}
+	if t, ok := promTenant(ctx); ok {
+		return tenantAppender{Appender: db.Appender(ctx), label: l.a.tenantLabel(), tenant: t}
+	}
 	return db.Appender(ctx)
 }
 
@@ -207,6 +233,9 @@ func (l *lazyTSDB) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	db, err := l.db()
 	if err != nil {
 		return notReadyAppenderV2{err}
+	}
+	if t, ok := promTenant(ctx); ok {
+		return tenantAppenderV2{AppenderV2: db.AppenderV2(ctx), label: l.a.tenantLabel(), tenant: t}
 	}
 	return db.AppenderV2(ctx)
 }
