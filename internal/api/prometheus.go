@@ -58,7 +58,7 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 		func(context.Context) v1.ScrapePoolsRetriever { return noTargets{} },
 		func(context.Context) v1.TargetRetriever { return noTargets{} },
 		func(context.Context) v1.AlertmanagerRetriever { return a.alertmanagers() },
-		func() config.Config { return config.DefaultConfig },
+		a.promConfig,
 		map[string]string{},
 		v1.GlobalURLOptions{ListenAddress: a.cfg.NetAddr.Endpoint, Host: a.cfg.NetAddr.Endpoint, Scheme: "http"},
 		func(f http.HandlerFunc) http.HandlerFunc { return f },
@@ -100,6 +100,17 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 		}
 		api.ServeHTTP(w, req)
 	}))
+}
+
+// promConfig is the Prometheus config the API package reads: for the OTLP
+// write path, the exporter's OTLP translation settings (resource
+// attribute promotion, naming), so both OTLP paths store alike.
+func (a *API) promConfig() config.Config {
+	c := config.DefaultConfig
+	if m, ok := store.LookupMetrics(a.cfg.Storage); ok {
+		c.OTLPConfig = m.OTLP()
+	}
+	return c
 }
 
 // ruleGroups and alertmanagers serve /api/v1/rules, /api/v1/alerts and

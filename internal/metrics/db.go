@@ -78,6 +78,10 @@ func Open(o Options) (*DB, error) {
 // the Prometheus HTTP API.
 func (d *DB) TSDB() *tsdb.DB { return d.tsdb }
 
+// OTLP returns the translation settings, so that other OTLP write paths
+// into this TSDB translate as the exporter does.
+func (d *DB) OTLP() config.OTLPConfig { return d.opts.OTLP }
+
 // Retention is how long blocks are kept.
 func (d *DB) Retention() time.Duration { return d.opts.Retention }
 
