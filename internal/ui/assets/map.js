@@ -67,10 +67,16 @@ export function mapPage({ query, alive }) {
       const y2 = b.y + NH / 2;
       const back = x2 <= x1;
       const d = back ? `M${a.x + NW / 2},${a.y + NH} C${a.x + NW / 2},${a.y + NH + 60} ${b.x + NW / 2},${b.y + NH + 60} ${b.x + NW / 2},${b.y + NH}` : `M${x1},${y1} C${(x1 + x2) / 2},${y1} ${(x1 + x2) / 2},${y2} ${x2},${y2}`;
+      // The label sits 70% along the curve: edges that fan out of one
+      // service part there, where at the midpoint they would overlap.
+      const t = 0.7;
+      const cx = (x1 + x2) / 2;
+      const lx = (1 - t) ** 3 * x1 + 3 * (1 - t) ** 2 * t * cx + 3 * (1 - t) * t * t * cx + t ** 3 * x2;
+      const ly = ((1 - t) ** 3 + 3 * (1 - t) ** 2 * t) * y1 + (3 * (1 - t) * t * t + t ** 3) * y2;
       const label = `${fmtNum(e.rate)}/s · ${fmtPct(e.errors)} · p95 ${e.p95 !== undefined && isFinite(e.p95) ? fmtDuration(e.p95 * 1e9) : '–'}`;
       svg.append(s('g', { class: e.errors > 0.05 ? 'edge err' : 'edge', 'data-edge': `${e.client}->${e.server}` },
         s('path', { d, 'marker-end': 'url(#arrow)' }),
-        s('text', { x: back ? (a.x + b.x + NW) / 2 : (x1 + x2) / 2, y: back ? Math.max(a.y, b.y) + NH + 52 : (y1 + y2) / 2 - 6, 'text-anchor': 'middle', class: 'edge-label' }, label),
+        s('text', { x: back ? (a.x + b.x + NW) / 2 : lx, y: back ? Math.max(a.y, b.y) + NH + 52 : ly - 4, 'text-anchor': 'middle', class: 'edge-label' }, label),
         s('title', {}, `${e.client} → ${e.server}: ${label}`)));
     }
     for (const n of nodes) {
