@@ -200,6 +200,19 @@ await step('PromQL explorer charts a query', async () => {
   check(await page.locator('#prom-result svg path.line').count() === n, 'not one line per series');
   check(await page.locator('#prom-table tbody tr').count() === n, 'not one table row per series');
   await shot('metrics');
+  // Dragging across the chart zooms to that time range, as in Grafana.
+  const box = await page.locator('#prom-result svg').first().boundingBox();
+  await page.mouse.move(box.x + box.width * 0.3, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.7, box.y + box.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForURL(/[?&]from=\d+/);
+  const u = new URL(page.url());
+  const span = Number(u.searchParams.get('to')) - Number(u.searchParams.get('from'));
+  check(span > 60 && span < 450, `zoomed to ${span}s of a 900s range`);
+  check(await page.locator('#range').inputValue() === 'custom', 'the picker does not show the custom range');
+  check(await page.locator('.custom-range input[name=from]').isVisible(), 'the custom range inputs are hidden');
+  await page.locator('#series-count').waitFor(T);
 });
 
 await step('telemetry is shown as text, never run', async () => {

@@ -26,8 +26,8 @@ export function timeRange(q = new URLSearchParams(location.search)) {
 export function navigate(url, { replace = false } = {}) {
   const u = new URL(url, location.origin);
   if (!u.searchParams.has('range') && !u.searchParams.has('from')) {
-    const cur = new URLSearchParams(location.search).get('range');
-    if (cur) u.searchParams.set('range', cur);
+    const cur = new URLSearchParams(location.search);
+    for (const k of ['range', 'from', 'to']) if (cur.get(k)) u.searchParams.set(k, cur.get(k));
   }
   if (replace) history.replaceState(null, '', u); else history.pushState(null, '', u);
   render();
@@ -64,24 +64,52 @@ const NAV = [['traces', 'Traces', '/ui/traces'], ['logs', 'Logs', '/ui/logs'], [
 function theme() { return document.documentElement.dataset.theme || 'light'; }
 function setTheme(t) { document.documentElement.dataset.theme = t; try { localStorage.setItem('sightline.theme', t); } catch { /* private mode */ } }
 
+// setRange puts an absolute range (unix seconds) in the URL and renders.
+export function setRange(from, to) {
+  const u = new URL(location.href);
+  u.searchParams.delete('range');
+  u.searchParams.set('from', String(Math.floor(from)));
+  u.searchParams.set('to', String(Math.ceil(to)));
+  navigate(u.pathname + u.search);
+}
+
+const localInput = (sec) => {
+  const d = new Date(sec * 1000 - new Date().getTimezoneOffset() * 60000);
+  return d.toISOString().slice(0, 16);
+};
+
 function header(active) {
   const q = new URLSearchParams(location.search);
+  const [from, to] = timeRange(q);
+  const custom = h('form', { class: 'custom-range', hidden: !q.get('from') },
+    h('input', { type: 'datetime-local', 'aria-label': 'from', name: 'from', value: localInput(from) }),
+    '–',
+    h('input', { type: 'datetime-local', 'aria-label': 'to', name: 'to', value: localInput(to) }),
+    h('button', { type: 'submit' }, 'Apply'));
+  custom.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const f = new Date(custom.elements.from.value).getTime() / 1000;
+    const t = new Date(custom.elements.to.value).getTime() / 1000;
+    if (f > 0 && t > f) setRange(f, t);
+  });
   const sel = h('select', {
     'aria-label': 'time range',
     id: 'range',
     onchange: (e) => {
+      if (e.target.value === 'custom') { custom.hidden = false; return; }
       const u = new URL(location.href);
       u.searchParams.set('range', e.target.value);
       u.searchParams.delete('from');
       u.searchParams.delete('to');
       navigate(u.pathname + u.search, { replace: true });
     },
-  }, RANGES.map(([k]) => h('option', { value: k, selected: (q.get('range') || '1h') === k }, `Last ${k}`)));
-  if (q.get('from')) sel.prepend(h('option', { value: '', selected: true }, 'Custom range'));
+  }, RANGES.map(([k]) => h('option', { value: k, selected: !q.get('from') && (q.get('range') || '1h') === k }, `Last ${k}`)),
+  h('option', { value: 'custom', selected: !!q.get('from') }, 'Custom range…'));
   return h('header', { class: 'top' },
     link('/ui/traces', { class: 'brand' }, 'Sightline'),
     h('nav', {}, NAV.map(([key, label, href]) => link(href, { class: key === active ? 'on' : '', 'aria-current': key === active ? 'page' : null }, label))),
     h('div', { class: 'spacer' }),
+    custom,
     sel,
     h('button', { class: 'icon', title: 'Toggle dark theme (d)', 'aria-label': 'toggle theme', onclick: () => setTheme(theme() === 'dark' ? 'light' : 'dark') }, '◐'));
 }

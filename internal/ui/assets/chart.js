@@ -44,8 +44,9 @@ const legendOf = (items) => h('div', { class: 'legend' }, items.map((it) => h('s
 
 // responsive draws with the container's width, and again when it changes,
 // so text keeps its size at any width.
-function responsive(draw, legendEl) {
+function responsive(draw, legendEl, zoom) {
   const wrap = h('div', { class: 'chart-wrap' });
+  if (zoom) dragToZoom(wrap, zoom);
   let last = 0;
   const paint = () => {
     const W = Math.max(200, Math.round(wrap.clientWidth - 8));
@@ -59,9 +60,45 @@ function responsive(draw, legendEl) {
   return wrap;
 }
 
+// dragToZoom lets a drag across a chart choose a time range, as in
+// Grafana: zoom = {t0, t1, onzoom(from, to)}. The band is a plain div.
+function dragToZoom(wrap, { t0, t1, onzoom }) {
+  const band = h('div', { class: 'zoom-band', hidden: true });
+  wrap.append(band);
+  let x0 = null;
+  const plotX = (e) => {
+    const svg = wrap.querySelector('svg');
+    const r = svg.getBoundingClientRect();
+    return Math.min(Math.max(e.clientX - r.left, PAD.l), r.width - PAD.r);
+  };
+  const toTime = (x) => {
+    const w = wrap.querySelector('svg').getBoundingClientRect().width;
+    return t0 + ((x - PAD.l) / (w - PAD.l - PAD.r)) * (t1 - t0);
+  };
+  wrap.addEventListener('mousedown', (e) => {
+    if (e.button !== 0 || e.target.closest('.dot')) return;
+    x0 = plotX(e);
+    e.preventDefault();
+  });
+  window.addEventListener('mousemove', (e) => {
+    if (x0 === null) return;
+    const x = plotX(e);
+    Object.assign(band.style, { left: `${Math.min(x0, x) + 4}px`, width: `${Math.abs(x - x0)}px` });
+    band.hidden = false;
+  });
+  window.addEventListener('mouseup', (e) => {
+    if (x0 === null) return;
+    const x = plotX(e);
+    band.hidden = true;
+    const [a, b] = [toTime(Math.min(x0, x)), toTime(Math.max(x0, x))];
+    x0 = null;
+    if (b - a >= 10) onzoom(a, b);
+  });
+}
+
 // lineChart: series [{name, colour, points: [[tSec, value]]}], dots
 // [{t, v, title, onclick}] drawn on top (exemplars).
-export function lineChart({ series, dots = [], t0, t1, unit = '', height = 180, legend = true }) {
+export function lineChart({ series, dots = [], t0, t1, unit = '', height = 180, legend = true, onzoom }) {
   const H = height;
   const legendEl = legend && series.length ? legendOf(series.slice(0, 20)) : null;
   const draw = (W) => {
@@ -100,7 +137,7 @@ export function lineChart({ series, dots = [], t0, t1, unit = '', height = 180, 
     }
     return svg;
   };
-  return responsive(draw, legendEl);
+  return responsive(draw, legendEl, onzoom && { t0, t1, onzoom });
 }
 
 // scatter: points [{t (sec), v, title, error, onclick}].

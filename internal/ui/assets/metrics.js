@@ -3,7 +3,7 @@ import { h, mount, fmtNum } from './dom.js';
 import * as api from './api.js';
 import { editor } from './editor.js';
 import { lineChart, palette } from './chart.js';
-import { navigate, timeRange } from './app.js';
+import { navigate, setRange, timeRange } from './app.js';
 
 const labelsOf = (m) => {
   const name = m.__name__ || '';
@@ -28,7 +28,7 @@ async function chartQuery(q, start, end) {
   let rows = [];
   if (inst.resultType === 'vector') rows = inst.result.map((r) => [labelsOf(r.metric), r.value[1]]);
   else if (inst.resultType === 'scalar') rows = [['scalar', inst.result[1]]];
-  return [lineChart({ series, t0: start, t1: end, legend: series.length <= 12 }),
+  return [lineChart({ series, t0: start, t1: end, legend: series.length <= 12, onzoom: setRange }),
     h('table', { class: 'grid', id: 'prom-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Series'), h('th', {}, 'Value at end'))),
       h('tbody', {}, rows.map(([k, v]) => h('tr', {}, h('td', { class: 'mono small' }, k), h('td', { class: 'num' }, v))))),
     range.length];

@@ -4,7 +4,7 @@
 import { h, mount, fmtNum, fmtPct, fmtDuration, fmtTime, colour } from './dom.js';
 import * as api from './api.js';
 import { lineChart, palette } from './chart.js';
-import { link, navigate, timeRange } from './app.js';
+import { link, navigate, setRange, timeRange } from './app.js';
 
 const CALLS = 'traces_spanmetrics_calls_total';
 const BUCKET = 'traces_spanmetrics_duration_milliseconds_bucket';
@@ -99,10 +99,10 @@ export function servicePage({ params, query, alive }) {
         ...[0.5, 0.95, 0.99].map((p) => api.promRange(`histogram_quantile(${p}, sum by (le) (rate(${BUCKET}${s}[${w}])))`, start, end, step)),
       ]);
       if (!alive()) return;
-      charts.rate.append(lineChart({ series: toSeries(rate, 'req/s'), t0: start, t1: end }));
+      charts.rate.append(lineChart({ series: toSeries(rate, 'req/s'), t0: start, t1: end, onzoom: setRange }));
       const tot = new Map(((total[0] || {}).values || []).map(([t, v]) => [t, Number(v)]));
       const errPct = err.map((r) => ({ name: 'error %', colour: '#e15759', points: r.values.map(([t, v]) => [Number(t), tot.get(t) ? (Number(v) / tot.get(t)) * 100 : 0]) }));
-      charts.errors.append(lineChart({ series: errPct, t0: start, t1: end, unit: '%' }));
+      charts.errors.append(lineChart({ series: errPct, t0: start, t1: end, unit: '%', onzoom: setRange }));
       const latSeries = lat.flatMap((r, i) => toSeries(r, ['p50', 'p95', 'p99'][i], () => palette[i]));
       let dots = [];
       try {
@@ -113,7 +113,7 @@ export function servicePage({ params, query, alive }) {
         }))).filter((d) => d.t >= start && d.t <= end);
       } catch { /* exemplars are optional */ }
       if (!alive()) return;
-      charts.latency.append(lineChart({ series: latSeries, dots, t0: start, t1: end, unit: '' }));
+      charts.latency.append(lineChart({ series: latSeries, dots, t0: start, t1: end, unit: '', onzoom: setRange }));
       charts.latency.dataset.exemplars = String(dots.length);
 
       const rows = await red('span_name', service, windowFor(start, end), end);
