@@ -150,3 +150,84 @@ func TestDeltaRefusedRestKept(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, v, 1, "the gauge of the same batch was stored")
 }
+
+// An exponential histogram becomes a Prometheus native histogram (one
+// series, no _bucket series), which histogram_quantile and
+// histogram_count read; a summary becomes its _sum, _count and quantile
+// series, as Prometheus's own OTLP endpoint stores them.
+func TestExponentialHistogramAndSummary(t *testing.T) {
+	db, err := Open(Options{Dir: t.TempDir(), Retention: time.Hour})
+	require.NoError(t, err)
+	defer db.Close()
+	t0 := time.Now().Add(-2 * time.Minute).Truncate(time.Second)
+	batch := func(at time.Time, n uint64) pmetric.Metrics {
+		md := pmetric.NewMetrics()
+		rm := md.ResourceMetrics().AppendEmpty()
+		rm.Resource().Attributes().PutStr("service.name", "checkout")
+		sm := rm.ScopeMetrics().AppendEmpty()
+		ts := pcommon.NewTimestampFromTime(at)
+
+		m := sm.Metrics().AppendEmpty()
+		m.SetName("rpc.server.duration")
+		m.SetUnit("s")
+		eh := m.SetEmptyExponentialHistogram()
+		eh.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		dp := eh.DataPoints().AppendEmpty()
+		dp.SetTimestamp(ts)
+		dp.SetStartTimestamp(pcommon.NewTimestampFromTime(t0.Add(-time.Minute)))
+		// Scale 0: bucket i (offset 0) holds (2^i, 2^(i+1)]. Every
+		// observation is in (1, 2] or (2, 4], half each.
+		dp.SetScale(0)
+		dp.SetCount(n)
+		dp.SetSum(float64(n) * 2.25)
+		dp.Positive().SetOffset(0)
+		dp.Positive().BucketCounts().FromRaw([]uint64{n / 2, n / 2})
+
+		s := sm.Metrics().AppendEmpty()
+		s.SetName("gc.pause")
+		s.SetUnit("s")
+		sp := s.SetEmptySummary().DataPoints().AppendEmpty()
+		sp.SetTimestamp(ts)
+		sp.SetCount(n)
+		sp.SetSum(float64(n) * 0.01)
+		for q, v := range map[float64]float64{0.5: 0.008, 0.99: 0.03} {
+			qv := sp.QuantileValues().AppendEmpty()
+			qv.SetQuantile(q)
+			qv.SetValue(v)
+		}
+		return md
+	}
+	for i := range 3 {
+		_, err := db.AppendOTLP(context.Background(), batch(t0.Add(time.Duration(i)*time.Minute), uint64(100*(i+1))))
+		require.NoError(t, err)
+	}
+	at := t0.Add(2 * time.Minute)
+	eng := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	query := func(q string) promql.Vector {
+		t.Helper()
+		qr, err := eng.NewInstantQuery(context.Background(), db.TSDB(), nil, q, at)
+		require.NoError(t, err)
+		v, err := qr.Exec(context.Background()).Vector()
+		require.NoError(t, err, q)
+		return v
+	}
+
+	v := query(`rpc_server_duration_seconds`)
+	require.Len(t, v, 1)
+	require.NotNil(t, v[0].H, "stored as a native histogram")
+	require.Equal(t, 300.0, v[0].H.Count)
+	require.Empty(t, query(`rpc_server_duration_seconds_bucket`), "no classic bucket series")
+	require.Equal(t, 300.0, query(`histogram_count(rpc_server_duration_seconds)`)[0].F)
+	// 200 new observations over the last 2 minutes, half at most 2 s: the
+	// median is the upper edge of the (1, 2] bucket.
+	v = query(`histogram_quantile(0.5, rate(rpc_server_duration_seconds[5m]))`)
+	require.Len(t, v, 1)
+	require.InDelta(t, 2.0, v[0].F, 1e-9)
+
+	require.Equal(t, 300.0, query(`gc_pause_seconds_count`)[0].F)
+	require.InDelta(t, 3.0, query(`gc_pause_seconds_sum`)[0].F, 1e-9)
+	v = query(`gc_pause_seconds{quantile="0.99"}`)
+	require.Len(t, v, 1)
+	require.Equal(t, 0.03, v[0].F)
+	require.Len(t, query(`gc_pause_seconds`), 2, "one series per quantile")
+}
