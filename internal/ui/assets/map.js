@@ -5,7 +5,8 @@ import * as api from './api.js';
 import { navigate, timeRange } from './app.js';
 
 // layers places nodes in columns by their longest path from a source, so
-// calls flow left to right.
+// calls flow left to right. A cycle is cut where it would make a column
+// as deep as the graph has nodes.
 export function layers(nodes, edges) {
   const depth = new Map(nodes.map((n) => [n, 0]));
   for (let i = 0; i < nodes.length; i++) {
@@ -21,6 +22,137 @@ export function layers(nodes, edges) {
   for (const n of nodes) (cols[depth.get(n)] ||= []).push(n);
   return cols.map((c) => (c || []).sort());
 }
+
+// crossings counts the pairs of segments between two neighbouring columns
+// that cross, given each column's order.
+function crossings(order, segs) {
+  const idx = new Map();
+  order.forEach((c) => c.forEach((n, i) => idx.set(n, i)));
+  let n = 0;
+  for (const layer of segs) {
+    for (let i = 0; i < layer.length; i++) {
+      const [a1, b1] = layer[i].map((x) => idx.get(x));
+      for (let j = i + 1; j < layer.length; j++) {
+        const [a2, b2] = layer[j].map((x) => idx.get(x));
+        if ((a1 - a2) * (b1 - b2) < 0) n++;
+      }
+    }
+  }
+  return n;
+}
+
+// layout draws the graph in layers, as Sugiyama's method does: columns by
+// longest path; an edge that spans columns is split through a waypoint in
+// each column between, so it passes between services rather than through
+// them; then each column is ordered by the mean position of its
+// neighbours (the barycentre), sweeping right and back, keeping the order
+// with the fewest crossings. It is pure, so the browser tests call it.
+//
+// It returns the columns in order (waypoints are named "\u0000<n>"), each
+// edge's chain of nodes and waypoints from client to server (null for an
+// edge back to the same or an earlier column), and the crossings left.
+export function layout(nodes, edges) {
+  const cols = layers(nodes, edges);
+  const col = new Map();
+  cols.forEach((c, i) => c.forEach((n) => col.set(n, i)));
+  const order = cols.map((c) => [...c]);
+  const segs = cols.map(() => []); // segs[l]: [from in l, to in l+1]
+  const left = new Map(); // neighbours in the column before
+  const right = new Map(); // and after
+  const add = (m, k, v) => { if (!m.has(k)) m.set(k, []); m.get(k).push(v); };
+  let waypoints = 0;
+  const chains = edges.map((e) => {
+    const a = col.get(e.client);
+    const b = col.get(e.server);
+    if (b <= a) return null;
+    const chain = [e.client];
+    for (let l = a + 1; l < b; l++) {
+      const w = `\u0000${waypoints++}`;
+      order[l].push(w);
+      chain.push(w);
+    }
+    chain.push(e.server);
+    for (let i = 0; i + 1 < chain.length; i++) {
+      segs[a + i].push([chain[i], chain[i + 1]]);
+      add(right, chain[i], chain[i + 1]);
+      add(left, chain[i + 1], chain[i]);
+    }
+    return chain;
+  });
+  const sortBy = (column, nbrs, prev) => {
+    const at = new Map(prev.map((n, i) => [n, i]));
+    const key = new Map(column.map((n, i) => {
+      const ns = (nbrs.get(n) || []).filter((x) => at.has(x));
+      return [n, ns.length ? ns.reduce((sum, x) => sum + at.get(x), 0) / ns.length : i];
+    }));
+    // Array.prototype.sort is stable: ties keep their order.
+    column.sort((x, y) => key.get(x) - key.get(y));
+  };
+  let best = order.map((c) => [...c]);
+  let bestN = crossings(order, segs);
+  for (let pass = 0; pass < 12 && bestN > 0; pass++) {
+    if (pass % 2 === 0) for (let l = 1; l < order.length; l++) sortBy(order[l], left, order[l - 1]);
+    else for (let l = order.length - 2; l >= 0; l--) sortBy(order[l], right, order[l + 1]);
+    const n = crossings(order, segs);
+    if (n < bestN) { bestN = n; best = order.map((c) => [...c]); }
+  }
+  // Then swap neighbours in a column while that removes crossings (the
+  // "transpose" step), which the barycentre misses on ties. Crossings are
+  // counted over the whole graph, so keep it to graphs of service scale.
+  const nsegs = segs.reduce((sum, l) => sum + l.length, 0);
+  for (let improved = bestN > 0 && nsegs <= 1500; improved;) {
+    improved = false;
+    for (const column of best) {
+      for (let i = 0; i + 1 < column.length; i++) {
+        [column[i], column[i + 1]] = [column[i + 1], column[i]];
+        const n = crossings(best, segs);
+        if (n < bestN) { bestN = n; improved = true; } else [column[i], column[i + 1]] = [column[i + 1], column[i]];
+      }
+    }
+  }
+  return { cols: best, chains, crossings: bestN };
+}
+
+export const isWaypoint = (n) => n.startsWith('\u0000');
+
+// placeLabels puts each label where it overlaps no other label and no
+// box in avoid: at the first of its candidate points (along its own edge,
+// best first) that is free, or else below its first candidate, just far
+// enough down. Labels are placed in the order given, so the caller puts
+// the important ones first. labels: [{w, h, at: [[x, y], ...]}], where
+// (x, y) is the middle of the label's baseline; each gets x and y.
+export function placeLabels(labels, avoid = []) {
+  const placed = [...avoid];
+  const box = (l, x, y) => ({ x: x - l.w / 2, y: y - l.h + 3, w: l.w, h: l.h });
+  const free = (b) => !placed.some((o) => b.x < o.x + o.w && o.x < b.x + b.w && b.y < o.y + o.h && o.y < b.y + b.h);
+  for (const l of labels) {
+    let spot = l.at.find(([x, y]) => free(box(l, x, y)));
+    if (!spot) {
+      const [x, y0] = l.at[0];
+      let y = y0;
+      while (!free(box(l, x, y))) y += 2;
+      spot = [x, y];
+    }
+    [l.x, l.y] = spot;
+    placed.push(box(l, l.x, l.y));
+  }
+  return labels;
+}
+
+// bezier is the point at t on a cubic curve with level tangents from
+// (x1, y1) to (x2, y2), the curve every hop of the map is drawn with.
+function bezier(x1, y1, x2, y2, t) {
+  const cx = (x1 + x2) / 2;
+  const u = 1 - t;
+  return [u ** 3 * x1 + 3 * u * u * t * cx + 3 * u * t * t * cx + t ** 3 * x2, (u ** 3 + 3 * u * u * t) * y1 + (3 * u * t * t + t ** 3) * y2];
+}
+
+const NW = 140; // node width
+const NH = 38; // node height
+const GX = 180; // gap between columns: room for an edge label
+const GY = 34; // gap between services in a column
+const WH = 22; // height of a waypoint's slot
+const LH = 14; // label line height
 
 export function mapPage({ query, alive }) {
   const [start, end] = timeRange(query);
@@ -45,52 +177,112 @@ export function mapPage({ query, alive }) {
     const fail = new Map(failed.result.map((r) => [key(r.metric), Number(r.value[1])]));
     const lat = new Map(p95.result.map((r) => [key(r.metric), Number(r.value[1])]));
     const edges = req.result.map((r) => ({ client: r.metric.client, server: r.metric.server, rate: Number(r.value[1]), errors: (fail.get(key(r.metric)) || 0) / (Number(r.value[1]) || 1), p95: lat.get(key(r.metric)) }));
-    const nodes = [...new Set(edges.flatMap((e) => [e.client, e.server]))];
+    const nodes = [...new Set(edges.flatMap((e) => [e.client, e.server]))].sort();
     if (!nodes.length) { mount(box, h('p', { class: 'empty' }, 'No service graph yet: it appears once client and server spans of the same calls arrive.')); return; }
-    const cols = layers(nodes, edges);
-    const NW = 150;
-    const NH = 38;
-    const GX = 220;
-    const GY = 34;
-    const pos = new Map();
-    cols.forEach((c, i) => c.forEach((n, j) => pos.set(n, { x: 20 + i * (NW + GX), y: 20 + j * (NH + GY) })));
-    const W = 40 + cols.length * (NW + GX);
-    const H = 40 + Math.max(...cols.map((c) => c.length)) * (NH + GY);
-    const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: 'mapsvg', role: 'img', 'aria-label': 'service map' },
-      s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' }))));
-    for (const e of edges) {
+    mount(box, drawMap(nodes, edges));
+  })();
+  return h('div', { class: 'page' }, h('h1', {}, 'Service map'), h('p', { class: 'muted' }, `Calls between services over the last ${w} of the range, from the service graph metrics. Each edge reads requests/s · failed % · p95 latency; its width follows the rate, and red edges fail more than 5% of calls. Hover an edge or a service to pick it out; click a service to open it.`), box);
+}
+
+function drawMap(nodes, edges) {
+  const { cols, chains } = layout(nodes, edges);
+  // Stack each column, then centre it on the tallest.
+  const heightOf = (n) => (isWaypoint(n) ? WH : NH + GY);
+  const colH = cols.map((c) => c.reduce((sum, n) => sum + heightOf(n), 0));
+  const H = 40 + Math.max(...colH);
+  const pos = new Map(); // top-left of a service; centre-left of a waypoint
+  cols.forEach((c, i) => {
+    let y = 20 + (Math.max(...colH) - colH[i]) / 2;
+    for (const n of c) {
+      pos.set(n, { x: 20 + i * (NW + GX), y: isWaypoint(n) ? y + WH / 2 - NH / 2 : y });
+      y += heightOf(n);
+    }
+  });
+  const W = 40 + cols.length * (NW + GX) - GX;
+  const maxRate = Math.max(...edges.map((e) => e.rate), 1e-9);
+  const svg = s('svg', { width: W, class: 'mapsvg', role: 'img', 'aria-label': 'service map' },
+    s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: 'userSpaceOnUse', orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' }))));
+  const groups = [];
+  let back = 0;
+  edges.forEach((e, i) => {
+    const chain = chains[i];
+    const label = `${fmtNum(e.rate)}/s · ${e.errors > 0 ? fmtPct(e.errors) : '0%'} · ${e.p95 !== undefined && isFinite(e.p95) ? fmtDuration(e.p95 * 1e9) : '–'}`;
+    let d;
+    let lab;
+    if (chain) {
+      // Through each waypoint horizontally, so parallel long edges stay
+      // apart; each hop a curve with level tangents.
+      const pts = [];
+      chain.forEach((n, j) => {
+        const p = pos.get(n);
+        const cy = p.y + NH / 2;
+        if (j > 0) pts.push([p.x, cy]);
+        if (j < chain.length - 1) pts.push([p.x + NW, cy]);
+      });
+      d = `M${pts[0][0]},${pts[0][1]}`;
+      for (let j = 1; j < pts.length; j++) {
+        const [x1, y1] = pts[j - 1];
+        const [x2, y2] = pts[j];
+        d += j % 2 ? ` C${(x1 + x2) / 2},${y1} ${(x1 + x2) / 2},${y2} ${x2},${y2}` : ` L${x2},${y2}`;
+      }
+      // The label goes on the last hop, into the server: on the curve's
+      // middle if that is free, else further along or back.
+      const [x1, y1] = pts[pts.length - 2];
+      const [x2, y2] = pts[pts.length - 1];
+      lab = { at: [0.5, 0.4, 0.6, 0.3, 0.7, 0.25, 0.75].map((t) => bezier(x1, y1, x2, y2, t)).map(([x, y]) => [x, y - 4]) };
+    } else {
+      // A call back to the same or an earlier column leaves the client to
+      // the right, runs below the whole drawing and enters the server from
+      // the left, through the gaps between columns only, so it crosses no
+      // service.
       const a = pos.get(e.client);
       const b = pos.get(e.server);
-      const x1 = a.x + NW;
-      const y1 = a.y + NH / 2;
-      const x2 = b.x;
-      const y2 = b.y + NH / 2;
-      const back = x2 <= x1;
-      const d = back ? `M${a.x + NW / 2},${a.y + NH} C${a.x + NW / 2},${a.y + NH + 60} ${b.x + NW / 2},${b.y + NH + 60} ${b.x + NW / 2},${b.y + NH}` : `M${x1},${y1} C${(x1 + x2) / 2},${y1} ${(x1 + x2) / 2},${y2} ${x2},${y2}`;
-      // The label sits 70% along the curve: edges that fan out of one
-      // service part there, where at the midpoint they would overlap.
-      const t = 0.7;
-      const cx = (x1 + x2) / 2;
-      const lx = (1 - t) ** 3 * x1 + 3 * (1 - t) ** 2 * t * cx + 3 * (1 - t) * t * t * cx + t ** 3 * x2;
-      const ly = ((1 - t) ** 3 + 3 * (1 - t) ** 2 * t) * y1 + (3 * (1 - t) * t * t + t ** 3) * y2;
-      const label = `${fmtNum(e.rate)}/s · ${fmtPct(e.errors)} · p95 ${e.p95 !== undefined && isFinite(e.p95) ? fmtDuration(e.p95 * 1e9) : '–'}`;
-      svg.append(s('g', { class: e.errors > 0.05 ? 'edge err' : 'edge', 'data-edge': `${e.client}->${e.server}` },
-        s('path', { d, 'marker-end': 'url(#arrow)' }),
-        s('text', { x: back ? (a.x + b.x + NW) / 2 : lx, y: back ? Math.max(a.y, b.y) + NH + 52 : ly - 4, 'text-anchor': 'middle', class: 'edge-label' }, label),
-        s('title', {}, `${e.client} → ${e.server}: ${label}`)));
+      const ay = a.y + NH / 2;
+      const by = b.y + NH / 2;
+      const xr = a.x + NW + 14 + (back % 4) * 6;
+      const xl = Math.max(4, b.x - 14 - (back % 4) * 6);
+      const low = H + 14 + back * 10;
+      back++;
+      d = `M${a.x + NW},${ay} L${xr},${ay} L${xr},${low} L${xl},${low} L${xl},${by} L${b.x},${by}`;
+      lab = { at: [[(xr + xl) / 2, low - 4]] };
     }
-    for (const n of nodes) {
-      const p = pos.get(n);
-      const g = s('g', { class: 'node', tabindex: 0, role: 'link', 'data-node': n, transform: `translate(${p.x},${p.y})` },
-        s('rect', { width: NW, height: NH, rx: 6, style: { stroke: colour(n) } }),
-        s('text', { x: NW / 2, y: NH / 2 + 5, 'text-anchor': 'middle' }, n.length > 20 ? `${n.slice(0, 19)}…` : n),
-        s('title', {}, n));
-      const go = () => navigate(`/ui/service/${encodeURIComponent(n)}`);
-      g.addEventListener('click', go);
-      g.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') go(); });
-      svg.append(g);
-    }
-    mount(box, svg);
-  })();
-  return h('div', { class: 'page' }, h('h1', {}, 'Service map'), h('p', { class: 'muted' }, `Calls between services over the last ${w} of the range, from the service graph metrics. Click a service to open it.`), box);
+    lab.w = label.length * 6.3 + 6; // 11px text, measured before the SVG is in the page
+    lab.h = LH;
+    lab.rate = e.rate;
+    const width = 1.2 + 3 * Math.sqrt(e.rate / maxRate);
+    const g = s('g', { class: e.errors > 0.05 ? 'edge err' : 'edge', 'data-edge': `${e.client}->${e.server}`, tabindex: 0 },
+      s('path', { d, 'marker-end': 'url(#arrow)', style: { strokeWidth: `${width.toFixed(1)}px` } }),
+      s('title', {}, `${e.client} → ${e.server}: ${fmtNum(e.rate)} requests/s, ${fmtPct(e.errors)} failed, p95 ${e.p95 !== undefined && isFinite(e.p95) ? fmtDuration(e.p95 * 1e9) : '–'}`));
+    groups.push({ g, lab, label, e });
+  });
+  // The busiest calls choose their label's place first.
+  const nodeBoxes = nodes.map((n) => ({ ...pos.get(n), w: NW, h: NH }));
+  placeLabels(groups.map((g) => g.lab).sort((a, b) => b.rate - a.rate), nodeBoxes);
+  let bottom = H;
+  for (const { g, lab, label } of groups) {
+    g.append(s('text', { x: lab.x, y: lab.y, 'text-anchor': 'middle', class: 'edge-label' }, label));
+    svg.append(g);
+    bottom = Math.max(bottom, lab.y + LH);
+  }
+  svg.setAttribute('height', bottom + 20);
+  svg.setAttribute('viewBox', `0 0 ${W} ${bottom + 20}`);
+  // A wide graph shrinks to fit the page, down to 80%, so labels stay
+  // legible; beyond that the box scrolls.
+  svg.style.minWidth = `${Math.round(W * 0.8)}px`;
+  for (const n of nodes) {
+    const p = pos.get(n);
+    const g = s('g', { class: 'node', tabindex: 0, role: 'link', 'data-node': n, transform: `translate(${p.x},${p.y})` },
+      s('rect', { width: NW, height: NH, rx: 6, style: { stroke: colour(n) } }),
+      s('text', { x: NW / 2, y: NH / 2 + 5, 'text-anchor': 'middle' }, n.length > 18 ? `${n.slice(0, 17)}…` : n),
+      s('title', {}, n));
+    const go = () => navigate(`/ui/service/${encodeURIComponent(n)}`);
+    g.addEventListener('click', go);
+    g.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') go(); });
+    // Hovering a service picks out its calls, as Kiali and Grafana do.
+    const mark = (on) => { for (const { g: el, e } of groups) el.classList.toggle('dim', on && e.client !== n && e.server !== n); };
+    g.addEventListener('mouseenter', () => mark(true));
+    g.addEventListener('mouseleave', () => mark(false));
+    svg.append(g);
+  }
+  return svg;
 }
