@@ -62,7 +62,7 @@ export function servicesPage({ query, alive }) {
     }
   })();
   return h('div', { class: 'page' }, h('h1', {}, 'Services'), status,
-    h('table', { class: 'grid', id: 'services' }, h('thead', {}, h('tr', {}, ['Service', 'Rate', 'Errors', 'p50', 'p95', 'p99'].map((c) => h('th', {}, c)))), body));
+    h('table', { class: 'grid', id: 'services' }, h('thead', {}, h('tr', {}, ['Service', 'Rate', 'Errors', 'p50', 'p95', 'p99'].map((c, i) => h('th', { class: i ? 'num' : '' }, c)))), body));
 }
 
 function toSeries(result, name, colourOf, scale = 1) {
@@ -87,20 +87,20 @@ export function servicePage({ params, query, alive }) {
   };
   const ops = h('tbody', {});
   const slow = h('div', {});
+  const slowNote = h('span', { class: 'muted small' });
   const failing = h('div', {});
   const open = (id, span) => navigate(`/ui/trace/${id}${span ? `?span=${span}` : ''}`);
 
   (async () => {
     try {
-      const [rate, err, total, ...lat] = await Promise.all([
+      const [rate, err, ...lat] = await Promise.all([
         api.promRange(`sum(rate(${CALLS}${s}[${w}]))`, start, end, step),
         api.promRange(`sum(rate(${CALLS}${e}[${w}]))`, start, end, step),
-        api.promRange(`sum(rate(${CALLS}${s}[${w}]))`, start, end, step),
         ...[0.5, 0.95, 0.99].map((p) => api.promRange(`histogram_quantile(${p}, sum by (le) (rate(${BUCKET}${s}[${w}])))`, start, end, step)),
       ]);
       if (!alive()) return;
       charts.rate.append(lineChart({ series: toSeries(rate, 'req/s'), t0: start, t1: end, onzoom: setRange }));
-      const tot = new Map(((total[0] || {}).values || []).map(([t, v]) => [t, Number(v)]));
+      const tot = new Map(((rate[0] || {}).values || []).map(([t, v]) => [t, Number(v)]));
       const errPct = err.map((r) => ({ name: 'error %', colour: '#e15759', points: r.values.map(([t, v]) => [Number(t), tot.get(t) ? (Number(v) / tot.get(t)) * 100 : 0]) }));
       charts.errors.append(lineChart({ series: errPct, t0: start, t1: end, unit: '%', onzoom: setRange }));
       const latSeries = lat.flatMap((r, i) => toSeries(r, ['p50', 'p95', 'p99'][i], () => palette[i]));
@@ -128,21 +128,46 @@ export function servicePage({ params, query, alive }) {
     }
   })();
 
-  const traceList = async (el, q, sortBy) => {
-    try {
-      const r = await api.searchTraces(q, start, end, sortBy ? 200 : 20);
-      if (!alive()) return;
-      let ts = r.traces || [];
-      if (sortBy) ts = ts.sort((a, b) => b.durationMs - a.durationMs).slice(0, 10);
-      mount(el, ts.length ? h('ul', { class: 'tracelist' }, ts.map((t) => h('li', {},
-        link(`/ui/trace/${t.traceID}`, { class: 'mono' }, t.traceID.slice(0, 16)), ' ', t.rootTraceName || '', ' ',
-        h('span', { class: 'muted' }, `${fmtDuration(t.durationMs * 1e6)} · ${fmtTime(Number(t.startTimeUnixNano) / 1e6)}`)))) : h('p', { class: 'muted' }, 'none'));
-    } catch (err) {
-      if (alive()) mount(el, h('p', { class: 'error' }, err.message));
+  // The service's own spans, not whole traces: a trace is listed by the
+  // span of this service that matched, with that span's duration.
+  const spanList = (el, traces, n) => {
+    const rows = [];
+    for (const t of traces) {
+      const sp = (t.spanSets || [t.spanSet]).filter(Boolean).flatMap((ss) => ss.spans)
+        .reduce((a, b) => (a && Number(a.durationNanos) >= Number(b.durationNanos) ? a : b), null);
+      if (sp) rows.push({ t, sp, dur: Number(sp.durationNanos) });
     }
+    rows.sort((a, b) => b.dur - a.dur);
+    mount(el, rows.length ? h('ul', { class: 'tracelist' }, rows.slice(0, n).map(({ t, sp, dur }) => h('li', {},
+      link(`/ui/trace/${t.traceID}?span=${sp.spanID}`, { class: 'mono' }, t.traceID.slice(0, 16)), ' ', sp.name || t.rootTraceName || '', ' ',
+      h('span', { class: 'muted' }, `${fmtDuration(dur)} · ${fmtTime(Number(sp.startTimeUnixNano) / 1e6)}`)))) : h('p', { class: 'muted' }, 'none'));
   };
-  traceList(slow, `{ resource.service.name = ${JSON.stringify(service)} && (kind = server || kind = consumer) }`, true);
-  traceList(failing, `{ resource.service.name = ${JSON.stringify(service)} && status = error }`, false);
+  const entry = `resource.service.name = ${JSON.stringify(service)} && (kind = server || kind = consumer)`;
+  (async () => {
+    try {
+      // A search stops at its limit, in no order of duration; asking for
+      // the spans above the range's p95 (from the span metrics) makes the
+      // slowest ones the whole result, so sorting it finds the top ten.
+      const win = `${Math.max(60, Math.round(end - start))}s`;
+      const p = await api.prom(`histogram_quantile(0.95, sum by (le) (rate(${BUCKET}${s}[${win}])))`, end);
+      const p95 = p.result.length ? Number(p.result[0].value[1]) : NaN;
+      const q = isFinite(p95) && p95 > 0 ? `{ ${entry} && duration >= ${Math.floor(p95 * 1000)}us }` : `{ ${entry} }`;
+      const r = await api.searchTraces(q, start, end, 200);
+      if (!alive()) return;
+      slowNote.textContent = isFinite(p95) && p95 > 0 ? ` · above p95 (${ms(p95)})` : '';
+      spanList(slow, r.traces || [], 10);
+    } catch (err) {
+      if (alive()) mount(slow, h('p', { class: 'error' }, err.message));
+    }
+  })();
+  (async () => {
+    try {
+      const r = await api.searchTraces(`{ resource.service.name = ${JSON.stringify(service)} && status = error }`, start, end, 20);
+      if (alive()) spanList(failing, r.traces || [], 20);
+    } catch (err) {
+      if (alive()) mount(failing, h('p', { class: 'error' }, err.message));
+    }
+  })();
 
   return h('div', { class: 'page' },
     h('h1', {}, h('span', { class: 'svc', style: { '--c': colour(service) } }, service)),
@@ -150,6 +175,6 @@ export function servicePage({ params, query, alive }) {
       link(`/ui/logs?query=${encodeURIComponent(`{service_name=${JSON.stringify(service)}}`)}`, {}, 'Logs'), ' · ', link('/ui/map', {}, 'Service map')),
     h('div', { class: 'cards' }, charts.rate, charts.errors, charts.latency),
     h('div', { class: 'cards two' },
-      h('div', { class: 'card' }, h('h3', {}, 'Top operations'), h('table', { class: 'grid' }, h('thead', {}, h('tr', {}, ['Operation', 'Rate', 'Errors', 'p95'].map((c) => h('th', {}, c)))), ops)),
-      h('div', { class: 'card' }, h('h3', {}, 'Slowest traces'), slow, h('h3', {}, 'Failing traces'), failing)));
+      h('div', { class: 'card' }, h('h3', {}, 'Top operations'), h('table', { class: 'grid' }, h('thead', {}, h('tr', {}, ['Operation', 'Rate', 'Errors', 'p95'].map((c, i) => h('th', { class: i ? 'num' : '' }, c)))), ops)),
+      h('div', { class: 'card' }, h('h3', {}, 'Slowest traces', slowNote), slow, h('h3', {}, 'Failing traces'), failing)));
 }
