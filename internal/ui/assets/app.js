@@ -8,7 +8,7 @@ import { servicesPage, servicePage } from './services.js';
 import { mapPage } from './map.js';
 import { metricsPage, selfPage } from './metrics.js';
 
-export const RANGES = [['15m', 900], ['1h', 3600], ['3h', 10800], ['6h', 21600], ['24h', 86400], ['7d', 604800]];
+export const RANGES = [['5m', 300], ['15m', 900], ['1h', 3600], ['3h', 10800], ['6h', 21600], ['24h', 86400], ['7d', 604800]];
 
 // timeRange returns [start, end] in seconds from the URL's range (a
 // preset) or from/to (unix seconds), default the last hour.
@@ -16,7 +16,7 @@ export function timeRange(q = new URLSearchParams(location.search)) {
   const from = Number(q.get('from'));
   const to = Number(q.get('to'));
   if (from > 0 && to > from) return [from, to];
-  const preset = RANGES.find(([k]) => k === q.get('range')) || RANGES[1];
+  const preset = RANGES.find(([k]) => k === (q.get('range') || '1h')) || RANGES.find(([k]) => k === '1h');
   const end = Date.now() / 1000;
   return [end - preset[1], end];
 }

@@ -69,11 +69,12 @@ export function fmtNum(v, digits = 2) {
 
 export function fmtPct(v) { return v === null || !isFinite(v) ? '–' : `${(v * 100).toFixed(v < 0.1 ? 2 : 1)}%`; }
 
-// colour gives each service a stable hue.
+// colour gives each service a stable hue, never a red one: red marks
+// errors everywhere in the UI.
 export function colour(name) {
   let x = 2166136261;
   for (let i = 0; i < name.length; i++) { x ^= name.charCodeAt(i); x = Math.imul(x, 16777619); }
-  return `hsl(${(x >>> 0) % 360} 62% 52%)`;
+  return `hsl(${25 + ((x >>> 0) % 310)} 62% 52%)`;
 }
 
 export function debounce(fn, ms) {

@@ -28,9 +28,15 @@ async function chartQuery(q, start, end) {
   let rows = [];
   if (inst.resultType === 'vector') rows = inst.result.map((r) => [labelsOf(r.metric), r.value[1]]);
   else if (inst.resultType === 'scalar') rows = [['scalar', inst.result[1]]];
-  return [lineChart({ series, t0: start, t1: end, legend: series.length <= 12, onzoom: setRange }),
-    h('table', { class: 'grid', id: 'prom-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Series'), h('th', {}, 'Value at end'))),
-      h('tbody', {}, rows.map(([k, v]) => h('tr', {}, h('td', { class: 'mono small' }, k), h('td', { class: 'num' }, v))))),
+  const chart = lineChart({ series, t0: start, t1: end, legend: series.length <= 12, onzoom: setRange });
+  // Each row carries its line's colour; hovering it fades the other lines.
+  const colourOf = new Map(series.map((se) => [se.name, se.colour]));
+  const pick = (name) => chart.querySelectorAll('path.line').forEach((p) => p.classList.toggle('dim', name !== null && p.dataset.series !== name));
+  return [chart,
+    h('table', { class: 'grid', id: 'prom-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Series'), h('th', { class: 'num' }, 'Value at end'))),
+      h('tbody', {}, rows.map(([k, v]) => h('tr', { onmouseenter: () => pick(k), onmouseleave: () => pick(null) },
+        h('td', { class: 'mono small' }, h('i', { class: 'swatch', style: { background: colourOf.get(k) || 'transparent' } }), k),
+        h('td', { class: 'num' }, v))))),
     range.length];
 }
 

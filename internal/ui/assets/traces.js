@@ -114,7 +114,7 @@ export function tracesPage({ query, alive }) {
       h('p', { class: 'muted', id: 'result-count' }, `${traces.length} traces${traces.length >= limit ? ` (limit ${limit})` : ''}, ${Math.round(took)} ms`),
       traces.length ? scatter({ points: pts, t0: start, t1: end, unit: 'ms' }) : null,
       traces.length ? h('table', { class: 'grid', id: 'trace-results' },
-        h('thead', {}, h('tr', {}, ['Trace', 'Root service', 'Root operation', 'Start', 'Duration', 'Spans', 'Services', 'Errors'].map((c) => h('th', {}, c)))),
+        h('thead', {}, h('tr', {}, ['Trace', 'Root service', 'Root operation', 'Start', 'Duration', 'Spans', 'Services', 'Errors'].map((c, i) => h('th', { class: [4, 5, 7].includes(i) ? 'num' : '' }, c)))),
         h('tbody', {}, rows)) : h('p', { class: 'empty' }, 'No traces match in this time range.'));
     results.dataset.renderMs = String(Math.round(performance.now() - r0));
   })();
