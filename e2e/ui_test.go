@@ -137,8 +137,15 @@ func TestUI(t *testing.T) {
 	var spans []storage.Span
 	var logs []storage.LogRecord
 	// Two waves, with the metrics flushed between them, so that rates
-	// (an increase between two samples) are not zero.
+	// (an increase between two samples) are not zero. For the README's
+	// screenshots the batches are spread over three minutes instead, so
+	// that the RED charts have a history to draw; that spacing is the
+	// point of the pause, not a wait for a condition.
+	shots := os.Getenv("SIGHTLINE_SCREENSHOTS")
 	for i := range 10 {
+		if shots != "" && i > 0 {
+			time.Sleep(20 * time.Second)
+		}
 		if i == 5 {
 			in.waitFor("the first wave's span metrics", 30*time.Second, func() bool {
 				return promValue(t, base, `count(traces_service_graph_request_total)`) > 0 && promValue(t, base, `count(traces_spanmetrics_calls_total)`) > 0
@@ -201,8 +208,8 @@ func TestUI(t *testing.T) {
 		"LOG_TRACE="+logTrace.String(), "LOG_LINE="+logLine,
 		"BIG_TRACE="+storage.TraceID(bigID).String(), "XSS_TRACE="+storage.TraceID(xssID).String(),
 		"EDGES="+mustJSON(t, edges))
-	if dir := os.Getenv("SIGHTLINE_SCREENSHOTS"); dir != "" {
-		abs, err := filepath.Abs(dir)
+	if shots != "" {
+		abs, err := filepath.Abs(shots)
 		require.NoError(t, err)
 		cmd.Env = append(cmd.Env, "SCREENSHOTS="+abs)
 	}

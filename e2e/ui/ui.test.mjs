@@ -153,6 +153,8 @@ await step('a search result of 1,000 traces renders at once', async () => {
   results.search1000RenderMs = Number(await page.locator('section.results').getAttribute('data-render-ms'));
   const n = await page.locator('#trace-results tbody tr').count();
   check(n === 1000, `${n} rows for a limit of 1000`);
+  // The scatter draws in a ResizeObserver callback, just after the table.
+  await page.locator('.chart-wrap circle.dot').nth(999).waitFor({ ...T, state: 'attached' });
   check(await page.locator('.chart-wrap circle.dot').count() === 1000, 'not one scatter dot per trace');
   const dotTrace = await page.locator('.chart-wrap circle.dot').last().getAttribute('data-trace');
   await page.locator('.chart-wrap circle.dot').last().dispatchEvent('click');
@@ -171,7 +173,6 @@ await step('services, service page, exemplar, trace', async () => {
   await page.waitForURL(/\/ui\/service\/checkout\?range=15m/);
   const dot = page.locator('#latency-chart circle.dot').first();
   await dot.waitFor(T);
-  await shot('service');
   // Exemplar dots overlap where latencies agree: open one by keyboard.
   await dot.focus();
   await dot.press('Enter');
@@ -187,6 +188,37 @@ await step('service map shows the known topology', async () => {
   const missing = EDGES.filter((e) => !edges.includes(e));
   check(missing.length === 0, `edges missing from the map: ${missing.join(', ')} (shown: ${edges.join(', ')})`);
   results.mapEdges = edges.length;
+  // Readable: no two edge labels overlap, and no edge runs through a
+  // service other than its own two.
+  const geo = await page.locator('#service-map svg').evaluate((svg) => {
+    const boxes = [...svg.querySelectorAll('.edge-label')].map((t) => t.getBBox());
+    let overlaps = 0;
+    for (let i = 0; i < boxes.length; i++) {
+      for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i]; const b = boxes[j];
+        if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height) overlaps++;
+      }
+    }
+    const nodes = [...svg.querySelectorAll('g.node')].map((g) => {
+      const m = g.transform.baseVal.consolidate().matrix;
+      const r = g.querySelector('rect');
+      return { name: g.dataset.node, x: m.e, y: m.f, w: r.width.baseVal.value, h: r.height.baseVal.value };
+    });
+    const through = [];
+    for (const g of svg.querySelectorAll('g.edge')) {
+      const [client, server] = g.dataset.edge.split('->');
+      const path = g.querySelector('path');
+      const len = path.getTotalLength();
+      for (let l = 0; l <= len; l += 4) {
+        const p = path.getPointAtLength(l);
+        const hit = nodes.find((n) => n.name !== client && n.name !== server && p.x > n.x + 1 && p.x < n.x + n.w - 1 && p.y > n.y + 1 && p.y < n.y + n.h - 1);
+        if (hit) { through.push(`${g.dataset.edge} through ${hit.name}`); break; }
+      }
+    }
+    return { overlaps, through };
+  });
+  check(geo.overlaps === 0, `${geo.overlaps} pairs of edge labels overlap`);
+  check(geo.through.length === 0, `edges run through services: ${geo.through.join(', ')}`);
   await shot('map');
   await page.locator('#service-map g[data-node="frontend"]').click();
   await page.waitForURL(/\/ui\/service\/frontend/);
@@ -197,9 +229,13 @@ await step('PromQL explorer charts a query', async () => {
   await page.locator('#series-count').waitFor(T);
   const n = Number((await page.locator('#series-count').textContent()).split(' ')[0]);
   check(n >= 5, `${n} series charted`);
-  check(await page.locator('#prom-result svg path.line').count() === n, 'not one line per series');
+  // The chart draws once its box has a width (a ResizeObserver callback),
+  // just after the count appears.
+  await page.locator('#prom-result svg path.line').first().waitFor({ ...T, state: 'attached' });
+  const lines = await page.locator('#prom-result svg path.line').count();
+  check(lines === n, `${lines} lines for ${n} series`);
   check(await page.locator('#prom-table tbody tr').count() === n, 'not one table row per series');
-  await shot('metrics');
+  check(!(await page.locator('.custom-range').isVisible()), 'the custom range inputs show for a preset range');
   // Dragging across the chart zooms to that time range, as in Grafana.
   const box = await page.locator('#prom-result svg').first().boundingBox();
   await page.mouse.move(box.x + box.width * 0.3, box.y + box.height / 2);
@@ -264,10 +300,10 @@ await step('Sightline\'s own page shows the store', async () => {
   check(/spans_in_head\s+\d+/.test(text) && /metrics_series\s+[1-9]/.test(text), `store status: ${text}`);
 });
 
-await step('the UI\'s own functions (critical path, map layout, tokens, error positions)', async () => {
+await step('the UI\'s own functions (critical path, map layout and labels, tokens, error positions)', async () => {
   const r = await page.evaluate(async () => {
     const { criticalPath } = await import('/ui/trace.js');
-    const { layers } = await import('/ui/map.js');
+    const { layers, layout, placeLabels } = await import('/ui/map.js');
     const { tokens, errorPosition } = await import('/ui/editor.js');
     // root 0..100 with children a 0..30, b 10..60 (inside a? no: overlaps),
     // c 60..95; the path is c, then b (ends at 60 <= c's start), not a.
@@ -276,12 +312,30 @@ await step('the UI\'s own functions (critical path, map layout, tokens, error po
     const root = sp('r', 0, 100, [a, b, c]);
     const cp = [...criticalPath([root])].sort().join(',');
     const cols = layers(['db', 'api', 'web', 'auth'], [{ client: 'web', server: 'api' }, { client: 'api', server: 'db' }, { client: 'api', server: 'auth' }, { client: 'auth', server: 'db' }]);
+    const E = (pairs) => pairs.map(([client, server]) => ({ client, server }));
+    // In name order a -> x and b -> w cross; the barycentre uncrosses them.
+    const crossed = layout(['a', 'b', 'w', 'x'], E([['a', 'x'], ['b', 'w']]));
+    // web -> db spans three columns: it passes through two waypoints, and
+    // nothing crosses.
+    const long = layout(['db', 'api', 'web', 'auth'], E([['web', 'api'], ['api', 'db'], ['api', 'auth'], ['auth', 'db'], ['web', 'db']]));
+    // A call back to an earlier column has no chain: it loops below.
+    const cycle = layout(['a', 'b'], E([['a', 'b'], ['b', 'a']]));
+    // Labels take their first free candidate, else move down just clear
+    // of what they hit, services included.
+    const L = (...at) => ({ w: 100, h: 14, at });
+    const labs = placeLabels([L([50, 20], [50, 60]), L([60, 22], [200, 22]), L([60, 24]), L([50, 100])], [{ x: 0, y: 90, w: 100, h: 20 }]).map((l) => [l.x, l.y]);
     const toks = tokens('{ span.http.status_code >= 500 && name = "GET /" }').filter(([k]) => k !== 'plain').map(([k, t]) => `${k}:${t}`);
-    return { cp, cols, toks, pos: errorPosition('1:12: unexpected }'), lpos: errorPosition('parse error at line 2, col 3: x') };
+    return { cp, cols, toks, pos: errorPosition('1:12: unexpected }'), lpos: errorPosition('parse error at line 2, col 3: x'),
+      crossed: [crossed.crossings, crossed.cols[1].join(',')], long: [long.crossings, long.chains[4].length, long.cols.map((c) => c.length).join(',')],
+      cycle: cycle.chains.map((c) => c === null), labs };
   });
   check(r.cp === 'b,c,r', `critical path ${r.cp}`);
   check(JSON.stringify(r.cols) === JSON.stringify([['web'], ['api'], ['auth'], ['db']]), `layers ${JSON.stringify(r.cols)}`);
   check(r.toks.join(' ') === 'op:{ attr:span.http.status_code op:>= number:500 op:&& intrinsic:name op:= string:"GET /" op:}', `tokens ${r.toks.join(' ')}`);
+  check(r.crossed[0] === 0 && r.crossed[1] === 'x,w', `barycentre order ${JSON.stringify(r.crossed)}`);
+  check(r.long[0] === 0 && r.long[1] === 4 && r.long[2] === '1,2,3,1', `long edge layout ${JSON.stringify(r.long)}`);
+  check(JSON.stringify(r.cycle) === '[false,true]', `back edge ${JSON.stringify(r.cycle)}`);
+  check(JSON.stringify(r.labs) === '[[50,20],[200,22],[60,34],[50,122]]', `label placement ${JSON.stringify(r.labs)}`);
   check(r.pos.line === 1 && r.pos.col === 12 && r.lpos.line === 2 && r.lpos.col === 3, `positions ${JSON.stringify(r)}`);
 });
 
@@ -293,6 +347,20 @@ await step('dark theme', async () => {
   await shot('services-dark');
   await page.keyboard.press('d');
 });
+
+if (SHOTS) {
+  // The README's charts: over the last 5 minutes, which e2e/ui_test.go
+  // spreads the data over when it takes screenshots.
+  await step('screenshots of the charts', async () => {
+    await page.goto(`${BASE}/ui/service/checkout?range=5m`);
+    await page.locator('#latency-chart circle.dot').first().waitFor(T);
+    await page.locator('ul.tracelist li').first().waitFor(T);
+    await shot('service');
+    await page.goto(`${BASE}/ui/metrics?range=5m&query=${encodeURIComponent('sum by (service_name) (rate(traces_spanmetrics_calls_total[1m]))')}`);
+    await page.locator('#prom-result svg path.line').first().waitFor(T);
+    await shot('metrics');
+  });
+}
 
 console.log(JSON.stringify(results));
 await browser.close();
