@@ -81,8 +81,9 @@ func bigTrace(n int, start time.Time) (ptrace.Traces, plog.Logs, pcommon.TraceID
 }
 
 // xssTrace carries HTML and script payloads in a span name, an attribute
-// key and value, and a log body.
-func xssTrace(start time.Time) (ptrace.Traces, plog.Logs, pcommon.TraceID) {
+// key and value, an exception's stack trace, an event and a log body. Its
+// span also links to the trace linked.
+func xssTrace(start time.Time, linked pcommon.TraceID) (ptrace.Traces, plog.Logs, pcommon.TraceID) {
 	td := ptrace.NewTraces()
 	tid := pcommon.TraceID{0xa5, 0x5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
 	rs := td.ResourceSpans().AppendEmpty()
@@ -95,6 +96,18 @@ func xssTrace(start time.Time) (ptrace.Traces, plog.Logs, pcommon.TraceID) {
 	sp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
 	sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(3 * time.Millisecond)))
 	sp.Attributes().PutStr("<img src=x onerror=window.__xss=1>", "<svg onload=window.__xss=1>")
+	ex := sp.Events().AppendEmpty()
+	ex.SetName("exception")
+	ex.SetTimestamp(pcommon.NewTimestampFromTime(start.Add(2 * time.Millisecond)))
+	ex.Attributes().PutStr("exception.type", "<b>TypeError</b>")
+	ex.Attributes().PutStr("exception.message", "cannot read <i>x</i>")
+	ex.Attributes().PutStr("exception.stacktrace", "TypeError: <script>window.__xss=1</script>\n    at render (app.js:12)\n    at main (app.js:3)")
+	ev := sp.Events().AppendEmpty()
+	ev.SetName("cache <u>miss</u>")
+	ev.SetTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Millisecond)))
+	ln := sp.Links().AppendEmpty()
+	ln.SetTraceID(linked)
+	ln.SetSpanID(pcommon.SpanID{0x5, 0, 0, 0, 1, 2, 3, 4}) // the linked big trace's root
 	ld := plog.NewLogs()
 	rl := ld.ResourceLogs().AppendEmpty()
 	rl.Resource().Attributes().PutStr("service.name", "xss-<b>svc</b>")
@@ -158,7 +171,7 @@ func TestUI(t *testing.T) {
 	}
 	big, bigLogs, bigID := bigTrace(10_000, now.Add(-time.Minute))
 	send(big, bigLogs)
-	xss, xssLogs, xssID := xssTrace(now.Add(-30 * time.Second))
+	xss, xssLogs, xssID := xssTrace(now.Add(-30*time.Second), bigID)
 	send(xss, xssLogs)
 
 	// A trace with logs (whose ID has no leading zero, as Tempo prints

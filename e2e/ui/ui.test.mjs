@@ -259,9 +259,21 @@ await step('telemetry is shown as text, never run', async () => {
   await page.locator('#span-detail h2').waitFor(T);
   await page.locator('#trace-logs li').first().waitFor(T);
   const text = await page.locator('main').innerText();
-  for (const s of ['<script>window.__xss=1</script>', '<img src=x onerror=window.__xss=1>', '<svg onload=window.__xss=1>']) {
+  for (const s of ['<script>window.__xss=1</script>', '<img src=x onerror=window.__xss=1>', '<svg onload=window.__xss=1>', '<b>TypeError</b>', 'cache <u>miss</u>']) {
     check(text.includes(s), `payload not shown as text: ${s}`);
   }
+  // The span detail shows the exception with its stack trace, the other
+  // event, and the link, which opens the linked trace at its span.
+  const detail = page.locator('#span-detail');
+  const stack = await detail.locator('.exception pre.stack').innerText();
+  check(stack.includes('TypeError: <script>window.__xss=1</script>') && stack.includes('at render (app.js:12)'), `stack trace: ${stack}`);
+  check((await detail.locator('.exception').innerText()).includes('cannot read <i>x</i>'), 'the exception message is missing');
+  const lnk = detail.locator('a', { hasText: BIG_TRACE });
+  await lnk.click();
+  await page.waitForURL(new RegExp(`/ui/trace/${BIG_TRACE}\\?span=0500000001020304`));
+  await page.locator('#span-detail h2').waitFor(T);
+  await page.goto(`${BASE}/ui/trace/${XSS_TRACE}`);
+  await page.locator('#trace-id').waitFor(T);
   await page.goto(`${BASE}/ui/logs?query=${encodeURIComponent('{service_name=~".+"} |= "onerror"')}`);
   await page.locator('#log-lines tbody tr').first().waitFor(T);
   await page.goto(`${BASE}/ui/traces?q=${encodeURIComponent('{ name =~ ".*script.*" }')}`);
