@@ -23,21 +23,26 @@ export function layers(nodes, edges) {
   return cols.map((c) => (c || []).sort());
 }
 
-// crossings counts the pairs of segments between two neighbouring columns
-// that cross, given each column's order.
-function crossings(order, segs) {
+// crossings counts the pairs of segments between neighbouring columns that
+// cross, given each column's order: per gap, the inversions of the
+// segments' lower ends once they are sorted by their upper ends, counted
+// with a Fenwick tree in O(s log s).
+export function crossings(order, segs) {
   const idx = new Map();
   order.forEach((c) => c.forEach((n, i) => idx.set(n, i)));
   let n = 0;
-  for (const layer of segs) {
-    for (let i = 0; i < layer.length; i++) {
-      const [a1, b1] = layer[i].map((x) => idx.get(x));
-      for (let j = i + 1; j < layer.length; j++) {
-        const [a2, b2] = layer[j].map((x) => idx.get(x));
-        if ((a1 - a2) * (b1 - b2) < 0) n++;
-      }
-    }
-  }
+  segs.forEach((layer, l) => {
+    const pairs = layer.map(([a, b]) => [idx.get(a), idx.get(b)]).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+    const size = (order[l + 1] || []).length;
+    const tree = new Int32Array(size + 1);
+    pairs.forEach(([, b], seen) => {
+      // Earlier segments whose lower end is below b cross this one.
+      let le = 0;
+      for (let i = b + 1; i > 0; i -= i & -i) le += tree[i];
+      n += seen - le;
+      for (let i = b + 1; i <= size; i += i & -i) tree[i]++;
+    });
+  });
   return n;
 }
 
@@ -97,16 +102,30 @@ export function layout(nodes, edges) {
     if (n < bestN) { bestN = n; best = order.map((c) => [...c]); }
   }
   // Then swap neighbours in a column while that removes crossings (the
-  // "transpose" step), which the barycentre misses on ties. Crossings are
-  // counted over the whole graph, so keep it to graphs of service scale.
-  const nsegs = segs.reduce((sum, l) => sum + l.length, 0);
-  for (let improved = bestN > 0 && nsegs <= 1500; improved;) {
+  // "transpose" step), which the barycentre misses on ties. A swap of u and
+  // v changes only the crossings between u's edges and v's, so each trial
+  // counts just those.
+  const idx = new Map();
+  best.forEach((c) => c.forEach((n, i) => idx.set(n, i)));
+  const side = (us, vs) => {
+    let n = 0;
+    if (us && vs) for (const a of us) { const ia = idx.get(a); for (const b of vs) if (ia > idx.get(b)) n++; }
+    return n;
+  };
+  // The crossings of u's and v's edges with u above v.
+  const pair = (u, v) => side(left.get(u), left.get(v)) + side(right.get(u), right.get(v));
+  for (let pass = 0, improved = bestN > 0; improved && pass < 50; pass++) {
     improved = false;
     for (const column of best) {
       for (let i = 0; i + 1 < column.length; i++) {
-        [column[i], column[i + 1]] = [column[i + 1], column[i]];
-        const n = crossings(best, segs);
-        if (n < bestN) { bestN = n; improved = true; } else [column[i], column[i + 1]] = [column[i + 1], column[i]];
+        const [u, v] = [column[i], column[i + 1]];
+        const gain = pair(u, v) - pair(v, u);
+        if (gain <= 0) continue;
+        [column[i], column[i + 1]] = [v, u];
+        idx.set(u, i + 1);
+        idx.set(v, i);
+        bestN -= gain;
+        improved = true;
       }
     }
   }
