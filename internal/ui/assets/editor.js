@@ -104,6 +104,19 @@ export function editor({ value = '', placeholder = '', suggest, onsubmit, rows =
     refresh();
   }
 
+  // narrow keeps only the shown items that still fit what is typed since
+  // they were asked for, so that Tab or Enter pressed before the newer
+  // suggestions arrive never inserts a stale one.
+  function narrow() {
+    if (list.hidden) return;
+    const caret = ta.selectionStart;
+    if (caret < from) { close(); return; }
+    const typed = ta.value.slice(from, caret);
+    items = items.filter((it) => it.insert.startsWith(typed) || it.label.startsWith(typed));
+    sel = 0;
+    show();
+  }
+
   let seq = 0;
   async function refresh() {
     if (!suggest) return;
@@ -117,7 +130,7 @@ export function editor({ value = '', placeholder = '', suggest, onsubmit, rows =
     show();
   }
 
-  ta.addEventListener('input', () => { errAt = -1; err.hidden = true; paint(); refresh(); });
+  ta.addEventListener('input', () => { errAt = -1; err.hidden = true; paint(); narrow(); refresh(); });
   ta.addEventListener('scroll', () => { layer.scrollTop = ta.scrollTop; });
   ta.addEventListener('blur', () => setTimeout(close, 100));
   ta.addEventListener('keydown', (e) => {
