@@ -302,6 +302,32 @@ await step('a 10,000-span trace opens and scrolls', async () => {
   check(last !== null, 'no rows after scrolling to the end');
   await page.locator('.wf-row').last().click();
   await page.locator('#span-detail h2').waitFor(T);
+  // Find in trace: 270 of the 10,000 spans are named op-36. Enter steps
+  // through them in waterfall order, opening collapsed parents; Shift+Enter
+  // steps back; the term is in the URL.
+  await page.locator('.wf-scroll').evaluate((el) => { el.scrollTop = 0; });
+  await page.locator('.wf-row[data-span="0500000001020304"] button.tog').click(); // collapse everything under the root
+  await page.locator('.wf-row[data-span="0500000001020304"] button.tog[aria-expanded="false"]').waitFor(T);
+  check(await page.locator('.wf-row').count() === 1, 'collapsing the root left rows');
+  const t2 = Date.now();
+  await page.locator('#find').fill('OP-36');
+  await page.locator('#find-count', { hasText: '270 matches' }).waitFor(T);
+  results.bigTraceFindMs = Date.now() - t2;
+  const spanParam = () => new URL(page.url()).searchParams.get('span');
+  await page.locator('#find').press('Enter');
+  await page.locator('#find-count', { hasText: '1 of 270 matches' }).waitFor(T);
+  const first = spanParam();
+  await page.locator(`.wf-row.sel.match[data-span="${first}"]`).waitFor(T);
+  await page.locator('#find').press('Enter');
+  await page.locator('#find-count', { hasText: '2 of 270 matches' }).waitFor(T);
+  const second = spanParam();
+  check(second !== first, 'Enter did not move to the next match');
+  await page.locator(`.wf-row.sel.match[data-span="${second}"]`).waitFor(T);
+  check((await page.locator('#span-detail h2').innerText()) === 'op-36', 'the detail shows another span');
+  check(new URL(page.url()).searchParams.get('find') === 'OP-36', 'the find term is not in the URL');
+  await page.locator('#find').press('Shift+Enter');
+  await page.locator('#find-count', { hasText: '1 of 270 matches' }).waitFor(T);
+  check(spanParam() === first, 'Shift+Enter did not go back');
 });
 
 await step('Sightline\'s own page shows the store', async () => {
@@ -357,6 +383,31 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
   check(r.crossed[0] === 0 && r.crossed[1] === 'x,w', `barycentre order ${JSON.stringify(r.crossed)}`);
   check(r.long[0] === 0 && r.long[1] === 4 && r.long[2] === '1,2,3,1', `long edge layout ${JSON.stringify(r.long)}`);
   check(JSON.stringify(r.cycle) === '[false,true]', `back edge ${JSON.stringify(r.cycle)}`);
+  // The editor's completion: while newer suggestions are on their way
+  // (here, never), the shown list narrows to what is typed, so Tab takes a
+  // fitting item, not a stale one.
+  const typedIn = await page.evaluate(async () => {
+    const { editor } = await import('/ui/editor.js');
+    let calls = 0;
+    const values = ['ad', 'cart', 'checkout'];
+    const ed = editor({ suggest: (src, caret) => (calls++ === 0 ? Promise.resolve({ from: caret, items: values.map((v) => ({ label: v, insert: v })) }) : new Promise(() => {})) });
+    document.querySelector('main').append(ed.el);
+    ed.input.focus();
+    ed.input.value = 'x = ';
+    ed.input.setSelectionRange(4, 4);
+    ed.input.dispatchEvent(new Event('input'));
+    await new Promise((r) => setTimeout(r, 0));
+    const before = ed.el.querySelectorAll('.suggest li').length;
+    ed.input.value = 'x = ch';
+    ed.input.setSelectionRange(6, 6);
+    ed.input.dispatchEvent(new Event('input'));
+    const shown = [...ed.el.querySelectorAll('.suggest li')].map((li) => li.textContent);
+    ed.input.dispatchEvent(new KeyboardEvent('keydown', { key: 'Tab', bubbles: true, cancelable: true }));
+    const value = ed.input.value;
+    ed.el.remove();
+    return { before, shown, value };
+  });
+  check(typedIn.before === 3 && JSON.stringify(typedIn.shown) === '["checkout"]' && typedIn.value === 'x = checkout', `stale completion: ${JSON.stringify(typedIn)}`);
   check(r.dense === 150, `the dense layout placed ${r.dense} of 150 services`);
   results.mapLayout150Ms = Math.round(r.layoutMs);
   check(JSON.stringify(r.labs) === '[[50,20],[200,22],[60,34],[50,122]]', `label placement ${JSON.stringify(r.labs)}`);

@@ -97,13 +97,22 @@ export function tracePage({ params, query, alive }) {
     }
     if (!alive()) return;
     const t0 = performance.now();
-    view(root, id, raw.trace || raw, logsRaw, query.get('span'));
+    view(root, id, raw.trace || raw, logsRaw, query.get('span'), query.get('find') || '');
     root.dataset.renderMs = String(Math.round(performance.now() - t0));
   })();
   return root;
 }
 
-function view(root, id, td, logsRaw, selected) {
+// haystack is what "find in trace" searches in a span: its service, name,
+// ID, attribute keys and values, and event names, lower-cased.
+function haystack(s) {
+  if (s.hay === undefined) {
+    s.hay = [s.service, s.name, s.id, ...s.attrs.map(([k, v]) => `${k}=${v}`), ...s.events.map((e) => e.name)].join('\n').toLowerCase();
+  }
+  return s.hay;
+}
+
+function view(root, id, td, logsRaw, selected, findTerm) {
   const { spans, byId, roots } = parseTrace(td);
   if (!spans.length) { mount(root, h('p', { class: 'empty' }, 'Trace has no spans.')); return; }
   const tStart = Math.min(...spans.map((s) => s.start));
@@ -149,6 +158,39 @@ function view(root, id, td, logsRaw, selected) {
   const detail = h('aside', { class: 'detail', id: 'span-detail', 'aria-live': 'polite' });
   let sel = selected && byId.get(selected) ? selected : null;
 
+  // Find in trace, as in Jaeger: spans whose service, name, ID, attributes
+  // or events contain the text are marked; Enter and Shift+Enter step
+  // through them, opening collapsed parents on the way.
+  let matches = [];
+  let matched = new Set();
+  let at = -1;
+  const findCount = h('span', { class: 'muted small', id: 'find-count' });
+  const findInput = h('input', { type: 'search', id: 'find', placeholder: 'Find in trace: service, operation, attribute…', 'aria-label': 'find in trace', value: findTerm });
+  const find = (term) => {
+    const t = term.trim().toLowerCase();
+    matches = t ? spans.filter((s) => haystack(s).includes(t)) : [];
+    matched = new Set(matches.map((s) => s.id));
+    at = -1;
+    findCount.textContent = t ? `${matches.length} ${matches.length === 1 ? 'match' : 'matches'}` : '';
+    const u = new URL(location.href);
+    if (t) u.searchParams.set('find', term); else u.searchParams.delete('find');
+    history.replaceState(null, '', u);
+  };
+  const step = (d) => {
+    if (!matches.length) return;
+    at = (at + d + matches.length) % matches.length;
+    findCount.textContent = `${at + 1} of ${matches.length} ${matches.length === 1 ? 'match' : 'matches'}`;
+    select(matches[at].id);
+  };
+  findInput.addEventListener('input', () => { find(findInput.value); paint(true); });
+  findInput.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') { e.preventDefault(); step(e.shiftKey ? -1 : 1); }
+    if (e.key === 'Escape') { findInput.value = ''; find(''); paint(true); }
+  });
+  const findBar = h('div', { class: 'wf-find' }, findInput,
+    h('button', { 'aria-label': 'previous match', title: 'previous match (Shift+Enter)', onclick: () => step(-1) }, '↑'),
+    h('button', { 'aria-label': 'next match', title: 'next match (Enter)', onclick: () => step(1) }, '↓'), findCount);
+
   function row(s, i) {
     const hasKids = s.children.length > 0;
     const toggle = hasKids
@@ -157,7 +199,7 @@ function view(root, id, td, logsRaw, selected) {
     const bar = h('div', { class: `bar${s.error ? ' err' : ''}${crit.has(s.id) ? ' crit' : ''}`, style: { left: pct(s.start), width: `max(2px, ${(((s.end - s.start) / total) * 100).toFixed(3)}%)`, background: colour(s.service) } });
     const ticks = s.logs.map((l) => h('i', { class: `logtick ${l.sev.toLowerCase()}`, style: { left: pct(l.t) }, title: l.body }));
     return h('div', {
-      class: `wf-row${s.id === sel ? ' sel' : ''}${s.error ? ' has-err' : ''}`,
+      class: `wf-row${s.id === sel ? ' sel' : ''}${s.error ? ' has-err' : ''}${matched.has(s.id) ? ' match' : ''}`,
       style: { top: `${i * ROW}px` },
       role: 'row',
       'data-span': s.id,
@@ -258,9 +300,10 @@ function view(root, id, td, logsRaw, selected) {
       h('p', { class: 'muted' }, `${fmtTime(tStart / 1e6)} · ${fmtDuration(total)} · ${spans.length} spans · ${services.length} services · `,
         h('span', { class: errors ? 'err' : '' }, `${errors} errors`), ' · critical path highlighted')),
     h('div', { class: 'trace-body' },
-      h('div', { class: 'waterfall' }, axis, h('div', { class: 'wf-axis' }, h('div', { class: 'wf-name muted' }, `logs (${logs.length})`), timelineLogs), scroller),
+      h('div', {}, findBar, h('div', { class: 'waterfall' }, axis, h('div', { class: 'wf-axis' }, h('div', { class: 'wf-name muted' }, `logs (${logs.length})`), timelineLogs), scroller)),
       detail),
     logPanel);
+  if (findTerm) find(findTerm);
   paint(true);
   if (sel) select(sel); else mount(detail, h('p', { class: 'muted' }, 'Select a span to see its attributes, events and logs.'));
 }
