@@ -12,16 +12,24 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 )
 
+// newBatch starts an OTLP batch of one resource, service checkout with
+// the given extra resource attributes (key, value, ...), and returns it
+// with its one scope to add metrics to.
+func newBatch(attrs ...string) (pmetric.Metrics, pmetric.ScopeMetrics) {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr("service.name", "checkout")
+	for i := 0; i+1 < len(attrs); i += 2 {
+		rm.Resource().Attributes().PutStr(attrs[i], attrs[i+1])
+	}
+	return md, rm.ScopeMetrics().AppendEmpty()
+}
+
 // otlpSample builds one OTLP batch: a cumulative counter with a unit and
 // an exemplar, a gauge and an explicit-bucket histogram, from service
 // checkout.
 func otlpSample(at time.Time, calls int64) pmetric.Metrics {
-	md := pmetric.NewMetrics()
-	rm := md.ResourceMetrics().AppendEmpty()
-	rm.Resource().Attributes().PutStr("service.name", "checkout")
-	rm.Resource().Attributes().PutStr("service.instance.id", "i-1")
-	rm.Resource().Attributes().PutStr("k8s.namespace.name", "shop")
-	sm := rm.ScopeMetrics().AppendEmpty()
+	md, sm := newBatch("service.instance.id", "i-1", "k8s.namespace.name", "shop")
 	ts := pcommon.NewTimestampFromTime(at)
 
 	m := sm.Metrics().AppendEmpty()
@@ -161,10 +169,7 @@ func TestExponentialHistogramAndSummary(t *testing.T) {
 	defer db.Close()
 	t0 := time.Now().Add(-2 * time.Minute).Truncate(time.Second)
 	batch := func(at time.Time, n uint64) pmetric.Metrics {
-		md := pmetric.NewMetrics()
-		rm := md.ResourceMetrics().AppendEmpty()
-		rm.Resource().Attributes().PutStr("service.name", "checkout")
-		sm := rm.ScopeMetrics().AppendEmpty()
+		md, sm := newBatch()
 		ts := pcommon.NewTimestampFromTime(at)
 
 		m := sm.Metrics().AppendEmpty()

@@ -225,7 +225,8 @@ function drawMap(nodes, edges) {
   let back = 0;
   edges.forEach((e, i) => {
     const chain = chains[i];
-    const label = `${fmtNum(e.rate)}/s · ${e.errors > 0 ? fmtPct(e.errors) : '0%'} · ${e.p95 !== undefined && isFinite(e.p95) ? fmtDuration(e.p95 * 1e9) : '–'}`;
+    const p95 = e.p95 !== undefined && isFinite(e.p95) ? fmtDuration(e.p95 * 1e9) : '–';
+    const label = `${fmtNum(e.rate)}/s · ${e.errors > 0 ? fmtPct(e.errors) : '0%'} · ${p95}`;
     let d;
     let lab;
     if (chain) {
@@ -271,7 +272,7 @@ function drawMap(nodes, edges) {
     const width = 1.2 + 3 * Math.sqrt(e.rate / maxRate);
     const g = s('g', { class: e.errors > 0.05 ? 'edge err' : 'edge', 'data-edge': `${e.client}->${e.server}`, tabindex: 0 },
       s('path', { d, 'marker-end': 'url(#arrow)', style: { strokeWidth: `${width.toFixed(1)}px` } }),
-      s('title', {}, `${e.client} → ${e.server}: ${fmtNum(e.rate)} requests/s, ${fmtPct(e.errors)} failed, p95 ${e.p95 !== undefined && isFinite(e.p95) ? fmtDuration(e.p95 * 1e9) : '–'}`));
+      s('title', {}, `${e.client} → ${e.server}: ${fmtNum(e.rate)} requests/s, ${fmtPct(e.errors)} failed, p95 ${p95}`));
     groups.push({ g, lab, label, e });
   });
   // The busiest calls choose their label's place first.

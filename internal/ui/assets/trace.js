@@ -166,12 +166,13 @@ function view(root, id, td, logsRaw, selected, findTerm) {
   let at = -1;
   const findCount = h('span', { class: 'muted small', id: 'find-count' });
   const findInput = h('input', { type: 'search', id: 'find', placeholder: 'Find in trace: service, operation, attribute…', 'aria-label': 'find in trace', value: findTerm });
+  const counted = (n) => `${n} ${n === 1 ? 'match' : 'matches'}`;
   const find = (term) => {
     const t = term.trim().toLowerCase();
     matches = t ? spans.filter((s) => haystack(s).includes(t)) : [];
     matched = new Set(matches.map((s) => s.id));
     at = -1;
-    findCount.textContent = t ? `${matches.length} ${matches.length === 1 ? 'match' : 'matches'}` : '';
+    findCount.textContent = t ? counted(matches.length) : '';
     const u = new URL(location.href);
     if (t) u.searchParams.set('find', term); else u.searchParams.delete('find');
     history.replaceState(null, '', u);
@@ -179,7 +180,7 @@ function view(root, id, td, logsRaw, selected, findTerm) {
   const step = (d) => {
     if (!matches.length) return;
     at = (at + d + matches.length) % matches.length;
-    findCount.textContent = `${at + 1} of ${matches.length} ${matches.length === 1 ? 'match' : 'matches'}`;
+    findCount.textContent = `${at + 1} of ${counted(matches.length)}`;
     select(matches[at].id);
   };
   findInput.addEventListener('input', () => { find(findInput.value); paint(true); });
