@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/prometheus/util/notifications"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 
+	"github.com/sightlinehq/sightline/internal/otlpguard"
 	"github.com/sightlinehq/sightline/internal/store"
 )
 
@@ -88,6 +89,10 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 	p.Register(r.WithPrefix("/api/v1"))
 	api := a.promTenancy(r)
 	mux.Handle("/api/v1/", api)
+	// Prometheus's OTLP handler decodes with pdata: the same guard as the
+	// OTLP receiver's keeps deep values from overflowing its stack.
+	const otlpPath = "/api/v1/otlp/v1/metrics"
+	mux.Handle(otlpPath, otlpguard.HTTPHandler(api, map[string]otlpguard.Signal{otlpPath: otlpguard.Metrics}, otlpguard.Limits{}))
 	// Prometheus bounds samples, points and time; max_time_range is ours.
 	mux.Handle("/api/v1/query_range", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start, err1 := parseTime("start", req.FormValue("start"))

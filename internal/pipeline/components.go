@@ -7,6 +7,7 @@ package pipeline
 import (
 	"github.com/sightlinehq/sightline/internal/api"
 	"github.com/sightlinehq/sightline/internal/lokireceiver"
+	"github.com/sightlinehq/sightline/internal/otlpguard"
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/connector/forwardconnector"
 	"go.opentelemetry.io/collector/exporter"
@@ -71,7 +72,10 @@ func Components() (otelcol.Factories, error) {
 	}
 
 	factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](
-		otlpreceiver.NewFactory(),
+		// Upstream's receiver, with a check in front of its decoders that
+		// refuses values nested deep enough to overflow pdata's recursive
+		// decoder (a fatal error that no recover() catches).
+		otlpguard.WrapReceiverFactory(otlpreceiver.NewFactory(), otlpguard.Limits{}),
 		prometheusreceiver.NewFactory(),
 		lokireceiver.NewFactory(),
 	)

@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+
+	"github.com/sightlinehq/sightline/internal/otlpguard/otlpguardtest"
+)
+
+// hostileFixture is a running all-in-one store with one acknowledged trace,
+// which every hostile request must leave readable.
+type hostileFixture struct {
+	in        *instance
+	queryPort int
+	conn      *grpc.ClientConn
+	traceID   string
+}
+
+func newHostileFixture(t *testing.T) *hostileFixture {
+	t.Helper()
+	qp := freePort(t)
+	f := &hostileFixture{queryPort: qp}
+	f.in = start(t, []string{"testdata/hostile.yaml"}, "QUERY_PORT="+strconv.Itoa(qp))
+	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", f.in.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	f.conn = conn
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "before-the-attack")
+	sp := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	sp.SetName("acknowledged")
+	sp.SetTraceID([16]byte{0xac, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+	sp.SetSpanID([8]byte{0xac, 1, 2, 3, 4, 5, 6, 7})
+	now := time.Now()
+	sp.SetStartTimestamp(pcommon.NewTimestampFromTime(now.Add(-time.Second)))
+	sp.SetEndTimestamp(pcommon.NewTimestampFromTime(now))
+	if _, err := ptraceotlp.NewGRPCClient(conn).Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(td)); err != nil {
+		t.Fatal(err)
+	}
+	f.traceID = sp.TraceID().String()
+	return f
+}
+
+// post sends body to path on a local port, with header's name/value
+// pairs, and returns the status and body.
+func (f *hostileFixture) post(t *testing.T, port int, path string, body []byte, header ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), bytes.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v (the process: %s)", path, err, f.in.out.String()[max(0, len(f.in.out.String())-2000):])
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// intact checks that the process is alive and healthy and still serves
+// what it acknowledged before.
+func (f *hostileFixture) intact(t *testing.T) {
+	t.Helper()
+	select {
+	case <-f.in.done:
+		t.Fatalf("sightline died (%v):\n%s", f.in.waitErr, f.in.out.String())
+	default:
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", f.in.Health))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("health: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	code, body := 0, ""
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v2/traces/%s", f.queryPort, f.traceID))
+	if err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code, body = resp.StatusCode, string(b)
+	}
+	if code != http.StatusOK || !bytes.Contains([]byte(body), []byte("acknowledged")) {
+		t.Fatalf("acknowledged trace: %d %.300s %v", code, body, err)
+	}
+}
+
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
+}
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+// TestDeeplyNestedOTLP sends an attribute nested a million levels deep,
+// which overflows pdata's decoder stack (a fatal error) unguarded, over
+// every OTLP path the binary serves.
+func TestDeeplyNestedOTLP(t *testing.T) {
+	f := newHostileFixture(t)
+	deep := otlpguardtest.DeepTracesProto(1_000_000, otlpguardtest.KVList)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(deep)
+	zw.Close()
+
+	for _, c := range []struct {
+		name   string
+		port   int
+		path   string
+		body   []byte
+		header []string
+	}{
+		{"otlp/http protobuf", f.in.HTTP, "/v1/traces", deep, []string{"Content-Type", "application/x-protobuf"}},
+		{"otlp/http gzip", f.in.HTTP, "/v1/traces", gz.Bytes(), []string{"Content-Type", "application/x-protobuf", "Content-Encoding", "gzip"}},
+		{"otlp/http json", f.in.HTTP, "/v1/traces", otlpguardtest.DeepTracesJSON(500_000), []string{"Content-Type", "application/json"}},
+		{"otlp/http logs", f.in.HTTP, "/v1/logs", otlpguardtest.DeepLogsProto(1_000_000, otlpguardtest.KVList), []string{"Content-Type", "application/x-protobuf"}},
+		{"prometheus otlp metrics", f.queryPort, "/api/v1/otlp/v1/metrics", deep, []string{"Content-Type", "application/x-protobuf"}},
+	} {
+		code, body := f.post(t, c.port, c.path, c.body, c.header...)
+		if code != http.StatusBadRequest {
+			t.Errorf("%s: %d %.300s, want 400", c.name, code, body)
+		}
+		f.intact(t)
+	}
+
+	var reply []byte
+	err := f.conn.Invoke(context.Background(), "/opentelemetry.proto.collector.trace.v1.TraceService/Export", deep, &reply, grpc.ForceCodecV2(rawCodec{}))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("otlp/grpc under a 16 MiB limit (%d bytes): got %v, want InvalidArgument", len(deep), err)
+	}
+	f.intact(t)
+}

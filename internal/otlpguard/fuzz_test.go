@@ -1,0 +1,112 @@
+package otlpguard
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/sightlinehq/sightline/internal/otlpguard/otlpguardtest"
+	"github.com/sightlinehq/sightline/internal/workload"
+)
+
+const fuzzDepth = 6
+
+// valueDepth is the AnyValue depth of v, computed by pdata's own tree.
+func valueDepth(v pcommon.Value) int {
+	d := 0
+	switch v.Type() {
+	case pcommon.ValueTypeSlice:
+		for _, e := range v.Slice().All() {
+			d = max(d, valueDepth(e))
+		}
+	case pcommon.ValueTypeMap:
+		for _, e := range v.Map().All() {
+			d = max(d, valueDepth(e))
+		}
+	}
+	return d + 1
+}
+
+func mapDepth(m pcommon.Map) int {
+	d := 0
+	for _, v := range m.All() {
+		d = max(d, valueDepth(v))
+	}
+	return d
+}
+
+func tracesDepth(td ptrace.Traces) int {
+	d := 0
+	for _, rs := range td.ResourceSpans().All() {
+		d = max(d, mapDepth(rs.Resource().Attributes()))
+		for _, ss := range rs.ScopeSpans().All() {
+			d = max(d, mapDepth(ss.Scope().Attributes()))
+			for _, sp := range ss.Spans().All() {
+				d = max(d, mapDepth(sp.Attributes()))
+				for _, e := range sp.Events().All() {
+					d = max(d, mapDepth(e.Attributes()))
+				}
+				for _, l := range sp.Links().All() {
+					d = max(d, mapDepth(l.Attributes()))
+				}
+			}
+		}
+	}
+	return d
+}
+
+// FuzzCheckProto holds the guard to pdata: whatever the guard passes,
+// pdata decodes to a tree within the limit or refuses; whatever the guard
+// calls malformed, pdata refuses too (no valid request is turned away); and
+// nothing the guard calls too deep is within the limit.
+func FuzzCheckProto(f *testing.F) {
+	gen := workload.New(1, time.Unix(1_700_000_000, 0), workload.Options{})
+	td, ld := gen.Batch(3)
+	tb, _ := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	lb, _ := (&plog.ProtoMarshaler{}).MarshalLogs(ld)
+	f.Add(tb)
+	f.Add(lb)
+	f.Add(otlpguardtest.DeepTracesProto(fuzzDepth, otlpguardtest.Array))
+	f.Add(otlpguardtest.DeepTracesProto(fuzzDepth+1, otlpguardtest.KVList))
+	f.Add(otlpguardtest.DeepTracesProto(200, otlpguardtest.KVList))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := CheckProto(Traces, b, Limits{MaxDepth: fuzzDepth})
+		switch {
+		case err == nil:
+			td, perr := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b)
+			if perr == nil && tracesDepth(td) > fuzzDepth {
+				t.Fatalf("guard passed a request %d deep", tracesDepth(td))
+			}
+		case errors.Is(err, ErrMalformed):
+			if _, perr := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b); perr == nil {
+				t.Fatalf("guard refused a request pdata decodes: %v", err)
+			}
+		case errors.Is(err, ErrTooDeep):
+			// Decoding it is what the guard is for; it is small enough
+			// here to be safe.
+			td, perr := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b)
+			if perr == nil && tracesDepth(td) <= fuzzDepth {
+				t.Fatalf("guard called a request of depth %d too deep: %v", tracesDepth(td), err)
+			}
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+	})
+}
+
+// FuzzCheckJSON: the scan never fails on anything but depth, and never
+// panics.
+func FuzzCheckJSON(f *testing.F) {
+	f.Add(otlpguardtest.DeepTracesJSON(3))
+	f.Add(otlpguardtest.DeepTracesJSON(300))
+	f.Add([]byte(`{"a":"\"[[[[\\"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := CheckJSON(b, Limits{MaxDepth: fuzzDepth}); err != nil && !errors.Is(err, ErrTooDeep) {
+			t.Fatal(err)
+		}
+	})
+}

@@ -1,0 +1,85 @@
+package otlpguard
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+)
+
+// grpcGuard checks OTLP export requests in the gRPC server's codec, the
+// last point before pdata decodes them: a unary interceptor runs only after
+// the request is decoded, too late for a request that crashes the decoder.
+//
+// A codec error would reach the client as codes.Internal (gRPC wraps every
+// unmarshal failure so), which misstates a client error. So a refused
+// request is left undecoded (its zero value) and remembered, and the
+// interceptor, which gRPC calls next on the same request value, answers
+// InvalidArgument without calling the service.
+type grpcGuard struct {
+	lim      Limits
+	delegate encoding.CodecV2
+	refused  sync.Map // request value → error
+}
+
+func newGRPCGuard(lim Limits) *grpcGuard {
+	// pdata registers its own "proto" codec, which knows its request types.
+	return &grpcGuard{lim: lim, delegate: encoding.GetCodecV2("proto")}
+}
+
+// ServerOptions returns the options that install the guard on a server.
+func (g *grpcGuard) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(g), grpc.ChainUnaryInterceptor(g.intercept)}
+}
+
+func (g *grpcGuard) Name() string { return "proto" }
+
+func (g *grpcGuard) Marshal(v any) (mem.BufferSlice, error) { return g.delegate.Marshal(v) }
+
+func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) error {
+	sig := grpcSignal(v)
+	if sig == 0 {
+		return g.delegate.Unmarshal(data, v)
+	}
+	var b []byte
+	if len(data) == 1 {
+		b = data[0].ReadOnlyData()
+	} else {
+		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+		defer buf.Free()
+		b = buf.ReadOnlyData()
+	}
+	if err := CheckProto(sig, b, g.lim); err != nil {
+		g.refused.Store(v, fmt.Errorf("otlp %s request refused: %w", sig, err))
+		return nil
+	}
+	return g.delegate.Unmarshal(data, v)
+}
+
+func (g *grpcGuard) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err, ok := g.refused.LoadAndDelete(req); ok {
+		return nil, status.Error(codes.InvalidArgument, err.(error).Error())
+	}
+	return handler(ctx, req)
+}
+
+// grpcSignal tells pdata's OTLP request types apart without importing its
+// internal package; TestGRPCSignalNames keeps the names honest across
+// pdata upgrades.
+func grpcSignal(v any) Signal {
+	switch reflect.TypeOf(v).String() {
+	case "*internal.ExportTraceServiceRequest":
+		return Traces
+	case "*internal.ExportMetricsServiceRequest":
+		return Metrics
+	case "*internal.ExportLogsServiceRequest":
+		return Logs
+	}
+	return 0
+}

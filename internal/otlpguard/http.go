@@ -1,0 +1,98 @@
+package otlpguard
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+)
+
+// HTTPHandler checks the OTLP requests that next serves at paths (URL path
+// → signal) and answers 400 with an OTLP error body, in the request's
+// encoding, to those that must not be decoded. Other requests, and content
+// types that are not OTLP's, pass through untouched.
+//
+// It must run after the body is decompressed and bounded (confighttp's
+// middlewares do), since it reads the whole body; next then reads it from
+// memory.
+func HTTPHandler(next http.Handler, paths map[string]Signal, lim Limits) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sig, ok := paths[r.URL.Path]
+		if !ok || r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		var check func([]byte) error
+		switch ct {
+		case "application/x-protobuf":
+			check = func(b []byte) error { return CheckProto(sig, b, lim) }
+		case "application/json":
+			check = func(b []byte) error { return CheckJSON(b, lim) }
+		default:
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			// Over the size limit or a broken stream: the receiver would
+			// fail the same way; answer as it does.
+			code := http.StatusBadRequest
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				code = http.StatusRequestEntityTooLarge
+			}
+			WriteHTTPError(w, ct, code, fmt.Errorf("read request body: %w", err))
+			return
+		}
+		if err := check(body); err != nil {
+			WriteHTTPError(w, ct, http.StatusBadRequest, fmt.Errorf("otlp %s request refused: %w", sig, err))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// WriteHTTPError answers with OTLP/HTTP's error body: a google.rpc.Status
+// in the request's encoding (JSON for anything but protobuf).
+func WriteHTTPError(w http.ResponseWriter, contentType string, code int, err error) {
+	st := &spb.Status{Code: int32(grpcCode(code)), Message: err.Error()}
+	var (
+		body []byte
+		ct   string
+	)
+	if contentType == "application/x-protobuf" {
+		body, _ = proto.Marshal(st)
+		ct = "application/x-protobuf"
+	} else {
+		body, _ = json.Marshal(map[string]any{"code": st.Code, "message": st.Message})
+		ct = "application/json"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(code)
+	w.Write(body)
+}
+
+func grpcCode(httpCode int) codes.Code {
+	switch httpCode {
+	case http.StatusBadRequest:
+		return codes.InvalidArgument
+	case http.StatusRequestEntityTooLarge:
+		return codes.ResourceExhausted
+	case http.StatusServiceUnavailable:
+		return codes.Unavailable
+	case http.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	}
+	return codes.Unknown
+}

@@ -1,0 +1,142 @@
+package otlpguard
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.opentelemetry.io/collector/receiver/otlpreceiver"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+
+	"github.com/sightlinehq/sightline/internal/otlpguard/otlpguardtest"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// rawCodec sends pre-encoded bytes, so a test can send what pdata's own
+// encoder could not build without recursing as deeply.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
+}
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+// The upstream receiver, wrapped, on real sockets: a million levels over
+// HTTP (protobuf, gzipped protobuf, JSON) and over gRPC under the seed
+// gateway's 16 MiB limit are refused as client errors, and the receiver
+// goes on taking good requests.
+func TestGuardedReceiver(t *testing.T) {
+	f := WrapReceiverFactory(otlpreceiver.NewFactory(), Limits{})
+	cfg := f.CreateDefaultConfig().(*otlpreceiver.Config)
+	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	gc := cfg.Protocols.GRPC.GetOrInsertDefault()
+	gc.NetAddr.Endpoint = grpcAddr
+	gc.MaxRecvMsgSizeMiB = 16
+	cfg.Protocols.HTTP = configoptional.Some(*cfg.Protocols.HTTP.GetOrInsertDefault())
+	cfg.Protocols.HTTP.Get().ServerConfig.NetAddr.Endpoint = httpAddr
+	sink := new(consumertest.TracesSink)
+	r, err := f.CreateTraces(context.Background(), receivertest.NewNopSettings(f.Type()), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown(context.Background())
+
+	// A million key/value lists: enough to overflow pdata's decoder stack
+	// unguarded, and under the 16 MiB gRPC limit.
+	deep := otlpguardtest.DeepTracesProto(1_000_000, otlpguardtest.KVList)
+	if len(deep) >= 16<<20 {
+		t.Fatalf("payload is %d bytes, over the 16 MiB limit it must pass", len(deep))
+	}
+	post := func(body []byte, ct, enc string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+httpAddr+"/v1/traces", bytes.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		if enc != "" {
+			req.Header.Set("Content-Encoding", enc)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(otlpguardtest.DeepTracesProto(1_000_000, otlpguardtest.Array))
+	zw.Close()
+	for name, c := range map[string]struct {
+		body     []byte
+		ct, enc  string
+		wantBody string
+	}{
+		"protobuf":      {deep, "application/x-protobuf", "", "nested too deeply"},
+		"gzip protobuf": {gz.Bytes(), "application/x-protobuf", "gzip", "nested too deeply"},
+		"json":          {otlpguardtest.DeepTracesJSON(500_000), "application/json", "", `"code":3`},
+	} {
+		code, body := post(c.body, c.ct, c.enc)
+		if code != http.StatusBadRequest || !bytes.Contains([]byte(body), []byte(c.wantBody)) {
+			t.Errorf("%s: %d %.200q, want 400 containing %q", name, code, body, c.wantBody)
+		}
+	}
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var reply []byte
+	err = conn.Invoke(context.Background(), "/opentelemetry.proto.collector.trace.v1.TraceService/Export", deep, &reply, grpc.ForceCodecV2(rawCodec{}))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("gRPC: got %v, want InvalidArgument", err)
+	}
+
+	// Good requests still go through both protocols.
+	td := ptrace.NewTraces()
+	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("fine")
+	if _, err := ptraceotlp.NewGRPCClient(conn).Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(td)); err != nil {
+		t.Errorf("gRPC good request: %v", err)
+	}
+	good, _ := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+	if code, body := post(good, "application/x-protobuf", ""); code != http.StatusOK {
+		t.Errorf("HTTP good request: %d %s", code, body)
+	}
+	if got := sink.SpanCount(); got != 2 {
+		t.Errorf("delivered %d spans, want 2", got)
+	}
+	if n := len(sink.AllTraces()); n != 2 {
+		t.Errorf("delivered %d batches, want 2: %v", n, fmt.Sprint(sink.AllTraces()))
+	}
+}

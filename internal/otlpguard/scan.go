@@ -1,0 +1,401 @@
+// Package otlpguard checks OTLP requests before they are decoded.
+//
+// pdata decodes OTLP recursively: an AnyValue holding an array or a
+// key/value list is decoded by a call that decodes its elements, so an
+// attribute nested a million levels deep (17 MB of protobuf, well under a
+// receiver's default size limit) exhausts the goroutine stack, and a Go
+// stack overflow is fatal: no recover() catches it, and the process that
+// dies takes the store, the query API and the UI with it.
+//
+// The checks here walk the encoded request once, iteratively, with a stack
+// that the limits bound, and refuse a request that nests values deeper than
+// Limits.MaxDepth before any decoder sees it. The protobuf walk follows the
+// OTLP schema: it descends only into the fields that are messages on the
+// path to an AnyValue and skips every other field by its wire length, so it
+// is linear in the request size and allocates nothing. Input it cannot
+// frame (a truncated varint, a length past its parent's end, a group) is
+// refused too: the decoder would refuse it anyway, and a walk that gave up
+// early could not vouch for what follows.
+//
+// The checks are wired in front of the upstream `otlp` receiver by
+// WrapReceiverFactory (HTTP as a handler middleware, gRPC as a codec), and
+// called directly by Sightline's own OTLP endpoints.
+package otlpguard
+
+import (
+	"errors"
+	"fmt"
+)
+
+// DefaultMaxDepth is the deepest AnyValue nesting accepted: a string
+// attribute is at depth 1, a list of strings at depth 2. Real telemetry stays in
+// single digits (a JSON document flattened into a kvlist rarely passes 10);
+// 64 leaves room and costs pdata's recursive decoder a few kilobytes of
+// stack.
+const DefaultMaxDepth = 64
+
+// ErrTooDeep is returned for a request that nests values deeper than the
+// limit. It is permanent: the same request will always be refused.
+var ErrTooDeep = errors.New("attribute values nested too deeply")
+
+// ErrMalformed is returned for a request whose protobuf or JSON framing is
+// broken. It is permanent.
+var ErrMalformed = errors.New("malformed OTLP request")
+
+// Limits bound what a request may contain.
+type Limits struct {
+	// MaxDepth is the deepest AnyValue nesting accepted; <= 0 means
+	// DefaultMaxDepth.
+	MaxDepth int
+}
+
+func (l Limits) maxDepth() int {
+	if l.MaxDepth <= 0 {
+		return DefaultMaxDepth
+	}
+	return l.MaxDepth
+}
+
+// Signal names an OTLP export request type.
+type Signal uint8
+
+// The OTLP export requests.
+const (
+	Traces Signal = iota + 1
+	Metrics
+	Logs
+)
+
+func (s Signal) String() string {
+	switch s {
+	case Traces:
+		return "traces"
+	case Metrics:
+		return "metrics"
+	case Logs:
+		return "logs"
+	}
+	return "unknown"
+}
+
+// msg is a node of the OTLP schema as far as nesting is concerned: the
+// message types that can lead to an AnyValue.
+type msg uint8
+
+const (
+	mNone msg = iota
+	mTracesReq
+	mMetricsReq
+	mLogsReq
+	mResourceSpans
+	mResourceMetrics
+	mResourceLogs
+	mResource
+	mScopeSpans
+	mScopeMetrics
+	mScopeLogs
+	mScope
+	mSpan
+	mEvent
+	mLink
+	mLogRecord
+	mMetric
+	mGauge // also Sum, Histogram, ExponentialHistogram and Summary: field 1 is their data points
+	mNumberPoint
+	mHistogramPoint
+	mExpHistogramPoint
+	mSummaryPoint
+	mExemplar
+	mKeyValue
+	mAnyValue
+	mArrayValue
+	mKeyValueList
+	nMsg
+)
+
+// children[m][field] is the message type of field in m, for the fields the
+// walk descends into (field numbers from opentelemetry-proto v1).
+var children = func() [nMsg][]msg {
+	var c [nMsg][]msg
+	set := func(m msg, field int, child msg) {
+		for len(c[m]) <= field {
+			c[m] = append(c[m], mNone)
+		}
+		c[m][field] = child
+	}
+	set(mTracesReq, 1, mResourceSpans)
+	set(mMetricsReq, 1, mResourceMetrics)
+	set(mLogsReq, 1, mResourceLogs)
+
+	set(mResourceSpans, 1, mResource)
+	set(mResourceSpans, 2, mScopeSpans)
+	set(mResourceMetrics, 1, mResource)
+	set(mResourceMetrics, 2, mScopeMetrics)
+	set(mResourceLogs, 1, mResource)
+	set(mResourceLogs, 2, mScopeLogs)
+	set(mResource, 1, mKeyValue) // attributes
+
+	set(mScopeSpans, 1, mScope)
+	set(mScopeSpans, 2, mSpan)
+	set(mScopeMetrics, 1, mScope)
+	set(mScopeMetrics, 2, mMetric)
+	set(mScopeLogs, 1, mScope)
+	set(mScopeLogs, 2, mLogRecord)
+	set(mScope, 3, mKeyValue) // attributes
+
+	set(mSpan, 9, mKeyValue) // attributes
+	set(mSpan, 11, mEvent)
+	set(mSpan, 13, mLink)
+	set(mEvent, 3, mKeyValue)
+	set(mLink, 4, mKeyValue)
+
+	set(mLogRecord, 5, mAnyValue) // body
+	set(mLogRecord, 6, mKeyValue) // attributes
+
+	set(mMetric, 5, mGauge)
+	set(mMetric, 7, mGauge) // sum
+	set(mMetric, 9, mGauge) // histogram
+	set(mMetric, 10, mGauge)
+	set(mMetric, 11, mGauge) // summary
+	set(mMetric, 12, mKeyValue)
+	// The containers differ only in their point type; the walk tells them
+	// apart by the Metric field it came through (see pointType).
+	set(mNumberPoint, 7, mKeyValue)
+	set(mNumberPoint, 5, mExemplar)
+	set(mHistogramPoint, 9, mKeyValue)
+	set(mHistogramPoint, 8, mExemplar)
+	set(mExpHistogramPoint, 1, mKeyValue)
+	set(mExpHistogramPoint, 11, mExemplar)
+	set(mSummaryPoint, 7, mKeyValue)
+	set(mExemplar, 7, mKeyValue)
+
+	set(mKeyValue, 2, mAnyValue)
+	set(mAnyValue, 5, mArrayValue)
+	set(mAnyValue, 6, mKeyValueList)
+	set(mArrayValue, 1, mAnyValue)
+	set(mKeyValueList, 1, mKeyValue)
+	return c
+}()
+
+// pointType is the data point message of a metric container reached
+// through Metric field f.
+func pointType(f uint64) msg {
+	switch f {
+	case 5, 7:
+		return mNumberPoint
+	case 9:
+		return mHistogramPoint
+	case 10:
+		return mExpHistogramPoint
+	case 11:
+		return mSummaryPoint
+	}
+	return mNone
+}
+
+type frame struct {
+	m     msg
+	end   int
+	field uint64 // the field of the parent this frame came through
+}
+
+// CheckProto walks an OTLP export request of signal sig, encoded as
+// protobuf, and returns an error wrapping ErrTooDeep or ErrMalformed if it
+// must not be decoded. Typical requests walk without allocating.
+func CheckProto(sig Signal, b []byte, lim Limits) error {
+	root := mNone
+	switch sig {
+	case Traces:
+		root = mTracesReq
+	case Metrics:
+		root = mMetricsReq
+	case Logs:
+		root = mLogsReq
+	default:
+		return fmt.Errorf("%w: unknown signal", ErrMalformed)
+	}
+	maxDepth := lim.maxDepth()
+	// Everything but AnyValue nests a bounded number of levels (request →
+	// resource → scope → span → event → key/value is 6), and each AnyValue
+	// level adds at most two frames (AnyValue, then list or kvlist, then
+	// key/value), so this bounds the stack.
+	var stackBuf [32]frame
+	stack := append(stackBuf[:0], frame{m: root, end: len(b)})
+	depth := 0 // AnyValues on the stack
+	pos := 0
+	for {
+		top := &stack[len(stack)-1]
+		if pos == top.end {
+			if top.m == mAnyValue {
+				depth--
+			}
+			stack = stack[:len(stack)-1]
+			if len(stack) == 0 {
+				return nil
+			}
+			continue
+		}
+		tag, n := uvarint(b[pos:top.end])
+		if n <= 0 {
+			return fmt.Errorf("%w: bad field tag at byte %d", ErrMalformed, pos)
+		}
+		pos += n
+		field, wire := tag>>3, tag&7
+		if field == 0 {
+			return fmt.Errorf("%w: field number 0 at byte %d", ErrMalformed, pos-n)
+		}
+		switch wire {
+		case 0: // varint
+			_, n := uvarint(b[pos:top.end])
+			if n <= 0 {
+				return fmt.Errorf("%w: bad varint at byte %d", ErrMalformed, pos)
+			}
+			pos += n
+		case 1: // fixed64
+			if top.end-pos < 8 {
+				return fmt.Errorf("%w: truncated fixed64 at byte %d", ErrMalformed, pos)
+			}
+			pos += 8
+		case 5: // fixed32
+			if top.end-pos < 4 {
+				return fmt.Errorf("%w: truncated fixed32 at byte %d", ErrMalformed, pos)
+			}
+			pos += 4
+		case 2: // length-delimited
+			l, n := uvarint(b[pos:top.end])
+			if n <= 0 || l > uint64(top.end-pos-n) {
+				return fmt.Errorf("%w: field %d at byte %d is longer than its message", ErrMalformed, field, pos)
+			}
+			pos += n
+			child := mNone
+			if kids := children[top.m]; field < uint64(len(kids)) {
+				child = kids[field]
+			}
+			if top.m == mGauge && field == 1 {
+				// A metric's container: its points' type depends on the
+				// Metric field it came through.
+				child = pointType(top.field)
+			}
+			if child == mNone {
+				pos += int(l)
+				continue
+			}
+			if child == mAnyValue {
+				depth++
+				if depth > maxDepth {
+					return fmt.Errorf("%w: deeper than %d levels", ErrTooDeep, maxDepth)
+				}
+			}
+			stack = append(stack, frame{m: child, end: pos + int(l), field: field})
+		case 3: // start group: not OTLP, but decoders skip it as unknown
+			end, err := skipGroup(b[:top.end], pos)
+			if err != nil {
+				return err
+			}
+			pos = end
+		default:
+			return fmt.Errorf("%w: wire type %d at byte %d", ErrMalformed, wire, pos-n)
+		}
+	}
+}
+
+// skipGroup skips a group whose start tag ends before pos exactly as
+// pdata's decoder does, so that the walk and the decoder stay in step: it
+// counts start and end tags without recursion, and the group ends at its
+// matching end tag or right after the first field that is not a group tag.
+func skipGroup(b []byte, pos int) (int, error) {
+	depth := 1
+	for {
+		if pos >= len(b) {
+			return 0, fmt.Errorf("%w: unterminated group", ErrMalformed)
+		}
+		tag, n := uvarint(b[pos:])
+		if n <= 0 || tag>>3 == 0 {
+			return 0, fmt.Errorf("%w: bad field tag in group at byte %d", ErrMalformed, pos)
+		}
+		pos += n
+		switch tag & 7 {
+		case 0:
+			_, n := uvarint(b[pos:])
+			if n <= 0 {
+				return 0, fmt.Errorf("%w: bad varint at byte %d", ErrMalformed, pos)
+			}
+			return pos + n, nil
+		case 1, 5:
+			w := 8
+			if tag&7 == 5 {
+				w = 4
+			}
+			if len(b)-pos < w {
+				return 0, fmt.Errorf("%w: truncated group at byte %d", ErrMalformed, pos)
+			}
+			return pos + w, nil
+		case 2:
+			l, n := uvarint(b[pos:])
+			if n <= 0 || l > uint64(len(b)-pos-n) {
+				return 0, fmt.Errorf("%w: bad length in group at byte %d", ErrMalformed, pos)
+			}
+			return pos + n + int(l), nil
+		case 3:
+			depth++
+		case 4:
+			depth--
+			if depth == 0 {
+				return pos, nil
+			}
+		default:
+			return 0, fmt.Errorf("%w: wire type %d at byte %d", ErrMalformed, tag&7, pos-n)
+		}
+	}
+}
+
+// uvarint decodes a protobuf varint as pdata does (at most 10 bytes, bits
+// past 64 ignored); n <= 0 means truncated or overlong.
+func uvarint(b []byte) (v uint64, n int) {
+	for i := 0; i < len(b) && i < 10; i++ {
+		c := b[i]
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			return v, i + 1
+		}
+	}
+	return 0, 0
+}
+
+// CheckJSON refuses an OTLP/JSON request nested deeper than the limit
+// allows. In OTLP/JSON each AnyValue level is three JSON levels
+// ({"arrayValue":{"values":[...), and the envelope down to the deepest
+// attribute (an exemplar's) takes 12, so the JSON limit is 3×MaxDepth+12.
+// The scan counts brackets outside strings and checks nothing else, which
+// is the decoder's job; it is exact for exemplars and lets a span
+// attribute, whose envelope is shallower, go at most two levels past
+// MaxDepth, which is as safe.
+func CheckJSON(b []byte, lim Limits) error {
+	limit := 3*lim.maxDepth() + 12
+	depth := 0
+	inStr := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inStr {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inStr = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inStr = true
+		case '{', '[':
+			depth++
+			if depth > limit {
+				return fmt.Errorf("%w: JSON nested deeper than %d levels (%d value levels)", ErrTooDeep, limit, lim.maxDepth())
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return nil
+}
