@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -17,6 +18,8 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -55,9 +58,27 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	case consumererror.IsPermanent(err):
 		http.Error(w, err.Error(), http.StatusBadRequest)
 	default:
-		// Retryable: shippers back off and resend on 5xx and 429.
+		// Retryable: shippers back off and resend on 5xx and 429, after
+		// Retry-After when the store asked for a delay (backpressure).
+		if d := retryDelay(err); d > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+		}
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	}
+}
+
+// retryDelay is the delay in err's gRPC RetryInfo, or 0.
+func retryDelay(err error) time.Duration {
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
 }
 
 // builder turns streams into OTLP logs: one ResourceLogs per stream, its

@@ -17,6 +17,7 @@ type Config struct {
 	Compaction CompactionConfig `mapstructure:"compaction"`
 	Storage    StorageConfig    `mapstructure:"storage"`
 	Metrics    MetricsConfig    `mapstructure:"metrics"`
+	Memory     MemoryConfig     `mapstructure:"memory"`
 
 	_ struct{}
 }
@@ -30,6 +31,21 @@ type MetricsConfig struct {
 	PromoteAllResourceAttributes      bool          `mapstructure:"promote_all_resource_attributes"`
 	IgnoreResourceAttributes          []string      `mapstructure:"ignore_resource_attributes"`
 	KeepIdentifyingResourceAttributes bool          `mapstructure:"keep_identifying_resource_attributes"`
+}
+
+// MemoryConfig is the store's memory budget: the heap it may hold for data
+// not yet written to blocks (the head and the heads waiting for the block
+// writer). Past it, ingest is refused with OTLP's retryable codes until
+// blocks are written. Set at most one of the two, as with memory_limiter;
+// with neither, the budget is 25% of the container's memory limit when
+// the process runs under one (cgroup v1 or v2), and 128 MiB otherwise,
+// which keeps the all-in-one under 512 MiB RSS (docs/configuration.md).
+type MemoryConfig struct {
+	// LimitMiB is the budget in MiB.
+	LimitMiB uint32 `mapstructure:"limit_mib"`
+	// LimitPercentage is the budget as a percentage of the container's
+	// memory limit, or of the host's memory when there is none.
+	LimitPercentage uint32 `mapstructure:"limit_percentage"`
 }
 
 // WALConfig sets the durability policy.
@@ -104,9 +120,11 @@ type AzureConfig struct {
 
 func createDefaultConfig() *Config {
 	return &Config{
-		Path:       "./sightline-data",
-		WAL:        WALConfig{Sync: "always", SyncInterval: time.Second, SegmentSize: 64 << 20},
-		Block:      BlockConfig{MaxDuration: 5 * time.Minute, MaxSize: 64 << 20, RowGroupSpans: 100_000},
+		Path: "./sightline-data",
+		WAL:  WALConfig{Sync: "always", SyncInterval: time.Second, SegmentSize: 64 << 20},
+		// Heads are cut at least every 30 s, so data reaches blocks soon
+		// and WAL replay after a crash stays short.
+		Block:      BlockConfig{MaxDuration: 30 * time.Second, MaxSize: 64 << 20, RowGroupSpans: 100_000},
 		Retention:  RetentionConfig{MaxAge: 7 * 24 * time.Hour},
 		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 4, MaxSize: 1 << 30},
 		Storage:    StorageConfig{Backend: "filesystem"},
@@ -138,6 +156,15 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("wal::sync", "%q is not one of always, interval", c.WAL.Sync)
+	}
+	if c.Memory.LimitMiB > 0 && c.Memory.LimitPercentage > 0 {
+		bad("memory::limit_percentage", "cannot be set with memory::limit_mib")
+	}
+	if c.Memory.LimitPercentage > 100 {
+		bad("memory::limit_percentage", "%d is over 100", c.Memory.LimitPercentage)
+	}
+	if c.Memory.LimitMiB > 0 && c.Memory.LimitMiB < 16 {
+		bad("memory::limit_mib", "%d is below the 16 MiB minimum", c.Memory.LimitMiB)
 	}
 	if c.WAL.SegmentSize < 1<<20 {
 		bad("wal::segment_size", "%d is below the 1 MiB minimum", c.WAL.SegmentSize)

@@ -35,6 +35,7 @@ func TestLoadConfig(t *testing.T) {
 	want.Compaction = CompactionConfig{Interval: 30 * time.Second, MinBlocks: 8, MaxSize: 2 << 30}
 	want.Storage = StorageConfig{Backend: "s3", S3: S3Config{Bucket: "telemetry", Prefix: "sightline", Region: "eu-west-1"}}
 	want.Metrics = MetricsConfig{Retention: 720 * time.Hour, PromoteResourceAttributes: []string{"k8s.namespace.name"}}
+	want.Memory = MemoryConfig{LimitMiB: 300}
 	require.Equal(t, want, custom)
 
 	err = confmap.Validate(load("sightline/bad"))
@@ -46,7 +47,27 @@ func TestLoadConfig(t *testing.T) {
 		"storage::azure::container: is required with backend azure",
 		"storage::azure::storage_account: is required with backend azure",
 		"metrics::retention: must be positive",
+		"memory::limit_percentage: cannot be set with memory::limit_mib",
+		"memory::limit_percentage: 120 is over 100",
 	} {
 		require.ErrorContains(t, err, msg)
+	}
+}
+
+func TestMemoryBudgetResolution(t *testing.T) {
+	const gib = 1 << 30
+	for _, c := range []struct {
+		name        string
+		cfg         MemoryConfig
+		limit, host uint64
+		want        int64
+	}{
+		{"default on a host", MemoryConfig{}, 0, 24 * gib, defaultBudget},
+		{"default in a container", MemoryConfig{}, 2 * gib, 24 * gib, gib / 2},
+		{"absolute wins", MemoryConfig{LimitMiB: 300}, 2 * gib, 24 * gib, 300 << 20},
+		{"percentage of the container", MemoryConfig{LimitPercentage: 10}, 2 * gib, 24 * gib, 2 * gib * 10 / 100},
+		{"percentage of the host", MemoryConfig{LimitPercentage: 10}, 0, 24 * gib, 24 * gib * 10 / 100},
+	} {
+		require.Equal(t, c.want, c.cfg.budget(c.limit, c.host), c.name)
 	}
 }

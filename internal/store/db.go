@@ -42,6 +42,12 @@ const (
 // right for the client to retry.
 var ErrWrite = errors.New("store cannot persist data")
 
+// ErrOverBudget is returned, before anything is written, while the data
+// held in memory (the head and the heads waiting to be written to blocks)
+// is at the memory budget. It clears as blocks are written; the client
+// should retry after a delay, as OTLP prescribes for backpressure.
+var ErrOverBudget = errors.New("store memory budget reached")
+
 // Options configure a DB.
 type Options struct {
 	// Dir holds the WAL and temporary files; it is always local.
@@ -53,6 +59,13 @@ type Options struct {
 	MaxBlockBytes    int64         // cut the head at this many OTLP bytes
 	MaxBlockDuration time.Duration // or when it is this old
 	RowGroupRows     int
+
+	// MemoryBudget bounds the heap bytes held by the head and the cut heads
+	// waiting to be written, as estimated while they fill. At the budget
+	// appends are refused with ErrOverBudget. The head is also cut at a
+	// quarter of it, so that one head can be written while the next fills
+	// and a third waits. 0 means no bound.
+	MemoryBudget int64
 
 	RetentionAge   time.Duration // 0 keeps forever
 	RetentionBytes int64         // 0 is unlimited
@@ -75,7 +88,7 @@ func (o *Options) setDefaults() {
 		o.MaxBlockBytes = 256 << 20
 	}
 	if o.MaxBlockDuration <= 0 {
-		o.MaxBlockDuration = 5 * time.Minute
+		o.MaxBlockDuration = 30 * time.Second
 	}
 	if o.CompactionInterval <= 0 {
 		o.CompactionInterval = time.Minute
@@ -118,10 +131,16 @@ type DB struct {
 	probMu   sync.Mutex
 	problems map[string]error
 
-	kick    chan struct{}
-	done    chan struct{}
-	wg      sync.WaitGroup
-	closing atomic.Bool
+	// mem is the estimated heap bytes of the head and the cut heads.
+	mem atomic.Int64
+	// refused counts appends refused for the budget, per signal.
+	refusedSpans, refusedLogs atomic.Int64
+
+	kick      chan struct{}
+	flushKick chan struct{}
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closing   atomic.Bool
 }
 
 type blockRef struct {
@@ -158,7 +177,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if opts.Bucket == nil {
 		return nil, errors.New("store: no bucket")
 	}
-	db := &DB{opts: opts, log: opts.Logger, problems: map[string]error{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	db := &DB{opts: opts, log: opts.Logger, problems: map[string]error{}, kick: make(chan struct{}, 1), flushKick: make(chan struct{}, 1), done: make(chan struct{})}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -167,7 +186,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.head = newHead(opts.Now().UnixNano())
-	if err := db.replay(); err != nil {
+	if err := db.replay(ctx); err != nil {
 		return nil, err
 	}
 	w, err := wal.Open(db.walDir(), opts.WAL)
@@ -175,8 +194,10 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.wal = w
-	db.wg.Add(1)
+	db.wg.Add(3)
 	go db.loop()
+	go db.flushLoop()
+	go db.compactLoop()
 	return db, nil
 }
 
@@ -296,7 +317,13 @@ func (db *DB) sortBlocks() {
 
 // replay loads WAL segments into the head, skipping records that blocks
 // already hold (a crash between writing a block and deleting its segments).
-func (db *DB) replay() error {
+// Within the memory budget: whenever the replayed head reaches the cut size
+// it is written to a block on the spot, so a WAL of any length replays in
+// the memory of one head. Such a block claims only the segments before the
+// one being replayed (its WALSegment), so a crash before the rest of that
+// segment reaches a block replays the segment again; the repeated records
+// are duplicates that queries and compaction drop.
+func (db *DB) replay(ctx context.Context) error {
 	done := map[block.Signal]int{}
 	for _, b := range db.blocks {
 		done[b.Meta.Signal] = max(done[b.Meta.Signal], b.Meta.WALSegment)
@@ -305,9 +332,16 @@ func (db *DB) replay() error {
 	if err != nil {
 		return err
 	}
+	began := time.Now()
+	var bytes, records, spans, logs int64
+	if len(segs) > 0 {
+		db.log.Info("replaying wal", zap.Int("segments", len(segs)), zap.Int("first", segs[0]), zap.Int("last", segs[len(segs)-1]))
+	}
 	tu, lu := ptrace.ProtoUnmarshaler{}, plog.ProtoUnmarshaler{}
 	for _, seg := range segs {
 		err := wal.Replay(db.walDir(), seg, func(typ byte, p []byte) error {
+			bytes += int64(len(p))
+			records++
 			switch typ {
 			case recTraces:
 				if seg <= done[block.Traces] {
@@ -317,7 +351,8 @@ func (db *DB) replay() error {
 				if err != nil {
 					return fmt.Errorf("wal segment %d: decode traces: %w", seg, err)
 				}
-				db.head.appendSpans(storage.AppendTraces(nil, td), len(p))
+				spans += int64(td.SpanCount())
+				db.mem.Add(db.head.appendSpans(storage.AppendTraces(nil, td), len(p)))
 			case recLogs:
 				if seg <= done[block.Logs] {
 					return nil
@@ -326,7 +361,11 @@ func (db *DB) replay() error {
 				if err != nil {
 					return fmt.Errorf("wal segment %d: decode logs: %w", seg, err)
 				}
-				db.head.appendLogs(storage.AppendLogs(nil, ld), len(p))
+				logs += int64(ld.LogRecordCount())
+				db.mem.Add(db.head.appendLogs(storage.AppendLogs(nil, ld), len(p)))
+			}
+			if db.headFull(db.head) {
+				return db.flushReplayed(ctx, seg-1)
 			}
 			return nil
 		})
@@ -350,13 +389,64 @@ func (db *DB) replay() error {
 	}
 	if len(segs) > 0 {
 		db.head.lastSegment = segs[len(segs)-1]
+		took := time.Since(began)
+		db.log.Info("wal replayed", zap.Int("segments", len(segs)), zap.Int64("bytes", bytes), zap.Int64("records", records),
+			zap.Int64("spans", spans), zap.Int64("log_records", logs), zap.Duration("took", took),
+			zap.Float64("spans_per_second", float64(spans)/max(took.Seconds(), 1e-9)))
+	}
+	return nil
+}
+
+// flushReplayed writes the replayed head to blocks that claim the WAL
+// segments up to seg, removes those segments and starts a new head.
+func (db *DB) flushReplayed(ctx context.Context, seg int) error {
+	h := db.head
+	h.lastSegment = seg
+	refs, err := db.writeHead(ctx, h)
+	if err != nil {
+		return fmt.Errorf("write replayed wal to blocks: %w", err)
+	}
+	db.blocks = append(db.blocks, refs...)
+	db.sortBlocks()
+	db.mem.Add(-h.mem)
+	if seg > 0 {
+		if err := wal.Remove(db.walDir(), seg); err != nil {
+			db.log.Warn("remove replayed wal segments", zap.Error(err))
+		}
+	}
+	db.log.Info("wal replay: head written to blocks", zap.Int("through_segment", seg), zap.Int("spans", len(h.spans)), zap.Int("log_records", len(h.logs)))
+	db.head = newHead(db.opts.Now().UnixNano())
+	return nil
+}
+
+// headFull reports whether h is due to be cut by size: its OTLP bytes, or
+// its share of the memory budget.
+func (db *DB) headFull(h *head) bool {
+	otlp, mem := h.size()
+	return otlp >= db.opts.MaxBlockBytes || (db.opts.MemoryBudget > 0 && mem >= db.opts.MemoryBudget/4)
+}
+
+// admit refuses an append while the memory budget is spent.
+func (db *DB) admit() error {
+	b := db.opts.MemoryBudget
+	if b <= 0 {
+		return nil
+	}
+	if used := db.mem.Load(); used >= b {
+		db.wakeup()
+		return fmt.Errorf("%w (%d MiB of %d MiB held until blocks are written)", ErrOverBudget, used>>20, b>>20)
 	}
 	return nil
 }
 
 // AppendTraces makes td durable and visible. On error nothing was
-// acknowledged and the caller should retry (errors wrap ErrWrite).
+// acknowledged and the caller should retry (errors wrap ErrWrite or
+// ErrOverBudget).
 func (db *DB) AppendTraces(td ptrace.Traces) error {
+	if err := db.admit(); err != nil {
+		db.refusedSpans.Add(int64(td.SpanCount()))
+		return err
+	}
 	m := ptrace.ProtoMarshaler{}
 	payload, err := m.MarshalTraces(td)
 	if err != nil {
@@ -368,6 +458,10 @@ func (db *DB) AppendTraces(td ptrace.Traces) error {
 
 // AppendLogs makes ld durable and visible.
 func (db *DB) AppendLogs(ld plog.Logs) error {
+	if err := db.admit(); err != nil {
+		db.refusedLogs.Add(int64(ld.LogRecordCount()))
+		return err
+	}
 	m := plog.ProtoMarshaler{}
 	payload, err := m.MarshalLogs(ld)
 	if err != nil {
@@ -396,7 +490,8 @@ func (db *DB) append(typ byte, payload []byte, insert func(*head) int64) error {
 	db.mu.RLock()
 	h := db.head
 	db.mu.RUnlock()
-	full := insert(h) >= db.opts.MaxBlockBytes
+	db.mem.Add(insert(h))
+	full := db.headFull(h)
 	db.appendMu.RUnlock()
 	db.setProblem("wal", nil)
 	if full {
@@ -412,41 +507,77 @@ func (db *DB) wakeup() {
 	}
 }
 
+// loop cuts the head when it is full or old. Writing cut heads to blocks
+// (flushLoop) and compaction (compactLoop) run on goroutines of their own,
+// so that a long compaction never holds up the writes that free memory,
+// and neither holds up a cut.
 func (db *DB) loop() {
 	defer db.wg.Done()
 	cutTick := time.NewTicker(min(db.opts.MaxBlockDuration/4, 15*time.Second))
 	defer cutTick.Stop()
-	compactTick := time.NewTicker(db.opts.CompactionInterval)
-	defer compactTick.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-db.done
-		cancel()
-	}()
 	for {
 		select {
 		case <-db.done:
 			return
 		case <-db.kick:
 		case <-cutTick.C:
-		case <-compactTick.C:
-			db.Compact(ctx)
-			db.ApplyRetention(ctx)
 		}
-		db.maybeCut(ctx)
+		db.maybeCut()
 	}
 }
 
-func (db *DB) maybeCut(ctx context.Context) {
+func (db *DB) flushLoop() {
+	defer db.wg.Done()
+	ctx, cancel := db.loopContext()
+	defer cancel()
+	for {
+		select {
+		case <-db.done:
+			return
+		case <-db.flushKick:
+		}
+		db.FlushHeads(ctx)
+	}
+}
+
+func (db *DB) compactLoop() {
+	defer db.wg.Done()
+	ctx, cancel := db.loopContext()
+	defer cancel()
+	tick := time.NewTicker(db.opts.CompactionInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-db.done:
+			return
+		case <-tick.C:
+		}
+		db.Compact(ctx)
+		db.ApplyRetention(ctx)
+	}
+}
+
+// loopContext is cancelled when the DB closes.
+func (db *DB) loopContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-db.done:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	return ctx, cancel
+}
+
+func (db *DB) maybeCut() {
 	db.mu.RLock()
 	h := db.head
 	pending := len(db.flushing)
 	db.mu.RUnlock()
-	h.mu.RLock()
-	full := h.bytes >= db.opts.MaxBlockBytes
-	old := h.bytes > 0 && db.opts.Now().UnixNano()-h.createdNano >= int64(db.opts.MaxBlockDuration)
-	h.mu.RUnlock()
+	full := db.headFull(h)
+	otlp, _ := h.size()
+	old := otlp > 0 && db.opts.Now().UnixNano()-h.createdNano >= int64(db.opts.MaxBlockDuration)
 	if full || old {
 		if err := db.CutHead(); err != nil {
 			db.setProblem("cut", err)
@@ -455,7 +586,10 @@ func (db *DB) maybeCut(ctx context.Context) {
 		db.setProblem("cut", nil)
 	}
 	if full || old || pending > 0 {
-		db.FlushHeads(ctx)
+		select {
+		case db.flushKick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -505,36 +639,53 @@ func (db *DB) FlushHeads(ctx context.Context) error {
 		db.blocks = append(db.blocks, refs...)
 		db.sortBlocks()
 		db.mu.Unlock()
+		db.mem.Add(-h.mem)
 		if err := wal.Remove(db.walDir(), h.lastSegment); err != nil {
 			db.log.Warn("remove flushed wal segments", zap.Error(err))
 		}
 	}
 }
 
+// writeHead writes a cut head's spans and logs as blocks, the two at once.
 func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
-	var refs []*blockRef
 	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), WALSegment: h.lastSegment}
+	var (
+		wg               sync.WaitGroup
+		spanRef, logRef  *blockRef
+		spanErr, logsErr error
+	)
 	if len(h.spans) > 0 {
-		m, err := block.WriteSpans(ctx, db.opts.Bucket, ptrSeq(h.sortedSpans()), opts)
-		if err != nil {
-			return nil, err
-		}
-		r, err := db.openRef(ctx, m)
-		if err != nil {
-			return nil, err
-		}
-		refs = append(refs, r)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, err := block.WriteSpans(ctx, db.opts.Bucket, ptrSeq(h.sortedSpans()), opts)
+			if err == nil {
+				spanRef, err = db.openRef(ctx, m)
+			}
+			spanErr = err
+		}()
 	}
 	if len(h.logs) > 0 {
 		m, err := block.WriteLogs(ctx, db.opts.Bucket, ptrSeq(h.sortedLogs()), opts)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			logRef, err = db.openRef(ctx, m)
 		}
-		r, err := db.openRef(ctx, m)
-		if err != nil {
-			return nil, err
+		logsErr = err
+	}
+	wg.Wait()
+	var refs []*blockRef
+	for _, r := range []*blockRef{spanRef, logRef} {
+		if r != nil {
+			refs = append(refs, r)
 		}
-		refs = append(refs, r)
+	}
+	if err := errors.Join(spanErr, logsErr); err != nil {
+		// Neither block is published; a retry writes both again.
+		for _, r := range refs {
+			r.deleted.Store(true)
+			r.release()
+		}
+		return nil, err
 	}
 	return refs, nil
 }
@@ -639,13 +790,22 @@ type Stats struct {
 	BlockLogs           int64
 	RetentionAge        time.Duration // 0 keeps forever
 	RetentionBytes      int64         // 0 is unlimited
+	// MemoryBytes is the estimated heap held by the head and the cut
+	// heads; MemoryBudget bounds it (0: unbounded).
+	MemoryBytes, MemoryBudget int64
+	// PendingHeads are cut heads not yet written to blocks.
+	PendingHeads int
+	// RefusedSpans and RefusedLogs were refused for the budget.
+	RefusedSpans, RefusedLogs int64
 }
 
 // Stats returns current counts.
 func (db *DB) Stats() Stats {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
-	s := Stats{RetentionAge: db.opts.RetentionAge, RetentionBytes: db.opts.RetentionBytes}
+	s := Stats{RetentionAge: db.opts.RetentionAge, RetentionBytes: db.opts.RetentionBytes,
+		MemoryBytes: db.mem.Load(), MemoryBudget: db.opts.MemoryBudget, PendingHeads: len(db.flushing),
+		RefusedSpans: db.refusedSpans.Load(), RefusedLogs: db.refusedLogs.Load()}
 	for _, h := range append(slices.Clone(db.flushing), db.head) {
 		h.mu.RLock()
 		s.HeadSpans += len(h.spans)

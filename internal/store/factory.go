@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/prometheus/prometheus/config"
-	"github.com/sightlinehq/sightline/internal/metrics"
-	"go.opentelemetry.io/collector/pdata/pmetric"
-	"go.uber.org/zap"
-	"go.uber.org/zap/exp/zapslog"
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"time"
 
+	"github.com/prometheus/prometheus/config"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/consumer"
@@ -20,9 +17,19 @@ import (
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
 	"gocloud.dev/blob"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sightlinehq/sightline/internal/metrics"
 	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store/wal"
 )
@@ -50,6 +57,8 @@ type shared struct {
 	db   *DB
 	// mdb is the metrics TSDB, opened with db.
 	mdb *metrics.DB
+	// metricsReg is the self-metrics callback, unregistered at shutdown.
+	metricsReg metric.Registration
 	// hostMu guards hosts on its own: the store reports problems from
 	// inside Open, while start holds mu.
 	hostMu sync.Mutex
@@ -125,6 +134,8 @@ func (s *shared) start(ctx context.Context, host component.Host) error {
 	if s.cfg.WAL.Sync == "interval" {
 		sync = wal.SyncInterval
 	}
+	budget := s.cfg.Memory.budget(containerMemoryLimit(), hostMemory())
+	s.set.Logger.Info("store memory budget", zap.Int64("budget_mib", budget>>20))
 	db, err := Open(ctx, Options{
 		Dir:                s.cfg.Path,
 		Bucket:             bucket,
@@ -132,6 +143,7 @@ func (s *shared) start(ctx context.Context, host component.Host) error {
 		MaxBlockBytes:      s.cfg.Block.MaxSize,
 		MaxBlockDuration:   s.cfg.Block.MaxDuration,
 		RowGroupRows:       s.cfg.Block.RowGroupSpans,
+		MemoryBudget:       budget,
 		RetentionAge:       s.cfg.Retention.MaxAge,
 		RetentionBytes:     s.cfg.Retention.MaxSize,
 		CompactionInterval: s.cfg.Compaction.Interval,
@@ -160,7 +172,50 @@ func (s *shared) start(ctx context.Context, host component.Host) error {
 		return err
 	}
 	s.db, s.mdb = db, mdb
+	if err := s.registerMetrics(); err != nil {
+		s.set.Logger.Warn("store self-metrics", zap.Error(err))
+	}
 	s.report(db.Problems())
+	return nil
+}
+
+// registerMetrics publishes the store's memory use and refusals among the
+// Collector's own metrics (:8888), where the UI's Sightline page and
+// alerts find them.
+func (s *shared) registerMetrics() error {
+	m := s.set.MeterProvider.Meter("github.com/sightlinehq/sightline/internal/store")
+	mem, err1 := m.Int64ObservableGauge("sightline_store_memory", metric.WithUnit("By"),
+		metric.WithDescription("Estimated heap held by the store's head and the heads waiting to be written to blocks."))
+	budget, err2 := m.Int64ObservableGauge("sightline_store_memory_budget", metric.WithUnit("By"),
+		metric.WithDescription("The store's memory budget; ingest is refused while sightline_store_memory is at it."))
+	pending, err3 := m.Int64ObservableGauge("sightline_store_pending_heads",
+		metric.WithDescription("Cut heads waiting to be written to blocks."))
+	refused, err4 := m.Int64ObservableCounter("sightline_store_refused",
+		metric.WithDescription("Spans and log records refused, retryably, because the store's memory budget was reached."))
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return err
+	}
+	spans := metric.WithAttributes(attribute.String("signal", "traces"))
+	logs := metric.WithAttributes(attribute.String("signal", "logs"))
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s.mu.Lock()
+		db := s.db
+		s.mu.Unlock()
+		if db == nil {
+			return nil
+		}
+		st := db.Stats()
+		o.ObserveInt64(mem, st.MemoryBytes)
+		o.ObserveInt64(budget, st.MemoryBudget)
+		o.ObserveInt64(pending, int64(st.PendingHeads))
+		o.ObserveInt64(refused, st.RefusedSpans, spans)
+		o.ObserveInt64(refused, st.RefusedLogs, logs)
+		return nil
+	}, mem, budget, pending, refused)
+	if err != nil {
+		return err
+	}
+	s.metricsReg = reg
 	return nil
 }
 
@@ -187,6 +242,10 @@ func (s *shared) shutdown(context.Context) error {
 	s.refs--
 	if s.refs > 0 || s.db == nil {
 		return nil
+	}
+	if s.metricsReg != nil {
+		s.metricsReg.Unregister()
+		s.metricsReg = nil
 	}
 	err := errors.Join(s.db.Close(), s.mdb.Close())
 	s.db, s.mdb = nil, nil
@@ -235,12 +294,30 @@ func openBucket(ctx context.Context, cfg *Config) (*objstore.Store, error) {
 }
 
 // consumeErr marks what a retry cannot fix as permanent; a failed write to
-// disk is retryable (gRPC Unavailable, HTTP 503 at the OTLP receiver).
+// disk is retryable (gRPC Unavailable, HTTP 503 at the OTLP receiver). A
+// refusal for the memory budget is backpressure: Unavailable with
+// RetryInfo, which the OTLP receiver also turns into HTTP 503 with
+// Retry-After, so clients back off for that long.
 func consumeErr(err error) error {
-	if err == nil || errors.Is(err, ErrWrite) {
+	switch {
+	case err == nil || errors.Is(err, ErrWrite):
 		return err
+	case errors.Is(err, ErrOverBudget):
+		return retryLater(err)
 	}
 	return consumererror.NewPermanent(err)
+}
+
+// backoff is the delay a refused client is asked to wait: about the time
+// the block writer takes to free a head's worth of memory.
+const backoff = time.Second
+
+func retryLater(err error) error {
+	st, derr := status.New(codes.Unavailable, err.Error()).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(backoff)})
+	if derr != nil {
+		return err
+	}
+	return st.Err()
 }
 
 func options(s *shared) []exporterhelper.Option {

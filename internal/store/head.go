@@ -3,6 +3,7 @@ package store
 import (
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/store/storage"
@@ -19,6 +20,7 @@ type head struct {
 	logsByTrace map[storage.TraceID][]int32
 	minT, maxT  int64
 	bytes       int64 // OTLP bytes appended, the cut-by-size measure
+	mem         int64 // estimated heap bytes held, the memory budget's measure
 	createdNano int64
 	// lastSegment is set when the head is cut: the last WAL segment whose
 	// records it holds.
@@ -39,11 +41,12 @@ func (h *head) widen(t int64) {
 }
 
 // appendSpans takes ownership of spans.
-// It returns the head's size after the append.
-func (h *head) appendSpans(spans []storage.Span, size int) int64 {
+// It returns the heap bytes the append added.
+func (h *head) appendSpans(spans []storage.Span, size int) (added int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.bytes += int64(size)
+	var lastRes *storage.Resource
 	for i := range spans {
 		s := &spans[i]
 		idx := h.byTrace[s.TraceID]
@@ -58,27 +61,114 @@ func (h *head) appendSpans(spans []storage.Span, size int) int64 {
 		if dup {
 			continue
 		}
+		if idx == nil {
+			added += traceIndexBytes
+		}
 		h.byTrace[s.TraceID] = append(idx, int32(len(h.spans)))
 		h.spans = append(h.spans, *s)
+		added += spanBytes(s)
+		if s.Resource != lastRes {
+			// Spans of one ResourceSpans share it; count it once per run.
+			lastRes = s.Resource
+			added += resourceBytes(s.Resource, s.Scope)
+		}
 		h.widen(s.StartUnixNano)
 		h.widen(s.EndUnixNano)
 	}
-	return h.bytes
+	h.mem += added
+	return added
 }
 
-func (h *head) appendLogs(logs []storage.LogRecord, size int) int64 {
+func (h *head) appendLogs(logs []storage.LogRecord, size int) (added int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.bytes += int64(size)
+	var lastRes *storage.Resource
 	for i := range logs {
 		l := &logs[i]
 		if !l.TraceID.IsEmpty() {
+			if _, ok := h.logsByTrace[l.TraceID]; !ok {
+				added += traceIndexBytes
+			}
 			h.logsByTrace[l.TraceID] = append(h.logsByTrace[l.TraceID], int32(len(h.logs)))
 		}
 		h.logs = append(h.logs, *l)
+		added += logBytes(l)
+		if l.Resource != lastRes {
+			lastRes = l.Resource
+			added += resourceBytes(l.Resource, l.Scope)
+		}
 		h.widen(l.Timestamp())
 	}
-	return h.bytes
+	h.mem += added
+	return added
+}
+
+// The head's heap footprint is estimated as it fills, from the sizes of the
+// structs it holds and the strings they point to, plus a word of allocator
+// rounding per string. It is what the memory budget counts; the estimate
+// is checked against the live heap in TestHeadMemoryEstimate.
+const (
+	stringOverhead  = 8
+	spanStructBytes = int64(unsafe.Sizeof(storage.Span{}))
+	logStructBytes  = int64(unsafe.Sizeof(storage.LogRecord{}))
+	attrStructBytes = int64(unsafe.Sizeof(storage.Attr{}))
+	// A map entry and its slice of row numbers, amortised over a trace.
+	traceIndexBytes = 96
+	// The span's row number in its trace's index, which grows by doubling.
+	slotBytes = 8
+)
+
+func strBytes(s string) int64 {
+	if s == "" {
+		return 0
+	}
+	return int64(len(s)) + stringOverhead
+}
+
+func attrsBytes(a storage.Attrs) int64 {
+	n := int64(cap(a)) * attrStructBytes
+	for i := range a {
+		n += strBytes(a[i].Key) + strBytes(a[i].Value.Str)
+	}
+	return n
+}
+
+func spanBytes(s *storage.Span) int64 {
+	// The head's slice of structs grows by doubling, so a span's slot costs
+	// up to twice the struct.
+	n := 2*spanStructBytes + slotBytes + strBytes(s.TraceState) + strBytes(s.Name) + strBytes(s.StatusMessage) + attrsBytes(s.Attrs)
+	for i := range s.Events {
+		e := &s.Events[i]
+		n += int64(unsafe.Sizeof(*e)) + strBytes(e.Name) + attrsBytes(e.Attrs)
+	}
+	for i := range s.Links {
+		l := &s.Links[i]
+		n += int64(unsafe.Sizeof(*l)) + strBytes(l.TraceState) + attrsBytes(l.Attrs)
+	}
+	return n
+}
+
+func logBytes(l *storage.LogRecord) int64 {
+	return 2*logStructBytes + slotBytes + strBytes(l.SeverityText) + strBytes(l.Body.Str) + strBytes(l.EventName) + attrsBytes(l.Attrs)
+}
+
+func resourceBytes(r *storage.Resource, sc *storage.InstrumentationScope) int64 {
+	var n int64
+	if r != nil {
+		n += int64(unsafe.Sizeof(*r)) + strBytes(r.SchemaURL) + attrsBytes(r.Attrs)
+	}
+	if sc != nil {
+		n += int64(unsafe.Sizeof(*sc)) + strBytes(sc.Name) + strBytes(sc.Version) + strBytes(sc.SchemaURL) + attrsBytes(sc.Attrs)
+	}
+	return n
+}
+
+// size returns the OTLP bytes and the estimated heap bytes the head holds.
+func (h *head) size() (otlp, mem int64) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.bytes, h.mem
 }
 
 func (h *head) empty() bool {

@@ -1,0 +1,182 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sightlinehq/sightline/internal/store/storage"
+	"github.com/sightlinehq/sightline/internal/workload"
+)
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// While the block writer is held up, appends fill the budget and are then
+// refused, retryably and before anything is written; once blocks are
+// written, appends are taken again, and nothing acknowledged is lost.
+func TestMemoryBudgetRefusesUntilBlocksAreWritten(t *testing.T) {
+	const budget = 8 << 20
+	db := openTestDB(t, t.TempDir(), func(o *Options) { o.MemoryBudget = budget })
+	g := workload.New(7, time.Now(), workload.Options{})
+	want := map[storage.TraceID]int{}
+	var lds []plog.Logs
+
+	db.flushMu.Lock() // the writer stalls, as a slow disk would stall it
+	var refused error
+	for i := 0; i < 10_000 && refused == nil; i++ {
+		td, ld := g.Batch(20)
+		if err := db.AppendTraces(td); err != nil {
+			refused = err
+			break
+		}
+		for id, n := range traceIDs(td) {
+			want[id] += n
+		}
+		if err := db.AppendLogs(ld); err != nil {
+			refused = err
+			break
+		}
+		lds = append(lds, ld)
+	}
+	require.ErrorIs(t, refused, ErrOverBudget)
+	st := db.Stats()
+	require.GreaterOrEqual(t, st.MemoryBytes, int64(budget))
+	require.Positive(t, st.RefusedSpans+st.RefusedLogs)
+	require.Positive(t, st.PendingHeads, "the head is cut at a quarter of the budget")
+	// Refused appends wrote nothing: the WAL holds only what was taken.
+	td, _ := g.Batch(5)
+	require.ErrorIs(t, db.AppendTraces(td), ErrOverBudget)
+	requireAll(t, db, want, lds)
+
+	db.flushMu.Unlock()
+	waitUntil(t, "appends to be taken again", func() bool {
+		td, _ := g.Batch(1)
+		err := db.AppendTraces(td)
+		if err == nil {
+			for id, n := range traceIDs(td) {
+				want[id] += n
+			}
+		}
+		return err == nil
+	})
+	require.Less(t, db.Stats().MemoryBytes, int64(budget))
+	requireAll(t, db, want, lds)
+}
+
+// The exporter refuses over budget with gRPC Unavailable carrying
+// RetryInfo, which the OTLP receiver turns into HTTP 503 + Retry-After.
+func TestOverBudgetIsRetryableWithDelay(t *testing.T) {
+	err := consumeErr(errors.Join(errors.New("x"), ErrOverBudget))
+	st, ok := status.FromError(err)
+	require.True(t, ok)
+	require.Equal(t, codes.Unavailable, st.Code())
+	var delay time.Duration
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			delay = ri.GetRetryDelay().AsDuration()
+		}
+	}
+	require.Equal(t, backoff, delay)
+}
+
+// A head is cut when it is MaxBlockDuration old, by the DB's clock.
+func TestHeadIsCutByAge(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	db := openTestDB(t, t.TempDir(), func(o *Options) {
+		o.MaxBlockDuration = 30 * time.Second
+		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	td, _ := workload.New(3, time.Now(), workload.Options{}).Batch(5)
+	require.NoError(t, db.AppendTraces(td))
+	db.maybeCut()
+	require.Equal(t, 0, db.Stats().Blocks, "a young head stays")
+	now.Add(int64(31 * time.Second))
+	db.maybeCut()
+	waitUntil(t, "the old head to reach a block", func() bool { return db.Stats().Blocks == 1 })
+	st := db.Stats()
+	require.Zero(t, st.HeadSpans)
+	require.Zero(t, st.MemoryBytes)
+	require.Equal(t, int64(td.SpanCount()), st.BlockSpans)
+}
+
+// A WAL longer than the budget replays into blocks as it goes: replay
+// never holds more than a head's share, and every record comes back.
+func TestReplayStaysWithinBudget(t *testing.T) {
+	dir := t.TempDir()
+	db := openTestDB(t, dir, nil) // no budget: everything stays in the WAL
+	g := workload.New(11, time.Now(), workload.Options{})
+	want := map[storage.TraceID]int{}
+	for range 200 {
+		td, _ := g.Batch(20)
+		require.NoError(t, db.AppendTraces(td))
+		for id, n := range traceIDs(td) {
+			want[id] += n
+		}
+	}
+	held := db.Stats().MemoryBytes
+	require.NoError(t, db.Close())
+
+	const budget = 16 << 20
+	require.Greater(t, held, int64(budget), "the WAL must hold more than the budget for this test")
+	db = openTestDB(t, dir, func(o *Options) { o.MemoryBudget = budget })
+	st := db.Stats()
+	require.Positive(t, st.Blocks, "replay wrote blocks on the way")
+	require.Less(t, st.MemoryBytes, int64(budget/4)+(2<<20))
+	requireAll(t, db, want, nil)
+}
+
+// The estimate the budget counts tracks the heap the head really holds. It
+// is measured in a child process of its own, where no other test's
+// garbage moves the heap while it is read.
+func TestHeadMemoryEstimate(t *testing.T) {
+	if os.Getenv("SIGHTLINE_HEAD_MEMORY_CHILD") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHeadMemoryEstimate$", "-test.v")
+		cmd.Env = append(os.Environ(), "SIGHTLINE_HEAD_MEMORY_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		t.Logf("%s", out)
+		require.NoError(t, err)
+		return
+	}
+	g := workload.New(5, time.Now(), workload.Options{})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	h := newHead(0)
+	var est int64
+	for range 100 {
+		// Decoded from the wire, as the receiver hands them over.
+		gen, _ := g.Batch(20)
+		b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(gen)
+		require.NoError(t, err)
+		td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b)
+		require.NoError(t, err)
+		est += h.appendSpans(storage.AppendTraces(nil, td), 0)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	real := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	runtime.KeepAlive(h)
+	t.Logf("%d spans: estimate %d B (%d B/span), heap %d B (%d B/span)", len(h.spans), est, est/int64(len(h.spans)), real, real/int64(len(h.spans)))
+	require.InDelta(t, 1.0, float64(est)/float64(real), 0.35, "estimate %d, heap %d", est, real)
+}
