@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/sightlinehq/sightline/internal/cli"
 	"github.com/sightlinehq/sightline/internal/demo"
+	"github.com/sightlinehq/sightline/internal/memlimit"
 	"io"
 	"runtime/debug"
 	"strings"
@@ -172,6 +173,8 @@ func runCollector(cmd *cobra.Command, version string, uris []string) error {
 	if err := checkConfig(cmd, set); err != nil {
 		return err
 	}
+	allInOne := len(uris) == 0 || (len(uris) == 1 && uris[0] == DefaultConfigURI)
+	memlimit.SetDefaults(allInOne)
 	col, err := otelcol.NewCollector(set)
 	if err != nil {
 		return err

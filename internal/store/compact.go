@@ -13,7 +13,7 @@ import (
 
 // Compact merges small blocks. Blocks of one signal and level, in time
 // order, are merged CompactMinBlocks or more at a time (up to
-// CompactMaxBytes) into one block of the next level; duplicate spans from
+// compactMaxBlocks and CompactMaxBytes) into one block of the next level; duplicate spans from
 // retries are dropped on the way. The new block lists its sources, so that
 // a crash between writing it and deleting them is finished at startup.
 func (db *DB) Compact(ctx context.Context) {
@@ -34,6 +34,12 @@ func (db *DB) Compact(ctx context.Context) {
 	}
 }
 
+// compactMaxBlocks bounds a merge's fan-in, and so its memory: each input
+// holds a decoded batch and a page buffer per column while it streams. At
+// 20k spans/s the head is cut every few seconds, so a minute's level-0
+// blocks are merged in several rounds instead of all at once.
+const compactMaxBlocks = 4
+
 func (db *DB) pickCompaction(sig block.Signal) []*blockRef {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
@@ -53,7 +59,7 @@ func (db *DB) pickCompaction(sig block.Signal) []*blockRef {
 		var group []*blockRef
 		var size int64
 		for _, b := range bs {
-			if size+b.Meta.DataBytes > db.opts.CompactMaxBytes {
+			if size+b.Meta.DataBytes > db.opts.CompactMaxBytes || len(group) == compactMaxBlocks {
 				break
 			}
 			group = append(group, b)

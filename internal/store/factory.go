@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sightlinehq/sightline/internal/memlimit"
 	"github.com/sightlinehq/sightline/internal/metrics"
 	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store/wal"
@@ -134,7 +135,7 @@ func (s *shared) start(ctx context.Context, host component.Host) error {
 	if s.cfg.WAL.Sync == "interval" {
 		sync = wal.SyncInterval
 	}
-	budget := s.cfg.Memory.budget(containerMemoryLimit(), hostMemory())
+	budget := s.cfg.Memory.budget(memlimit.Container(), memlimit.Host())
 	s.set.Logger.Info("store memory budget", zap.Int64("budget_mib", budget>>20))
 	db, err := Open(ctx, Options{
 		Dir:                s.cfg.Path,

@@ -14,7 +14,6 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress/zstd"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store/storage"
@@ -36,9 +35,9 @@ type WriteOptions struct {
 // against the work of finding one trace in a row group.
 const DefaultRowGroupRows = 100_000
 
-// zstd at its default level: SpeedBetterCompression costs ~2× CPU on the
-// flush path for a few percent on these columns (see docs/benchmarks.md).
-var codec = &zstd.Codec{Level: zstd.DefaultLevel}
+// Blocks are zstd at its default level (codec, in zstd.go):
+// SpeedBetterCompression costs ~2× CPU on the flush path for a few percent
+// on these columns (see docs/benchmarks.md).
 
 // Key returns the object name of a block file.
 func Key(sig Signal, id, file string) string { return path.Join(string(sig), id, file) }
@@ -241,6 +240,19 @@ func tempFile(dir string) (*os.File, func(), error) {
 
 const writeBatch = 256
 
+// writerOptions keeps a row group's encoded pages in temporary files, not
+// in memory, until the row group is flushed: a 100k-row row group would
+// otherwise hold tens of MiB per block being written, and compaction and
+// head flushes write several at once. Memory per writer is then one page
+// buffer per column.
+func writerOptions(opts WriteOptions) []parquet.WriterOption {
+	return []parquet.WriterOption{
+		parquet.Compression(codec),
+		parquet.MaxRowsPerRowGroup(1 << 40),
+		parquet.ColumnPageBuffers(parquet.NewFileBufferPool(opts.TempDir, "pages-*")),
+	}
+}
+
 // WriteSpans writes spans, which must arrive in CompareSpans order, as a
 // new block. Exact duplicates (same trace, span ID and start) are written
 // once. It returns nil and no error when spans is empty.
@@ -251,7 +263,7 @@ func WriteSpans(ctx context.Context, st *objstore.Store, spans iter.Seq[*storage
 		return nil, err
 	}
 	defer cleanup()
-	w := parquet.NewGenericWriter[spanRow](f, parquet.Compression(codec), parquet.MaxRowsPerRowGroup(1<<40))
+	w := parquet.NewGenericWriter[spanRow](f, writerOptions(opts)...)
 	rows := make([]spanRow, writeBatch)
 	enc := newEncoder()
 	n := 0
@@ -317,7 +329,7 @@ func WriteLogs(ctx context.Context, st *objstore.Store, recs iter.Seq[*storage.L
 		return nil, err
 	}
 	defer cleanup()
-	w := parquet.NewGenericWriter[logRow](f, parquet.Compression(codec), parquet.MaxRowsPerRowGroup(1<<40))
+	w := parquet.NewGenericWriter[logRow](f, writerOptions(opts)...)
 	rows := make([]logRow, writeBatch)
 	enc := newEncoder()
 	n := 0

@@ -1,0 +1,31 @@
+package memlimit
+
+import (
+	"math"
+	"runtime/debug"
+	"testing"
+)
+
+func TestSetDefaults(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOMEMLIMIT", "")
+	t.Setenv(EnvLimitMiB, "1000")
+	if got, want := SetDefaults(false), int64(1000<<20*85/100); got != want || debug.SetMemoryLimit(-1) != want {
+		t.Errorf("explicit limit: soft limit %d (runtime %d), want %d", got, debug.SetMemoryLimit(-1), want)
+	}
+	if Container() == 0 {
+		debug.SetMemoryLimit(math.MaxInt64)
+		t.Setenv(EnvLimitMiB, "")
+		if got := SetDefaults(false); got != 0 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+			t.Errorf("no limit anywhere: set %d", got)
+		}
+		if got, want := SetDefaults(true), int64(AllInOneLimitMiB<<20*85/100); got != want {
+			t.Errorf("all-in-one: %d, want %d", got, want)
+		}
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	t.Setenv(EnvLimitMiB, "1000")
+	if got := SetDefaults(true); got != 0 {
+		t.Errorf("GOMEMLIMIT set: SetDefaults changed the limit to %d", got)
+	}
+}
