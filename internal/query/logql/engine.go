@@ -215,7 +215,7 @@ func (p *pipeline) run(l *storage.LogRecord, stream, meta Labels) (line string, 
 			}
 		case *LineFormat:
 			p.buf.Reset()
-			if err := p.tmpls[x].Execute(&p.buf, labels.Map()); err != nil {
+			if err := p.tmpls[x].Execute(capWriter{&p.buf}, labels.Map()); err != nil {
 				labels = setLabel(labels, "__error__", "TemplateFormatErr")
 				continue
 			}
@@ -225,6 +225,17 @@ func (p *pipeline) run(l *storage.LogRecord, stream, meta Labels) (line string, 
 		}
 	}
 	return p.line, sortLabels(labels), true
+}
+
+// capWriter refuses to grow a formatted line past MaxFormattedLine, however
+// the template gets there (a long range, repeated literals).
+type capWriter struct{ b *bytes.Buffer }
+
+func (w capWriter) Write(p []byte) (int, error) {
+	if w.b.Len()+len(p) > MaxFormattedLine {
+		return 0, ErrLineTooLong
+	}
+	return w.b.Write(p)
 }
 
 func setLabel(ls Labels, name, value string) Labels {

@@ -1,6 +1,7 @@
 package logql
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -227,4 +228,38 @@ func checkMetrics(t *testing.T, where string, m *memQuerier, spec string, want [
 		got = append(got, s.Metric.String()+" "+strings.Join(vals, " "))
 	}
 	require.Equal(t, want, got, "%s: %s", where, f[3])
+}
+
+// Nested template functions multiply a line per level; the bound refuses
+// the line (TemplateFormatErr, as a failing template does in Loki) before
+// the query can build gigabytes.
+func TestLineFormatIsBounded(t *testing.T) {
+	r := strings.Repeat("a", 100)
+	nested := "__line__"
+	for range 12 { // 100 × 4^12 bytes unbounded
+		nested = `Replace (` + nested + `) "a" "aaaa"`
+	}
+	for name, tmpl := range map[string]string{
+		"nested Replace":  "{{ " + nested + " }}",
+		"Replace of \"\"": `{{ Replace (Replace __line__ "" "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx") "" "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" }}`,
+	} {
+		q, err := Parse(`{service_name="x"} | line_format "` + strings.ReplaceAll(tmpl, `"`, `\"`) + `"`)
+		require.NoError(t, err, name)
+		p := newPipeline(q.Log)
+		rec := &storage.LogRecord{Body: storage.Str(r)}
+		line, labels, ok := p.run(rec, Labels{{"service_name", "x"}}, nil)
+		require.True(t, ok, name)
+		require.LessOrEqual(t, len(line), MaxFormattedLine, name)
+		v, _ := labels.Get("__error__")
+		require.Equal(t, "TemplateFormatErr", v, name)
+	}
+	// However the output grows, the writer stops it at the bound.
+	var b bytes.Buffer
+	_, err := capWriter{&b}.Write(make([]byte, MaxFormattedLine+1))
+	require.ErrorIs(t, err, ErrLineTooLong)
+	// Within the bound, line_format works as before.
+	q, err := Parse(`{service_name="x"} | line_format "{{ Replace __line__ \"a\" \"b\" }}"`)
+	require.NoError(t, err)
+	line, _, _ := newPipeline(q.Log).run(&storage.LogRecord{Body: storage.Str("aXa")}, Labels{{"service_name", "x"}}, nil)
+	require.Equal(t, "bXb", line)
 }

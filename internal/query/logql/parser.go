@@ -1,6 +1,7 @@
 package logql
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
@@ -470,12 +471,47 @@ func (p *parser) parseFilterPrimary() FilterExpr {
 	return nil
 }
 
+// MaxFormattedLine bounds what line_format may build: the formatted line,
+// and every string a template function returns on the way. Without it a
+// few nested Replace calls multiply a line's size per level (a 293-byte
+// query reached 9.7 GB). An entry over the bound keeps its line and gets
+// __error__="TemplateFormatErr", as in Loki for a failing template.
+const MaxFormattedLine = 64 << 10
+
+// ErrLineTooLong is the template error for output past MaxFormattedLine.
+var ErrLineTooLong = fmt.Errorf("line_format output over %d bytes", MaxFormattedLine)
+
+// bounded wraps a string function so that its result is refused, as a
+// template error, once it is over MaxFormattedLine.
+func bounded(f func(string) string) func(string) (string, error) {
+	return func(s string) (string, error) {
+		if len(s) > MaxFormattedLine {
+			return "", ErrLineTooLong
+		}
+		r := f(s)
+		if len(r) > MaxFormattedLine {
+			return "", ErrLineTooLong
+		}
+		return r, nil
+	}
+}
+
+// boundedReplace is strings.ReplaceAll that works out the result's size
+// first and refuses to build one over MaxFormattedLine.
+func boundedReplace(s, old, repl string) (string, error) {
+	n := strings.Count(s, old) // for old == "", the rune boundaries
+	if len(s)+n*(len(repl)-len(old)) > MaxFormattedLine {
+		return "", ErrLineTooLong
+	}
+	return strings.ReplaceAll(s, old, repl), nil
+}
+
 var templateFuncs = template.FuncMap{
-	"ToUpper":       strings.ToUpper,
-	"ToLower":       strings.ToLower,
-	"Title":         strings.ToTitle,
+	"ToUpper":       bounded(strings.ToUpper),
+	"ToLower":       bounded(strings.ToLower),
+	"Title":         bounded(strings.ToTitle),
 	"TrimSpace":     strings.TrimSpace,
-	"Replace":       strings.ReplaceAll,
+	"Replace":       boundedReplace,
 	"contains":      strings.Contains,
 	"hasPrefix":     strings.HasPrefix,
 	"hasSuffix":     strings.HasSuffix,
