@@ -336,6 +336,7 @@ await step('Sightline\'s own page shows the store', async () => {
   await store.waitFor(T);
   const text = await store.innerText();
   check(/spans_in_head\s+\d+/.test(text) && /metrics_series\s+[1-9]/.test(text), `store status: ${text}`);
+  check(/memory_budget\s+[1-9]/.test(text) && /refused_spans\s+\d+/.test(text), `store memory in the status: ${text}`);
 });
 
 await step('the UI\'s own functions (critical path, map layout and labels, tokens, error positions)', async () => {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -238,4 +239,26 @@ func TestPromQLTenancy(t *testing.T) {
 	}
 	code, _ := get(t, srv, "/api/v1/query", at, "")
 	require.Equal(t, http.StatusUnauthorized, code)
+}
+
+func TestCheckPromQL(t *testing.T) {
+	for _, c := range []struct {
+		q    string
+		ok   bool
+		name string
+	}{
+		{`sum(rate(x{a="b"}[5m]))`, true, "ordinary"},
+		{strings.Repeat("(", 5) + "1" + strings.Repeat(")", 5), true, "at the depth limit"},
+		{strings.Repeat("(", 6) + "1" + strings.Repeat(")", 6), false, "past the depth limit"},
+		{`x{a="((((((((("}`, true, "brackets in a string"},
+		{"x{a=`(((((((`}", true, "brackets in a raw string"},
+		{`x{a="\"((((((("}`, true, "escaped quote"},
+		{"x # ((((((((\n", true, "brackets in a comment"},
+		{strings.Repeat("x+", 60), false, "over the length limit"},
+	} {
+		err := checkPromQL(c.q, 100, 5)
+		if c.ok && err != nil || !c.ok && !errors.Is(err, errLimit) {
+			t.Errorf("%s: %q: %v", c.name, c.q, err)
+		}
+	}
 }

@@ -46,6 +46,11 @@ type Limits struct {
 	// MaxInspectedTraces caps the traces a structural or trace-level query
 	// assembles.
 	MaxInspectedTraces int `mapstructure:"max_inspected_traces"`
+	// MaxQueryBytes and MaxQueryDepth bound a PromQL expression's length
+	// and bracket nesting, checked before Prometheus parses it (TraceQL and
+	// LogQL have their own caps in their parsers).
+	MaxQueryBytes int `mapstructure:"max_query_bytes"`
+	MaxQueryDepth int `mapstructure:"max_query_depth"`
 }
 
 // Tenancy scopes every query to one tenant. Data is tagged with its tenant
@@ -71,6 +76,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("storage: %q is not a sightline exporter", c.Storage))
 	}
 	l := c.Limits
+	if l.MaxQueryBytes < 0 {
+		errs = append(errs, errors.New("limits::max_query_bytes: must not be negative"))
+	}
+	if l.MaxQueryDepth < 0 {
+		errs = append(errs, errors.New("limits::max_query_depth: must not be negative"))
+	}
 	if l.MaxTimeRange < 0 {
 		errs = append(errs, errors.New("limits::max_time_range: must not be negative"))
 	}

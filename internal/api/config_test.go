@@ -34,7 +34,7 @@ func TestLoadConfig(t *testing.T) {
 	want := createDefaultConfig().(*Config)
 	want.NetAddr.Endpoint = "0.0.0.0:3201"
 	want.Storage = component.MustNewIDWithName("sightline", "archive")
-	want.Limits = Limits{MaxTimeRange: 24 * time.Hour, MaxResults: 100, MaxSeries: 50, Timeout: 5 * time.Second, MaxBytesScanned: 1 << 30, MaxInspectedTraces: 1000, MaxSamples: 1_000_000}
+	want.Limits = Limits{MaxTimeRange: 24 * time.Hour, MaxResults: 100, MaxSeries: 50, Timeout: 5 * time.Second, MaxBytesScanned: 1 << 30, MaxInspectedTraces: 1000, MaxSamples: 1_000_000, MaxQueryBytes: 4096, MaxQueryDepth: 32}
 	want.Tenancy = Tenancy{Enabled: true, Header: "X-Tenant", ResourceAttribute: "org.id"}
 	want.Rules = alerting.Config{
 		Files: []string{"../../examples/rules/*.yml"}, EvaluationInterval: 30 * time.Second,

@@ -47,6 +47,8 @@ func createDefaultConfig() component.Config {
 		Storage:      component.MustNewID("sightline"),
 		Limits: Limits{
 			MaxTimeRange:       721 * time.Hour,
+			MaxQueryBytes:      defaultMaxQueryBytes,
+			MaxQueryDepth:      defaultMaxQueryDepth,
 			MaxResults:         5000,
 			MaxSeries:          1000,
 			MaxSamples:         50_000_000,

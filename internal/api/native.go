@@ -37,6 +37,11 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		"retention_age":   st.RetentionAge.String(),
 		"retention_bytes": st.RetentionBytes,
 		"problems":        len(db.Problems()),
+		"memory_bytes":    st.MemoryBytes,
+		"memory_budget":   st.MemoryBudget,
+		"pending_heads":   st.PendingHeads,
+		"refused_spans":   st.RefusedSpans,
+		"refused_logs":    st.RefusedLogs,
 	}
 	if m, ok := store.LookupMetrics(a.cfg.Storage); ok {
 		h := m.TSDB().Head()

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -87,7 +86,7 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 	)
 	r := route.New()
 	p.Register(r.WithPrefix("/api/v1"))
-	api := a.promTenancy(r)
+	api := a.limitPromQL(a.promTenancy(r))
 	mux.Handle("/api/v1/", api)
 	// Prometheus's OTLP handler decodes with pdata: the same guard as the
 	// OTLP receiver's keeps deep values from overflowing its stack.
@@ -95,13 +94,14 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 	mux.Handle(otlpPath, otlpguard.HTTPHandler(api, map[string]otlpguard.Signal{otlpPath: otlpguard.Metrics}, otlpguard.Limits{}))
 	// Prometheus bounds samples, points and time; max_time_range is ours.
 	mux.Handle("/api/v1/query_range", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		// start and end are required here, so 0 is the epoch, not
+		// "unbounded": start=0 asks for the whole history, and the limit
+		// applies to it as to any other range.
 		start, err1 := parseTime("start", req.FormValue("start"))
 		end, err2 := parseTime("end", req.FormValue("end"))
-		if err1 == nil && err2 == nil {
-			if err := a.checkRange(start, end); err != nil && !errors.Is(err, errBadRequest) {
-				a.fail(w, req, styleJSON, err)
-				return
-			}
+		if m := a.cfg.Limits.MaxTimeRange; err1 == nil && err2 == nil && m > 0 && end-start > int64(m) {
+			a.fail(w, req, styleJSON, fmt.Errorf("%w: the query time range %s exceeds the limit of %s", errLimit, time.Duration(end-start), m))
+			return
 		}
 		api.ServeHTTP(w, req)
 	}))

@@ -99,7 +99,28 @@ func (a *API) Handler() http.Handler {
 	a.prometheusRoutes(mux)
 	mux.Handle(ui.Prefix, ui.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler(ui.Prefix, http.StatusFound))
-	return mux
+	return a.recoverPanics(mux)
+}
+
+// recoverPanics answers a request whose handler panicked (a bug, in ours
+// or in a library's decoder) with a 500 and logs the stack, instead of
+// net/http's default of closing the connection without a word. The
+// process and every other request go on either way.
+func (a *API) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil || v == http.ErrAbortHandler {
+				if v != nil {
+					panic(v)
+				}
+				return
+			}
+			a.logger.Error("query API handler panicked", zap.String("path", r.URL.Path), zap.Any("panic", v), zap.StackSkip("stack", 2))
+			http.Error(w, fmt.Sprintf("internal error: %v", v), http.StatusInternalServerError)
+		}()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // style selects the error body format of the API family.
@@ -251,6 +272,19 @@ func (a *API) checkRange(start, end int64) error {
 		return fmt.Errorf("%w: the query time range %s exceeds the limit of %s", errLimit, time.Duration(end-start), m)
 	}
 	return nil
+}
+
+// defaultRange fills in a missing (zero) bound of a search's time range:
+// the end is now, the start an hour before the end, as Tempo and Loki
+// default.
+func (a *API) defaultRange(start, end int64) (int64, int64) {
+	if end == 0 {
+		end = a.now().UnixNano()
+	}
+	if start == 0 {
+		start = end - int64(time.Hour)
+	}
+	return start, end
 }
 
 // checkLimit enforces max_results on a requested result count.

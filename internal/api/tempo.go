@@ -301,11 +301,10 @@ func (a *API) tempoSearch(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		if start == 0 && end == 0 {
-			// Tempo searches recent data when no range is given.
-			end = a.now().UnixNano()
-			start = end - int64(time.Hour)
-		}
+		// Tempo searches recent data when no range is given; a missing or
+		// zero bound is filled in, never left unbounded, so that
+		// max_time_range holds.
+		start, end = a.defaultRange(start, end)
 		if err := a.checkRange(start, end); err != nil {
 			return err
 		}
@@ -392,6 +391,7 @@ func (a *API) tempoTags(w http.ResponseWriter, r *http.Request, v2 bool) {
 		if err != nil {
 			return err
 		}
+		start, end = a.defaultRange(start, end)
 		if err := a.checkRange(start, end); err != nil {
 			return err
 		}
@@ -473,6 +473,7 @@ func (a *API) tempoTagValues(w http.ResponseWriter, r *http.Request, v2 bool) {
 		if err != nil {
 			return err
 		}
+		start, end = a.defaultRange(start, end)
 		if err := a.checkRange(start, end); err != nil {
 			return err
 		}

@@ -180,3 +180,25 @@ func TestHeadMemoryEstimate(t *testing.T) {
 	t.Logf("%d spans: estimate %d B (%d B/span), heap %d B (%d B/span)", len(h.spans), est, est/int64(len(h.spans)), real, real/int64(len(h.spans)))
 	require.InDelta(t, 1.0, float64(est)/float64(real), 0.35, "estimate %d, heap %d", est, real)
 }
+
+// A span stamped far in the future ages from when its block was written,
+// so it cannot keep the block, or those compacted with it, forever.
+func TestFutureTimestampDoesNotPinRetention(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	db := openTestDB(t, t.TempDir(), func(o *Options) {
+		o.RetentionAge = 24 * time.Hour
+		o.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	td, _ := workload.New(9, time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), workload.Options{}).Batch(3)
+	require.NoError(t, db.AppendTraces(td))
+	require.NoError(t, db.Flush(t.Context()))
+	require.Equal(t, 1, db.Stats().Blocks)
+	require.Greater(t, db.BlockMetas()[0].MaxTime, time.Date(2199, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), "stored as sent")
+
+	db.ApplyRetention(t.Context())
+	require.Equal(t, 1, db.Stats().Blocks, "inside the window")
+	now.Add(int64(25 * time.Hour))
+	db.ApplyRetention(t.Context())
+	require.Equal(t, 0, db.Stats().Blocks, "aged out by its write time")
+}

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
@@ -732,7 +733,7 @@ func (db *DB) ApplyRetention(ctx context.Context) {
 	if db.opts.RetentionAge > 0 {
 		cutoff := db.opts.Now().Add(-db.opts.RetentionAge).UnixNano()
 		for _, b := range blocks {
-			if b.Meta.MaxTime < cutoff {
+			if retentionTime(b.Meta) < cutoff {
 				gone = append(gone, b)
 			}
 		}
@@ -760,6 +761,18 @@ func (db *DB) ApplyRetention(ctx context.Context) {
 			zap.Time("max_time", time.Unix(0, b.Meta.MaxTime)), zap.Int64("bytes", b.Meta.DataBytes))
 	}
 	db.removeBlocks(gone)
+}
+
+// retentionTime is the time a block ages from: its newest data, but no
+// later than when the block was written (its ULID's time). A span stamped
+// in the year 2200 is stored as sent, but it cannot pin its block, and
+// every block compacted with it, against age retention.
+func retentionTime(m *block.Meta) int64 {
+	id, err := ulid.ParseStrict(m.ID)
+	if err != nil {
+		return m.MaxTime
+	}
+	return min(m.MaxTime, int64(id.Time())*int64(time.Millisecond))
 }
 
 // Close stops background work and closes the WAL. Heads are not flushed:

@@ -51,8 +51,11 @@ func Handler() http.Handler {
 				files.ServeHTTP(w, r2)
 				return
 			}
-			if strings.Contains(path.Base(name), ".") {
-				http.NotFound(w, r) // a missing asset, not a route
+			if !strings.Contains(name, "/") && strings.Contains(name, ".") {
+				// A missing asset: assets sit at the top level, and no
+				// route does. A route's last segment is data (a service
+				// such as payments.api) and may hold anything.
+				http.NotFound(w, r)
 				return
 			}
 		}

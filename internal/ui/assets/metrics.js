@@ -74,6 +74,9 @@ const SELF = [
   ['Exports in flight', 'sum(otelcol_exporter_in_flight_requests)'],
   ['CPU (cores)', 'sum(rate(otelcol_process_cpu_seconds_total[2m]))'],
   ['Memory RSS (MiB)', 'sum(otelcol_process_memory_rss) / 1048576'],
+  // The store's memory budget: what it holds, and what it refused at it.
+  ['Store memory held (MiB)', 'sum(sightline_store_memory) / 1048576'],
+  ['Refused at the store\'s budget / s', anyOf(['sightline_store_refused_total'])],
 ];
 
 export function selfPage({ query, alive }) {
