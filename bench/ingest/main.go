@@ -1,0 +1,313 @@
+// Command ingest offers OTLP/gRPC spans at a fixed rate to a running
+// Sightline and samples the server's RSS and CPU every second: the
+// ingest-memory benchmark of docs/benchmarks.md. Spans come from the
+// workload generator, pre-generated and given fresh trace IDs per request.
+// Refused requests (the store's backpressure) are counted, not retried, so
+// the offered rate stays fixed; afterwards a sample of acknowledged traces
+// is read back by ID through the Tempo API and must be complete.
+//
+//	go run ./bench/ingest -rate 20000 -duration 10m -pid $(pidof sightline) -csv rss.csv
+//
+// bench/ingest/run.sh starts the all-in-one, runs this and charts the CSV
+// with gnuplot.
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/sightlinehq/sightline/internal/workload"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+type sample struct {
+	t                float64
+	rssMiB           float64
+	cpuSec           float64
+	acked, refused   int64
+	ackedNow, refNow int64 // in the last second
+}
+
+func run() error {
+	addr := flag.String("addr", "127.0.0.1:4317", "OTLP gRPC address")
+	query := flag.String("query", "http://127.0.0.1:3200", "Tempo API base URL, for the read-back check")
+	rate := flag.Int("rate", 20_000, "spans per second offered")
+	overload := flag.Duration("overload", 0, "offer -overload-rate for this long first, then -rate")
+	overloadRate := flag.Int("overload-rate", 0, "spans per second offered during -overload")
+	duration := flag.Duration("duration", time.Minute, "how long to send in all")
+	workers := flag.Int("workers", 8, "concurrent clients")
+	batch := flag.Int("batch", 20, "traces per request (about 14 spans each)")
+	pid := flag.Int("pid", 0, "server process to sample (RSS, CPU)")
+	csvPath := flag.String("csv", "", "write the per-second samples here")
+	check := flag.Int("check", 600, "acknowledged traces to read back by ID")
+	flag.Parse()
+
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	tc := ptraceotlp.NewGRPCClient(conn)
+
+	type req struct {
+		td  ptrace.Traces
+		ids []pcommon.TraceID
+		n   int
+	}
+	const pregen = 8
+	var acked, refused, failed atomic.Int64
+	var sampleMu sync.Mutex
+	checks := map[pcommon.TraceID]int{}
+	start := time.Now()
+	deadline := start.Add(*duration)
+	rateAt := func(now time.Time) int {
+		if now.Sub(start) < *overload {
+			return *overloadRate
+		}
+		return *rate
+	}
+	var wg sync.WaitGroup
+	for w := range *workers {
+		g := workload.New(uint64(w+1), time.Now(), workload.Options{})
+		reqs := make([]req, pregen)
+		for i := range reqs {
+			td, _ := g.Batch(*batch)
+			r := req{td: td, n: td.SpanCount()}
+			for _, rs := range td.ResourceSpans().All() {
+				for _, ss := range rs.ScopeSpans().All() {
+					for _, sp := range ss.Spans().All() {
+						r.ids = append(r.ids, sp.TraceID())
+					}
+				}
+			}
+			reqs[i] = r
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := time.Now()
+			for i := 0; ; i++ {
+				now := time.Now()
+				if now.After(deadline) {
+					return
+				}
+				r := &reqs[i%pregen]
+				// Pace: this worker's share of the offered rate.
+				next = next.Add(time.Duration(float64(time.Second) * float64(r.n) * float64(*workers) / float64(rateAt(now))))
+				if d := time.Until(next); d > 0 {
+					time.Sleep(d)
+				} else if d < -time.Second {
+					next = time.Now() // fell behind: do not burst to catch up
+				}
+				salt := uint64(w)<<40 | uint64(i)
+				counts := map[pcommon.TraceID]int{}
+				k := 0
+				for _, rs := range r.td.ResourceSpans().All() {
+					for _, ss := range rs.ScopeSpans().All() {
+						for _, sp := range ss.Spans().All() {
+							id := salted(r.ids[k], salt)
+							sp.SetTraceID(id)
+							counts[id]++
+							k++
+						}
+					}
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := tc.Export(ctx, ptraceotlp.NewExportRequestFromTraces(r.td))
+				cancel()
+				switch {
+				case err == nil:
+					acked.Add(int64(r.n))
+					if rand.IntN(50) == 0 {
+						sampleMu.Lock()
+						for id, c := range counts {
+							if len(checks) < *check*4 {
+								checks[id] = c
+							}
+							break
+						}
+						sampleMu.Unlock()
+					}
+				case status.Code(err) == codes.Unavailable || status.Code(err) == codes.ResourceExhausted:
+					refused.Add(int64(r.n))
+				default:
+					failed.Add(int64(r.n))
+				}
+			}
+		}()
+	}
+
+	var samples []sample
+	stop := make(chan struct{})
+	var sw sync.WaitGroup
+	sw.Add(1)
+	go func() {
+		defer sw.Done()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var lastA, lastR int64
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			s := sample{t: time.Since(start).Seconds(), acked: acked.Load(), refused: refused.Load()}
+			s.ackedNow, s.refNow = s.acked-lastA, s.refused-lastR
+			lastA, lastR = s.acked, s.refused
+			if *pid > 0 {
+				s.rssMiB, s.cpuSec = procStats(*pid)
+			}
+			samples = append(samples, s)
+		}
+	}()
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	close(stop)
+	sw.Wait()
+
+	var peak, cpu0, cpu1 float64
+	for _, s := range samples {
+		peak = max(peak, s.rssMiB)
+	}
+	if len(samples) > 1 {
+		cpu0, cpu1 = samples[0].cpuSec, samples[len(samples)-1].cpuSec
+	}
+	fmt.Printf("offered %d spans/s for %.0fs: acknowledged %d (%.0f spans/s), refused %d, failed %d\n",
+		*rate, el, acked.Load(), float64(acked.Load())/el, refused.Load(), failed.Load())
+	if *pid > 0 && acked.Load() > 0 {
+		fmt.Printf("server: peak RSS %.0f MiB, CPU %.1f µs per acknowledged span\n", peak, (cpu1-cpu0)*1e6/float64(acked.Load()))
+	}
+	if *overload > 0 {
+		// Recovery: the first second after the overload in which the
+		// acknowledged rate reached 95% of the offered rate.
+		for _, s := range samples {
+			if s.t > overload.Seconds() && float64(s.ackedNow) >= 0.95*float64(*rate) {
+				fmt.Printf("back to full speed %.0fs after the overload stopped\n", s.t-overload.Seconds())
+				break
+			}
+		}
+	}
+	if *csvPath != "" {
+		f, err := os.Create(*csvPath)
+		if err != nil {
+			return err
+		}
+		w := csv.NewWriter(f)
+		w.Write([]string{"seconds", "rss_mib", "cpu_seconds", "acked_per_s", "refused_per_s"})
+		for _, s := range samples {
+			w.Write([]string{fmt.Sprintf("%.0f", s.t), fmt.Sprintf("%.1f", s.rssMiB), fmt.Sprintf("%.2f", s.cpuSec),
+				strconv.FormatInt(s.ackedNow, 10), strconv.FormatInt(s.refNow, 10)})
+		}
+		w.Flush()
+		f.Close()
+	}
+	if *check > 0 {
+		return readBack(*query, checks, *check)
+	}
+	return nil
+}
+
+// readBack fetches up to n sampled traces by ID and requires each to hold
+// every span that was acknowledged for it.
+func readBack(base string, want map[pcommon.TraceID]int, n int) error {
+	checked, bad := 0, 0
+	for id, spans := range want {
+		if checked == n {
+			break
+		}
+		checked++
+		resp, err := http.Get(base + "/api/v2/traces/" + id.String())
+		if err != nil {
+			return err
+		}
+		var body struct {
+			Trace struct {
+				ResourceSpans []struct {
+					ScopeSpans []struct {
+						Spans []json.RawMessage `json:"spans"`
+					} `json:"scopeSpans"`
+				} `json:"resourceSpans"`
+			} `json:"trace"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		got := 0
+		for _, rs := range body.Trace.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				got += len(ss.Spans)
+			}
+		}
+		if err != nil || got != spans {
+			bad++
+			fmt.Printf("trace %s: %d of %d spans (%v)\n", id, got, spans, err)
+		}
+	}
+	fmt.Printf("read back %d acknowledged traces by ID: %d incomplete\n", checked, bad)
+	if bad > 0 {
+		return fmt.Errorf("%d acknowledged traces incomplete", bad)
+	}
+	return nil
+}
+
+// procStats reads a process's RSS (MiB) and CPU time (s) from /proc.
+func procStats(pid int) (rssMiB, cpuSec float64) {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				kb, _ := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+				rssMiB = kb / 1024
+			}
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		cpuSec = (ut + st) / 100 // USER_HZ
+	}
+	return rssMiB, cpuSec
+}
+
+// salted gives a pre-generated trace ID a request's own value: the ID XOR
+// a 128-bit mask drawn from the request's salt and the run's seed, so that
+// requests, and runs against the same store, never share a trace.
+func salted(id pcommon.TraceID, salt uint64) pcommon.TraceID {
+	r := rand.New(rand.NewPCG(salt, runSeed))
+	a, b := r.Uint64(), r.Uint64()
+	for i := range 8 {
+		id[i] ^= byte(a >> (8 * i))
+		id[8+i] ^= byte(b >> (8 * i))
+	}
+	return id
+}
+
+// runSeed differs per run.
+var runSeed = uint64(time.Now().UnixNano())

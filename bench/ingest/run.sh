@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the ingest benchmark against the all-in-one default config and
+# charts RSS over time (docs/benchmarks.md):
+#
+#   bench/ingest/run.sh NAME [bench/ingest flags...]
+#   bench/ingest/run.sh rss-20k -rate 20000 -duration 10m
+#
+# It builds the binary and the load generator, starts `sightline` with no
+# arguments on a fresh data directory, offers the load, reads a sample of
+# acknowledged traces back by ID, and writes docs/bench/NAME.csv and
+# NAME.png (gnuplot, Debian's gnuplot-nox).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+name=$1
+shift
+out=${OUT:-docs/bench}
+mkdir -p "$out"
+tmp=$(mktemp -d)
+go build -o "$tmp/sightline" ./cmd/sightline
+go build -o "$tmp/ingest" ./bench/ingest
+if curl -sf http://localhost:13133/ >/dev/null 2>&1; then
+	echo "something already answers on :13133; stop it first" >&2
+	exit 1
+fi
+SIGHTLINE_DATA=$tmp/data "$tmp/sightline" >"$tmp/sightline.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; cp "$tmp/sightline.log" "/tmp/sightline-$name.log"; rm -rf "$tmp"' EXIT
+for _ in $(seq 300); do
+	curl -sf http://localhost:13133/ >/dev/null && break
+	kill -0 $pid || { cat "$tmp/sightline.log"; exit 1; }
+	sleep 0.2
+done
+"$tmp/ingest" -pid "$pid" -csv "$out/$name.csv" "$@"
+grep -E "store memory budget|wal replayed" "$tmp/sightline.log" | head -5 || true
+gnuplot -e "csv='$out/$name.csv'; png='$out/$name.png'; name='$name'" bench/ingest/rss.gp
