@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
 	"github.com/sightlinehq/sightline/internal/otlpguard/otlpguardtest"
@@ -104,17 +103,6 @@ func (f *hostileFixture) intact(t *testing.T) {
 	}
 }
 
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "proto" }
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
-}
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
-
 // TestDeeplyNestedOTLP sends an attribute nested a million levels deep,
 // which overflows pdata's decoder stack (a fatal error) unguarded, over
 // every OTLP path the binary serves.
@@ -147,7 +135,7 @@ func TestDeeplyNestedOTLP(t *testing.T) {
 	}
 
 	var reply []byte
-	err := f.conn.Invoke(context.Background(), "/opentelemetry.proto.collector.trace.v1.TraceService/Export", deep, &reply, grpc.ForceCodecV2(rawCodec{}))
+	err := f.conn.Invoke(context.Background(), "/opentelemetry.proto.collector.trace.v1.TraceService/Export", deep, &reply, grpc.ForceCodecV2(otlpguardtest.RawCodec{}))
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("otlp/grpc under a 16 MiB limit (%d bytes): got %v, want InvalidArgument", len(deep), err)
 	}

@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
 	"github.com/sightlinehq/sightline/internal/otlpguard/otlpguardtest"
@@ -34,19 +33,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// rawCodec sends pre-encoded bytes, so a test can send what pdata's own
-// encoder could not build without recursing as deeply.
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "proto" }
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
-}
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
 }
 
 // The upstream receiver, wrapped, on real sockets: a million levels over
@@ -118,7 +104,7 @@ func TestGuardedReceiver(t *testing.T) {
 	}
 	defer conn.Close()
 	var reply []byte
-	err = conn.Invoke(context.Background(), "/opentelemetry.proto.collector.trace.v1.TraceService/Export", deep, &reply, grpc.ForceCodecV2(rawCodec{}))
+	err = conn.Invoke(context.Background(), "/opentelemetry.proto.collector.trace.v1.TraceService/Export", deep, &reply, grpc.ForceCodecV2(otlpguardtest.RawCodec{}))
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("gRPC: got %v, want InvalidArgument", err)
 	}

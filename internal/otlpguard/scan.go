@@ -245,22 +245,12 @@ func CheckProto(sig Signal, b []byte, lim Limits) error {
 			return fmt.Errorf("%w: field number 0 at byte %d", ErrMalformed, pos-n)
 		}
 		switch wire {
-		case 0: // varint
-			_, n := uvarint(b[pos:top.end])
-			if n <= 0 {
-				return fmt.Errorf("%w: bad varint at byte %d", ErrMalformed, pos)
+		case 0, 1, 5: // varint, fixed64, fixed32
+			end, err := skipScalar(b[:top.end], pos, wire)
+			if err != nil {
+				return err
 			}
-			pos += n
-		case 1: // fixed64
-			if top.end-pos < 8 {
-				return fmt.Errorf("%w: truncated fixed64 at byte %d", ErrMalformed, pos)
-			}
-			pos += 8
-		case 5: // fixed32
-			if top.end-pos < 4 {
-				return fmt.Errorf("%w: truncated fixed32 at byte %d", ErrMalformed, pos)
-			}
-			pos += 4
+			pos = end
 		case 2: // length-delimited
 			l, n := uvarint(b[pos:top.end])
 			if n <= 0 || l > uint64(top.end-pos-n) {
@@ -315,21 +305,8 @@ func skipGroup(b []byte, pos int) (int, error) {
 		}
 		pos += n
 		switch tag & 7 {
-		case 0:
-			_, n := uvarint(b[pos:])
-			if n <= 0 {
-				return 0, fmt.Errorf("%w: bad varint at byte %d", ErrMalformed, pos)
-			}
-			return pos + n, nil
-		case 1, 5:
-			w := 8
-			if tag&7 == 5 {
-				w = 4
-			}
-			if len(b)-pos < w {
-				return 0, fmt.Errorf("%w: truncated group at byte %d", ErrMalformed, pos)
-			}
-			return pos + w, nil
+		case 0, 1, 5:
+			return skipScalar(b, pos, tag&7)
 		case 2:
 			l, n := uvarint(b[pos:])
 			if n <= 0 || l > uint64(len(b)-pos-n) {
@@ -346,6 +323,28 @@ func skipGroup(b []byte, pos int) (int, error) {
 		default:
 			return 0, fmt.Errorf("%w: wire type %d at byte %d", ErrMalformed, tag&7, pos-n)
 		}
+	}
+}
+
+// skipScalar skips a varint (wire type 0), fixed64 (1) or fixed32 (5)
+// value that starts at pos.
+func skipScalar(b []byte, pos int, wire uint64) (int, error) {
+	switch wire {
+	case 0:
+		if _, n := uvarint(b[pos:]); n > 0 {
+			return pos + n, nil
+		}
+		return 0, fmt.Errorf("%w: bad varint at byte %d", ErrMalformed, pos)
+	case 1:
+		if len(b)-pos >= 8 {
+			return pos + 8, nil
+		}
+		return 0, fmt.Errorf("%w: truncated fixed64 at byte %d", ErrMalformed, pos)
+	default:
+		if len(b)-pos >= 4 {
+			return pos + 4, nil
+		}
+		return 0, fmt.Errorf("%w: truncated fixed32 at byte %d", ErrMalformed, pos)
 	}
 }
 

@@ -7,6 +7,8 @@ package otlpguardtest
 import (
 	"encoding/binary"
 	"strings"
+
+	"google.golang.org/grpc/mem"
 )
 
 // Shape is how each level nests.
@@ -114,4 +116,23 @@ func uvarintLen(v int) int {
 		n++
 	}
 	return n
+}
+
+// RawCodec is a gRPC codec that sends pre-encoded bytes ([]byte) and
+// receives the reply undecoded (*[]byte), for sending requests that no
+// encoder would build: grpc.ForceCodecV2(RawCodec{}).
+type RawCodec struct{}
+
+// Name is "proto", so servers decode the bytes as the request they expect.
+func (RawCodec) Name() string { return "proto" }
+
+// Marshal sends v, a []byte, as it is.
+func (RawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
+}
+
+// Unmarshal stores the reply's bytes in v, a *[]byte.
+func (RawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
 }
