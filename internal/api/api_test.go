@@ -14,12 +14,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
@@ -260,5 +264,35 @@ func TestCheckPromQL(t *testing.T) {
 		if c.ok && err != nil || !c.ok && !errors.Is(err, errLimit) {
 			t.Errorf("%s: %q: %v", c.name, c.q, err)
 		}
+	}
+}
+
+// Strings are stored as sent, invalid UTF-8 included; the OTLP JSON the
+// trace and log endpoints answer is still UTF-8, with U+FFFD in its place.
+func TestJSONResponsesAreUTF8(t *testing.T) {
+	db, _, _ := testStore(t)
+	td := ptrace.NewTraces()
+	sp := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	sp.SetTraceID([16]byte{0xee, 1})
+	sp.SetSpanID([8]byte{0xee, 2})
+	sp.SetName("bad\xffname")
+	sp.Attributes().PutStr("k", "v\xc3\x28")
+	now := time.Now()
+	sp.SetStartTimestamp(pcommon.NewTimestampFromTime(now))
+	sp.SetEndTimestamp(pcommon.NewTimestampFromTime(now))
+	require.NoError(t, db.AppendTraces(td))
+	ld := plog.NewLogs()
+	lr := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+	lr.SetTraceID([16]byte{0xee, 1})
+	lr.Body().SetStr("body\xfe")
+	lr.SetTimestamp(pcommon.NewTimestampFromTime(now))
+	require.NoError(t, db.AppendLogs(ld))
+	srv := newTestAPI(t, db, nil)
+	id := sp.TraceID().String()
+	for _, path := range []string{"/api/traces/" + id, "/api/v2/traces/" + id, "/jaeger/api/v3/traces/" + id, "/api/sightline/v1/traces/" + id + "/logs"} {
+		code, b := get(t, srv, path, nil, "")
+		require.Equal(t, http.StatusOK, code, "%s: %s", path, b)
+		require.True(t, utf8.Valid(b), "%s: %q", path, b)
+		require.Contains(t, string(b), "\uFFFD", path)
 	}
 }

@@ -543,7 +543,7 @@ func v3Result(w http.ResponseWriter, spans []storage.Span) error {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = fmt.Fprintf(w, `{"result":%s}`, b)
+	_, _ = fmt.Fprintf(w, `{"result":%s}`, validUTF8(b))
 	return nil
 }
 

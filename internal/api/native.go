@@ -85,7 +85,7 @@ func (a *API) traceLogs(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(b)
+		_, _ = w.Write(validUTF8(b))
 		return nil
 	}()
 	if err != nil {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/prometheus/promql"
 	"go.opentelemetry.io/collector/component"
@@ -212,6 +214,18 @@ func errorType(code int) string {
 		return "canceled"
 	}
 	return "internal"
+}
+
+// validUTF8 replaces invalid UTF-8 in OTLP JSON that pdata wrote with
+// U+FFFD, as encoding/json does for everything else: telemetry strings are
+// stored as sent, and a JSON reader (Grafana, a browser) may refuse a
+// response that is not UTF-8. JSON's own syntax is ASCII, so only string
+// contents change.
+func validUTF8(b []byte) []byte {
+	if utf8.Valid(b) {
+		return b
+	}
+	return bytes.ToValidUTF8(b, []byte("\uFFFD"))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

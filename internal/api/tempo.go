@@ -119,7 +119,7 @@ func (a *API) tempoTrace(w http.ResponseWriter, r *http.Request, v2 bool) {
 		out.Write(bytes.Replace(b, []byte(`{"resourceSpans":`), []byte(`{"batches":`), 1))
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(out.Bytes())
+	_, _ = w.Write(validUTF8(out.Bytes()))
 }
 
 // anyValue is OTLP's AnyValue in JSON, as Tempo returns attribute values.
