@@ -91,7 +91,16 @@ type builder struct {
 	now      pcommon.Timestamp
 }
 
-func (b *builder) stream(labels map[string]string) plog.LogRecordSlice {
+// MaxLabelNamesPerSeries is Loki's default limit of the same name: a
+// stream with more labels is refused, as Loki refuses it. Labels become
+// resource attributes, which pdata sets by a linear search, so without a
+// bound one stream of 100k labels took 32 s to take in.
+const MaxLabelNamesPerSeries = 15
+
+func (b *builder) stream(labels map[string]string) (plog.LogRecordSlice, error) {
+	if len(labels) > MaxLabelNamesPerSeries {
+		return plog.LogRecordSlice{}, fmt.Errorf("%w: a stream has %d label names, over the limit of %d (max_label_names_per_series, as in Loki)", ErrMalformed, len(labels), MaxLabelNamesPerSeries)
+	}
 	rl := b.ld.ResourceLogs().AppendEmpty()
 	attrs := rl.Resource().Attributes()
 	for k, v := range labels {
@@ -104,7 +113,7 @@ func (b *builder) stream(labels map[string]string) plog.LogRecordSlice {
 		// Loki names unlabelled streams the same way.
 		attrs.PutStr("service.name", "unknown_service")
 	}
-	return rl.ScopeLogs().AppendEmpty().LogRecords()
+	return rl.ScopeLogs().AppendEmpty().LogRecords(), nil
 }
 
 func (b *builder) entry(recs plog.LogRecordSlice, ts time.Time, line string, meta [][2]string) error {
@@ -148,7 +157,10 @@ func DecodeJSON(body []byte, incoming bool, now time.Time) (plog.Logs, error) {
 	}
 	b := &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now)}
 	for i, s := range req.Streams {
-		recs := b.stream(s.Stream)
+		recs, err := b.stream(s.Stream)
+		if err != nil {
+			return plog.Logs{}, fmt.Errorf("streams[%d]: %w", i, err)
+		}
 		for j, v := range s.Values {
 			if len(v) < 2 || len(v) > 3 {
 				return plog.Logs{}, fmt.Errorf("%w: streams[%d].values[%d]: want [timestamp, line] or [timestamp, line, metadata]", ErrMalformed, i, j)
@@ -228,7 +240,10 @@ func (b *builder) decodeStream(msg []byte) error {
 	if err != nil {
 		return err
 	}
-	recs := b.stream(ls)
+	recs, err := b.stream(ls)
+	if err != nil {
+		return err
+	}
 	for _, e := range entries {
 		var (
 			secs, nanos int64

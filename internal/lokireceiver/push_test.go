@@ -3,6 +3,7 @@ package lokireceiver
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -198,4 +199,22 @@ func TestReceiverErrors(t *testing.T) {
 
 func body(ld plog.Logs) string {
 	return ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Body().Str()
+}
+
+// A stream's labels are bounded as in Loki: 15 names pass, 16 are refused,
+// and 100k are refused without first being turned into attributes.
+func TestLabelNamesPerStreamAreBounded(t *testing.T) {
+	push := func(n int) error {
+		labels := map[string]string{}
+		for i := range n {
+			labels[fmt.Sprintf("l%d", i)] = "v"
+		}
+		body, err := json.Marshal(map[string]any{"streams": []any{map[string]any{"stream": labels, "values": [][]string{{"1700000000000000000", "line"}}}}})
+		require.NoError(t, err)
+		_, err = DecodeJSON(body, true, time.Now())
+		return err
+	}
+	require.NoError(t, push(MaxLabelNamesPerSeries))
+	require.ErrorIs(t, push(MaxLabelNamesPerSeries+1), ErrMalformed)
+	require.ErrorIs(t, push(100_000), ErrMalformed)
 }
