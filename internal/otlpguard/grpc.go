@@ -34,8 +34,13 @@ func newGRPCGuard(lim Limits) *grpcGuard {
 }
 
 // ServerOptions returns the options that install the guard on a server.
+// The interceptor is the server's first (grpc.UnaryInterceptor runs before
+// every chained one, and configgrpc chains its own, authentication among
+// them): if an interceptor before it refused the request, the refusal it
+// remembers would never be taken back, and an unauthenticated client could
+// grow the map without bound.
 func (g *grpcGuard) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodecV2(g), grpc.ChainUnaryInterceptor(g.intercept)}
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(g), grpc.UnaryInterceptor(g.intercept)}
 }
 
 func (g *grpcGuard) Name() string { return "proto" }
