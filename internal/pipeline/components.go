@@ -46,6 +46,7 @@ import (
 
 	"github.com/sightlinehq/sightline/internal/archive/awss3exporter"
 	"github.com/sightlinehq/sightline/internal/store"
+	"github.com/sightlinehq/sightline/internal/tenancyprocessor"
 )
 
 // Components returns the factories of every component Sightline ships.
@@ -87,6 +88,7 @@ func Components() (otelcol.Factories, error) {
 		memorylimiterprocessor.NewFactory(),
 		batchprocessor.NewFactory(),
 		resourceprocessor.NewFactory(),
+		tenancyprocessor.NewFactory(),
 		resourcedetectionprocessor.NewFactory(),
 		attributesprocessor.NewFactory(),
 		filterprocessor.NewFactory(),

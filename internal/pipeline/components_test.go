@@ -36,7 +36,7 @@ func TestComponents(t *testing.T) {
 		}
 	}
 	has("receiver", "otlp", "prometheus")
-	has("processor", "memory_limiter", "batch", "resource", "resource_detection", "resourcedetection",
+	has("processor", "memory_limiter", "batch", "resource", "tenancy", "resource_detection", "resourcedetection",
 		"attributes", "filter", "transform", "tail_sampling", "probabilistic_sampler", "redaction")
 	has("connector", "span_metrics", "spanmetrics", "service_graph", "servicegraph", "forward")
 	has("exporter", "otlp", "otlp_grpc", "otlp_http", "otlphttp", "debug", "file", "prometheus",
