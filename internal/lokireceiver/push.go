@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -56,7 +57,7 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	case err == nil:
 		w.WriteHeader(http.StatusNoContent)
 	case consumererror.IsPermanent(err):
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		http.Error(w, err.Error(), permanentStatus(err))
 	default:
 		// Retryable: shippers back off and resend on 5xx and 429, after
 		// Retry-After when the store asked for a delay (backpressure).
@@ -65,6 +66,21 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 		}
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	}
+}
+
+// permanentStatus answers a permanent pipeline error: 401 or 403 when it
+// carries that gRPC status (a processor found no tenant or refused it),
+// else 400, as Loki answers data it will never take.
+func permanentStatus(err error) int {
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.Unauthenticated:
+			return http.StatusUnauthorized
+		case codes.PermissionDenied:
+			return http.StatusForbidden
+		}
+	}
+	return http.StatusBadRequest
 }
 
 // retryDelay is the delay in err's gRPC RetryInfo, or 0.
