@@ -243,6 +243,36 @@ func TestPromQLTenancy(t *testing.T) {
 	}
 	code, _ := get(t, srv, "/api/v1/query", at, "")
 	require.Equal(t, http.StatusUnauthorized, code)
+	code, _ = get(t, srv, "/api/v1/query", at, "a/../b")
+	require.Equal(t, http.StatusBadRequest, code, "tenant IDs are checked as Mimir checks them")
+
+	// Status endpoints answer per tenant, or not at all.
+	for tenant, other := range map[string]string{"a": "billing", "b": "checkout"} {
+		code, body := get(t, srv, "/api/v1/status/tsdb", nil, tenant)
+		require.Equal(t, http.StatusOK, code, string(body))
+		var st struct {
+			Data struct {
+				HeadStats struct {
+					NumSeries int `json:"numSeries"`
+				} `json:"headStats"`
+				SeriesCountByLabelValuePair []struct {
+					Name  string `json:"name"`
+					Value int    `json:"value"`
+				} `json:"seriesCountByLabelValuePair"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal(body, &st))
+		require.Equal(t, 1, st.Data.HeadStats.NumSeries, "tenant %s counts its own series: %s", tenant, body)
+		require.Contains(t, string(body), `"tenant_id=`+tenant+`"`)
+		require.NotContains(t, string(body), other)
+
+		code, body = get(t, srv, "/api/v1/status/tsdb/blocks", nil, tenant)
+		require.Equal(t, http.StatusForbidden, code, string(body))
+		code, body = get(t, srv, "/api/v1/rules", nil, tenant)
+		require.Equal(t, http.StatusOK, code, string(body))
+	}
+	code, _ = get(t, srv, "/api/v1/status/tsdb", nil, "")
+	require.Equal(t, http.StatusUnauthorized, code)
 }
 
 func TestCheckPromQL(t *testing.T) {

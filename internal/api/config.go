@@ -54,8 +54,9 @@ type Limits struct {
 }
 
 // Tenancy scopes every query to one tenant. Data is tagged with its tenant
-// on the way in by standard components: the receiver's include_metadata and
-// a resource processor that copies the header into ResourceAttribute.
+// on the way in by the tenancy processor (internal/tenancyprocessor), from
+// the request alone; the API's own write paths (remote write, OTLP) tag it
+// from the header.
 type Tenancy struct {
 	Enabled bool `mapstructure:"enabled"`
 	// Header carries the tenant ID; Grafana's datasources send X-Scope-OrgID.

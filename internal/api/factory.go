@@ -85,6 +85,8 @@ func (e *queryExtension) Start(ctx context.Context, host component.Host) error {
 		ln.Close()
 		return err
 	}
+	// The UI's login sits in front of the authenticator, which it feeds.
+	srv.Handler = api.Sessions(srv.Handler)
 	if err := api.StartRules(slog.New(zapslog.NewHandler(e.set.Logger.Core()))); err != nil {
 		ln.Close()
 		return err

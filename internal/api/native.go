@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/prometheus/prometheus/tsdb"
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/sightlinehq/sightline/internal/store"
@@ -19,8 +20,16 @@ func (a *API) nativeRoutes(mux *http.ServeMux) {
 }
 
 // status answers the stores' sizes and retention, for the UI's page about
-// Sightline itself.
+// Sightline itself. With tenancy on it needs a tenant like every other
+// read, and answers a tenant only the server's own state (memory,
+// refusals, retention, problems) and the tenant's own series count: the
+// stores' span, log and block figures are every tenant's together.
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	tenant, err := a.tenant(r)
+	if err != nil {
+		a.fail(w, r, styleJSON, err)
+		return
+	}
 	db, ok := store.Lookup(a.cfg.Storage)
 	if !ok {
 		a.fail(w, r, styleJSON, fmt.Errorf("%w: exporter %s has not started", errNotReady, a.cfg.Storage))
@@ -48,6 +57,20 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		out["metrics_series"] = h.NumSeries()
 		out["metrics_blocks"] = len(m.TSDB().Blocks())
 		out["metrics_retention"] = m.Retention().String()
+		if tenant != "" {
+			n, err := tenantSeries(r, h, a.tenantLabel(), tenant)
+			if err != nil {
+				a.fail(w, r, styleJSON, err)
+				return
+			}
+			out["metrics_series"] = n
+		}
+	}
+	if tenant != "" {
+		for _, k := range []string{"blocks", "block_bytes", "spans_in_blocks", "logs_in_blocks", "spans_in_head", "logs_in_head", "metrics_blocks"} {
+			delete(out, k)
+		}
+		out["tenant"] = tenant
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -91,4 +114,22 @@ func (a *API) traceLogs(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.fail(w, r, styleJSON, err)
 	}
+}
+
+// tenantSeries counts the head series carrying the tenant's label.
+func tenantSeries(r *http.Request, h *tsdb.Head, label, tenant string) (int, error) {
+	ir, err := h.Index()
+	if err != nil {
+		return 0, err
+	}
+	defer ir.Close()
+	p, err := ir.Postings(r.Context(), label, tenant)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for p.Next() {
+		n++
+	}
+	return n, p.Err()
 }

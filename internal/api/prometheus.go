@@ -57,14 +57,14 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 	p := v1.NewAPI(a.promql, src, src, src, src,
 		func(context.Context) v1.ScrapePoolsRetriever { return noTargets{} },
 		func(context.Context) v1.TargetRetriever { return noTargets{} },
-		func(context.Context) v1.AlertmanagerRetriever { return a.alertmanagers() },
+		func(ctx context.Context) v1.AlertmanagerRetriever { return a.alertmanagers(ctx) },
 		a.promConfig,
 		map[string]string{},
 		v1.GlobalURLOptions{ListenAddress: a.cfg.NetAddr.Endpoint, Host: a.cfg.NetAddr.Endpoint, Scheme: "http"},
 		func(f http.HandlerFunc) http.HandlerFunc { return f },
 		src, "", false, false, 0,
 		nil,
-		func(context.Context) v1.RulesRetriever { return a.ruleGroups() },
+		func(ctx context.Context) v1.RulesRetriever { return a.ruleGroups(ctx) },
 		0, 0, 0,
 		false,
 		regexp.MustCompile(`^$`),
@@ -120,15 +120,17 @@ func (a *API) promConfig() config.Config {
 
 // ruleGroups and alertmanagers serve /api/v1/rules, /api/v1/alerts and
 // /api/v1/alertmanagers from the rule manager, if rules are configured.
-func (a *API) ruleGroups() v1.RulesRetriever {
-	if a.rules == nil {
+// Rules are the operator's and run over every tenant's series, so their
+// alerts may carry any tenant's labels: a tenant's request sees none.
+func (a *API) ruleGroups(ctx context.Context) v1.RulesRetriever {
+	if _, tenant := promTenant(ctx); a.rules == nil || tenant {
 		return noRules{}
 	}
 	return a.rules
 }
 
-func (a *API) alertmanagers() v1.AlertmanagerRetriever {
-	if a.rules == nil {
+func (a *API) alertmanagers(ctx context.Context) v1.AlertmanagerRetriever {
+	if _, tenant := promTenant(ctx); a.rules == nil || tenant {
 		return noAlertmanagers{}
 	}
 	return a.rules

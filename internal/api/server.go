@@ -24,6 +24,7 @@ import (
 	"github.com/sightlinehq/sightline/internal/query/traceql"
 	"github.com/sightlinehq/sightline/internal/store"
 	"github.com/sightlinehq/sightline/internal/store/storage"
+	"github.com/sightlinehq/sightline/internal/tenancyprocessor"
 	"github.com/sightlinehq/sightline/internal/ui"
 )
 
@@ -148,6 +149,9 @@ var errLimit = errors.New("limit exceeded")
 // errTenant marks requests without the tenant header when tenancy is on.
 var errTenant = errors.New("no tenant")
 
+// errNotPerTenant marks server-wide views a tenant may not see.
+var errNotPerTenant = errors.New("not available per tenant")
+
 func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
 }
@@ -161,6 +165,8 @@ func status(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, errTenant):
 		return http.StatusUnauthorized
+	case errors.Is(err, errNotPerTenant):
+		return http.StatusForbidden
 	case errors.Is(err, storage.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, errLimit), errors.Is(err, storage.ErrBytesLimit),
@@ -204,7 +210,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, st style, err error) 
 
 func errorType(code int) string {
 	switch code {
-	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound:
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
 		return "bad_data"
 	case http.StatusUnprocessableEntity:
 		return "execution"
@@ -258,13 +264,10 @@ func (a *API) open(r *http.Request) (*query, error) {
 	}
 	st := &storage.Stats{MaxBytes: a.cfg.Limits.MaxBytesScanned}
 	ctx = storage.WithStats(ctx, st)
-	tenant := ""
-	if a.cfg.Tenancy.Enabled {
-		tenant = r.Header.Get(a.cfg.Tenancy.Header)
-		if tenant == "" {
-			cancel()
-			return nil, fmt.Errorf("%w: the %s header is required", errTenant, a.cfg.Tenancy.Header)
-		}
+	tenant, err := a.tenant(r)
+	if err != nil {
+		cancel()
+		return nil, err
 	}
 	q, err := a.source(ctx)
 	if err != nil {
@@ -275,6 +278,31 @@ func (a *API) open(r *http.Request) (*query, error) {
 		q = newTenantQuerier(q, a.cfg.Tenancy.ResourceAttribute, tenant)
 	}
 	return &query{ctx: ctx, q: q, stats: st, cancel: cancel}, nil
+}
+
+// tenant returns the request's tenant when tenancy is on ("" when off):
+// the tenant header, which the UI's session cookie also sets (session.go).
+// A request without one is refused with errTenant (401), one naming
+// several or an ID that tenancyprocessor.CheckTenant refuses with 400.
+func (a *API) tenant(r *http.Request) (string, error) {
+	if !a.cfg.Tenancy.Enabled {
+		return "", nil
+	}
+	vals := r.Header.Values(a.cfg.Tenancy.Header)
+	id := ""
+	for _, v := range vals {
+		if id != "" && v != id {
+			return "", badRequest("the %s header names more than one tenant", a.cfg.Tenancy.Header)
+		}
+		id = v
+	}
+	if id == "" {
+		return "", fmt.Errorf("%w: the %s header is required", errTenant, a.cfg.Tenancy.Header)
+	}
+	if err := tenancyprocessor.CheckTenant(id); err != nil {
+		return "", badRequest("%v", err)
+	}
+	return id, nil
 }
 
 // checkRange enforces max_time_range on [start, end] (unix ns).

@@ -48,12 +48,23 @@ func (a *API) promTenancy(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t := r.Header.Get(a.cfg.Tenancy.Header)
-		if t == "" {
-			a.fail(w, r, styleJSON, fmt.Errorf("%w: the %s header is required", errTenant, a.cfg.Tenancy.Header))
+		t, err := a.tenant(r)
+		if err != nil {
+			a.fail(w, r, styleJSON, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), promTenantKey{}, t)))
+		r = r.WithContext(context.WithValue(r.Context(), promTenantKey{}, t))
+		switch r.URL.Path {
+		case "/api/v1/status/tsdb":
+			// Prometheus's handler reads the head's statistics, which
+			// count every tenant's series.
+			a.tenantTSDBStatus(w, r, t)
+			return
+		case "/api/v1/status/tsdb/blocks":
+			a.fail(w, r, styleJSON, fmt.Errorf("%w: blocks hold every tenant's series; /api/v1/status/tsdb answers per tenant", errNotPerTenant))
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

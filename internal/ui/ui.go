@@ -20,8 +20,8 @@ var assets embed.FS
 // Prefix is where the UI is mounted; its routes are client-side below it.
 const Prefix = "/ui/"
 
-// csp allows only the UI's own scripts, styles and API calls.
-const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+// CSP allows only the UI's own scripts, styles and API calls.
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 
 // Handler serves the UI under Prefix. A path that names an asset serves
@@ -35,7 +35,7 @@ func Handler() http.Handler {
 	files := http.FileServer(http.FS(sub))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", csp)
+		h.Set("Content-Security-Policy", CSP)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -13,6 +13,11 @@ async function request(path, params, init) {
     throw new APIError(`cannot reach Sightline: ${e.message}`);
   }
   const text = await resp.text();
+  if (resp.status === 401 && document.cookie.includes('sightline_session=')) {
+    // The session's token or tenant was refused (expired, revoked):
+    // sign in again and come back here.
+    location.assign(`/ui/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+  }
   if (!resp.ok) {
     let msg = text.trim();
     try { const j = JSON.parse(text); msg = j.error || j.message || (j.errors && j.errors[0] && j.errors[0].msg) || msg; } catch { /* plain text */ }

@@ -111,7 +111,12 @@ function header(active) {
     h('div', { class: 'spacer' }),
     custom,
     sel,
-    h('button', { class: 'icon', title: 'Toggle dark theme (d)', 'aria-label': 'toggle theme', onclick: () => setTheme(theme() === 'dark' ? 'light' : 'dark') }, '◐'));
+    h('button', { class: 'icon', title: 'Toggle dark theme (d)', 'aria-label': 'toggle theme', onclick: () => setTheme(theme() === 'dark' ? 'light' : 'dark') }, '◐'),
+    // With auth or tenancy on, the server keeps the session in HttpOnly
+    // cookies; logging out is a same-origin form post that clears them.
+    document.cookie.includes('sightline_session=')
+      ? h('form', { method: 'post', action: '/ui/logout', class: 'logout' }, h('button', { type: 'submit' }, 'Log out'))
+      : null);
 }
 
 let generation = 0;
