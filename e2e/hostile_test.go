@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
@@ -140,4 +145,121 @@ func TestDeeplyNestedOTLP(t *testing.T) {
 		t.Errorf("otlp/grpc under a 16 MiB limit (%d bytes): got %v, want InvalidArgument", len(deep), err)
 	}
 	f.intact(t)
+}
+
+// TestFullDiskKeepsAcknowledgedMetrics fills the disk under metrics
+// ingest, frees it, writes more, restarts cleanly and finds every
+// acknowledged point by PromQL. Prometheus's WAL repair used to cut at the
+// record torn by the full disk, taking every point acknowledged after it.
+func TestFullDiskKeepsAcknowledgedMetrics(t *testing.T) {
+	mnt := t.TempDir()
+	if out, err := runCmd("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt); err != nil {
+		t.Fatalf("mounting a tmpfs needs root (CI runs as root): %v: %s", err, out)
+	}
+	t.Cleanup(func() { runCmd("umount", "-l", mnt) })
+	qp := freePort(t)
+	in := start(t, []string{"testdata/hostile.yaml"}, "QUERY_PORT="+strconv.Itoa(qp), "SIGHTLINE_DATA="+mnt)
+	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", in.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := pmetricotlp.NewGRPCClient(conn)
+
+	// Each batch is one WAL record of about 50 KiB, larger than a WAL
+	// page, so the write the full disk fails tears a record.
+	const perBatch = 4000
+	base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	send := func(i int) error {
+		md := pmetric.NewMetrics()
+		rm := md.ResourceMetrics().AppendEmpty()
+		rm.Resource().Attributes().PutStr("service.name", "full-disk")
+		m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+		m.SetName("points")
+		g := m.SetEmptyGauge().DataPoints()
+		for k := range perBatch {
+			dp := g.AppendEmpty()
+			dp.SetTimestamp(pcommon.NewTimestampFromTime(base.Add(time.Duration(i) * time.Millisecond)))
+			dp.SetDoubleValue(float64(i*perBatch + k))
+			dp.Attributes().PutInt("series", int64(k))
+		}
+		_, err := mc.Export(context.Background(), pmetricotlp.NewExportRequestFromMetrics(md))
+		return err
+	}
+	acked := map[int]bool{}
+	i := 0
+	var refused error
+	for ; i < 2000; i++ {
+		if refused = send(i); refused != nil {
+			break
+		}
+		acked[i] = true
+	}
+	if refused == nil {
+		t.Fatal("a 4 MiB disk never filled")
+	}
+	if status.Code(refused) != codes.Unavailable {
+		t.Fatalf("full disk: got %v, want a retryable Unavailable", refused)
+	}
+	healthSays := func(s string) func() bool {
+		return func() bool {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/?verbose", in.Health))
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return strings.Contains(string(b), s)
+		}
+	}
+	in.waitFor("health to report the metrics write failure", 20*time.Second, healthSays("metrics writes failing"))
+
+	// The operator frees space; the client's retries get through once the
+	// metrics store has repaired its WAL, and more is acknowledged.
+	if out, err := runCmd("mount", "-o", "remount,size=64m", mnt); err != nil {
+		t.Fatalf("remount: %v: %s", err, out)
+	}
+	in.waitFor("the refused batch to be accepted on retry", 60*time.Second, func() bool { return send(i) == nil })
+	acked[i] = true
+	for j := i + 1; j <= i+20; j++ {
+		if err := send(j); err != nil {
+			t.Fatalf("after the disk was freed: %v", err)
+		}
+		acked[j] = true
+	}
+	in.waitFor("health to clear", 30*time.Second, func() bool { return !healthSays("metrics writes failing")() })
+	conn.Close()
+	in.stop()
+
+	in = start(t, []string{"testdata/hostile.yaml"}, "QUERY_PORT="+strconv.Itoa(qp), "SIGHTLINE_DATA="+mnt)
+	q := url.Values{"query": {`points{series="7"}[1h]`}, "time": {strconv.FormatInt(time.Now().Unix(), 10)}}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/query?%s", qp, q.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res struct {
+		Data struct {
+			Result []struct {
+				Values [][2]any `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || len(res.Data.Result) != 1 {
+		t.Fatalf("PromQL after the restart: %v %+v", err, res)
+	}
+	got := map[int]bool{}
+	for _, v := range res.Data.Result[0].Values {
+		f, _ := strconv.ParseFloat(v[1].(string), 64)
+		got[int(f)/perBatch] = true
+	}
+	lost := 0
+	for b := range acked {
+		if !got[b] {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d acknowledged batches lost after the restart", lost, len(acked))
+	}
+	t.Logf("%d batches of %d points acknowledged (%d before the disk filled), all found by PromQL", len(acked), perBatch, i)
 }

@@ -299,7 +299,7 @@ func series(args []string) error {
 	now := time.Now()
 	for k := range 2 {
 		ts := now.Add(time.Duration(k) * 15 * time.Second).UnixMilli()
-		app := db.TSDB().Appender(context.Background())
+		app := db.Appender(context.Background())
 		for i := range *n {
 			// Span-metrics-like label sets: 8 labels, realistic lengths.
 			l := labels.FromStrings("__name__", "traces_spanmetrics_calls_total",
@@ -313,7 +313,7 @@ func series(args []string) error {
 				if err := app.Commit(); err != nil {
 					return err
 				}
-				app = db.TSDB().Appender(context.Background())
+				app = db.Appender(context.Background())
 			}
 		}
 		if err := app.Commit(); err != nil {

@@ -57,6 +57,11 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		out["metrics_series"] = h.NumSeries()
 		out["metrics_blocks"] = len(m.TSDB().Blocks())
 		out["metrics_retention"] = m.Retention().String()
+		out["metrics_write_failures"] = m.WriteFailures()
+		if err := m.Problem(); err != nil {
+			out["problems"] = out["problems"].(int) + 1
+			out["metrics_problem"] = err.Error()
+		}
 		if tenant != "" {
 			n, err := tenantSeries(r, h, a.tenantLabel(), tenant)
 			if err != nil {

@@ -236,26 +236,49 @@ func (l *lazyTSDB) BlockMetas() ([]tsdb.BlockMeta, error) {
 // Appender and AppenderV2 hand out the TSDB's appenders; before the
 // store has opened, appends fail with errNotReady, which the write
 // handlers answer with a 5xx for the sender to retry.
+//
+// They are the metrics store's, not the TSDB's own: only those keep the
+// WAL whole after a failed write (metrics.DB).
 func (l *lazyTSDB) Appender(ctx context.Context) storage.Appender {
-	db, err := l.db()
-	if err != nil {
-		return notReadyAppender{err}
+	var app storage.Appender
+	if l.open != nil {
+		db, err := l.open()
+		if err != nil {
+			return notReadyAppender{err}
+		}
+		app = db.Appender(ctx)
+	} else {
+		m, ok := store.LookupMetrics(l.a.cfg.Storage)
+		if !ok {
+			return notReadyAppender{fmt.Errorf("%w: exporter %s has not started", errNotReady, l.a.cfg.Storage)}
+		}
+		app = m.Appender(ctx)
 	}
 	if t, ok := promTenant(ctx); ok {
-		return tenantAppender{Appender: db.Appender(ctx), label: l.a.tenantLabel(), tenant: t}
+		return tenantAppender{Appender: app, label: l.a.tenantLabel(), tenant: t}
 	}
-	return db.Appender(ctx)
+	return app
 }
 
 func (l *lazyTSDB) AppenderV2(ctx context.Context) storage.AppenderV2 {
-	db, err := l.db()
-	if err != nil {
-		return notReadyAppenderV2{err}
+	var app storage.AppenderV2
+	if l.open != nil {
+		db, err := l.open()
+		if err != nil {
+			return notReadyAppenderV2{err}
+		}
+		app = db.AppenderV2(ctx)
+	} else {
+		m, ok := store.LookupMetrics(l.a.cfg.Storage)
+		if !ok {
+			return notReadyAppenderV2{fmt.Errorf("%w: exporter %s has not started", errNotReady, l.a.cfg.Storage)}
+		}
+		app = m.AppenderV2(ctx)
 	}
 	if t, ok := promTenant(ctx); ok {
-		return tenantAppenderV2{AppenderV2: db.AppenderV2(ctx), label: l.a.tenantLabel(), tenant: t}
+		return tenantAppenderV2{AppenderV2: app, label: l.a.tenantLabel(), tenant: t}
 	}
-	return db.AppenderV2(ctx)
+	return app
 }
 
 type notReadyAppender struct{ err error }

@@ -9,11 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/otlptranslator"
 	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/storage"
 	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
 	"github.com/prometheus/prometheus/tsdb"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -40,13 +44,45 @@ type Options struct {
 	MaxExemplars int64
 	Logger       *slog.Logger
 	Registerer   prometheus.Registerer
+	// OnProblem is called when writes start failing (with the error) and
+	// when they succeed again (with nil), for health reporting.
+	OnProblem func(error)
 }
 
 // DB is an open metrics store. It is safe for concurrent use.
+//
+// A failed commit can leave a torn record in the TSDB's WAL: Prometheus's
+// WAL writes a record split across pages page by page, and when a page
+// write fails (a full disk) the record's first part stays in the page
+// buffer while the rest is dropped. The next successful write puts that
+// fragment on disk, followed by every later record, and on the next start
+// the WAL repair truncates at the fragment: every sample acknowledged
+// after the failure would be gone. So after a failed commit the store
+// refuses writes (retryably) until it has reopened the TSDB, whose WAL
+// repair then cuts only the unacknowledged record, and new records go to
+// a fresh segment behind it.
 type DB struct {
-	tsdb *tsdb.DB
 	opts Options
+
+	// mu guards tsdb: appends and readers hold it shared, the repair
+	// holds it to swap the TSDB.
+	mu   sync.RWMutex
+	tsdb *tsdb.DB
+	// commitMu orders commits against the torn flag, so that no commit
+	// follows a failed one into the same WAL.
+	commitMu sync.Mutex
+	torn     bool
+
+	failures atomic.Int64
+	problem  atomic.Pointer[error]
+	repairs  chan struct{}
+	closed   chan struct{}
+	done     chan struct{}
 }
+
+// repairInterval is how often a torn WAL is retried: the disk is probed,
+// and once it takes writes again the TSDB is reopened.
+var repairInterval = time.Second
 
 // Open opens or creates the TSDB in o.Dir, replaying its WAL.
 func Open(o Options) (*DB, error) {
@@ -60,6 +96,18 @@ func Open(o Options) (*DB, error) {
 	if o.MaxExemplars == 0 {
 		o.MaxExemplars = 100_000
 	}
+	d := &DB{opts: o, repairs: make(chan struct{}, 1), closed: make(chan struct{}), done: make(chan struct{})}
+	db, err := d.open()
+	if err != nil {
+		return nil, err
+	}
+	d.tsdb = db
+	go d.repairLoop()
+	return d, nil
+}
+
+func (d *DB) open() (*tsdb.DB, error) {
+	o := d.opts
 	to := tsdb.DefaultOptions()
 	to.RetentionDuration = o.Retention.Milliseconds()
 	to.EnableExemplarStorage = true
@@ -71,12 +119,131 @@ func Open(o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open tsdb %s: %w", o.Dir, err)
 	}
-	return &DB{tsdb: db, opts: o}, nil
+	return db, nil
 }
 
 // TSDB returns the underlying Prometheus TSDB, for the PromQL engine and
-// the Prometheus HTTP API.
-func (d *DB) TSDB() *tsdb.DB { return d.tsdb }
+// the Prometheus HTTP API. Write through Appender and AppenderV2, not
+// through the TSDB's own: only they keep the WAL whole after a failure.
+// After a write failure the TSDB is replaced; a caller holding the old
+// one gets errors until it asks again.
+func (d *DB) TSDB() *tsdb.DB {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.tsdb
+}
+
+// Problem is the current write failure, or nil when writes succeed.
+func (d *DB) Problem() error {
+	if p := d.problem.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// WriteFailures counts the commits that failed since the store opened.
+func (d *DB) WriteFailures() int64 { return d.failures.Load() }
+
+func (d *DB) setProblem(err error) {
+	if err == nil {
+		d.problem.Store(nil)
+	} else {
+		d.problem.Store(&err)
+	}
+	if d.opts.OnProblem != nil {
+		d.opts.OnProblem(err)
+	}
+}
+
+// commit commits app unless an earlier commit failed and the TSDB has not
+// been reopened since; a failure marks the WAL torn and wakes the repair.
+func (d *DB) commit(commit, rollback func() error) error {
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	if d.torn {
+		_ = rollback()
+		return fmt.Errorf("%w: a failed write left the WAL to be repaired; retry shortly", ErrWrite)
+	}
+	if err := commit(); err != nil {
+		d.torn = true
+		d.failures.Add(1)
+		d.setProblem(fmt.Errorf("metrics writes failing: %w", err))
+		select {
+		case d.repairs <- struct{}{}:
+		default:
+		}
+		return fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	return nil
+}
+
+// repairLoop reopens the TSDB after a failed commit, once the disk takes
+// a write again.
+func (d *DB) repairLoop() {
+	defer close(d.done)
+	for {
+		select {
+		case <-d.closed:
+			return
+		case <-d.repairs:
+		}
+		for !d.repair() {
+			select {
+			case <-d.closed:
+				return
+			case <-time.After(repairInterval):
+			}
+		}
+	}
+}
+
+// probeSize is written and removed to see whether the disk has room for
+// the WAL again before the TSDB is closed for its repair.
+const probeSize = 1 << 20
+
+func (d *DB) repair() bool {
+	if err := probeWrite(d.opts.Dir, probeSize); err != nil {
+		d.opts.Logger.Warn("metrics WAL repair waits for disk space", "err", err)
+		return false
+	}
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.torn {
+		return true
+	}
+	// Closing flushes the torn fragment; opening replays the WAL and
+	// truncates it at that fragment, which was never acknowledged.
+	if err := d.tsdb.Close(); err != nil {
+		d.opts.Logger.Warn("closing the metrics TSDB for its WAL repair", "err", err)
+	}
+	db, err := d.open()
+	if err != nil {
+		// Keep retrying; until then reads fail along with writes.
+		d.opts.Logger.Error("reopening the metrics TSDB after a write failure", "err", err)
+		d.setProblem(fmt.Errorf("metrics store closed after a write failure: %w", err))
+		return false
+	}
+	d.tsdb, d.torn = db, false
+	d.opts.Logger.Info("metrics TSDB reopened after a write failure; writes resume")
+	d.setProblem(nil)
+	return true
+}
+
+func probeWrite(dir string, n int) error {
+	f, err := os.CreateTemp(dir, ".space-probe-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	defer os.Remove(name)
+	_, err = f.Write(make([]byte, n))
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
 
 // OTLP returns the translation settings, so that other OTLP write paths
 // into this TSDB translate as the exporter does.
@@ -86,7 +253,64 @@ func (d *DB) OTLP() config.OTLPConfig { return d.opts.OTLP }
 func (d *DB) Retention() time.Duration { return d.opts.Retention }
 
 // Close closes the TSDB; the head is kept in its WAL.
-func (d *DB) Close() error { return d.tsdb.Close() }
+func (d *DB) Close() error {
+	close(d.closed)
+	<-d.done
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.tsdb.Close()
+}
+
+// Appender returns an appender of the TSDB whose Commit keeps the WAL
+// whole (see DB). Hold it briefly: a repair waits for it.
+func (d *DB) Appender(ctx context.Context) storage.Appender {
+	d.mu.RLock()
+	return &appender{Appender: d.tsdb.Appender(ctx), d: d}
+}
+
+// AppenderV2 is Appender for the TSDB's AppenderV2.
+func (d *DB) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	d.mu.RLock()
+	return &appenderV2{AppenderV2: d.tsdb.AppenderV2(ctx), d: d}
+}
+
+// appender and appenderV2 hold d.mu shared from creation to Commit or
+// Rollback, so the TSDB they write to is not swapped under them.
+type appender struct {
+	storage.Appender
+	d    *DB
+	once sync.Once
+}
+
+func (a *appender) release() { a.once.Do(a.d.mu.RUnlock) }
+
+func (a *appender) Commit() error {
+	defer a.release()
+	return a.d.commit(a.Appender.Commit, a.Appender.Rollback)
+}
+
+func (a *appender) Rollback() error {
+	defer a.release()
+	return a.Appender.Rollback()
+}
+
+type appenderV2 struct {
+	storage.AppenderV2
+	d    *DB
+	once sync.Once
+}
+
+func (a *appenderV2) release() { a.once.Do(a.d.mu.RUnlock) }
+
+func (a *appenderV2) Commit() error {
+	defer a.release()
+	return a.d.commit(a.AppenderV2.Commit, a.AppenderV2.Rollback)
+}
+
+func (a *appenderV2) Rollback() error {
+	defer a.release()
+	return a.AppenderV2.Rollback()
+}
 
 // AppendOTLP translates md and appends it in one TSDB transaction.
 // Metrics the translator refuses (delta temporality, an invalid type) are
@@ -94,7 +318,7 @@ func (d *DB) Close() error { return d.tsdb.Close() }
 // is committed; a write failure commits nothing and wraps ErrWrite.
 // Translation problems that drop single points are returned as warnings.
 func (d *DB) AppendOTLP(ctx context.Context, md pmetric.Metrics) (warnings []string, err error) {
-	app := d.tsdb.AppenderV2(ctx)
+	app := d.AppenderV2(ctx)
 	conv := prw.NewPrometheusConverter(app)
 	strategy := d.opts.OTLP.TranslationStrategy
 	annots, err := conv.FromMetrics(ctx, md, prw.Settings{
@@ -112,7 +336,7 @@ func (d *DB) AppendOTLP(ctx context.Context, md pmetric.Metrics) (warnings []str
 		return warnings, err
 	}
 	if cerr := app.Commit(); cerr != nil {
-		return warnings, fmt.Errorf("%w: %w", ErrWrite, cerr)
+		return warnings, cerr // wraps ErrWrite
 	}
 	if err != nil {
 		return warnings, fmt.Errorf("%w: %w", ErrUnsupported, err)

@@ -25,23 +25,28 @@ func TestAcknowledgedPointsSurviveAFullDisk(t *testing.T) {
 	db, err := Open(Options{Dir: mnt, Retention: 24 * time.Hour})
 	require.NoError(t, err)
 	base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	// Each batch is one WAL samples record of about 50 KiB, more than a
+	// 32 KiB WAL page, so every record is split across pages and the
+	// write that fails on the full disk tears one.
+	const perBatch = 4000
 	point := func(i int) error {
 		md, sm := newBatch()
 		m := sm.Metrics().AppendEmpty()
 		m.SetName("points")
-		dp := m.SetEmptyGauge().DataPoints().AppendEmpty()
-		dp.SetTimestamp(pcommon.NewTimestampFromTime(base.Add(time.Duration(i) * time.Millisecond)))
-		dp.SetDoubleValue(float64(i))
-		// A large label value per series makes the WAL grow fast.
-		dp.Attributes().PutStr("pad", string(make([]byte, 2000)))
-		dp.Attributes().PutInt("series", int64(i%500))
+		g := m.SetEmptyGauge().DataPoints()
+		for k := range perBatch {
+			dp := g.AppendEmpty()
+			dp.SetTimestamp(pcommon.NewTimestampFromTime(base.Add(time.Duration(i) * time.Millisecond)))
+			dp.SetDoubleValue(float64(i*perBatch + k))
+			dp.Attributes().PutInt("series", int64(k))
+		}
 		_, err := db.AppendOTLP(context.Background(), md)
 		return err
 	}
 	acked := map[int]bool{}
 	i := 0
 	var failed error
-	for ; i < 100_000 && failed == nil; i++ {
+	for ; i < 10_000 && failed == nil; i++ {
 		if err := point(i); err != nil {
 			failed = err
 			break
@@ -51,10 +56,22 @@ func TestAcknowledgedPointsSurviveAFullDisk(t *testing.T) {
 	require.ErrorIs(t, failed, ErrWrite, "the 2 MiB disk never filled")
 	out, err := exec.Command("mount", "-o", "remount,size=64m", mnt).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	after := 0
-	for j := i + 1; after < 1500; j++ {
+	require.Error(t, db.Problem(), "the failure shows in health")
+	require.Positive(t, db.WriteFailures())
+	// Writes are refused, retryably, until the TSDB is reopened; a client
+	// retries, as OTLP clients do on a retryable error.
+	deadline := time.Now().Add(time.Minute)
+	for err := point(i + 1); err != nil; err = point(i + 1) {
+		require.ErrorIs(t, err, ErrWrite)
+		require.True(t, time.Now().Before(deadline), "writes never resumed: %v", err)
+		time.Sleep(50 * time.Millisecond) // a client's retry backoff
+	}
+	acked[i+1] = true
+	require.NoError(t, db.Problem(), "health is green again once writes succeed")
+	after := 1
+	for j := i + 2; after < 20; j++ {
 		if err := point(j); err != nil {
-			t.Fatalf("after freeing space: %v", err)
+			t.Fatalf("after the repair: %v", err)
 		}
 		acked[j] = true
 		after++
@@ -73,7 +90,7 @@ func TestAcknowledgedPointsSurviveAFullDisk(t *testing.T) {
 		it := ss.At().Iterator(nil)
 		for it.Next() != 0 {
 			_, v := it.At()
-			got[int(v)] = true
+			got[int(v)/perBatch] = true
 		}
 	}
 	require.NoError(t, ss.Err())
@@ -83,5 +100,5 @@ func TestAcknowledgedPointsSurviveAFullDisk(t *testing.T) {
 			missing++
 		}
 	}
-	require.Zero(t, missing, "%d of %d acknowledged points lost (%d acknowledged after the disk was freed)", missing, len(acked), after)
+	require.Zero(t, missing, "%d of %d acknowledged batches lost (%d acknowledged after the disk was freed)", missing, len(acked), after)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,6 +65,10 @@ type shared struct {
 	// inside Open, while start holds mu.
 	hostMu sync.Mutex
 	hosts  []component.Host
+	// problems are the trace and log store's, metricsProblem the metrics
+	// store's write failure; both guarded by hostMu.
+	problems       []error
+	metricsProblem error
 }
 
 var (
@@ -166,7 +171,8 @@ func (s *shared) start(ctx context.Context, host component.Host) error {
 			IgnoreResourceAttributes:          mc.IgnoreResourceAttributes,
 			KeepIdentifyingResourceAttributes: mc.KeepIdentifyingResourceAttributes,
 		},
-		Logger: slog.New(zapslog.NewHandler(s.set.Logger.Core())),
+		Logger:    slog.New(zapslog.NewHandler(s.set.Logger.Core())),
+		OnProblem: s.reportMetrics,
 	})
 	if err != nil {
 		db.Close()
@@ -221,10 +227,27 @@ func (s *shared) registerMetrics() error {
 }
 
 // report publishes the store's problems as component status, which the
-// health_check extension shows (see configs/all-in-one.yaml).
+// health_check extension shows (see configs/all-in-one.yaml);
+// reportMetrics adds the metrics store's write failure to them.
 func (s *shared) report(problems []error) {
 	s.hostMu.Lock()
 	defer s.hostMu.Unlock()
+	s.problems = problems
+	s.publishLocked()
+}
+
+func (s *shared) reportMetrics(err error) {
+	s.hostMu.Lock()
+	defer s.hostMu.Unlock()
+	s.metricsProblem = err
+	s.publishLocked()
+}
+
+func (s *shared) publishLocked() {
+	problems := s.problems
+	if s.metricsProblem != nil {
+		problems = append(slices.Clip(problems), s.metricsProblem)
+	}
 	ev := componentstatus.NewEvent(componentstatus.StatusOK)
 	if len(problems) > 0 {
 		ev = componentstatus.NewRecoverableErrorEvent(errors.Join(problems...))
