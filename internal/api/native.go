@@ -37,20 +37,22 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	}
 	st := db.Stats()
 	out := map[string]any{
-		"blocks":          st.Blocks,
-		"block_bytes":     st.BlockBytes,
-		"spans_in_blocks": st.BlockSpans,
-		"logs_in_blocks":  st.BlockLogs,
-		"spans_in_head":   st.HeadSpans,
-		"logs_in_head":    st.HeadLogs,
-		"retention_age":   st.RetentionAge.String(),
-		"retention_bytes": st.RetentionBytes,
-		"problems":        len(db.Problems()),
-		"memory_bytes":    st.MemoryBytes,
-		"memory_budget":   st.MemoryBudget,
-		"pending_heads":   st.PendingHeads,
-		"refused_spans":   st.RefusedSpans,
-		"refused_logs":    st.RefusedLogs,
+		"blocks":               st.Blocks,
+		"block_bytes":          st.BlockBytes,
+		"spans_in_blocks":      st.BlockSpans,
+		"logs_in_blocks":       st.BlockLogs,
+		"spans_in_head":        st.HeadSpans,
+		"logs_in_head":         st.HeadLogs,
+		"retention_age":        st.RetentionAge.String(),
+		"retention_bytes":      st.RetentionBytes,
+		"problems":             len(db.Problems()),
+		"memory_bytes":         st.MemoryBytes,
+		"memory_budget":        st.MemoryBudget,
+		"pending_heads":        st.PendingHeads,
+		"refused_spans":        st.RefusedSpans,
+		"refused_logs":         st.RefusedLogs,
+		"attributes_truncated": st.TruncatedAttributes,
+		"attributes_dropped":   st.DroppedAttributes,
 	}
 	if m, ok := store.LookupMetrics(a.cfg.Storage); ok {
 		h := m.TSDB().Head()

@@ -18,6 +18,7 @@ type Config struct {
 	Storage    StorageConfig    `mapstructure:"storage"`
 	Metrics    MetricsConfig    `mapstructure:"metrics"`
 	Memory     MemoryConfig     `mapstructure:"memory"`
+	Limits     LimitsConfig     `mapstructure:"limits"`
 
 	_ struct{}
 }
@@ -46,6 +47,21 @@ type MemoryConfig struct {
 	// LimitPercentage is the budget as a percentage of the container's
 	// memory limit, or of the host's memory when there is none.
 	LimitPercentage uint32 `mapstructure:"limit_percentage"`
+}
+
+// LimitsConfig bounds attributes on the way in. Past a limit data is
+// truncated, not refused, as OTLP's SDK limits and Tempo's
+// max_attribute_bytes do (AttributeLimits). 0 disables a limit.
+type LimitsConfig struct {
+	// MaxAttributeBytes truncates longer attribute keys and string or
+	// bytes values, anywhere in a resource, scope, span, event, link or
+	// log record (Tempo's max_attribute_bytes, default 2048 there).
+	MaxAttributeBytes int `mapstructure:"max_attribute_bytes"`
+	// MaxAttributes keeps the first this many attributes of each
+	// resource, scope, span, event, link and log record, and entries of
+	// each array and map value; the rest are counted in
+	// dropped_attributes_count.
+	MaxAttributes int `mapstructure:"max_attributes"`
 }
 
 // WALConfig sets the durability policy.
@@ -165,6 +181,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Memory.LimitMiB > 0 && c.Memory.LimitMiB < 16 {
 		bad("memory::limit_mib", "%d is below the 16 MiB minimum", c.Memory.LimitMiB)
+	}
+	if c.Limits.MaxAttributeBytes < 0 {
+		bad("limits::max_attribute_bytes", "must not be negative")
+	} else if c.Limits.MaxAttributeBytes > 0 && c.Limits.MaxAttributeBytes < 64 {
+		bad("limits::max_attribute_bytes", "%d is below the 64 byte minimum", c.Limits.MaxAttributeBytes)
+	}
+	if c.Limits.MaxAttributes < 0 {
+		bad("limits::max_attributes", "must not be negative")
 	}
 	if c.WAL.SegmentSize < 1<<20 {
 		bad("wal::segment_size", "%d is below the 1 MiB minimum", c.WAL.SegmentSize)

@@ -36,6 +36,7 @@ func TestLoadConfig(t *testing.T) {
 	want.Storage = StorageConfig{Backend: "s3", S3: S3Config{Bucket: "telemetry", Prefix: "sightline", Region: "eu-west-1"}}
 	want.Metrics = MetricsConfig{Retention: 720 * time.Hour, PromoteResourceAttributes: []string{"k8s.namespace.name"}}
 	want.Memory = MemoryConfig{LimitMiB: 300}
+	want.Limits = LimitsConfig{MaxAttributeBytes: 2048, MaxAttributes: 128}
 	require.Equal(t, want, custom)
 
 	err = confmap.Validate(load("sightline/bad"))
@@ -49,6 +50,8 @@ func TestLoadConfig(t *testing.T) {
 		"metrics::retention: must be positive",
 		"memory::limit_percentage: cannot be set with memory::limit_mib",
 		"memory::limit_percentage: 120 is over 100",
+		"limits::max_attribute_bytes: 10 is below the 64 byte minimum",
+		"limits::max_attributes: must not be negative",
 	} {
 		require.ErrorContains(t, err, msg)
 	}

@@ -67,6 +67,9 @@ type Options struct {
 	// quarter of it, so that one head can be written while the next fills
 	// and a third waits. 0 means no bound.
 	MemoryBudget int64
+	// Limits bound attribute sizes and counts; over them, data is
+	// truncated on the way in (limits.go).
+	Limits AttributeLimits
 
 	RetentionAge   time.Duration // 0 keeps forever
 	RetentionBytes int64         // 0 is unlimited
@@ -136,6 +139,8 @@ type DB struct {
 	mem atomic.Int64
 	// refused counts appends refused for the budget, per signal.
 	refusedSpans, refusedLogs atomic.Int64
+	// truncatedAttrs and droppedAttrs count the attribute limits' work.
+	truncatedAttrs, droppedAttrs atomic.Int64
 
 	kick      chan struct{}
 	flushKick chan struct{}
@@ -448,6 +453,7 @@ func (db *DB) AppendTraces(td ptrace.Traces) error {
 		db.refusedSpans.Add(int64(td.SpanCount()))
 		return err
 	}
+	td = db.limitTraces(td)
 	m := ptrace.ProtoMarshaler{}
 	payload, err := m.MarshalTraces(td)
 	if err != nil {
@@ -457,12 +463,35 @@ func (db *DB) AppendTraces(td ptrace.Traces) error {
 	return db.append(recTraces, payload, func(h *head) int64 { return h.appendSpans(spans, len(payload)) })
 }
 
+func (db *DB) limitTraces(td ptrace.Traces) ptrace.Traces {
+	if !db.opts.Limits.enabled() {
+		return td
+	}
+	l := limiter{AttributeLimits: db.opts.Limits}
+	td = l.limitTraces(td)
+	db.truncatedAttrs.Add(l.truncated)
+	db.droppedAttrs.Add(l.dropped)
+	return td
+}
+
+func (db *DB) limitLogs(ld plog.Logs) plog.Logs {
+	if !db.opts.Limits.enabled() {
+		return ld
+	}
+	l := limiter{AttributeLimits: db.opts.Limits}
+	ld = l.limitLogs(ld)
+	db.truncatedAttrs.Add(l.truncated)
+	db.droppedAttrs.Add(l.dropped)
+	return ld
+}
+
 // AppendLogs makes ld durable and visible.
 func (db *DB) AppendLogs(ld plog.Logs) error {
 	if err := db.admit(); err != nil {
 		db.refusedLogs.Add(int64(ld.LogRecordCount()))
 		return err
 	}
+	ld = db.limitLogs(ld)
 	m := plog.ProtoMarshaler{}
 	payload, err := m.MarshalLogs(ld)
 	if err != nil {
@@ -810,6 +839,9 @@ type Stats struct {
 	PendingHeads int
 	// RefusedSpans and RefusedLogs were refused for the budget.
 	RefusedSpans, RefusedLogs int64
+	// TruncatedAttributes and DroppedAttributes were cut to the
+	// attribute limits on the way in.
+	TruncatedAttributes, DroppedAttributes int64
 }
 
 // Stats returns current counts.
@@ -818,7 +850,8 @@ func (db *DB) Stats() Stats {
 	defer db.mu.RUnlock()
 	s := Stats{RetentionAge: db.opts.RetentionAge, RetentionBytes: db.opts.RetentionBytes,
 		MemoryBytes: db.mem.Load(), MemoryBudget: db.opts.MemoryBudget, PendingHeads: len(db.flushing),
-		RefusedSpans: db.refusedSpans.Load(), RefusedLogs: db.refusedLogs.Load()}
+		RefusedSpans: db.refusedSpans.Load(), RefusedLogs: db.refusedLogs.Load(),
+		TruncatedAttributes: db.truncatedAttrs.Load(), DroppedAttributes: db.droppedAttrs.Load()}
 	for _, h := range append(slices.Clone(db.flushing), db.head) {
 		h.mu.RLock()
 		s.HeadSpans += len(h.spans)

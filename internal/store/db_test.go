@@ -21,7 +21,7 @@ import (
 	"github.com/sightlinehq/sightline/internal/workload"
 )
 
-func openTestDB(t *testing.T, dir string, mod func(*Options)) *DB {
+func openTestDB(t testing.TB, dir string, mod func(*Options)) *DB {
 	t.Helper()
 	st, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
 	require.NoError(t, err)

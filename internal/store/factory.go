@@ -150,6 +150,7 @@ func (s *shared) start(ctx context.Context, host component.Host) error {
 		MaxBlockDuration:   s.cfg.Block.MaxDuration,
 		RowGroupRows:       s.cfg.Block.RowGroupSpans,
 		MemoryBudget:       budget,
+		Limits:             AttributeLimits{MaxAttributeBytes: s.cfg.Limits.MaxAttributeBytes, MaxAttributes: s.cfg.Limits.MaxAttributes},
 		RetentionAge:       s.cfg.Retention.MaxAge,
 		RetentionBytes:     s.cfg.Retention.MaxSize,
 		CompactionInterval: s.cfg.Compaction.Interval,
