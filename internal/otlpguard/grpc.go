@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sync"
 
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
@@ -26,6 +27,9 @@ type grpcGuard struct {
 	lim      Limits
 	delegate encoding.CodecV2
 	refused  sync.Map // request value → error
+	// partial holds the rejection of a request decoded without its
+	// invalid spans, for the interceptor to put in the response.
+	partial sync.Map // request value → rejection
 }
 
 func newGRPCGuard(lim Limits) *grpcGuard {
@@ -60,18 +64,52 @@ func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) error {
 		defer buf.Free()
 		b = buf.ReadOnlyData()
 	}
-	if err := CheckProto(sig, b, g.lim); err != nil {
+	rep, err := ScanProto(sig, b, g.lim)
+	if err != nil {
 		g.refused.Store(v, fmt.Errorf("otlp %s request refused: %w", sig, err))
 		return nil
 	}
+	if sig == Traces && rep.InvalidSpans > 0 {
+		req := ptraceotlp.NewExportRequest()
+		if err := req.UnmarshalProto(b); err != nil {
+			return g.delegate.Unmarshal(data, v) // fails as it would have
+		}
+		rejected, kept := filterInvalidSpans(req)
+		if kept == 0 {
+			g.refused.Store(v, fmt.Errorf("otlp traces request refused: %w", errAllInvalid(rejected)))
+			return nil
+		}
+		nb, err := req.MarshalProto()
+		if err != nil {
+			return err
+		}
+		g.partial.Store(v, rejection{spans: int64(rejected)})
+		return g.delegate.Unmarshal(mem.BufferSlice{mem.SliceBuffer(nb)}, v)
+	}
 	return g.delegate.Unmarshal(data, v)
+}
+
+// protoResponse is what pdata's gRPC response types have in common.
+type protoResponse interface {
+	UnmarshalProto([]byte) error
 }
 
 func (g *grpcGuard) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err, ok := g.refused.LoadAndDelete(req); ok {
 		return nil, status.Error(codes.InvalidArgument, err.(error).Error())
 	}
-	return handler(ctx, req)
+	rej, partial := g.partial.LoadAndDelete(req)
+	resp, err := handler(ctx, req)
+	if partial && err == nil {
+		// The receiver answers an empty response; this one says which
+		// spans were not taken.
+		if pr, ok := resp.(protoResponse); ok {
+			if b, merr := partialResponse(rej.(rejection)).MarshalProto(); merr == nil {
+				_ = pr.UnmarshalProto(b)
+			}
+		}
+	}
+	return resp, err
 }
 
 // grpcSignal tells pdata's OTLP request types apart without importing its

@@ -8,7 +8,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -30,12 +33,12 @@ func HTTPHandler(next http.Handler, paths map[string]Signal, lim Limits) http.Ha
 			return
 		}
 		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		var check func([]byte) error
+		var check func([]byte) (Report, error)
 		switch ct {
 		case "application/x-protobuf":
-			check = func(b []byte) error { return CheckProto(sig, b, lim) }
+			check = func(b []byte) (Report, error) { return ScanProto(sig, b, lim) }
 		case "application/json":
-			check = func(b []byte) error { return CheckJSON(b, lim) }
+			check = func(b []byte) (Report, error) { return Report{}, CheckJSON(b, lim) }
 		default:
 			next.ServeHTTP(w, r)
 			return
@@ -53,14 +56,94 @@ func HTTPHandler(next http.Handler, paths map[string]Signal, lim Limits) http.Ha
 			WriteHTTPError(w, ct, code, fmt.Errorf("read request body: %w", err))
 			return
 		}
-		if err := check(body); err != nil {
+		rep, err := check(body)
+		if err != nil {
 			WriteHTTPError(w, ct, http.StatusBadRequest, fmt.Errorf("otlp %s request refused: %w", sig, err))
+			return
+		}
+		// The walk finds invalid span IDs in protobuf; JSON is decoded to
+		// look (CheckJSON has made that safe).
+		if sig == Traces && (rep.InvalidSpans > 0 || ct == "application/json") {
+			servePartial(next, w, r, ct, body)
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// servePartial passes a traces request on without its spans with invalid
+// IDs and answers with partial success naming them.
+func servePartial(next http.Handler, w http.ResponseWriter, r *http.Request, ct string, body []byte) {
+	isJSON := ct == "application/json"
+	req := ptraceotlp.NewExportRequest()
+	var err error
+	if isJSON {
+		err = req.UnmarshalJSON(body)
+	} else {
+		err = req.UnmarshalProto(body)
+	}
+	if err != nil {
+		// The receiver answers undecodable requests itself, as always.
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+		return
+	}
+	rejected, kept := filterInvalidSpans(req)
+	if rejected == 0 {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		next.ServeHTTP(w, r)
+		return
+	}
+	if kept == 0 {
+		WriteHTTPError(w, ct, http.StatusBadRequest, fmt.Errorf("otlp traces request refused: %w", errAllInvalid(rejected)))
+		return
+	}
+	if isJSON {
+		body, err = req.MarshalJSON()
+	} else {
+		body, err = req.MarshalProto()
+	}
+	if err != nil {
+		WriteHTTPError(w, ct, http.StatusBadRequest, fmt.Errorf("otlp traces request refused: %w", err))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	if rec.Code != http.StatusOK {
+		// Refused (backpressure, auth, ...): the client hears that.
+		copyResponse(w, rec)
+		return
+	}
+	resp := partialResponse(rejection{spans: int64(rejected)})
+	var out []byte
+	if isJSON {
+		out, err = resp.MarshalJSON()
+	} else {
+		out, err = resp.MarshalProto()
+	}
+	if err != nil {
+		copyResponse(w, rec)
+		return
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+}
+
+func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
 }
 
 // WriteHTTPError answers with OTLP/HTTP's error body: a google.rpc.Status

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/collector/component/componenttest"
@@ -111,7 +112,10 @@ func TestGuardedReceiver(t *testing.T) {
 
 	// Good requests still go through both protocols.
 	td := ptrace.NewTraces()
-	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("fine")
+	fine := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	fine.SetName("fine")
+	fine.SetTraceID([16]byte{1})
+	fine.SetSpanID([8]byte{1})
 	if _, err := ptraceotlp.NewGRPCClient(conn).Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(td)); err != nil {
 		t.Errorf("gRPC good request: %v", err)
 	}
@@ -124,5 +128,110 @@ func TestGuardedReceiver(t *testing.T) {
 	}
 	if n := len(sink.AllTraces()); n != 2 {
 		t.Errorf("delivered %d batches, want 2: %v", n, fmt.Sprint(sink.AllTraces()))
+	}
+}
+
+// mixedIDs has spans named ok-* with valid IDs and bad-* with a zero or
+// missing trace or span ID.
+func mixedIDs(ok int) ptrace.Traces {
+	td := ptrace.NewTraces()
+	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+	for i := range ok {
+		s := spans.AppendEmpty()
+		s.SetName(fmt.Sprintf("ok-%d", i))
+		s.SetTraceID([16]byte{2, byte(i)})
+		s.SetSpanID([8]byte{2, byte(i)})
+	}
+	s := spans.AppendEmpty()
+	s.SetName("bad-zero-trace")
+	s.SetSpanID([8]byte{3})
+	s = spans.AppendEmpty()
+	s.SetName("bad-zero-span")
+	s.SetTraceID([16]byte{3})
+	spans.AppendEmpty().SetName("bad-no-ids")
+	return td
+}
+
+// Spans with zero or missing IDs are rejected with OTLP's partial success
+// over every transport; the rest of the request is stored. A request of
+// nothing but such spans is refused.
+func TestInvalidSpanIDsArePartiallyRejected(t *testing.T) {
+	f := WrapReceiverFactory(otlpreceiver.NewFactory(), Limits{})
+	cfg := f.CreateDefaultConfig().(*otlpreceiver.Config)
+	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	cfg.Protocols.GRPC.GetOrInsertDefault().NetAddr.Endpoint = grpcAddr
+	cfg.Protocols.HTTP = configoptional.Some(*cfg.Protocols.HTTP.GetOrInsertDefault())
+	cfg.Protocols.HTTP.Get().ServerConfig.NetAddr.Endpoint = httpAddr
+	sink := new(consumertest.TracesSink)
+	r, err := f.CreateTraces(context.Background(), receivertest.NewNopSettings(f.Type()), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown(context.Background())
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	resp, err := ptraceotlp.NewGRPCClient(conn).Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(mixedIDs(2)))
+	if err != nil {
+		t.Fatalf("gRPC: %v", err)
+	}
+	if ps := resp.PartialSuccess(); ps.RejectedSpans() != 3 || !strings.Contains(ps.ErrorMessage(), "3 spans rejected") {
+		t.Errorf("gRPC partial success: %d %q", ps.RejectedSpans(), ps.ErrorMessage())
+	}
+
+	post := func(body []byte, ct string) (int, []byte) {
+		hr, err := http.Post("http://"+httpAddr+"/v1/traces", ct, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hr.Body.Close()
+		b, _ := io.ReadAll(hr.Body)
+		return hr.StatusCode, b
+	}
+	pb, _ := ptraceotlp.NewExportRequestFromTraces(mixedIDs(2)).MarshalProto()
+	code, body := post(pb, "application/x-protobuf")
+	got := ptraceotlp.NewExportResponse()
+	if code != http.StatusOK || got.UnmarshalProto(body) != nil || got.PartialSuccess().RejectedSpans() != 3 {
+		t.Errorf("HTTP protobuf: %d %q", code, body)
+	}
+	js, _ := ptraceotlp.NewExportRequestFromTraces(mixedIDs(2)).MarshalJSON()
+	code, body = post(js, "application/json")
+	got = ptraceotlp.NewExportResponse()
+	if code != http.StatusOK || got.UnmarshalJSON(body) != nil || got.PartialSuccess().RejectedSpans() != 3 {
+		t.Errorf("HTTP JSON: %d %q", code, body)
+	}
+
+	if n := sink.SpanCount(); n != 6 {
+		t.Errorf("stored %d spans, want the 2 valid ones of each of 3 requests", n)
+	}
+	for _, td := range sink.AllTraces() {
+		for _, rs := range td.ResourceSpans().All() {
+			for _, ss := range rs.ScopeSpans().All() {
+				for _, s := range ss.Spans().All() {
+					if !strings.HasPrefix(s.Name(), "ok-") {
+						t.Errorf("stored %s", s.Name())
+					}
+				}
+			}
+		}
+	}
+
+	// Nothing valid at all: refused whole.
+	_, err = ptraceotlp.NewGRPCClient(conn).Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(mixedIDs(0)))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("gRPC, all invalid: %v, want InvalidArgument", err)
+	}
+	pb, _ = ptraceotlp.NewExportRequestFromTraces(mixedIDs(0)).MarshalProto()
+	if code, body := post(pb, "application/x-protobuf"); code != http.StatusBadRequest {
+		t.Errorf("HTTP, all invalid: %d %q, want 400", code, body)
+	}
+	if n := sink.SpanCount(); n != 6 {
+		t.Errorf("stored %d spans after refused requests", n)
 	}
 }

@@ -42,6 +42,10 @@ var ErrTooDeep = errors.New("attribute values nested too deeply")
 // broken. It is permanent.
 var ErrMalformed = errors.New("malformed OTLP request")
 
+// ErrInvalidIDs is returned for a traces request whose every span has a
+// missing or all-zero trace_id or span_id. It is permanent.
+var ErrInvalidIDs = errors.New("invalid span IDs")
+
 // Limits bound what a request may contain.
 type Limits struct {
 	// MaxDepth is the deepest AnyValue nesting accepted; <= 0 means
@@ -197,12 +201,36 @@ type frame struct {
 	m     msg
 	end   int
 	field uint64 // the field of the parent this frame came through
+	// ids has validIDTrace and validIDSpan set while the span this frame
+	// walks has a usable trace_id and span_id.
+	ids uint8
+}
+
+const (
+	validTraceID uint8 = 1 << iota
+	validSpanID
+)
+
+// Report is what a walk found that the request may be decoded with but
+// not stored as it is.
+type Report struct {
+	// InvalidSpans have a trace_id or span_id that is missing or all
+	// zeros, which OTLP defines as invalid; they are to be rejected with
+	// partial success (FilterInvalidSpans).
+	InvalidSpans int
 }
 
 // CheckProto walks an OTLP export request of signal sig, encoded as
 // protobuf, and returns an error wrapping ErrTooDeep or ErrMalformed if it
 // must not be decoded. Typical requests walk without allocating.
 func CheckProto(sig Signal, b []byte, lim Limits) error {
+	_, err := ScanProto(sig, b, lim)
+	return err
+}
+
+// ScanProto is CheckProto that also reports what the walk found.
+func ScanProto(sig Signal, b []byte, lim Limits) (Report, error) {
+	var rep Report
 	root := mNone
 	switch sig {
 	case Traces:
@@ -212,7 +240,7 @@ func CheckProto(sig Signal, b []byte, lim Limits) error {
 	case Logs:
 		root = mLogsReq
 	default:
-		return fmt.Errorf("%w: unknown signal", ErrMalformed)
+		return rep, fmt.Errorf("%w: unknown signal", ErrMalformed)
 	}
 	maxDepth := lim.maxDepth()
 	// Everything but AnyValue nests a bounded number of levels (request →
@@ -226,37 +254,54 @@ func CheckProto(sig Signal, b []byte, lim Limits) error {
 	for {
 		top := &stack[len(stack)-1]
 		if pos == top.end {
-			if top.m == mAnyValue {
+			switch top.m {
+			case mAnyValue:
 				depth--
+			case mSpan:
+				if top.ids != validTraceID|validSpanID {
+					rep.InvalidSpans++
+				}
 			}
 			stack = stack[:len(stack)-1]
 			if len(stack) == 0 {
-				return nil
+				return rep, nil
 			}
 			continue
 		}
 		tag, n := uvarint(b[pos:top.end])
 		if n <= 0 {
-			return fmt.Errorf("%w: bad field tag at byte %d", ErrMalformed, pos)
+			return rep, fmt.Errorf("%w: bad field tag at byte %d", ErrMalformed, pos)
 		}
 		pos += n
 		field, wire := tag>>3, tag&7
 		if field == 0 {
-			return fmt.Errorf("%w: field number 0 at byte %d", ErrMalformed, pos-n)
+			return rep, fmt.Errorf("%w: field number 0 at byte %d", ErrMalformed, pos-n)
 		}
 		switch wire {
 		case 0, 1, 5: // varint, fixed64, fixed32
 			end, err := skipScalar(b[:top.end], pos, wire)
 			if err != nil {
-				return err
+				return rep, err
 			}
 			pos = end
 		case 2: // length-delimited
 			l, n := uvarint(b[pos:top.end])
 			if n <= 0 || l > uint64(top.end-pos-n) {
-				return fmt.Errorf("%w: field %d at byte %d is longer than its message", ErrMalformed, field, pos)
+				return rep, fmt.Errorf("%w: field %d at byte %d is longer than its message", ErrMalformed, field, pos)
 			}
 			pos += n
+			if top.m == mSpan && (field == 1 || field == 2) {
+				// trace_id, span_id: the last one counts, as in decoding.
+				bit, size := validTraceID, 16
+				if field == 2 {
+					bit, size = validSpanID, 8
+				}
+				if int(l) == size && !allZero(b[pos:pos+int(l)]) {
+					top.ids |= bit
+				} else {
+					top.ids &^= bit
+				}
+			}
 			child := mNone
 			if kids := children[top.m]; field < uint64(len(kids)) {
 				child = kids[field]
@@ -273,20 +318,29 @@ func CheckProto(sig Signal, b []byte, lim Limits) error {
 			if child == mAnyValue {
 				depth++
 				if depth > maxDepth {
-					return fmt.Errorf("%w: deeper than %d levels", ErrTooDeep, maxDepth)
+					return rep, fmt.Errorf("%w: deeper than %d levels", ErrTooDeep, maxDepth)
 				}
 			}
 			stack = append(stack, frame{m: child, end: pos + int(l), field: field})
 		case 3: // start group: not OTLP, but decoders skip it as unknown
 			end, err := skipGroup(b[:top.end], pos)
 			if err != nil {
-				return err
+				return rep, err
 			}
 			pos = end
 		default:
-			return fmt.Errorf("%w: wire type %d at byte %d", ErrMalformed, wire, pos-n)
+			return rep, fmt.Errorf("%w: wire type %d at byte %d", ErrMalformed, wire, pos-n)
 		}
 	}
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // skipGroup skips a group whose start tag ends before pos exactly as

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/sightlinehq/sightline/internal/otlpguard/otlpguardtest"
 )
@@ -202,5 +203,17 @@ func TestCheckProtoMalformed(t *testing.T) {
 	}
 	if err := CheckProto(Traces, nil, Limits{}); err != nil {
 		t.Errorf("empty request: %v", err)
+	}
+}
+
+func TestScanProtoCountsInvalidSpanIDs(t *testing.T) {
+	b, _ := ptraceotlp.NewExportRequestFromTraces(mixedIDs(4)).MarshalProto()
+	rep, err := ScanProto(Traces, b, Limits{})
+	if err != nil || rep.InvalidSpans != 3 {
+		t.Fatalf("got %+v, %v; want 3 invalid spans", rep, err)
+	}
+	b, _ = ptraceotlp.NewExportRequestFromTraces(mixedIDs(4)).MarshalProto()
+	if testing.AllocsPerRun(100, func() { _, _ = ScanProto(Traces, b, Limits{}) }) != 0 {
+		t.Error("the walk allocates")
 	}
 }
