@@ -28,6 +28,9 @@ func TestLoadConfig(t *testing.T) {
 	require.NoError(t, confmap.Validate(custom))
 	require.Equal(t, "0.0.0.0:3101", custom.Protocols.HTTP.NetAddr.Endpoint)
 	require.True(t, custom.UseIncomingTimestamp)
+	require.Equal(t, Limits{MaxLabelNamesPerSeries: 30, MaxStructuredMetadataEntries: 256}, custom.limits())
+	require.Equal(t, DefaultLimits, def.limits())
 
 	require.ErrorContains(t, confmap.Validate(load("loki/bad")), "protocols::http::endpoint: must be set")
+	require.ErrorContains(t, confmap.Validate(load("loki/bad")), "max_label_names_per_series: must be at least 1")
 }

@@ -30,7 +30,9 @@ func NewFactory() receiver.Factory {
 func createDefaultConfig() component.Config {
 	srv := confighttp.NewDefaultServerConfig()
 	srv.NetAddr.Endpoint = "localhost:3100"
-	return &Config{Protocols: Protocols{HTTP: &srv}}
+	return &Config{Protocols: Protocols{HTTP: &srv},
+		MaxLabelNamesPerSeries:            DefaultLimits.MaxLabelNamesPerSeries,
+		MaxStructuredMetadataEntriesCount: DefaultLimits.MaxStructuredMetadataEntries}
 }
 
 func createLogs(_ context.Context, set receiver.Settings, c component.Config, next consumer.Logs) (receiver.Logs, error) {

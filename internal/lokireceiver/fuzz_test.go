@@ -12,7 +12,7 @@ func FuzzDecodeProtobuf(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = DecodeProtobuf(b, true, time.Unix(0, 0))
+		_, _ = DecodeProtobuf(b, true, time.Unix(0, 0), DefaultLimits)
 	})
 }
 
@@ -20,7 +20,7 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Add([]byte(`{"streams":[{"stream":{"a":"b"},"values":[["1","x",{"trace_id":"01"}]]}]}`))
 	f.Add([]byte(`{"streams":[{"stream":{},"values":[[]]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = DecodeJSON(b, true, time.Unix(0, 0))
+		_, _ = DecodeJSON(b, true, time.Unix(0, 0), DefaultLimits)
 	})
 }
 

@@ -41,9 +41,9 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	var ld plog.Logs
 	if ct == "application/json" {
-		ld, err = DecodeJSON(body, r.cfg.UseIncomingTimestamp, time.Now())
+		ld, err = DecodeJSON(body, r.cfg.UseIncomingTimestamp, time.Now(), r.cfg.limits())
 	} else {
-		ld, err = DecodeProtobuf(body, r.cfg.UseIncomingTimestamp, time.Now())
+		ld, err = DecodeProtobuf(body, r.cfg.UseIncomingTimestamp, time.Now(), r.cfg.limits())
 	}
 	if err != nil {
 		r.obs.EndLogsOp(ctx, "loki", 0, err)
@@ -105,17 +105,28 @@ type builder struct {
 	ld       plog.Logs
 	incoming bool
 	now      pcommon.Timestamp
+	lim      Limits
 }
 
-// MaxLabelNamesPerSeries is Loki's default limit of the same name: a
-// stream with more labels is refused, as Loki refuses it. Labels become
-// resource attributes, which pdata sets by a linear search, so without a
-// bound one stream of 100k labels took 32 s to take in.
-const MaxLabelNamesPerSeries = 15
+// Limits bound one push as Loki's limits_config does, under the same
+// names and with the same defaults. Labels and structured metadata become
+// attributes, which pdata sets by a linear search, so without a bound one
+// stream of 100k labels took 32 s to take in.
+type Limits struct {
+	// MaxLabelNamesPerSeries refuses a stream with more labels.
+	MaxLabelNamesPerSeries int
+	// MaxStructuredMetadataEntries refuses an entry with more
+	// structured metadata entries (Loki's
+	// max_structured_metadata_entries_count).
+	MaxStructuredMetadataEntries int
+}
+
+// DefaultLimits are Loki's defaults.
+var DefaultLimits = Limits{MaxLabelNamesPerSeries: 15, MaxStructuredMetadataEntries: 128}
 
 func (b *builder) stream(labels map[string]string) (plog.LogRecordSlice, error) {
-	if len(labels) > MaxLabelNamesPerSeries {
-		return plog.LogRecordSlice{}, fmt.Errorf("%w: a stream has %d label names, over the limit of %d (max_label_names_per_series, as in Loki)", ErrMalformed, len(labels), MaxLabelNamesPerSeries)
+	if len(labels) > b.lim.MaxLabelNamesPerSeries {
+		return plog.LogRecordSlice{}, fmt.Errorf("%w: a stream has %d label names, over the limit of %d (max_label_names_per_series, as in Loki)", ErrMalformed, len(labels), b.lim.MaxLabelNamesPerSeries)
 	}
 	rl := b.ld.ResourceLogs().AppendEmpty()
 	attrs := rl.Resource().Attributes()
@@ -135,6 +146,9 @@ func (b *builder) stream(labels map[string]string) (plog.LogRecordSlice, error) 
 func (b *builder) entry(recs plog.LogRecordSlice, ts time.Time, line string, meta [][2]string) error {
 	if !utf8.ValidString(line) {
 		return fmt.Errorf("%w: line is not valid UTF-8", ErrMalformed)
+	}
+	if len(meta) > b.lim.MaxStructuredMetadataEntries {
+		return fmt.Errorf("%w: an entry has %d structured metadata entries, over the limit of %d (max_structured_metadata_entries_count, as in Loki)", ErrMalformed, len(meta), b.lim.MaxStructuredMetadataEntries)
 	}
 	lr := recs.AppendEmpty()
 	lr.SetObservedTimestamp(b.now)
@@ -161,7 +175,7 @@ func (b *builder) entry(recs plog.LogRecordSlice, ts time.Time, line string, met
 }
 
 // DecodeJSON decodes Loki's JSON push format.
-func DecodeJSON(body []byte, incoming bool, now time.Time) (plog.Logs, error) {
+func DecodeJSON(body []byte, incoming bool, now time.Time, lim Limits) (plog.Logs, error) {
 	var req struct {
 		Streams []struct {
 			Stream map[string]string   `json:"stream"`
@@ -171,7 +185,7 @@ func DecodeJSON(body []byte, incoming bool, now time.Time) (plog.Logs, error) {
 	if err := json.Unmarshal(body, &req); err != nil {
 		return plog.Logs{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	b := &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now)}
+	b := &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now), lim: lim}
 	for i, s := range req.Streams {
 		recs, err := b.stream(s.Stream)
 		if err != nil {
@@ -212,7 +226,7 @@ func DecodeJSON(body []byte, incoming bool, now time.Time) (plog.Logs, error) {
 
 // DecodeProtobuf decodes a snappy-compressed logproto.PushRequest, the
 // format Promtail and Alloy send.
-func DecodeProtobuf(body []byte, incoming bool, now time.Time) (plog.Logs, error) {
+func DecodeProtobuf(body []byte, incoming bool, now time.Time, lim Limits) (plog.Logs, error) {
 	n, err := snappy.DecodedLen(body)
 	if err != nil {
 		return plog.Logs{}, fmt.Errorf("%w: snappy: %v", ErrMalformed, err)
@@ -224,7 +238,7 @@ func DecodeProtobuf(body []byte, incoming bool, now time.Time) (plog.Logs, error
 	if err != nil {
 		return plog.Logs{}, fmt.Errorf("%w: snappy: %v", ErrMalformed, err)
 	}
-	b := &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now)}
+	b := &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now), lim: lim}
 	err = fields(raw, func(num protowire.Number, v []byte) error {
 		if num != 1 {
 			return nil

@@ -70,7 +70,7 @@ func TestDecodeProtobuf(t *testing.T) {
 			{ts.Add(time.Second), "GET /cart 500", nil},
 		},
 	})
-	ld, err := DecodeProtobuf(body, true, time.Unix(1_800_000_000, 0))
+	ld, err := DecodeProtobuf(body, true, time.Unix(1_800_000_000, 0), DefaultLimits)
 	require.NoError(t, err)
 	require.Equal(t, 2, ld.LogRecordCount())
 	rl := ld.ResourceLogs().At(0)
@@ -88,11 +88,11 @@ func TestDecodeProtobuf(t *testing.T) {
 	require.Equal(t, 1, r.Attributes().Len(), "trace and span IDs are not also attributes")
 
 	// A line that is not UTF-8 is refused, not stored mangled.
-	_, err = DecodeProtobuf(pushRequest(map[string][]entry{`{a="b"}`: {{ts, "bad \xff", nil}}}), true, time.Now())
+	_, err = DecodeProtobuf(pushRequest(map[string][]entry{`{a="b"}`: {{ts, "bad \xff", nil}}}), true, time.Now(), DefaultLimits)
 	require.ErrorIs(t, err, ErrMalformed)
 
 	// Without use_incoming_timestamp only the arrival time is set.
-	ld, err = DecodeProtobuf(body, false, time.Unix(1_800_000_000, 0))
+	ld, err = DecodeProtobuf(body, false, time.Unix(1_800_000_000, 0), DefaultLimits)
 	require.NoError(t, err)
 	r = ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)
 	require.Zero(t, r.Timestamp())
@@ -101,7 +101,7 @@ func TestDecodeProtobuf(t *testing.T) {
 
 func TestDecodeJSON(t *testing.T) {
 	body := `{"streams":[{"stream":{"app":"api"},"values":[["1700000000000000001","hello",{"trace_id":"0102030405060708090a0b0c0d0e0f10"}],["1700000000000000002","world"]]}]}`
-	ld, err := DecodeJSON([]byte(body), true, time.Now())
+	ld, err := DecodeJSON([]byte(body), true, time.Now(), DefaultLimits)
 	require.NoError(t, err)
 	require.Equal(t, 2, ld.LogRecordCount())
 	svc, _ := ld.ResourceLogs().At(0).Resource().Attributes().Get("service.name")
@@ -117,7 +117,7 @@ func TestDecodeJSON(t *testing.T) {
 		`{"streams":[{"stream":{},"values":[["1","a",{"k":1}]]}]}`,
 		`not json`,
 	} {
-		_, err := DecodeJSON([]byte(bad), true, time.Now())
+		_, err := DecodeJSON([]byte(bad), true, time.Now(), DefaultLimits)
 		require.ErrorIs(t, err, ErrMalformed, bad)
 	}
 }
@@ -211,10 +211,25 @@ func TestLabelNamesPerStreamAreBounded(t *testing.T) {
 		}
 		body, err := json.Marshal(map[string]any{"streams": []any{map[string]any{"stream": labels, "values": [][]string{{"1700000000000000000", "line"}}}}})
 		require.NoError(t, err)
-		_, err = DecodeJSON(body, true, time.Now())
+		_, err = DecodeJSON(body, true, time.Now(), DefaultLimits)
 		return err
 	}
-	require.NoError(t, push(MaxLabelNamesPerSeries))
-	require.ErrorIs(t, push(MaxLabelNamesPerSeries+1), ErrMalformed)
+	require.NoError(t, push(DefaultLimits.MaxLabelNamesPerSeries))
+	require.ErrorIs(t, push(DefaultLimits.MaxLabelNamesPerSeries+1), ErrMalformed)
 	require.ErrorIs(t, push(100_000), ErrMalformed)
+
+	meta := func(n int, lim Limits) error {
+		m := map[string]string{}
+		for i := range n {
+			m[fmt.Sprintf("m%d", i)] = "v"
+		}
+		body, err := json.Marshal(map[string]any{"streams": []any{map[string]any{"stream": map[string]string{"a": "b"}, "values": [][]any{{"1700000000000000000", "line", m}}}}})
+		require.NoError(t, err)
+		_, err = DecodeJSON(body, true, time.Now(), lim)
+		return err
+	}
+	require.NoError(t, meta(128, DefaultLimits))
+	require.ErrorIs(t, meta(129, DefaultLimits), ErrMalformed)
+	require.ErrorContains(t, meta(100_000, DefaultLimits), "max_structured_metadata_entries_count")
+	require.NoError(t, meta(200, Limits{MaxLabelNamesPerSeries: 15, MaxStructuredMetadataEntries: 200}), "the limit is configurable")
 }
