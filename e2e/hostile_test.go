@@ -32,15 +32,18 @@ import (
 type hostileFixture struct {
 	in        *instance
 	queryPort int
-	conn      *grpc.ClientConn
-	traceID   string
+	lokiPort  int
+	// token is sent to the query API when it requires one.
+	token   string
+	conn    *grpc.ClientConn
+	traceID string
 }
 
-func newHostileFixture(t *testing.T) *hostileFixture {
+func newHostileFixture(t *testing.T, overlays ...string) *hostileFixture {
 	t.Helper()
-	qp := freePort(t)
-	f := &hostileFixture{queryPort: qp}
-	f.in = start(t, []string{"testdata/hostile.yaml"}, "QUERY_PORT="+strconv.Itoa(qp))
+	qp, lp := freePort(t), freePort(t)
+	f := &hostileFixture{queryPort: qp, lokiPort: lp}
+	f.in = start(t, append([]string{"testdata/hostile.yaml"}, overlays...), "QUERY_PORT="+strconv.Itoa(qp), "LOKI_PORT="+strconv.Itoa(lp))
 	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", f.in.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
 	if err != nil {
@@ -97,7 +100,11 @@ func (f *hostileFixture) intact(t *testing.T) {
 	}
 	resp.Body.Close()
 	code, body := 0, ""
-	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v2/traces/%s", f.queryPort, f.traceID))
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/api/v2/traces/%s", f.queryPort, f.traceID), nil)
+	if f.token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.token)
+	}
+	resp, err = http.DefaultClient.Do(req)
 	if err == nil {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -158,7 +165,8 @@ func TestFullDiskKeepsAcknowledgedMetrics(t *testing.T) {
 	}
 	t.Cleanup(func() { runCmd("umount", "-l", mnt) })
 	qp := freePort(t)
-	in := start(t, []string{"testdata/hostile.yaml"}, "QUERY_PORT="+strconv.Itoa(qp), "SIGHTLINE_DATA="+mnt)
+	lokiPort := "LOKI_PORT=" + strconv.Itoa(freePort(t))
+	in := start(t, []string{"testdata/hostile.yaml"}, "QUERY_PORT="+strconv.Itoa(qp), "SIGHTLINE_DATA="+mnt, lokiPort)
 	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", in.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +238,7 @@ func TestFullDiskKeepsAcknowledgedMetrics(t *testing.T) {
 	conn.Close()
 	in.stop()
 
-	in = start(t, []string{"testdata/hostile.yaml"}, "QUERY_PORT="+strconv.Itoa(qp), "SIGHTLINE_DATA="+mnt)
+	in = start(t, []string{"testdata/hostile.yaml"}, "QUERY_PORT="+strconv.Itoa(qp), "SIGHTLINE_DATA="+mnt, lokiPort)
 	q := url.Values{"query": {`points{series="7"}[1h]`}, "time": {strconv.FormatInt(time.Now().Unix(), 10)}}
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/query?%s", qp, q.Encode()))
 	if err != nil {

@@ -24,6 +24,7 @@ func TestLoadConfig(t *testing.T) {
 	def := load("sightline")
 	require.NoError(t, confmap.Validate(def))
 	require.Equal(t, createDefaultConfig(), def)
+	require.Equal(t, LimitsConfig{MaxAttributeBytes: 16 << 10, MaxAttributes: 1024}, def.Limits, "limits are on by default")
 
 	custom := load("sightline/custom")
 	require.NoError(t, confmap.Validate(custom))
