@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/grafana/regexp"
@@ -26,6 +29,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/util/notifications"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
+	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/sightlinehq/sightline/internal/otlpguard"
 	"github.com/sightlinehq/sightline/internal/store"
@@ -63,7 +67,9 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 		v1.GlobalURLOptions{ListenAddress: a.cfg.NetAddr.Endpoint, Host: a.cfg.NetAddr.Endpoint, Scheme: "http"},
 		func(f http.HandlerFunc) http.HandlerFunc { return f },
 		src, "", false, false, 0,
-		nil,
+		// Its write handlers log every refused request; without a logger
+		// a malformed remote write panicked on that log call.
+		slog.New(zapslog.NewHandler(a.logger.Core())),
 		func(ctx context.Context) v1.RulesRetriever { return a.ruleGroups(ctx) },
 		0, 0, 0,
 		false,
@@ -91,7 +97,7 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 	// Prometheus's OTLP handler decodes with pdata: the same guard as the
 	// OTLP receiver's keeps deep values from overflowing its stack.
 	const otlpPath = "/api/v1/otlp/v1/metrics"
-	mux.Handle(otlpPath, otlpguard.HTTPHandler(api, map[string]otlpguard.Signal{otlpPath: otlpguard.Metrics}, otlpguard.Limits{}))
+	mux.Handle(otlpPath, otlpguard.HTTPHandler(otlpStatus(api), map[string]otlpguard.Signal{otlpPath: otlpguard.Metrics}, otlpguard.Limits{}))
 	// Prometheus bounds samples, points and time; max_time_range is ours.
 	mux.Handle("/api/v1/query_range", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// start and end are required here, so 0 is the epoch, not
@@ -105,6 +111,51 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 		}
 		api.ServeHTTP(w, req)
 	}))
+}
+
+// writeFailedKey carries a flag that the store's appenders set when a
+// commit fails, so otlpStatus can tell a store failure from bad data.
+type writeFailedKey struct{}
+
+// otlpStatus corrects the status of Prometheus's OTLP handler, which
+// answers 500 to anything that fails after decoding: metrics its
+// translator refuses (an empty metric, delta temporality) are the
+// client's and permanent, so 400, as OTLP asks; a failed write to the
+// store is retryable, so 503, which OTLP clients retry (they do not
+// retry a 500).
+func otlpStatus(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		failed := new(atomic.Bool)
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), writeFailedKey{}, failed)))
+		code := rec.Code
+		if code == http.StatusInternalServerError {
+			code = http.StatusBadRequest
+			if failed.Load() {
+				code = http.StatusServiceUnavailable
+			}
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(code)
+		_, _ = w.Write(rec.Body.Bytes())
+	})
+}
+
+// failFlagAppenderV2 sets the request's writeFailedKey flag when its
+// commit fails.
+type failFlagAppenderV2 struct {
+	storage.AppenderV2
+	failed *atomic.Bool
+}
+
+func (a failFlagAppenderV2) Commit() error {
+	err := a.AppenderV2.Commit()
+	if err != nil {
+		a.failed.Store(true)
+	}
+	return err
 }
 
 // promConfig is the Prometheus config the API package reads: for the OTLP
@@ -274,6 +325,9 @@ func (l *lazyTSDB) AppenderV2(ctx context.Context) storage.AppenderV2 {
 			return notReadyAppenderV2{fmt.Errorf("%w: exporter %s has not started", errNotReady, l.a.cfg.Storage)}
 		}
 		app = m.AppenderV2(ctx)
+	}
+	if f, ok := ctx.Value(writeFailedKey{}).(*atomic.Bool); ok {
+		app = failFlagAppenderV2{AppenderV2: app, failed: f}
 	}
 	if t, ok := promTenant(ctx); ok {
 		return tenantAppenderV2{AppenderV2: app, label: l.a.tenantLabel(), tenant: t}

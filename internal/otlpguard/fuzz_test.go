@@ -1,13 +1,18 @@
 package otlpguard
 
 import (
+	"bytes"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/sightlinehq/sightline/internal/otlpguard/otlpguardtest"
 	"github.com/sightlinehq/sightline/internal/workload"
@@ -113,6 +118,68 @@ func FuzzCheckJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if err := CheckJSON(b, Limits{MaxDepth: fuzzDepth}); err != nil && !errors.Is(err, ErrTooDeep) {
 			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzHTTPHandler drives the guard as the receiver runs it: any body, as
+// protobuf or JSON, through HTTPHandler into a handler that decodes with
+// pdata as the otlp receiver does. Nothing may crash; a request the guard
+// passes must decode, and one it answers 200 for had valid spans only
+// reach the decoder.
+func FuzzHTTPHandler(f *testing.F) {
+	td, _ := workload.New(1, time.Unix(1_700_000_000, 0), workload.Options{}).Batch(2)
+	good, _ := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+	goodJSON, _ := ptraceotlp.NewExportRequestFromTraces(td).MarshalJSON()
+	mixed, _ := ptraceotlp.NewExportRequestFromTraces(mixedIDs(2)).MarshalProto()
+	mixedJSON, _ := ptraceotlp.NewExportRequestFromTraces(mixedIDs(1)).MarshalJSON()
+	f.Add(false, good)
+	f.Add(true, goodJSON)
+	f.Add(false, mixed)
+	f.Add(true, mixedJSON)
+	f.Add(false, otlpguardtest.DeepTracesProto(1000, otlpguardtest.KVList))
+	f.Add(true, otlpguardtest.DeepTracesJSON(1000))
+	f.Add(true, []byte(`{"resourceSpans":[{not json`))
+	var decoded ptraceotlp.ExportRequest
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		decoded = ptraceotlp.NewExportRequest()
+		var err error
+		if r.Header.Get("Content-Type") == "application/json" {
+			err = decoded.UnmarshalJSON(body)
+		} else {
+			err = decoded.UnmarshalProto(body)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	h := HTTPHandler(next, map[string]Signal{"/v1/traces": Traces}, Limits{MaxDepth: fuzzDepth})
+	f.Fuzz(func(t *testing.T, isJSON bool, body []byte) {
+		ct := "application/x-protobuf"
+		if isJSON {
+			ct = "application/json"
+		}
+		decoded = ptraceotlp.ExportRequest{}
+		req := httptest.NewRequest(http.MethodPost, "/v1/traces", bytes.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code == http.StatusOK && decoded != (ptraceotlp.ExportRequest{}) {
+			for _, rs := range decoded.Traces().ResourceSpans().All() {
+				for _, ss := range rs.ScopeSpans().All() {
+					for _, s := range ss.Spans().All() {
+						if s.TraceID().IsEmpty() || s.SpanID().IsEmpty() {
+							t.Fatalf("a span with invalid IDs reached the receiver")
+						}
+					}
+				}
+			}
+			if d := tracesDepth(decoded.Traces()); d > fuzzDepth {
+				t.Fatalf("depth %d passed the guard", d)
+			}
 		}
 	})
 }
