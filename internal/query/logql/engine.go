@@ -275,8 +275,9 @@ func parseJSON(line string, ls Labels) Labels {
 	if err := d.Decode(&v); err != nil {
 		return setLabel(ls, "__error__", "JSONParserErr")
 	}
-	var walk func(prefix string, m map[string]any)
-	walk = func(prefix string, m map[string]any) {
+	n := 0
+	var walk func(prefix string, m map[string]any) bool
+	walk = func(prefix string, m map[string]any) bool {
 		keys := make([]string, 0, len(m))
 		for k := range m {
 			keys = append(keys, k)
@@ -284,9 +285,16 @@ func parseJSON(line string, ls Labels) Labels {
 		slices.Sort(keys)
 		for _, k := range keys {
 			name := LabelName(prefix + k)
+			if _, nested := m[k].(map[string]any); !nested {
+				if n++; n > MaxParsedLabels {
+					return false
+				}
+			}
 			switch x := m[k].(type) {
 			case map[string]any:
-				walk(name+"_", x)
+				if !walk(name+"_", x) {
+					return false
+				}
 			case string:
 				ls = setLabel(ls, name, x)
 			case json.Number:
@@ -299,14 +307,27 @@ func parseJSON(line string, ls Labels) Labels {
 				ls = setLabel(ls, name, string(b))
 			}
 		}
+		return true
 	}
-	walk("", v)
+	if !walk("", v) {
+		ls = setLabel(ls, "__error__", "JSONParserErr")
+		ls = setLabel(ls, "__error_details__", errTooManyFields)
+	}
 	return ls
 }
 
+// MaxParsedLabels bounds the labels json and logfmt take from one line:
+// each is set by a search of the line's labels, so a line of 100,000
+// fields would cost every query that parses it quadratic time. Past it
+// the line keeps the first ones and gets __error__, with
+// __error_details__ saying why.
+const MaxParsedLabels = 1024
+
+var errTooManyFields = fmt.Sprintf("more than %d fields", MaxParsedLabels)
+
 // parseLogfmt adds key=value pairs of the line as labels.
 func parseLogfmt(line string, ls Labels) Labels {
-	i := 0
+	i, n := 0, 0
 	for i < len(line) {
 		for i < len(line) && unicode.IsSpace(rune(line[i])) {
 			i++
@@ -347,6 +368,10 @@ func parseLogfmt(line string, ls Labels) Labels {
 				}
 				val = line[vs:i]
 			}
+		}
+		if n++; n > MaxParsedLabels {
+			ls = setLabel(ls, "__error__", "LogfmtParserErr")
+			return setLabel(ls, "__error_details__", errTooManyFields)
 		}
 		ls = setLabel(ls, LabelName(key), val)
 	}

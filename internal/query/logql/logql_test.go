@@ -263,3 +263,38 @@ func TestLineFormatIsBounded(t *testing.T) {
 	line, _, _ := newPipeline(q.Log).run(&storage.LogRecord{Body: storage.Str("aXa")}, Labels{{"service_name", "x"}}, nil)
 	require.Equal(t, "bXb", line)
 }
+
+func TestParsersAreBounded(t *testing.T) {
+	var js, lf strings.Builder
+	js.WriteString("{")
+	for i := range 100_000 {
+		if i > 0 {
+			js.WriteString(",")
+		}
+		fmt.Fprintf(&js, `"k%06d":"v"`, i)
+		fmt.Fprintf(&lf, "k%06d=v ", i)
+	}
+	js.WriteString("}")
+	for name, c := range map[string]struct{ line, kind, errName string }{
+		"json":   {js.String(), "json", "JSONParserErr"},
+		"logfmt": {lf.String(), "logfmt", "LogfmtParserErr"},
+	} {
+		q, err := Parse(`{service_name="x"} | ` + c.kind)
+		require.NoError(t, err)
+		p := newPipeline(q.Log)
+		_, labels, ok := p.run(&storage.LogRecord{Body: storage.Str(c.line)}, Labels{{"service_name", "x"}}, nil)
+		require.True(t, ok, name)
+		require.LessOrEqual(t, len(labels), MaxParsedLabels+3, name)
+		v, _ := labels.Get("__error__")
+		require.Equal(t, c.errName, v, name)
+		v, _ = labels.Get("__error_details__")
+		require.Contains(t, v, "more than 1024 fields", name)
+	}
+	// Within the bound, nested objects flatten as before.
+	q, _ := Parse(`{service_name="x"} | json`)
+	_, labels, _ := newPipeline(q.Log).run(&storage.LogRecord{Body: storage.Str(`{"a":{"b":"c"},"d":1}`)}, Labels{{"service_name", "x"}}, nil)
+	v, _ := labels.Get("a_b")
+	require.Equal(t, "c", v)
+	_, hasErr := labels.Get("__error__")
+	require.False(t, hasErr)
+}
