@@ -3,6 +3,8 @@
 //
 //	go run ./bench/store load  -addr 127.0.0.1:24317 -duration 60s -data DIR
 //	go run ./bench/store query -spans 10000000 -data DIR
+//	go run ./bench/store compact -spans 10000000 -data DIR
+//	go run ./bench/store replay -wal-bytes 1073741824 -data DIR
 package main
 
 import (
@@ -43,6 +45,12 @@ func main() {
 		err = load(os.Args[2:])
 	case "query":
 		err = query(os.Args[2:])
+	case "compact":
+		err = compactBench(os.Args[2:])
+	case "replay":
+		err = replayBench(os.Args[2:])
+	case "fill-wal":
+		err = fillWAL(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

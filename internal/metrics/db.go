@@ -69,7 +69,8 @@ type DB struct {
 	mu   sync.RWMutex
 	tsdb *tsdb.DB
 	// commitMu orders commits against the torn flag, so that no commit
-	// follows a failed one into the same WAL.
+	// follows a failed one into the same WAL. Lock order: mu, then
+	// commitMu.
 	commitMu sync.Mutex
 	torn     bool
 
@@ -206,10 +207,13 @@ func (d *DB) repair() bool {
 		d.opts.Logger.Warn("metrics WAL repair waits for disk space", "err", err)
 		return false
 	}
-	d.commitMu.Lock()
-	defer d.commitMu.Unlock()
+	// mu before commitMu, as appenders take them (an appender holds mu
+	// shared from creation and takes commitMu to commit): the other
+	// order deadlocks with an append in flight.
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.commitMu.Lock()
+	defer d.commitMu.Unlock()
 	if !d.torn {
 		return true
 	}

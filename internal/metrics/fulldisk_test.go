@@ -2,8 +2,10 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,15 +60,41 @@ func TestAcknowledgedPointsSurviveAFullDisk(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	require.Error(t, db.Problem(), "the failure shows in health")
 	require.Positive(t, db.WriteFailures())
-	// Writes are refused, retryably, until the TSDB is reopened; a client
-	// retries, as OTLP clients do on a retryable error.
-	deadline := time.Now().Add(time.Minute)
-	for err := point(i + 1); err != nil; err = point(i + 1) {
-		require.ErrorIs(t, err, ErrWrite)
-		require.True(t, time.Now().Before(deadline), "writes never resumed: %v", err)
-		time.Sleep(50 * time.Millisecond) // a client's retry backoff
+	// Writes are refused, retryably, until the TSDB is reopened; clients
+	// retry, as OTLP clients do on a retryable error. Several at once: the
+	// repair must not deadlock with appends in flight.
+	const clients = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := time.Now().Add(time.Minute)
+			for err := point(i + 1 + c); err != nil; err = point(i + 1 + c) {
+				if !errors.Is(err, ErrWrite) || time.Now().After(deadline) {
+					errs <- err
+					return
+				}
+				time.Sleep(20 * time.Millisecond) // a client's retry backoff
+			}
+		}()
 	}
-	acked[i+1] = true
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("writes never resumed: the repair and the appends are deadlocked")
+	}
+	close(errs)
+	for err := range errs {
+		t.Fatalf("writes never resumed: %v", err)
+	}
+	for c := range clients {
+		acked[i+1+c] = true
+	}
+	i += clients - 1
 	require.NoError(t, db.Problem(), "health is green again once writes succeed")
 	after := 1
 	for j := i + 2; after < 20; j++ {
