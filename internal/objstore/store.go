@@ -195,6 +195,13 @@ func (s *Store) OpenReaderAt(ctx context.Context, key string) (ReaderAt, error) 
 	return &rangeReaderAt{ctx: ctx, b: s.bucket, key: key, size: attrs.Size}, nil
 }
 
+// IsLocal reports whether ra reads a local file, where small reads cost
+// a system call and not a request.
+func IsLocal(ra ReaderAt) bool {
+	_, ok := ra.(*fileReaderAt)
+	return ok
+}
+
 type fileReaderAt struct {
 	*os.File
 	size int64

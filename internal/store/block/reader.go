@@ -96,7 +96,19 @@ func openParquet(ra objstore.ReaderAt) (f *parquet.File, err error) {
 			err = fmt.Errorf("parquet footer: %v", r)
 		}
 	}()
-	return parquet.OpenFile(ra, ra.Size(), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(256<<10))
+	return parquet.OpenFile(ra, ra.Size(), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(readBufferSize(ra)))
+}
+
+// readBufferSize is the read buffer of each column a reader opens: a
+// compaction opens every column of four blocks at once, so 256 KiB each
+// held 28 MiB of an all-in-one's heap at 20k spans/s. Local files read
+// through the page cache in 64 KiB pieces as fast; remote objects keep
+// 256 KiB, since each read is a ranged GET.
+func readBufferSize(ra objstore.ReaderAt) int {
+	if objstore.IsLocal(ra) {
+		return 64 << 10
+	}
+	return 256 << 10
 }
 
 // Close releases the data file. It is idempotent.
