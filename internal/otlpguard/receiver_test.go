@@ -36,20 +36,21 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// The upstream receiver, wrapped, on real sockets: a million levels over
-// HTTP (protobuf, gzipped protobuf, JSON) and over gRPC under the seed
-// gateway's 16 MiB limit are refused as client errors, and the receiver
-// goes on taking good requests.
-func TestGuardedReceiver(t *testing.T) {
+// startGuardedReceiver runs upstream's otlp receiver, wrapped, on real
+// sockets (gRPC limited to maxRecvMiB when not 0) into a sink.
+func startGuardedReceiver(t *testing.T, maxRecvMiB int) (grpcAddr, httpAddr string, sink *consumertest.TracesSink) {
+	t.Helper()
 	f := WrapReceiverFactory(otlpreceiver.NewFactory(), Limits{})
 	cfg := f.CreateDefaultConfig().(*otlpreceiver.Config)
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr = freeAddr(t), freeAddr(t)
 	gc := cfg.Protocols.GRPC.GetOrInsertDefault()
 	gc.NetAddr.Endpoint = grpcAddr
-	gc.MaxRecvMsgSizeMiB = 16
+	if maxRecvMiB > 0 {
+		gc.MaxRecvMsgSizeMiB = maxRecvMiB
+	}
 	cfg.Protocols.HTTP = configoptional.Some(*cfg.Protocols.HTTP.GetOrInsertDefault())
 	cfg.Protocols.HTTP.Get().ServerConfig.NetAddr.Endpoint = httpAddr
-	sink := new(consumertest.TracesSink)
+	sink = new(consumertest.TracesSink)
 	r, err := f.CreateTraces(context.Background(), receivertest.NewNopSettings(f.Type()), cfg, sink)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +58,16 @@ func TestGuardedReceiver(t *testing.T) {
 	if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
 	}
-	defer r.Shutdown(context.Background())
+	t.Cleanup(func() { r.Shutdown(context.Background()) })
+	return grpcAddr, httpAddr, sink
+}
+
+// The upstream receiver, wrapped, on real sockets: a million levels over
+// HTTP (protobuf, gzipped protobuf, JSON) and over gRPC under the seed
+// gateway's 16 MiB limit are refused as client errors, and the receiver
+// goes on taking good requests.
+func TestGuardedReceiver(t *testing.T) {
+	grpcAddr, httpAddr, sink := startGuardedReceiver(t, 16)
 
 	// A million key/value lists: enough to overflow pdata's decoder stack
 	// unguarded, and under the 16 MiB gRPC limit.
@@ -156,21 +166,7 @@ func mixedIDs(ok int) ptrace.Traces {
 // over every transport; the rest of the request is stored. A request of
 // nothing but such spans is refused.
 func TestInvalidSpanIDsArePartiallyRejected(t *testing.T) {
-	f := WrapReceiverFactory(otlpreceiver.NewFactory(), Limits{})
-	cfg := f.CreateDefaultConfig().(*otlpreceiver.Config)
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
-	cfg.Protocols.GRPC.GetOrInsertDefault().NetAddr.Endpoint = grpcAddr
-	cfg.Protocols.HTTP = configoptional.Some(*cfg.Protocols.HTTP.GetOrInsertDefault())
-	cfg.Protocols.HTTP.Get().ServerConfig.NetAddr.Endpoint = httpAddr
-	sink := new(consumertest.TracesSink)
-	r, err := f.CreateTraces(context.Background(), receivertest.NewNopSettings(f.Type()), cfg, sink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Shutdown(context.Background())
+	grpcAddr, httpAddr, sink := startGuardedReceiver(t, 0)
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
