@@ -100,16 +100,16 @@ func (f *tenancyFixture) writeAs(t *testing.T, tenant string) {
 	ctx := context.Background()
 	hdr := map[string]string{"X-Scope-OrgID": tenant}
 	spoof := spoofOf(tenant)
-	grpcHTTP := fmt.Sprintf("127.0.0.1:%d", f.in.HTTP)
+	otlpHTTP := fmt.Sprintf("127.0.0.1:%d", f.in.HTTP)
 
 	te, _ := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(f.grpcTarget), otlptracegrpc.WithInsecure(), otlptracegrpc.WithHeaders(hdr))
 	me, _ := otlpmetricgrpc.New(ctx, otlpmetricgrpc.WithEndpoint(f.grpcTarget), otlpmetricgrpc.WithInsecure(), otlpmetricgrpc.WithHeaders(hdr))
 	le, _ := otlploggrpc.New(ctx, otlploggrpc.WithEndpoint(f.grpcTarget), otlploggrpc.WithInsecure(), otlploggrpc.WithHeaders(hdr))
 	f.sdk(t, tenant, svc(tenant, "grpc"), spoof, te, me, le)
 
-	te2, _ := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(grpcHTTP), otlptracehttp.WithInsecure(), otlptracehttp.WithHeaders(hdr))
-	me2, _ := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpoint(grpcHTTP), otlpmetrichttp.WithInsecure(), otlpmetrichttp.WithHeaders(hdr))
-	le2, _ := otlploghttp.New(ctx, otlploghttp.WithEndpoint(grpcHTTP), otlploghttp.WithInsecure(), otlploghttp.WithHeaders(hdr))
+	te2, _ := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(otlpHTTP), otlptracehttp.WithInsecure(), otlptracehttp.WithHeaders(hdr))
+	me2, _ := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpoint(otlpHTTP), otlpmetrichttp.WithInsecure(), otlpmetrichttp.WithHeaders(hdr))
+	le2, _ := otlploghttp.New(ctx, otlploghttp.WithEndpoint(otlpHTTP), otlploghttp.WithInsecure(), otlploghttp.WithHeaders(hdr))
 	f.sdk(t, tenant, svc(tenant, "http"), spoof, te2, me2, le2)
 
 	push := fmt.Sprintf(`{"streams":[{"stream":{"service_name":%q,"tenant_id":%q},"values":[[%q,"loki line of %s"]]}]}`,

@@ -38,11 +38,10 @@ const (
 
 // sessions wraps the whole server handler, authentication included.
 type sessions struct {
-	next        http.Handler
-	auth        bool   // an authenticator is configured
-	header      string // the tenant header; "" without tenancy
-	probePath   string // an authenticated route that checks a login
-	loginSecure bool
+	next      http.Handler
+	auth      bool   // an authenticator is configured
+	header    string // the tenant header; "" without tenancy
+	probePath string // an authenticated route that checks a login
 }
 
 // Sessions returns h wrapped with the UI's login, or h itself when the

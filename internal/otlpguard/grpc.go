@@ -83,8 +83,12 @@ func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) error {
 		if err != nil {
 			return err
 		}
+		if err := g.delegate.Unmarshal(mem.BufferSlice{mem.SliceBuffer(nb)}, v); err != nil {
+			return err // gRPC answers it without calling the interceptor
+		}
+		// Only for a request the interceptor will see, which takes it back.
 		g.partial.Store(v, rejection{spans: int64(rejected)})
-		return g.delegate.Unmarshal(mem.BufferSlice{mem.SliceBuffer(nb)}, v)
+		return nil
 	}
 	return g.delegate.Unmarshal(data, v)
 }

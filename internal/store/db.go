@@ -469,8 +469,7 @@ func (db *DB) limitTraces(td ptrace.Traces) ptrace.Traces {
 	}
 	l := limiter{AttributeLimits: db.opts.Limits}
 	td = l.limitTraces(td)
-	db.truncatedAttrs.Add(l.truncated)
-	db.droppedAttrs.Add(l.dropped)
+	db.countLimited(&l)
 	return td
 }
 
@@ -480,9 +479,13 @@ func (db *DB) limitLogs(ld plog.Logs) plog.Logs {
 	}
 	l := limiter{AttributeLimits: db.opts.Limits}
 	ld = l.limitLogs(ld)
+	db.countLimited(&l)
+	return ld
+}
+
+func (db *DB) countLimited(l *limiter) {
 	db.truncatedAttrs.Add(l.truncated)
 	db.droppedAttrs.Add(l.dropped)
-	return ld
 }
 
 // AppendLogs makes ld durable and visible.
