@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -101,8 +102,15 @@ func (db *DB) compact(ctx context.Context, sig block.Signal, group []*blockRef) 
 	}
 	if err == nil && readErr != nil {
 		// The output misses whatever could not be read: keep the sources.
-		block.Delete(ctx, db.opts.Bucket, sig, m.ID)
+		// A merge stopped before its first row (shutdown cancels ctx)
+		// wrote no block at all.
+		if m != nil {
+			block.Delete(ctx, db.opts.Bucket, sig, m.ID)
+		}
 		err = readErr
+	}
+	if err == nil && m == nil {
+		err = errors.New("the sources yielded no rows")
 	}
 	if err != nil {
 		return fmt.Errorf("compact %d %s blocks: %w", len(group), sig, err)

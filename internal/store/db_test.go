@@ -158,6 +158,36 @@ func TestCompactionMergesAndDedupes(t *testing.T) {
 	require.Empty(t, db.Problems())
 }
 
+// A compaction cancelled before it reads a row (shutdown cancels it) writes
+// nothing, keeps its sources, and does not crash: it once took the nil
+// block of an empty merge for a written one.
+func TestCancelledCompactionKeepsItsSources(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks = 2 })
+	g := workload.New(5, time.Now(), workload.Options{})
+	want := map[storage.TraceID]int{}
+	var lds []plog.Logs
+	for range 2 {
+		td, ld := g.Batch(50)
+		require.NoError(t, db.AppendTraces(td))
+		require.NoError(t, db.AppendLogs(ld))
+		for id, n := range traceIDs(td) {
+			want[id] += n
+		}
+		lds = append(lds, ld)
+		require.NoError(t, db.Flush(context.Background()))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	db.Compact(ctx)
+	require.Equal(t, 4, db.Stats().Blocks)
+	requireAll(t, db, want, lds)
+	require.NotEmpty(t, db.Problems(), "the failed compaction is reported")
+	db.Compact(context.Background())
+	require.Equal(t, 2, db.Stats().Blocks)
+	require.Empty(t, db.Problems())
+	requireAll(t, db, want, lds)
+}
+
 func TestRetention(t *testing.T) {
 	now := time.Now()
 	db := openTestDB(t, t.TempDir(), func(o *Options) {
