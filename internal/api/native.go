@@ -51,6 +51,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		"pending_heads":        st.PendingHeads,
 		"refused_spans":        st.RefusedSpans,
 		"refused_logs":         st.RefusedLogs,
+		"refused_requests":     st.RefusedTraceRequests + st.RefusedLogRequests,
 		"attributes_truncated": st.TruncatedAttributes,
 		"attributes_dropped":   st.DroppedAttributes,
 	}

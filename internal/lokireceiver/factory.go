@@ -22,9 +22,20 @@ import (
 // Type is the component type, the same as upstream's.
 var Type = component.MustNewType("loki")
 
-// NewFactory returns the loki receiver factory.
-func NewFactory() receiver.Factory {
-	return receiver.NewFactory(Type, createDefaultConfig, receiver.WithLogs(createLogs, component.StabilityLevelBeta))
+// NewFactory returns the loki receiver factory. admit, when not nil, is
+// asked before each push's body is read; while it refuses, pushes are
+// answered with its retryable status (503, Retry-After from its RetryInfo)
+// and never read or decoded.
+func NewFactory(admit func() error) receiver.Factory {
+	create := func(ctx context.Context, set receiver.Settings, c component.Config, next consumer.Logs) (receiver.Logs, error) {
+		r, err := createLogs(ctx, set, c, next)
+		if err != nil {
+			return nil, err
+		}
+		r.admit = admit
+		return r, nil
+	}
+	return receiver.NewFactory(Type, createDefaultConfig, receiver.WithLogs(create, component.StabilityLevelBeta))
 }
 
 func createDefaultConfig() component.Config {
@@ -35,7 +46,7 @@ func createDefaultConfig() component.Config {
 		MaxStructuredMetadataEntriesCount: DefaultLimits.MaxStructuredMetadataEntries}
 }
 
-func createLogs(_ context.Context, set receiver.Settings, c component.Config, next consumer.Logs) (receiver.Logs, error) {
+func createLogs(_ context.Context, set receiver.Settings, c component.Config, next consumer.Logs) (*lokiReceiver, error) {
 	obs, err := receiverhelper.NewObsReport(receiverhelper.ObsReportSettings{ReceiverID: set.ID, Transport: "http", ReceiverCreateSettings: set})
 	if err != nil {
 		return nil, err
@@ -48,6 +59,7 @@ type lokiReceiver struct {
 	set    receiver.Settings
 	next   consumer.Logs
 	obs    *receiverhelper.ObsReport
+	admit  func() error // nil: admit every push
 	server *http.Server
 	done   chan struct{}
 }

@@ -18,10 +18,11 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/sightlinehq/sightline/internal/otlpguard"
 )
 
 // ErrMalformed marks push bodies that cannot be decoded; they are refused
@@ -32,6 +33,12 @@ var ErrMalformed = errors.New("malformed push request")
 const maxDecoded = 64 << 20
 
 func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
+	if r.admit != nil {
+		if err := r.admit(); err != nil {
+			refuse(w, err)
+			return
+		}
+	}
 	ctx := r.obs.StartLogsOp(req.Context())
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
@@ -59,13 +66,18 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	case consumererror.IsPermanent(err):
 		http.Error(w, err.Error(), permanentStatus(err))
 	default:
-		// Retryable: shippers back off and resend on 5xx and 429, after
-		// Retry-After when the store asked for a delay (backpressure).
-		if d := retryDelay(err); d > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-		}
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		refuse(w, err)
 	}
+}
+
+// refuse answers a retryable error: shippers back off and resend on 5xx
+// and 429, after Retry-After when the store asked for a delay
+// (backpressure).
+func refuse(w http.ResponseWriter, err error) {
+	if d := otlpguard.RetryDelay(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+	}
+	http.Error(w, err.Error(), http.StatusServiceUnavailable)
 }
 
 // permanentStatus answers a permanent pipeline error: 401 or 403 when it
@@ -81,20 +93,6 @@ func permanentStatus(err error) int {
 		}
 	}
 	return http.StatusBadRequest
-}
-
-// retryDelay is the delay in err's gRPC RetryInfo, or 0.
-func retryDelay(err error) time.Duration {
-	st, ok := status.FromError(err)
-	if !ok {
-		return 0
-	}
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			return ri.GetRetryDelay().AsDuration()
-		}
-	}
-	return 0
 }
 
 // builder turns streams into OTLP logs: one ResourceLogs per stream, its

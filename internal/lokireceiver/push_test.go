@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +18,11 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver/receivertest"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 type entry struct {
@@ -134,7 +139,9 @@ func TestParseLabels(t *testing.T) {
 
 // TestReceiver pushes over HTTP: a good push is acknowledged with 204 and
 // delivered; a malformed one gets 400 and delivers nothing; a retryable
-// pipeline error is a 503 and a permanent one a 400.
+// pipeline error is a 503 and a permanent one a 400. While admission
+// refuses, every push, malformed or not, is answered 503 with the refusal's
+// Retry-After before its body is read, and nothing is delivered.
 func TestReceiver(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -144,8 +151,17 @@ func TestReceiver(t *testing.T) {
 	cfg.Protocols.HTTP.NetAddr.Endpoint = addr
 	cfg.UseIncomingTimestamp = true
 
+	var refusing atomic.Bool
+	admit := func() error {
+		if refusing.Load() {
+			st, _ := status.New(codes.Unavailable, "store memory budget reached").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(2 * time.Second)})
+			return st.Err()
+		}
+		return nil
+	}
+	var retryAfter string
 	run := func(next *consumertest.LogsSink) func(ct string, body []byte) int {
-		rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, next)
+		rcv, err := NewFactory(admit).CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, next)
 		require.NoError(t, err)
 		require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
 		t.Cleanup(func() { require.NoError(t, rcv.Shutdown(context.Background())) })
@@ -153,6 +169,7 @@ func TestReceiver(t *testing.T) {
 			resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), ct, bytes.NewReader(body))
 			require.NoError(t, err)
 			resp.Body.Close()
+			retryAfter = resp.Header.Get("Retry-After")
 			return resp.StatusCode
 		}
 	}
@@ -160,6 +177,13 @@ func TestReceiver(t *testing.T) {
 	sink := &consumertest.LogsSink{}
 	post := run(sink)
 	good := pushRequest(map[string][]entry{`{service_name="x"}`: {{time.Unix(1, 0), "a", nil}}})
+	refusing.Store(true)
+	for _, body := range [][]byte{good, []byte("not snappy")} {
+		require.Equal(t, http.StatusServiceUnavailable, post("application/x-protobuf", body))
+		require.Equal(t, "2", retryAfter)
+	}
+	require.Equal(t, 0, sink.LogRecordCount())
+	refusing.Store(false)
 	require.Equal(t, http.StatusNoContent, post("application/x-protobuf", good))
 	require.Equal(t, http.StatusNoContent, post("application/json", []byte(`{"streams":[{"stream":{"service_name":"x"},"values":[["2","b"]]}]}`)))
 	require.Equal(t, http.StatusBadRequest, post("application/x-protobuf", []byte("not snappy")))
@@ -186,7 +210,7 @@ func TestReceiverErrors(t *testing.T) {
 		ln.Close()
 		cfg := createDefaultConfig().(*Config)
 		cfg.Protocols.HTTP.NetAddr.Endpoint = addr
-		rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, consumertest.NewErr(c.err))
+		rcv, err := NewFactory(nil).CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, consumertest.NewErr(c.err))
 		require.NoError(t, err)
 		require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
 		resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), "application/json", bytes.NewReader([]byte(`{"streams":[{"stream":{},"values":[["2","b"]]}]}`)))

@@ -27,8 +27,8 @@ import (
 // memory.
 func HTTPHandler(next http.Handler, paths map[string]Signal, lim Limits) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sig, ok := paths[r.URL.Path]
-		if !ok || r.Method != http.MethodPost {
+		sig, ok := exportRequest(r, paths)
+		if !ok {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -71,6 +71,13 @@ func HTTPHandler(next http.Handler, paths map[string]Signal, lim Limits) http.Ha
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// exportRequest tells whether r is an OTLP export request, and of which
+// signal, by its method and its path among paths.
+func exportRequest(r *http.Request, paths map[string]Signal) (Signal, bool) {
+	sig, ok := paths[r.URL.Path]
+	return sig, ok && r.Method == http.MethodPost
 }
 
 // servePartial passes a traces request on without its spans with invalid

@@ -28,28 +28,32 @@ var middlewareID = component.MustNewID("sightline_otlp_guard")
 // appended to the receiver's HTTP and gRPC middlewares, so it runs after
 // authentication and decompression and after any middleware the config
 // names.
-func WrapReceiverFactory(f receiver.Factory, lim Limits) receiver.Factory {
+//
+// admit, when not nil, is asked before each export request's body is read
+// (see Admission); a refused request is answered with its retryable status
+// and never decoded.
+func WrapReceiverFactory(f receiver.Factory, lim Limits, admit Admission) receiver.Factory {
 	xf := f.(xreceiver.Factory)
 	return xreceiver.NewFactory(f.Type(), f.CreateDefaultConfig,
 		xreceiver.WithTraces(func(ctx context.Context, set receiver.Settings, cfg component.Config, next consumer.Traces) (receiver.Traces, error) {
-			g := install(cfg, lim)
+			g := install(cfg, lim, admit)
 			r, err := f.CreateTraces(ctx, set, cfg, next)
 			return guarded(r, g, err)
 		}, f.TracesStability()),
 		xreceiver.WithMetrics(func(ctx context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
-			g := install(cfg, lim)
+			g := install(cfg, lim, admit)
 			r, err := f.CreateMetrics(ctx, set, cfg, next)
 			return guarded(r, g, err)
 		}, f.MetricsStability()),
 		xreceiver.WithLogs(func(ctx context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
-			g := install(cfg, lim)
+			g := install(cfg, lim, admit)
 			r, err := f.CreateLogs(ctx, set, cfg, next)
 			return guarded(r, g, err)
 		}, f.LogsStability()),
 		xreceiver.WithProfiles(func(ctx context.Context, set receiver.Settings, cfg component.Config, next xconsumer.Profiles) (xreceiver.Profiles, error) {
 			// Profiles carry no AnyValue trees on the paths the guard
 			// knows; the receiver is shared, so it is guarded all the same.
-			g := install(cfg, lim)
+			g := install(cfg, lim, admit)
 			r, err := xf.CreateProfiles(ctx, set, cfg, next)
 			return guarded(r, g, err)
 		}, xf.ProfilesStability()),
@@ -59,9 +63,9 @@ func WrapReceiverFactory(f receiver.Factory, lim Limits) receiver.Factory {
 // install adds the guard's middleware ID to cfg, once: the receiver is
 // shared between signals by its config pointer, so the change must be made
 // in place and be idempotent.
-func install(cfg component.Config, lim Limits) *guard {
+func install(cfg component.Config, lim Limits, admit Admission) *guard {
 	c := cfg.(*otlpreceiver.Config)
-	g := &guard{lim: lim, paths: map[string]Signal{}}
+	g := &guard{lim: lim, admit: admit, paths: map[string]Signal{}}
 	add := func(ms []configmiddleware.Config) []configmiddleware.Config {
 		for _, m := range ms {
 			if m.ID == middlewareID {
@@ -85,6 +89,7 @@ func install(cfg component.Config, lim Limits) *guard {
 // guard is the middleware the wrapped receiver finds on its host.
 type guard struct {
 	lim   Limits
+	admit Admission // nil: admit everything
 	paths map[string]Signal
 }
 
@@ -98,12 +103,21 @@ func (*guard) Shutdown(context.Context) error              { return nil }
 
 func (g *guard) GetHTTPHandler(context.Context) (extensionmiddleware.WrapHTTPHandlerFunc, error) {
 	return func(_ context.Context, next http.Handler) (http.Handler, error) {
-		return HTTPHandler(next, g.paths, g.lim), nil
+		h := HTTPHandler(next, g.paths, g.lim)
+		if g.admit != nil {
+			// Before the body is read, let alone scanned.
+			h = admitHTTP(h, g.paths, g.admit)
+		}
+		return h, nil
 	}, nil
 }
 
 func (g *guard) GetGRPCServerOptions(context.Context) ([]grpc.ServerOption, error) {
-	return newGRPCGuard(g.lim).ServerOptions(), nil
+	opts := newGRPCGuard(g.lim).ServerOptions()
+	if g.admit != nil {
+		opts = append(opts, grpc.InTapHandle(admitTap(g.admit)))
+	}
+	return opts, nil
 }
 
 type guardedReceiver struct {

@@ -38,9 +38,9 @@ func freeAddr(t *testing.T) string {
 
 // startGuardedReceiver runs upstream's otlp receiver, wrapped, on real
 // sockets (gRPC limited to maxRecvMiB when not 0) into a sink.
-func startGuardedReceiver(t *testing.T, maxRecvMiB int) (grpcAddr, httpAddr string, sink *consumertest.TracesSink) {
+func startGuardedReceiver(t *testing.T, maxRecvMiB int, admit Admission) (grpcAddr, httpAddr string, sink *consumertest.TracesSink) {
 	t.Helper()
-	f := WrapReceiverFactory(otlpreceiver.NewFactory(), Limits{})
+	f := WrapReceiverFactory(otlpreceiver.NewFactory(), Limits{}, admit)
 	cfg := f.CreateDefaultConfig().(*otlpreceiver.Config)
 	grpcAddr, httpAddr = freeAddr(t), freeAddr(t)
 	gc := cfg.Protocols.GRPC.GetOrInsertDefault()
@@ -67,7 +67,7 @@ func startGuardedReceiver(t *testing.T, maxRecvMiB int) (grpcAddr, httpAddr stri
 // gateway's 16 MiB limit are refused as client errors, and the receiver
 // goes on taking good requests.
 func TestGuardedReceiver(t *testing.T) {
-	grpcAddr, httpAddr, sink := startGuardedReceiver(t, 16)
+	grpcAddr, httpAddr, sink := startGuardedReceiver(t, 16, nil)
 
 	// A million key/value lists: enough to overflow pdata's decoder stack
 	// unguarded, and under the 16 MiB gRPC limit.
@@ -166,7 +166,7 @@ func mixedIDs(ok int) ptrace.Traces {
 // over every transport; the rest of the request is stored. A request of
 // nothing but such spans is refused.
 func TestInvalidSpanIDsArePartiallyRejected(t *testing.T) {
-	grpcAddr, httpAddr, sink := startGuardedReceiver(t, 0)
+	grpcAddr, httpAddr, sink := startGuardedReceiver(t, 0, nil)
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -46,6 +46,7 @@ import (
 
 	"github.com/sightlinehq/sightline/internal/archive/awss3exporter"
 	"github.com/sightlinehq/sightline/internal/store"
+	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/tenancyprocessor"
 )
 
@@ -75,10 +76,11 @@ func Components() (otelcol.Factories, error) {
 	factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](
 		// Upstream's receiver, with a check in front of its decoders that
 		// refuses values nested deep enough to overflow pdata's recursive
-		// decoder (a fatal error that no recover() catches).
-		otlpguard.WrapReceiverFactory(otlpreceiver.NewFactory(), otlpguard.Limits{}),
+		// decoder (a fatal error that no recover() catches), and the
+		// store's admission before it reads a request at all.
+		otlpguard.WrapReceiverFactory(otlpreceiver.NewFactory(), otlpguard.Limits{}, admitOTLP),
 		prometheusreceiver.NewFactory(),
-		lokireceiver.NewFactory(),
+		lokireceiver.NewFactory(func() error { return store.Admit(block.Logs) }),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -126,4 +128,17 @@ func Components() (otelcol.Factories, error) {
 	}
 
 	return factories, nil
+}
+
+// admitOTLP refuses OTLP traces and logs before they are read while a
+// store in this process is at its memory budget (store.Admit). Metrics go
+// to the metrics TSDB, which the budget does not cover, and pass.
+func admitOTLP(sig otlpguard.Signal) error {
+	switch sig {
+	case otlpguard.Traces:
+		return store.Admit(block.Traces)
+	case otlpguard.Logs:
+		return store.Admit(block.Logs)
+	}
+	return nil
 }

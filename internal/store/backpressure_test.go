@@ -26,6 +26,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/sightlinehq/sightline/internal/otlpguard"
+	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 	"github.com/sightlinehq/sightline/internal/workload"
 )
@@ -38,11 +40,12 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// The upstream OTLP receiver in front of the sightline exporter, with the
-// block writer held up: once the budget is spent, a refusal reaches gRPC
-// clients as UNAVAILABLE with RetryInfo and HTTP clients as 503 with
-// Retry-After; the OTel Go SDK's exporters, over both, retry and deliver
-// every span once blocks are written again.
+// The upstream OTLP receiver, guarded and asking the store's admission as
+// Sightline runs it, in front of the sightline exporter, with the block
+// writer held up: once the budget is spent, a refusal reaches gRPC clients
+// as UNAVAILABLE with RetryInfo and HTTP clients as 503 with Retry-After,
+// before their requests are read; the OTel Go SDK's exporters, over both,
+// retry and deliver every span once blocks are written again.
 func TestBackpressureReachesOTLPClients(t *testing.T) {
 	ctx := context.Background()
 	ef := NewFactory()
@@ -57,7 +60,7 @@ func TestBackpressureReachesOTLPClients(t *testing.T) {
 	db, ok := Lookup(eset.ID)
 	require.True(t, ok)
 
-	rf := otlpreceiver.NewFactory()
+	rf := otlpguard.WrapReceiverFactory(otlpreceiver.NewFactory(), otlpguard.Limits{}, func(otlpguard.Signal) error { return Admit(block.Traces) })
 	rcfg := rf.CreateDefaultConfig().(*otlpreceiver.Config)
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
 	rcfg.Protocols.GRPC.GetOrInsertDefault().NetAddr.Endpoint = grpcAddr
@@ -96,6 +99,9 @@ func TestBackpressureReachesOTLPClients(t *testing.T) {
 		}
 	}
 	require.Equal(t, time.Second, delay)
+	// One client, one request at a time: the refusal came before decoding.
+	require.Equal(t, int64(1), db.Stats().RefusedTraceRequests)
+	require.Zero(t, db.Stats().RefusedSpans)
 
 	td, _ := g.Batch(1)
 	body, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
@@ -125,13 +131,13 @@ func TestBackpressureReachesOTLPClients(t *testing.T) {
 		}
 		return stubs.Snapshots(), storage.TraceID(tid)
 	}
-	refusedBefore := db.Stats().RefusedSpans
+	refusedBefore := db.Stats().RefusedTraceRequests
 	done := make(chan error, 2)
 	grpcSpans, grpcTrace := spans(1, 5)
 	httpSpans, httpTrace := spans(2, 7)
 	go func() { done <- grpcExp.ExportSpans(ctx, grpcSpans) }()
 	go func() { done <- httpExp.ExportSpans(ctx, httpSpans) }()
-	waitUntil(t, "both SDKs to be refused", func() bool { return db.Stats().RefusedSpans >= refusedBefore+12 })
+	waitUntil(t, "both SDKs to be refused", func() bool { return db.Stats().RefusedTraceRequests >= refusedBefore+2 })
 	select {
 	case err := <-done:
 		t.Fatalf("an SDK export returned while the store refused: %v", err)

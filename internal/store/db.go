@@ -137,8 +137,10 @@ type DB struct {
 
 	// mem is the estimated heap bytes of the head and the cut heads.
 	mem atomic.Int64
-	// refused counts appends refused for the budget, per signal.
-	refusedSpans, refusedLogs atomic.Int64
+	// refused counts appends refused for the budget, per signal;
+	// refusedRequests the requests refused by Admit, before decoding.
+	refusedSpans, refusedLogs                atomic.Int64
+	refusedTraceRequests, refusedLogRequests atomic.Int64
 	// truncatedAttrs and droppedAttrs count the attribute limits' work.
 	truncatedAttrs, droppedAttrs atomic.Int64
 
@@ -443,6 +445,25 @@ func (db *DB) admit() error {
 		return fmt.Errorf("%w (%d MiB of %d MiB held until blocks are written)", ErrOverBudget, used>>20, b>>20)
 	}
 	return nil
+}
+
+// Admit reports whether the store takes a request of signal sig now,
+// before the request is read or decoded: ErrOverBudget while the memory
+// budget is spent, as AppendTraces and AppendLogs would answer. A receiver
+// that asks first refuses a flood for the price of reading its headers;
+// the appends check again, since many admitted requests may arrive at
+// once. Refusals are counted per signal (Stats.RefusedTraceRequests,
+// RefusedLogRequests).
+func (db *DB) Admit(sig block.Signal) error {
+	err := db.admit()
+	if err != nil {
+		if sig == block.Logs {
+			db.refusedLogRequests.Add(1)
+		} else {
+			db.refusedTraceRequests.Add(1)
+		}
+	}
+	return err
 }
 
 // AppendTraces makes td durable and visible. On error nothing was
@@ -840,8 +861,11 @@ type Stats struct {
 	MemoryBytes, MemoryBudget int64
 	// PendingHeads are cut heads not yet written to blocks.
 	PendingHeads int
-	// RefusedSpans and RefusedLogs were refused for the budget.
-	RefusedSpans, RefusedLogs int64
+	// RefusedSpans and RefusedLogs were refused for the budget after
+	// decoding; RefusedTraceRequests and RefusedLogRequests before it
+	// (Admit), when their size was not yet known.
+	RefusedSpans, RefusedLogs                int64
+	RefusedTraceRequests, RefusedLogRequests int64
 	// TruncatedAttributes and DroppedAttributes were cut to the
 	// attribute limits on the way in.
 	TruncatedAttributes, DroppedAttributes int64
@@ -854,6 +878,7 @@ func (db *DB) Stats() Stats {
 	s := Stats{RetentionAge: db.opts.RetentionAge, RetentionBytes: db.opts.RetentionBytes,
 		MemoryBytes: db.mem.Load(), MemoryBudget: db.opts.MemoryBudget, PendingHeads: len(db.flushing),
 		RefusedSpans: db.refusedSpans.Load(), RefusedLogs: db.refusedLogs.Load(),
+		RefusedTraceRequests: db.refusedTraceRequests.Load(), RefusedLogRequests: db.refusedLogRequests.Load(),
 		TruncatedAttributes: db.truncatedAttrs.Load(), DroppedAttributes: db.droppedAttrs.Load()}
 	for _, h := range append(slices.Clone(db.flushing), db.head) {
 		h.mu.RLock()

@@ -33,6 +33,7 @@ import (
 	"github.com/sightlinehq/sightline/internal/memlimit"
 	"github.com/sightlinehq/sightline/internal/metrics"
 	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/store/wal"
 )
 
@@ -120,6 +121,31 @@ func Lookup(id component.ID) (*DB, bool) {
 	return s.db, s.db != nil
 }
 
+// Admit is the receivers' admission check (otlpguard.Admission,
+// lokireceiver): it refuses a request of signal sig, before the request is
+// read, while any store running in this process is at its memory budget,
+// with the same retryable status as the exporter's own refusal. Memory is
+// the process's, so a store at its budget refuses for every pipeline.
+//
+// It finds the stores through the same registry as Lookup; both go when
+// the store becomes an extension found through the host.
+func Admit(sig block.Signal) error {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	for _, s := range registry {
+		s.mu.Lock()
+		db := s.db
+		s.mu.Unlock()
+		if db == nil {
+			continue
+		}
+		if err := db.Admit(sig); err != nil {
+			return retryLater(err)
+		}
+	}
+	return nil
+}
+
 func (s *shared) start(ctx context.Context, host component.Host) error {
 	s.hostMu.Lock()
 	s.hosts = append(s.hosts, host)
@@ -200,7 +226,9 @@ func (s *shared) registerMetrics() error {
 		metric.WithDescription("Cut heads waiting to be written to blocks."))
 	refused, err4 := m.Int64ObservableCounter("sightline_store_refused",
 		metric.WithDescription("Spans and log records refused, retryably, because the store's memory budget was reached."))
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	refusedReqs, err5 := m.Int64ObservableCounter("sightline_store_refused_requests",
+		metric.WithDescription("OTLP and Loki push requests refused, retryably and before they were read, because the store's memory budget was reached."))
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		return err
 	}
 	spans := metric.WithAttributes(attribute.String("signal", "traces"))
@@ -218,8 +246,10 @@ func (s *shared) registerMetrics() error {
 		o.ObserveInt64(pending, int64(st.PendingHeads))
 		o.ObserveInt64(refused, st.RefusedSpans, spans)
 		o.ObserveInt64(refused, st.RefusedLogs, logs)
+		o.ObserveInt64(refusedReqs, st.RefusedTraceRequests, spans)
+		o.ObserveInt64(refusedReqs, st.RefusedLogRequests, logs)
 		return nil
-	}, mem, budget, pending, refused)
+	}, mem, budget, pending, refused, refusedReqs)
 	if err != nil {
 		return err
 	}

@@ -76,7 +76,9 @@ const SELF = [
   ['Memory RSS (MiB)', 'sum(otelcol_process_memory_rss) / 1048576'],
   // The store's memory budget: what it holds, and what it refused at it.
   ['Store memory held (MiB)', 'sum(sightline_store_memory) / 1048576'],
-  ['Refused at the store\'s budget / s', anyOf(['sightline_store_refused_total'])],
+  ['Refused at the store\'s budget / s (spans, logs)', anyOf(['sightline_store_refused_total'])],
+  // Refused before they were read, so counted as requests, not items.
+  ['Requests refused unread at the budget / s', anyOf(['sightline_store_refused_requests_total'])],
 ];
 
 export function selfPage({ query, alive }) {

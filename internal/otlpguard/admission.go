@@ -1,0 +1,127 @@
+package otlpguard
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+	"google.golang.org/protobuf/proto"
+)
+
+// Admission decides, before a request's body is read, whether the process
+// takes a request of signal sig now. It is called once per export request
+// on the receiver's hot path, so it must be cheap and must not block.
+//
+// A refusal must be retryable and should be a gRPC status: Unavailable
+// with RetryInfo (the delay the client is asked to wait), as OTLP
+// specifies for a server that is temporarily overloaded. Over HTTP the
+// guard answers it 503 with Retry-After and the status as the body.
+//
+// Refusing here costs the server almost nothing: the body is neither read
+// nor decoded. A refusal after decoding (a memory_limiter processor, an
+// exporter at its budget) costs as much CPU and memory as accepting, which
+// under a flood leaves less of both for the data already accepted.
+type Admission func(sig Signal) error
+
+// grpcMethods maps the OTLP export methods to their signals.
+var grpcMethods = map[string]Signal{
+	"/opentelemetry.proto.collector.trace.v1.TraceService/Export":     Traces,
+	"/opentelemetry.proto.collector.metrics.v1.MetricsService/Export": Metrics,
+	"/opentelemetry.proto.collector.logs.v1.LogsService/Export":       Logs,
+}
+
+// admitTap is a gRPC InTapHandle: it runs when a stream's headers arrive,
+// before the server reads the message. A refused stream is ended with
+// trailers carrying the status (RetryInfo included) and reset, so the
+// client's message is never read into memory.
+func admitTap(admit Admission) tap.ServerInHandle {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		sig, ok := grpcMethods[info.FullMethodName]
+		if !ok {
+			return ctx, nil
+		}
+		if err := admit(sig); err != nil {
+			if _, ok := status.FromError(err); !ok {
+				// gRPC would answer a plain error PermissionDenied, which
+				// clients do not retry.
+				err = status.Error(codes.Unavailable, err.Error())
+			}
+			return ctx, err
+		}
+		return ctx, nil
+	}
+}
+
+// admitHTTP answers the OTLP requests that next serves at paths with 503
+// and Retry-After while admit refuses them, without reading their bodies.
+func admitHTTP(next http.Handler, paths map[string]Signal, admit Admission) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sig, ok := exportRequest(r, paths)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if err := admit(sig); err != nil {
+			ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			WriteRetryable(w, ct, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// WriteRetryable answers a refusal with 503 (429 for ResourceExhausted, as
+// OTLP maps it), with Retry-After when err carries RetryInfo, and with
+// err's google.rpc.Status, details included, as the body in the request's
+// encoding.
+func WriteRetryable(w http.ResponseWriter, contentType string, err error) {
+	st, ok := status.FromError(err)
+	if !ok {
+		st = status.New(codes.Unavailable, err.Error())
+	}
+	code := http.StatusServiceUnavailable
+	if st.Code() == codes.ResourceExhausted {
+		code = http.StatusTooManyRequests
+	}
+	if d := RetryDelay(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+	}
+	var (
+		body []byte
+		ct   string
+	)
+	if contentType == "application/x-protobuf" {
+		body, _ = proto.Marshal(st.Proto())
+		ct = "application/x-protobuf"
+	} else {
+		// protojson would render the details as Any with a type URL; the
+		// code and message are what JSON clients read.
+		body, _ = json.Marshal(map[string]any{"code": int32(st.Code()), "message": st.Message()})
+		ct = "application/json"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}
+
+// RetryDelay is the delay in err's gRPC RetryInfo, or 0.
+func RetryDelay(err error) time.Duration {
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}
