@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -98,5 +99,101 @@ func TestAdmissionRefusesBeforeReading(t *testing.T) {
 	}
 	if n := sink.SpanCount(); n != 2 {
 		t.Errorf("delivered %d spans once admitted, want 2", n)
+	}
+}
+
+// The encoded bytes of the requests in flight are bounded: while one
+// request is held by the pipeline, a second that would pass the bound is
+// refused retryably, undecoded, over gRPC and HTTP; a request alone is
+// taken whatever its size; once the first is answered, the bound is free
+// again, and refused or malformed requests give back what they took.
+func TestInflightBytesAreBounded(t *testing.T) {
+	held := make(chan struct{})
+	release := make(chan struct{})
+	var consumed atomic.Int64
+	next, _ := consumer.NewTraces(func(_ context.Context, td ptrace.Traces) error {
+		if td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Name() == "hold" {
+			held <- struct{}{}
+			<-release
+		}
+		consumed.Add(int64(td.SpanCount()))
+		return nil
+	})
+	request := func(name string, spans int) []byte {
+		td := ptrace.NewTraces()
+		ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+		for i := range spans {
+			sp := ss.AppendEmpty()
+			sp.SetName(name)
+			sp.SetTraceID([16]byte{8, byte(i)})
+			sp.SetSpanID([8]byte{8, byte(i)})
+		}
+		b, _ := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+		return b
+	}
+	hold := request("hold", 100)
+	small := request("small", 100)
+	// The held request fits alone; the two together do not.
+	lim := Limits{MaxInflightBytes: int64(len(hold) + len(small)/2)}
+	grpcAddr, httpAddr := startGuardedReceiverInto(t, 0, lim, nil, next)
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	export := func(body []byte) error {
+		var reply []byte
+		return conn.Invoke(context.Background(), "/opentelemetry.proto.collector.trace.v1.TraceService/Export", body, &reply, grpc.ForceCodecV2(otlpguardtest.RawCodec{}))
+	}
+	post := func(body []byte) *http.Response {
+		resp, err := http.Post("http://"+httpAddr+"/v1/traces", "application/x-protobuf", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+
+	// A request over the bound on its own is taken.
+	big := request("big", 400)
+	if int64(len(big)) <= lim.MaxInflightBytes {
+		t.Fatalf("big request is %d bytes, not over the %d bound", len(big), lim.MaxInflightBytes)
+	}
+	if err := export(big); err != nil {
+		t.Fatalf("a request alone: %v", err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- export(hold) }()
+	<-held
+	err = export(small)
+	if status.Code(err) != codes.Unavailable || RetryDelay(err) != inflightRetryDelay {
+		t.Errorf("gRPC past the bound: %v, want Unavailable with RetryInfo", err)
+	}
+	if resp := post(small); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("HTTP past the bound: %d, Retry-After %q; want 503, 1", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("held request: %v", err)
+	}
+	// Undecodable and too-deep requests give their bytes back as well.
+	if err := export([]byte{0xff, 0xff}); status.Code(err) == codes.OK {
+		t.Errorf("garbage accepted")
+	}
+	if err := export(otlpguardtest.DeepTracesProto(1000, otlpguardtest.KVList)); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("too deep: %v", err)
+	}
+	for range 3 {
+		if err := export(small); err != nil {
+			t.Fatalf("gRPC once the bound is free: %v", err)
+		}
+		if resp := post(small); resp.StatusCode != http.StatusOK {
+			t.Fatalf("HTTP once the bound is free: %d", resp.StatusCode)
+		}
+	}
+	if got := consumed.Load(); got != 400+100+6*100 {
+		t.Errorf("consumed %d spans, want 1100", got)
 	}
 }

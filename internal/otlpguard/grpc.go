@@ -26,15 +26,21 @@ import (
 type grpcGuard struct {
 	lim      Limits
 	delegate encoding.CodecV2
-	refused  sync.Map // request value → error
+	inflight *inflight
+	// held maps a request value to the encoded bytes it holds of the
+	// in-flight bound, for the interceptor to give back once the request
+	// is answered. gRPC calls the interceptor for every request the codec
+	// decoded without error, so nothing is held past its request.
+	held    sync.Map // request value → int
+	refused sync.Map // request value → gRPC status error
 	// partial holds the rejection of a request decoded without its
 	// invalid spans, for the interceptor to put in the response.
 	partial sync.Map // request value → rejection
 }
 
-func newGRPCGuard(lim Limits) *grpcGuard {
+func newGRPCGuard(lim Limits, fl *inflight) *grpcGuard {
 	// pdata registers its own "proto" codec, which knows its request types.
-	return &grpcGuard{lim: lim, delegate: encoding.GetCodecV2("proto")}
+	return &grpcGuard{lim: lim, delegate: encoding.GetCodecV2("proto"), inflight: fl}
 }
 
 // ServerOptions returns the options that install the guard on a server.
@@ -51,11 +57,25 @@ func (g *grpcGuard) Name() string { return "proto" }
 
 func (g *grpcGuard) Marshal(v any) (mem.BufferSlice, error) { return g.delegate.Marshal(v) }
 
-func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) error {
+func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) (err error) {
 	sig := grpcSignal(v)
 	if sig == 0 {
 		return g.delegate.Unmarshal(data, v)
 	}
+	n := data.Len()
+	if err := g.inflight.acquire(n); err != nil {
+		g.refused.Store(v, err)
+		return nil
+	}
+	defer func() {
+		if err != nil {
+			// gRPC answers a decoding error without calling the
+			// interceptor, which would have released the bytes.
+			g.inflight.release(n)
+			return
+		}
+		g.held.Store(v, n)
+	}()
 	var b []byte
 	if len(data) == 1 {
 		b = data[0].ReadOnlyData()
@@ -66,7 +86,7 @@ func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	rep, err := ScanProto(sig, b, g.lim)
 	if err != nil {
-		g.refused.Store(v, fmt.Errorf("otlp %s request refused: %w", sig, err))
+		g.refused.Store(v, status.Error(codes.InvalidArgument, fmt.Sprintf("otlp %s request refused: %v", sig, err)))
 		return nil
 	}
 	if sig == Traces && rep.InvalidSpans > 0 {
@@ -76,7 +96,7 @@ func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) error {
 		}
 		rejected, kept := filterInvalidSpans(req)
 		if kept == 0 {
-			g.refused.Store(v, fmt.Errorf("otlp traces request refused: %w", errAllInvalid(rejected)))
+			g.refused.Store(v, status.Error(codes.InvalidArgument, fmt.Sprintf("otlp traces request refused: %v", errAllInvalid(rejected))))
 			return nil
 		}
 		nb, err := req.MarshalProto()
@@ -99,8 +119,11 @@ type protoResponse interface {
 }
 
 func (g *grpcGuard) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if n, ok := g.held.LoadAndDelete(req); ok {
+		defer g.inflight.release(n.(int))
+	}
 	if err, ok := g.refused.LoadAndDelete(req); ok {
-		return nil, status.Error(codes.InvalidArgument, err.(error).Error())
+		return nil, err.(error)
 	}
 	rej, partial := g.partial.LoadAndDelete(req)
 	resp, err := handler(ctx, req)

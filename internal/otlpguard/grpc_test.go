@@ -27,7 +27,7 @@ func (*nopTraces) Export(context.Context, ptraceotlp.ExportRequest) (ptraceotlp.
 // back: a stream of deep requests that authentication would also refuse
 // leaves nothing behind.
 func TestGRPCGuardRunsFirst(t *testing.T) {
-	g := newGRPCGuard(Limits{})
+	g := newGRPCGuard(Limits{}, nil)
 	deny := func(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {
 		return nil, status.Error(codes.Unauthenticated, "no token")
 	}

@@ -25,7 +25,15 @@ import (
 // It must run after the body is decompressed and bounded (confighttp's
 // middlewares do), since it reads the whole body; next then reads it from
 // memory.
+//
+// The encoded bytes of the requests it serves at once are bounded
+// (Limits.MaxInflightBytes); past the bound a request is answered 503 with
+// Retry-After, undecoded.
 func HTTPHandler(next http.Handler, paths map[string]Signal, lim Limits) http.Handler {
+	return httpHandler(next, paths, lim, newInflight(lim))
+}
+
+func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *inflight) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sig, ok := exportRequest(r, paths)
 		if !ok {
@@ -56,6 +64,11 @@ func HTTPHandler(next http.Handler, paths map[string]Signal, lim Limits) http.Ha
 			WriteHTTPError(w, ct, code, fmt.Errorf("read request body: %w", err))
 			return
 		}
+		if err := fl.acquire(len(body)); err != nil {
+			WriteRetryable(w, ct, err)
+			return
+		}
+		defer fl.release(len(body))
 		rep, err := check(body)
 		if err != nil {
 			WriteHTTPError(w, ct, http.StatusBadRequest, fmt.Errorf("otlp %s request refused: %w", sig, err))

@@ -65,7 +65,7 @@ func WrapReceiverFactory(f receiver.Factory, lim Limits, admit Admission) receiv
 // in place and be idempotent.
 func install(cfg component.Config, lim Limits, admit Admission) *guard {
 	c := cfg.(*otlpreceiver.Config)
-	g := &guard{lim: lim, admit: admit, paths: map[string]Signal{}}
+	g := &guard{lim: lim, admit: admit, paths: map[string]Signal{}, inflight: newInflight(lim)}
 	add := func(ms []configmiddleware.Config) []configmiddleware.Config {
 		for _, m := range ms {
 			if m.ID == middlewareID {
@@ -91,6 +91,8 @@ type guard struct {
 	lim   Limits
 	admit Admission // nil: admit everything
 	paths map[string]Signal
+	// inflight is shared by the receiver's gRPC and HTTP servers.
+	inflight *inflight
 }
 
 var (
@@ -103,7 +105,7 @@ func (*guard) Shutdown(context.Context) error              { return nil }
 
 func (g *guard) GetHTTPHandler(context.Context) (extensionmiddleware.WrapHTTPHandlerFunc, error) {
 	return func(_ context.Context, next http.Handler) (http.Handler, error) {
-		h := HTTPHandler(next, g.paths, g.lim)
+		h := httpHandler(next, g.paths, g.lim, g.inflight)
 		if g.admit != nil {
 			// Before the body is read, let alone scanned.
 			h = admitHTTP(h, g.paths, g.admit)
@@ -113,7 +115,7 @@ func (g *guard) GetHTTPHandler(context.Context) (extensionmiddleware.WrapHTTPHan
 }
 
 func (g *guard) GetGRPCServerOptions(context.Context) ([]grpc.ServerOption, error) {
-	opts := newGRPCGuard(g.lim).ServerOptions()
+	opts := newGRPCGuard(g.lim, g.inflight).ServerOptions()
 	if g.admit != nil {
 		opts = append(opts, grpc.InTapHandle(admitTap(g.admit)))
 	}

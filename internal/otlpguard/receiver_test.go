@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
@@ -40,7 +41,16 @@ func freeAddr(t *testing.T) string {
 // sockets (gRPC limited to maxRecvMiB when not 0) into a sink.
 func startGuardedReceiver(t *testing.T, maxRecvMiB int, admit Admission) (grpcAddr, httpAddr string, sink *consumertest.TracesSink) {
 	t.Helper()
-	f := WrapReceiverFactory(otlpreceiver.NewFactory(), Limits{}, admit)
+	sink = new(consumertest.TracesSink)
+	grpcAddr, httpAddr = startGuardedReceiverInto(t, maxRecvMiB, Limits{}, admit, sink)
+	return grpcAddr, httpAddr, sink
+}
+
+// startGuardedReceiverInto runs upstream's otlp receiver, wrapped with lim
+// and admit, on real sockets into next.
+func startGuardedReceiverInto(t *testing.T, maxRecvMiB int, lim Limits, admit Admission, next consumer.Traces) (grpcAddr, httpAddr string) {
+	t.Helper()
+	f := WrapReceiverFactory(otlpreceiver.NewFactory(), lim, admit)
 	cfg := f.CreateDefaultConfig().(*otlpreceiver.Config)
 	grpcAddr, httpAddr = freeAddr(t), freeAddr(t)
 	gc := cfg.Protocols.GRPC.GetOrInsertDefault()
@@ -50,8 +60,7 @@ func startGuardedReceiver(t *testing.T, maxRecvMiB int, admit Admission) (grpcAd
 	}
 	cfg.Protocols.HTTP = configoptional.Some(*cfg.Protocols.HTTP.GetOrInsertDefault())
 	cfg.Protocols.HTTP.Get().ServerConfig.NetAddr.Endpoint = httpAddr
-	sink = new(consumertest.TracesSink)
-	r, err := f.CreateTraces(context.Background(), receivertest.NewNopSettings(f.Type()), cfg, sink)
+	r, err := f.CreateTraces(context.Background(), receivertest.NewNopSettings(f.Type()), cfg, next)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +68,7 @@ func startGuardedReceiver(t *testing.T, maxRecvMiB int, admit Admission) (grpcAd
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Shutdown(context.Background()) })
-	return grpcAddr, httpAddr, sink
+	return grpcAddr, httpAddr
 }
 
 // The upstream receiver, wrapped, on real sockets: a million levels over

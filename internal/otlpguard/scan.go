@@ -51,6 +51,11 @@ type Limits struct {
 	// MaxDepth is the deepest AnyValue nesting accepted; <= 0 means
 	// DefaultMaxDepth.
 	MaxDepth int
+	// MaxInflightBytes bounds the encoded bytes of the export requests
+	// being decoded and served at once; a request past it is refused
+	// retryably before it is decoded. 0 means 1/64 of the Go runtime's
+	// soft memory limit (none without one), < 0 none.
+	MaxInflightBytes int64
 }
 
 func (l Limits) maxDepth() int {
