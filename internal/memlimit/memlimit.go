@@ -7,10 +7,17 @@ package memlimit
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
+	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // EnvLimitMiB is the process's memory limit in MiB. The all-in-one's
@@ -25,8 +32,16 @@ const EnvLimitMiB = "SIGHTLINE_MEMORY_LIMIT_MIB"
 // It must match the default in all-in-one.yaml.
 const AllInOneLimitMiB = 400
 
+// softPercent of the process's limit is the Go soft memory limit. It is
+// below the memory_limiter's soft limit (the limit less its spike, 85% in
+// all-in-one.yaml), so that the garbage collector runs before the
+// memory_limiter sees garbage as usage: the other way round, the
+// memory_limiter refused data whenever the heap neared the collector's
+// goal, in bursts, while the live heap was well under its limit.
+const softPercent = 75
+
 // SetDefaults sets the Go soft memory limit (unless GOMEMLIMIT is set) to
-// 85% of the process's limit, leaving the memory_limiter's hard limit as
+// 75% of the process's limit, leaving the memory_limiter's hard limit as
 // the backstop. The limit is EnvLimitMiB if set; else 80% of the
 // container's memory limit, which is also exported as EnvLimitMiB so the
 // config sees it; else AllInOneLimitMiB when allInOne, and none otherwise.
@@ -44,9 +59,104 @@ func SetDefaults(allInOne bool) int64 {
 	if mib == 0 || os.Getenv("GOMEMLIMIT") != "" {
 		return 0
 	}
-	soft := mib << 20 * 85 / 100
+	soft := mib << 20 * softPercent / 100
 	debug.SetMemoryLimit(soft)
 	return soft
+}
+
+// LivePercent of the Go soft memory limit is the most live heap at which
+// CheckHeap admits more data. Past about half, the collector runs so often
+// to stay under the soft limit that it takes the CPU the data already
+// accepted needs (at 2x the sustainable ingest rate, GC and scavenging took
+// half the CPU); below it, GOGC's doubling fits under the limit.
+const LivePercent = 70
+
+// ErrHeap is CheckHeap's refusal: retryable, it clears as the data held in
+// memory is written out and collected.
+var ErrHeap = errors.New("process memory at its limit")
+
+// heapSamples are the runtime metrics CheckHeap reads.
+var heapSamples = [...]string{"/gc/heap/live:bytes", "/memory/classes/total:bytes", "/memory/classes/heap/released:bytes", "/gc/cycles/total:gc-cycles"}
+
+// staleGC is how long CheckHeap refuses on measures that no collection has
+// refreshed before it starts one. Refusing stops the allocation that would
+// start one: without this, a heap freed by the block writer after the last
+// cycle would go on being refused, with the CPU idle.
+const staleGC = 500 * time.Millisecond
+
+// gcWatch is the process's garbage collection as CheckHeap sees it. It is
+// the runtime's own state, one per process, like the soft limit itself.
+var gcWatch struct {
+	mu      sync.Mutex
+	cycles  uint64    // the last cycle count seen
+	seen    time.Time // when it was first seen
+	running bool      // a forced collection is under way
+}
+
+// forceGCIfStale starts a collection, in the background and one at a
+// time, when no cycle has completed for staleGC.
+func forceGCIfStale(cycles uint64) {
+	gcWatch.mu.Lock()
+	defer gcWatch.mu.Unlock()
+	now := time.Now()
+	if cycles != gcWatch.cycles {
+		gcWatch.cycles, gcWatch.seen = cycles, now
+		return
+	}
+	if gcWatch.running || now.Sub(gcWatch.seen) < staleGC {
+		return
+	}
+	gcWatch.running = true
+	go func() {
+		runtime.GC()
+		gcWatch.mu.Lock()
+		gcWatch.running = false
+		gcWatch.mu.Unlock()
+	}()
+}
+
+// CheckHeap refuses more data while the process's memory is at its Go soft
+// limit; with no soft limit it admits everything. It refuses on either of
+// two measures:
+//
+//   - the live heap, as marked by the last collection, over LivePercent of
+//     the limit: memory held, which only writing data out frees. It
+//     changes once per cycle, so the refusal does not come and go in
+//     bursts, as one on the heap in use (garbage included) does.
+//   - the memory the runtime holds from the OS (as GOMEMLIMIT counts it) at
+//     the limit: the collector is not keeping up with the allocation rate,
+//     and past the limit the runtime lets the heap grow rather than spend
+//     more than half the CPU collecting. Refusing until a cycle catches up
+//     is what keeps the process's RSS near its limit under a flood.
+//
+// It is cheap enough to ask once per request.
+func CheckHeap() error {
+	soft := debug.SetMemoryLimit(-1)
+	if soft == math.MaxInt64 || soft <= 0 {
+		return nil
+	}
+	var s [len(heapSamples)]metrics.Sample
+	for i, name := range heapSamples {
+		s[i].Name = name
+	}
+	metrics.Read(s[:])
+	for i := range s {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			return nil
+		}
+	}
+	live := int64(s[0].Value.Uint64())
+	held := int64(s[1].Value.Uint64() - s[2].Value.Uint64())
+	var err error
+	if threshold := soft / 100 * LivePercent; live > threshold {
+		err = fmt.Errorf("%w: %d MiB live, over %d%% of the %d MiB Go soft limit", ErrHeap, live>>20, LivePercent, soft>>20)
+	} else if held >= soft {
+		err = fmt.Errorf("%w: %d MiB held, the %d MiB Go soft limit; waiting for garbage collection", ErrHeap, held>>20, soft>>20)
+	}
+	if err != nil {
+		forceGCIfStale(s[3].Value.Uint64())
+	}
+	return err
 }
 
 // Container returns the memory limit of the process's cgroup,

@@ -10,6 +10,7 @@ import (
 	"github.com/sightlinehq/sightline/internal/memlimit"
 	"io"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -173,7 +174,10 @@ func runCollector(cmd *cobra.Command, version string, uris []string) error {
 	if err := checkConfig(cmd, set); err != nil {
 		return err
 	}
-	allInOne := len(uris) == 0 || (len(uris) == 1 && uris[0] == DefaultConfigURI)
+	// The all-in-one with overlays (--config builtin:all-in-one --config
+	// mine.yaml) keeps its memory_limiter's 400 MiB default, so it gets
+	// the matching Go soft limit too.
+	allInOne := len(uris) == 0 || slices.Contains(uris, DefaultConfigURI)
 	memlimit.SetDefaults(allInOne)
 	col, err := otelcol.NewCollector(set)
 	if err != nil {

@@ -457,13 +457,19 @@ func (db *DB) admit() error {
 func (db *DB) Admit(sig block.Signal) error {
 	err := db.admit()
 	if err != nil {
-		if sig == block.Logs {
-			db.refusedLogRequests.Add(1)
-		} else {
-			db.refusedTraceRequests.Add(1)
-		}
+		db.countRefusedRequest(sig)
 	}
 	return err
+}
+
+// countRefusedRequest counts a request refused before it was read, by the
+// store's budget or for the process's memory.
+func (db *DB) countRefusedRequest(sig block.Signal) {
+	if sig == block.Logs {
+		db.refusedLogRequests.Add(1)
+	} else {
+		db.refusedTraceRequests.Add(1)
+	}
 }
 
 // AppendTraces makes td durable and visible. On error nothing was

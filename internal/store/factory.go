@@ -123,15 +123,19 @@ func Lookup(id component.ID) (*DB, bool) {
 
 // Admit is the receivers' admission check (otlpguard.Admission,
 // lokireceiver): it refuses a request of signal sig, before the request is
-// read, while any store running in this process is at its memory budget,
-// with the same retryable status as the exporter's own refusal. Memory is
-// the process's, so a store at its budget refuses for every pipeline.
+// read, while any store running in this process is at its memory budget
+// or the process's live heap is over its admission threshold
+// (memlimit.CheckHeap), with the same retryable status as the
+// exporter's own refusal. Memory is the process's, so a store at its
+// budget refuses for every pipeline; a process without a store (an agent)
+// leaves its memory to the memory_limiter processor.
 //
 // It finds the stores through the same registry as Lookup; both go when
 // the store becomes an extension found through the host.
 func Admit(sig block.Signal) error {
 	registryMu.Lock()
 	defer registryMu.Unlock()
+	var first *DB
 	for _, s := range registry {
 		s.mu.Lock()
 		db := s.db
@@ -142,6 +146,16 @@ func Admit(sig block.Signal) error {
 		if err := db.Admit(sig); err != nil {
 			return retryLater(err)
 		}
+		if first == nil {
+			first = db
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	if err := memlimit.CheckHeap(); err != nil {
+		first.countRefusedRequest(sig)
+		return retryLater(err)
 	}
 	return nil
 }
