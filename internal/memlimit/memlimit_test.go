@@ -5,7 +5,10 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestSetDefaults(t *testing.T) {
@@ -50,5 +53,62 @@ func TestCheckHeap(t *testing.T) {
 	debug.SetMemoryLimit(math.MaxInt64)
 	if err := CheckHeap(); err != nil {
 		t.Errorf("no soft limit: %v", err)
+	}
+}
+
+// The memory the runtime holds is checked against the soft limit too: a
+// limit over the live heap's threshold but under what the runtime holds
+// (its metadata, stacks and free spans besides the live heap) refuses.
+func TestCheckHeapRefusesWhatTheRuntimeHolds(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(prev)
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	live, held := int64(s[0].Value.Uint64()), int64(s[1].Value.Uint64()-s[2].Value.Uint64())
+	soft := live * 100 / LivePercent * 11 / 10
+	if held < soft {
+		t.Fatalf("the runtime holds %d bytes, under %d: the test needs more", held, soft)
+	}
+	debug.SetMemoryLimit(soft)
+	if err := CheckHeap(); !errors.Is(err, ErrHeap) || !strings.Contains(err.Error(), "held") {
+		t.Errorf("soft limit %d, live %d, held %d: %v, want the held refusal", soft, live, held, err)
+	}
+}
+
+// Refusing stops the allocation that would start a collection, so a
+// refusal on figures no cycle has refreshed for staleGC starts one. With
+// the collector otherwise off, only that can move the cycle count.
+func TestCheckHeapCollectsWhenStale(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	prev := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(prev)
+	debug.SetMemoryLimit(math.MaxInt64)
+	cycles := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	before := cycles()
+	gcWatch.mu.Lock()
+	gcWatch.cycles = before + 1 // whatever earlier tests left
+	gcWatch.mu.Unlock()
+	forceGCIfStale(before) // first sight of this count: no collection
+	gcWatch.mu.Lock()
+	fresh := gcWatch.seen
+	gcWatch.mu.Unlock()
+	if cycles() != before || time.Since(fresh) > staleGC {
+		t.Fatalf("a collection on a fresh count")
+	}
+	gcWatch.mu.Lock()
+	gcWatch.seen = time.Now().Add(-2 * staleGC)
+	gcWatch.mu.Unlock()
+	forceGCIfStale(before)
+	deadline := time.Now().Add(time.Minute)
+	for cycles() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("no collection started on a stale count")
+		}
+		runtime.Gosched()
 	}
 }
