@@ -177,7 +177,7 @@ func TestHeadMemoryEstimate(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	real := int64(after.HeapAlloc) - int64(before.HeapAlloc)
 	runtime.KeepAlive(h)
-	t.Logf("%d spans: estimate %d B (%d B/span), heap %d B (%d B/span)", len(h.spans), est, est/int64(len(h.spans)), real, real/int64(len(h.spans)))
+	t.Logf("%d spans: estimate %d B (%d B/span), heap %d B (%d B/span)", h.spans.len(), est, est/int64(h.spans.len()), real, real/int64(h.spans.len()))
 	require.InDelta(t, 1.0, float64(est)/float64(real), 0.35, "estimate %d, heap %d", est, real)
 }
 

@@ -422,7 +422,7 @@ func (db *DB) flushReplayed(ctx context.Context, seg int) error {
 			db.log.Warn("remove replayed wal segments", zap.Error(err))
 		}
 	}
-	db.log.Info("wal replay: head written to blocks", zap.Int("through_segment", seg), zap.Int("spans", len(h.spans)), zap.Int("log_records", len(h.logs)))
+	db.log.Info("wal replay: head written to blocks", zap.Int("through_segment", seg), zap.Int("spans", h.spans.len()), zap.Int("log_records", h.logs.len()))
 	db.head = newHead(db.opts.Now().UnixNano())
 	return nil
 }
@@ -486,8 +486,50 @@ func (db *DB) AppendTraces(td ptrace.Traces) error {
 	if err != nil {
 		return fmt.Errorf("encode traces: %w", err)
 	}
-	spans := storage.AppendTraces(make([]storage.Span, 0, td.SpanCount()), td)
-	return db.append(recTraces, payload, func(h *head) int64 { return h.appendSpans(spans, len(payload)) })
+	buf := spanBufs.get(td.SpanCount())
+	spans := storage.AppendTraces(buf.items, td)
+	err = db.append(recTraces, payload, func(h *head) int64 { return h.appendSpans(spans, len(payload)) })
+	buf.put(spans)
+	return err
+}
+
+// spanBufs and logBufs recycle the buffers a request is converted into
+// before the head copies it in: one per request was a tenth of what
+// ingest allocated.
+var (
+	spanBufs = bufPool[storage.Span]{pool: &sync.Pool{}}
+	logBufs  = bufPool[storage.LogRecord]{pool: &sync.Pool{}}
+)
+
+// bufPool is a sync.Pool of slices with an explicit reset: put clears the
+// elements, so a pooled buffer keeps no request's strings or attributes
+// alive, and buffers past maxPooled elements are left to the collector.
+type bufPool[T any] struct{ pool *sync.Pool }
+
+type pooled[T any] struct {
+	items []T
+	pool  *sync.Pool
+}
+
+// maxPooled bounds a pooled buffer: a request of more (a large batch from
+// a Collector) gets a buffer of its own.
+const maxPooled = 1 << 14
+
+func (p bufPool[T]) get(n int) *pooled[T] {
+	if b, ok := p.pool.Get().(*pooled[T]); ok && cap(b.items) >= n {
+		return b
+	}
+	return &pooled[T]{items: make([]T, 0, n), pool: p.pool}
+}
+
+// put takes back the buffer, with used, the slice appended into it.
+func (b *pooled[T]) put(used []T) {
+	if cap(used) > maxPooled {
+		return
+	}
+	clear(used)
+	b.items = used[:0]
+	b.pool.Put(b)
 }
 
 func (db *DB) limitTraces(td ptrace.Traces) ptrace.Traces {
@@ -527,8 +569,11 @@ func (db *DB) AppendLogs(ld plog.Logs) error {
 	if err != nil {
 		return fmt.Errorf("encode logs: %w", err)
 	}
-	logs := storage.AppendLogs(make([]storage.LogRecord, 0, ld.LogRecordCount()), ld)
-	return db.append(recLogs, payload, func(h *head) int64 { return h.appendLogs(logs, len(payload)) })
+	buf := logBufs.get(ld.LogRecordCount())
+	logs := storage.AppendLogs(buf.items, ld)
+	err = db.append(recLogs, payload, func(h *head) int64 { return h.appendLogs(logs, len(payload)) })
+	buf.put(logs)
+	return err
 }
 
 func (db *DB) append(typ byte, payload []byte, insert func(*head) int64) error {
@@ -714,7 +759,7 @@ func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 		spanRef, logRef  *blockRef
 		spanErr, logsErr error
 	)
-	if len(h.spans) > 0 {
+	if h.spans.len() > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -725,7 +770,7 @@ func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 			spanErr = err
 		}()
 	}
-	if len(h.logs) > 0 {
+	if h.logs.len() > 0 {
 		m, err := block.WriteLogs(ctx, db.opts.Bucket, ptrSeq(h.sortedLogs()), opts)
 		if err == nil {
 			logRef, err = db.openRef(ctx, m)
@@ -888,8 +933,8 @@ func (db *DB) Stats() Stats {
 		TruncatedAttributes: db.truncatedAttrs.Load(), DroppedAttributes: db.droppedAttrs.Load()}
 	for _, h := range append(slices.Clone(db.flushing), db.head) {
 		h.mu.RLock()
-		s.HeadSpans += len(h.spans)
-		s.HeadLogs += len(h.logs)
+		s.HeadSpans += h.spans.len()
+		s.HeadLogs += h.logs.len()
 		h.mu.RUnlock()
 	}
 	for _, b := range db.blocks {

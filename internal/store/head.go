@@ -14,9 +14,9 @@ import (
 // (same trace, span ID and start), which absorbs client retries.
 type head struct {
 	mu          sync.RWMutex
-	spans       []storage.Span
+	spans       chunked[storage.Span]
 	byTrace     map[storage.TraceID][]int32
-	logs        []storage.LogRecord
+	logs        chunked[storage.LogRecord]
 	logsByTrace map[storage.TraceID][]int32
 	minT, maxT  int64
 	bytes       int64 // OTLP bytes appended, the cut-by-size measure
@@ -52,7 +52,7 @@ func (h *head) appendSpans(spans []storage.Span, size int) (added int64) {
 		idx := h.byTrace[s.TraceID]
 		dup := false
 		for _, j := range idx {
-			o := &h.spans[j]
+			o := h.spans.at(int(j))
 			if o.SpanID == s.SpanID && o.StartUnixNano == s.StartUnixNano {
 				dup = true
 				break
@@ -64,8 +64,7 @@ func (h *head) appendSpans(spans []storage.Span, size int) (added int64) {
 		if idx == nil {
 			added += traceIndexBytes
 		}
-		h.byTrace[s.TraceID] = append(idx, int32(len(h.spans)))
-		h.spans = append(h.spans, *s)
+		h.byTrace[s.TraceID] = append(idx, h.spans.push(s))
 		added += spanBytes(s)
 		if s.Resource != lastRes {
 			// Spans of one ResourceSpans share it; count it once per run.
@@ -86,13 +85,13 @@ func (h *head) appendLogs(logs []storage.LogRecord, size int) (added int64) {
 	var lastRes *storage.Resource
 	for i := range logs {
 		l := &logs[i]
+		j := h.logs.push(l)
 		if !l.TraceID.IsEmpty() {
 			if _, ok := h.logsByTrace[l.TraceID]; !ok {
 				added += traceIndexBytes
 			}
-			h.logsByTrace[l.TraceID] = append(h.logsByTrace[l.TraceID], int32(len(h.logs)))
+			h.logsByTrace[l.TraceID] = append(h.logsByTrace[l.TraceID], j)
 		}
-		h.logs = append(h.logs, *l)
 		added += logBytes(l)
 		if l.Resource != lastRes {
 			lastRes = l.Resource
@@ -174,7 +173,7 @@ func (h *head) size() (otlp, mem int64) {
 func (h *head) empty() bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return len(h.spans) == 0 && len(h.logs) == 0
+	return h.spans.len() == 0 && h.logs.len() == 0
 }
 
 func (h *head) overlaps(start, end int64) bool {
@@ -185,7 +184,7 @@ func (h *head) traceByID(id storage.TraceID, dst []storage.Span) []storage.Span 
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, i := range h.byTrace[id] {
-		dst = append(dst, h.spans[i])
+		dst = append(dst, *h.spans.at(int(i)))
 	}
 	return dst
 }
@@ -194,26 +193,25 @@ func (h *head) logsByTraceID(id storage.TraceID, span storage.SpanID, dst []stor
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, i := range h.logsByTrace[id] {
-		if span.IsEmpty() || h.logs[i].SpanID == span {
-			dst = append(dst, h.logs[i])
+		if l := h.logs.at(int(i)); span.IsEmpty() || l.SpanID == span {
+			dst = append(dst, *l)
 		}
 	}
 	return dst
 }
 
-// scanChunks calls fn for the items of items()[0:n] that match, copying
+// scanChunks calls fn for the items of items[0:n] that match, copying
 // matches out a chunk at a time under the read lock, so that a long search
 // never stalls appends for long and fn runs without the lock.
-func scanChunks[T any](h *head, n int, items func() []T, match func(*T) bool, fn func(*T) bool) bool {
+func scanChunks[T any](h *head, n int, items *chunked[T], match func(*T) bool, fn func(*T) bool) bool {
 	const chunk = 4096
 	var out []T
 	for lo := 0; lo < n; lo += chunk {
 		out = out[:0]
 		h.mu.RLock()
-		all := items()
 		for i := lo; i < min(lo+chunk, n); i++ {
-			if match(&all[i]) {
-				out = append(out, all[i])
+			if v := items.at(i); match(v) {
+				out = append(out, *v)
 			}
 		}
 		h.mu.RUnlock()
@@ -235,8 +233,8 @@ func (h *head) searchSpans(q *storage.SpanQuery, fn func(*storage.Span) bool) bo
 	if !q.TraceID.IsEmpty() {
 		var out []storage.Span
 		for _, i := range h.byTrace[q.TraceID] {
-			if q.Match(&h.spans[i]) {
-				out = append(out, h.spans[i])
+			if s := h.spans.at(int(i)); q.Match(s) {
+				out = append(out, *s)
 			}
 		}
 		h.mu.RUnlock()
@@ -247,9 +245,9 @@ func (h *head) searchSpans(q *storage.SpanQuery, fn func(*storage.Span) bool) bo
 		}
 		return true
 	}
-	n := len(h.spans)
+	n := h.spans.len()
 	h.mu.RUnlock()
-	return scanChunks(h, n, func() []storage.Span { return h.spans }, q.Match, fn)
+	return scanChunks(h, n, &h.spans, q.Match, fn)
 }
 
 func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool) bool {
@@ -258,26 +256,26 @@ func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool)
 		h.mu.RUnlock()
 		return true
 	}
-	n := len(h.logs)
+	n := h.logs.len()
 	h.mu.RUnlock()
-	return scanChunks(h, n, func() []storage.LogRecord { return h.logs }, q.Match, fn)
+	return scanChunks(h, n, &h.logs, q.Match, fn)
 }
 
 // sortedSpans returns pointers to the head's spans in block order. The head
 // must be immutable (cut) when it is called.
 func (h *head) sortedSpans() []*storage.Span {
-	out := make([]*storage.Span, len(h.spans))
-	for i := range h.spans {
-		out[i] = &h.spans[i]
+	out := make([]*storage.Span, h.spans.len())
+	for i := range out {
+		out[i] = h.spans.at(i)
 	}
 	slices.SortFunc(out, block.CompareSpans)
 	return out
 }
 
 func (h *head) sortedLogs() []*storage.LogRecord {
-	out := make([]*storage.LogRecord, len(h.logs))
-	for i := range h.logs {
-		out[i] = &h.logs[i]
+	out := make([]*storage.LogRecord, h.logs.len())
+	for i := range out {
+		out[i] = h.logs.at(i)
 	}
 	slices.SortStableFunc(out, block.CompareLogs)
 	return out

@@ -184,8 +184,8 @@ func (q *querier) Services(ctx context.Context, start, end int64) ([]string, err
 	for _, h := range q.heads {
 		h.mu.RLock()
 		if h.overlaps(start, end) {
-			for i := range h.spans {
-				set[h.spans[i].Resource.ServiceName()] = struct{}{}
+			for i := range h.spans.len() {
+				set[h.spans.at(i).Resource.ServiceName()] = struct{}{}
 			}
 		}
 		h.mu.RUnlock()
@@ -206,8 +206,8 @@ func (q *querier) Operations(ctx context.Context, service string, start, end int
 	for _, h := range q.heads {
 		h.mu.RLock()
 		if h.overlaps(start, end) {
-			for i := range h.spans {
-				s := &h.spans[i]
+			for i := range h.spans.len() {
+				s := h.spans.at(i)
 				if service == "" || s.Resource.ServiceName() == service {
 					set[storage.Operation{Name: s.Name, Kind: s.Kind}] = struct{}{}
 				}
@@ -232,8 +232,8 @@ func (q *querier) TagNames(ctx context.Context, start, end int64) (storage.TagNa
 	for _, h := range q.heads {
 		h.mu.RLock()
 		if h.overlaps(start, end) {
-			for i := range h.spans {
-				s := &h.spans[i]
+			for i := range h.spans.len() {
+				s := h.spans.at(i)
 				for _, a := range s.Attrs {
 					span[a.Key] = struct{}{}
 				}

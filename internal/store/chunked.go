@@ -1,0 +1,36 @@
+package store
+
+// chunked is an append-only sequence kept in fixed-size chunks. A head
+// grows by a request at a time to tens of thousands of spans; in one
+// slice, every doubling copied all of it (about 200 bytes a span) and left
+// the old array to the collector, so the head allocated twice what it held
+// and up to half its capacity sat unused. Chunks are allocated once and
+// never copied, and a pointer to an element stays valid for the chunked's
+// life.
+//
+// It is not safe for concurrent use; the head's lock guards it.
+type chunked[T any] struct {
+	chunks [][]T
+	n      int
+}
+
+// chunkLen elements per chunk: 1024 spans are about 200 KiB, large enough
+// that the chunk headers cost nothing and small enough that a nearly
+// empty head holds little.
+const chunkLen = 1024
+
+func (c *chunked[T]) len() int { return c.n }
+
+// at returns element i, which must be below len().
+func (c *chunked[T]) at(i int) *T { return &c.chunks[i/chunkLen][i%chunkLen] }
+
+// push appends a copy of *v and returns its index.
+func (c *chunked[T]) push(v *T) int32 {
+	if c.n%chunkLen == 0 {
+		c.chunks = append(c.chunks, make([]T, 0, chunkLen))
+	}
+	last := &c.chunks[len(c.chunks)-1]
+	*last = append(*last, *v)
+	c.n++
+	return int32(c.n - 1)
+}
