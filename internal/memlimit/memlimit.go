@@ -75,6 +75,10 @@ const LivePercent = 70
 // memory is written out and collected.
 var ErrHeap = errors.New("process memory at its limit")
 
+// overPart: CheckHeap refuses once the runtime holds 1/overPart more than
+// the soft limit.
+const overPart = 16
+
 // heapSamples are the runtime metrics CheckHeap reads.
 var heapSamples = [...]string{"/gc/heap/live:bytes", "/memory/classes/total:bytes", "/memory/classes/heap/released:bytes", "/gc/cycles/total:gc-cycles"}
 
@@ -123,11 +127,14 @@ func forceGCIfStale(cycles uint64) {
 //     the limit: memory held, which only writing data out frees. It
 //     changes once per cycle, so the refusal does not come and go in
 //     bursts, as one on the heap in use (garbage included) does.
-//   - the memory the runtime holds from the OS (as GOMEMLIMIT counts it) at
-//     the limit: the collector is not keeping up with the allocation rate,
-//     and past the limit the runtime lets the heap grow rather than spend
-//     more than half the CPU collecting. Refusing until a cycle catches up
-//     is what keeps the process's RSS near its limit under a flood.
+//   - the memory the runtime holds from the OS (as GOMEMLIMIT counts it)
+//     past the limit by 1/overPart: the collector is not keeping up with the
+//     allocation rate, and past the limit the runtime lets the heap grow
+//     rather than spend more than half the CPU collecting. Refusing until
+//     a cycle catches up is what keeps the process's RSS near its limit
+//     under a flood. At the limit itself the collector is merely due: with
+//     a live heap over half the limit, GOGC's doubling reaches it before
+//     every cycle, and refusing there refused a steady 20k spans/s.
 //
 // It is cheap enough to ask once per request.
 func CheckHeap() error {
@@ -150,8 +157,8 @@ func CheckHeap() error {
 	var err error
 	if threshold := soft / 100 * LivePercent; live > threshold {
 		err = fmt.Errorf("%w: %d MiB live, over %d%% of the %d MiB Go soft limit", ErrHeap, live>>20, LivePercent, soft>>20)
-	} else if held >= soft {
-		err = fmt.Errorf("%w: %d MiB held, the %d MiB Go soft limit; waiting for garbage collection", ErrHeap, held>>20, soft>>20)
+	} else if held > soft+soft/overPart {
+		err = fmt.Errorf("%w: %d MiB held, over the %d MiB Go soft limit; waiting for garbage collection", ErrHeap, held>>20, soft>>20)
 	}
 	if err != nil {
 		forceGCIfStale(s[3].Value.Uint64())
