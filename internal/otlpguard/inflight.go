@@ -21,10 +21,11 @@ import (
 // past the bound is refused retryably, undecoded.
 
 // inflightShare is the fraction of the Go runtime's soft memory limit that
-// the encoded requests in flight may take by default: 1/64 of 340 MiB (the
-// all-in-one's) is 5.3 MiB, about 40 MiB decoded, and enough for 50
+// the encoded requests in flight may take by default: 1/128 of 300 MiB
+// (the all-in-one's) is 2.3 MiB, about 20 MiB decoded, and enough for 20
 // requests of 300 spans, several times what the store's group commit
-// needs to stay busy.
+// needs to stay busy. Unbounded, the 64 clients of a 2x flood held about
+// 70 MiB of decoded requests at once (a heap profile).
 const inflightShare = 128
 
 // ErrInflight is the refusal of a request that would take the encoded

@@ -133,9 +133,8 @@ func Lookup(id component.ID) (*DB, bool) {
 // It finds the stores through the same registry as Lookup; both go when
 // the store becomes an extension found through the host.
 func Admit(sig block.Signal) error {
-	registryMu.Lock()
-	defer registryMu.Unlock()
 	var first *DB
+	registryMu.Lock()
 	for _, s := range registry {
 		s.mu.Lock()
 		db := s.db
@@ -144,12 +143,14 @@ func Admit(sig block.Signal) error {
 			continue
 		}
 		if err := db.Admit(sig); err != nil {
+			registryMu.Unlock()
 			return retryLater(err)
 		}
 		if first == nil {
 			first = db
 		}
 	}
+	registryMu.Unlock()
 	if first == nil {
 		return nil
 	}
