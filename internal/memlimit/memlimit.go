@@ -26,9 +26,10 @@ import (
 const EnvLimitMiB = "SIGHTLINE_MEMORY_LIMIT_MIB"
 
 // AllInOneLimitMiB is the all-in-one's limit outside a container: with the
-// store's 128 MiB budget it keeps RSS under 512 MiB at 20k spans/s
-// (docs/benchmarks.md). RSS is this plus about 100 MiB of the binary's
-// own code and tables, mapped from its file (at 448 the peak was 543).
+// store's 128 MiB budget it keeps RSS under 512 MiB at 20k spans/s and
+// under a 2x flood (docs/benchmarks.md). The Go soft limit is 75% of it;
+// RSS is about that plus 170 MiB of the binary's own code and tables,
+// mapped from its file.
 // It must match the default in all-in-one.yaml.
 const AllInOneLimitMiB = 400
 
