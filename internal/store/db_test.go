@@ -163,19 +163,7 @@ func TestCompactionMergesAndDedupes(t *testing.T) {
 // block of an empty merge for a written one.
 func TestCancelledCompactionKeepsItsSources(t *testing.T) {
 	db := openTestDB(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks = 2 })
-	g := workload.New(5, time.Now(), workload.Options{})
-	want := map[storage.TraceID]int{}
-	var lds []plog.Logs
-	for range 2 {
-		td, ld := g.Batch(50)
-		require.NoError(t, db.AppendTraces(td))
-		require.NoError(t, db.AppendLogs(ld))
-		for id, n := range traceIDs(td) {
-			want[id] += n
-		}
-		lds = append(lds, ld)
-		require.NoError(t, db.Flush(context.Background()))
-	}
+	want, lds := appendFlushed(t, db, workload.New(5, time.Now(), workload.Options{}), 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	db.Compact(ctx)
@@ -186,6 +174,25 @@ func TestCancelledCompactionKeepsItsSources(t *testing.T) {
 	require.Equal(t, 2, db.Stats().Blocks)
 	require.Empty(t, db.Problems())
 	requireAll(t, db, want, lds)
+}
+
+// appendFlushed appends n batches of 50 traces and their logs to db,
+// flushing each into blocks of their own, and returns what was appended.
+func appendFlushed(t *testing.T, db *DB, g *workload.Generator, n int) (map[storage.TraceID]int, []plog.Logs) {
+	t.Helper()
+	want := map[storage.TraceID]int{}
+	var lds []plog.Logs
+	for range n {
+		td, ld := g.Batch(50)
+		require.NoError(t, db.AppendTraces(td))
+		require.NoError(t, db.AppendLogs(ld))
+		for id, c := range traceIDs(td) {
+			want[id] += c
+		}
+		lds = append(lds, ld)
+		require.NoError(t, db.Flush(context.Background()))
+	}
+	return want, lds
 }
 
 func TestRetention(t *testing.T) {
