@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -44,13 +45,34 @@ func TestMain(m *testing.M) {
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	// Below the kernel's ephemeral range (32768-60999 on Linux), so that no
+	// outgoing connection of a running instance (a scrape, a gRPC client)
+	// takes the port between this check and the child's bind: a port from
+	// Listen(":0") is an ephemeral one, and that race failed a CI run with
+	// "address already in use". Never handed out twice in one test binary.
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		if portsHanded[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsHanded[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
+
+var (
+	portsMu     sync.Mutex
+	portsHanded = map[int]bool{}
+)
 
 // syncBuffer collects a child's output while it runs.
 type syncBuffer struct {

@@ -228,8 +228,11 @@ func TestDamagedStorage(t *testing.T) {
 		sent = storage.AppendTraces(sent, td)
 	}
 	// Once the cut heads are written (their WAL segments deleted), one more
-	// batch stays in the head and the WAL, for the WAL damage below.
-	in.waitFor("heads flushed to blocks", 30*time.Second, func() bool {
+	// batch stays in the head and the WAL, for the WAL damage below. Where
+	// the size cuts fall depends on timing; when the open head's data spans
+	// two 1 MiB segments, only its cut by age (30 s, checked every 7.5 s)
+	// leaves one, so the wait outlasts that.
+	in.waitFor("heads flushed to blocks", 90*time.Second, func() bool {
 		segs, _ := filepath.Glob(filepath.Join(data, "wal", "*.wal"))
 		return len(segs) == 1
 	})
