@@ -81,7 +81,9 @@ var ErrHeap = errors.New("process memory at its limit")
 const overPart = 16
 
 // heapSamples are the runtime metrics CheckHeap reads.
-var heapSamples = [...]string{"/gc/heap/live:bytes", "/memory/classes/total:bytes", "/memory/classes/heap/released:bytes", "/gc/cycles/total:gc-cycles"}
+// The soft limit is read here too: debug.SetMemoryLimit(-1) takes the
+// heap lock, which the allocator needs, once per request.
+var heapSamples = [...]string{"/gc/heap/live:bytes", "/memory/classes/total:bytes", "/memory/classes/heap/released:bytes", "/gc/cycles/total:gc-cycles", "/gc/gomemlimit:bytes"}
 
 // staleGC is how long CheckHeap refuses on measures that no collection has
 // refreshed before it starts one. Refusing stops the allocation that would
@@ -139,10 +141,6 @@ func forceGCIfStale(cycles uint64) {
 //
 // It is cheap enough to ask once per request.
 func CheckHeap() error {
-	soft := debug.SetMemoryLimit(-1)
-	if soft == math.MaxInt64 || soft <= 0 {
-		return nil
-	}
 	var s [len(heapSamples)]metrics.Sample
 	for i, name := range heapSamples {
 		s[i].Name = name
@@ -152,6 +150,10 @@ func CheckHeap() error {
 		if s[i].Value.Kind() != metrics.KindUint64 {
 			return nil
 		}
+	}
+	soft := int64(s[4].Value.Uint64())
+	if soft == math.MaxInt64 || soft <= 0 {
+		return nil
 	}
 	live := int64(s[0].Value.Uint64())
 	held := int64(s[1].Value.Uint64() - s[2].Value.Uint64())
