@@ -2,7 +2,6 @@ package otlpguard
 
 import (
 	"context"
-	"encoding/json"
 	"math"
 	"mime"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
-	"google.golang.org/protobuf/proto"
 )
 
 // Admission decides, before a request's body is read, whether the process
@@ -71,18 +69,17 @@ func admitHTTP(next http.Handler, paths map[string]Signal, admit Admission) http
 		}
 		if err := admit(sig); err != nil {
 			ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-			WriteRetryable(w, ct, err)
+			writeRetryable(w, ct, err)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// WriteRetryable answers a refusal with 503 (429 for ResourceExhausted, as
+// writeRetryable answers a refusal with 503 (429 for ResourceExhausted, as
 // OTLP maps it), with Retry-After when err carries RetryInfo, and with
-// err's google.rpc.Status, details included, as the body in the request's
-// encoding.
-func WriteRetryable(w http.ResponseWriter, contentType string, err error) {
+// err's google.rpc.Status, details included, as the body.
+func writeRetryable(w http.ResponseWriter, contentType string, err error) {
 	st, ok := status.FromError(err)
 	if !ok {
 		st = status.New(codes.Unavailable, err.Error())
@@ -94,22 +91,7 @@ func WriteRetryable(w http.ResponseWriter, contentType string, err error) {
 	if d := RetryDelay(err); d > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
 	}
-	var (
-		body []byte
-		ct   string
-	)
-	if contentType == "application/x-protobuf" {
-		body, _ = proto.Marshal(st.Proto())
-		ct = "application/x-protobuf"
-	} else {
-		// protojson would render the details as Any with a type URL; the
-		// code and message are what JSON clients read.
-		body, _ = json.Marshal(map[string]any{"code": int32(st.Code()), "message": st.Message()})
-		ct = "application/json"
-	}
-	w.Header().Set("Content-Type", ct)
-	w.WriteHeader(code)
-	_, _ = w.Write(body)
+	writeStatus(w, contentType, code, st.Proto())
 }
 
 // RetryDelay is the delay in err's gRPC RetryInfo, or 0.

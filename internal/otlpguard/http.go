@@ -65,7 +65,7 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *inf
 			return
 		}
 		if err := fl.acquire(len(body)); err != nil {
-			WriteRetryable(w, ct, err)
+			writeRetryable(w, ct, err)
 			return
 		}
 		defer fl.release(len(body))
@@ -169,7 +169,14 @@ func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
 // WriteHTTPError answers with OTLP/HTTP's error body: a google.rpc.Status
 // in the request's encoding (JSON for anything but protobuf).
 func WriteHTTPError(w http.ResponseWriter, contentType string, code int, err error) {
-	st := &spb.Status{Code: int32(grpcCode(code)), Message: err.Error()}
+	writeStatus(w, contentType, code, &spb.Status{Code: int32(grpcCode(code)), Message: err.Error()})
+}
+
+// writeStatus writes st as the body, in the request's encoding: protobuf
+// with its details, or JSON with its code and message (protojson would
+// render the details as Any with a type URL; the code and message are what
+// JSON clients read).
+func writeStatus(w http.ResponseWriter, contentType string, code int, st *spb.Status) {
 	var (
 		body []byte
 		ct   string
@@ -183,7 +190,7 @@ func WriteHTTPError(w http.ResponseWriter, contentType string, code int, err err
 	}
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(code)
-	w.Write(body)
+	_, _ = w.Write(body)
 }
 
 func grpcCode(httpCode int) codes.Code {

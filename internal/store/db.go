@@ -486,10 +486,9 @@ func (db *DB) AppendTraces(td ptrace.Traces) error {
 	if err != nil {
 		return fmt.Errorf("encode traces: %w", err)
 	}
-	buf := spanBufs.get(td.SpanCount())
-	spans := storage.AppendTraces(buf.items, td)
+	spans := storage.AppendTraces(spanBufs.get(td.SpanCount()), td)
 	err = db.append(recTraces, payload, func(h *head) int64 { return h.appendSpans(spans, len(payload)) })
-	buf.put(spans)
+	spanBufs.put(spans)
 	return err
 }
 
@@ -497,39 +496,35 @@ func (db *DB) AppendTraces(td ptrace.Traces) error {
 // before the head copies it in: one per request was a tenth of what
 // ingest allocated.
 var (
-	spanBufs = bufPool[storage.Span]{pool: &sync.Pool{}}
-	logBufs  = bufPool[storage.LogRecord]{pool: &sync.Pool{}}
+	spanBufs bufPool[storage.Span]
+	logBufs  bufPool[storage.LogRecord]
 )
 
 // bufPool is a sync.Pool of slices with an explicit reset: put clears the
 // elements, so a pooled buffer keeps no request's strings or attributes
 // alive, and buffers past maxPooled elements are left to the collector.
-type bufPool[T any] struct{ pool *sync.Pool }
-
-type pooled[T any] struct {
-	items []T
-	pool  *sync.Pool
-}
+type bufPool[T any] struct{ pool sync.Pool }
 
 // maxPooled bounds a pooled buffer: a request of more (a large batch from
 // a Collector) gets a buffer of its own.
 const maxPooled = 1 << 14
 
-func (p bufPool[T]) get(n int) *pooled[T] {
-	if b, ok := p.pool.Get().(*pooled[T]); ok && cap(b.items) >= n {
-		return b
+// get returns an empty buffer with room for n.
+func (p *bufPool[T]) get(n int) []T {
+	if b, ok := p.pool.Get().(*[]T); ok && cap(*b) >= n {
+		return *b
 	}
-	return &pooled[T]{items: make([]T, 0, n), pool: p.pool}
+	return make([]T, 0, n)
 }
 
-// put takes back the buffer, with used, the slice appended into it.
-func (b *pooled[T]) put(used []T) {
+// put takes back used, a buffer from get as appended into.
+func (p *bufPool[T]) put(used []T) {
 	if cap(used) > maxPooled {
 		return
 	}
 	clear(used)
-	b.items = used[:0]
-	b.pool.Put(b)
+	used = used[:0]
+	p.pool.Put(&used)
 }
 
 func (db *DB) limitTraces(td ptrace.Traces) ptrace.Traces {
@@ -569,10 +564,9 @@ func (db *DB) AppendLogs(ld plog.Logs) error {
 	if err != nil {
 		return fmt.Errorf("encode logs: %w", err)
 	}
-	buf := logBufs.get(ld.LogRecordCount())
-	logs := storage.AppendLogs(buf.items, ld)
+	logs := storage.AppendLogs(logBufs.get(ld.LogRecordCount()), ld)
 	err = db.append(recLogs, payload, func(h *head) int64 { return h.appendLogs(logs, len(payload)) })
-	buf.put(logs)
+	logBufs.put(logs)
 	return err
 }
 
