@@ -307,18 +307,18 @@ func (w *WAL) flush() {
 		w.segSize += int64(len(buf))
 	}
 	w.spare = buf
-	needCut := err == nil && w.segSize >= w.opts.SegmentSize
-	w.mu.Unlock()
-	r.err = err
-	close(r.done)
-	if needCut {
-		// Size-based rotation keeps replay of any one segment bounded.
-		w.mu.Lock()
+	if err == nil && w.segSize >= w.opts.SegmentSize {
+		// Size-based rotation keeps replay of any one segment bounded. It
+		// happens before the round's writers return: a caller that cuts
+		// (NextSegment) right after its Log must find the rotation done, or
+		// the two rotations race and leave an empty segment no head owns.
 		if _, cerr := w.nextSegmentLocked(); cerr != nil && w.broken == nil {
 			w.broken = cerr
 		}
-		w.mu.Unlock()
 	}
+	w.mu.Unlock()
+	r.err = err
+	close(r.done)
 }
 
 // NextSegment closes the current segment and starts a new one. Records

@@ -159,6 +159,30 @@ func TestFullDiskRefusesAndLosesNothing(t *testing.T) {
 	require.Equal(t, []string{"1:before", "1:after"}, got)
 }
 
+// A size rotation is finished when Log returns. A cut right after it (the
+// store cuts a full head as soon as the append returns) then closes the
+// empty segment the rotation opened, and the two never race to leave an
+// empty segment behind that no head claims.
+func TestSizeRotationIsDoneWhenLogReturns(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir, Options{SegmentSize: 1 << 10})
+	require.NoError(t, err)
+	defer w.Close()
+	for i := range 50 {
+		require.NoError(t, w.Log(1, bytes.Repeat([]byte("x"), 2<<10)))
+		segs, err := Segments(dir)
+		require.NoError(t, err)
+		require.Len(t, segs, 2, "after record %d: the full segment and the one rotated to", i)
+		closed, err := w.NextSegment()
+		require.NoError(t, err)
+		require.Equal(t, segs[1], closed, "the cut closes the segment the rotation opened")
+		require.NoError(t, Remove(dir, closed))
+		segs, err = Segments(dir)
+		require.NoError(t, err)
+		require.Equal(t, []int{closed + 1}, segs, "only the cut's new segment is left")
+	}
+}
+
 func TestLogAfterClose(t *testing.T) {
 	w, err := Open(t.TempDir(), Options{})
 	require.NoError(t, err)
