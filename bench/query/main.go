@@ -67,7 +67,7 @@ func run(dir string, n, runs int) error {
 		return err
 	}
 	// One sequential writer: sync on an interval, as the store benchmark does.
-	db, err := store.Open(context.Background(), store.Options{Dir: dir, Bucket: st, CompactionInterval: time.Hour, MaxBlockDuration: 2 * time.Hour,
+	db, err := store.Open(context.Background(), store.Options{Dir: dir, Bucket: st, CompactionInterval: -1, MaxBlockDuration: 2 * time.Hour,
 		CompactMinBlocks: 2, CompactMaxBytes: 8 << 30, WAL: wal.Options{Sync: wal.SyncInterval}})
 	if err != nil {
 		return err

@@ -68,7 +68,7 @@ func openDB(dir string) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(context.Background(), store.Options{Dir: dir, Bucket: st, CompactionInterval: time.Hour, MaxBlockDuration: time.Hour,
+	return store.Open(context.Background(), store.Options{Dir: dir, Bucket: st, CompactionInterval: -1, MaxBlockDuration: time.Hour,
 		CompactMinBlocks: 2, CompactMaxBytes: 8 << 30, WAL: wal.Options{Sync: wal.SyncInterval}})
 }
 

@@ -57,7 +57,7 @@ func openDefaults(dir string, mod func(*store.Options)) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := store.Options{Dir: dir, Bucket: st, CompactionInterval: 24 * time.Hour, MemoryBudget: 128 << 20,
+	o := store.Options{Dir: dir, Bucket: st, CompactionInterval: -1, MemoryBudget: 128 << 20,
 		MaxBlockDuration: 30 * time.Second, MaxBlockBytes: 64 << 20, WAL: wal.Options{Sync: wal.SyncInterval}}
 	if mod != nil {
 		mod(&o)

@@ -38,7 +38,7 @@ func testStore(t *testing.T) (*store.DB, map[string][]storage.Span, time.Time) {
 	dir := t.TempDir()
 	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
 	require.NoError(t, err)
-	db, err := store.Open(context.Background(), store.Options{Dir: dir, Bucket: bucket, CompactionInterval: time.Hour, MaxBlockDuration: time.Hour})
+	db, err := store.Open(context.Background(), store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour})
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	t0 := time.Now().Add(-10 * time.Minute)

@@ -49,6 +49,8 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		"memory_bytes":         st.MemoryBytes,
 		"memory_budget":        st.MemoryBudget,
 		"pending_heads":        st.PendingHeads,
+		"level0_blocks":        st.Level0TraceBlocks + st.Level0LogBlocks,
+		"stall_blocks":         st.StallBlocks,
 		"refused_spans":        st.RefusedSpans,
 		"refused_logs":         st.RefusedLogs,
 		"refused_requests":     st.RefusedTraceRequests + st.RefusedLogRequests,

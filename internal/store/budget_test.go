@@ -1,10 +1,12 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 	"github.com/sightlinehq/sightline/internal/workload"
 )
@@ -201,4 +204,65 @@ func TestFutureTimestampDoesNotPinRetention(t *testing.T) {
 	now.Add(int64(25 * time.Hour))
 	db.ApplyRetention(t.Context())
 	require.Equal(t, 0, db.Stats().Blocks, "aged out by its write time")
+}
+
+// While level-0 blocks wait to be merged in StallBlocks, the signal's
+// ingest is refused retryably (its admission and its appends), the other
+// signal's is not; the level-0 compactor, woken by the refusal's flush,
+// merges them, and ingest is taken again with nothing acknowledged lost.
+func TestCompactionBacklogStallsIngestUntilMerged(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t, t.TempDir(), func(o *Options) {
+		o.CompactMinBlocks, o.StallBlocks = 2, 3
+		o.CompactionInterval = time.Hour // the level-0 compactor runs, woken by flushes
+	})
+	g := workload.New(9, time.Now(), workload.Options{})
+	want := map[storage.TraceID]int{}
+	appendFlushed := func() {
+		td, _ := g.Batch(5)
+		require.NoError(t, db.AppendTraces(td))
+		for id, n := range traceIDs(td) {
+			want[id] += n
+		}
+		require.NoError(t, db.Flush(ctx))
+	}
+	// The first two blocks are held in a merge that does not progress, as a
+	// compactor busy elsewhere would hold them: the third reaches the stall.
+	appendFlushed()
+	appendFlushed()
+	db.mu.Lock()
+	held := slices.Clone(db.blocks)
+	for _, b := range held {
+		b.merging = true
+	}
+	db.mu.Unlock()
+	appendFlushed()
+	require.EqualValues(t, 3, db.level0[signalIndex(block.Traces)].Load())
+
+	require.ErrorIs(t, db.Admit(block.Traces), ErrBacklog)
+	td, ld := g.Batch(5)
+	require.ErrorIs(t, db.AppendTraces(td), ErrBacklog)
+	st, ok := status.FromError(consumeErr(db.AppendTraces(td)))
+	require.True(t, ok)
+	require.Equal(t, codes.Unavailable, st.Code(), "a stall is backpressure, not a failure")
+	require.NoError(t, db.Admit(block.Logs), "the logs have no backlog")
+	require.NoError(t, db.AppendLogs(ld))
+	require.EqualValues(t, 1, db.Stats().RefusedTraceRequests)
+
+	db.mu.Lock()
+	for _, b := range held {
+		b.merging = false
+	}
+	db.mu.Unlock()
+	db.kickLevel0()
+	waitUntil(t, "the level-0 compactor to merge the backlog", func() bool {
+		return db.level0[signalIndex(block.Traces)].Load() < 3
+	})
+	require.NoError(t, db.Admit(block.Traces))
+	require.NoError(t, db.AppendTraces(td))
+	for id, n := range traceIDs(td) {
+		want[id] += n
+	}
+	requireAll(t, db, want, []plog.Logs{ld})
+	require.Empty(t, db.Problems())
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 
 	"go.uber.org/zap"
@@ -17,17 +18,37 @@ import (
 // compactMaxBlocks and CompactMaxBytes) into one block of the next level; duplicate spans from
 // retries are dropped on the way. The new block lists its sources, so that
 // a crash between writing it and deleting them is finished at startup.
+// Compact runs every level until nothing is left to merge; the background
+// loops split the same work in two (compactLevels).
 func (db *DB) Compact(ctx context.Context) {
-	db.compactMu.Lock()
-	defer db.compactMu.Unlock()
+	db.compactLevels(ctx, 0, math.MaxInt)
+}
+
+// compactLevels merges blocks of levels lo to hi until none are left to
+// merge. Level 0 and the upper levels are merged by one call each at a
+// time, and the two at once; a block belongs to one merge at a time
+// (blockRef.merging), which also keeps retention off it.
+func (db *DB) compactLevels(ctx context.Context, lo, hi int) {
+	// A call waits for merges already running in its levels, so that an
+	// explicit Compact returns with everything merged.
+	if lo == 0 {
+		db.compactMu[0].Lock()
+		defer db.compactMu[0].Unlock()
+	}
+	if hi > 0 {
+		db.compactMu[1].Lock()
+		defer db.compactMu[1].Unlock()
+	}
 	for _, sig := range []block.Signal{block.Traces, block.Logs} {
 		for {
-			group := db.pickCompaction(sig)
+			group := db.pickCompaction(sig, lo, hi)
 			if group == nil {
 				break
 			}
 			if err := db.compact(ctx, sig, group); err != nil {
-				db.setProblem("compaction", err)
+				if ctx.Err() == nil {
+					db.setProblem("compaction", err)
+				}
 				return
 			}
 			db.setProblem("compaction", nil)
@@ -41,12 +62,12 @@ func (db *DB) Compact(ctx context.Context) {
 // blocks are merged in several rounds instead of all at once.
 const compactMaxBlocks = 4
 
-func (db *DB) pickCompaction(sig block.Signal) []*blockRef {
-	db.mu.RLock()
-	defer db.mu.RUnlock()
+func (db *DB) pickCompaction(sig block.Signal, lo, hi int) []*blockRef {
+	db.mu.Lock()
+	defer db.mu.Unlock()
 	byLevel := map[int][]*blockRef{}
 	for _, b := range db.blocks {
-		if b.Meta.Signal == sig && b.Meta.DataBytes < db.opts.CompactMaxBytes/2 {
+		if b.Meta.Signal == sig && b.Meta.Level >= lo && b.Meta.Level <= hi && !b.merging && b.Meta.DataBytes < db.opts.CompactMaxBytes/2 {
 			byLevel[b.Meta.Level] = append(byLevel[b.Meta.Level], b)
 		}
 	}
@@ -69,6 +90,7 @@ func (db *DB) pickCompaction(sig block.Signal) []*blockRef {
 		if len(group) >= db.opts.CompactMinBlocks {
 			for _, b := range group {
 				b.acquire()
+				b.merging = true
 			}
 			return group
 		}
@@ -78,6 +100,11 @@ func (db *DB) pickCompaction(sig block.Signal) []*blockRef {
 
 func (db *DB) compact(ctx context.Context, sig block.Signal, group []*blockRef) error {
 	defer func() {
+		db.mu.Lock()
+		for _, b := range group {
+			b.merging = false
+		}
+		db.mu.Unlock()
 		for _, b := range group {
 			b.release()
 		}

@@ -94,6 +94,10 @@ type CompactionConfig struct {
 	Interval  time.Duration `mapstructure:"interval"`
 	MinBlocks int           `mapstructure:"min_blocks"`
 	MaxSize   int64         `mapstructure:"max_size"`
+	// StallBlocks is the count of level-0 blocks of one signal, waiting to
+	// be merged, at which its ingest is refused retryably until compaction
+	// catches up. 0 is 8 times min_blocks; -1 never stalls.
+	StallBlocks int `mapstructure:"stall_blocks"`
 }
 
 // StorageConfig picks where blocks live.
@@ -217,6 +221,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Compaction.MinBlocks < 2 {
 		bad("compaction::min_blocks", "%d is below 2", c.Compaction.MinBlocks)
+	}
+	if n := c.Compaction.StallBlocks; n < -1 || (n > 0 && n < c.Compaction.MinBlocks) {
+		bad("compaction::stall_blocks", "%d is neither -1, 0 nor at least min_blocks (%d): level 0 would stall before it could be merged", n, c.Compaction.MinBlocks)
 	}
 	switch c.Storage.Backend {
 	case "filesystem":

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,6 +50,13 @@ var ErrWrite = errors.New("store cannot persist data")
 // should retry after a delay, as OTLP prescribes for backpressure.
 var ErrOverBudget = errors.New("store memory budget reached")
 
+// ErrBacklog is returned, before anything is written, while more level-0
+// blocks of the signal wait for compaction than Options.StallBlocks: data
+// arrives faster than it can be merged, and taking more would only grow
+// the backlog (and the memory and CPU it costs) until the load stops. It
+// clears as compaction catches up; the client should retry after a delay.
+var ErrBacklog = errors.New("store compaction backlog")
+
 // Options configure a DB.
 type Options struct {
 	// Dir holds the WAL and temporary files; it is always local.
@@ -74,12 +82,22 @@ type Options struct {
 	RetentionAge   time.Duration // 0 keeps forever
 	RetentionBytes int64         // 0 is unlimited
 
-	// CompactionInterval is how often compaction and retention run.
+	// CompactionInterval is how often compaction of the upper levels and
+	// retention run; level 0 is also merged whenever a flush leaves
+	// CompactMinBlocks of it. Negative runs neither in the background: only
+	// Compact and ApplyRetention do.
 	CompactionInterval time.Duration
 	// CompactMinBlocks blocks of one level are merged into one block of
 	// the next level, up to CompactMaxBytes of data.
 	CompactMinBlocks int
 	CompactMaxBytes  int64
+	// StallBlocks is the number of level-0 blocks of one signal waiting for
+	// compaction at which its appends are refused with ErrBacklog, as
+	// RocksDB stops writes at level0_stop_writes_trigger. It caps what is
+	// taken at what compaction keeps up with, so an overload is refused as
+	// it arrives instead of after a backlog has formed. 0 means 8 times
+	// CompactMinBlocks; a negative value never stalls.
+	StallBlocks int
 
 	Logger *zap.Logger
 	// OnProblem is called whenever the set of problems changes.
@@ -94,7 +112,7 @@ func (o *Options) setDefaults() {
 	if o.MaxBlockDuration <= 0 {
 		o.MaxBlockDuration = 30 * time.Second
 	}
-	if o.CompactionInterval <= 0 {
+	if o.CompactionInterval == 0 {
 		o.CompactionInterval = time.Minute
 	}
 	if o.CompactMinBlocks <= 1 {
@@ -102,6 +120,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.CompactMaxBytes <= 0 {
 		o.CompactMaxBytes = 1 << 30
+	}
+	if o.StallBlocks == 0 {
+		o.StallBlocks = 8 * o.CompactMinBlocks
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -122,10 +143,11 @@ type DB struct {
 	// every record in a closed segment is in the head that was cut with it.
 	appendMu sync.RWMutex
 
-	// flushMu serialises head flushes and compactMu compactions: the
-	// background loop and explicit calls (Flush, Compact) may overlap.
+	// flushMu serialises head flushes, compactMu[0] merges of level 0 and
+	// compactMu[1] merges of the upper levels: the background loops and
+	// explicit calls (Flush, Compact) may overlap.
 	flushMu   sync.Mutex
-	compactMu sync.Mutex
+	compactMu [2]sync.Mutex
 
 	mu       sync.RWMutex
 	head     *head
@@ -144,11 +166,16 @@ type DB struct {
 	// truncatedAttrs and droppedAttrs count the attribute limits' work.
 	truncatedAttrs, droppedAttrs atomic.Int64
 
-	kick      chan struct{}
-	flushKick chan struct{}
-	done      chan struct{}
-	wg        sync.WaitGroup
-	closing   atomic.Bool
+	// level0 counts each signal's level-0 blocks (written from heads, not
+	// yet merged), for the stall check; kept by countLevel0 under mu.
+	level0 [2]atomic.Int64
+
+	kick        chan struct{}
+	flushKick   chan struct{}
+	compactKick chan struct{}
+	done        chan struct{}
+	wg          sync.WaitGroup
+	closing     atomic.Bool
 }
 
 type blockRef struct {
@@ -156,6 +183,9 @@ type blockRef struct {
 	refs    atomic.Int64
 	deleted atomic.Bool
 	db      *DB
+	// merging marks a block in a running merge, so that no other merge
+	// and no retention pass takes it. Guarded by DB.mu.
+	merging bool
 }
 
 func (b *blockRef) acquire() { b.refs.Add(1) }
@@ -185,7 +215,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if opts.Bucket == nil {
 		return nil, errors.New("store: no bucket")
 	}
-	db := &DB{opts: opts, log: opts.Logger, problems: map[string]error{}, kick: make(chan struct{}, 1), flushKick: make(chan struct{}, 1), done: make(chan struct{})}
+	db := &DB{opts: opts, log: opts.Logger, problems: map[string]error{}, kick: make(chan struct{}, 1), flushKick: make(chan struct{}, 1), compactKick: make(chan struct{}, 1), done: make(chan struct{})}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -202,10 +232,14 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.wal = w
-	db.wg.Add(3)
+	db.wg.Add(2)
 	go db.loop()
 	go db.flushLoop()
-	go db.compactLoop()
+	if opts.CompactionInterval > 0 {
+		db.wg.Add(2)
+		go db.compactLevel0Loop()
+		go db.compactLoop()
+	}
 	return db, nil
 }
 
@@ -321,6 +355,28 @@ func (db *DB) sortBlocks() {
 	slices.SortFunc(db.blocks, func(a, b *blockRef) int {
 		return cmp.Or(cmp.Compare(a.Meta.MinTime, b.Meta.MinTime), strings.Compare(a.Meta.ID, b.Meta.ID))
 	})
+	db.countLevel0()
+}
+
+// countLevel0 recounts the level-0 blocks per signal; the caller holds mu
+// for writing and has just changed the block set.
+func (db *DB) countLevel0() {
+	var n [2]int64
+	for _, b := range db.blocks {
+		if b.Meta.Level == 0 {
+			n[signalIndex(b.Meta.Signal)]++
+		}
+	}
+	for i := range n {
+		db.level0[i].Store(n[i])
+	}
+}
+
+func signalIndex(sig block.Signal) int {
+	if sig == block.Logs {
+		return 1
+	}
+	return 0
 }
 
 // replay loads WAL segments into the head, skipping records that blocks
@@ -434,15 +490,20 @@ func (db *DB) headFull(h *head) bool {
 	return otlp >= db.opts.MaxBlockBytes || (db.opts.MemoryBudget > 0 && mem >= db.opts.MemoryBudget/4)
 }
 
-// admit refuses an append while the memory budget is spent.
-func (db *DB) admit() error {
-	b := db.opts.MemoryBudget
-	if b <= 0 {
-		return nil
+// admit refuses an append of sig while the memory budget is spent or
+// while sig's level-0 blocks are at the stall count.
+func (db *DB) admit(sig block.Signal) error {
+	if b := db.opts.MemoryBudget; b > 0 {
+		if used := db.mem.Load(); used >= b {
+			db.wakeup()
+			return fmt.Errorf("%w (%d MiB of %d MiB held until blocks are written)", ErrOverBudget, used>>20, b>>20)
+		}
 	}
-	if used := db.mem.Load(); used >= b {
-		db.wakeup()
-		return fmt.Errorf("%w (%d MiB of %d MiB held until blocks are written)", ErrOverBudget, used>>20, b>>20)
+	if stall := db.opts.StallBlocks; stall > 0 {
+		if n := db.level0[signalIndex(sig)].Load(); n >= int64(stall) {
+			db.kickLevel0()
+			return fmt.Errorf("%w (%d %s blocks wait to be merged)", ErrBacklog, n, sig)
+		}
 	}
 	return nil
 }
@@ -455,7 +516,7 @@ func (db *DB) admit() error {
 // once. Refusals are counted per signal (Stats.RefusedTraceRequests,
 // RefusedLogRequests).
 func (db *DB) Admit(sig block.Signal) error {
-	err := db.admit()
+	err := db.admit(sig)
 	if err != nil {
 		db.countRefusedRequest(sig)
 	}
@@ -476,7 +537,7 @@ func (db *DB) countRefusedRequest(sig block.Signal) {
 // acknowledged and the caller should retry (errors wrap ErrWrite or
 // ErrOverBudget).
 func (db *DB) AppendTraces(td ptrace.Traces) error {
-	if err := db.admit(); err != nil {
+	if err := db.admit(block.Traces); err != nil {
 		db.refusedSpans.Add(int64(td.SpanCount()))
 		return err
 	}
@@ -554,7 +615,7 @@ func (db *DB) countLimited(l *limiter) {
 
 // AppendLogs makes ld durable and visible.
 func (db *DB) AppendLogs(ld plog.Logs) error {
-	if err := db.admit(); err != nil {
+	if err := db.admit(block.Logs); err != nil {
 		db.refusedLogs.Add(int64(ld.LogRecordCount()))
 		return err
 	}
@@ -639,6 +700,27 @@ func (db *DB) flushLoop() {
 	}
 }
 
+// compactLevel0Loop merges level-0 blocks as soon as a flush leaves
+// enough of them. It runs beside compactLoop, which merges the upper
+// levels: a merge of large blocks takes minutes, and level-0 blocks piling
+// up behind it would stall ingest (StallBlocks) for no lack of CPU.
+func (db *DB) compactLevel0Loop() {
+	defer db.wg.Done()
+	ctx, cancel := db.loopContext()
+	defer cancel()
+	tick := time.NewTicker(db.opts.CompactionInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-db.done:
+			return
+		case <-db.compactKick:
+		case <-tick.C:
+		}
+		db.compactLevels(ctx, 0, 0)
+	}
+}
+
 func (db *DB) compactLoop() {
 	defer db.wg.Done()
 	ctx, cancel := db.loopContext()
@@ -651,8 +733,22 @@ func (db *DB) compactLoop() {
 			return
 		case <-tick.C:
 		}
-		db.Compact(ctx)
+		db.compactLevels(ctx, 1, math.MaxInt)
 		db.ApplyRetention(ctx)
+	}
+}
+
+// kickLevel0 wakes the level-0 compactor if a signal has enough level-0
+// blocks to merge.
+func (db *DB) kickLevel0() {
+	for i := range db.level0 {
+		if db.level0[i].Load() >= int64(db.opts.CompactMinBlocks) {
+			select {
+			case db.compactKick <- struct{}{}:
+			default:
+			}
+			return
+		}
 	}
 }
 
@@ -739,6 +835,7 @@ func (db *DB) FlushHeads(ctx context.Context) error {
 		db.sortBlocks()
 		db.mu.Unlock()
 		db.mem.Add(-h.mem)
+		db.kickLevel0()
 		if err := wal.Remove(db.walDir(), h.lastSegment); err != nil {
 			db.log.Warn("remove flushed wal segments", zap.Error(err))
 		}
@@ -812,6 +909,7 @@ func (db *DB) Flush(ctx context.Context) error {
 func (db *DB) removeBlocks(gone []*blockRef) {
 	db.mu.Lock()
 	db.blocks = slices.DeleteFunc(db.blocks, func(b *blockRef) bool { return slices.Contains(gone, b) })
+	db.countLevel0()
 	db.mu.Unlock()
 	for _, b := range gone {
 		b.deleted.Store(true)
@@ -825,13 +923,21 @@ func (db *DB) removeBlocks(gone []*blockRef) {
 // limit takes whole blocks, oldest first.
 func (db *DB) ApplyRetention(ctx context.Context) {
 	var gone []*blockRef
+	// A block in a running merge is left to the next pass: the merge
+	// removes it itself, and its output is judged then.
+	merging := map[*blockRef]bool{}
 	db.mu.RLock()
 	blocks := slices.Clone(db.blocks)
+	for _, b := range blocks {
+		if b.merging {
+			merging[b] = true
+		}
+	}
 	db.mu.RUnlock()
 	if db.opts.RetentionAge > 0 {
 		cutoff := db.opts.Now().Add(-db.opts.RetentionAge).UnixNano()
 		for _, b := range blocks {
-			if retentionTime(b.Meta) < cutoff {
+			if !merging[b] && retentionTime(b.Meta) < cutoff {
 				gone = append(gone, b)
 			}
 		}
@@ -846,6 +952,9 @@ func (db *DB) ApplyRetention(ctx context.Context) {
 		for _, b := range live {
 			if total <= db.opts.RetentionBytes {
 				break
+			}
+			if merging[b] {
+				continue
 			}
 			gone = append(gone, b)
 			total -= b.Meta.DataBytes
@@ -906,6 +1015,10 @@ type Stats struct {
 	MemoryBytes, MemoryBudget int64
 	// PendingHeads are cut heads not yet written to blocks.
 	PendingHeads int
+	// Level0TraceBlocks and Level0LogBlocks wait to be merged; at
+	// StallBlocks of a signal its ingest is refused.
+	Level0TraceBlocks, Level0LogBlocks int64
+	StallBlocks                        int
 	// RefusedSpans and RefusedLogs were refused for the budget after
 	// decoding; RefusedTraceRequests and RefusedLogRequests before it
 	// (Admit), when their size was not yet known.
@@ -924,7 +1037,8 @@ func (db *DB) Stats() Stats {
 		MemoryBytes: db.mem.Load(), MemoryBudget: db.opts.MemoryBudget, PendingHeads: len(db.flushing),
 		RefusedSpans: db.refusedSpans.Load(), RefusedLogs: db.refusedLogs.Load(),
 		RefusedTraceRequests: db.refusedTraceRequests.Load(), RefusedLogRequests: db.refusedLogRequests.Load(),
-		TruncatedAttributes: db.truncatedAttrs.Load(), DroppedAttributes: db.droppedAttrs.Load()}
+		TruncatedAttributes: db.truncatedAttrs.Load(), DroppedAttributes: db.droppedAttrs.Load(),
+		Level0TraceBlocks: db.level0[0].Load(), Level0LogBlocks: db.level0[1].Load(), StallBlocks: db.opts.StallBlocks}
 	for _, h := range append(slices.Clone(db.flushing), db.head) {
 		h.mu.RLock()
 		s.HeadSpans += h.spans.len()

@@ -25,7 +25,7 @@ func openTestDB(t testing.TB, dir string, mod func(*Options)) *DB {
 	t.Helper()
 	st, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
 	require.NoError(t, err)
-	o := Options{Dir: dir, Bucket: st, CompactionInterval: time.Hour, MaxBlockDuration: time.Hour}
+	o := Options{Dir: dir, Bucket: st, CompactionInterval: -1, MaxBlockDuration: time.Hour}
 	if mod != nil {
 		mod(&o)
 	}
@@ -169,7 +169,7 @@ func TestCancelledCompactionKeepsItsSources(t *testing.T) {
 	db.Compact(ctx)
 	require.Equal(t, 4, db.Stats().Blocks)
 	requireAll(t, db, want, lds)
-	require.NotEmpty(t, db.Problems(), "the failed compaction is reported")
+	require.Empty(t, db.Problems(), "a merge cancelled by shutdown is not a problem of the store")
 	db.Compact(context.Background())
 	require.Equal(t, 2, db.Stats().Blocks)
 	require.Empty(t, db.Problems())

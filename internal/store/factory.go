@@ -197,6 +197,7 @@ func (s *shared) start(ctx context.Context, host component.Host) error {
 		CompactionInterval: s.cfg.Compaction.Interval,
 		CompactMinBlocks:   s.cfg.Compaction.MinBlocks,
 		CompactMaxBytes:    s.cfg.Compaction.MaxSize,
+		StallBlocks:        s.cfg.Compaction.StallBlocks,
 		Logger:             s.set.Logger,
 		OnProblem:          s.report,
 	})
@@ -242,8 +243,12 @@ func (s *shared) registerMetrics() error {
 	refused, err4 := m.Int64ObservableCounter("sightline_store_refused",
 		metric.WithDescription("Spans and log records refused, retryably, because the store's memory budget was reached."))
 	refusedReqs, err5 := m.Int64ObservableCounter("sightline_store_refused_requests",
-		metric.WithDescription("OTLP and Loki push requests refused, retryably and before they were read, because the store's memory budget was reached."))
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+		metric.WithDescription("OTLP and Loki push requests refused, retryably and before they were read, because the store's memory budget or its compaction backlog was reached, or the process's memory was short."))
+	level0, err6 := m.Int64ObservableGauge("sightline_store_level0_blocks",
+		metric.WithDescription("Blocks written from heads and not yet merged; at sightline_store_stall_blocks ingest of the signal is refused until compaction catches up."))
+	stall, err7 := m.Int64ObservableGauge("sightline_store_stall_blocks",
+		metric.WithDescription("The level-0 block count at which ingest stalls (compaction::stall_blocks)."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
 		return err
 	}
 	spans := metric.WithAttributes(attribute.String("signal", "traces"))
@@ -263,8 +268,11 @@ func (s *shared) registerMetrics() error {
 		o.ObserveInt64(refused, st.RefusedLogs, logs)
 		o.ObserveInt64(refusedReqs, st.RefusedTraceRequests, spans)
 		o.ObserveInt64(refusedReqs, st.RefusedLogRequests, logs)
+		o.ObserveInt64(level0, st.Level0TraceBlocks, spans)
+		o.ObserveInt64(level0, st.Level0LogBlocks, logs)
+		o.ObserveInt64(stall, int64(st.StallBlocks))
 		return nil
-	}, mem, budget, pending, refused, refusedReqs)
+	}, mem, budget, pending, refused, refusedReqs, level0, stall)
 	if err != nil {
 		return err
 	}
@@ -365,14 +373,14 @@ func openBucket(ctx context.Context, cfg *Config) (*objstore.Store, error) {
 
 // consumeErr marks what a retry cannot fix as permanent; a failed write to
 // disk is retryable (gRPC Unavailable, HTTP 503 at the OTLP receiver). A
-// refusal for the memory budget is backpressure: Unavailable with
+// refusal for the memory budget or the compaction backlog is backpressure: Unavailable with
 // RetryInfo, which the OTLP receiver also turns into HTTP 503 with
 // Retry-After, so clients back off for that long.
 func consumeErr(err error) error {
 	switch {
 	case err == nil || errors.Is(err, ErrWrite):
 		return err
-	case errors.Is(err, ErrOverBudget):
+	case errors.Is(err, ErrOverBudget), errors.Is(err, ErrBacklog):
 		return retryLater(err)
 	}
 	return consumererror.NewPermanent(err)

@@ -25,7 +25,7 @@ func TestEvalOverStore(t *testing.T) {
 	dir := t.TempDir()
 	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
 	require.NoError(t, err)
-	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: time.Hour, MaxBlockDuration: time.Hour, CompactMinBlocks: 2})
+	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour, CompactMinBlocks: 2})
 	require.NoError(t, err)
 	defer db.Close()
 

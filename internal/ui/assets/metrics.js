@@ -78,7 +78,9 @@ const SELF = [
   ['Store memory held (MiB)', 'sum(sightline_store_memory) / 1048576'],
   ['Refused at the store\'s budget / s (spans, logs)', anyOf(['sightline_store_refused_total'])],
   // Refused before they were read, so counted as requests, not items.
-  ['Requests refused unread at the budget / s', anyOf(['sightline_store_refused_requests_total'])],
+  ['Requests refused unread (budget, backlog, memory) / s', anyOf(['sightline_store_refused_requests_total'])],
+  // Ingest stalls when this reaches sightline_store_stall_blocks.
+  ['Level-0 blocks waiting to be merged', 'sum(sightline_store_level0_blocks)'],
 ];
 
 export function selfPage({ query, alive }) {
