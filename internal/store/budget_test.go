@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -226,17 +225,22 @@ func TestCompactionBacklogStallsIngestUntilMerged(t *testing.T) {
 		}
 		require.NoError(t, db.Flush(ctx))
 	}
-	// The first two blocks are held in a merge that does not progress, as a
-	// compactor busy elsewhere would hold them: the third reaches the stall.
-	appendFlushed()
-	appendFlushed()
-	db.mu.Lock()
-	held := slices.Clone(db.blocks)
-	for _, b := range held {
-		b.merging = true
+	// Each block is held, as soon as it is written, in a merge that does
+	// not progress, as a compactor busy elsewhere would hold it: the
+	// level-0 compactor, woken by each flush, never finds two to merge, and
+	// the third block reaches the stall.
+	var held []*blockRef
+	for range 3 {
+		appendFlushed()
+		db.mu.Lock()
+		for _, b := range db.blocks {
+			if !b.merging {
+				b.merging = true
+				held = append(held, b)
+			}
+		}
+		db.mu.Unlock()
 	}
-	db.mu.Unlock()
-	appendFlushed()
 	require.EqualValues(t, 3, db.level0[signalIndex(block.Traces)].Load())
 
 	require.ErrorIs(t, db.Admit(block.Traces), ErrBacklog)
