@@ -123,7 +123,14 @@ func (db *DB) compact(ctx context.Context, sig block.Signal, group []*blockRef) 
 		readErr error
 	)
 	if sig == block.Traces {
-		m, err = block.WriteSpans(ctx, db.opts.Bucket, mergeSorted(ctx, group, (*block.Block).AllSpans, block.CompareSpans, &readErr), opts)
+		blocks := make([]*block.Block, len(group))
+		for i, b := range group {
+			blocks[i] = b.Block
+		}
+		m, err = block.MergeSpans(ctx, db.opts.Bucket, blocks, opts)
+		if errors.Is(err, block.ErrNotMergeable) {
+			m, err = block.WriteSpans(ctx, db.opts.Bucket, mergeSorted(ctx, group, (*block.Block).AllSpans, block.CompareSpans, &readErr), opts)
+		}
 	} else {
 		m, err = block.WriteLogs(ctx, db.opts.Bucket, mergeSorted(ctx, group, (*block.Block).AllLogs, block.CompareLogs, &readErr), opts)
 	}

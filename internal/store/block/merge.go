@@ -1,0 +1,197 @@
+package block
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// ErrNotMergeable is returned by MergeSpans when the blocks cannot be merged
+// row by row (a different format version or schema); the caller then
+// merges them span by span (WriteSpans over AllSpans).
+var ErrNotMergeable = errors.New("blocks cannot be merged row by row")
+
+// spanSchema is the schema WriteSpans writes.
+var spanSchema = parquet.SchemaOf(spanRow{})
+
+// spanSorting is the block sort order, CompareSpans, as Parquet sorting
+// columns. Rows equal on all three are the duplicates WriteSpans drops.
+var spanSorting = parquet.SortingRowGroupConfig(
+	parquet.SortingColumns(parquet.Ascending("trace_id"), parquet.Ascending("start_unix_nano"), parquet.Ascending("span_id")),
+	parquet.DropDuplicatedRows(true),
+)
+
+// MergeSpans writes the spans of blocks, each in block order, as one new
+// block in block order, dropping duplicates as WriteSpans does. It merges
+// Parquet rows as they are stored, without decoding them into spans and
+// encoding them back: that round trip was most of compaction's CPU and
+// allocations. The index and bloom filter are built from four columns of
+// each row; the block-wide name lists (services, operations, attribute
+// names) are the union of the sources', which is exact, since a dropped
+// duplicate carries the same names as the row that is kept.
+//
+// It returns ErrNotMergeable, having written nothing, unless every block
+// has this format version and schema.
+func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts WriteOptions) (m *Meta, err error) {
+	var rgs []parquet.RowGroup
+	for _, b := range blocks {
+		if b.Meta.Signal != Traces || b.Meta.Format != FormatVersion || !parquet.EqualNodes(b.file.Schema(), spanSchema) {
+			return nil, ErrNotMergeable
+		}
+		// A block's row groups are in order and do not overlap: read them
+		// one after another, so that a merge holds one row group's page
+		// buffers per block, not one per row group.
+		rgs = append(rgs, parquet.MultiRowGroup(b.file.RowGroups()...))
+	}
+	// A damaged page can make the Parquet reader panic: that is a read
+	// error of the merge, which keeps its sources.
+	defer func() {
+		if r := recover(); r != nil {
+			m, err = nil, fmt.Errorf("merge blocks: %v", r)
+		}
+	}()
+	merged, err := parquet.MergeRowGroups(rgs, spanSchema, spanSorting)
+	if err != nil {
+		return nil, fmt.Errorf("merge blocks: %w", err)
+	}
+	cols, err := spanMergeColumns()
+	if err != nil {
+		return nil, err
+	}
+
+	b := newBuilder(Traces, opts)
+	for _, src := range blocks {
+		b.unionNames(src.Meta)
+	}
+	f, cleanup, err := tempFile(opts.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	w := parquet.NewGenericWriter[spanRow](f, writerOptions(opts)...)
+	rows := merged.Rows()
+	defer rows.Close()
+	buf := make([]parquet.Row, writeBatch)
+	pending := make([]parquet.Row, 0, writeBatch)
+	var (
+		prev    storage.TraceID
+		svc     string
+		svcRaw  []byte
+		haveSvc bool
+	)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n, rerr := rows.ReadRows(buf)
+		for _, row := range buf[:n] {
+			r := cols.read(row)
+			newTrace := b.meta.Rows == 0 || r.traceID != prev
+			if newTrace && b.cur.Rows >= int64(b.opts.RowGroupRows) {
+				if _, err := w.WriteRows(pending); err != nil {
+					return nil, fmt.Errorf("write block: %w", err)
+				}
+				pending = pending[:0]
+				if err := w.Flush(); err != nil {
+					return nil, fmt.Errorf("write block: %w", err)
+				}
+				b.endRowGroup()
+			}
+			if newTrace {
+				b.traces = append(b.traces, r.traceID)
+			}
+			if !haveSvc || !bytes.Equal(r.service, svcRaw) {
+				// Rows of a trace mostly share a service: convert on change.
+				svc, svcRaw, haveSvc = string(r.service), append(svcRaw[:0], r.service...), true
+			}
+			b.add(r.traceID, r.start, r.start+r.duration, svc, nil, nil)
+			pending = append(pending, row)
+			prev = r.traceID
+		}
+		// The rows read are reused by the next ReadRows: write them first.
+		if _, err := w.WriteRows(pending); err != nil {
+			return nil, fmt.Errorf("write block: %w", err)
+		}
+		pending = pending[:0]
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return nil, fmt.Errorf("merge blocks: %w", rerr)
+		}
+	}
+	if b.meta.Rows == 0 {
+		return nil, nil
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("write block: %w", err)
+	}
+	return b.finish(ctx, st, f)
+}
+
+// spanColumns are the leaf column indexes, in spanSchema, of what the
+// index and bloom filter need from a row.
+type spanColumns struct{ traceID, start, duration, service int }
+
+type spanKey struct {
+	traceID         storage.TraceID
+	start, duration int64
+	service         []byte
+}
+
+func spanMergeColumns() (spanColumns, error) {
+	var c spanColumns
+	for _, x := range []struct {
+		name string
+		dst  *int
+	}{{"trace_id", &c.traceID}, {"start_unix_nano", &c.start}, {"duration_nano", &c.duration}, {"service_name", &c.service}} {
+		leaf, ok := spanSchema.Lookup(x.name)
+		if !ok {
+			return c, fmt.Errorf("span schema has no column %s", x.name)
+		}
+		*x.dst = leaf.ColumnIndex
+	}
+	return c, nil
+}
+
+// read picks the row's key columns. Each is a required, non-repeated
+// column, so it has exactly one value in the row.
+func (c spanColumns) read(row parquet.Row) spanKey {
+	var k spanKey
+	for _, v := range row {
+		switch v.Column() {
+		case c.traceID:
+			copy(k.traceID[:], v.ByteArray())
+		case c.start:
+			k.start = v.Int64()
+		case c.duration:
+			k.duration = v.Int64()
+		case c.service:
+			k.service = v.ByteArray()
+		}
+	}
+	return k
+}
+
+// unionNames adds a source block's name lists to the new block's.
+func (b *builder) unionNames(m *Meta) {
+	for _, s := range m.Services {
+		b.services[s] = struct{}{}
+	}
+	for _, op := range m.SpanNames {
+		b.ops[op] = struct{}{}
+	}
+	for _, a := range m.AttributeNames {
+		b.attrs[a] = struct{}{}
+	}
+	for _, a := range m.ResourceAttributeNames {
+		b.resAttrs[a] = struct{}{}
+	}
+}

@@ -1,0 +1,102 @@
+package block
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// MergeSpans must write the block that WriteSpans writes from the decoded,
+// merged spans: the same spans, the same row groups and index, the same
+// meta and bloom filter. The sources interleave traces, split one trace
+// across two blocks (late spans), and repeat a batch (a client's retry).
+func TestMergeSpansMatchesWriteSpans(t *testing.T) {
+	ctx := context.Background()
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 2000)
+
+	parts := make([][]storage.Span, 4)
+	trace := -1
+	var prev storage.TraceID
+	for i, s := range spans {
+		if i == 0 || s.TraceID != prev {
+			trace++
+			prev = s.TraceID
+		}
+		p := trace % 4
+		if trace == 10 && s.SpanID[0]%2 == 0 {
+			p = 1 // trace 10's late spans land in another block
+		}
+		parts[p] = append(parts[p], s)
+	}
+	for _, s := range parts[0][:300] { // a retry of part of a batch
+		parts[3] = append(parts[3], s)
+	}
+	var blocks []*Block
+	for _, p := range parts {
+		sortSpans(p)
+		blocks = append(blocks, writeTestBlock(t, st, p, 1000))
+	}
+
+	opts := WriteOptions{RowGroupRows: 1000, TempDir: t.TempDir(), Level: 1}
+	got, err := MergeSpans(ctx, st, blocks, opts)
+	require.NoError(t, err)
+	var all []storage.Span
+	for _, p := range parts {
+		all = append(all, p...)
+	}
+	sortSpans(all)
+	want, err := WriteSpans(ctx, st, seqSpans(all), opts)
+	require.NoError(t, err)
+
+	require.Equal(t, int64(len(spans)), got.Rows, "the retried spans are stored once")
+	// The files may differ by a few bytes of encoding (dictionary order).
+	g, w := *got, *want
+	g.ID, w.ID, g.DataBytes, w.DataBytes = "", "", 0, 0
+	require.Equal(t, w, g)
+
+	gb, err := Open(ctx, st, Traces, got.ID)
+	require.NoError(t, err)
+	defer gb.Close()
+	wb, err := Open(ctx, st, Traces, want.ID)
+	require.NoError(t, err)
+	defer wb.Close()
+	require.Equal(t, wb.Index, gb.Index)
+	var gotSpans []storage.Span
+	require.NoError(t, gb.AllSpans(ctx, func(s *storage.Span) bool { gotSpans = append(gotSpans, normalize(*s)); return true }))
+	require.Len(t, gotSpans, len(spans))
+	i := 0
+	require.NoError(t, wb.AllSpans(ctx, func(s *storage.Span) bool {
+		require.Equal(t, normalize(*s), gotSpans[i], "span %d", i)
+		i++
+		return true
+	}))
+	for _, s := range spans {
+		require.True(t, gb.bloom.MayContain(s.TraceID))
+	}
+	tr, err := gb.TraceByID(ctx, spans[len(spans)/2].TraceID, nil)
+	require.NoError(t, err)
+	require.NotEmpty(t, tr)
+}
+
+// Blocks of another format version are left to the span-by-span merge.
+func TestMergeSpansRefusesOtherFormats(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 100)
+	a := writeTestBlock(t, st, spans[:len(spans)/2], 1000)
+	b := writeTestBlock(t, st, spans[len(spans)/2:], 1000)
+	b.Meta.Format = FormatVersion - 1
+	_, err = MergeSpans(context.Background(), st, []*Block{a, b}, WriteOptions{TempDir: t.TempDir()})
+	require.ErrorIs(t, err, ErrNotMergeable)
+}
+
+func sortSpans(s []storage.Span) {
+	slices.SortFunc(s, func(a, b storage.Span) int { return CompareSpans(&a, &b) })
+}
