@@ -161,8 +161,8 @@ type DB struct {
 	mem atomic.Int64
 	// refused counts appends refused for the budget, per signal;
 	// refusedRequests the requests refused by Admit, before decoding.
-	refusedSpans, refusedLogs                atomic.Int64
-	refusedTraceRequests, refusedLogRequests atomic.Int64
+	refusedSpans, refusedLogs atomic.Int64
+	refusedRequests           [2][numRefusalReasons]atomic.Int64
 	// truncatedAttrs and droppedAttrs count the attribute limits' work.
 	truncatedAttrs, droppedAttrs atomic.Int64
 
@@ -518,19 +518,33 @@ func (db *DB) admit(sig block.Signal) error {
 func (db *DB) Admit(sig block.Signal) error {
 	err := db.admit(sig)
 	if err != nil {
-		db.countRefusedRequest(sig)
+		reason := RefusedForBudget
+		if errors.Is(err, ErrBacklog) {
+			reason = RefusedForBacklog
+		}
+		db.countRefusedRequest(sig, reason)
 	}
 	return err
 }
 
+// RefusalReason says why a request was refused before it was read.
+type RefusalReason int
+
+const (
+	RefusedForBudget  RefusalReason = iota // the store's memory budget
+	RefusedForBacklog                      // the level-0 compaction backlog
+	RefusedForMemory                       // the process's memory (memlimit)
+	numRefusalReasons
+)
+
+func (r RefusalReason) String() string {
+	return [...]string{"budget", "backlog", "memory"}[r]
+}
+
 // countRefusedRequest counts a request refused before it was read, by the
 // store's budget or for the process's memory.
-func (db *DB) countRefusedRequest(sig block.Signal) {
-	if sig == block.Logs {
-		db.refusedLogRequests.Add(1)
-	} else {
-		db.refusedTraceRequests.Add(1)
-	}
+func (db *DB) countRefusedRequest(sig block.Signal, reason RefusalReason) {
+	db.refusedRequests[signalIndex(sig)][reason].Add(1)
 }
 
 // AppendTraces makes td durable and visible. On error nothing was
@@ -1024,6 +1038,9 @@ type Stats struct {
 	// (Admit), when their size was not yet known.
 	RefusedSpans, RefusedLogs                int64
 	RefusedTraceRequests, RefusedLogRequests int64
+	// RefusedRequests counts them by signal (0 traces, 1 logs) and
+	// RefusalReason.
+	RefusedRequests [2][numRefusalReasons]int64
 	// TruncatedAttributes and DroppedAttributes were cut to the
 	// attribute limits on the way in.
 	TruncatedAttributes, DroppedAttributes int64
@@ -1036,9 +1053,19 @@ func (db *DB) Stats() Stats {
 	s := Stats{RetentionAge: db.opts.RetentionAge, RetentionBytes: db.opts.RetentionBytes,
 		MemoryBytes: db.mem.Load(), MemoryBudget: db.opts.MemoryBudget, PendingHeads: len(db.flushing),
 		RefusedSpans: db.refusedSpans.Load(), RefusedLogs: db.refusedLogs.Load(),
-		RefusedTraceRequests: db.refusedTraceRequests.Load(), RefusedLogRequests: db.refusedLogRequests.Load(),
 		TruncatedAttributes: db.truncatedAttrs.Load(), DroppedAttributes: db.droppedAttrs.Load(),
 		Level0TraceBlocks: db.level0[0].Load(), Level0LogBlocks: db.level0[1].Load(), StallBlocks: db.opts.StallBlocks}
+	for sig := range s.RefusedRequests {
+		for r := range s.RefusedRequests[sig] {
+			s.RefusedRequests[sig][r] = db.refusedRequests[sig][r].Load()
+		}
+	}
+	for _, n := range s.RefusedRequests[0] {
+		s.RefusedTraceRequests += n
+	}
+	for _, n := range s.RefusedRequests[1] {
+		s.RefusedLogRequests += n
+	}
 	for _, h := range append(slices.Clone(db.flushing), db.head) {
 		h.mu.RLock()
 		s.HeadSpans += h.spans.len()

@@ -155,7 +155,7 @@ func Admit(sig block.Signal) error {
 		return nil
 	}
 	if err := memlimit.CheckHeap(); err != nil {
-		first.countRefusedRequest(sig)
+		first.countRefusedRequest(sig, RefusedForMemory)
 		return retryLater(err)
 	}
 	return nil
@@ -243,7 +243,7 @@ func (s *shared) registerMetrics() error {
 	refused, err4 := m.Int64ObservableCounter("sightline_store_refused",
 		metric.WithDescription("Spans and log records refused, retryably, because the store's memory budget was reached."))
 	refusedReqs, err5 := m.Int64ObservableCounter("sightline_store_refused_requests",
-		metric.WithDescription("OTLP and Loki push requests refused, retryably and before they were read, because the store's memory budget or its compaction backlog was reached, or the process's memory was short."))
+		metric.WithDescription("OTLP and Loki push requests refused, retryably and before they were read, by signal and reason: budget (the store's memory budget), backlog (level-0 blocks at compaction::stall_blocks) or memory (the process's live heap)."))
 	level0, err6 := m.Int64ObservableGauge("sightline_store_level0_blocks",
 		metric.WithDescription("Blocks written from heads and not yet merged; at sightline_store_stall_blocks ingest of the signal is refused until compaction catches up."))
 	stall, err7 := m.Int64ObservableGauge("sightline_store_stall_blocks",
@@ -266,8 +266,11 @@ func (s *shared) registerMetrics() error {
 		o.ObserveInt64(pending, int64(st.PendingHeads))
 		o.ObserveInt64(refused, st.RefusedSpans, spans)
 		o.ObserveInt64(refused, st.RefusedLogs, logs)
-		o.ObserveInt64(refusedReqs, st.RefusedTraceRequests, spans)
-		o.ObserveInt64(refusedReqs, st.RefusedLogRequests, logs)
+		for sig, name := range []string{"traces", "logs"} {
+			for r, n := range st.RefusedRequests[sig] {
+				o.ObserveInt64(refusedReqs, n, metric.WithAttributes(attribute.String("signal", name), attribute.String("reason", RefusalReason(r).String())))
+			}
+		}
 		o.ObserveInt64(level0, st.Level0TraceBlocks, spans)
 		o.ObserveInt64(level0, st.Level0LogBlocks, logs)
 		o.ObserveInt64(stall, int64(st.StallBlocks))
