@@ -102,11 +102,12 @@ func openParquet(ra objstore.ReaderAt) (f *parquet.File, err error) {
 // readBufferSize is the read buffer of each column a reader opens: a
 // compaction opens every column of four blocks at once, so 256 KiB each
 // held 28 MiB of an all-in-one's heap at 20k spans/s. Local files read
-// through the page cache in 64 KiB pieces as fast; remote objects keep
-// 256 KiB, since each read is a ranged GET.
+// through the page cache in 32 KiB pieces (half a page, see
+// writerOptions) as fast; remote objects keep 256 KiB, since each read is
+// a ranged GET.
 func readBufferSize(ra objstore.ReaderAt) int {
 	if objstore.IsLocal(ra) {
-		return 64 << 10
+		return 32 << 10
 	}
 	return 256 << 10
 }

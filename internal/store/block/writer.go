@@ -245,10 +245,16 @@ const writeBatch = 256
 // otherwise hold tens of MiB per block being written, and compaction and
 // head flushes write several at once. Memory per writer is then one page
 // buffer per column.
+//
+// Pages are 64 KiB before compression, not Parquet's 256 KiB: a reader
+// holds a decoded page per column, and a merge reads every column of four
+// blocks at once. On 2M spans this took a compaction's heap from 73 to
+// 45 MiB for 3% more bytes on disk and the same time.
 func writerOptions(opts WriteOptions) []parquet.WriterOption {
 	return []parquet.WriterOption{
 		parquet.Compression(codec),
 		parquet.MaxRowsPerRowGroup(1 << 40),
+		parquet.PageBufferSize(64 << 10),
 		parquet.ColumnPageBuffers(parquet.NewFileBufferPool(opts.TempDir, "pages-*")),
 	}
 }
