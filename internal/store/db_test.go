@@ -231,6 +231,30 @@ func TestRetention(t *testing.T) {
 	require.Equal(t, 1, db.Stats().Blocks)
 }
 
+// A block in a running merge is left to the next retention pass: the
+// merge removes it itself, and removing it twice would release it twice.
+func TestRetentionLeavesBlocksInAMerge(t *testing.T) {
+	now := time.Now()
+	db := openTestDB(t, t.TempDir(), func(o *Options) {
+		o.RetentionAge = 24 * time.Hour
+		o.Now = func() time.Time { return now }
+	})
+	td, _ := workload.New(3, now.Add(-48*time.Hour), workload.Options{}).Batch(20)
+	require.NoError(t, db.AppendTraces(td))
+	require.NoError(t, db.Flush(context.Background()))
+	db.mu.Lock()
+	b := db.blocks[0]
+	b.merging = true
+	db.mu.Unlock()
+	db.ApplyRetention(context.Background())
+	require.Equal(t, 1, db.Stats().Blocks, "kept while it is merged")
+	db.mu.Lock()
+	b.merging = false
+	db.mu.Unlock()
+	db.ApplyRetention(context.Background())
+	require.Equal(t, 0, db.Stats().Blocks)
+}
+
 func TestCorruptBlockIsQuarantined(t *testing.T) {
 	dir := t.TempDir()
 	db := openTestDB(t, dir, nil)
