@@ -99,7 +99,12 @@ func compactBench(args []string) error {
 		return db.Close()
 	}
 	if _, err := os.Stat(filepath.Join(*data, "filled")); err != nil {
-		db, err := openDefaults(*data, func(o *store.Options) { o.MemoryBudget = 0; o.MaxBlockDuration = time.Hour; o.MaxBlockBytes = 1 << 40; o.StallBlocks = -1 })
+		db, err := openDefaults(*data, func(o *store.Options) {
+			o.MemoryBudget = 0
+			o.MaxBlockDuration = time.Hour
+			o.MaxBlockBytes = 1 << 40
+			o.StallBlocks = -1
+		})
 		if err != nil {
 			return err
 		}
