@@ -217,7 +217,7 @@ func TestCompactionBacklogStallsIngestUntilMerged(t *testing.T) {
 	})
 	g := workload.New(9, time.Now(), workload.Options{})
 	want := map[storage.TraceID]int{}
-	appendFlushed := func() {
+	appendTracesFlushed := func() {
 		td, _ := g.Batch(5)
 		require.NoError(t, db.AppendTraces(td))
 		for id, n := range traceIDs(td) {
@@ -231,7 +231,7 @@ func TestCompactionBacklogStallsIngestUntilMerged(t *testing.T) {
 	// the third block reaches the stall.
 	var held []*blockRef
 	for range 3 {
-		appendFlushed()
+		appendTracesFlushed()
 		db.mu.Lock()
 		for _, b := range db.blocks {
 			if !b.merging {

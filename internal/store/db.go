@@ -233,12 +233,20 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 	db.wal = w
 	db.wg.Add(2)
-	go db.loop()
-	go db.flushLoop()
+	// Cut the head when it is full (kick) or old.
+	go db.every(min(opts.MaxBlockDuration/4, 15*time.Second), db.kick, func(context.Context) { db.maybeCut() })
+	go db.every(0, db.flushKick, func(ctx context.Context) { db.FlushHeads(ctx) })
 	if opts.CompactionInterval > 0 {
 		db.wg.Add(2)
-		go db.compactLevel0Loop()
-		go db.compactLoop()
+		// Level 0 is merged as soon as a flush leaves enough of it, beside
+		// the upper levels: a merge of large blocks takes minutes, and
+		// level-0 blocks piling up behind it would stall ingest
+		// (StallBlocks) for no lack of CPU.
+		go db.every(opts.CompactionInterval, db.compactKick, func(ctx context.Context) { db.compactLevels(ctx, 0, 0) })
+		go db.every(opts.CompactionInterval, nil, func(ctx context.Context) {
+			db.compactLevels(ctx, 1, math.MaxInt)
+			db.ApplyRetention(ctx)
+		})
 	}
 	return db, nil
 }
@@ -681,74 +689,29 @@ func (db *DB) wakeup() {
 	}
 }
 
-// loop cuts the head when it is full or old. Writing cut heads to blocks
-// (flushLoop) and compaction (compactLoop) run on goroutines of their own,
-// so that a long compaction never holds up the writes that free memory,
-// and neither holds up a cut.
-func (db *DB) loop() {
-	defer db.wg.Done()
-	cutTick := time.NewTicker(min(db.opts.MaxBlockDuration/4, 15*time.Second))
-	defer cutTick.Stop()
-	for {
-		select {
-		case <-db.done:
-			return
-		case <-db.kick:
-		case <-cutTick.C:
-		}
-		db.maybeCut()
-	}
-}
-
-func (db *DB) flushLoop() {
+// every runs work whenever kick fires and, if interval is positive, every
+// interval, until the DB closes; work's context is cancelled then. The
+// store's background work runs on four of these (see Open), so that a long
+// compaction never holds up the writes that free memory, and neither holds
+// up a cut.
+func (db *DB) every(interval time.Duration, kick <-chan struct{}, work func(context.Context)) {
 	defer db.wg.Done()
 	ctx, cancel := db.loopContext()
 	defer cancel()
-	for {
-		select {
-		case <-db.done:
-			return
-		case <-db.flushKick:
-		}
-		db.FlushHeads(ctx)
+	var tick <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
 	}
-}
-
-// compactLevel0Loop merges level-0 blocks as soon as a flush leaves
-// enough of them. It runs beside compactLoop, which merges the upper
-// levels: a merge of large blocks takes minutes, and level-0 blocks piling
-// up behind it would stall ingest (StallBlocks) for no lack of CPU.
-func (db *DB) compactLevel0Loop() {
-	defer db.wg.Done()
-	ctx, cancel := db.loopContext()
-	defer cancel()
-	tick := time.NewTicker(db.opts.CompactionInterval)
-	defer tick.Stop()
 	for {
 		select {
 		case <-db.done:
 			return
-		case <-db.compactKick:
-		case <-tick.C:
+		case <-kick:
+		case <-tick:
 		}
-		db.compactLevels(ctx, 0, 0)
-	}
-}
-
-func (db *DB) compactLoop() {
-	defer db.wg.Done()
-	ctx, cancel := db.loopContext()
-	defer cancel()
-	tick := time.NewTicker(db.opts.CompactionInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-db.done:
-			return
-		case <-tick.C:
-		}
-		db.compactLevels(ctx, 1, math.MaxInt)
-		db.ApplyRetention(ctx)
+		work(ctx)
 	}
 }
 

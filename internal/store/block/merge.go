@@ -61,10 +61,6 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 	if err != nil {
 		return nil, fmt.Errorf("merge blocks: %w", err)
 	}
-	cols, err := spanMergeColumns()
-	if err != nil {
-		return nil, err
-	}
 
 	b := newBuilder(Traces, opts)
 	for _, src := range blocks {
@@ -81,10 +77,9 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 	buf := make([]parquet.Row, writeBatch)
 	pending := make([]parquet.Row, 0, writeBatch)
 	var (
-		prev    storage.TraceID
-		svc     string
-		svcRaw  []byte
-		haveSvc bool
+		prev   storage.TraceID
+		svc    string
+		svcRaw []byte
 	)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -92,7 +87,7 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 		}
 		n, rerr := rows.ReadRows(buf)
 		for _, row := range buf[:n] {
-			r := cols.read(row)
+			r := spanKeyColumns.read(row)
 			newTrace := b.meta.Rows == 0 || r.traceID != prev
 			if newTrace && b.cur.Rows >= int64(b.opts.RowGroupRows) {
 				if _, err := w.WriteRows(pending); err != nil {
@@ -107,9 +102,9 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 			if newTrace {
 				b.traces = append(b.traces, r.traceID)
 			}
-			if !haveSvc || !bytes.Equal(r.service, svcRaw) {
+			if !bytes.Equal(r.service, svcRaw) {
 				// Rows of a trace mostly share a service: convert on change.
-				svc, svcRaw, haveSvc = string(r.service), append(svcRaw[:0], r.service...), true
+				svc, svcRaw = string(r.service), append(svcRaw[:0], r.service...)
 			}
 			b.add(r.traceID, r.start, r.start+r.duration, svc, nil, nil)
 			pending = append(pending, row)
@@ -146,7 +141,8 @@ type spanKey struct {
 	service         []byte
 }
 
-func spanMergeColumns() (spanColumns, error) {
+// spanKeyColumns are found once: spanSchema is fixed at compile time.
+var spanKeyColumns = func() spanColumns {
 	var c spanColumns
 	for _, x := range []struct {
 		name string
@@ -154,12 +150,12 @@ func spanMergeColumns() (spanColumns, error) {
 	}{{"trace_id", &c.traceID}, {"start_unix_nano", &c.start}, {"duration_nano", &c.duration}, {"service_name", &c.service}} {
 		leaf, ok := spanSchema.Lookup(x.name)
 		if !ok {
-			return c, fmt.Errorf("span schema has no column %s", x.name)
+			panic("block: span schema has no column " + x.name)
 		}
 		*x.dst = leaf.ColumnIndex
 	}
-	return c, nil
-}
+	return c
+}()
 
 // read picks the row's key columns. Each is a required, non-repeated
 // column, so it has exactly one value in the row.
