@@ -63,8 +63,7 @@ func newTestAPI(t *testing.T, db *store.DB, mod func(*Config)) *httptest.Server 
 	if mod != nil {
 		mod(cfg)
 	}
-	src := func(ctx context.Context) (storage.Querier, error) { return db.Querier(ctx) }
-	srv := httptest.NewServer(New(cfg, src, component.BuildInfo{Version: "test"}, zap.NewNop()).Handler())
+	srv := httptest.NewServer(New(cfg, StoreSource(db), Stores{Traces: db}, component.BuildInfo{Version: "test"}, zap.NewNop()).Handler())
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -161,7 +160,7 @@ func TestLimits(t *testing.T) {
 
 	cfg := createDefaultConfig().(*Config)
 	cfg.Limits.Timeout = 50 * time.Millisecond
-	slow := httptest.NewServer(New(cfg, func(ctx context.Context) (storage.Querier, error) { return blockingQuerier{}, nil }, component.BuildInfo{}, zap.NewNop()).Handler())
+	slow := httptest.NewServer(New(cfg, func(ctx context.Context) (storage.Querier, error) { return blockingQuerier{}, nil }, Stores{}, component.BuildInfo{}, zap.NewNop()).Handler())
 	defer slow.Close()
 	code, b = get(t, slow, "/api/search", rng, "")
 	require.Equal(t, http.StatusServiceUnavailable, code, "%s", b)
@@ -192,7 +191,7 @@ func TestPromQLTenancy(t *testing.T) {
 	defer mdb.Close()
 	cfg := createDefaultConfig().(*Config)
 	cfg.Tenancy.Enabled = true
-	a := New(cfg, func(ctx context.Context) (storage.Querier, error) { return db.Querier(ctx) }, component.BuildInfo{Version: "test"}, zap.NewNop())
+	a := New(cfg, StoreSource(db), Stores{Traces: db}, component.BuildInfo{Version: "test"}, zap.NewNop())
 	a.metrics.open = func() (*tsdb.DB, error) { return mdb, nil }
 	srv := httptest.NewServer(a.Handler())
 	defer srv.Close()

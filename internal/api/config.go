@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/confighttp"
 
+	"github.com/sightlinehq/sightline/extension/sightlinestorage"
 	"github.com/sightlinehq/sightline/internal/alerting"
 )
 
@@ -16,7 +17,7 @@ import (
 type Config struct {
 	confighttp.ServerConfig `mapstructure:",squash"`
 
-	// Storage names the sightline exporter whose store the API reads.
+	// Storage names the sightline_storage extension the API reads.
 	Storage component.ID `mapstructure:"storage"`
 
 	Limits  Limits  `mapstructure:"limits"`
@@ -73,8 +74,8 @@ func (c *Config) Validate() error {
 	if c.NetAddr.Endpoint == "" {
 		errs = append(errs, errors.New("endpoint: must be set"))
 	}
-	if c.Storage.Type().String() != "sightline" {
-		errs = append(errs, fmt.Errorf("storage: %q is not a sightline exporter", c.Storage))
+	if c.Storage.Type() != sightlinestorage.Type {
+		errs = append(errs, fmt.Errorf("storage: %q is not a %s extension (it was the sightline exporter's ID before the store became an extension)", c.Storage, sightlinestorage.Type))
 	}
 	l := c.Limits
 	if l.MaxQueryBytes < 0 {

@@ -33,7 +33,7 @@ func TestLoadConfig(t *testing.T) {
 	require.NoError(t, confmap.Validate(custom))
 	want := createDefaultConfig().(*Config)
 	want.NetAddr.Endpoint = "0.0.0.0:3201"
-	want.Storage = component.MustNewIDWithName("sightline", "archive")
+	want.Storage = component.MustNewIDWithName("sightline_storage", "archive")
 	want.Limits = Limits{MaxTimeRange: 24 * time.Hour, MaxResults: 100, MaxSeries: 50, Timeout: 5 * time.Second, MaxBytesScanned: 1 << 30, MaxInspectedTraces: 1000, MaxSamples: 1_000_000, MaxQueryBytes: 4096, MaxQueryDepth: 32}
 	want.Tenancy = Tenancy{Enabled: true, Header: "X-Tenant", ResourceAttribute: "org.id"}
 	want.Rules = alerting.Config{
@@ -47,7 +47,7 @@ func TestLoadConfig(t *testing.T) {
 	require.Error(t, err)
 	for _, msg := range []string{
 		"endpoint: must be set",
-		`storage: "otlp" is not a sightline exporter`,
+		`storage: "otlp" is not a sightline_storage extension`,
 		"limits::max_time_range: must not be negative",
 		"limits::max_results: must not be negative",
 		"limits::timeout: must not be negative",

@@ -19,11 +19,15 @@ import (
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
+	"github.com/sightlinehq/sightline/extension/sightlinestorage"
 	"github.com/sightlinehq/sightline/internal/alerting"
 )
+
+var _ extensioncapabilities.Dependent = (*queryExtension)(nil)
 
 // Type is the extension's component type.
 var Type = component.MustNewType("sightline_query")
@@ -44,7 +48,7 @@ func createDefaultConfig() component.Config {
 	srv.WriteTimeout = 0
 	return &Config{
 		ServerConfig: srv,
-		Storage:      component.MustNewID("sightline"),
+		Storage:      component.NewID(sightlinestorage.Type),
 		Limits: Limits{
 			MaxTimeRange:       721 * time.Hour,
 			MaxQueryBytes:      defaultMaxQueryBytes,
@@ -73,8 +77,18 @@ type queryExtension struct {
 	done   chan struct{}
 }
 
+// Dependencies makes the collector start the storage extension first,
+// so that Start finds it open.
+func (e *queryExtension) Dependencies() []component.ID {
+	return []component.ID{e.cfg.Storage}
+}
+
 func (e *queryExtension) Start(ctx context.Context, host component.Host) error {
-	api := New(e.cfg, StoreSource(e.cfg.Storage), e.set.BuildInfo, e.set.Logger)
+	st, err := sightlinestorage.GetStorage(host, e.cfg.Storage)
+	if err != nil {
+		return err
+	}
+	api := New(e.cfg, StoreSource(st.Store()), Stores{Traces: st.Store(), Metrics: st.Metrics()}, e.set.BuildInfo, e.set.Logger)
 	ln, err := e.cfg.ToListener(ctx)
 	if err != nil {
 		return err

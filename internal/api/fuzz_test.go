@@ -46,7 +46,7 @@ func FuzzWriteEndpoints(f *testing.F) {
 	}
 	defer mdb.Close()
 	cfg := createDefaultConfig().(*Config)
-	a := New(cfg, func(context.Context) (storage.Querier, error) { return nil, errNotReady }, component.BuildInfo{Version: "fuzz"}, zap.NewNop())
+	a := New(cfg, func(context.Context) (storage.Querier, error) { return nil, errNotReady }, Stores{}, component.BuildInfo{Version: "fuzz"}, zap.NewNop())
 	a.metrics.open = func() (*tsdb.DB, error) { return mdb, nil }
 	h := a.Handler()
 	f.Fuzz(func(t *testing.T, isOTLP bool, body []byte) {

@@ -2,13 +2,11 @@ package api
 
 import (
 	"encoding/hex"
-	"fmt"
 	"net/http"
 
 	"github.com/prometheus/prometheus/tsdb"
 	"go.opentelemetry.io/collector/pdata/plog"
 
-	"github.com/sightlinehq/sightline/internal/store"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
@@ -30,9 +28,9 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, styleJSON, err)
 		return
 	}
-	db, ok := store.Lookup(a.cfg.Storage)
-	if !ok {
-		a.fail(w, r, styleJSON, fmt.Errorf("%w: exporter %s has not started", errNotReady, a.cfg.Storage))
+	db := a.stores.Traces
+	if db == nil {
+		a.fail(w, r, styleJSON, errNotReady)
 		return
 	}
 	st := db.Stats()
@@ -57,7 +55,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		"attributes_truncated": st.TruncatedAttributes,
 		"attributes_dropped":   st.DroppedAttributes,
 	}
-	if m, ok := store.LookupMetrics(a.cfg.Storage); ok {
+	if m := a.stores.Metrics; m != nil {
 		h := m.TSDB().Head()
 		out["metrics_series"] = h.NumSeries()
 		out["metrics_blocks"] = len(m.TSDB().Blocks())

@@ -32,7 +32,6 @@ import (
 	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/sightlinehq/sightline/internal/otlpguard"
-	"github.com/sightlinehq/sightline/internal/store"
 )
 
 // newPromEngine returns the PromQL engine of the API and its rules, with
@@ -163,7 +162,7 @@ func (a failFlagAppenderV2) Commit() error {
 // attribute promotion, naming), so both OTLP paths store alike.
 func (a *API) promConfig() config.Config {
 	c := config.DefaultConfig
-	if m, ok := store.LookupMetrics(a.cfg.Storage); ok {
+	if m := a.stores.Metrics; m != nil {
 		c.OTLPConfig = m.OTLP()
 	}
 	return c
@@ -206,9 +205,9 @@ func (l *lazyTSDB) db() (*tsdb.DB, error) {
 	if l.open != nil {
 		return l.open()
 	}
-	m, ok := store.LookupMetrics(l.a.cfg.Storage)
-	if !ok {
-		return nil, fmt.Errorf("%w: exporter %s has not started", errNotReady, l.a.cfg.Storage)
+	m := l.a.stores.Metrics
+	if m == nil {
+		return nil, errNotReady
 	}
 	return m.TSDB(), nil
 }
@@ -299,9 +298,9 @@ func (l *lazyTSDB) Appender(ctx context.Context) storage.Appender {
 		}
 		app = db.Appender(ctx)
 	} else {
-		m, ok := store.LookupMetrics(l.a.cfg.Storage)
-		if !ok {
-			return notReadyAppender{fmt.Errorf("%w: exporter %s has not started", errNotReady, l.a.cfg.Storage)}
+		m := l.a.stores.Metrics
+		if m == nil {
+			return notReadyAppender{errNotReady}
 		}
 		app = m.Appender(ctx)
 	}
@@ -320,9 +319,9 @@ func (l *lazyTSDB) AppenderV2(ctx context.Context) storage.AppenderV2 {
 		}
 		app = db.AppenderV2(ctx)
 	} else {
-		m, ok := store.LookupMetrics(l.a.cfg.Storage)
-		if !ok {
-			return notReadyAppenderV2{fmt.Errorf("%w: exporter %s has not started", errNotReady, l.a.cfg.Storage)}
+		m := l.a.stores.Metrics
+		if m == nil {
+			return notReadyAppenderV2{errNotReady}
 		}
 		app = m.AppenderV2(ctx)
 	}

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sightlinehq/sightline/internal/alerting"
+	"github.com/sightlinehq/sightline/internal/metrics"
 	"github.com/sightlinehq/sightline/internal/query/logql"
 	"github.com/sightlinehq/sightline/internal/query/traceql"
 	"github.com/sightlinehq/sightline/internal/store"
@@ -31,24 +32,28 @@ import (
 // Source opens a Querier per request. The query engines see only this.
 type Source func(ctx context.Context) (storage.Querier, error)
 
-// errNotReady is returned while the store the API reads has not opened.
+// errNotReady is returned by an API that has no store to read (Stores
+// left empty).
 var errNotReady = errors.New("store not ready")
 
-// StoreSource reads the store of the sightline exporter with this ID.
-func StoreSource(id component.ID) Source {
-	return func(ctx context.Context) (storage.Querier, error) {
-		db, ok := store.Lookup(id)
-		if !ok {
-			return nil, fmt.Errorf("%w: exporter %s has not started", errNotReady, id)
-		}
-		return db.Querier(ctx)
-	}
+// StoreSource reads db.
+func StoreSource(db *store.DB) Source {
+	return db.Querier
+}
+
+// Stores are the stores of the storage extension, for what the query
+// engines do not cover: the status page reads their figures, and the
+// Prometheus API runs over the metrics TSDB. Either may be nil in tests.
+type Stores struct {
+	Traces  *store.DB
+	Metrics *metrics.DB
 }
 
 // API holds the handlers.
 type API struct {
 	cfg    *Config
 	source Source
+	stores Stores
 	build  component.BuildInfo
 	logger *zap.Logger
 	now    func() time.Time
@@ -61,9 +66,9 @@ type API struct {
 	rules *alerting.Manager
 }
 
-// New returns the API over source.
-func New(cfg *Config, source Source, build component.BuildInfo, logger *zap.Logger) *API {
-	a := &API{cfg: cfg, source: source, build: build, logger: logger, now: time.Now, promql: newPromEngine(cfg)}
+// New returns the API over source and stores.
+func New(cfg *Config, source Source, stores Stores, build component.BuildInfo, logger *zap.Logger) *API {
+	a := &API{cfg: cfg, source: source, stores: stores, build: build, logger: logger, now: time.Now, promql: newPromEngine(cfg)}
 	a.metrics = &lazyTSDB{a: a}
 	return a
 }

@@ -17,23 +17,20 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
+
+	"github.com/sightlinehq/sightline/internal/otlpguard"
 )
 
 // Type is the component type, the same as upstream's.
 var Type = component.MustNewType("loki")
 
-// NewFactory returns the loki receiver factory. admit, when not nil, is
-// asked before each push's body is read; while it refuses, pushes are
-// answered with its retryable status (503, Retry-After from its RetryInfo)
-// and never read or decoded.
-func NewFactory(admit func() error) receiver.Factory {
+// NewFactory returns the loki receiver factory. The admitters among its
+// host's extensions (otlpguard.HostAdmission) are asked before each push's
+// body is read; while one refuses, pushes are answered with its retryable
+// status (503, Retry-After from its RetryInfo) and never read or decoded.
+func NewFactory() receiver.Factory {
 	create := func(ctx context.Context, set receiver.Settings, c component.Config, next consumer.Logs) (receiver.Logs, error) {
-		r, err := createLogs(ctx, set, c, next)
-		if err != nil {
-			return nil, err
-		}
-		r.admit = admit
-		return r, nil
+		return createLogs(ctx, set, c, next)
 	}
 	return receiver.NewFactory(Type, createDefaultConfig, receiver.WithLogs(create, component.StabilityLevelBeta))
 }
@@ -59,12 +56,13 @@ type lokiReceiver struct {
 	set    receiver.Settings
 	next   consumer.Logs
 	obs    *receiverhelper.ObsReport
-	admit  func() error // nil: admit every push
+	admit  otlpguard.Admission // the host's; nil admits every push
 	server *http.Server
 	done   chan struct{}
 }
 
 func (r *lokiReceiver) Start(ctx context.Context, host component.Host) error {
+	r.admit = otlpguard.HostAdmission(host)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /loki/api/v1/push", r.push)
 	mux.HandleFunc("POST /api/prom/push", r.push) // Loki's legacy path

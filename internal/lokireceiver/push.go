@@ -34,7 +34,7 @@ const maxDecoded = 64 << 20
 
 func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	if r.admit != nil {
-		if err := r.admit(); err != nil {
+		if err := r.admit(otlpguard.Logs); err != nil {
 			refuse(w, err)
 			return
 		}

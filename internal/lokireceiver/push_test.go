@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/consumer/consumertest"
@@ -23,6 +24,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sightlinehq/sightline/internal/otlpguard"
 )
 
 type entry struct {
@@ -152,7 +155,10 @@ func TestReceiver(t *testing.T) {
 	cfg.UseIncomingTimestamp = true
 
 	var refusing atomic.Bool
-	admit := func() error {
+	admit := func(sig otlpguard.Signal) error {
+		if sig != otlpguard.Logs {
+			t.Errorf("asked to admit signal %v, want logs", sig)
+		}
 		if refusing.Load() {
 			st, _ := status.New(codes.Unavailable, "store memory budget reached").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(2 * time.Second)})
 			return st.Err()
@@ -161,9 +167,9 @@ func TestReceiver(t *testing.T) {
 	}
 	var retryAfter string
 	run := func(next *consumertest.LogsSink) func(ct string, body []byte) int {
-		rcv, err := NewFactory(admit).CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, next)
+		rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, next)
 		require.NoError(t, err)
-		require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
+		require.NoError(t, rcv.Start(context.Background(), admitterHost{Host: componenttest.NewNopHost(), admit: admit}))
 		t.Cleanup(func() { require.NoError(t, rcv.Shutdown(context.Background())) })
 		return func(ct string, body []byte) int {
 			resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), ct, bytes.NewReader(body))
@@ -210,7 +216,7 @@ func TestReceiverErrors(t *testing.T) {
 		ln.Close()
 		cfg := createDefaultConfig().(*Config)
 		cfg.Protocols.HTTP.NetAddr.Endpoint = addr
-		rcv, err := NewFactory(nil).CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, consumertest.NewErr(c.err))
+		rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, consumertest.NewErr(c.err))
 		require.NoError(t, err)
 		require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
 		resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), "application/json", bytes.NewReader([]byte(`{"streams":[{"stream":{},"values":[["2","b"]]}]}`)))
@@ -256,4 +262,23 @@ func TestLabelNamesPerStreamAreBounded(t *testing.T) {
 	require.ErrorIs(t, meta(129, DefaultLimits), ErrMalformed)
 	require.ErrorContains(t, meta(100_000, DefaultLimits), "max_structured_metadata_entries_count")
 	require.NoError(t, meta(200, Limits{MaxLabelNamesPerSeries: 15, MaxStructuredMetadataEntries: 200}), "the limit is configurable")
+}
+
+// admitterHost is a host whose one extension is an otlpguard.Admitter, as
+// the storage extension is.
+type admitterHost struct {
+	component.Host
+	admit otlpguard.Admission
+}
+
+type admitterExt struct {
+	component.StartFunc
+	component.ShutdownFunc
+	admit otlpguard.Admission
+}
+
+func (e admitterExt) Admit(sig otlpguard.Signal) error { return e.admit(sig) }
+
+func (h admitterHost) GetExtensions() map[component.ID]component.Component {
+	return map[component.ID]component.Component{component.MustNewID("sightline_storage"): admitterExt{admit: h.admit}}
 }

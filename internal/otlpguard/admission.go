@@ -2,16 +2,22 @@ package otlpguard
 
 import (
 	"context"
+	"maps"
 	"math"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
+
+	"go.opentelemetry.io/collector/component"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Admission decides, before a request's body is read, whether the process
@@ -28,6 +34,45 @@ import (
 // exporter at its budget) costs as much CPU and memory as accepting, which
 // under a flood leaves less of both for the data already accepted.
 type Admission func(sig Signal) error
+
+// Admitter is an extension that takes part in admission: the storage
+// extension, whose memory budget and compaction backlog decide whether the
+// process takes more data. Receivers find the admitters among the
+// extensions of their host (HostAdmission), as they find authenticators;
+// nothing registers itself anywhere else.
+type Admitter interface {
+	// Admit has Admission's contract.
+	Admit(sig Signal) error
+}
+
+// HostAdmission is the admission of the extensions on host that implement
+// Admitter, asked in the order of their IDs until one refuses. It is nil
+// (admit everything) when there are none, as in an agent without a store,
+// which leaves its memory to the memory_limiter processor.
+func HostAdmission(host component.Host) Admission {
+	exts := host.GetExtensions()
+	ids := slices.SortedFunc(maps.Keys(exts), func(a, b component.ID) int { return strings.Compare(a.String(), b.String()) })
+	var as []Admitter
+	for _, id := range ids {
+		if a, ok := exts[id].(Admitter); ok {
+			as = append(as, a)
+		}
+	}
+	switch len(as) {
+	case 0:
+		return nil
+	case 1:
+		return as[0].Admit
+	}
+	return func(sig Signal) error {
+		for _, a := range as {
+			if err := a.Admit(sig); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
 
 // grpcMethods maps the OTLP export methods to their signals.
 var grpcMethods = map[string]Signal{
@@ -92,6 +137,19 @@ func writeRetryable(w http.ResponseWriter, contentType string, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
 	}
 	writeStatus(w, contentType, code, st.Proto())
+}
+
+// RetryLater is err as OTLP's answer from a server that is temporarily
+// overloaded: gRPC Unavailable, with RetryInfo asking the client to wait
+// delay before it retries. The receivers answer it over HTTP with 503 and
+// Retry-After. The status carries err's message; err itself is not
+// wrapped, since the status is what crosses the wire.
+func RetryLater(err error, delay time.Duration) error {
+	st, derr := status.New(codes.Unavailable, err.Error()).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)})
+	if derr != nil {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return st.Err()
 }
 
 // RetryDelay is the delay in err's gRPC RetryInfo, or 0.

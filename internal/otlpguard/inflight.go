@@ -6,11 +6,6 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 	"time"
-
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // A decoded OTLP request takes about eight times its encoded size on the
@@ -67,12 +62,7 @@ func (f *inflight) acquire(n int) error {
 	}
 	if now := f.bytes.Add(int64(n)); now > f.limit && now != int64(n) {
 		f.bytes.Add(-int64(n))
-		st, err := status.New(codes.Unavailable, fmt.Sprintf("%v: %d MiB, the limit", ErrInflight, f.limit>>20)).
-			WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(inflightRetryDelay)})
-		if err != nil {
-			return status.Error(codes.Unavailable, ErrInflight.Error())
-		}
-		return st.Err()
+		return RetryLater(fmt.Errorf("%w: %d MiB, the limit", ErrInflight, f.limit>>20), inflightRetryDelay)
 	}
 	return nil
 }

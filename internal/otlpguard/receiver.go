@@ -29,31 +29,31 @@ var middlewareID = component.MustNewID("sightline_otlp_guard")
 // authentication and decompression and after any middleware the config
 // names.
 //
-// admit, when not nil, is asked before each export request's body is read
-// (see Admission); a refused request is answered with its retryable status
-// and never decoded.
-func WrapReceiverFactory(f receiver.Factory, lim Limits, admit Admission) receiver.Factory {
+// The extensions of the receiver's host that implement Admitter are asked
+// before each export request's body is read (HostAdmission); a refused
+// request is answered with its retryable status and never decoded.
+func WrapReceiverFactory(f receiver.Factory, lim Limits) receiver.Factory {
 	xf := f.(xreceiver.Factory)
 	return xreceiver.NewFactory(f.Type(), f.CreateDefaultConfig,
 		xreceiver.WithTraces(func(ctx context.Context, set receiver.Settings, cfg component.Config, next consumer.Traces) (receiver.Traces, error) {
-			g := install(cfg, lim, admit)
+			g := install(cfg, lim)
 			r, err := f.CreateTraces(ctx, set, cfg, next)
 			return guarded(r, g, err)
 		}, f.TracesStability()),
 		xreceiver.WithMetrics(func(ctx context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
-			g := install(cfg, lim, admit)
+			g := install(cfg, lim)
 			r, err := f.CreateMetrics(ctx, set, cfg, next)
 			return guarded(r, g, err)
 		}, f.MetricsStability()),
 		xreceiver.WithLogs(func(ctx context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
-			g := install(cfg, lim, admit)
+			g := install(cfg, lim)
 			r, err := f.CreateLogs(ctx, set, cfg, next)
 			return guarded(r, g, err)
 		}, f.LogsStability()),
 		xreceiver.WithProfiles(func(ctx context.Context, set receiver.Settings, cfg component.Config, next xconsumer.Profiles) (xreceiver.Profiles, error) {
 			// Profiles carry no AnyValue trees on the paths the guard
 			// knows; the receiver is shared, so it is guarded all the same.
-			g := install(cfg, lim, admit)
+			g := install(cfg, lim)
 			r, err := xf.CreateProfiles(ctx, set, cfg, next)
 			return guarded(r, g, err)
 		}, xf.ProfilesStability()),
@@ -63,9 +63,9 @@ func WrapReceiverFactory(f receiver.Factory, lim Limits, admit Admission) receiv
 // install adds the guard's middleware ID to cfg, once: the receiver is
 // shared between signals by its config pointer, so the change must be made
 // in place and be idempotent.
-func install(cfg component.Config, lim Limits, admit Admission) *guard {
+func install(cfg component.Config, lim Limits) *guard {
 	c := cfg.(*otlpreceiver.Config)
-	g := &guard{lim: lim, admit: admit, paths: map[string]Signal{}, inflight: newInflight(lim)}
+	g := &guard{lim: lim, paths: map[string]Signal{}, inflight: newInflight(lim)}
 	add := func(ms []configmiddleware.Config) []configmiddleware.Config {
 		for _, m := range ms {
 			if m.ID == middlewareID {
@@ -88,8 +88,10 @@ func install(cfg component.Config, lim Limits, admit Admission) *guard {
 
 // guard is the middleware the wrapped receiver finds on its host.
 type guard struct {
-	lim   Limits
-	admit Admission // nil: admit everything
+	lim Limits
+	// admit is the host's admission (HostAdmission), set by Start before
+	// the receiver asks for the middleware; nil admits everything.
+	admit Admission
 	paths map[string]Signal
 	// inflight is shared by the receiver's gRPC and HTTP servers.
 	inflight *inflight
@@ -135,6 +137,7 @@ func guarded(r component.Component, g *guard, err error) (*guardedReceiver, erro
 }
 
 func (r *guardedReceiver) Start(ctx context.Context, host component.Host) error {
+	r.g.admit = HostAdmission(host)
 	return r.Component.Start(ctx, &guardHost{Host: host, g: r.g})
 }
 

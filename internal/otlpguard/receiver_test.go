@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
@@ -50,7 +49,7 @@ func startGuardedReceiver(t *testing.T, maxRecvMiB int, admit Admission) (grpcAd
 // and admit, on real sockets into next.
 func startGuardedReceiverInto(t *testing.T, maxRecvMiB int, lim Limits, admit Admission, next consumer.Traces) (grpcAddr, httpAddr string) {
 	t.Helper()
-	f := WrapReceiverFactory(otlpreceiver.NewFactory(), lim, admit)
+	f := WrapReceiverFactory(otlpreceiver.NewFactory(), lim)
 	cfg := f.CreateDefaultConfig().(*otlpreceiver.Config)
 	grpcAddr, httpAddr = freeAddr(t), freeAddr(t)
 	gc := cfg.Protocols.GRPC.GetOrInsertDefault()
@@ -64,7 +63,7 @@ func startGuardedReceiverInto(t *testing.T, maxRecvMiB int, lim Limits, admit Ad
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+	if err := r.Start(context.Background(), admitHost(admit)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Shutdown(context.Background()) })

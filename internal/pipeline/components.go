@@ -44,9 +44,9 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/prometheusreceiver"
 
+	"github.com/sightlinehq/sightline/exporter/sightlineexporter"
+	"github.com/sightlinehq/sightline/extension/sightlinestorage"
 	"github.com/sightlinehq/sightline/internal/archive/awss3exporter"
-	"github.com/sightlinehq/sightline/internal/store"
-	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/tenancyprocessor"
 )
 
@@ -67,6 +67,7 @@ func Components() (otelcol.Factories, error) {
 		pprofextension.NewFactory(),
 		bearertokenauthextension.NewFactory(),
 		filestorage.NewFactory(),
+		sightlinestorage.NewFactory(),
 		api.NewFactory(),
 	)
 	if err != nil {
@@ -77,10 +78,10 @@ func Components() (otelcol.Factories, error) {
 		// Upstream's receiver, with a check in front of its decoders that
 		// refuses values nested deep enough to overflow pdata's recursive
 		// decoder (a fatal error that no recover() catches), and the
-		// store's admission before it reads a request at all.
-		otlpguard.WrapReceiverFactory(otlpreceiver.NewFactory(), otlpguard.Limits{}, admitOTLP),
+		// storage extension's admission before it reads a request at all.
+		otlpguard.WrapReceiverFactory(otlpreceiver.NewFactory(), otlpguard.Limits{}),
 		prometheusreceiver.NewFactory(),
-		lokireceiver.NewFactory(func() error { return store.Admit(block.Logs) }),
+		lokireceiver.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -121,24 +122,11 @@ func Components() (otelcol.Factories, error) {
 		prometheusremotewriteexporter.NewFactory(),
 		loadbalancingexporter.NewFactory(),
 		awss3exporter.NewFactory(),
-		store.NewFactory(),
+		sightlineexporter.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
 	}
 
 	return factories, nil
-}
-
-// admitOTLP refuses OTLP traces and logs before they are read while a
-// store in this process is at its memory budget (store.Admit). Metrics go
-// to the metrics TSDB, which the budget does not cover, and pass.
-func admitOTLP(sig otlpguard.Signal) error {
-	switch sig {
-	case otlpguard.Traces:
-		return store.Admit(block.Traces)
-	case otlpguard.Logs:
-		return store.Admit(block.Logs)
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package store
+package store_test
 
 import (
 	"bytes"
@@ -9,9 +9,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
@@ -26,8 +27,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/sightlinehq/sightline/exporter/sightlineexporter"
+	"github.com/sightlinehq/sightline/extension/sightlinestorage"
 	"github.com/sightlinehq/sightline/internal/otlpguard"
-	"github.com/sightlinehq/sightline/internal/store/block"
+	"github.com/sightlinehq/sightline/internal/store"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 	"github.com/sightlinehq/sightline/internal/workload"
 )
@@ -40,27 +43,36 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// The upstream OTLP receiver, guarded and asking the store's admission as
-// Sightline runs it, in front of the sightline exporter, with the block
-// writer held up: once the budget is spent, a refusal reaches gRPC clients
+// hostWith is a host whose extensions are exts.
+type hostWith map[component.ID]component.Component
+
+func (h hostWith) GetExtensions() map[component.ID]component.Component { return h }
+
+// The upstream OTLP receiver, guarded and asking the storage extension's
+// admission as Sightline runs it, in front of the sightline exporter, with
+// the block writer held up: once the budget is spent, a refusal reaches gRPC clients
 // as UNAVAILABLE with RetryInfo and HTTP clients as 503 with Retry-After,
 // before their requests are read; the OTel Go SDK's exporters, over both,
 // retry and deliver every span once blocks are written again.
 func TestBackpressureReachesOTLPClients(t *testing.T) {
 	ctx := context.Background()
-	ef := NewFactory()
-	ecfg := ef.CreateDefaultConfig().(*Config)
-	ecfg.Path = t.TempDir()
-	ecfg.Memory.LimitMiB = 16
-	eset := exportertest.NewNopSettings(Type)
-	exp, err := ef.CreateTraces(ctx, eset, ecfg)
+	sf := sightlinestorage.NewFactory()
+	scfg := sf.CreateDefaultConfig().(*sightlinestorage.Config)
+	scfg.Path = t.TempDir()
+	scfg.Memory.LimitMiB = 16
+	ext, err := sf.Create(ctx, extensiontest.NewNopSettings(sf.Type()), scfg)
 	require.NoError(t, err)
-	require.NoError(t, exp.Start(ctx, componenttest.NewNopHost()))
+	host := hostWith{component.NewID(sightlinestorage.Type): ext}
+	require.NoError(t, ext.Start(ctx, host))
+	defer ext.Shutdown(ctx)
+	ef := sightlineexporter.NewFactory()
+	exp, err := ef.CreateTraces(ctx, exportertest.NewNopSettings(ef.Type()), ef.CreateDefaultConfig())
+	require.NoError(t, err)
+	require.NoError(t, exp.Start(ctx, host))
 	defer exp.Shutdown(ctx)
-	db, ok := Lookup(eset.ID)
-	require.True(t, ok)
+	db := ext.(*sightlinestorage.Storage).Store()
 
-	rf := otlpguard.WrapReceiverFactory(otlpreceiver.NewFactory(), otlpguard.Limits{}, func(otlpguard.Signal) error { return Admit(block.Traces) })
+	rf := otlpguard.WrapReceiverFactory(otlpreceiver.NewFactory(), otlpguard.Limits{})
 	rcfg := rf.CreateDefaultConfig().(*otlpreceiver.Config)
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
 	rcfg.Protocols.GRPC.GetOrInsertDefault().NetAddr.Endpoint = grpcAddr
@@ -68,7 +80,7 @@ func TestBackpressureReachesOTLPClients(t *testing.T) {
 	rcfg.Protocols.HTTP.Get().ServerConfig.NetAddr.Endpoint = httpAddr
 	rcv, err := rf.CreateTraces(ctx, receivertest.NewNopSettings(rf.Type()), rcfg, exp)
 	require.NoError(t, err)
-	require.NoError(t, rcv.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, rcv.Start(ctx, host))
 	defer rcv.Shutdown(ctx)
 
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -77,13 +89,8 @@ func TestBackpressureReachesOTLPClients(t *testing.T) {
 	client := ptraceotlp.NewGRPCClient(conn)
 
 	// Fill the budget while nothing is written to blocks.
-	db.flushMu.Lock()
-	locked := true
-	defer func() {
-		if locked {
-			db.flushMu.Unlock()
-		}
-	}()
+	release := db.HoldBlockWriter()
+	defer release()
 	g := workload.New(21, time.Now(), workload.Options{})
 	var refusal error
 	for i := 0; i < 5000 && refusal == nil; i++ {
@@ -137,15 +144,14 @@ func TestBackpressureReachesOTLPClients(t *testing.T) {
 	httpSpans, httpTrace := spans(2, 7)
 	go func() { done <- grpcExp.ExportSpans(ctx, grpcSpans) }()
 	go func() { done <- httpExp.ExportSpans(ctx, httpSpans) }()
-	waitUntil(t, "both SDKs to be refused", func() bool { return db.Stats().RefusedTraceRequests >= refusedBefore+2 })
+	store.WaitUntil(t, "both SDKs to be refused", func() bool { return db.Stats().RefusedTraceRequests >= refusedBefore+2 })
 	select {
 	case err := <-done:
 		t.Fatalf("an SDK export returned while the store refused: %v", err)
 	default:
 	}
 
-	db.flushMu.Unlock()
-	locked = false
+	release()
 	for range 2 {
 		require.NoError(t, <-done)
 	}

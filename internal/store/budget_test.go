@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"runtime"
@@ -13,9 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/store/storage"
@@ -83,22 +79,6 @@ func TestMemoryBudgetRefusesUntilBlocksAreWritten(t *testing.T) {
 	})
 	require.Less(t, db.Stats().MemoryBytes, int64(budget))
 	requireAll(t, db, want, lds)
-}
-
-// The exporter refuses over budget with gRPC Unavailable carrying
-// RetryInfo, which the OTLP receiver turns into HTTP 503 + Retry-After.
-func TestOverBudgetIsRetryableWithDelay(t *testing.T) {
-	err := consumeErr(errors.Join(errors.New("x"), ErrOverBudget))
-	st, ok := status.FromError(err)
-	require.True(t, ok)
-	require.Equal(t, codes.Unavailable, st.Code())
-	var delay time.Duration
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			delay = ri.GetRetryDelay().AsDuration()
-		}
-	}
-	require.Equal(t, backoff, delay)
 }
 
 // A head is cut when it is MaxBlockDuration old, by the DB's clock.
@@ -246,9 +226,6 @@ func TestCompactionBacklogStallsIngestUntilMerged(t *testing.T) {
 	require.ErrorIs(t, db.Admit(block.Traces), ErrBacklog)
 	td, ld := g.Batch(5)
 	require.ErrorIs(t, db.AppendTraces(td), ErrBacklog)
-	st, ok := status.FromError(consumeErr(db.AppendTraces(td)))
-	require.True(t, ok)
-	require.Equal(t, codes.Unavailable, st.Code(), "a stall is backpressure, not a failure")
 	require.NoError(t, db.Admit(block.Logs), "the logs have no backlog")
 	require.NoError(t, db.AppendLogs(ld))
 	require.EqualValues(t, 1, db.Stats().RefusedTraceRequests)

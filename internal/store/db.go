@@ -530,7 +530,7 @@ func (db *DB) Admit(sig block.Signal) error {
 		if errors.Is(err, ErrBacklog) {
 			reason = RefusedForBacklog
 		}
-		db.countRefusedRequest(sig, reason)
+		db.CountRefusedRequest(sig, reason)
 	}
 	return err
 }
@@ -549,9 +549,10 @@ func (r RefusalReason) String() string {
 	return [...]string{"budget", "backlog", "memory"}[r]
 }
 
-// countRefusedRequest counts a request refused before it was read, by the
-// store's budget or for the process's memory.
-func (db *DB) countRefusedRequest(sig block.Signal, reason RefusalReason) {
+// CountRefusedRequest counts a request refused before it was read. Admit
+// counts its own refusals; its caller counts those it makes for the
+// process's memory (RefusedForMemory), which the store does not watch.
+func (db *DB) CountRefusedRequest(sig block.Signal, reason RefusalReason) {
 	db.refusedRequests[signalIndex(sig)][reason].Add(1)
 }
 

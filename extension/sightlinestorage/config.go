@@ -1,4 +1,4 @@
-package store
+package sightlinestorage
 
 import (
 	"errors"
@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// Config is the `sightline` exporter's configuration.
+// Config is the `sightline_storage` extension's configuration: where the
+// trace and log store and the metrics TSDB keep their data, and how.
 type Config struct {
 	// Path holds the WAL and temporary files, and the blocks when the
 	// storage backend is the filesystem.

@@ -1,4 +1,4 @@
-package store
+package sightlinestorage
 
 import (
 	"path/filepath"
@@ -21,12 +21,12 @@ func TestLoadConfig(t *testing.T) {
 		return cfg
 	}
 
-	def := load("sightline")
+	def := load("sightline_storage")
 	require.NoError(t, confmap.Validate(def))
 	require.Equal(t, createDefaultConfig(), def)
 	require.Equal(t, LimitsConfig{MaxAttributeBytes: 16 << 10, MaxAttributes: 1024}, def.Limits, "limits are on by default")
 
-	custom := load("sightline/custom")
+	custom := load("sightline_storage/custom")
 	require.NoError(t, confmap.Validate(custom))
 	want := createDefaultConfig()
 	want.Path = "/var/lib/sightline"
@@ -40,7 +40,7 @@ func TestLoadConfig(t *testing.T) {
 	want.Limits = LimitsConfig{MaxAttributeBytes: 2048, MaxAttributes: 128}
 	require.Equal(t, want, custom)
 
-	err = confmap.Validate(load("sightline/bad"))
+	err = confmap.Validate(load("sightline_storage/bad"))
 	require.Error(t, err)
 	for _, msg := range []string{
 		"path: must not be empty",

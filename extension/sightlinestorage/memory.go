@@ -1,4 +1,4 @@
-package store
+package sightlinestorage
 
 // defaultBudget applies when the container sets no limit: sized so that
 // the all-in-one at 20k spans/s stays under 512 MiB RSS
