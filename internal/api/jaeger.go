@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -141,37 +142,82 @@ func (a *API) jaegerOperations(w http.ResponseWriter, r *http.Request) {
 }
 
 // jaegerQuery is a Jaeger search: one span of the trace must match all of
-// service, operation, tags and the duration bounds.
+// its conditions. It runs as the TraceQL query { c1 && c2 && ... }, so it
+// takes the engine's pushdown and limits like any TraceQL search.
 type jaegerQuery struct {
-	span  storage.SpanQuery
-	limit int
+	start, end int64
+	conds      []traceql.Cond
+	limit      int
 }
 
+func (jq *jaegerQuery) equal(field traceql.Expr, v traceql.Static) {
+	jq.conds = append(jq.conds, traceql.Cond{Field: field, Op: "=", Value: v})
+}
+
+// names adds the service and operation tests; empty ones match all.
+func (jq *jaegerQuery) names(service, operation string) {
+	if service != "" {
+		jq.equal(traceql.ResourceAttribute("service.name"), traceql.NewString(service))
+	}
+	if operation != "" {
+		jq.equal(traceql.IntrinsicField(traceql.IntrinsicName), traceql.NewString(operation))
+	}
+}
+
+// duration adds the bound of a minDuration (op >=) or maxDuration (op <=)
+// parameter, if set.
+func (jq *jaegerQuery) duration(param, s, op string) error {
+	if s == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return badRequest("invalid %s %q", param, s)
+	}
+	jq.conds = append(jq.conds, traceql.Cond{Field: traceql.IntrinsicField(traceql.IntrinsicDuration), Op: op, Value: traceql.NewDuration(int64(d))})
+	return nil
+}
+
+// tag adds a tag test. Jaeger's error=true and span.kind are the OTLP
+// status and kind; any other tag is a span or resource attribute.
+func (jq *jaegerQuery) tag(k, v string) error {
+	switch {
+	case k == "error" && v == "true":
+		jq.equal(traceql.IntrinsicField(traceql.IntrinsicStatus), traceql.NewStatus(storage.StatusError))
+		return nil
+	case k == "span.kind":
+		for n := range 6 {
+			if traceql.KindName(storage.SpanKind(n)) == v {
+				jq.equal(traceql.IntrinsicField(traceql.IntrinsicKind), traceql.NewKind(storage.SpanKind(n)))
+				return nil
+			}
+		}
+		return badRequest("unknown span.kind %q", v)
+	}
+	jq.equal(traceql.UnscopedAttribute(k), jaegerTagValue(v))
+	return nil
+}
+
+// findTraces runs the search through the TraceQL engine, which assembles
+// each matching trace whole.
 func (a *API) findTraces(r *http.Request, jq jaegerQuery) ([][]storage.Span, error) {
+	q, err := traceql.AllOf(jq.conds...)
+	if err != nil {
+		return nil, badRequest("%v", err)
+	}
 	qr, err := a.open(r)
 	if err != nil {
 		return nil, err
 	}
 	defer qr.close()
-	var ids []storage.TraceID
-	seen := map[storage.TraceID]bool{}
-	err = qr.q.Spans(qr.ctx, &jq.span, func(s *storage.Span) bool {
-		if !seen[s.TraceID] {
-			seen[s.TraceID] = true
-			ids = append(ids, s.TraceID)
-		}
-		return len(ids) < jq.limit
-	})
+	res, err := traceql.Search(qr.ctx, qr.q, traceql.SearchRequest{Query: q, Start: jq.start, End: jq.end, Limit: jq.limit,
+		MaxInspectedTraces: a.cfg.Limits.MaxInspectedTraces, FullTraces: true})
 	if err != nil {
 		return nil, err
 	}
-	var out [][]storage.Span
-	for _, id := range ids {
-		spans, err := qr.q.TraceByID(qr.ctx, id, 0, 0)
-		if err != nil && len(spans) == 0 {
-			continue
-		}
-		out = append(out, spans)
+	out := make([][]storage.Span, len(res.Traces))
+	for i, t := range res.Traces {
+		out[i] = t.Spans
 	}
 	return out, nil
 }
@@ -191,18 +237,13 @@ func (a *API) parseJaegerSearch(r *http.Request) (jaegerQuery, error) {
 	if err := a.checkLimit(limit); err != nil {
 		return jaegerQuery{}, err
 	}
-	jq := jaegerQuery{span: storage.SpanQuery{Start: start, End: end, ServiceName: r.FormValue("service"), Name: r.FormValue("operation")}, limit: limit}
-	for _, b := range []struct {
-		param string
-		dst   *int64
-	}{{"minDuration", &jq.span.MinDuration}, {"maxDuration", &jq.span.MaxDuration}} {
-		if s := r.FormValue(b.param); s != "" {
-			d, err := time.ParseDuration(s)
-			if err != nil {
-				return jq, badRequest("invalid %s %q", b.param, s)
-			}
-			*b.dst = int64(d)
-		}
+	jq := jaegerQuery{start: start, end: end, limit: limit}
+	jq.names(r.FormValue("service"), r.FormValue("operation"))
+	if err := jq.duration("minDuration", r.FormValue("minDuration"), ">="); err != nil {
+		return jq, err
+	}
+	if err := jq.duration("maxDuration", r.FormValue("maxDuration"), "<="); err != nil {
+		return jq, err
 	}
 	tags := map[string]string{}
 	for _, t := range r.Form["tags"] {
@@ -217,41 +258,24 @@ func (a *API) parseJaegerSearch(r *http.Request) (jaegerQuery, error) {
 		}
 		tags[k] = v
 	}
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		v := tags[k]
-		switch {
-		case k == "error" && v == "true":
-			jq.span.Status, jq.span.HasStatus = storage.StatusError, true
-			continue
-		case k == "span.kind":
-			for n := range 6 {
-				if traceql.KindName(storage.SpanKind(n)) == v {
-					jq.span.Kind, jq.span.HasKind = storage.SpanKind(n), true
-				}
-			}
-			continue
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		if err := jq.tag(k, tags[k]); err != nil {
+			return jq, err
 		}
-		m, _ := storage.NewMatcher(storage.ScopeAny, k, storage.OpEqual, tagValue2(v))
-		jq.span.Matchers = append(jq.span.Matchers, m)
 	}
 	return jq, nil
 }
 
-// tagValue2 types a Jaeger tag value: Jaeger UI sends every value as text,
+// jaegerTagValue types a Jaeger tag value: Jaeger UI sends every value as text,
 // while OTLP attributes keep their types.
-func tagValue2(s string) storage.Value {
+func jaegerTagValue(s string) traceql.Static {
 	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return storage.Int(i)
+		return traceql.NewInt(i)
 	}
 	if s == "true" || s == "false" {
-		return storage.Bool(s == "true")
+		return traceql.NewBool(s == "true")
 	}
-	return storage.Str(s)
+	return traceql.NewString(s)
 }
 
 func (a *API) jaegerSearch(w http.ResponseWriter, r *http.Request) {
@@ -575,7 +599,8 @@ func (a *API) v3Search(w http.ResponseWriter, r *http.Request) {
 		if err := a.checkRange(start, end); err != nil {
 			return err
 		}
-		jq := jaegerQuery{span: storage.SpanQuery{Start: start, End: end, ServiceName: p.Get("query.service_name"), Name: p.Get("query.operation_name")}, limit: 20}
+		jq := jaegerQuery{start: start, end: end, limit: 20}
+		jq.names(p.Get("query.service_name"), p.Get("query.operation_name"))
 		if s := p.Get("query.num_traces"); s != "" {
 			if jq.limit, err = parseInt("query.num_traces", s, 20); err != nil {
 				return err
@@ -584,22 +609,17 @@ func (a *API) v3Search(w http.ResponseWriter, r *http.Request) {
 		if err := a.checkLimit(jq.limit); err != nil {
 			return err
 		}
-		for _, b := range []struct {
-			param string
-			dst   *int64
-		}{{"query.duration_min", &jq.span.MinDuration}, {"query.duration_max", &jq.span.MaxDuration}} {
-			if s := p.Get(b.param); s != "" {
-				d, err := time.ParseDuration(s)
-				if err != nil {
-					return badRequest("invalid %s %q", b.param, s)
-				}
-				*b.dst = int64(d)
-			}
+		if err := jq.duration("query.duration_min", p.Get("query.duration_min"), ">="); err != nil {
+			return err
 		}
-		for k, vs := range p {
+		if err := jq.duration("query.duration_max", p.Get("query.duration_max"), "<="); err != nil {
+			return err
+		}
+		for _, k := range slices.Sorted(maps.Keys(p)) {
 			if name, ok := strings.CutPrefix(k, "query.attributes."); ok {
-				m, _ := storage.NewMatcher(storage.ScopeAny, name, storage.OpEqual, tagValue2(vs[0]))
-				jq.span.Matchers = append(jq.span.Matchers, m)
+				if err := jq.tag(name, p.Get(k)); err != nil {
+					return err
+				}
 			}
 		}
 		traces, err := a.findTraces(r, jq)

@@ -184,35 +184,6 @@ func (a *API) lokiQuery(w http.ResponseWriter, r *http.Request, instant bool) {
 // formatFloat prints sample values as Prometheus and Loki do.
 func formatFloat(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
-// scanStreams calls fn with the stream labels of log records in range that
-// match the selector (all records when sel is nil), reading at most limit
-// records (0: all).
-func (a *API) scanStreams(qr *query, sel *logql.LogExpr, start, end int64, limit int, fn func(stream logql.Labels, l *storage.LogRecord)) error {
-	lq := &storage.LogQuery{Start: start, End: end}
-	if sel != nil {
-		for _, m := range sel.Matchers {
-			if m.Name == "service_name" && m.Type == logql.MatchEqual {
-				lq.ServiceName = m.Value
-			}
-		}
-	}
-	n := 0
-	return qr.q.Logs(qr.ctx, lq, func(l *storage.LogRecord) bool {
-		n++
-		ls := logql.StreamLabels(l)
-		if sel != nil {
-			for _, m := range sel.Matchers {
-				v, _ := ls.Get(m.Name)
-				if !m.Matches(v) {
-					return limit == 0 || n < limit
-				}
-			}
-		}
-		fn(ls, l)
-		return limit == 0 || n < limit
-	})
-}
-
 func optionalSelector(r *http.Request, param string) (*logql.LogExpr, error) {
 	s := r.FormValue(param)
 	if s == "" {
@@ -249,7 +220,7 @@ func (a *API) lokiLabels(w http.ResponseWriter, r *http.Request) {
 		}
 		defer qr.close()
 		set := map[string]bool{}
-		if err := a.scanStreams(qr, sel, start, end, labelScanLimit, func(ls logql.Labels, _ *storage.LogRecord) {
+		if err := logql.Streams(qr.ctx, qr.q, sel, start, end, labelScanLimit, func(ls logql.Labels, _ *storage.LogRecord) {
 			for _, l := range ls {
 				set[l.Name] = true
 			}
@@ -282,7 +253,7 @@ func (a *API) lokiLabelValues(w http.ResponseWriter, r *http.Request) {
 		}
 		defer qr.close()
 		set := map[string]bool{}
-		if err := a.scanStreams(qr, sel, start, end, labelScanLimit, func(ls logql.Labels, l *storage.LogRecord) {
+		if err := logql.Streams(qr.ctx, qr.q, sel, start, end, labelScanLimit, func(ls logql.Labels, l *storage.LogRecord) {
 			if v, ok := ls.Get(name); ok {
 				set[v] = true
 			} else if v, ok := logql.Metadata(l).Get(name); ok {
@@ -330,7 +301,7 @@ func (a *API) lokiSeries(w http.ResponseWriter, r *http.Request) {
 		seen := map[string]bool{}
 		out := []map[string]string{}
 		for _, sel := range sels {
-			if err := a.scanStreams(qr, sel, start, end, labelScanLimit, func(ls logql.Labels, _ *storage.LogRecord) {
+			if err := logql.Streams(qr.ctx, qr.q, sel, start, end, labelScanLimit, func(ls logql.Labels, _ *storage.LogRecord) {
 				if k := ls.String(); !seen[k] {
 					seen[k] = true
 					out = append(out, ls.Map())
@@ -356,7 +327,7 @@ func (a *API) lokiIndexStats(w http.ResponseWriter, r *http.Request) {
 		defer qr.close()
 		streams := map[string]bool{}
 		var entries, bytes int64
-		err = a.scanStreams(qr, sel, start, end, 0, func(ls logql.Labels, l *storage.LogRecord) {
+		err = logql.Streams(qr.ctx, qr.q, sel, start, end, 0, func(ls logql.Labels, l *storage.LogRecord) {
 			streams[ls.String()] = true
 			entries++
 			bytes += int64(len(l.Body.AsString()))

@@ -128,6 +128,33 @@ func dedupe(ls Labels) Labels {
 	return out
 }
 
+// Streams calls fn with the stream labels of each log record in
+// [start, end) that the selector's matchers select (every record when sel
+// is nil), reading at most limit records (0: all). It answers Loki's
+// label, label values and series APIs, which take a selector but no
+// pipeline; its stages, if any, are ignored.
+func Streams(ctx context.Context, sq storage.Querier, sel *LogExpr, start, end int64, limit int, fn func(stream Labels, l *storage.LogRecord)) error {
+	lq := &storage.LogQuery{Start: start, End: end}
+	if sel != nil {
+		lq = pushdown(&LogExpr{Matchers: sel.Matchers}, start, end)
+	}
+	n := 0
+	return sq.Logs(ctx, lq, func(l *storage.LogRecord) bool {
+		n++
+		ls := StreamLabels(l)
+		if sel != nil {
+			for _, m := range sel.Matchers {
+				v, _ := ls.Get(m.Name)
+				if !m.Matches(v) {
+					return limit == 0 || n < limit
+				}
+			}
+		}
+		fn(ls, l)
+		return limit == 0 || n < limit
+	})
+}
+
 // pushdown derives the store query: service_name equality from the
 // selector, the first literal line filter, and a trace_id label filter
 // placed before any parser.

@@ -39,6 +39,10 @@ type SearchRequest struct {
 	// MaxInspectedTraces bounds the traces assembled to evaluate structural
 	// and trace-level queries; 0 means no bound.
 	MaxInspectedTraces int
+	// FullTraces returns every span of each matching trace in
+	// TraceResult.Spans, as the Jaeger API answers a search. The traces
+	// are assembled to evaluate the query anyway; this keeps them.
+	FullTraces bool
 }
 
 // SearchResult holds the matching traces, most recent first.
@@ -57,6 +61,8 @@ type TraceResult struct {
 	Duration     int64 // ns
 	Spansets     []ResultSpanset
 	ServiceStats map[string]ServiceStats
+	// Spans is the whole trace, with SearchRequest.FullTraces.
+	Spans []storage.Span
 }
 
 // ServiceStats counts a trace's spans per service.
@@ -225,7 +231,7 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 					return
 				}
 				if sets := evalPipeline(q.Pipeline, tr, []Spanset{{Spans: allSpans(tr)}}); len(sets) > 0 {
-					r := traceResult(tr, sets, fields, req.SpansPerSpanset)
+					r := traceResult(tr, sets, fields, req.SpansPerSpanset, req.FullTraces)
 					results[k].tr = &r
 				}
 			}()
@@ -363,7 +369,7 @@ func FieldKey(e Expr) string {
 	return e.String()
 }
 
-func traceResult(tr *Trace, sets []Spanset, fields []Expr, spss int) TraceResult {
+func traceResult(tr *Trace, sets []Spanset, fields []Expr, spss int, full bool) TraceResult {
 	r := TraceResult{
 		TraceID:      tr.Spans[0].TraceID,
 		RootService:  NoRoot,
@@ -374,6 +380,12 @@ func traceResult(tr *Trace, sets []Spanset, fields []Expr, spss int) TraceResult
 	}
 	if tr.Root >= 0 {
 		r.RootService, r.RootName = tr.RootService(), tr.RootName()
+	}
+	if full {
+		r.Spans = make([]storage.Span, len(tr.Spans))
+		for i, s := range tr.Spans {
+			r.Spans[i] = *s
+		}
 	}
 	for _, s := range tr.Spans {
 		st := r.ServiceStats[s.Resource.ServiceName()]
