@@ -71,7 +71,7 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 		return nil, err
 	}
 	defer cleanup()
-	w := parquet.NewGenericWriter[spanRow](f, writerOptions(opts)...)
+	w := parquet.NewGenericWriter[spanRow](f, writerOptions[spanRow](opts)...)
 	rows := merged.Rows()
 	defer rows.Close()
 	buf := make([]parquet.Row, writeBatch)
