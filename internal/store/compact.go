@@ -14,8 +14,8 @@ import (
 )
 
 // Compact merges small blocks. Blocks of one signal and level, in time
-// order, are merged CompactMinBlocks or more at a time (up to
-// compactMaxBlocks and CompactMaxBytes) into one block of the next level; duplicate spans from
+// order, are merged CompactMinBlocks at a time (up to CompactMaxBytes)
+// into one block of the next level; duplicate spans from
 // retries are dropped on the way. The new block lists its sources, so that
 // a crash between writing it and deleting them is finished at startup.
 // Compact runs every level until nothing is left to merge; the background
@@ -56,11 +56,13 @@ func (db *DB) compactLevels(ctx context.Context, lo, hi int) {
 	}
 }
 
-// compactMaxBlocks bounds a merge's fan-in, and so its memory: each input
-// holds a decoded batch and a page buffer per column while it streams. At
-// 20k spans/s the head is cut every few seconds, so a minute's level-0
-// blocks are merged in several rounds instead of all at once.
-const compactMaxBlocks = 4
+// A merge takes CompactMinBlocks blocks of one level, or up to
+// minFanIn when that is fewer (tests merge pairs). The fan-in is the size
+// ratio between levels, so it sets how often a span is rewritten before
+// it rests in a block of CompactMaxBytes: log_fanin(final/level-0 size)
+// times. It also bounds a merge's memory: each input holds a decoded batch
+// and a page buffer per column while it streams.
+const minFanIn = 4
 
 func (db *DB) pickCompaction(sig block.Signal, lo, hi int) []*blockRef {
 	db.mu.Lock()
@@ -76,12 +78,13 @@ func (db *DB) pickCompaction(sig block.Signal, lo, hi int) []*blockRef {
 		levels = append(levels, l)
 	}
 	slices.Sort(levels)
+	fanIn := max(db.opts.CompactMinBlocks, minFanIn)
 	for _, l := range levels {
 		bs := byLevel[l]
 		var group []*blockRef
 		var size int64
 		for _, b := range bs {
-			if size+b.Meta.DataBytes > db.opts.CompactMaxBytes || len(group) == compactMaxBlocks {
+			if size+b.Meta.DataBytes > db.opts.CompactMaxBytes || len(group) == fanIn {
 				break
 			}
 			group = append(group, b)

@@ -158,6 +158,25 @@ func TestCompactionMergesAndDedupes(t *testing.T) {
 	require.Empty(t, db.Problems())
 }
 
+// A merge takes min_blocks blocks of a level, however many that is: the
+// fan-in is the ratio between levels. With a fan-in capped at 4 below a
+// min_blocks of 6, no group was ever large enough and nothing merged.
+func TestCompactionFanInIsMinBlocks(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks = 6 })
+	want, lds := appendFlushed(t, db, workload.New(9, time.Now(), workload.Options{}), 13)
+	require.Equal(t, 26, db.Stats().Blocks)
+	db.Compact(context.Background())
+	levels := map[int]int{}
+	for _, m := range db.BlockMetas() {
+		if m.Signal == block.Traces {
+			levels[m.Level]++
+		}
+	}
+	require.Equal(t, map[int]int{0: 1, 1: 2}, levels, "13 level-0 blocks: two merges of 6, one left")
+	require.Equal(t, 6, db.Stats().Blocks)
+	requireAll(t, db, want, lds)
+}
+
 // A compaction cancelled before it reads a row (shutdown cancels it) writes
 // nothing, keeps its sources, and does not crash: it once took the nil
 // block of an empty merge for a written one.
