@@ -147,7 +147,7 @@ func createDefaultConfig() *Config {
 		// and WAL replay after a crash stays short.
 		Block:      BlockConfig{MaxDuration: 30 * time.Second, MaxSize: 64 << 20, RowGroupSpans: 100_000},
 		Retention:  RetentionConfig{MaxAge: 7 * 24 * time.Hour},
-		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 8, MaxSize: 1 << 30},
+		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 4, MaxSize: 1 << 30},
 		Storage:    StorageConfig{Backend: "filesystem"},
 		// Prometheus's default retention.
 		Metrics: MetricsConfig{Retention: 15 * 24 * time.Hour},

@@ -46,7 +46,7 @@ func TestLoadConfig(t *testing.T) {
 		"path: must not be empty",
 		`wal::sync: "sometimes" is not one of always, interval`,
 		"block::row_group_rows: 10 is below the minimum of 1000",
-		"compaction::stall_blocks: 3 is neither -1, 0 nor at least min_blocks (8)",
+		"compaction::stall_blocks: 3 is neither -1, 0 nor at least min_blocks (4)",
 		"storage::azure::container: is required with backend azure",
 		"storage::azure::storage_account: is required with backend azure",
 		"metrics::retention: must be positive",

@@ -116,7 +116,7 @@ func (o *Options) setDefaults() {
 		o.CompactionInterval = time.Minute
 	}
 	if o.CompactMinBlocks <= 1 {
-		o.CompactMinBlocks = 8
+		o.CompactMinBlocks = 4
 	}
 	if o.CompactMaxBytes <= 0 {
 		o.CompactMaxBytes = 1 << 30
