@@ -35,8 +35,8 @@ var storeSettings = []string{"path", "wal", "block", "retention", "compaction", 
 func (c *Config) Unmarshal(conf *confmap.Conf) error {
 	raw := conf.ToStringMap()
 	for k, v := range raw {
-		if _, isName := v.(string); isName && k == "storage" {
-			continue
+		if _, section := v.(map[string]any); k == "storage" && !section {
+			continue // the extension's ID (or empty: the default)
 		}
 		if slices.Contains(storeSettings, k) {
 			c.moved = append(c.moved, k)

@@ -25,6 +25,10 @@ func TestLoadConfig(t *testing.T) {
 	require.NoError(t, confmap.Validate(def))
 	require.Equal(t, component.MustNewID("sightline_storage"), def.Storage)
 
+	empty := load("sightline/empty")
+	require.NoError(t, confmap.Validate(empty), "an empty storage: is the default, not an old section")
+	require.Equal(t, def, empty)
+
 	named := load("sightline/named")
 	require.NoError(t, confmap.Validate(named))
 	require.Equal(t, component.MustNewIDWithName("sightline_storage", "archive"), named.Storage)

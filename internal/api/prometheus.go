@@ -193,11 +193,12 @@ func (a *API) alertmanagers(ctx context.Context) v1.AlertmanagerRetriever {
 // takes a body without Content-Encoding as block snappy).
 func keepSnappy(body io.ReadCloser) (io.ReadCloser, error) { return body, nil }
 
-// lazyTSDB finds the metrics TSDB of the configured exporter on each call:
-// extensions start before exporters, and the store may restart.
+// lazyTSDB is the Prometheus API's and the rules' view of the storage
+// extension's metrics TSDB (API.stores); without one, every call fails
+// with errNotReady.
 type lazyTSDB struct {
 	a *API
-	// open replaces the exporter lookup in tests.
+	// open replaces the storage's TSDB in tests.
 	open func() (*tsdb.DB, error)
 }
 
