@@ -116,9 +116,13 @@ func (d *DB) open() (*tsdb.DB, error) {
 	// Span metrics arrive a flush interval late and OTLP clients retry;
 	// accept samples up to 10 minutes out of order.
 	to.OutOfOrderTimeWindow = (10 * time.Minute).Milliseconds()
-	db, err := tsdb.Open(o.Dir, o.Logger, o.Registerer, to, nil)
+	var skipped atomic.Int64
+	db, err := tsdb.Open(o.Dir, slog.New(replayLog{next: o.Logger.Handler(), skipped: &skipped}), o.Registerer, to, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open tsdb %s: %w", o.Dir, err)
+	}
+	if n := skipped.Load(); n > 0 {
+		o.Logger.Info("metrics WAL replayed; exemplars older than their series' newest were skipped, as when they were written; samples are unaffected", "exemplars_skipped", n)
 	}
 	return db, nil
 }
