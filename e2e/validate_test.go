@@ -182,3 +182,31 @@ func anyLineHasAll(ls []string, parts []string) bool {
 	}
 	return false
 }
+
+// TestValidateDaemonSetAgent runs `sightline validate` on a node agent laid
+// out as Kubernetes users run one: pod logs through filelog's container
+// parser, host and kubelet metrics, k8sattributes, delta metrics made
+// cumulative, Fluent Bit and syslog forwarders, and trace-ID load
+// balancing to gateways. Each of those components must be linked in and
+// accept its upstream configuration.
+//
+// validate builds every component, as the collector does before it starts,
+// and kubeletstats with auth_type serviceAccount reads the pod's service
+// account CA when it is built. Outside a pod the test gives it client
+// certificates instead, in an overlay, and leaves the file as users write it.
+func TestValidateDaemonSetAgent(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeSelfSignedCert(t, dir)
+	overlay := filepath.Join(dir, "kubelet-tls.yaml")
+	if err := os.WriteFile(overlay, []byte("receivers:\n  kubeletstats:\n    auth_type: tls\n    ca_file: "+cert+"\n    cert_file: "+cert+"\n    key_file: "+key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"MY_POD_IP=10.0.0.7", "K8S_NODE_NAME=node-1", "HOST_ROOT_PATH=" + dir}
+	out, code := validate(t, env, "testdata/daemonset-agent.yaml", overlay)
+	if code != 0 {
+		t.Fatalf("validate failed (exit %d):\n%s", code, out)
+	}
+	if !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("validate passed without saying so:\n%s", out)
+	}
+}

@@ -35,14 +35,23 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/pprofextension"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/attributesprocessor"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/cumulativetodeltaprocessor"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/deltatocumulativeprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/groupbyattrsprocessor"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/k8sattributesprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/probabilisticsamplerprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/redactionprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourcedetectionprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/filelogreceiver"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/fluentforwardreceiver"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/hostmetricsreceiver"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/kubeletstatsreceiver"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/prometheusreceiver"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/syslogreceiver"
 
 	"github.com/sightlinehq/sightline/exporter/sightlineexporter"
 	"github.com/sightlinehq/sightline/extension/sightlinestorage"
@@ -82,6 +91,14 @@ func Components() (otelcol.Factories, error) {
 		otlpguard.WrapReceiverFactory(otlpreceiver.NewFactory(), otlpguard.Limits{}),
 		prometheusreceiver.NewFactory(),
 		lokireceiver.NewFactory(),
+		// What an agent (DaemonSet or sidecar) collects besides OTLP: pod
+		// and host logs, host and kubelet metrics, and Fluent Bit, Fluentd
+		// and syslog forwarders.
+		filelogreceiver.NewFactory(),
+		hostmetricsreceiver.NewFactory(),
+		kubeletstatsreceiver.NewFactory(),
+		fluentforwardreceiver.NewFactory(),
+		syslogreceiver.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -99,6 +116,13 @@ func Components() (otelcol.Factories, error) {
 		tailsamplingprocessor.NewFactory(),
 		probabilisticsamplerprocessor.NewFactory(),
 		redactionprocessor.NewFactory(),
+		k8sattributesprocessor.NewFactory(),
+		groupbyattrsprocessor.NewFactory(),
+		// Prometheus's TSDB takes cumulative data only: delta sums and
+		// histograms (from SDKs set to delta temporality, statsd, ...) are
+		// refused unless this processor turns them cumulative first.
+		deltatocumulativeprocessor.NewFactory(),
+		cumulativetodeltaprocessor.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err

@@ -7,7 +7,7 @@ import (
 )
 
 // TestComponents checks that every component the issue and the seeds name
-// is registered, under its current name and its deprecated one.
+// is registered (docs/components.md lists them), under its current name and its deprecated one.
 func TestComponents(t *testing.T) {
 	f, err := Components()
 	if err != nil {
@@ -35,9 +35,12 @@ func TestComponents(t *testing.T) {
 			}
 		}
 	}
-	has("receiver", "otlp", "prometheus")
+	has("receiver", "otlp", "prometheus", "loki", "filelog", "file_log", "hostmetrics", "host_metrics",
+		"kubeletstats", "kubelet_stats", "fluentforward", "fluent_forward", "syslog")
 	has("processor", "memory_limiter", "batch", "resource", "tenancy", "resource_detection", "resourcedetection",
-		"attributes", "filter", "transform", "tail_sampling", "probabilistic_sampler", "redaction")
+		"attributes", "filter", "transform", "tail_sampling", "probabilistic_sampler", "redaction",
+		"k8sattributes", "k8s_attributes", "groupbyattrs", "deltatocumulative", "delta_to_cumulative",
+		"cumulativetodelta", "cumulative_to_delta")
 	has("connector", "span_metrics", "spanmetrics", "service_graph", "servicegraph", "forward")
 	has("exporter", "otlp", "otlp_grpc", "otlp_http", "otlphttp", "debug", "file", "prometheus",
 		"prometheus_remote_write", "prometheusremotewrite", "load_balancing", "loadbalancing", "awss3")
