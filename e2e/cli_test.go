@@ -27,6 +27,13 @@ func TestNoArgumentsRunsAllInOne(t *testing.T) {
 	in := &instance{t: t, out: &syncBuffer{}, done: make(chan struct{}), Health: 13133, Dir: t.TempDir()}
 	in.launch(nil, nil)
 
+	// One line for people says where everything is; the UI it names answers.
+	want := "sightline dev: OTLP/gRPC localhost:4317, OTLP/HTTP localhost:4318, Loki localhost:3100; data in " +
+		filepath.Join(in.Dir, "data") + "; UI: http://localhost:3200/ui/\n"
+	in.waitFor("the startup line", 30*time.Second, func() bool { return strings.Contains(in.out.String(), want) })
+	if ui := httpGet(t, "http://localhost:3200/ui/"); !strings.Contains(ui, "<html") {
+		t.Errorf("the UI named on the startup line does not answer with a page:\n%.300s", ui)
+	}
 	ctx := context.Background()
 	te, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint("localhost:4317"), otlptracegrpc.WithInsecure())
 	if err != nil {
@@ -59,6 +66,17 @@ func TestNoArgumentsRunsAllInOne(t *testing.T) {
 	if !strings.Contains(self, `otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"`) {
 		t.Errorf("self-metrics on 8888 do not count the accepted span:\n%s", self)
 	}
+	// `sightline demo` without --embedded names the UI it sends to. It runs last, so that
+	// its spans do not reach the checks above.
+	demo := exec.Command(binary, "demo", "--duration", "1s", "--rate", "5")
+	out, err := demo.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sightline demo: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "demo: see it at UI: http://localhost:3200/ui/\n") {
+		t.Errorf("sightline demo does not name the UI:\n%s", out)
+	}
+
 	in.stop()
 	// The span is in the embedded store ($SIGHTLINE_DATA).
 	db := openStore(t, filepath.Join(in.Dir, "data"))
@@ -80,7 +98,7 @@ func TestNoArgumentsRunsAllInOne(t *testing.T) {
 	// The duration histogram counts the span at once; the calls counter's
 	// first cumulative point is 0 by the connector's design (so that rate()
 	// sees the step to 1 at the next flush), so only its series is checked.
-	qry, err := eng.NewInstantQuery(ctx, mdb.TSDB(), nil, `sum by (span_name) (traces_spanmetrics_duration_milliseconds_count) and on (span_name) count by (span_name) (traces_spanmetrics_calls_total)`, time.Now())
+	qry, err := eng.NewInstantQuery(ctx, mdb.TSDB(), nil, `sum by (span_name) (traces_spanmetrics_duration_milliseconds_count{span_name="GET /hello"}) and on (span_name) count by (span_name) (traces_spanmetrics_calls_total)`, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

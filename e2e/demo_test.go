@@ -50,6 +50,14 @@ func TestDemo(t *testing.T) {
 		}
 		return strings.Contains(out.String(), "Sightline keeps running")
 	})
+	for _, line := range []string{
+		"sightline dev: OTLP/gRPC localhost:4317, OTLP/HTTP localhost:4318, Loki localhost:3100; data in " + filepath.Join(dir, "data") + "; UI: http://localhost:3200/ui/\n",
+		"demo: see it at UI: http://localhost:3200/ui/\n",
+	} {
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("sightline demo --embedded did not print %q", line)
+		}
+	}
 
 	api := "http://localhost:3200"
 	getJSON := func(path string, p url.Values, into any) {

@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"io"
 	"os/signal"
 	"slices"
 	"syscall"
@@ -11,10 +12,14 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Embedded starts an all-in-one Sightline in this process. It returns once
-// it accepts telemetry; done yields the error Sightline stopped with,
-// after ctx ends.
-type Embedded func(ctx context.Context) (done <-chan error, err error)
+// Embedded starts an all-in-one Sightline in this process and writes its
+// startup line to out. It returns once it accepts telemetry, with the
+// address of its UI; done yields the error Sightline stopped with, after
+// ctx ends.
+type Embedded func(ctx context.Context, out io.Writer) (done <-chan error, ui string, err error)
+
+// defaultUI is where the UI of a Sightline started with no arguments is.
+const defaultUI = "http://localhost:3200/ui/"
 
 // Command returns `sightline demo`.
 func Command(embedded Embedded) *cobra.Command {
@@ -37,10 +42,9 @@ With --embedded it also starts an all-in-one Sightline in the same process.`,
 			var done <-chan error
 			if withSightline {
 				var err error
-				if done, err = embedded(ctx); err != nil {
+				if done, o.UI, err = embedded(ctx, o.Out); err != nil {
 					return fmt.Errorf("start sightline: %w", err)
 				}
-				fmt.Fprintln(o.Out, "demo: Sightline is running: OTLP on localhost:4317, query APIs on http://localhost:3200 (see docs/query.md)")
 			}
 			if err := Run(ctx, o); err != nil {
 				return err
@@ -61,6 +65,7 @@ With --embedded it also starts an all-in-one Sightline in the same process.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Endpoint, "endpoint", "localhost:4317", "OTLP/gRPC endpoint to send to")
 	f.BoolVar(&withSightline, "embedded", false, "also run an all-in-one Sightline in this process")
+	f.StringVar(&o.UI, "ui", defaultUI, "address of the Sightline UI to point to (with --embedded, the embedded one's)")
 	f.Float64Var(&o.Rate, "rate", 5, "requests per second at steady state")
 	f.DurationVar(&o.Duration, "duration", 0, "how long to send traffic (0: until interrupted)")
 	f.StringVar(&o.Scenario, "scenario", "all", fmt.Sprintf("one of %v; all cycles through them", Scenarios))

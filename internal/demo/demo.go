@@ -30,6 +30,9 @@ type Options struct {
 	Scenario string
 	// Seed makes users, orders and failures reproducible.
 	Seed uint64
+	// UI is the address of the Sightline UI the telemetry can be seen in,
+	// printed with the first progress line.
+	UI string
 	// Out receives progress lines.
 	Out io.Writer
 }
@@ -123,6 +126,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	fmt.Fprintf(o.Out, "demo: api %s, sending OTLP to %s, %.1f requests/s, scenario %s\n", s.base, o.Endpoint, o.Rate, o.Scenario)
+	if o.UI != "" {
+		fmt.Fprintf(o.Out, "demo: see it at UI: %s\n", o.UI)
+	}
 
 	runCtx := ctx
 	if o.Duration > 0 {

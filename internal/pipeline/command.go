@@ -127,7 +127,7 @@ func NewCommand(version string) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			set := Settings(version, valFlags.uris())
-			if err := checkConfig(cmd, set); err != nil {
+			if _, err := checkConfig(cmd, set); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "configuration is valid")
@@ -138,7 +138,9 @@ func NewCommand(version string) *cobra.Command {
 
 	root.AddCommand(run, validate, newVersionCommand(version))
 	root.AddCommand(cli.Commands()...)
-	root.AddCommand(demo.Command(func(ctx context.Context) (<-chan error, error) { return runEmbedded(ctx, version) }))
+	root.AddCommand(demo.Command(func(ctx context.Context, out io.Writer) (<-chan error, string, error) {
+		return runEmbedded(ctx, version, out)
+	}))
 	// components, featuregate and print-config are otelcol's own, so their
 	// output stays exactly what Collector users and tooling expect.
 	for _, c := range otelcol.NewCommand(Settings(version, nil)).Commands() {
@@ -150,14 +152,15 @@ func NewCommand(version string) *cobra.Command {
 	return root
 }
 
-// checkConfig resolves and checks the config, printing every error found.
-func checkConfig(cmd *cobra.Command, set otelcol.CollectorSettings) error {
-	errs := Validate(cmd.Context(), set)
+// checkConfig resolves and checks the config, printing every error found,
+// and returns the resolved config.
+func checkConfig(cmd *cobra.Command, set otelcol.CollectorSettings) (*confmap.Conf, error) {
+	conf, errs := resolveAndValidate(cmd.Context(), set)
 	if len(errs) == 0 {
-		return nil
+		return conf, nil
 	}
 	printErrors(cmd.ErrOrStderr(), errs)
-	return fmt.Errorf("%w: %d error(s)", errInvalidConfig, len(errs))
+	return nil, fmt.Errorf("%w: %d error(s)", errInvalidConfig, len(errs))
 }
 
 func printErrors(w io.Writer, errs []error) {
@@ -171,7 +174,8 @@ func runCollector(cmd *cobra.Command, version string, uris []string) error {
 	set := Settings(version, uris)
 	// Check first so that a bad config reports every error at once, with
 	// paths, instead of the first one the collector trips over.
-	if err := checkConfig(cmd, set); err != nil {
+	conf, err := checkConfig(cmd, set)
+	if err != nil {
 		return err
 	}
 	// The all-in-one with overlays (--config builtin:all-in-one --config
@@ -183,6 +187,9 @@ func runCollector(cmd *cobra.Command, version string, uris []string) error {
 	if err != nil {
 		return err
 	}
+	ctx, stop := context.WithCancel(cmd.Context())
+	defer stop()
+	go announceWhenRunning(ctx, col, cmd.OutOrStdout(), startupLine(version, conf))
 	return col.Run(cmd.Context())
 }
 
@@ -214,11 +221,17 @@ func newVersionCommand(version string) *cobra.Command {
 }
 
 // runEmbedded runs the all-in-one config in this process, for
-// `sightline demo --embedded`, and returns once it is running.
-func runEmbedded(ctx context.Context, version string) (<-chan error, error) {
-	col, err := otelcol.NewCollector(Settings(version, nil))
+// `sightline demo --embedded`, and returns once it is running, having
+// written the startup line to out, with the UI's address.
+func runEmbedded(ctx context.Context, version string, out io.Writer) (<-chan error, string, error) {
+	set := Settings(version, nil)
+	conf, errs := resolveAndValidate(ctx, set)
+	if len(errs) > 0 {
+		return nil, "", fmt.Errorf("%w: %w", errInvalidConfig, errors.Join(errs...))
+	}
+	col, err := otelcol.NewCollector(set)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	done := make(chan error, 1)
 	// Run shuts down with the context it was given; a cancelled one would
@@ -232,9 +245,10 @@ func runEmbedded(ctx context.Context, version string) (<-chan error, error) {
 	for col.GetState() != otelcol.StateRunning {
 		select {
 		case err := <-done:
-			return nil, fmt.Errorf("sightline stopped while starting: %w", err)
+			return nil, "", fmt.Errorf("sightline stopped while starting: %w", err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return done, nil
+	fmt.Fprintln(out, startupLine(version, conf))
+	return done, uiURLOf(conf), nil
 }

@@ -25,30 +25,37 @@ import (
 // the collector's own dry run for the checks that need the built graph
 // (connector and signal compatibility).
 func Validate(ctx context.Context, set otelcol.CollectorSettings) []error {
+	_, errs := resolveAndValidate(ctx, set)
+	return errs
+}
+
+// resolveAndValidate is Validate that also returns the resolved config,
+// when it resolves.
+func resolveAndValidate(ctx context.Context, set otelcol.CollectorSettings) (*confmap.Conf, []error) {
 	factories, err := set.Factories()
 	if err != nil {
-		return []error{fmt.Errorf("initialize components: %w", err)}
+		return nil, []error{fmt.Errorf("initialize components: %w", err)}
 	}
 	resolver, err := confmap.NewResolver(set.ConfigProviderSettings.ResolverSettings)
 	if err != nil {
-		return []error{err}
+		return nil, []error{err}
 	}
 	conf, err := resolver.Resolve(ctx)
 	_ = resolver.Shutdown(ctx)
 	if err != nil {
-		return []error{fmt.Errorf("resolve config: %w", err)}
+		return nil, []error{fmt.Errorf("resolve config: %w", err)}
 	}
 	if errs := checkConf(conf, factories); len(errs) > 0 {
-		return errs
+		return conf, errs
 	}
 	col, err := otelcol.NewCollector(set)
 	if err != nil {
-		return []error{err}
+		return conf, []error{err}
 	}
 	if err := col.DryRun(ctx); err != nil {
-		return splitErrors("", err)
+		return conf, splitErrors("", err)
 	}
-	return nil
+	return conf, nil
 }
 
 // section is one top-level component map of a config.
