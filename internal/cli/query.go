@@ -91,6 +91,16 @@ type searchResponse struct {
 	} `json:"traces"`
 }
 
+// traceDuration prints a search result's duration, which Tempo's API gives
+// in whole milliseconds: a trace under one millisecond is 0 there, and
+// shown as Grafana shows it, not as "0s".
+func traceDuration(ms int64) string {
+	if ms <= 0 {
+		return "<1ms"
+	}
+	return (time.Duration(ms) * time.Millisecond).String()
+}
+
 func printSearch(w io.Writer, res searchResponse) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TRACE ID\tSTART\tDURATION\tROOT SERVICE\tROOT NAME\tMATCHED")
@@ -101,7 +111,7 @@ func printSearch(w io.Writer, res searchResponse) {
 			matched += ss.Matched
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", clean(t.TraceID), time.Unix(0, ns).Format("15:04:05.000"),
-			time.Duration(t.DurationMs)*time.Millisecond, clean(t.RootServiceName), clean(t.RootTraceName), matched)
+			traceDuration(t.DurationMs), clean(t.RootServiceName), clean(t.RootTraceName), matched)
 		for _, ss := range t.SpanSets {
 			for _, sp := range ss.Spans {
 				d, _ := strconv.ParseInt(sp.DurationNanos, 10, 64)
