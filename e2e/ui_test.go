@@ -88,7 +88,12 @@ func xssTrace(start time.Time, linked pcommon.TraceID) (ptrace.Traces, plog.Logs
 	tid := pcommon.TraceID{0xa5, 0x5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
 	rs := td.ResourceSpans().AppendEmpty()
 	rs.Resource().Attributes().PutStr("service.name", "xss-<b>svc</b>")
-	sp := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	ss := rs.ScopeSpans().AppendEmpty()
+	// A long scope name with nowhere to break, as instrumentation
+	// libraries' import paths are: the span panel must wrap it.
+	ss.Scope().SetName("go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/internal/<i>scope</i>/with/a/very/long/path")
+	ss.Scope().SetVersion("0.71.0")
+	sp := ss.Spans().AppendEmpty()
 	sp.SetTraceID(tid)
 	sp.SetSpanID(pcommon.SpanID{0xa5, 1, 2, 3, 4, 5, 6, 7})
 	sp.SetName("<script>window.__xss=1</script>")

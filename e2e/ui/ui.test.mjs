@@ -128,6 +128,22 @@ await step('logs to trace', async () => {
   check(page.url().includes('span='), 'the log\'s span is not selected');
 });
 
+await step('the log volume histogram draws each bar at its count', async () => {
+  await page.goto(`${BASE}/ui/logs?query=${encodeURIComponent('{service_name=~".+"}')}&range=15m`);
+  await page.locator('.volume svg rect.vbar').first().waitFor(T);
+  const bars = await page.evaluate(() => [...document.querySelectorAll('.volume svg rect.vbar')].map((r) => {
+    const b = r.getBoundingClientRect();
+    return { attr: Number(r.getAttribute('height')), drawn: b.height, y: Number(r.getAttribute('y')), count: parseFloat(r.querySelector('title').textContent.split(': ')[1]) };
+  }));
+  check(bars.length > 1, `${bars.length} bars`);
+  // Drawn as tall as computed (no stylesheet rule overrides the height),
+  // never above the chart's top, and in proportion to the counts.
+  for (const b of bars) check(Math.abs(b.drawn - b.attr) < 0.5 && b.y >= 0, `bar drawn ${b.drawn}px for ${b.attr}px at y=${b.y}`);
+  const per = bars.filter((b) => b.count > 0).map((b) => b.attr / b.count);
+  check(Math.max(...per) - Math.min(...per) < 0.01, `bar heights out of proportion to counts: ${JSON.stringify(bars.slice(0, 8))}`);
+  check(new Set(bars.map((b) => b.count)).size === 1 || new Set(bars.map((b) => Math.round(b.attr))).size > 1, 'every bar the same height for different counts');
+});
+
 await step('live tail shows a line sent after the page opened', async () => {
   await page.goto(`${BASE}/ui/logs?range=15m&query=${encodeURIComponent('{service_name="tail-test"}')}`);
   await page.locator('#log-count').waitFor(T);
@@ -168,9 +184,23 @@ await step('services, service page, exemplar, trace', async () => {
   await svc.waitFor(T);
   const rows = await page.locator('#services tbody tr').count();
   check(rows >= 5, `only ${rows} services listed`);
+  // The table summarises the range chosen, and says so.
+  const note = await page.locator('p.muted', { hasText: 'rates and latency over' }).textContent();
+  check(note.includes('over the selected 15m,'), `services note: ${note}`);
   await shot('services');
+  // While its trace searches are held back, the service page says it is
+  // loading them; once they answer, it lists them.
+  let release;
+  const held = new Promise((r) => { release = r; });
+  await page.route('**/api/search?*', async (route) => { await held; await route.continue(); });
   await svc.click();
   await page.waitForURL(/\/ui\/service\/checkout\?range=15m/);
+  await page.locator('#slowest p.muted', { hasText: 'Loading' }).waitFor(T);
+  await page.locator('#failing p.muted', { hasText: 'Loading' }).waitFor(T);
+  release();
+  // Waits for the held handlers to pass their requests on.
+  await page.unrouteAll({ behavior: 'wait' });
+  await page.waitForFunction(() => !document.querySelector('#slowest').textContent.includes('Loading'), null, T);
   const dot = page.locator('#latency-chart circle.dot').first();
   await dot.waitFor(T);
   // Exemplar dots overlap where latencies agree: open one by keyboard.
@@ -265,6 +295,10 @@ await step('telemetry is shown as text, never run', async () => {
   // The span detail shows the exception with its stack trace, the other
   // event, and the link, which opens the linked trace at its span.
   const detail = page.locator('#span-detail');
+  const scope = await detail.locator('p.scope').innerText();
+  check(scope.includes('/internal/<i>scope</i>/with/a/very/long/path 0.71.0'), `scope: ${scope}`);
+  const overflow = await detail.evaluate((el) => el.scrollWidth - el.clientWidth);
+  check(overflow <= 0, `the span panel overflows sideways by ${overflow}px`);
   const stack = await detail.locator('.exception pre.stack').innerText();
   check(stack.includes('TypeError: <script>window.__xss=1</script>') && stack.includes('at render (app.js:12)'), `stack trace: ${stack}`);
   check((await detail.locator('.exception').innerText()).includes('cannot read <i>x</i>'), 'the exception message is missing');
@@ -413,6 +447,27 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
   results.mapLayout150Ms = Math.round(r.layoutMs);
   check(JSON.stringify(r.labs) === '[[50,20],[200,22],[60,34],[50,122]]', `label placement ${JSON.stringify(r.labs)}`);
   check(r.pos.line === 1 && r.pos.col === 12 && r.lpos.line === 2 && r.lpos.col === 3, `positions ${JSON.stringify(r)}`);
+  // Durations: no trailing zeros, and a trace under a millisecond (0 in
+  // Tempo's search answer) is "<1ms", not "0ns".
+  const durs = await page.evaluate(async () => {
+    const { fmtDuration, fmtMs, fmtValue } = await import('/ui/dom.js');
+    const { tickLabels } = await import('/ui/chart.js');
+    const { drawMap } = await import('/ui/map.js');
+    // A call with no traffic in the window is drawn, dashed, with no
+    // "0/s · 0% · –" label; a busy one keeps its label.
+    const svg = drawMap(['web', 'api', 'db'], [{ client: 'web', server: 'api', rate: 3, errors: 0, p95: 0.012 }, { client: 'api', server: 'db', rate: 0, errors: 0, p95: NaN }]);
+    const labels = [...svg.querySelectorAll('text.edge-label')].map((t) => t.textContent);
+    const idle = [...svg.querySelectorAll('g.edge.idle')].map((g) => g.dataset.edge);
+    if (labels.length !== 1 || !labels[0].startsWith('3/s') || idle.join() !== 'api->db') return `map labels ${JSON.stringify(labels)} idle ${idle}`;
+    // Every y axis labels its ticks apart, for a CPU chart's fractions too.
+    for (const [lo, hi] of [[0, 0.004], [0, 0.05], [0, 1], [0, 7], [1e3, 1.6e3], [1e6, 1.2e6], [0, 3e9]]) {
+      const ls = tickLabels(lo, hi).map(([, l]) => l);
+      if (new Set(ls).size !== ls.length || ls.length < 2) return `axis ${lo}..${hi}: ${ls.join(',')}`;
+    }
+    return [fmtDuration(9e6), fmtDuration(9.5e6), fmtDuration(45.63e6), fmtDuration(412345), fmtDuration(1.5e9), fmtDuration(2e9), fmtMs(0), fmtMs(undefined), fmtMs(9),
+      fmtValue('9.769239333333335'), fmtValue('0.000012345678'), fmtValue('1234567.891'), fmtValue('42'), fmtValue('NaN'), fmtValue('+Inf')].join(' ');
+  });
+  check(durs === '9ms 9.5ms 45.63ms 412µs 1.5s 2s <1ms <1ms 9ms 9.7692 0.00001235 1234567.891 42 NaN +Inf', `durations and values ${durs}`);
 });
 
 await step('dark theme', async () => {

@@ -1,6 +1,6 @@
 // chart.js draws time-series, scatter and stacked-bar charts as SVG. Labels
 // are SVG text nodes, so series names from telemetry stay text.
-import { s, h, fmtNum, fmtTime } from './dom.js';
+import { s, h, fmtTime } from './dom.js';
 
 const PAD = { l: 56, r: 12, t: 10, b: 24 };
 
@@ -12,6 +12,22 @@ function niceTicks(min, max, n = 4) {
   const out = [];
   for (let v = Math.ceil(min / step) * step; v <= max + 1e-9; v += step) out.push(v);
   return out;
+}
+
+// tickLabels gives the y axis's ticks with labels precise enough to tell
+// them apart: as many decimals as the step between ticks needs (0.001,
+// 0.002; 1.05M, 1.1M), where a fixed two decimals labelled a CPU chart
+// 0.00, 0.00, 0.00.
+export function tickLabels(min, max) {
+  const ticks = niceTicks(min, max);
+  const step = ticks.length > 1 ? ticks[1] - ticks[0] : 1;
+  return ticks.map((v) => {
+    if (Math.abs(v) < step / 1e6) return [v, '0'];
+    const a = Math.max(Math.abs(v), step);
+    const [div, suf] = a >= 1e9 ? [1e9, 'G'] : a >= 1e6 ? [1e6, 'M'] : a >= 1e3 ? [1e3, 'k'] : [1, ''];
+    const d = Math.min(12, Math.max(0, -Math.floor(Math.log10(step / div) + 1e-9)));
+    return [v, `${(v / div).toFixed(d)}${suf}`];
+  });
 }
 
 function timeTicks(t0, t1) {
@@ -28,9 +44,9 @@ const hhmm = (t) => { const d = new Date(t * 1000); return `${String(d.getHours(
 function frame(svg, W, H, t0, t1, vmin, vmax, unit) {
   const x = (t) => PAD.l + ((t - t0) / Math.max(1e-9, t1 - t0)) * (W - PAD.l - PAD.r);
   const y = (v) => H - PAD.b - ((v - vmin) / Math.max(1e-12, vmax - vmin)) * (H - PAD.t - PAD.b);
-  for (const v of niceTicks(vmin, vmax)) {
+  for (const [v, label] of tickLabels(vmin, vmax)) {
     svg.append(s('line', { x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v), class: 'grid' }));
-    svg.append(s('text', { x: PAD.l - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'tick' }, fmtNum(v) + (unit || '')));
+    svg.append(s('text', { x: PAD.l - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'tick' }, label + (unit || '')));
   }
   for (const t of timeTicks(t0, t1)) {
     svg.append(s('text', { x: x(t), y: H - 6, 'text-anchor': 'middle', class: 'tick' }, hhmm(t)));
@@ -174,7 +190,7 @@ export function bars({ groups, t0, t1, step, height = 110 }) {
     for (const g of groups) {
       for (const [t, v] of g.points) {
         const b = base.get(t) || 0;
-        svg.append(s('rect', { x: x(t) - bw, y: y(b + v), width: bw, height: Math.max(0, y(b) - y(b + v)), fill: g.colour, class: 'bar' }, s('title', {}, `${g.name}: ${v} at ${fmtTime(t * 1000)}`)));
+        svg.append(s('rect', { x: x(t) - bw, y: y(b + v), width: bw, height: Math.max(0, y(b) - y(b + v)), fill: g.colour, class: 'vbar' }, s('title', {}, `${g.name}: ${v} at ${fmtTime(t * 1000)}`)));
         base.set(t, b + v);
       }
     }

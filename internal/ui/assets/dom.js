@@ -41,15 +41,25 @@ export function clear(el) { while (el.firstChild) el.firstChild.remove(); return
 
 export function mount(el, ...children) { clear(el); append(el, children); return el; }
 
-// fmtDuration formats nanoseconds as Jaeger does: 1.23s, 45.6ms, 789µs.
+// fmtDuration formats nanoseconds as Jaeger does: 1.23s, 45.6ms, 789µs,
+// without trailing zeros (9ms, not 9.00ms).
 export function fmtDuration(ns) {
   ns = Number(ns);
   if (!isFinite(ns)) return '–';
-  if (ns >= 60e9) return `${(ns / 60e9).toFixed(1)}m`;
-  if (ns >= 1e9) return `${(ns / 1e9).toFixed(2)}s`;
-  if (ns >= 1e6) return `${(ns / 1e6).toFixed(ns >= 1e8 ? 0 : 2)}ms`;
+  const trim = (v, digits) => v.toFixed(digits).replace(/\.?0+$/, '');
+  if (ns >= 60e9) return `${trim(ns / 60e9, 1)}m`;
+  if (ns >= 1e9) return `${trim(ns / 1e9, 2)}s`;
+  if (ns >= 1e6) return `${trim(ns / 1e6, ns >= 1e8 ? 0 : 2)}ms`;
   if (ns >= 1e3) return `${(ns / 1e3).toFixed(0)}µs`;
   return `${ns}ns`;
+}
+
+// fmtMs formats a duration Tempo's search API gives in whole
+// milliseconds, where a trace under one millisecond is 0 (or left out):
+// "<1ms", as Grafana shows it, not "0ns".
+export function fmtMs(ms) {
+  ms = Number(ms || 0);
+  return ms < 1 ? '<1ms' : fmtDuration(ms * 1e6);
 }
 
 export function fmtTime(ms) {
@@ -65,6 +75,17 @@ export function fmtNum(v, digits = 2) {
   if (a >= 1e3) return `${(v / 1e3).toFixed(1)}k`;
   if (a >= 100 || Number.isInteger(v)) return v.toFixed(0);
   return v.toFixed(digits);
+}
+
+// fmtValue shows a sample value as people read it: 9.7692, not
+// 9.769239333333335; at least four decimals, or four significant digits
+// below 1. NaN and ±Inf stay as Prometheus writes them.
+export function fmtValue(v) {
+  const n = Number(v);
+  if (!isFinite(n)) return String(v);
+  if (Number.isInteger(n)) return String(n);
+  const opts = Math.abs(n) >= 1 ? { maximumFractionDigits: 4 } : { maximumSignificantDigits: 4 };
+  return n.toLocaleString('en-US', { ...opts, useGrouping: false });
 }
 
 export function fmtPct(v) { return v === null || !isFinite(v) ? '–' : `${(v * 100).toFixed(v < 0.1 ? 2 : 1)}%`; }

@@ -203,7 +203,7 @@ export function mapPage({ query, alive }) {
   return h('div', { class: 'page' }, h('h1', {}, 'Service map'), h('p', { class: 'muted' }, `Calls between services over the last ${w} of the range, from the service graph metrics. Each edge reads requests/s · failed % · p95 latency; its width follows the rate, and red edges fail more than 5% of calls. Hover an edge or a service to pick it out; click a service to open it.`), box);
 }
 
-function drawMap(nodes, edges) {
+export function drawMap(nodes, edges) {
   const { cols, chains } = layout(nodes, edges);
   // Stack each column, then centre it on the tallest.
   const heightOf = (n) => (isWaypoint(n) ? WH : NH + GY);
@@ -223,6 +223,7 @@ function drawMap(nodes, edges) {
     s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: 'userSpaceOnUse', orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' }))));
   const groups = [];
   let back = 0;
+  let lowest = 0; // the lowest back edge's bottom run
   edges.forEach((e, i) => {
     const chain = chains[i];
     const p95 = e.p95 !== undefined && isFinite(e.p95) ? fmtDuration(e.p95 * 1e9) : '–';
@@ -262,6 +263,7 @@ function drawMap(nodes, edges) {
       const xr = a.x + NW + 14 + (back % 4) * 6;
       const xl = Math.max(4, b.x - 14 - (back % 4) * 6);
       const low = H + 14 + back * 10;
+      lowest = Math.max(lowest, low);
       back++;
       d = `M${a.x + NW},${ay} L${xr},${ay} L${xr},${low} L${xl},${low} L${xl},${by} L${b.x},${by}`;
       lab = { at: [[(xr + xl) / 2, low - 4]] };
@@ -269,20 +271,26 @@ function drawMap(nodes, edges) {
     lab.w = label.length * 6.3 + 6; // 11px text, measured before the SVG is in the page
     lab.h = LH;
     lab.rate = e.rate;
-    const width = 1.2 + 3 * Math.sqrt(e.rate / maxRate);
-    const g = s('g', { class: e.errors > 0.05 ? 'edge err' : 'edge', 'data-edge': `${e.client}->${e.server}`, tabindex: 0 },
+    // A call seen in the range but not in the rate's window is drawn thin
+    // and dashed, without a label: "0/s · 0% · –" said nothing and took
+    // the room the busy calls' labels need.
+    const idle = !(e.rate > 0);
+    const width = idle ? 1 : 1.2 + 3 * Math.sqrt(e.rate / maxRate);
+    const g = s('g', { class: `edge${e.errors > 0.05 ? ' err' : ''}${idle ? ' idle' : ''}`, 'data-edge': `${e.client}->${e.server}`, tabindex: 0 },
       s('path', { d, 'marker-end': 'url(#arrow)', style: { strokeWidth: `${width.toFixed(1)}px` } }),
-      s('title', {}, `${e.client} → ${e.server}: ${fmtNum(e.rate)} requests/s, ${fmtPct(e.errors)} failed, p95 ${p95}`));
-    groups.push({ g, lab, label, e });
+      s('title', {}, idle ? `${e.client} → ${e.server}: no calls lately` : `${e.client} → ${e.server}: ${fmtNum(e.rate)} requests/s, ${fmtPct(e.errors)} failed, p95 ${p95}`));
+    groups.push({ g, lab: idle ? null : lab, label, e });
   });
   // The busiest calls choose their label's place first.
   const nodeBoxes = nodes.map((n) => ({ ...pos.get(n), w: NW, h: NH }));
-  placeLabels(groups.map((g) => g.lab).sort((a, b) => b.rate - a.rate), nodeBoxes);
-  let bottom = H;
+  placeLabels(groups.filter((g) => g.lab).map((g) => g.lab).sort((a, b) => b.rate - a.rate), nodeBoxes);
+  let bottom = Math.max(H, lowest + 6);
   for (const { g, lab, label } of groups) {
-    g.append(s('text', { x: lab.x, y: lab.y, 'text-anchor': 'middle', class: 'edge-label' }, label));
+    if (lab) {
+      g.append(s('text', { x: lab.x, y: lab.y, 'text-anchor': 'middle', class: 'edge-label' }, label));
+      bottom = Math.max(bottom, lab.y + LH);
+    }
     svg.append(g);
-    bottom = Math.max(bottom, lab.y + LH);
   }
   svg.setAttribute('height', bottom + 20);
   svg.setAttribute('viewBox', `0 0 ${W} ${bottom + 20}`);

@@ -1,5 +1,5 @@
 // metrics.js: the PromQL explorer and Sightline's own health page.
-import { h, mount, fmtNum } from './dom.js';
+import { h, mount, fmtNum, fmtValue } from './dom.js';
 import * as api from './api.js';
 import { editor } from './editor.js';
 import { lineChart, palette } from './chart.js';
@@ -36,7 +36,7 @@ async function chartQuery(q, start, end) {
     h('table', { class: 'grid', id: 'prom-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Series'), h('th', { class: 'num' }, 'Value at end'))),
       h('tbody', {}, rows.map(([k, v]) => h('tr', { onmouseenter: () => pick(k), onmouseleave: () => pick(null) },
         h('td', { class: 'mono small' }, h('i', { class: 'swatch', style: { background: colourOf.get(k) || 'transparent' } }), k),
-        h('td', { class: 'num' }, v))))),
+        h('td', { class: 'num', title: String(v) }, fmtValue(v)))))),
     range.length];
 }
 

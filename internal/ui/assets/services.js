@@ -36,9 +36,19 @@ async function red(label, service, w, time) {
   return [...R.keys()].sort().map((k) => ({ key: k, rate: R.get(k), errors: (E.get(k) || 0) / (R.get(k) || 1), p50: P[0].get(k), p95: P[1].get(k), p99: P[2].get(k) }));
 }
 
-function windowFor(start, end) {
-  const s = Math.max(60, Math.min(3600, Math.round((end - start) / 4)));
-  return `${s}s`;
+// windowFor is the PromQL range, in seconds, that the services and
+// operations tables summarise, for a time range given in seconds: the
+// whole selected range, as Jaeger's and Grafana's service tables do, but at
+// least a minute (rates need two scrapes) and at most a day (a week of
+// rate() per service is slow and says little about now).
+export function windowFor(start, end) {
+  return Math.max(60, Math.min(86400, Math.round(end - start)));
+}
+
+// spanOf writes seconds as PromQL and people read them: 15m, 1h30m, 45s.
+export function spanOf(s) {
+  const h = Math.floor(s / 3600); const m = Math.floor((s % 3600) / 60); const sec = s % 60;
+  return `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${sec || (!h && !m) ? `${sec}s` : ''}`;
 }
 
 const ms = (v) => (v === undefined || !isFinite(v) ? '–' : fmtDuration(v * 1e6));
@@ -49,9 +59,11 @@ export function servicesPage({ query, alive }) {
   const status = h('p', { class: 'muted' }, 'Loading…');
   (async () => {
     try {
-      const rows = await red('service_name', '', windowFor(start, end), end);
+      const win = windowFor(start, end);
+      const rows = await red('service_name', '', spanOf(win), end);
       if (!alive()) return;
-      status.textContent = rows.length ? `${rows.length} services; rates and latency over the last ${windowFor(start, end)} of the range, from span metrics of server and consumer spans` : 'No span metrics yet: send traces to the traces pipeline.';
+      const over = win === Math.round(end - start) ? `the selected ${spanOf(win)}` : `the last ${spanOf(win)} of the range`;
+      status.textContent = rows.length ? `${rows.length} services; rates and latency over ${over}, from span metrics of server and consumer spans` : 'No span metrics yet: send traces to the traces pipeline.';
       mount(body, rows.map((r) => h('tr', { class: r.errors > 0.05 ? 'has-err' : '' },
         h('td', {}, link(`/ui/service/${encodeURIComponent(r.key)}`, { class: 'svc', style: { '--c': colour(r.key) }, 'data-service': r.key }, r.key)),
         h('td', { class: 'num' }, `${fmtNum(r.rate)}/s`),
@@ -86,9 +98,10 @@ export function servicePage({ params, query, alive }) {
     latency: h('div', { class: 'card', id: 'latency-chart' }, h('h3', {}, 'Latency p50 / p95 / p99 (ms) · dots are exemplars: click to open the trace')),
   };
   const ops = h('tbody', {});
-  const slow = h('div', {});
+  // Searches take a moment: say so, rather than show an empty box.
+  const slow = h('div', { id: 'slowest' }, h('p', { class: 'muted' }, 'Loading…'));
   const slowNote = h('span', { class: 'muted small' });
-  const failing = h('div', {});
+  const failing = h('div', { id: 'failing' }, h('p', { class: 'muted' }, 'Loading…'));
   const open = (id, span) => navigate(`/ui/trace/${id}${span ? `?span=${span}` : ''}`);
 
   (async () => {
@@ -116,7 +129,7 @@ export function servicePage({ params, query, alive }) {
       charts.latency.append(lineChart({ series: latSeries, dots, t0: start, t1: end, unit: '', onzoom: setRange }));
       charts.latency.dataset.exemplars = String(dots.length);
 
-      const rows = await red('span_name', service, windowFor(start, end), end);
+      const rows = await red('span_name', service, spanOf(windowFor(start, end)), end);
       if (!alive()) return;
       rows.sort((a, b) => b.rate - a.rate);
       mount(ops, rows.slice(0, 20).map((r) => h('tr', {},

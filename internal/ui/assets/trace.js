@@ -268,7 +268,7 @@ function view(root, id, td, logsRaw, selected, findTerm) {
       s.events.length - exc.length > 0 ? [h('h3', {}, 'Events'), h('ul', { class: 'loglist' }, s.events.filter((e) => e.name !== 'exception').map((e) => h('li', {}, h('span', { class: 'mono small' }, `+${fmtDuration(Number(e.timeUnixNano) - tStart)} `), e.name, e.attributes && e.attributes.length ? kv(attrMap(e.attributes)) : null)))] : null,
       s.links.length ? [h('h3', {}, 'Links'), h('ul', {}, s.links.map((l) => h('li', {}, link(`/ui/trace/${l.traceId}?span=${l.spanId}`, { class: 'mono' }, `${l.traceId} / ${l.spanId}`))))] : null,
       h('h3', {}, 'Resource'), kv(s.resource),
-      s.scope.name ? h('p', { class: 'muted small' }, `scope ${s.scope.name} ${s.scope.version || ''}`) : null);
+      s.scope.name ? h('p', { class: 'muted small scope' }, `scope ${s.scope.name} ${s.scope.version || ''}`) : null);
   }
 
   const timelineLogs = h('div', { class: 'wf-track logs-track', title: 'the trace\'s logs' }, logs.map((l) => h('i', { class: `logtick ${l.sev.toLowerCase()}`, style: { left: pct(l.t) }, title: `${l.service}: ${l.body}`, onclick: () => l.span && select(l.span) })));

@@ -1,6 +1,6 @@
 // traces.js: TraceQL search with quick filters, a duration scatter and the
 // results table.
-import { h, mount, fmtDuration, fmtTime, colour } from './dom.js';
+import { h, mount, fmtMs, fmtTime, colour } from './dom.js';
 import * as api from './api.js';
 import { editor } from './editor.js';
 import { scatter } from './chart.js';
@@ -105,7 +105,7 @@ export function tracesPage({ query, alive }) {
         h('td', {}, h('span', { class: 'svc', style: { '--c': colour(t.rootServiceName || '') } }, t.rootServiceName || '<root span not yet received>')),
         h('td', {}, t.rootTraceName || ''),
         h('td', { class: 'mono' }, fmtTime(Number(t.startTimeUnixNano) / 1e6)),
-        h('td', { class: 'num' }, fmtDuration((t.durationMs || 0) * 1e6)),
+        h('td', { class: 'num' }, fmtMs(t.durationMs)),
         h('td', { class: 'num' }, spans || ''),
         h('td', {}, stats.map(([name]) => h('span', { class: 'svc small', style: { '--c': colour(name) } }, name))),
         h('td', { class: errs ? 'num err' : 'num' }, errs || ''));
