@@ -136,7 +136,7 @@ func NewCommand(version string) *cobra.Command {
 	}
 	validate.Flags().AddGoFlagSet(valFlags.flagSet())
 
-	root.AddCommand(run, validate, newVersionCommand(version))
+	root.AddCommand(run, validate, newVersionCommand(version), newHealthcheckCommand())
 	root.AddCommand(cli.Commands()...)
 	root.AddCommand(demo.Command(func(ctx context.Context, out io.Writer) (<-chan error, string, error) {
 		return runEmbedded(ctx, version, out)
