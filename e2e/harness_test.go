@@ -32,6 +32,10 @@ func TestMain(m *testing.M) {
 	}
 	binary = filepath.Join(dir, "sightline")
 	build := exec.Command("go", "build", "-o", binary, "../cmd/sightline")
+	// Static, as the container image needs it (TestContainerImage puts
+	// this binary in it); scripts/test.sh sets the same for every build,
+	// so that the packages compiled for the other tests are reused.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build sightline:", err)

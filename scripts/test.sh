@@ -18,6 +18,14 @@ missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+# The container image test builds and runs the image with podman (runc:
+# crun refuses the hybrid cgroups of CI's containers).
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+# The package test reads the .rpm with rpm and checks the unit with
+# systemd-analyze.
+command -v rpm >/dev/null 2>&1 || missing+=(rpm)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "== apt-get install ${missing[*]}"
 	sudo=""
@@ -32,6 +40,11 @@ if [ ! -d e2e/ui/node_modules/playwright-core ]; then
 	echo "== npm ci (e2e/ui)"
 	(cd e2e/ui && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# Every build static, as the e2e binary is (the container image has no
+# libc): one setting, so that vet, the tests and the binary share the
+# compiled packages instead of building everything twice.
+export CGO_ENABLED=0
 
 echo "== go mod download"
 go mod download
