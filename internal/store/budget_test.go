@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -12,9 +13,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/store/storage"
+	"github.com/sightlinehq/sightline/internal/store/wal"
 	"github.com/sightlinehq/sightline/internal/workload"
 )
 
@@ -246,4 +250,40 @@ func TestCompactionBacklogStallsIngestUntilMerged(t *testing.T) {
 	}
 	requireAll(t, db, want, []plog.Logs{ld})
 	require.Empty(t, db.Problems())
+}
+
+// A replay of many segments says how far it is as it goes, by the clock
+// the store is given, and ends with what it replayed.
+func TestReplayReportsProgress(t *testing.T) {
+	dir := t.TempDir()
+	db := openTestDB(t, dir, func(o *Options) { o.WAL.SegmentSize = 64 << 10 })
+	g := workload.New(12, time.Now(), workload.Options{})
+	for range 100 {
+		td, _ := g.Batch(20)
+		require.NoError(t, db.AppendTraces(td))
+	}
+	require.NoError(t, db.Close())
+	segs, err := wal.Segments(filepath.Join(dir, "wal"))
+	require.NoError(t, err)
+	require.Greater(t, len(segs), 4, "the test needs a WAL of several segments")
+
+	// Each reading of the clock is six seconds after the one before.
+	var ticks atomic.Int64
+	start := time.Now()
+	core, logs := observer.New(zap.InfoLevel)
+	openTestDB(t, dir, func(o *Options) {
+		o.Logger = zap.New(core)
+		o.Now = func() time.Time { return start.Add(time.Duration(ticks.Add(1)) * 6 * time.Second) }
+	})
+	var progress []string
+	for _, e := range logs.FilterMessage("replaying wal").All() {
+		if done, ok := e.ContextMap()["done"].(string); ok {
+			require.Equal(t, int64(len(segs)), e.ContextMap()["of"])
+			progress = append(progress, done)
+		}
+	}
+	require.NotEmpty(t, progress, "no progress reported")
+	require.Equal(t, len(segs)-1, len(progress), "one report per segment after the first, at six seconds a segment: %v", progress)
+	require.NotEqual(t, "0%", progress[len(progress)-1])
+	require.Len(t, logs.FilterMessage("wal replayed").All(), 1)
 }

@@ -395,6 +395,10 @@ func signalIndex(sig block.Signal) int {
 // one being replayed (its WALSegment), so a crash before the rest of that
 // segment reaches a block replays the segment again; the repeated records
 // are duplicates that queries and compaction drop.
+//
+// A long replay (about 30 s a GiB, docs/benchmarks.md) reports how far it
+// is every replayProgressEvery, so that a start that replays does not
+// look like one that hangs.
 func (db *DB) replay(ctx context.Context) error {
 	done := map[block.Signal]int{}
 	for _, b := range db.blocks {
@@ -406,11 +410,29 @@ func (db *DB) replay(ctx context.Context) error {
 	}
 	began := time.Now()
 	var bytes, records, spans, logs int64
-	if len(segs) > 0 {
-		db.log.Info("replaying wal", zap.Int("segments", len(segs)), zap.Int("first", segs[0]), zap.Int("last", segs[len(segs)-1]))
+	// The segments' sizes, for the progress a long replay reports.
+	var total, read int64
+	sizes := make([]int64, len(segs))
+	for i, seg := range segs {
+		if fi, err := os.Stat(wal.SegmentPath(db.walDir(), seg)); err == nil {
+			sizes[i] = fi.Size()
+			total += fi.Size()
+		}
 	}
+	if len(segs) > 0 {
+		db.log.Info("replaying wal", zap.Int("segments", len(segs)), zap.Int("first", segs[0]), zap.Int("last", segs[len(segs)-1]),
+			zap.Int64("bytes", total))
+	}
+	reported := db.opts.Now()
 	tu, lu := ptrace.ProtoUnmarshaler{}, plog.ProtoUnmarshaler{}
-	for _, seg := range segs {
+	for i, seg := range segs {
+		read += sizes[i]
+		if now := db.opts.Now(); i > 0 && now.Sub(reported) >= replayProgressEvery {
+			reported = now
+			db.log.Info("replaying wal", zap.Int("segment", i+1), zap.Int("of", len(segs)),
+				zap.String("done", fmt.Sprintf("%.0f%%", 100*float64(read-sizes[i])/float64(max(total, 1)))),
+				zap.Int64("spans", spans), zap.Int64("log_records", logs))
+		}
 		err := wal.Replay(db.walDir(), seg, func(typ byte, p []byte) error {
 			bytes += int64(len(p))
 			records++
@@ -468,6 +490,9 @@ func (db *DB) replay(ctx context.Context) error {
 	}
 	return nil
 }
+
+// replayProgressEvery is how often a WAL replay logs its progress.
+const replayProgressEvery = 5 * time.Second
 
 // flushReplayed writes the replayed head to blocks that claim the WAL
 // segments up to seg, removes those segments and starts a new head.
