@@ -49,6 +49,14 @@ export CGO_ENABLED=0
 echo "== go mod download"
 go mod download
 
+# helm renders the chart in e2e/helm_test.go. It is built from its own
+# module, outside Sightline's go.mod, so that its Kubernetes libraries do
+# not move the ones the Collector's components are built with.
+if ! command -v helm >/dev/null 2>&1 && [ ! -x "$(go env GOPATH)/bin/helm" ]; then
+	echo "== go install helm"
+	go install helm.sh/helm/v4/cmd/helm@v4.3.2
+fi
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
