@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sightlinehq/sightline/internal/query/logql"
@@ -21,7 +22,12 @@ func (a *API) lokiRoutes(mux *http.ServeMux) {
 		mux.HandleFunc(m+" /loki/api/v1/query_range", func(w http.ResponseWriter, r *http.Request) { a.lokiQuery(w, r, false) })
 		mux.HandleFunc(m+" /loki/api/v1/query", func(w http.ResponseWriter, r *http.Request) { a.lokiQuery(w, r, true) })
 		mux.HandleFunc(m+" /loki/api/v1/series", a.lokiSeries)
+		mux.HandleFunc(m+" /loki/api/v1/index/volume", func(w http.ResponseWriter, r *http.Request) { a.lokiVolume(w, r, true) })
+		mux.HandleFunc(m+" /loki/api/v1/index/volume_range", func(w http.ResponseWriter, r *http.Request) { a.lokiVolume(w, r, false) })
 	}
+	mux.HandleFunc("GET /loki/api/v1/detected_labels", a.lokiDetectedLabels)
+	mux.HandleFunc("GET /loki/api/v1/detected_fields", func(w http.ResponseWriter, r *http.Request) { a.lokiDetectedFields(w, r, "") })
+	mux.HandleFunc("GET /loki/api/v1/detected_field/{name}/values", func(w http.ResponseWriter, r *http.Request) { a.lokiDetectedFields(w, r, r.PathValue("name")) })
 	mux.HandleFunc("GET /loki/api/v1/labels", a.lokiLabels)
 	mux.HandleFunc("GET /loki/api/v1/label/{name}/values", a.lokiLabelValues)
 	mux.HandleFunc("GET /loki/api/v1/index/stats", a.lokiIndexStats)
@@ -143,8 +149,7 @@ func (a *API) lokiQuery(w http.ResponseWriter, r *http.Request, instant bool) {
 				return err
 			}
 			if step == 0 {
-				// Loki's default: about 250 points, at least a second.
-				step = max(int64(math.Floor(float64(end-start)/250/1e9))*1e9, 1e9)
+				step = defaultStep(start, end)
 			}
 			if (end-start)/step > maxSteps {
 				return badRequest("exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter")
@@ -336,6 +341,161 @@ func (a *API) lokiIndexStats(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		writeJSON(w, http.StatusOK, map[string]int64{"streams": int64(len(streams)), "chunks": int64(len(streams)), "entries": entries, "bytes": bytes})
+		return nil
+	}()
+	if err != nil {
+		a.fail(w, r, styleText, err)
+	}
+}
+
+// defaultStep is Loki's step for a range of end-start ns when none is
+// given: about 250 points, at least a second.
+func defaultStep(start, end int64) int64 {
+	return max(int64(math.Floor(float64(end-start)/250/1e9))*1e9, 1e9)
+}
+
+// lokiVolume answers index/volume (instant: one value per series over the
+// range) and index/volume_range (a matrix), Loki's log volume endpoints
+// that Grafana's Logs Drilldown and volume panels use.
+func (a *API) lokiVolume(w http.ResponseWriter, r *http.Request, instant bool) {
+	err := func() error {
+		if r.FormValue("query") == "" {
+			return badRequest("query is required")
+		}
+		qr, sel, start, end, err := a.openLokiScan(r)
+		if err != nil {
+			return err
+		}
+		defer qr.close()
+		limit, err := parseInt("limit", r.FormValue("limit"), 100)
+		if err != nil {
+			return err
+		}
+		if err := a.checkLimit(limit); err != nil {
+			return err
+		}
+		req := logql.VolumeRequest{Selector: sel, Start: start, End: end, Limit: limit, MaxSeries: a.cfg.Limits.MaxSeries}
+		if t := r.FormValue("targetLabels"); t != "" {
+			req.TargetLabels = strings.Split(t, ",")
+		}
+		switch r.FormValue("aggregateBy") {
+		case "", "series":
+		case "labels":
+			req.ByLabels = true
+		default:
+			return badRequest("aggregateBy must be series or labels")
+		}
+		if !instant {
+			if req.Step, err = parseStep(r.FormValue("step")); err != nil {
+				return err
+			}
+			if req.Step == 0 {
+				req.Step = defaultStep(start, end)
+			}
+			if (end-start)/req.Step > maxSteps {
+				return badRequest("exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter")
+			}
+		}
+		series, err := logql.Volume(qr.ctx, qr.q, req)
+		if err != nil {
+			return err
+		}
+		if instant {
+			out := make([]lokiVector, 0, len(series))
+			for _, s := range series {
+				for _, p := range s.Points {
+					out = append(out, lokiVector{Metric: s.Metric.Map(), Value: [2]any{float64(p.T) / 1e3, formatFloat(p.V)}})
+				}
+			}
+			lokiSuccess(w, map[string]any{"resultType": "vector", "result": out})
+			return nil
+		}
+		out := make([]lokiMatrix, 0, len(series))
+		for _, s := range series {
+			m := lokiMatrix{Metric: s.Metric.Map()}
+			for _, p := range s.Points {
+				m.Values = append(m.Values, [2]any{float64(p.T) / 1e3, formatFloat(p.V)})
+			}
+			out = append(out, m)
+		}
+		lokiSuccess(w, map[string]any{"resultType": "matrix", "result": out})
+		return nil
+	}()
+	if err != nil {
+		a.fail(w, r, styleText, err)
+	}
+}
+
+// lokiDetectedLabels answers detected_labels: the stream labels in range
+// with their cardinality, in Loki's shape (no status envelope).
+func (a *API) lokiDetectedLabels(w http.ResponseWriter, r *http.Request) {
+	err := func() error {
+		qr, sel, start, end, err := a.openLokiScan(r)
+		if err != nil {
+			return err
+		}
+		defer qr.close()
+		labels, err := logql.DetectedLabels(qr.ctx, qr.q, sel, start, end, labelScanLimit)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"detectedLabels": labels})
+		return nil
+	}()
+	if err != nil {
+		a.fail(w, r, styleText, err)
+	}
+}
+
+// lokiDetectedFields answers detected_fields, and with a field name
+// detected_field/{name}/values, from the newest line_limit lines the
+// query selects, in Loki's shapes.
+func (a *API) lokiDetectedFields(w http.ResponseWriter, r *http.Request, field string) {
+	err := func() error {
+		q, err := logql.Parse(r.FormValue("query"))
+		if err != nil {
+			return err
+		}
+		if q.Log == nil {
+			return badRequest("query must be a log query")
+		}
+		start, end, err := a.lokiRange(r)
+		if err != nil {
+			return err
+		}
+		lines, err := parseInt("line_limit", r.FormValue("line_limit"), 1000)
+		if err != nil {
+			return err
+		}
+		limit, err := parseInt("limit", r.FormValue("limit"), 1000)
+		if err != nil {
+			return err
+		}
+		if err := a.checkLimit(lines); err != nil {
+			return err
+		}
+		if err := a.checkLimit(limit); err != nil {
+			return err
+		}
+		qr, err := a.open(r)
+		if err != nil {
+			return err
+		}
+		defer qr.close()
+		req := logql.FieldsRequest{Expr: q.Log, Start: start, End: end + 1, LineLimit: lines, Limit: limit}
+		if field != "" {
+			values, err := logql.DetectedFieldValues(qr.ctx, qr.q, req, field)
+			if err != nil {
+				return err
+			}
+			writeJSON(w, http.StatusOK, map[string]any{"values": values, "limit": limit})
+			return nil
+		}
+		fields, err := logql.DetectedFields(qr.ctx, qr.q, req)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"fields": fields, "limit": limit})
 		return nil
 	}()
 	if err != nil {

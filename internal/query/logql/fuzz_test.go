@@ -2,6 +2,7 @@ package logql
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -42,6 +43,42 @@ func FuzzParse(f *testing.F) {
 		}
 		if q2.String() != printed {
 			t.Fatalf("print is not stable: %q then %q", printed, q2.String())
+		}
+	})
+}
+
+// FuzzDetectFields: detected_fields reads any log line, JSON or logfmt or
+// neither, without a panic, takes at most MaxParsedLabels fields from it,
+// and names each as a label. Seeds are the lines of testdata/*.test.
+func FuzzDetectFields(f *testing.F) {
+	for _, file := range []string{"testdata/logs.test", "testdata/discover.test"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if i := strings.Index(l, ` "`); i >= 0 && strings.HasPrefix(l, "  ") {
+				if body, err := strconv.Unquote(fields(l[i+1:])[0]); err == nil {
+					f.Add(body)
+				}
+			}
+		}
+	}
+	f.Add(`{"a":{"b":[1,2]},"c":null,"d":1e400}`)
+	f.Fuzz(func(t *testing.T, line string) {
+		n := 0
+		jsonFields(line, func(name, value string, path []string) {
+			n++
+			if len(path) == 0 || name != LabelName(name) {
+				t.Fatalf("field %q (path %q) is not a label name", name, path)
+			}
+			_ = kindsOf(value).name()
+		})
+		if n > MaxParsedLabels {
+			t.Fatalf("%d fields from one line", n)
+		}
+		for _, l := range parseLogfmt(line, nil) {
+			_ = kindsOf(l.Value).name()
 		}
 	})
 }

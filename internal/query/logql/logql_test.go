@@ -86,6 +86,15 @@ func TestEval(t *testing.T) {
 				case strings.HasPrefix(l, "metrics "):
 					checkMetrics(t, where, m, strings.TrimPrefix(l, "metrics "), block)
 					cases++
+				case strings.HasPrefix(l, "volume "):
+					checkVolume(t, where, m, strings.TrimPrefix(l, "volume "), block)
+					cases++
+				case strings.HasPrefix(l, "detected_labels "):
+					checkDetectedLabels(t, where, m, strings.TrimPrefix(l, "detected_labels "), block)
+					cases++
+				case strings.HasPrefix(l, "detected_fields "):
+					checkDetectedFields(t, where, m, strings.TrimPrefix(l, "detected_fields "), block)
+					cases++
 				case strings.HasPrefix(l, "fails "):
 					f := strings.SplitN(strings.TrimPrefix(l, "fails "), "\t", 2)
 					_, err := Parse(f[0])
@@ -297,4 +306,95 @@ func TestParsersAreBounded(t *testing.T) {
 	require.Equal(t, "c", v)
 	_, hasErr := labels.Get("__error__")
 	require.False(t, hasErr)
+}
+
+func checkVolume(t *testing.T, where string, m *memQuerier, spec string, want []string) {
+	f := strings.SplitN(spec, " ", 4)
+	start, _ := strconv.ParseInt(f[0], 10, 64)
+	end, _ := strconv.ParseInt(f[1], 10, 64)
+	step, _ := strconv.ParseInt(f[2], 10, 64)
+	req := VolumeRequest{Start: base + start*1e6, End: base + end*1e6, Step: step * 1e6}
+	rest := f[3]
+	for !strings.HasPrefix(rest, "{") {
+		opt, r, _ := strings.Cut(rest, " ")
+		switch {
+		case opt == "by=labels":
+			req.ByLabels = true
+		case strings.HasPrefix(opt, "targets="):
+			req.TargetLabels = strings.Split(strings.TrimPrefix(opt, "targets="), ",")
+		default:
+			t.Fatalf("%s: unknown volume option %q", where, opt)
+		}
+		rest = r
+	}
+	q, err := Parse(rest)
+	require.NoError(t, err, where)
+	req.Selector = q.Log
+	series, err := Volume(context.Background(), m, req)
+	require.NoError(t, err, where)
+	n := 1
+	if step > 0 {
+		n = int((end-start)/step) + 1
+	}
+	var got []string
+	for _, s := range series {
+		vals := make([]string, n)
+		for i := range vals {
+			vals[i] = "_"
+		}
+		for _, p := range s.Points {
+			i := 0
+			if step > 0 {
+				i = int((p.T - (base/1e6 + start)) / step)
+			} else {
+				require.Equal(t, base/1e6+end, p.T, "%s: an instant volume is at the end", where)
+			}
+			vals[i] = strconv.FormatFloat(p.V, 'g', -1, 64)
+		}
+		got = append(got, s.Metric.String()+" "+strings.Join(vals, " "))
+	}
+	require.Equal(t, want, got, "%s: %s", where, spec)
+}
+
+func checkDetectedLabels(t *testing.T, where string, m *memQuerier, spec string, want []string) {
+	f := strings.SplitN(spec, " ", 3)
+	start, _ := strconv.ParseInt(f[0], 10, 64)
+	end, _ := strconv.ParseInt(f[1], 10, 64)
+	q, err := Parse(f[2])
+	require.NoError(t, err, where)
+	labels, err := DetectedLabels(context.Background(), m, q.Log, base+start*1e6, base+end*1e6, 0)
+	require.NoError(t, err, where)
+	var got []string
+	for _, l := range labels {
+		got = append(got, fmt.Sprintf("%s %d", l.Label, l.Cardinality))
+	}
+	require.Equal(t, want, got, "%s: %s", where, spec)
+}
+
+func checkDetectedFields(t *testing.T, where string, m *memQuerier, spec string, want []string) {
+	f := strings.SplitN(spec, " ", 3)
+	start, _ := strconv.ParseInt(f[0], 10, 64)
+	end, _ := strconv.ParseInt(f[1], 10, 64)
+	q, err := Parse(f[2])
+	require.NoError(t, err, where)
+	req := FieldsRequest{Expr: q.Log, Start: base + start*1e6, End: base + end*1e6}
+	detected, err := DetectedFields(context.Background(), m, req)
+	require.NoError(t, err, where)
+	var got []string
+	for _, d := range detected {
+		parsers := "-"
+		if len(d.Parsers) > 0 {
+			parsers = strings.Join(d.Parsers, ",")
+		}
+		line := fmt.Sprintf("%s %s %d %s", d.Label, d.Type, d.Cardinality, parsers)
+		if len(d.JSONPath) > 0 {
+			line += " " + strings.Join(d.JSONPath, ".")
+		}
+		got = append(got, line)
+		// The values endpoint lists as many values as the cardinality.
+		values, err := DetectedFieldValues(context.Background(), m, req, d.Label)
+		require.NoError(t, err, where)
+		require.Len(t, values, d.Cardinality, "%s: values of %s", where, d.Label)
+	}
+	require.Equal(t, want, got, "%s: %s", where, spec)
 }
