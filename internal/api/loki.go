@@ -25,6 +25,7 @@ func (a *API) lokiRoutes(mux *http.ServeMux) {
 		mux.HandleFunc(m+" /loki/api/v1/index/volume", func(w http.ResponseWriter, r *http.Request) { a.lokiVolume(w, r, true) })
 		mux.HandleFunc(m+" /loki/api/v1/index/volume_range", func(w http.ResponseWriter, r *http.Request) { a.lokiVolume(w, r, false) })
 	}
+	mux.HandleFunc("GET /loki/api/v1/tail", a.lokiTail)
 	mux.HandleFunc("GET /loki/api/v1/detected_labels", a.lokiDetectedLabels)
 	mux.HandleFunc("GET /loki/api/v1/detected_fields", func(w http.ResponseWriter, r *http.Request) { a.lokiDetectedFields(w, r, "") })
 	mux.HandleFunc("GET /loki/api/v1/detected_field/{name}/values", func(w http.ResponseWriter, r *http.Request) { a.lokiDetectedFields(w, r, r.PathValue("name")) })

@@ -64,11 +64,14 @@ type API struct {
 	metrics *lazyTSDB
 	// rules evaluates the configured rule files; nil without any.
 	rules *alerting.Manager
+	// tails holds a token per live tail being served (loki_tail.go).
+	tails chan struct{}
 }
 
 // New returns the API over source and stores.
 func New(cfg *Config, source Source, stores Stores, build component.BuildInfo, logger *zap.Logger) *API {
-	a := &API{cfg: cfg, source: source, stores: stores, build: build, logger: logger, now: time.Now, promql: newPromEngine(cfg)}
+	a := &API{cfg: cfg, source: source, stores: stores, build: build, logger: logger, now: time.Now, promql: newPromEngine(cfg),
+		tails: make(chan struct{}, maxTails)}
 	a.metrics = &lazyTSDB{a: a}
 	return a
 }
@@ -154,6 +157,10 @@ var errLimit = errors.New("limit exceeded")
 // errTenant marks requests without the tenant header when tenancy is on.
 var errTenant = errors.New("no tenant")
 
+// errBusy marks requests refused because the server already serves as
+// many of their kind as it allows (live tails).
+var errBusy = errors.New("too many concurrent requests")
+
 // errNotPerTenant marks server-wide views a tenant may not see.
 var errNotPerTenant = errors.New("not available per tenant")
 
@@ -184,6 +191,8 @@ func status(err error) int {
 		return 499 // client closed request, as nginx and Loki report it
 	case errors.Is(err, errNotReady):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, errBusy):
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }

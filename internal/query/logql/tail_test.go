@@ -1,0 +1,51 @@
+package logql
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// A tail returns each entry once, oldest first, in batches of at most its
+// limit, including entries that share a timestamp across a batch's end
+// and entries written after an earlier batch.
+func TestTailCursor(t *testing.T) {
+	m := &memQuerier{}
+	add := func(ms int64, line string) {
+		m.logs = append(m.logs, storage.LogRecord{TimeUnixNano: base + ms*1e6, Body: storage.Str(line),
+			Resource: &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str("api")}}}})
+	}
+	add(100, "a")
+	add(500, "b1")
+	add(500, "b2")
+	add(500, "b3")
+	add(700, "c")
+	q, err := Parse(`{service_name="api"} | keep service_name`)
+	require.NoError(t, err)
+	c := &TailCursor{Expr: q.Log, From: base, Limit: 2}
+	next := func(untilMs int64) []string {
+		batch, err := c.Next(context.Background(), m, base+untilMs*1e6)
+		require.NoError(t, err)
+		var got []string
+		for _, s := range batch {
+			for _, e := range s.Entries {
+				got = append(got, fmt.Sprintf("%d %s", (e.Timestamp-base)/1e6, e.Line))
+			}
+		}
+		return got
+	}
+	require.Equal(t, []string{"100 a", "500 b1"}, next(1000))
+	require.Equal(t, []string{"500 b2", "500 b3"}, next(1000))
+	require.Equal(t, []string{"700 c"}, next(1000))
+	require.Empty(t, next(1000))
+	// Written since; and nothing after until is returned before its time.
+	add(1500, "d")
+	add(2500, "e")
+	require.Equal(t, []string{"1500 d"}, next(2000))
+	require.Equal(t, []string{"2500 e"}, next(3000))
+	require.Empty(t, next(3000))
+}
