@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/otlptranslator"
 	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
 	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
 	"github.com/prometheus/prometheus/tsdb"
@@ -79,6 +80,9 @@ type DB struct {
 	repairs  chan struct{}
 	closed   chan struct{}
 	done     chan struct{}
+
+	// meta describes the metric families written (metadata.go).
+	meta metadataStore
 }
 
 // repairInterval is how often a torn WAL is retried: the disk is probed,
@@ -306,6 +310,9 @@ type appenderV2 struct {
 	storage.AppenderV2
 	d    *DB
 	once sync.Once
+	// The family whose metadata was recorded last (metadata.go).
+	lastFamily string
+	lastMeta   metadata.Metadata
 }
 
 func (a *appenderV2) release() { a.once.Do(a.d.mu.RUnlock) }
