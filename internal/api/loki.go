@@ -26,6 +26,7 @@ func (a *API) lokiRoutes(mux *http.ServeMux) {
 		mux.HandleFunc(m+" /loki/api/v1/index/volume_range", func(w http.ResponseWriter, r *http.Request) { a.lokiVolume(w, r, false) })
 	}
 	mux.HandleFunc("GET /loki/api/v1/tail", a.lokiTail)
+	mux.HandleFunc("GET /loki/api/v1/patterns", a.lokiPatterns)
 	mux.HandleFunc("GET /loki/api/v1/detected_labels", a.lokiDetectedLabels)
 	mux.HandleFunc("GET /loki/api/v1/detected_fields", func(w http.ResponseWriter, r *http.Request) { a.lokiDetectedFields(w, r, "") })
 	mux.HandleFunc("GET /loki/api/v1/detected_field/{name}/values", func(w http.ResponseWriter, r *http.Request) { a.lokiDetectedFields(w, r, r.PathValue("name")) })
@@ -497,6 +498,53 @@ func (a *API) lokiDetectedFields(w http.ResponseWriter, r *http.Request, field s
 			return err
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"fields": fields, "limit": limit})
+		return nil
+	}()
+	if err != nil {
+		a.fail(w, r, styleText, err)
+	}
+}
+
+// lokiPatterns answers /loki/api/v1/patterns, the templates of the lines
+// a selector picks with their counts per step, for Logs Drilldown's
+// patterns tab. It reads at most labelScanLimit records.
+func (a *API) lokiPatterns(w http.ResponseWriter, r *http.Request) {
+	err := func() error {
+		if r.FormValue("query") == "" {
+			return badRequest("query is required")
+		}
+		qr, sel, start, end, err := a.openLokiScan(r)
+		if err != nil {
+			return err
+		}
+		defer qr.close()
+		step, err := parseStep(r.FormValue("step"))
+		if err != nil {
+			return err
+		}
+		if step == 0 {
+			step = max(defaultStep(start, end), 10e9)
+		}
+		if (end-start)/step > maxSteps {
+			return badRequest("exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter")
+		}
+		ps, err := logql.Patterns(qr.ctx, qr.q, logql.PatternsRequest{Selector: sel, Start: start, End: end, Step: step, MaxLines: labelScanLimit})
+		if err != nil {
+			return err
+		}
+		type pattern struct {
+			Pattern string     `json:"pattern"`
+			Samples [][2]int64 `json:"samples"`
+		}
+		out := make([]pattern, 0, len(ps))
+		for _, p := range ps {
+			s := make([][2]int64, 0, len(p.Samples))
+			for _, pt := range p.Samples {
+				s = append(s, [2]int64{pt.T / 1e3, int64(pt.V)})
+			}
+			out = append(out, pattern{Pattern: p.Pattern, Samples: s})
+		}
+		lokiSuccess(w, out)
 		return nil
 	}()
 	if err != nil {

@@ -34,10 +34,11 @@ func TestLokiDiscoveryEndpoints(t *testing.T) {
 		} `json:"data"`
 	}
 	require.NoError(t, json.Unmarshal(b, &logs))
-	wantBytes := map[string]float64{}
+	wantBytes, wantLines := map[string]float64{}, map[string]int64{}
 	for _, s := range logs.Data.Result {
 		for _, v := range s.Values {
 			wantBytes[s.Stream["service_name"]] += float64(len(v[1]))
+			wantLines[s.Stream["service_name"]]++
 		}
 	}
 	require.Greater(t, len(wantBytes), 1)
@@ -154,6 +155,30 @@ func TestLokiDiscoveryEndpoints(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(b, &fv))
 	require.Len(t, fv.Values, f.Cardinality)
+
+	// Patterns: every line of the service counted once, in its range.
+	code, b = get(t, srv, "/loki/api/v1/patterns", url.Values{"query": {sel}, "start": {start}, "end": {end}, "step": {"60s"}}, "")
+	require.Equal(t, http.StatusOK, code, "%s", b)
+	var pats struct {
+		Status string `json:"status"`
+		Data   []struct {
+			Pattern string     `json:"pattern"`
+			Samples [][2]int64 `json:"samples"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(b, &pats))
+	require.Equal(t, "success", pats.Status)
+	require.NotEmpty(t, pats.Data)
+	var counted int64
+	for _, p := range pats.Data {
+		require.NotEmpty(t, p.Pattern)
+		for _, s := range p.Samples {
+			require.GreaterOrEqual(t, s[0], t0.Add(-2*time.Minute).Unix())
+			require.LessOrEqual(t, s[0], time.Now().Unix())
+			counted += s[1]
+		}
+	}
+	require.Equal(t, wantLines[service], counted)
 
 	// What Grafana can get wrong is refused with 400.
 	for _, bad := range []url.Values{

@@ -47,11 +47,12 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// FuzzDetectFields: detected_fields reads any log line, JSON or logfmt or
-// neither, without a panic, takes at most MaxParsedLabels fields from it,
-// and names each as a label. Seeds are the lines of testdata/*.test.
+// FuzzDetectFields: detected_fields and patterns read any log line, JSON
+// or logfmt or neither, without a panic; detected_fields takes at most
+// MaxParsedLabels fields from it and names each as a label. Seeds are the
+// lines of testdata/*.test.
 func FuzzDetectFields(f *testing.F) {
-	for _, file := range []string{"testdata/logs.test", "testdata/discover.test"} {
+	for _, file := range []string{"testdata/logs.test", "testdata/discover.test", "testdata/patterns.test"} {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			f.Fatal(err)
@@ -79,6 +80,9 @@ func FuzzDetectFields(f *testing.F) {
 		}
 		for _, l := range parseLogfmt(line, nil) {
 			_ = kindsOf(l.Value).name()
+		}
+		if toks := tokenize(line); len(toks) > 0 && match(toks, toks) != 1 {
+			t.Fatalf("a line does not match its own tokens: %q", toks)
 		}
 	})
 }

@@ -95,6 +95,9 @@ func TestEval(t *testing.T) {
 				case strings.HasPrefix(l, "detected_fields "):
 					checkDetectedFields(t, where, m, strings.TrimPrefix(l, "detected_fields "), block)
 					cases++
+				case strings.HasPrefix(l, "patterns "):
+					checkPatterns(t, where, m, strings.TrimPrefix(l, "patterns "), block)
+					cases++
 				case strings.HasPrefix(l, "fails "):
 					f := strings.SplitN(strings.TrimPrefix(l, "fails "), "\t", 2)
 					_, err := Parse(f[0])
@@ -395,6 +398,26 @@ func checkDetectedFields(t *testing.T, where string, m *memQuerier, spec string,
 		values, err := DetectedFieldValues(context.Background(), m, req, d.Label)
 		require.NoError(t, err, where)
 		require.Len(t, values, d.Cardinality, "%s: values of %s", where, d.Label)
+	}
+	require.Equal(t, want, got, "%s: %s", where, spec)
+}
+
+func checkPatterns(t *testing.T, where string, m *memQuerier, spec string, want []string) {
+	f := strings.SplitN(spec, " ", 4)
+	start, _ := strconv.ParseInt(f[0], 10, 64)
+	end, _ := strconv.ParseInt(f[1], 10, 64)
+	step, _ := strconv.ParseInt(f[2], 10, 64)
+	q, err := Parse(f[3])
+	require.NoError(t, err, where)
+	ps, err := Patterns(context.Background(), m, PatternsRequest{Selector: q.Log, Start: base + start*1e6, End: base + end*1e6, Step: step * 1e6})
+	require.NoError(t, err, where)
+	var got []string
+	for _, p := range ps {
+		line := strconv.Itoa(p.Total)
+		for _, s := range p.Samples {
+			line += fmt.Sprintf(" %d:%g", s.T-base/1e6, s.V)
+		}
+		got = append(got, line+" "+p.Pattern)
 	}
 	require.Equal(t, want, got, "%s: %s", where, spec)
 }
