@@ -159,6 +159,27 @@ await step('live tail shows a line sent after the page opened', async () => {
   await page.locator('#log-lines tbody tr', { hasText: body }).waitFor(T);
 });
 
+await step('the landing page shows the newest trace first', async () => {
+  // A trace sent now is the newest of all; the landing search ({ } over
+  // the default range) must show it first, not a slice of older ones.
+  const hex = (n) => Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join('');
+  const name = `landing ${hex(8)}`;
+  const now = BigInt(Date.now()) * 1000000n;
+  const resp = await fetch(`${OTLP_HTTP}/v1/traces`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'landing-test' } }] },
+      scopeSpans: [{ spans: [{ traceId: hex(32), spanId: hex(16), name, kind: 2,
+        startTimeUnixNano: String(now - 5000000n), endTimeUnixNano: String(now) }] }] }] }),
+  });
+  check(resp.ok, `OTLP/HTTP traces: ${resp.status}`);
+  await page.goto(`${BASE}/ui/traces`);
+  const first = page.locator('#trace-results tbody tr').first();
+  await first.waitFor(T);
+  const text = await first.textContent();
+  check(text.includes(name), `the first row is not the newest trace: ${text}`);
+});
+
 await step('a search result of 1,000 traces renders at once', async () => {
   const t0 = Date.now();
   await page.goto(`${BASE}/ui/traces?range=15m&limit=1000&q=${encodeURIComponent('{ }')}`);

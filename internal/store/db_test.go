@@ -475,3 +475,26 @@ func TestReadStats(t *testing.T) {
 	require.ErrorIs(t, err, storage.ErrBytesLimit)
 	require.Empty(t, db.Problems(), "a read limit is not damage")
 }
+
+// The head yields its newest spans first, so that a search that stops at
+// its limit shows the latest traces (the UI's landing page showed traces
+// minutes old while newer ones were in the head).
+func TestHeadYieldsNewestFirst(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), nil)
+	t0 := time.Now().Add(-time.Minute)
+	var last storage.TraceID
+	for i := range 50 {
+		td, _ := workload.New(uint64(i+1), t0.Add(time.Duration(i)*time.Second), workload.Options{}).Batch(1)
+		require.NoError(t, db.AppendTraces(td))
+		last = storage.AppendTraces(nil, td)[0].TraceID
+	}
+	q, err := db.Querier(context.Background())
+	require.NoError(t, err)
+	defer q.Close()
+	var first storage.TraceID
+	require.NoError(t, q.Spans(context.Background(), &storage.SpanQuery{}, func(s *storage.Span) bool {
+		first = s.TraceID
+		return false
+	}))
+	require.Equal(t, last, first)
+}

@@ -200,16 +200,18 @@ func (h *head) logsByTraceID(id storage.TraceID, span storage.SpanID, dst []stor
 	return dst
 }
 
-// scanChunks calls fn for the items of items[0:n] that match, copying
-// matches out a chunk at a time under the read lock, so that a long search
-// never stalls appends for long and fn runs without the lock.
+// scanChunks calls fn for the items of items[0:n] that match, newest
+// first (the items are in arrival order), copying matches out a chunk at
+// a time under the read lock, so that a long search never stalls appends
+// for long and fn runs without the lock. Newest first lets a search that
+// stops at its limit find the latest traces and lines.
 func scanChunks[T any](h *head, n int, items *chunked[T], match func(*T) bool, fn func(*T) bool) bool {
 	const chunk = 4096
 	var out []T
-	for lo := 0; lo < n; lo += chunk {
+	for hi := n; hi > 0; hi -= chunk {
 		out = out[:0]
 		h.mu.RLock()
-		for i := lo; i < min(lo+chunk, n); i++ {
+		for i := hi - 1; i >= max(hi-chunk, 0); i-- {
 			if v := items.at(i); match(v) {
 				out = append(out, *v)
 			}

@@ -84,6 +84,10 @@ type ResultSpan struct {
 	Attrs    []Label
 }
 
+// oversample is how many times its limit a spanwise search reads
+// candidate traces before it keeps the latest.
+const oversample = 10
+
 // Search runs a spanset query. The querier is the only thing it reads.
 func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*SearchResult, error) {
 	q := req.Query
@@ -99,9 +103,12 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 	seen := map[storage.TraceID]bool{}
 
 	// Without with(most_recent=true), the search stops once it has found
-	// enough traces, as Tempo's does; the store yields the newest data
-	// first, so these are recent ones. With the hint it finds them all and
-	// keeps the most recent.
+	// enough traces, as Tempo's does; the store yields recent data first,
+	// so these are recent ones. Inside a block the order is the block's,
+	// not time's, so a spanwise search reads candidates for oversample
+	// times the limit and keeps the latest of them: the cost is scanning
+	// spans, not fetching traces. With the hint it finds them all and keeps
+	// the most recent.
 	mostRecent := false
 	if h, ok := q.Hint("most_recent"); ok && h.IsTrue() {
 		mostRecent = true
@@ -129,7 +136,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			if t, ok := latest[s.TraceID]; !ok || s.StartUnixNano > t {
 				latest[s.TraceID] = s.StartUnixNano
 			}
-			return mostRecent || len(latest) < req.Limit
+			return mostRecent || len(latest) < req.Limit*oversample
 		})
 		if err != nil {
 			return nil, err

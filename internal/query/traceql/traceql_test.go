@@ -401,3 +401,37 @@ func fmtVal(v float64) string {
 	}
 	return strconv.FormatFloat(v, 'f', 4, 64)
 }
+
+// A search without most_recent stops early, but reads candidates for ten
+// times its limit and keeps the latest: inside a block the store's order
+// is not time's, and the newest traces must not lose to the first found.
+func TestSearchKeepsLatestCandidates(t *testing.T) {
+	const base = int64(1_700_000_000) * 1e9
+	m := &memQuerier{}
+	span := func(i int) storage.Span {
+		var id storage.TraceID
+		id[15] = byte(i + 1)
+		return storage.Span{TraceID: id, SpanID: storage.SpanID{byte(i + 1)}, Name: "op",
+			StartUnixNano: base + int64(i)*1e9, EndUnixNano: base + int64(i)*1e9 + 1e6,
+			Resource: &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str("svc")}}}}
+	}
+	// Yielded: 45 older traces, then the 5 newest, then 50 in between.
+	for i := range 45 {
+		m.spans = append(m.spans, span(i))
+	}
+	for i := 95; i < 100; i++ {
+		m.spans = append(m.spans, span(i))
+	}
+	for i := 45; i < 95; i++ {
+		m.spans = append(m.spans, span(i))
+	}
+	q, err := Parse("{ }")
+	require.NoError(t, err)
+	res, err := Search(context.Background(), m, SearchRequest{Query: q, Limit: 5})
+	require.NoError(t, err)
+	var got []int64
+	for _, tr := range res.Traces {
+		got = append(got, (tr.Start-base)/1e9)
+	}
+	require.Equal(t, []int64{99, 98, 97, 96, 95}, got)
+}

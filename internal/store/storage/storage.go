@@ -33,7 +33,10 @@ type Querier interface {
 
 	// Spans calls fn for every span that matches q until fn returns false.
 	// The Span passed to fn, and everything it points to, may be retained
-	// by fn. Order is unspecified.
+	// by fn. Order is unspecified, except that a store yields recent data
+	// first as far as it cheaply can (the embedded store: its heads newest
+	// span first, then its blocks from the latest start), so that a search
+	// that stops at its limit finds recent traces.
 	Spans(ctx context.Context, q *SpanQuery, fn func(*Span) bool) error
 
 	// LogsByTrace returns the log records with this trace ID, and span ID
