@@ -31,6 +31,10 @@ const (
 	tailWriteTimeout = 10 * time.Second
 	// tailMaxDelay is Loki's bound on delay_for, in seconds.
 	tailMaxDelay = 5
+	// tailLag is how late an entry may reach the store after its
+	// timestamp and still be sent: the cursor re-reads that much behind
+	// and skips what it sent (logql.TailCursor).
+	tailLag = 3 * time.Second
 )
 
 // tailFrame is one message of a tail, as Loki sends it.
@@ -134,7 +138,7 @@ func (a *API) startTail(r *http.Request) (*logql.TailCursor, func(), error) {
 	default:
 		return nil, nil, fmt.Errorf("%w: at most %d live tails at once", errBusy, maxTails)
 	}
-	return &logql.TailCursor{Expr: q.Log, From: start, Limit: limit}, func() { <-a.tails }, nil
+	return &logql.TailCursor{Expr: q.Log, From: start, Limit: limit, Lag: int64(tailLag)}, func() { <-a.tails }, nil
 }
 
 // tailOnce sends the entries up to until that the tail has not sent, as

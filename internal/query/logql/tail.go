@@ -9,20 +9,22 @@ import (
 )
 
 // TailCursor follows a log query forward in time, as Loki's tail does:
-// each Next returns the entries from where the last one stopped up to a
+// each Next returns the entries from where the cursor stands up to a
 // given time, oldest first, each entry once.
 //
-// A batch is at most Limit entries. When a batch fills, the next one
-// starts at the time of its last entry and skips the entries already sent
-// at that time, so entries sharing a timestamp are not lost across
-// batches. An entry stamped before the cursor when it arrives is not
-// seen: callers wait (Loki's delay_for) for late writers.
+// A tail polls a store that entries reach a moment after their
+// timestamps, so the cursor stays Lag behind the time it was asked for
+// and remembers what it sent since: an entry that arrives up to Lag late
+// is still sent, once. An entry later than that is not (Loki's delay_for
+// waits longer). A batch is at most Limit entries; the rest follow in
+// the next.
 type TailCursor struct {
 	Expr  *LogExpr
-	From  int64 // unix ns: the next batch starts here
+	From  int64 // unix ns: no entry before it is sent
 	Limit int
+	Lag   int64 // ns
 
-	sentAtFrom map[entryKey]bool
+	sent map[entryKey]bool // entries sent at or after From
 }
 
 // Next returns the entries in [c.From, until] not yet returned.
@@ -31,58 +33,55 @@ func (c *TailCursor) Next(ctx context.Context, sq storage.Querier, until int64) 
 		return nil, nil
 	}
 	limit := max(c.Limit, 1)
-	streams, _, err := Select(ctx, sq, SelectRequest{Expr: c.Expr, Start: c.From, End: until + 1, Limit: limit + len(c.sentAtFrom), Forward: true})
+	streams, _, err := Select(ctx, sq, SelectRequest{Expr: c.Expr, Start: c.From, End: until + 1, Limit: limit + len(c.sent) + 1, Forward: true})
 	if err != nil {
 		return nil, err
 	}
-	// Select groups by stream; the batch is the oldest limit entries of
-	// all streams, without those sent before at c.From.
-	type ref struct{ s, e int }
-	var all []ref
+	type ref struct {
+		s   int
+		e   Entry
+		key entryKey
+	}
+	var fresh []ref
 	for si, s := range streams {
-		for ei, e := range s.Entries {
-			if e.Timestamp == c.From && c.sentAtFrom[entryKey{s.Labels.String(), e.Timestamp, e.Line}] {
-				continue
+		for _, e := range s.Entries {
+			k := entryKey{s.Labels.String(), e.Timestamp, e.Line}
+			if !c.sent[k] {
+				fresh = append(fresh, ref{si, e, k})
 			}
-			all = append(all, ref{si, ei})
 		}
 	}
-	if len(all) == 0 {
-		c.From, c.sentAtFrom = until+1, nil
-		return nil, nil
+	// Oldest first; entries of one time in a fixed order, so that a batch
+	// that ends among them is continued by the next.
+	slices.SortFunc(fresh, func(a, b ref) int {
+		return cmp.Or(cmp.Compare(a.e.Timestamp, b.e.Timestamp), cmp.Compare(a.key.labels, b.key.labels), cmp.Compare(a.e.Line, b.e.Line))
+	})
+	boundary := until
+	if len(fresh) > limit {
+		fresh = fresh[:limit]
+		// Entries after the last one sent wait for the next batch.
+		boundary = fresh[len(fresh)-1].e.Timestamp
 	}
-	ts := func(r ref) int64 { return streams[r.s].Entries[r.e].Timestamp }
-	// Stable: each stream's entries are oldest first already.
-	slices.SortStableFunc(all, func(a, b ref) int { return cmp.Compare(ts(a), ts(b)) })
-	full := len(all) > limit
-	if full {
-		all = all[:limit]
+	if c.sent == nil {
+		c.sent = map[entryKey]bool{}
 	}
 	out := map[int]*Stream{}
 	var order []int
-	for _, r := range all {
+	for _, r := range fresh {
+		c.sent[r.key] = true
 		s := out[r.s]
 		if s == nil {
 			s = &Stream{Labels: streams[r.s].Labels}
 			out[r.s] = s
 			order = append(order, r.s)
 		}
-		s.Entries = append(s.Entries, streams[r.s].Entries[r.e])
+		s.Entries = append(s.Entries, r.e)
 	}
-	if full || len(all) == limit {
-		// Possibly more at or after the last time: continue from it.
-		last := ts(all[len(all)-1])
-		if last != c.From {
-			c.sentAtFrom = map[entryKey]bool{}
+	c.From = max(c.From, min(boundary, until-c.Lag))
+	for k := range c.sent {
+		if k.ts < c.From {
+			delete(c.sent, k)
 		}
-		c.From = last
-		for _, r := range all {
-			if e := streams[r.s].Entries[r.e]; e.Timestamp == last {
-				c.sentAtFrom[entryKey{streams[r.s].Labels.String(), e.Timestamp, e.Line}] = true
-			}
-		}
-	} else {
-		c.From, c.sentAtFrom = until+1, nil
 	}
 	batch := make([]Stream, 0, len(order))
 	for _, i := range order {

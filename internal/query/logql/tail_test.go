@@ -48,4 +48,13 @@ func TestTailCursor(t *testing.T) {
 	require.Equal(t, []string{"1500 d"}, next(2000))
 	require.Equal(t, []string{"2500 e"}, next(3000))
 	require.Empty(t, next(3000))
+
+	// With a lag, an entry stored after the cursor passed its time is
+	// still sent, once; one later than the lag is not.
+	c.Lag = 1000 * 1e6
+	require.Empty(t, next(4000))
+	add(3500, "late by less than the lag")
+	add(2900, "late by more than the lag")
+	require.Equal(t, []string{"3500 late by less than the lag"}, next(4200))
+	require.Empty(t, next(5000))
 }
