@@ -128,6 +128,39 @@ await step('logs to trace', async () => {
   check(page.url().includes('span='), 'the log\'s span is not selected');
 });
 
+await step('a log line opens its details: labels, fields, filters and context', async () => {
+  await page.goto(`${BASE}/ui/logs?range=15m&query=${encodeURIComponent('{service_name=~".+"} |= ' + JSON.stringify(LOG_LINE))}`);
+  const row = page.locator('#log-lines tbody tr.line').first();
+  await row.waitFor(T);
+  const service = await row.locator('.svc').textContent();
+  await row.locator('td.body').click();
+  const drawer = page.locator('#log-lines tr.details-row .log-details');
+  await drawer.waitFor(T);
+  // Every label, as text, with its value.
+  const svcRow = drawer.locator('table.labels tr[data-label="service_name"]');
+  check((await svcRow.locator('td.value').textContent()) === service, 'the drawer does not show the line\'s service');
+  check(await drawer.locator('table.labels tr[data-label="trace_id"]').count() === 1, 'structured metadata (trace_id) is missing');
+  await shot('log-details');
+  // Context: the lines around it in its stream, the line itself marked.
+  await drawer.locator('button.show-context').click();
+  await drawer.locator('table.context-lines tr.this-line').waitFor(T);
+  check((await drawer.locator('table.context-lines tr.this-line td.body').textContent()) === LOG_LINE, 'the context does not mark the line');
+  check(await drawer.locator('table.context-lines tr').count() > 1, 'no lines around it');
+  // Filter out the service: the query says so, and its lines are gone.
+  await svcRow.locator('button.filter-out').click();
+  await page.waitForURL((u) => decodeURIComponent(u.toString().replace(/\+/g, ' ')).includes(`| service_name!=${JSON.stringify(service)}`));
+  await page.locator('#log-count').waitFor(T);
+  await page.waitForFunction(() => !document.querySelector('#log-count').textContent.includes('Loading'), null, T);
+  const services = await page.locator('#log-lines tbody tr.line .svc').allTextContents();
+  check(!services.includes(service), `filtered-out service still listed: ${services}`);
+  // A click closes the drawer.
+  await page.goto(`${BASE}/ui/logs?range=15m&query=${encodeURIComponent('{service_name=~".+"} |= ' + JSON.stringify(LOG_LINE))}`);
+  await page.locator('#log-lines tbody tr.line td.body').first().click();
+  await page.locator('#log-lines tr.details-row').waitFor(T);
+  await page.locator('#log-lines tbody tr.line td.body').first().click();
+  await page.locator('#log-lines tr.details-row').waitFor({ ...T, state: 'detached' });
+});
+
 await step('the log volume histogram draws each bar at its count', async () => {
   await page.goto(`${BASE}/ui/logs?query=${encodeURIComponent('{service_name=~".+"}')}&range=15m`);
   await page.locator('.volume svg rect.vbar').first().waitFor(T);
@@ -331,6 +364,9 @@ await step('telemetry is shown as text, never run', async () => {
   await page.locator('#trace-id').waitFor(T);
   await page.goto(`${BASE}/ui/logs?query=${encodeURIComponent('{service_name=~".+"} |= "onerror"')}`);
   await page.locator('#log-lines tbody tr').first().waitFor(T);
+  // Its details drawer shows every label and field as text too.
+  await page.locator('#log-lines tbody tr.line td.body').first().click();
+  await page.locator('#log-lines tr.details-row .log-details table.labels tr').first().waitFor(T);
   await page.goto(`${BASE}/ui/traces?q=${encodeURIComponent('{ name =~ ".*script.*" }')}`);
   await page.locator('#trace-results tbody tr').first().waitFor(T);
   check(await page.evaluate(() => window.__xss) === 0, 'a payload ran');
@@ -489,6 +525,22 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
       fmtValue('9.769239333333335'), fmtValue('0.000012345678'), fmtValue('1234567.891'), fmtValue('42'), fmtValue('NaN'), fmtValue('+Inf')].join(' ');
   });
   check(durs === '9ms 9.5ms 45.63ms 412µs 1.5s 2s <1ms <1ms 9ms 9.7692 0.00001235 1234567.891 42 NaN +Inf', `durations and values ${durs}`);
+  // A log line's fields, as LogQL's json and logfmt parsers name them.
+  const fields = await page.evaluate(async () => {
+    const { parsedFields } = await import('/ui/logs.js');
+    return [
+      parsedFields('{"user":{"id":"u1"},"status":200,"ok":true,"tags":["a"],"none":null}'),
+      parsedFields('level=warn msg="queue \\"slow\\"" depth=120 http.code=500'),
+      parsedFields('deadlock detected'),
+      parsedFields('{not json'),
+    ];
+  });
+  check(JSON.stringify(fields) === JSON.stringify([
+    { parser: 'json', fields: [['user_id', 'u1'], ['status', '200'], ['ok', 'true'], ['tags', '["a"]']] },
+    { parser: 'logfmt', fields: [['level', 'warn'], ['msg', 'queue "slow"'], ['depth', '120'], ['http_code', '500']] },
+    { parser: '', fields: [] },
+    { parser: '', fields: [] },
+  ]), `parsed fields ${JSON.stringify(fields)}`);
 });
 
 await step('dark theme', async () => {

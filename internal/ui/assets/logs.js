@@ -31,16 +31,112 @@ function entries(data) {
   return out;
 }
 
-function lineRow(e) {
+// parsedFields reads a line as JSON (nested keys joined with _, as LogQL's
+// json parser names them) or logfmt; other lines have none.
+export function parsedFields(line) {
+  const t = line.trim();
+  if (t.startsWith('{')) {
+    try {
+      const out = [];
+      const walk = (prefix, v) => {
+        for (const [k, x] of Object.entries(v)) {
+          const name = (prefix + k).replace(/[^A-Za-z0-9_]/g, '_');
+          if (x && typeof x === 'object' && !Array.isArray(x)) walk(`${name}_`, x);
+          else if (x !== null) out.push([name, typeof x === 'string' ? x : JSON.stringify(x)]);
+        }
+      };
+      const v = JSON.parse(t);
+      if (v && typeof v === 'object' && !Array.isArray(v)) { walk('', v); return { parser: 'json', fields: out }; }
+    } catch { /* not JSON */ }
+  }
+  const out = [];
+  for (const m of t.matchAll(/([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)/g)) {
+    let v = m[2];
+    if (v.startsWith('"')) { try { v = JSON.parse(v); } catch { /* keep it quoted */ } }
+    out.push([m[1].replace(/[^A-Za-z0-9_]/g, '_'), v]);
+  }
+  return out.length ? { parser: 'logfmt', fields: out } : { parser: '', fields: [] };
+}
+
+// withFilter adds a label filter to a query, before any metric wrapper
+// (logs queries here have none).
+function withFilter(q, stage) {
+  return `${q} ${stage}`;
+}
+
+// details is the drawer under a line: every label and parsed field with
+// filter-for and filter-out, and the lines around it in its stream.
+function details(e, q, run) {
+  const filterButtons = (name, value, parser) => {
+    const pre = parser ? `| ${parser} ` : '';
+    return h('span', { class: 'filter-buttons' },
+      h('button', { class: 'small filter-for', title: `show only lines with ${name}=${value}`, onclick: () => run(withFilter(q, `${pre}| ${name}=${JSON.stringify(value)}`)) }, '+'),
+      h('button', { class: 'small filter-out', title: `hide lines with ${name}=${value}`, onclick: () => run(withFilter(q, `${pre}| ${name}!=${JSON.stringify(value)}`)) }, '−'));
+  };
+  const rows = Object.keys(e.labels).sort().map((k) => h('tr', { 'data-label': k },
+    h('td', { class: 'mono small' }, k), h('td', { class: 'mono small value' }, e.labels[k]), h('td', {}, filterButtons(k, e.labels[k], ''))));
+  const parsed = parsedFields(e.line);
+  const prows = parsed.fields.map(([k, v]) => h('tr', { 'data-field': k },
+    h('td', { class: 'mono small' }, k), h('td', { class: 'mono small value' }, v), h('td', {}, filterButtons(k, v, parsed.parser))));
+  const context = h('div', { class: 'context' });
+  const svc = e.labels.service_name;
+  const showContext = h('button', { class: 'show-context', disabled: !svc, onclick: async () => {
+    showContext.disabled = true;
+    context.textContent = 'Loading…';
+    // The lines around it in its service's stream, as Loki's context.
+    const sel = `{service_name=${JSON.stringify(svc)}}`;
+    const at = Number(e.ts) / 1e9;
+    try {
+      const [before, after] = await Promise.all([
+        api.logs(sel, at - 3600, at + 1e-9, 11, 'backward'), api.logs(sel, at, at + 3600, 11, 'forward')]);
+      const seen = new Set();
+      const lines = [...entries(before), ...entries(after)].filter((x) => {
+        const k = `${x.ts} ${x.line}`;
+        if (seen.has(k)) return false;
+        seen.add(k);
+        return true;
+      });
+      lines.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
+      mount(context, h('table', { class: 'grid logs context-lines' }, h('tbody', {}, lines.map((x) => h('tr', { class: x.ts === e.ts && x.line === e.line ? 'this-line' : '' },
+        h('td', { class: 'mono small nowrap' }, fmtTime(Number(x.ts / 1000000n))), h('td', { class: 'body' }, x.line))))));
+    } catch (err) {
+      context.textContent = `context: ${err.message}`;
+    }
+  } }, 'Show context');
+  return h('div', { class: 'log-details' },
+    h('h3', {}, 'Labels and metadata'),
+    h('table', { class: 'grid kv labels' }, h('tbody', {}, rows)),
+    prows.length ? [h('h3', {}, `Fields (${parsed.parser})`), h('table', { class: 'grid kv fields' }, h('tbody', {}, prows))] : null,
+    showContext, context);
+}
+
+function lineRow(e, q, run) {
   const l = e.labels;
   const lvl = l.detected_level || l.level || l.severity || '';
   const traceID = l.trace_id;
-  return h('tr', { class: `sev-${lvl}` },
+  const row = h('tr', { class: `sev-${lvl} line`, tabindex: '0', 'aria-expanded': 'false' },
     h('td', { class: 'mono small nowrap' }, fmtTime(Number(e.ts / 1000000n))),
     h('td', {}, h('span', { class: `lvl lvl-${lvl}` }, lvl)),
     h('td', {}, h('span', { class: 'svc small', style: { '--c': colour(l.service_name || '') } }, l.service_name || '')),
     h('td', { class: 'body' }, e.line),
     h('td', { class: 'nowrap' }, traceID ? link(`/ui/trace/${traceID}${l.span_id ? `?span=${l.span_id}` : ''}`, { class: 'mono small trace-link', 'data-trace': traceID }, `trace ${traceID.slice(0, 8)}`) : null));
+  // A click (or Enter) on the line opens its details under it.
+  let drawer = null;
+  const toggle = (ev) => {
+    if (ev.target.closest('a, button')) return;
+    if (drawer) {
+      drawer.remove();
+      drawer = null;
+      row.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    drawer = h('tr', { class: 'details-row' }, h('td', { colspan: '5' }, details(e, q, run)));
+    row.after(drawer);
+    row.setAttribute('aria-expanded', 'true');
+  };
+  row.addEventListener('click', toggle);
+  row.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') toggle(ev); });
+  return row;
 }
 
 export function logsPage({ query, alive }) {
@@ -78,7 +174,7 @@ export function logsPage({ query, alive }) {
       if (!alive()) return;
       const lines = entries(data);
       newest = lines.length ? lines[0].ts : BigInt(Math.floor(end * 1e9));
-      mount(table, lines.map(lineRow));
+      mount(table, lines.map((e) => lineRow(e, q, run)));
       status.textContent = `${lines.length} lines${lines.length >= 1000 ? ' (newest 1,000)' : ''}`;
       if (vol) {
         const groups = (vol.data.result || []).map((s) => {
@@ -104,7 +200,7 @@ export function logsPage({ query, alive }) {
       const lines = entries(data).filter((e) => e.ts > newest);
       if (lines.length && alive()) {
         newest = lines[0].ts;
-        table.prepend(...lines.map(lineRow));
+        table.prepend(...lines.map((e) => lineRow(e, q, run)));
         status.textContent = `live: ${lines.length} new lines at ${new Date().toLocaleTimeString()}`;
       }
     } catch (e) {
