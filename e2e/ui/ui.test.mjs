@@ -114,6 +114,20 @@ await step('search, open a trace, its logs, a log\'s span, span detail', async (
   check(otlp.resourceSpans && otlp.resourceSpans.length > 0, 'the download is not OTLP JSON');
 });
 
+await step('trace statistics and raw JSON', async () => {
+  await page.goto(`${BASE}/ui/trace/${LOG_TRACE}`);
+  await page.locator('.wf-row').first().waitFor(T);
+  const spanCount = Number(/(\d+) spans/.exec(await page.locator('.trace-head p.muted').textContent())[1]);
+  await page.locator('#trace-stats summary').click();
+  await page.locator('#trace-stats-table tbody tr').first().waitFor(T);
+  const counts = await page.locator('#trace-stats-table tbody tr td:nth-child(3)').allTextContents();
+  check(counts.map(Number).reduce((a, b) => a + b, 0) === spanCount, `statistics count ${counts} for ${spanCount} spans`);
+  await page.locator('#raw-json summary').click();
+  const raw = JSON.parse(await page.locator('#raw-json pre').textContent());
+  const n = raw.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)).length;
+  check(n === spanCount, `raw JSON has ${n} spans for ${spanCount}`);
+});
+
 await step('logs to trace', async () => {
   await page.goto(`${BASE}/ui/logs?query=${encodeURIComponent('{service_name=~".+"} |= ' + JSON.stringify(LOG_LINE))}`);
   const a = page.locator('#log-lines a.trace-link').first();
@@ -525,6 +539,18 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
       fmtValue('9.769239333333335'), fmtValue('0.000012345678'), fmtValue('1234567.891'), fmtValue('42'), fmtValue('NaN'), fmtValue('+Inf')].join(' ');
   });
   check(durs === '9ms 9.5ms 45.63ms 412µs 1.5s 2s <1ms <1ms 9ms 9.7692 0.00001235 1234567.891 42 NaN +Inf', `durations and values ${durs}`);
+  // Self time: a span's time not covered by its children, overlaps and
+  // overhangs counted once.
+  const stats = await page.evaluate(async () => {
+    const { traceStats } = await import('/ui/trace.js');
+    const sp = (service, name, start, end, children = [], error = false) => ({ service, name, start, end, children, error });
+    const b = sp('api', 'db', 10, 40);
+    const c = sp('api', 'db', 30, 60, [], true);
+    const d = sp('cache', 'get', 90, 120);
+    const a = sp('web', 'GET /', 0, 100, [b, c, d]);
+    return traceStats([a, b, c, d]).map((g) => `${g.service}/${g.name} n=${g.count} e=${g.errors} total=${g.total} self=${g.self}`);
+  });
+  check(JSON.stringify(stats) === JSON.stringify(['api/db n=2 e=1 total=60 self=60', 'web/GET / n=1 e=0 total=100 self=40', 'cache/get n=1 e=0 total=30 self=30']), `trace statistics ${JSON.stringify(stats)}`);
   // A log line's fields, as LogQL's json and logfmt parsers name them.
   const fields = await page.evaluate(async () => {
     const { parsedFields } = await import('/ui/logs.js');

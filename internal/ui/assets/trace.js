@@ -79,6 +79,52 @@ export function criticalPath(roots) {
   return on;
 }
 
+// traceStats summarises a trace by service and operation, as Jaeger's
+// trace statistics do: spans, errors, total and average duration, and self
+// time (a span's time not covered by its children), most self time first.
+export function traceStats(spans) {
+  const groups = new Map();
+  for (const s of spans) {
+    const key = `${s.service}\u0000${s.name}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = { service: s.service, name: s.name, count: 0, errors: 0, total: 0, self: 0 };
+      groups.set(key, g);
+    }
+    const d = Math.max(0, s.end - s.start);
+    const iv = s.children.map((c) => [Math.max(c.start, s.start), Math.min(c.end, s.end)]).filter(([a, b]) => b > a).sort((x, y) => x[0] - y[0]);
+    let covered = 0;
+    let cur = null;
+    for (const [a, b] of iv) {
+      if (cur && a <= cur[1]) cur[1] = Math.max(cur[1], b);
+      else {
+        if (cur) covered += cur[1] - cur[0];
+        cur = [a, b];
+      }
+    }
+    if (cur) covered += cur[1] - cur[0];
+    g.count++;
+    g.total += d;
+    g.self += d - covered;
+    if (s.error) g.errors++;
+  }
+  return [...groups.values()].sort((a, b) => b.self - a.self || a.service.localeCompare(b.service) || a.name.localeCompare(b.name));
+}
+
+function statsTable(spans, total) {
+  return h('table', { class: 'grid stats', id: 'trace-stats-table' },
+    h('thead', {}, h('tr', {}, ['Service', 'Operation', 'Spans', 'Errors', 'Total', 'Avg', 'Self', 'Self % of trace'].map((c) => h('th', {}, c)))),
+    h('tbody', {}, traceStats(spans).map((g) => h('tr', {},
+      h('td', {}, h('span', { class: 'svc small', style: { '--c': colour(g.service) } }, g.service)),
+      h('td', { class: 'mono small' }, g.name),
+      h('td', { class: 'num' }, String(g.count)),
+      h('td', { class: g.errors ? 'num err' : 'num' }, String(g.errors)),
+      h('td', { class: 'num' }, fmtDuration(g.total)),
+      h('td', { class: 'num' }, fmtDuration(g.total / g.count)),
+      h('td', { class: 'num' }, fmtDuration(g.self)),
+      h('td', { class: 'num' }, `${(100 * g.self / total).toFixed(1)}%`)))));
+}
+
 function kv(rows) {
   return h('table', { class: 'kv' }, h('tbody', {}, rows.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, h('span', { class: 'val' }, v))))));
 }
@@ -290,6 +336,12 @@ function view(root, id, td, logsRaw, selected, findTerm) {
     a.remove();
   };
   const idEl = h('code', { class: 'mono', id: 'trace-id' }, id);
+  // Statistics and the raw OTLP JSON are built when first opened: a
+  // 10,000-span trace should not pay for them up front.
+  const stats = h('details', { id: 'trace-stats' }, h('summary', {}, 'Statistics by service and operation'));
+  stats.addEventListener('toggle', () => { if (stats.open && !stats.querySelector('table')) stats.append(statsTable(spans, total)); });
+  const raw = h('details', { id: 'raw-json' }, h('summary', {}, 'Raw OTLP JSON'));
+  raw.addEventListener('toggle', () => { if (raw.open && !raw.querySelector('pre')) raw.append(h('pre', { class: 'mono small raw' }, JSON.stringify(td, null, 2))); });
   mount(root,
     h('div', { class: 'trace-head' },
       h('h1', {}, h('span', { class: 'svc', style: { '--c': colour(rootSpan.service) } }, rootSpan.service), ' ', h('span', { class: 'span-name' }, rootSpan.name)),
@@ -303,6 +355,7 @@ function view(root, id, td, logsRaw, selected, findTerm) {
     h('div', { class: 'trace-body' },
       h('div', {}, findBar, h('div', { class: 'waterfall' }, axis, h('div', { class: 'wf-axis' }, h('div', { class: 'wf-name muted' }, `logs (${logs.length})`), timelineLogs), scroller)),
       detail),
+    stats, raw,
     logPanel);
   if (findTerm) find(findTerm);
   paint(true);
