@@ -114,7 +114,7 @@ await step('search, open a trace, its logs, a log\'s span, span detail', async (
   check(otlp.resourceSpans && otlp.resourceSpans.length > 0, 'the download is not OTLP JSON');
 });
 
-await step('trace statistics and raw JSON', async () => {
+await step('trace statistics, flame graph and raw JSON', async () => {
   await page.goto(`${BASE}/ui/trace/${LOG_TRACE}`);
   await page.locator('.wf-row').first().waitFor(T);
   const spanCount = Number(/(\d+) spans/.exec(await page.locator('.trace-head p.muted').textContent())[1]);
@@ -122,6 +122,15 @@ await step('trace statistics and raw JSON', async () => {
   await page.locator('#trace-stats-table tbody tr').first().waitFor(T);
   const counts = await page.locator('#trace-stats-table tbody tr td:nth-child(3)').allTextContents();
   check(counts.map(Number).reduce((a, b) => a + b, 0) === spanCount, `statistics count ${counts} for ${spanCount} spans`);
+  // The flame graph: a bar per span; a click selects it.
+  await page.locator('#flame summary').click();
+  await page.locator('#flame-graph g.flame').first().waitFor(T);
+  check(await page.locator('#flame-graph g.flame').count() === spanCount, 'not one flame bar per span');
+  const bar = page.locator('#flame-graph g.flame').nth(1);
+  const barSpan = await bar.getAttribute('data-span');
+  await bar.locator('rect').click();
+  await page.waitForURL(new RegExp(`span=${barSpan}`));
+  await page.locator('#span-detail h2').waitFor(T);
   await page.locator('#raw-json summary').click();
   const raw = JSON.parse(await page.locator('#raw-json pre').textContent());
   const n = raw.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)).length;
@@ -548,9 +557,13 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
     const c = sp('api', 'db', 30, 60, [], true);
     const d = sp('cache', 'get', 90, 120);
     const a = sp('web', 'GET /', 0, 100, [b, c, d]);
-    return traceStats([a, b, c, d]).map((g) => `${g.service}/${g.name} n=${g.count} e=${g.errors} total=${g.total} self=${g.self}`);
+    Object.assign(a, { id: 'a', parent: '' });
+    for (const [sp, id] of [[b, 'b'], [c, 'c'], [d, 'd']]) Object.assign(sp, { id, parent: 'a' });
+    const { flameRects } = await import('/ui/trace.js');
+    const fr = flameRects([a, b, c, d], 0, 120).map((r) => `${r.row}:${r.x.toFixed(2)}+${r.w.toFixed(2)}`).join(' ');
+    return [...traceStats([a, b, c, d]).map((g) => `${g.service}/${g.name} n=${g.count} e=${g.errors} total=${g.total} self=${g.self}`), fr];
   });
-  check(JSON.stringify(stats) === JSON.stringify(['api/db n=2 e=1 total=60 self=60', 'web/GET / n=1 e=0 total=100 self=40', 'cache/get n=1 e=0 total=30 self=30']), `trace statistics ${JSON.stringify(stats)}`);
+  check(JSON.stringify(stats) === JSON.stringify(['api/db n=2 e=1 total=60 self=60', 'web/GET / n=1 e=0 total=100 self=40', 'cache/get n=1 e=0 total=30 self=30', '0:0.00+0.83 1:0.08+0.25 2:0.25+0.25 1:0.75+0.25']), `trace statistics and flame layout ${JSON.stringify(stats)}`);
   // A log line's fields, as LogQL's json and logfmt parsers name them.
   const fields = await page.evaluate(async () => {
     const { parsedFields } = await import('/ui/logs.js');

@@ -1,7 +1,7 @@
 // trace.js: the trace view. A virtualised waterfall (only the rows in view
 // are in the DOM, so a 10,000-span trace scrolls smoothly), span detail,
 // the critical path, and the trace's logs on the timeline and per span.
-import { h, mount, fmtDuration, fmtTime, colour } from './dom.js';
+import { h, s as svg, mount, fmtDuration, fmtTime, colour } from './dom.js';
 import * as api from './api.js';
 import { link } from './app.js';
 
@@ -109,6 +109,46 @@ export function traceStats(spans) {
     if (s.error) g.errors++;
   }
   return [...groups.values()].sort((a, b) => b.self - a.self || a.service.localeCompare(b.service) || a.name.localeCompare(b.name));
+}
+
+// flameRects lays a trace out as a flame graph: each span a bar from its
+// start to its end (fractions of the trace), below its parent, on the
+// first row where it overlaps no other bar, so that concurrent siblings
+// each stay visible and clickable. spans come parents first.
+export function flameRects(spans, tStart, total) {
+  const rows = []; // per row, the [start, end) intervals placed on it
+  const rowOf = new Map();
+  const out = [];
+  for (const sp of spans) {
+    const a = sp.start;
+    const b = Math.max(sp.end, sp.start + 1);
+    let row = rowOf.has(sp.parent) ? rowOf.get(sp.parent) + 1 : 0;
+    while (rows[row] && rows[row].some(([x, y]) => a < y && x < b)) row++;
+    (rows[row] ||= []).push([a, b]);
+    rowOf.set(sp.id, row);
+    out.push({ id: sp.id, row, x: (sp.start - tStart) / total, w: Math.max(0, sp.end - sp.start) / total });
+  }
+  return out;
+}
+
+const FLAME_W = 1000;
+const FLAME_ROW = 18;
+
+function flameGraph(spans, byId, tStart, total, select) {
+  const rects = flameRects(spans, tStart, total);
+  const depth = Math.max(...rects.map((r) => r.row)) + 1;
+  return svg('svg', { id: 'flame-graph', viewBox: `0 0 ${FLAME_W} ${depth * FLAME_ROW}`, role: 'img', 'aria-label': 'flame graph' },
+    rects.map((r) => {
+      const sp = byId.get(r.id);
+      const x = r.x * FLAME_W;
+      const w = Math.max(r.w * FLAME_W, 0.5);
+      const label = `${sp.service}: ${sp.name}`;
+      const fits = Math.floor((w - 6) / 6.2);
+      return svg('g', { class: sp.error ? 'flame err' : 'flame', 'data-span': r.id, onclick: () => select(r.id) },
+        svg('title', {}, `${label} (${fmtDuration(sp.end - sp.start)})`),
+        svg('rect', { x, y: r.row * FLAME_ROW, width: w, height: FLAME_ROW - 2, rx: 2, style: { fill: colour(sp.service) } }),
+        fits >= 3 ? svg('text', { x: x + 3, y: r.row * FLAME_ROW + 12 }, label.length > fits ? `${label.slice(0, fits - 1)}…` : label) : null);
+    }));
 }
 
 function statsTable(spans, total) {
@@ -340,6 +380,8 @@ function view(root, id, td, logsRaw, selected, findTerm) {
   // 10,000-span trace should not pay for them up front.
   const stats = h('details', { id: 'trace-stats' }, h('summary', {}, 'Statistics by service and operation'));
   stats.addEventListener('toggle', () => { if (stats.open && !stats.querySelector('table')) stats.append(statsTable(spans, total)); });
+  const flame = h('details', { id: 'flame' }, h('summary', {}, 'Flame graph'));
+  flame.addEventListener('toggle', () => { if (flame.open && !flame.querySelector('svg')) flame.append(flameGraph(spans, byId, tStart, total, select)); });
   const raw = h('details', { id: 'raw-json' }, h('summary', {}, 'Raw OTLP JSON'));
   raw.addEventListener('toggle', () => { if (raw.open && !raw.querySelector('pre')) raw.append(h('pre', { class: 'mono small raw' }, JSON.stringify(td, null, 2))); });
   mount(root,
@@ -355,7 +397,7 @@ function view(root, id, td, logsRaw, selected, findTerm) {
     h('div', { class: 'trace-body' },
       h('div', {}, findBar, h('div', { class: 'waterfall' }, axis, h('div', { class: 'wf-axis' }, h('div', { class: 'wf-name muted' }, `logs (${logs.length})`), timelineLogs), scroller)),
       detail),
-    stats, raw,
+    flame, stats, raw,
     logPanel);
   if (findTerm) find(findTerm);
   paint(true);
