@@ -137,6 +137,24 @@ await step('trace statistics, flame graph and raw JSON', async () => {
   check(n === spanCount, `raw JSON has ${n} spans for ${spanCount}`);
 });
 
+await step('compare two traces', async () => {
+  // With itself: every operation in both, with the same counts.
+  await page.goto(`${BASE}/ui/compare/${LOG_TRACE}/${LOG_TRACE}`);
+  await page.locator('#compare-table tbody tr').first().waitFor(T);
+  const states = await page.locator('#compare-table tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.state));
+  check(states.every((s) => s === 'same'), `a trace differs from itself: ${states}`);
+  // From the trace page, with another: what only one has is marked.
+  await page.goto(`${BASE}/ui/trace/${LOG_TRACE}`);
+  await page.locator('#compare-with').fill(BIG_TRACE);
+  await page.locator('#compare-with').press('Enter');
+  await page.waitForURL(new RegExp(`/ui/compare/${LOG_TRACE}/${BIG_TRACE}$`));
+  await page.locator('#compare-table tbody tr').first().waitFor(T);
+  const other = await page.locator('#compare-table tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.state));
+  check(other.includes('removed') && other.includes('added'), `no removed and added operations: ${other}`);
+  check((await page.locator('#trace-b').textContent()) === BIG_TRACE, 'B is not the trace entered');
+  await shot('compare');
+});
+
 await step('logs to trace', async () => {
   await page.goto(`${BASE}/ui/logs?query=${encodeURIComponent('{service_name=~".+"} |= ' + JSON.stringify(LOG_LINE))}`);
   const a = page.locator('#log-lines a.trace-link').first();
@@ -564,6 +582,15 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
     return [...traceStats([a, b, c, d]).map((g) => `${g.service}/${g.name} n=${g.count} e=${g.errors} total=${g.total} self=${g.self}`), fr];
   });
   check(JSON.stringify(stats) === JSON.stringify(['api/db n=2 e=1 total=60 self=60', 'web/GET / n=1 e=0 total=100 self=40', 'cache/get n=1 e=0 total=30 self=30', '0:0.00+0.83 1:0.08+0.25 2:0.25+0.25 1:0.75+0.25']), `trace statistics and flame layout ${JSON.stringify(stats)}`);
+  // Trace comparison merges by path of service and operation.
+  const diff = await page.evaluate(async () => {
+    const { diffTraces } = await import('/ui/compare.js');
+    const sp = (service, name, start, end, children = []) => ({ service, name, start, end, children });
+    const a = [sp('web', 'GET /', 0, 100, [sp('api', 'q', 0, 10), sp('api', 'q', 10, 30), sp('db', 'x', 0, 5)])];
+    const b = [sp('web', 'GET /', 0, 120, [sp('api', 'q', 0, 50), sp('cache', 'get', 0, 1)])];
+    return diffTraces(a, b).map((n) => `${n.depth} ${n.service}/${n.name} ${n.a.count}:${n.a.total} ${n.b.count}:${n.b.total} ${n.state}`);
+  });
+  check(JSON.stringify(diff) === JSON.stringify(['0 web/GET / 1:100 1:120 same', '1 api/q 2:30 1:50 changed', '1 cache/get 0:0 1:1 added', '1 db/x 1:5 0:0 removed']), `trace diff ${JSON.stringify(diff)}`);
   // A log line's fields, as LogQL's json and logfmt parsers name them.
   const fields = await page.evaluate(async () => {
     const { parsedFields } = await import('/ui/logs.js');

@@ -27,7 +27,7 @@ func TestServesAssetsAndDeepLinks(t *testing.T) {
 	require.Contains(t, body, "export function navigate")
 
 	// Every route of the app is served index.html, which loads the app.
-	for _, p := range []string{"/ui/", "/ui/traces?q=%7B%7D", "/ui/trace/0af7651916cd43dd8448eb211c80319c?span=b7ad6b7169203331", "/ui/service/checkout", "/ui/logs", "/ui/service/payments.api", "/ui/service/v1.2.js"} {
+	for _, p := range []string{"/ui/", "/ui/traces?q=%7B%7D", "/ui/trace/0af7651916cd43dd8448eb211c80319c?span=b7ad6b7169203331", "/ui/service/checkout", "/ui/logs", "/ui/service/payments.api", "/ui/service/v1.2.js", "/ui/compare/0af7651916cd43dd8448eb211c80319c/1af7651916cd43dd8448eb211c80319c"} {
 		res, body := get(t, h, http.MethodGet, p)
 		require.Equal(t, http.StatusOK, res.StatusCode, p)
 		require.Contains(t, body, `<script type="module" src="/ui/app.js">`, p)

@@ -3,6 +3,7 @@
 import { h, mount } from './dom.js';
 import { tracesPage } from './traces.js';
 import { tracePage } from './trace.js';
+import { comparePage } from './compare.js';
 import { logsPage } from './logs.js';
 import { servicesPage, servicePage } from './services.js';
 import { mapPage } from './map.js';
@@ -50,6 +51,7 @@ const ROUTES = [
   [/^\/ui\/?$/, () => { navigate('/ui/traces', { replace: true }); return null; }],
   [/^\/ui\/traces$/, tracesPage, 'traces'],
   [/^\/ui\/trace\/([0-9a-fA-F]+)$/, tracePage, 'traces'],
+  [/^\/ui\/compare\/([0-9a-fA-F]+)\/([0-9a-fA-F]+)$/, comparePage, 'traces'],
   [/^\/ui\/logs$/, logsPage, 'logs'],
   [/^\/ui\/services$/, servicesPage, 'services'],
   [/^\/ui\/service\/(.+)$/, servicePage, 'services'],

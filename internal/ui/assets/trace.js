@@ -3,7 +3,7 @@
 // the critical path, and the trace's logs on the timeline and per span.
 import { h, s as svg, mount, fmtDuration, fmtTime, colour } from './dom.js';
 import * as api from './api.js';
-import { link } from './app.js';
+import { link, navigate } from './app.js';
 
 const ROW = 24;
 const OVERSCAN = 12;
@@ -149,6 +149,20 @@ function flameGraph(spans, byId, tStart, total, select) {
         svg('rect', { x, y: r.row * FLAME_ROW, width: w, height: FLAME_ROW - 2, rx: 2, style: { fill: colour(sp.service) } }),
         fits >= 3 ? svg('text', { x: x + 3, y: r.row * FLAME_ROW + 12 }, label.length > fits ? `${label.slice(0, fits - 1)}…` : label) : null);
     }));
+}
+
+// compareForm takes another trace's ID and opens the comparison of this
+// trace (A) with it (B).
+function compareForm(id) {
+  const input = h('input', { id: 'compare-with', 'aria-label': 'trace ID to compare with', placeholder: 'compare with trace ID', size: 34, class: 'mono small' });
+  const go = () => {
+    const other = input.value.trim().toLowerCase();
+    if (/^[0-9a-f]{1,32}$/.test(other)) navigate(`/ui/compare/${id}/${other}`);
+    else input.setCustomValidity('a trace ID is hex'), input.reportValidity();
+  };
+  input.addEventListener('keydown', (e) => { if (e.key === 'Enter') go(); });
+  input.addEventListener('input', () => input.setCustomValidity(''));
+  return h('span', { class: 'compare-form' }, input, h('button', { id: 'compare-go', onclick: go }, 'Compare'));
 }
 
 function statsTable(spans, total) {
@@ -391,6 +405,7 @@ function view(root, id, td, logsRaw, selected, findTerm) {
         h('button', { onclick: (e) => { navigator.clipboard && navigator.clipboard.writeText(id).catch(() => {}); const r = document.createRange(); r.selectNodeContents(idEl); getSelection().removeAllRanges(); getSelection().addRange(r); e.target.textContent = 'Copied'; } }, 'Copy ID'), ' ',
         h('button', { onclick: download, id: 'download' }, 'Download OTLP JSON'), ' ',
         link(`/ui/service/${encodeURIComponent(rootSpan.service)}`, {}, 'Service page'), ' · ',
+        compareForm(id), ' · ',
         link(`/ui/logs?query=${encodeURIComponent(`{service_name=~".+"} | trace_id="${id}"`)}`, {}, 'Logs search')),
       h('p', { class: 'muted' }, `${fmtTime(tStart / 1e6)} · ${fmtDuration(total)} · ${spans.length} spans · ${services.length} services · `,
         h('span', { class: errors ? 'err' : '' }, `${errors} errors`), ' · critical path highlighted')),
