@@ -609,6 +609,33 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
   ]), `parsed fields ${JSON.stringify(fields)}`);
 });
 
+await step('alerts: rules, state, the expression charted, instances with links', async () => {
+  // The rule fires once span metrics reach the TSDB: wait for that on
+  // the rules API, then open the page.
+  const firing = async () => {
+    const r = await (await fetch(`${BASE}/api/v1/rules?type=alert`)).json();
+    return r.data.groups.some((g) => g.rules.some((x) => x.name === 'SpansFlowing' && x.state === 'firing'));
+  };
+  const deadline = Date.now() + 20000;
+  while (!(await firing()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  await page.goto(`${BASE}/ui/alerts?range=15m`);
+  const rule = page.locator('section.rule[data-rule="SpansFlowing"]');
+  await rule.waitFor(T);
+  check(await page.locator('section.rule[data-rule="HighErrorRate"]').count() === 1, 'the HighErrorRate rule is not listed');
+  check((await rule.locator('h2 span.state').textContent()) === 'firing', 'SpansFlowing never fired');
+  await rule.locator('.rule-chart svg path.line').first().waitFor({ ...T, state: 'attached' });
+  const row = rule.locator('table.alerts tbody tr').first();
+  check((await row.textContent()).includes('service_name="checkout"'), 'the alert instance lacks its labels');
+  // The alert's annotations are expanded for it, not the rule's template.
+  check((await row.textContent()).includes('checkout has spans'), `the alert's summary is not expanded: ${await row.textContent()}`);
+  await row.locator('a', { hasText: 'failing traces' }).click();
+  await page.waitForURL(/\/ui\/traces\?q=/);
+  check(new URL(page.url()).searchParams.get('q').includes('resource.service.name = "checkout"'), `the traces link does not search the service: ${page.url()}`);
+  await page.goto(`${BASE}/ui/alerts?range=15m`);
+  await rule.waitFor(T);
+  await shot('alerts');
+});
+
 await step('dark theme', async () => {
   await page.goto(`${BASE}/ui/services`);
   await page.locator('#services tbody tr').first().waitFor(T);

@@ -4,6 +4,7 @@ import { h, mount } from './dom.js';
 import { tracesPage } from './traces.js';
 import { tracePage } from './trace.js';
 import { comparePage } from './compare.js';
+import { alertsPage } from './alerts.js';
 import { logsPage } from './logs.js';
 import { servicesPage, servicePage } from './services.js';
 import { mapPage } from './map.js';
@@ -57,11 +58,12 @@ const ROUTES = [
   [/^\/ui\/service\/(.+)$/, servicePage, 'services'],
   [/^\/ui\/map$/, mapPage, 'map'],
   [/^\/ui\/metrics$/, metricsPage, 'metrics'],
+  [/^\/ui\/alerts$/, alertsPage, 'alerts'],
   [/^\/ui\/self$/, selfPage, 'self'],
 ];
 
 const NAV = [['traces', 'Traces', '/ui/traces'], ['logs', 'Logs', '/ui/logs'], ['services', 'Services', '/ui/services'],
-  ['map', 'Service map', '/ui/map'], ['metrics', 'Metrics', '/ui/metrics'], ['self', 'Sightline', '/ui/self']];
+  ['map', 'Service map', '/ui/map'], ['metrics', 'Metrics', '/ui/metrics'], ['alerts', 'Alerts', '/ui/alerts'], ['self', 'Sightline', '/ui/self']];
 
 function theme() { return document.documentElement.dataset.theme || 'light'; }
 function setTheme(t) { document.documentElement.dataset.theme = t; try { localStorage.setItem('sightline.theme', t); } catch { /* private mode */ } }
