@@ -3,7 +3,7 @@
 set terminal pngcairo size 900,420 font "sans,10"
 set output png
 set datafile separator ","
-set key top left
+set key bottom right opaque
 set title name
 set xlabel "seconds"
 set ylabel "RSS (MiB)"
