@@ -131,6 +131,8 @@ await step('trace statistics, flame graph and raw JSON', async () => {
   await bar.locator('rect').click();
   await page.waitForURL(new RegExp(`span=${barSpan}`));
   await page.locator('#span-detail h2').waitFor(T);
+  await page.locator('#flame').scrollIntoViewIfNeeded();
+  await shot('flame');
   await page.locator('#raw-json summary').click();
   const raw = JSON.parse(await page.locator('#raw-json pre').textContent());
   const n = raw.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)).length;
@@ -152,7 +154,6 @@ await step('compare two traces', async () => {
   const other = await page.locator('#compare-table tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.state));
   check(other.includes('removed') && other.includes('added'), `no removed and added operations: ${other}`);
   check((await page.locator('#trace-b').textContent()) === BIG_TRACE, 'B is not the trace entered');
-  await shot('compare');
 });
 
 await step('logs to trace', async () => {
