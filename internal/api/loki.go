@@ -162,30 +162,37 @@ func (a *API) lokiQuery(w http.ResponseWriter, r *http.Request, instant bool) {
 			return err
 		}
 		stats := lokiStats(st, time.Since(began), qr.stats.BytesRead())
-		if instant {
-			out := make([]lokiVector, 0, len(series))
-			for _, s := range series {
-				for _, p := range s.Points {
-					out = append(out, lokiVector{Metric: s.Metric.Map(), Value: [2]any{float64(p.T) / 1e3, formatFloat(p.V)}})
-				}
-			}
-			lokiSuccess(w, map[string]any{"resultType": "vector", "result": out, "stats": stats})
-			return nil
-		}
-		out := make([]lokiMatrix, 0, len(series))
-		for _, s := range series {
-			m := lokiMatrix{Metric: s.Metric.Map()}
-			for _, p := range s.Points {
-				m.Values = append(m.Values, [2]any{float64(p.T) / 1e3, formatFloat(p.V)})
-			}
-			out = append(out, m)
-		}
-		lokiSuccess(w, map[string]any{"resultType": "matrix", "result": out, "stats": stats})
+		data := lokiSeries(series, instant)
+		data["stats"] = stats
+		lokiSuccess(w, data)
 		return nil
 	}()
 	if err != nil {
 		a.fail(w, r, styleText, err)
 	}
+}
+
+// lokiSeries is the data of a metric answer: a vector of each series'
+// point for an instant query, a matrix otherwise.
+func lokiSeries(series []logql.Series, instant bool) map[string]any {
+	if instant {
+		out := make([]lokiVector, 0, len(series))
+		for _, s := range series {
+			for _, p := range s.Points {
+				out = append(out, lokiVector{Metric: s.Metric.Map(), Value: [2]any{float64(p.T) / 1e3, formatFloat(p.V)}})
+			}
+		}
+		return map[string]any{"resultType": "vector", "result": out}
+	}
+	out := make([]lokiMatrix, 0, len(series))
+	for _, s := range series {
+		m := lokiMatrix{Metric: s.Metric.Map()}
+		for _, p := range s.Points {
+			m.Values = append(m.Values, [2]any{float64(p.T) / 1e3, formatFloat(p.V)})
+		}
+		out = append(out, m)
+	}
+	return map[string]any{"resultType": "matrix", "result": out}
 }
 
 // formatFloat prints sample values as Prometheus and Loki do.
@@ -402,25 +409,7 @@ func (a *API) lokiVolume(w http.ResponseWriter, r *http.Request, instant bool) {
 		if err != nil {
 			return err
 		}
-		if instant {
-			out := make([]lokiVector, 0, len(series))
-			for _, s := range series {
-				for _, p := range s.Points {
-					out = append(out, lokiVector{Metric: s.Metric.Map(), Value: [2]any{float64(p.T) / 1e3, formatFloat(p.V)}})
-				}
-			}
-			lokiSuccess(w, map[string]any{"resultType": "vector", "result": out})
-			return nil
-		}
-		out := make([]lokiMatrix, 0, len(series))
-		for _, s := range series {
-			m := lokiMatrix{Metric: s.Metric.Map()}
-			for _, p := range s.Points {
-				m.Values = append(m.Values, [2]any{float64(p.T) / 1e3, formatFloat(p.V)})
-			}
-			out = append(out, m)
-		}
-		lokiSuccess(w, map[string]any{"resultType": "matrix", "result": out})
+		lokiSuccess(w, lokiSeries(series, instant))
 		return nil
 	}()
 	if err != nil {
