@@ -203,6 +203,33 @@ await step('a log line opens its details: labels, fields, filters and context', 
   await page.locator('#log-lines tr.details-row').waitFor({ ...T, state: 'detached' });
 });
 
+await step('repeated log lines fold when deduplication is on', async () => {
+  const now = BigInt(Date.now()) * 1000000n;
+  const rec = (i, body) => ({ timeUnixNano: String(now - BigInt(10 - i) * 1000000n), severityNumber: 13, body: { stringValue: body } });
+  const resp = await fetch(`${OTLP_HTTP}/v1/logs`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ resourceLogs: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'dedup-test' } }] },
+      scopeLogs: [{ logRecords: [rec(0, 'retry 1 of 3'), rec(1, 'retry 2 of 3'), rec(2, 'retry 2 of 3'), rec(3, 'retry 3 of 3'), rec(4, 'gave up')] }] }] }),
+  });
+  check(resp.ok, `OTLP/HTTP logs: ${resp.status}`);
+  const rowsWith = async (dedup) => {
+    await page.goto(`${BASE}/ui/logs?range=15m&query=${encodeURIComponent('{service_name="dedup-test"}')}${dedup ? `&dedup=${dedup}` : ''}`);
+    await page.locator('#log-lines tbody tr.line', { hasText: 'gave up' }).waitFor(T);
+    return page.locator('#log-lines tbody tr.line td.body').allTextContents();
+  };
+  const none = await rowsWith('');
+  check(none.length === 5, `without dedup: ${none}`);
+  const exact = await rowsWith('exact');
+  check(JSON.stringify(exact) === JSON.stringify(['gave up', 'retry 3 of 3', '×2retry 2 of 3', 'retry 1 of 3']), `exact: ${JSON.stringify(exact)}`);
+  const numbers = await rowsWith('numbers');
+  check(JSON.stringify(numbers) === JSON.stringify(['gave up', '×4retry 3 of 3']), `ignoring numbers: ${JSON.stringify(numbers)}`);
+  check((await page.locator('#log-count').textContent()).includes('3 folded'), 'the count does not say how many were folded');
+  // The selector sets the URL.
+  await page.locator('#l-dedup').selectOption('none');
+  await page.waitForURL((u) => !u.searchParams.has('dedup'));
+});
+
 await step('the log volume histogram draws each bar at its count', async () => {
   await page.goto(`${BASE}/ui/logs?query=${encodeURIComponent('{service_name=~".+"}')}&range=15m`);
   await page.locator('.volume svg rect.vbar').first().waitFor(T);

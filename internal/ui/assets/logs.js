@@ -58,6 +58,23 @@ export function parsedFields(line) {
   return out.length ? { parser: 'logfmt', fields: out } : { parser: '', fields: [] };
 }
 
+// dedupeLines folds runs of consecutive lines that are the same, as
+// Grafana's deduplication does: 'exact' compares the line and its
+// service, 'numbers' also ignores every run of digits (IDs, times,
+// durations), 'none' keeps every line. Each result carries the count of
+// lines it stands for.
+export function dedupeLines(lines, mode) {
+  if (mode !== 'exact' && mode !== 'numbers') return lines.map((e) => ({ e, count: 1 }));
+  const key = (e) => `${e.labels.service_name || ''}\u0000${mode === 'numbers' ? e.line.replace(/\d+/g, '0') : e.line}`;
+  const out = [];
+  for (const e of lines) {
+    const last = out[out.length - 1];
+    if (last && key(last.e) === key(e)) last.count++;
+    else out.push({ e, count: 1 });
+  }
+  return out;
+}
+
 // withFilter adds a label filter to a query, before any metric wrapper
 // (logs queries here have none).
 function withFilter(q, stage) {
@@ -110,7 +127,7 @@ function details(e, q, run) {
     showContext, context);
 }
 
-function lineRow(e, q, run) {
+function lineRow(e, q, run, count = 1) {
   const l = e.labels;
   const lvl = l.detected_level || l.level || l.severity || '';
   const traceID = l.trace_id;
@@ -118,7 +135,7 @@ function lineRow(e, q, run) {
     h('td', { class: 'mono small nowrap' }, fmtTime(Number(e.ts / 1000000n))),
     h('td', {}, h('span', { class: `lvl lvl-${lvl}` }, lvl)),
     h('td', {}, h('span', { class: 'svc small', style: { '--c': colour(l.service_name || '') } }, l.service_name || '')),
-    h('td', { class: 'body' }, e.line),
+    h('td', { class: 'body' }, count > 1 ? h('span', { class: 'dup', title: `${count} lines like this one in a row` }, `×${count}`) : null, e.line),
     h('td', { class: 'nowrap' }, traceID ? link(`/ui/trace/${traceID}${l.span_id ? `?span=${l.span_id}` : ''}`, { class: 'mono small trace-link', 'data-trace': traceID }, `trace ${traceID.slice(0, 8)}`) : null));
   // A click (or Enter) on the line opens its details under it.
   let drawer = null;
@@ -162,6 +179,14 @@ export function logsPage({ query, alive }) {
   const table = h('tbody', {});
   const status = h('p', { class: 'muted', id: 'log-count' }, 'Loading…');
   const tail = h('input', { type: 'checkbox', id: 'tail' });
+  const dedup = query.get('dedup') || 'none';
+  const dedupSel = h('select', { 'aria-label': 'deduplication', id: 'l-dedup' },
+    [['none', 'no dedup'], ['exact', 'dedup: exact'], ['numbers', 'dedup: ignore numbers']].map(([v, l]) => h('option', { value: v, selected: v === dedup }, l)));
+  dedupSel.addEventListener('change', () => {
+    const u = new URL(location.href);
+    if (dedupSel.value === 'none') u.searchParams.delete('dedup'); else u.searchParams.set('dedup', dedupSel.value);
+    navigate(u.pathname + u.search, { replace: true });
+  });
   let newest = 0n;
   let timer = 0;
 
@@ -174,8 +199,9 @@ export function logsPage({ query, alive }) {
       if (!alive()) return;
       const lines = entries(data);
       newest = lines.length ? lines[0].ts : BigInt(Math.floor(end * 1e9));
-      mount(table, lines.map((e) => lineRow(e, q, run)));
-      status.textContent = `${lines.length} lines${lines.length >= 1000 ? ' (newest 1,000)' : ''}`;
+      const rows = dedupeLines(lines, dedup);
+      mount(table, rows.map(({ e, count }) => lineRow(e, q, run, count)));
+      status.textContent = `${lines.length} lines${lines.length >= 1000 ? ' (newest 1,000)' : ''}${rows.length < lines.length ? `, ${lines.length - rows.length} folded as repeats` : ''}`;
       if (vol) {
         const groups = (vol.data.result || []).map((s) => {
           const name = s.metric.detected_level || 'unknown';
@@ -213,7 +239,7 @@ export function logsPage({ query, alive }) {
   return h('div', { class: 'page' },
     h('h1', {}, 'Logs'),
     ed.el,
-    h('div', { class: 'filters' }, svc, lvl, text, h('button', { onclick: () => run() }, 'Search'),
+    h('div', { class: 'filters' }, svc, lvl, text, h('button', { onclick: () => run() }, 'Search'), dedupSel,
       h('label', { class: 'tail' }, tail, ' Live tail')),
     volume, status,
     h('table', { class: 'grid logs', id: 'log-lines' }, h('thead', {}, h('tr', {}, ['Time', 'Level', 'Service', 'Line', ''].map((c) => h('th', {}, c)))), table));
