@@ -1,6 +1,7 @@
 package logql
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"regexp"
@@ -127,7 +128,7 @@ func Volume(ctx context.Context, sq storage.Querier, req VolumeRequest) ([]Serie
 		for t, v := range a.points {
 			s.Points = append(s.Points, Point{T: t, V: v})
 		}
-		slices.SortFunc(s.Points, func(x, y Point) int { return int(x.T - y.T) })
+		slices.SortFunc(s.Points, func(x, y Point) int { return cmp.Compare(x.T, y.T) })
 		out = append(out, s)
 	}
 	return out, nil

@@ -27,6 +27,10 @@ type TailCursor struct {
 	sent map[entryKey]bool // entries sent at or after From
 }
 
+// maxTailSent bounds the entries a cursor remembers having sent, and so
+// the entries each Next selects again.
+const maxTailSent = 10_000
+
 // Next returns the entries in [c.From, until] not yet returned.
 func (c *TailCursor) Next(ctx context.Context, sq storage.Querier, until int64) ([]Stream, error) {
 	if until < c.From {
@@ -78,6 +82,17 @@ func (c *TailCursor) Next(ctx context.Context, sq storage.Querier, until int64) 
 		s.Entries = append(s.Entries, r.e)
 	}
 	c.From = max(c.From, min(boundary, until-c.Lag))
+	// What was sent is remembered for the lag, but for at most
+	// maxTailSent entries: past that (a busy stream), the cursor moves up
+	// to the oldest it can still remember, giving up lateness for memory.
+	if len(c.sent) > maxTailSent {
+		ts := make([]int64, 0, len(c.sent))
+		for k := range c.sent {
+			ts = append(ts, k.ts)
+		}
+		slices.Sort(ts)
+		c.From = max(c.From, ts[len(ts)-maxTailSent])
+	}
 	for k := range c.sent {
 		if k.ts < c.From {
 			delete(c.sent, k)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -57,4 +58,30 @@ func TestTailCursor(t *testing.T) {
 	add(2900, "late by more than the lag")
 	require.Equal(t, []string{"3500 late by less than the lag"}, next(4200))
 	require.Empty(t, next(5000))
+}
+
+// A busy stream cannot make the cursor remember more than maxTailSent
+// entries: it moves up instead, and still sends each entry once.
+func TestTailCursorRemembersABoundedWindow(t *testing.T) {
+	m := &memQuerier{}
+	for i := range maxTailSent + 500 {
+		m.logs = append(m.logs, storage.LogRecord{TimeUnixNano: base + int64(i)*1e3, Body: storage.Str(fmt.Sprint(i)),
+			Resource: &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str("api")}}}})
+	}
+	q, err := Parse(`{service_name="api"}`)
+	require.NoError(t, err)
+	// A lag longer than the whole stream: without the bound, everything
+	// would be remembered.
+	c := &TailCursor{Expr: q.Log, From: base, Limit: maxTailSent + 1000, Lag: int64(time.Hour)}
+	batch, err := c.Next(context.Background(), m, base+int64(time.Second))
+	require.NoError(t, err)
+	n := 0
+	for _, s := range batch {
+		n += len(s.Entries)
+	}
+	require.Equal(t, maxTailSent+500, n)
+	require.LessOrEqual(t, len(c.sent), maxTailSent)
+	again, err := c.Next(context.Background(), m, base+int64(time.Second))
+	require.NoError(t, err)
+	require.Empty(t, again, "an entry was sent twice")
 }

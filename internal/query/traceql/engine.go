@@ -85,8 +85,12 @@ type ResultSpan struct {
 }
 
 // oversample is how many times its limit a spanwise search reads
-// candidate traces before it keeps the latest.
-const oversample = 10
+// candidate traces before it keeps the latest, reading at most
+// oversampleSpans spans more once it has its limit.
+const (
+	oversample      = 10
+	oversampleSpans = 10_000
+)
 
 // Search runs a spanset query. The querier is the only thing it reads.
 func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*SearchResult, error) {
@@ -128,15 +132,25 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			ev, lk = iterates(f.Expr)
 		}
 		one := newSingle()
+		// The oversampling reads at most oversampleSpans spans past the
+		// point where the limit was reached, so that a selective filter
+		// does not scan ten times as deep for it.
+		atLimit := int64(-1)
+		more := func() bool {
+			return mostRecent || len(latest) < req.Limit*oversample && (atLimit < 0 || res.InspectedSpans-atLimit < oversampleSpans)
+		}
 		err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
 			res.InspectedSpans++
 			if f.Expr != nil && !matchSpan(f.Expr, one.with(s), 0, ev, lk) {
-				return true
+				return more()
 			}
 			if t, ok := latest[s.TraceID]; !ok || s.StartUnixNano > t {
 				latest[s.TraceID] = s.StartUnixNano
 			}
-			return mostRecent || len(latest) < req.Limit*oversample
+			if atLimit < 0 && len(latest) >= req.Limit {
+				atLimit = res.InspectedSpans
+			}
+			return more()
 		})
 		if err != nil {
 			return nil, err
