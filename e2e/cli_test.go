@@ -137,7 +137,7 @@ func TestComponentsAndVersionCommands(t *testing.T) {
 	if err != nil {
 		t.Fatalf("version: %v\n%s", err, out)
 	}
-	for _, want := range []string{"sightline ", "opentelemetry-collector: v0.159.0", "opentelemetry-collector-contrib: v0.159.0"} {
+	for _, want := range []string{"sightline ", "opentelemetry-collector: v0.161.0", "opentelemetry-collector-contrib: v0.161.0", "prometheus: v0.314.0"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("version output lacks %q:\n%s", want, out)
 		}

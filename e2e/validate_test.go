@@ -92,7 +92,7 @@ func TestValidateReportsEveryError(t *testing.T) {
 	}
 	expect := [][]string{
 		{"receivers::otlp::protocols::grpc: has invalid keys: endpont"},
-		{"receivers::zipkin:", `unknown type "zipkin"`, "otlp, prometheus"},
+		{"receivers::awsfirehose:", `unknown type "awsfirehose"`, "otlp, prometheus"},
 		{"processors::batch:", "send_batch_max_size"},
 		{"processors::memory_limiter:", "limit"},
 		{"exporters::loki:", "otlp_http"},

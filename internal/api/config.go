@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/confmap"
 
 	"github.com/sightlinehq/sightline/extension/sightlinestorage"
 	"github.com/sightlinehq/sightline/internal/alerting"
@@ -67,6 +68,49 @@ type Tenancy struct {
 }
 
 var _ component.Config = (*Config)(nil)
+
+// plainServer is confighttp.ServerConfig without its methods, so that
+// decoding into it is plain mapstructure decoding.
+type plainServer confighttp.ServerConfig
+
+// Unmarshal decodes the configuration.
+//
+// Since v0.161 confighttp.ServerConfig has an Unmarshal method, which
+// embedding promotes to Config: without this one, confmap would call it,
+// decode the server's keys alone and silently leave limits, tenancy and
+// rules at their defaults. So the server's part goes through its own
+// Unmarshal (keep-alive folding, deprecation warnings), the rest is
+// decoded here, and both halves are decoded strictly, so that a misspelt
+// key is still an error.
+func (c *Config) Unmarshal(conf *confmap.Conf) error {
+	if err := c.ServerConfig.Unmarshal(conf); err != nil {
+		return err
+	}
+	own := struct {
+		Storage component.ID    `mapstructure:"storage"`
+		Limits  Limits          `mapstructure:"limits"`
+		Tenancy Tenancy         `mapstructure:"tenancy"`
+		Rules   alerting.Config `mapstructure:"rules"`
+	}{c.Storage, c.Limits, c.Tenancy, c.Rules}
+	mine, rest := map[string]any{}, map[string]any{}
+	for k, v := range conf.ToStringMap() {
+		switch k {
+		case "storage", "limits", "tenancy", "rules":
+			mine[k] = v
+		default:
+			rest[k] = v
+		}
+	}
+	if err := confmap.NewFromStringMap(mine).Unmarshal(&own); err != nil {
+		return err
+	}
+	server := plainServer(c.ServerConfig)
+	if err := confmap.NewFromStringMap(rest).Unmarshal(&server); err != nil {
+		return err
+	}
+	c.Storage, c.Limits, c.Tenancy, c.Rules = own.Storage, own.Limits, own.Tenancy, own.Rules
+	return nil
+}
 
 // Validate reports every problem, each with its field path.
 func (c *Config) Validate() error {

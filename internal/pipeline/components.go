@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/connector/countconnector"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/connector/servicegraphconnector"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/connector/spanmetricsconnector"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter"
@@ -46,12 +47,16 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/awsecscontainermetricsreceiver"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/filelogreceiver"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/fluentforwardreceiver"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/hostmetricsreceiver"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/jaegerreceiver"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/journaldreceiver"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/kubeletstatsreceiver"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/prometheusreceiver"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/syslogreceiver"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/zipkinreceiver"
 
 	"github.com/sightlinehq/sightline/exporter/sightlineexporter"
 	"github.com/sightlinehq/sightline/extension/sightlinestorage"
@@ -99,6 +104,15 @@ func Components() (otelcol.Factories, error) {
 		kubeletstatsreceiver.NewFactory(),
 		fluentforwardreceiver.NewFactory(),
 		syslogreceiver.NewFactory(),
+		journaldreceiver.NewFactory(),
+		// ECS task and container metrics from the task metadata endpoint,
+		// for the Fargate sidecar.
+		awsecscontainermetricsreceiver.NewFactory(),
+		// Services still instrumented with Zipkin or Jaeger clients send
+		// to an agent in their own protocol; the receivers turn it into
+		// OTLP.
+		zipkinreceiver.NewFactory(),
+		jaegerreceiver.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -132,6 +146,7 @@ func Components() (otelcol.Factories, error) {
 		spanmetricsconnector.NewFactory(),
 		servicegraphconnector.NewFactory(),
 		forwardconnector.NewFactory(),
+		countconnector.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err

@@ -36,12 +36,13 @@ func TestComponents(t *testing.T) {
 		}
 	}
 	has("receiver", "otlp", "prometheus", "loki", "filelog", "file_log", "hostmetrics", "host_metrics",
-		"kubeletstats", "kubelet_stats", "fluentforward", "fluent_forward", "syslog")
+		"kubeletstats", "kubelet_stats", "fluentforward", "fluent_forward", "syslog", "journald",
+		"awsecscontainermetrics", "zipkin", "jaeger")
 	has("processor", "memory_limiter", "batch", "resource", "tenancy", "resource_detection", "resourcedetection",
 		"attributes", "filter", "transform", "tail_sampling", "probabilistic_sampler", "redaction",
 		"k8sattributes", "k8s_attributes", "groupbyattrs", "deltatocumulative", "delta_to_cumulative",
 		"cumulativetodelta", "cumulative_to_delta")
-	has("connector", "span_metrics", "spanmetrics", "service_graph", "servicegraph", "forward")
+	has("connector", "span_metrics", "spanmetrics", "service_graph", "servicegraph", "forward", "count")
 	has("exporter", "otlp", "otlp_grpc", "otlp_http", "otlphttp", "debug", "file", "prometheus",
 		"prometheus_remote_write", "prometheusremotewrite", "load_balancing", "loadbalancing", "awss3")
 	has("extension", "health_check", "zpages", "pprof", "bearertokenauth", "file_storage")

@@ -41,11 +41,15 @@ func (r removedComponent) check(path string, conf *confmap.Conf) []error {
 // lokiExporterConfig is contrib's lokiexporter Config as of its last
 // release, v0.130.0: HTTP client settings, queue, retry and labels.
 type lokiExporterConfig struct {
-	confighttp.ClientConfig `mapstructure:",squash"`
-	QueueSettings           map[string]any  `mapstructure:"sending_queue"`
-	BackOffConfig           map[string]any  `mapstructure:"retry_on_failure"`
-	DefaultLabelsEnabled    map[string]bool `mapstructure:"default_labels_enabled"`
+	// Without ClientConfig's Unmarshal (v0.161+), which decodes its own
+	// keys and ignores the rest, so that unknown keys are reported.
+	plainClientConfig    `mapstructure:",squash"`
+	QueueSettings        map[string]any  `mapstructure:"sending_queue"`
+	BackOffConfig        map[string]any  `mapstructure:"retry_on_failure"`
+	DefaultLabelsEnabled map[string]bool `mapstructure:"default_labels_enabled"`
 }
+
+type plainClientConfig confighttp.ClientConfig
 
 var removedComponents = map[removedKey]removedComponent{
 	{component.KindExporter, "loki"}: {
