@@ -114,7 +114,11 @@ func TestECSTaskDefinition(t *testing.T) {
 		env = append(env, *s.Name+"=from-"+*s.ValueFrom)
 	}
 	// Fargate sets the region.
-	env = append(env, "AWS_REGION=eu-west-1")
+	// What Fargate sets in every container: the region, and the task
+	// metadata endpoint that resource detection and the
+	// awsecscontainermetrics receiver read (the receiver will not build
+	// without it, as upstream's will not).
+	env = append(env, "AWS_REGION=eu-west-1", "ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/0123456789abcdef")
 	file, err := os.ReadFile("../deploy/ecs/sidecar.yaml")
 	if err != nil {
 		t.Fatal(err)
