@@ -63,7 +63,7 @@ func TestNoArgumentsRunsAllInOne(t *testing.T) {
 			promValue(t, "http://localhost:3200", `sum(otelcol_receiver_accepted_spans_total{receiver="otlp"})`) >= 1
 	})
 	self := httpGet(t, "http://localhost:8888/metrics")
-	if !strings.Contains(self, `otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"`) {
+	if !strings.Contains(self, `otelcol_receiver_accepted_spans_total{receiver="otlp",transport="grpc"`) {
 		t.Errorf("self-metrics on 8888 do not count the accepted span:\n%s", self)
 	}
 	// `sightline demo` without --embedded names the UI it sends to. It runs last, so that

@@ -73,9 +73,9 @@ const SELF = [
   ['Export failures / s', anyOf(['otelcol_exporter_send_failed_spans_total', 'otelcol_exporter_send_failed_log_records_total', 'otelcol_exporter_send_failed_metric_points_total'])],
   ['Exports in flight', 'sum(otelcol_exporter_in_flight_requests)'],
   ['CPU (cores)', 'sum(rate(otelcol_process_cpu_seconds_total[2m]))'],
-  ['Memory RSS (MiB)', 'sum(otelcol_process_memory_rss) / 1048576'],
+  ['Memory RSS (MiB)', 'sum(otelcol_process_memory_rss_bytes) / 1048576'],
   // The store's memory budget: what it holds, and what it refused at it.
-  ['Store memory held (MiB)', 'sum(sightline_store_memory) / 1048576'],
+  ['Store memory held (MiB)', 'sum(sightline_store_memory_bytes) / 1048576'],
   ['Refused at the store\'s budget / s (spans, logs)', anyOf(['sightline_store_refused_total'])],
   // Refused before they were read, so counted as requests, not items.
   ['Requests refused unread (budget, backlog, memory) / s', anyOf(['sightline_store_refused_requests_total'])],
