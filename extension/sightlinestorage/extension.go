@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/exp/zapslog"
 	"gocloud.dev/blob"
 
+	"github.com/sightlinehq/sightline/internal/dashboard"
 	"github.com/sightlinehq/sightline/internal/memlimit"
 	"github.com/sightlinehq/sightline/internal/metrics"
 	"github.com/sightlinehq/sightline/internal/objstore"
@@ -45,6 +46,8 @@ type Storage struct {
 	// dependency) and stops before Shutdown is called.
 	db  *store.DB
 	mdb *metrics.DB
+	// dash keeps dashboards in the store's bucket, beside its blocks.
+	dash *dashboard.Store
 	// metricsReg is the self-metrics callback, unregistered at shutdown.
 	metricsReg metric.Registration
 
@@ -82,6 +85,9 @@ func (s *Storage) Store() *store.DB { return s.db }
 
 // Metrics is the metrics TSDB.
 func (s *Storage) Metrics() *metrics.DB { return s.mdb }
+
+// Dashboards keeps the UI's dashboards.
+func (s *Storage) Dashboards() *dashboard.Store { return s.dash }
 
 // Admit is the receivers' admission check (otlpguard.Admitter): it refuses
 // a request of signal sig, before the request is read, while the store is
@@ -172,7 +178,13 @@ func (s *Storage) Start(ctx context.Context, host component.Host) error {
 		db.Close()
 		return err
 	}
-	s.db, s.mdb = db, mdb
+	builtin, err := dashboard.Builtin()
+	if err != nil {
+		db.Close()
+		mdb.Close()
+		return fmt.Errorf("built-in dashboards: %w", err)
+	}
+	s.db, s.mdb, s.dash = db, mdb, dashboard.New(bucket, builtin)
 	if err := s.registerMetrics(); err != nil {
 		s.set.Logger.Warn("store self-metrics", zap.Error(err))
 	}

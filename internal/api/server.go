@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sightlinehq/sightline/internal/alerting"
+	"github.com/sightlinehq/sightline/internal/dashboard"
 	"github.com/sightlinehq/sightline/internal/metrics"
 	"github.com/sightlinehq/sightline/internal/query/logql"
 	"github.com/sightlinehq/sightline/internal/query/traceql"
@@ -45,8 +46,9 @@ func StoreSource(db *store.DB) Source {
 // engines do not cover: the status page reads their figures, and the
 // Prometheus API runs over the metrics TSDB. Either may be nil in tests.
 type Stores struct {
-	Traces  *store.DB
-	Metrics *metrics.DB
+	Traces     *store.DB
+	Metrics    *metrics.DB
+	Dashboards *dashboard.Store
 }
 
 // API holds the handlers.
@@ -108,6 +110,7 @@ func (a *API) Handler() http.Handler {
 	a.lokiRoutes(mux)
 	a.nativeRoutes(mux)
 	a.prometheusRoutes(mux)
+	a.dashboardRoutes(mux)
 	mux.Handle(ui.Prefix, ui.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler(ui.Prefix, http.StatusFound))
 	return a.recoverPanics(mux)
@@ -179,8 +182,14 @@ func status(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, errNotPerTenant):
 		return http.StatusForbidden
-	case errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, dashboard.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, dashboard.ErrInvalid), errors.Is(err, dashboard.ErrProvisioned):
+		return http.StatusBadRequest
+	case errors.Is(err, dashboard.ErrVersionMismatch):
+		return http.StatusPreconditionFailed
+	case errors.Is(err, dashboard.ErrTooMany):
+		return http.StatusUnprocessableEntity
 	case errors.Is(err, errLimit), errors.Is(err, storage.ErrBytesLimit),
 		errors.Is(err, traceql.ErrTooManyTraces), errors.Is(err, traceql.ErrTooManySeries),
 		errors.Is(err, logql.ErrTooManySeries):
