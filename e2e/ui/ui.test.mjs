@@ -4,7 +4,7 @@
 // measurements and exits non-zero on the first failed check, leaving a
 // screenshot of the page at that moment in ARTIFACTS.
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const env = (k) => {
@@ -154,6 +154,20 @@ await step('compare two traces', async () => {
   const other = await page.locator('#compare-table tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.state));
   check(other.includes('removed') && other.includes('added'), `no removed and added operations: ${other}`);
   check((await page.locator('#trace-b').textContent()) === BIG_TRACE, 'B is not the trace entered');
+  // Two traces of the same operation, as one compares them to see what
+  // a slow one did differently (the README's screenshot).
+  const pair = await page.evaluate(async () => {
+    const r = await (await fetch(`/api/search?q=${encodeURIComponent('{ }')}&limit=500&start=${Math.floor(Date.now() / 1000) - 3600}&end=${Math.ceil(Date.now() / 1000)}`)).json();
+    const by = {};
+    for (const t of r.traces || []) (by[`${t.rootServiceName} ${t.rootTraceName}`] ||= []).push(t);
+    const g = Object.values(by).filter((ts) => ts.length > 1).sort((a, b) => b.length - a.length)[0] || [];
+    g.sort((a, b) => (a.durationMs || 0) - (b.durationMs || 0));
+    return g.length > 1 ? [g[0].traceID, g[g.length - 1].traceID] : null;
+  });
+  check(pair, 'no two traces of one operation to compare');
+  await page.goto(`${BASE}/ui/compare/${pair[0]}/${pair[1]}`);
+  await page.locator('#compare-table tbody tr').first().waitFor(T);
+  await shot('compare');
 });
 
 await step('logs to trace', async () => {
@@ -488,6 +502,23 @@ await step('a 10,000-span trace opens and scrolls', async () => {
   await page.locator('#find').press('Shift+Enter');
   await page.locator('#find-count', { hasText: '1 of 270 matches' }).waitFor(T);
   check(spanParam() === first, 'Shift+Enter did not go back');
+  // Span filters: key=value compares exactly (index=42 is one span, not
+  // the 111 whose index starts with 42), terms combine, durations compare.
+  await page.locator('#find').fill('index=42');
+  await page.locator('#find-count', { hasText: /^1 match$/ }).waitFor(T);
+  await page.locator('#find').fill('service=orders name=op-1');
+  await page.locator('#find-count', { hasText: /^55 matches$/ }).waitFor(T);
+  await page.locator('#find').fill('duration>=4ms');
+  await page.locator('#find-count', { hasText: /^11 matches$/ }).waitFor(T);
+  // Only matches: the span with index 42 and its two ancestors remain.
+  await page.locator('#find').fill('index=42');
+  await page.locator('#find-only').check();
+  await page.waitForFunction(() => document.querySelectorAll('.wf-row').length === 3, null, T);
+  const kept = await page.locator('.wf-row').evaluateAll((rs) => rs.map((r) => r.dataset.span));
+  check(JSON.stringify(kept) === JSON.stringify(['0500000001020304', '0500000401020304', '0500002a01020304']), `only matches kept ${kept}`);
+  check(new URL(page.url()).searchParams.get('only') === '1', 'only matches is not in the URL');
+  await page.locator('#find-only').uncheck();
+  await page.waitForFunction(() => document.querySelectorAll('.wf-row').length > 3, null, T);
 });
 
 await step('Sightline\'s own page shows the store', async () => {
@@ -671,6 +702,103 @@ await step('dark theme', async () => {
   check(await page.evaluate(() => document.documentElement.dataset.theme) === 'dark', 'd does not switch to the dark theme');
   await shot('services-dark');
   await page.keyboard.press('d');
+});
+
+// panelStates waits until no panel of the dashboard is loading and
+// returns every panel's title, type, datasource and state.
+async function panelStates() {
+  await page.locator('.dash-grid').waitFor(T);
+  await page.waitForFunction(() => document.querySelectorAll('.dash-grid [data-state=loading]').length === 0, null, T);
+  return page.$$eval('.dash-grid [data-panel-type]', (els) => els.map((e) => ({
+    title: e.getAttribute('aria-label') || e.textContent.trim(), type: e.dataset.panelType, ds: e.dataset.ds || '', state: e.dataset.state,
+  })));
+}
+
+const describe = (ps) => ps.map((p) => `${p.type}/${p.ds}:${p.state} ${p.title}`).join('; ');
+
+await step('dashboards: the built-in RED and self-monitoring dashboards have data', async () => {
+  await page.goto(`${BASE}/ui/dashboards?range=15m`);
+  for (const uid of ['sightline-red', 'sightline-self']) await page.locator(`table.dashboards tr[data-uid="${uid}"]`).waitFor(T);
+  await page.locator('table.dashboards a', { hasText: 'RED: requests, errors, duration' }).click();
+  await page.waitForURL(/\/ui\/d\/sightline-red/);
+  let ps = await panelStates();
+  // Every panel queries the demo data: PromQL (span metrics), TraceQL
+  // search and metrics, LogQL logs and metrics.
+  const want = JSON.parse(readFileSync('../../internal/dashboard/builtin/red.json', 'utf8')).panels.length;
+  check(ps.length === want, `RED shows ${ps.length} panels, its JSON has ${want}`);
+  const notData = ps.filter((p) => p.state !== 'data');
+  check(notData.length === 0, `RED panels without data: ${describe(notData)}`);
+  // The service variable narrows every panel to one service.
+  await page.locator('select[data-var=service]').selectOption('checkout');
+  await page.waitForURL(/var-service=checkout/);
+  ps = await panelStates();
+  check(ps.every((p) => p.state === 'data'), `RED for checkout: ${describe(ps)}`);
+  const legends = await page.$$eval('.panel[aria-label="Requests / s"] [data-series]', (els) => els.map((e) => e.dataset.series));
+  check(legends.length === 1 && legends[0] === 'checkout', `Requests / s for checkout draws ${legends}`);
+  await shot('dashboard');
+
+  await page.goto(`${BASE}/ui/d/sightline-self?range=15m`);
+  ps = await panelStates();
+  const selfEmpty = ps.filter((p) => p.state !== 'data');
+  check(selfEmpty.length === 0, `self-monitoring panels without data: ${describe(selfEmpty)}`);
+});
+
+// Public Grafana dashboards, unchanged (internal/dashboard/testdata names
+// their source and licence), imported as a Grafana user would.
+for (const [file, title, unsupported] of [
+  ['otel-demo-spanmetrics.json', 'Spanmetrics Demo Dashboard', []],
+  // An alert list and an OpenSearch logs panel: shown as such.
+  ['otel-demo-collector.json', 'OpenTelemetry Collector', ['alertlist', 'logs/grafana-opensearch-datasource']],
+]) {
+  await step(`dashboards: import ${file}`, async () => {
+    const text = readFileSync(`../../internal/dashboard/testdata/${file}`, 'utf8');
+    const model = JSON.parse(text);
+    let want = 0;
+    const walk = (ps) => { for (const p of ps || []) { want++; walk(p.panels); } };
+    walk(model.panels);
+    await page.goto(`${BASE}/ui/dashboards/import`);
+    // Picked as a file, as a user uploads an export.
+    await page.getByLabel('dashboard file').setInputFiles(`../../internal/dashboard/testdata/${file}`);
+    await page.locator('.import-inputs p', { hasText: `${want} panels` }).waitFor(T);
+    await page.getByLabel('Replace a dashboard with the same UID').check();
+    await page.locator('button', { hasText: 'Import' }).click();
+    await page.waitForURL(/\/ui\/d\//);
+    await page.locator('h1', { hasText: title }).waitFor(T);
+    await page.locator('button', { hasText: 'Expand rows' }).click();
+    await page.waitForURL(/expand=all/);
+    const ps = await panelStates();
+    check(ps.length === want, `${file}: ${ps.length} panels shown, the JSON has ${want}: ${describe(ps)}`);
+    const shownUnsupported = ps.filter((p) => p.state === 'unsupported').map((p) => (p.ds && p.ds !== 'prometheus' ? `${p.type}/${p.ds}` : p.type)).sort();
+    check(JSON.stringify(shownUnsupported) === JSON.stringify([...unsupported].sort()), `${file}: unsupported ${shownUnsupported}, want ${unsupported}`);
+    // Every other panel that queries Prometheus has data.
+    const prom = ps.filter((p) => p.ds === 'prometheus' && p.type !== 'row' && p.state !== 'unsupported');
+    const noData = prom.filter((p) => p.state !== 'data');
+    check(prom.length > 5 && noData.length === 0, `${file}: Prometheus panels without data: ${describe(noData)}`);
+    results[`${file}Panels`] = ps.length;
+  });
+}
+
+await step('dashboards: add a panel, export, a stale save is refused', async () => {
+  await page.goto(`${BASE}/ui/dashboards`);
+  await page.locator('button', { hasText: 'New dashboard' }).click();
+  await page.waitForURL(/\/ui\/d\//);
+  const uid = page.url().match(/\/ui\/d\/([\w-]+)/)[1];
+  await page.locator('button', { hasText: 'Add panel' }).click();
+  await page.getByLabel('panel title').fill('Checkout errors');
+  await page.getByLabel('datasource').selectOption('sightline-tempo');
+  await page.getByLabel('panel type').selectOption('traces');
+  await page.getByLabel('panel query').fill('{ resource.service.name = "checkout" }');
+  await page.locator('.add-panel button', { hasText: 'Add' }).click();
+  await page.locator('.panel[aria-label="Checkout errors"][data-state=data] table').waitFor(T);
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.locator('button', { hasText: 'Export JSON' }).click()]);
+  const exported = JSON.parse(readFileSync(await dl.path(), 'utf8'));
+  check(exported.uid === uid && exported.version === 2 && exported.panels[0].targets[0].query === '{ resource.service.name = "checkout" }', `export: ${JSON.stringify(exported).slice(0, 300)}`);
+  // Someone else saves version 2 first: this editor's save of it is refused.
+  const r = await page.evaluate(async (m) => {
+    const post = (d) => fetch('/api/dashboards/db', { method: 'POST', body: JSON.stringify({ dashboard: d }) }).then((x) => x.status);
+    return [await post({ ...m, title: 'theirs' }), await post({ ...m, title: 'mine' })];
+  }, exported);
+  check(r[0] === 200 && r[1] === 412, `concurrent saves answered ${r}`);
 });
 
 if (SHOTS) {

@@ -9,6 +9,7 @@ import { logsPage } from './logs.js';
 import { servicesPage, servicePage } from './services.js';
 import { mapPage } from './map.js';
 import { metricsPage, selfPage } from './metrics.js';
+import { dashboardsPage, dashboardPage, importPage } from './dashboards.js';
 
 export const RANGES = [['5m', 300], ['15m', 900], ['1h', 3600], ['3h', 10800], ['6h', 21600], ['24h', 86400], ['7d', 604800]];
 
@@ -59,11 +60,14 @@ const ROUTES = [
   [/^\/ui\/map$/, mapPage, 'map'],
   [/^\/ui\/metrics$/, metricsPage, 'metrics'],
   [/^\/ui\/alerts$/, alertsPage, 'alerts'],
+  [/^\/ui\/dashboards$/, dashboardsPage, 'dashboards'],
+  [/^\/ui\/dashboards\/import$/, importPage, 'dashboards'],
+  [/^\/ui\/d\/([\w-]+)(?:\/[^/]*)?$/, dashboardPage, 'dashboards'],
   [/^\/ui\/self$/, selfPage, 'self'],
 ];
 
 const NAV = [['traces', 'Traces', '/ui/traces'], ['logs', 'Logs', '/ui/logs'], ['services', 'Services', '/ui/services'],
-  ['map', 'Service map', '/ui/map'], ['metrics', 'Metrics', '/ui/metrics'], ['alerts', 'Alerts', '/ui/alerts'], ['self', 'Sightline', '/ui/self']];
+  ['map', 'Service map', '/ui/map'], ['metrics', 'Metrics', '/ui/metrics'], ['dashboards', 'Dashboards', '/ui/dashboards'], ['alerts', 'Alerts', '/ui/alerts'], ['self', 'Sightline', '/ui/self']];
 
 function theme() { return document.documentElement.dataset.theme || 'light'; }
 function setTheme(t) { document.documentElement.dataset.theme = t; try { localStorage.setItem('sightline.theme', t); } catch { /* private mode */ } }

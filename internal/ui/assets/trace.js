@@ -203,6 +203,54 @@ export function tracePage({ params, query, alive }) {
   return root;
 }
 
+// spanFilter compiles the find box's text into a predicate over spans, as
+// Grafana's span filters and Jaeger's find do: terms separated by spaces,
+// all of which must hold. key=value and key!=value compare an attribute
+// of the span or of its resource exactly (service= and name= the span's
+// service and name, status=error its status); duration>, >=, < and <=
+// take a duration (250µs, 4ms, 1.5s); any other term is text found
+// anywhere in the span (service, name, ID, attributes, events), ignoring
+// case. Values with spaces are quoted: name="GET /cart". Empty text gives
+// null: nothing is filtered.
+export function spanFilter(text) {
+  const preds = [];
+  const re = /([\w.@:/-]+)(!=|>=|<=|=|>|<)("(?:[^"\\]|\\.)*"|\S*)|"((?:[^"\\]|\\.)*)"|(\S+)/g;
+  const unq = (v) => (v.startsWith('"') ? v.slice(1, -1).replace(/\\(.)/g, '$1') : v);
+  for (const m of String(text).matchAll(re)) {
+    if (m[1]) {
+      const [key, op, value] = [m[1], m[2], unq(m[3])];
+      if (key === 'duration') {
+        const d = parseDurationNs(value);
+        if (!isFinite(d)) { preds.push(() => false); continue; }
+        const cmp = { '>': (x) => x > d, '>=': (x) => x >= d, '<': (x) => x < d, '<=': (x) => x <= d, '=': (x) => x === d, '!=': (x) => x !== d }[op];
+        preds.push((sp) => cmp(sp.end - sp.start));
+        continue;
+      }
+      if (op !== '=' && op !== '!=') { preds.push(() => false); continue; }
+      const get = (sp) => {
+        if (key === 'service' || key === 'resource.service.name') return [sp.service];
+        if (key === 'name') return [sp.name];
+        if (key === 'status') return [sp.error ? 'error' : 'unset'];
+        if (key === 'kind') return [sp.kind];
+        const bare = key.replace(/^(span|resource)\./, '');
+        const own = key.startsWith('resource.') ? [] : sp.attrs.filter(([k]) => k === bare || k === key);
+        const res = key.startsWith('span.') ? [] : sp.resource.filter(([k]) => k === bare || k === key);
+        return [...own, ...res].map(([, v]) => String(v));
+      };
+      preds.push(op === '=' ? (sp) => get(sp).includes(value) : (sp) => !get(sp).includes(value));
+      continue;
+    }
+    const t = (m[4] ?? m[5]).toLowerCase();
+    preds.push((sp) => haystack(sp).includes(t));
+  }
+  return preds.length ? (sp) => preds.every((p) => p(sp)) : null;
+}
+
+function parseDurationNs(v) {
+  const m = /^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)$/.exec(v);
+  return m ? Number(m[1]) * { ns: 1, us: 1e3, 'µs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 }[m[2]] : NaN;
+}
+
 // haystack is what "find in trace" searches in a span: its service, name,
 // ID, attribute keys and values, and event names, lower-cased.
 function haystack(s) {
@@ -239,11 +287,15 @@ function view(root, id, td, logsRaw, selected, findTerm) {
 
   const collapsed = new Set();
   let visible = [];
+  // With "only matches" on, the waterfall keeps the spans that match the
+  // filter and their ancestors, so each match keeps its place in the tree.
+  let only = new URLSearchParams(location.search).get('only') === '1';
+  let keep = null;
   const recompute = () => {
     visible = [];
     const hidden = new Set();
     for (const s of spans) {
-      if (hidden.has(s.parent)) { hidden.add(s.id); continue; }
+      if (hidden.has(s.parent) || (keep && !keep.has(s.id))) { hidden.add(s.id); continue; }
       visible.push(s);
       if (collapsed.has(s.id)) hidden.add(s.id);
     }
@@ -265,16 +317,24 @@ function view(root, id, td, logsRaw, selected, findTerm) {
   let matched = new Set();
   let at = -1;
   const findCount = h('span', { class: 'muted small', id: 'find-count' });
-  const findInput = h('input', { type: 'search', id: 'find', placeholder: 'Find in trace: service, operation, attribute…', 'aria-label': 'find in trace', value: findTerm });
+  const findInput = h('input', { type: 'search', id: 'find', placeholder: 'Find: text, or key=value, service=, name=, duration>5ms…', 'aria-label': 'find in trace', value: findTerm, title: 'Terms separated by spaces, all of which must hold: text found anywhere in the span, key=value or key!=value on an attribute (service=, name=, status=error, kind=server), duration>5ms, <, >=, <=' });
+  const onlyBox = h('input', { type: 'checkbox', id: 'find-only', checked: only });
   const counted = (n) => `${n} ${n === 1 ? 'match' : 'matches'}`;
   const find = (term) => {
-    const t = term.trim().toLowerCase();
-    matches = t ? spans.filter((s) => haystack(s).includes(t)) : [];
+    const pred = spanFilter(term.trim());
+    matches = pred ? spans.filter(pred) : [];
     matched = new Set(matches.map((s) => s.id));
     at = -1;
-    findCount.textContent = t ? counted(matches.length) : '';
+    findCount.textContent = pred ? counted(matches.length) : '';
+    keep = null;
+    if (pred && only) {
+      keep = new Set();
+      for (const m of matches) for (let x = m; x && !keep.has(x.id); x = byId.get(x.parent)) keep.add(x.id);
+    }
+    recompute();
     const u = new URL(location.href);
-    if (t) u.searchParams.set('find', term); else u.searchParams.delete('find');
+    if (pred) u.searchParams.set('find', term); else u.searchParams.delete('find');
+    if (only) u.searchParams.set('only', '1'); else u.searchParams.delete('only');
     history.replaceState(null, '', u);
   };
   const step = (d) => {
@@ -288,7 +348,8 @@ function view(root, id, td, logsRaw, selected, findTerm) {
     if (e.key === 'Enter') { e.preventDefault(); step(e.shiftKey ? -1 : 1); }
     if (e.key === 'Escape') { findInput.value = ''; find(''); paint(true); }
   });
-  const findBar = h('div', { class: 'wf-find' }, findInput,
+  onlyBox.addEventListener('change', () => { only = onlyBox.checked; find(findInput.value); paint(true); });
+  const findBar = h('div', { class: 'wf-find' }, findInput, h('label', { class: 'small' }, onlyBox, ' only matches'),
     h('button', { 'aria-label': 'previous match', title: 'previous match (Shift+Enter)', onclick: () => step(-1) }, '↑'),
     h('button', { 'aria-label': 'next match', title: 'next match (Enter)', onclick: () => step(1) }, '↓'), findCount);
 
