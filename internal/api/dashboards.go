@@ -22,6 +22,9 @@ func (a *API) dashboardRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/dashboards/uid/{uid}", a.getDashboard)
 	mux.HandleFunc("DELETE /api/dashboards/uid/{uid}", a.deleteDashboard)
 	mux.HandleFunc("POST /api/dashboards/db", a.saveDashboard)
+	mux.HandleFunc("GET /api/sightline/v1/queries", a.listQueries)
+	mux.HandleFunc("POST /api/sightline/v1/queries", a.saveQuery)
+	mux.HandleFunc("DELETE /api/sightline/v1/queries/{id}", a.deleteQuery)
 }
 
 func (a *API) dashboards(r *http.Request) (*dashboard.Store, string, error) {
@@ -193,4 +196,55 @@ func slug(title string) string {
 		dash = true
 	}
 	return b.String()
+}
+
+// listQueries answers the saved queries, of one kind with ?kind=.
+func (a *API) listQueries(w http.ResponseWriter, r *http.Request) {
+	ds, tenant, err := a.dashboards(r)
+	if err != nil {
+		a.fail(w, r, styleJSON, err)
+		return
+	}
+	qs, err := ds.Queries(r.Context(), tenant, r.URL.Query().Get("kind"))
+	if err != nil {
+		a.fail(w, r, styleJSON, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queries": qs})
+}
+
+// saveQuery keeps {"kind", "name", "query"}; the same kind and name
+// replaces the query saved before.
+func (a *API) saveQuery(w http.ResponseWriter, r *http.Request) {
+	ds, tenant, err := a.dashboards(r)
+	if err != nil {
+		a.fail(w, r, styleJSON, err)
+		return
+	}
+	var q dashboard.Query
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, dashboard.MaxQueryBytes+4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&q); err != nil {
+		a.fail(w, r, styleJSON, badRequest("the body is not a saved query {kind, name, query}: %v", err))
+		return
+	}
+	saved, err := ds.SaveQuery(r.Context(), tenant, dashboard.Query{Kind: q.Kind, Name: q.Name, Query: q.Query})
+	if err != nil {
+		a.fail(w, r, styleJSON, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, saved)
+}
+
+func (a *API) deleteQuery(w http.ResponseWriter, r *http.Request) {
+	ds, tenant, err := a.dashboards(r)
+	if err != nil {
+		a.fail(w, r, styleJSON, err)
+		return
+	}
+	if err := ds.DeleteQuery(r.Context(), tenant, r.PathValue("id")); err != nil {
+		a.fail(w, r, styleJSON, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

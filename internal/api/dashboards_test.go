@@ -135,3 +135,44 @@ func TestDashboardAPITenant(t *testing.T) {
 		t.Fatalf("acme cannot read its dashboard: %d", code)
 	}
 }
+
+// TestSavedQueries: save, replace by kind and name, list by kind, delete.
+func TestSavedQueries(t *testing.T) {
+	srv := newDashboardAPI(t, nil)
+	code, m, raw := do(t, "POST", srv.URL+"/api/sightline/v1/queries", `{"kind":"promql","name":"checkout rate","query":"rate(x[5m])"}`)
+	if code != 200 || m["id"] == "" || m["name"] != "checkout rate" {
+		t.Fatalf("save: %d %s", code, raw)
+	}
+	id := m["id"].(string)
+	code, m, raw = do(t, "POST", srv.URL+"/api/sightline/v1/queries", `{"kind":"promql","name":"checkout rate","query":"rate(x[1m])"}`)
+	if code != 200 || m["id"] != id || m["query"] != "rate(x[1m])" {
+		t.Fatalf("replace: %d %s", code, raw)
+	}
+	if code, _, raw = do(t, "POST", srv.URL+"/api/sightline/v1/queries", `{"kind":"logql","name":"errors","query":"{a=\"b\"}"}`); code != 200 {
+		t.Fatalf("save logql: %d %s", code, raw)
+	}
+	_, m, raw = do(t, "GET", srv.URL+"/api/sightline/v1/queries?kind=promql", "")
+	if qs := m["queries"].([]any); len(qs) != 1 || qs[0].(map[string]any)["query"] != "rate(x[1m])" {
+		t.Fatalf("list promql: %s", raw)
+	}
+	for _, c := range []struct{ body, want string }{
+		{`{"kind":"sql","name":"x","query":"y"}`, "kind: "},
+		{`{"kind":"promql","name":" ","query":"y"}`, "name: "},
+		{`{"kind":"promql","name":"x","query":""}`, "query: "},
+		{`{"kind":"promql","name":"x","query":"y","tenant":"other"}`, "unknown field"},
+	} {
+		if code, _, raw := do(t, "POST", srv.URL+"/api/sightline/v1/queries", c.body); code != 400 || !strings.Contains(raw, c.want) {
+			t.Errorf("%s: %d %s", c.body, code, raw)
+		}
+	}
+	if code, _, _ := do(t, "DELETE", srv.URL+"/api/sightline/v1/queries/"+id, ""); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	if code, _, _ := do(t, "DELETE", srv.URL+"/api/sightline/v1/queries/"+id, ""); code != 404 {
+		t.Fatalf("delete again: %d", code)
+	}
+	_, m, _ = do(t, "GET", srv.URL+"/api/sightline/v1/queries", "")
+	if qs := m["queries"].([]any); len(qs) != 1 {
+		t.Fatalf("after delete: %v", qs)
+	}
+}

@@ -182,7 +182,8 @@ func status(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, errNotPerTenant):
 		return http.StatusForbidden
-	case errors.Is(err, storage.ErrNotFound), errors.Is(err, dashboard.ErrNotFound):
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, dashboard.ErrNotFound),
+		errors.Is(err, dashboard.ErrQueryNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, dashboard.ErrInvalid), errors.Is(err, dashboard.ErrProvisioned):
 		return http.StatusBadRequest

@@ -1,5 +1,6 @@
-// Package dashboard keeps dashboards: Grafana dashboard JSON models, saved
-// per tenant in the store's bucket beside its blocks.
+// Package dashboard keeps dashboards, Grafana dashboard JSON models, and
+// saved queries (queries.go), per tenant in the store's bucket beside its
+// blocks.
 //
 // The model is Grafana's own (panels with gridPos and targets, rows,
 // templating variables, time), stored as the client sent it. Keeping
@@ -82,12 +83,12 @@ type Dashboard struct {
 
 // model is the part of Grafana's dashboard model that is checked.
 type model struct {
-	UID        *string         `json:"uid"`
-	Title      *string         `json:"title"`
-	Tags       []string        `json:"tags"`
-	Version    *int            `json:"version"`
-	Panels     []panel         `json:"panels"`
-	Rows       []row           `json:"rows"` // schemaVersion < 16
+	UID        *string  `json:"uid"`
+	Title      *string  `json:"title"`
+	Tags       []string `json:"tags"`
+	Version    *int     `json:"version"`
+	Panels     []panel  `json:"panels"`
+	Rows       []row    `json:"rows"` // schemaVersion < 16
 	Templating *struct {
 		List []json.RawMessage `json:"list"`
 	} `json:"templating"`
