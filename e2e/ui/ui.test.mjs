@@ -418,6 +418,101 @@ await step('PromQL explorer charts a query', async () => {
   await page.locator('#series-count').waitFor(T);
 });
 
+await step('metrics: several queries on one chart, and the query library', async () => {
+  const A = 'sum by (service_name) (rate(traces_spanmetrics_calls_total[1m]))';
+  const B = 'count(traces_spanmetrics_calls_total)';
+  await page.goto(`${BASE}/ui/metrics?range=15m&query=${encodeURIComponent(A)}`);
+  await page.locator('#series-count').waitFor(T);
+  const nA = Number((await page.locator('#series-count').textContent()).split(' ')[0]);
+  // A second query, as Explore's query B: both on one chart, named by letter.
+  await page.locator('button', { hasText: '+ Add query' }).click();
+  await page.getByLabel('PromQL query B').fill(B);
+  await page.getByLabel('PromQL query B').press('Enter');
+  await page.waitForURL((u) => u.searchParams.getAll('query').length === 2);
+  await page.locator('#series-count', { hasText: `${nA + 1} series` }).waitFor(T);
+  await page.locator('#prom-result svg path.line').first().waitFor({ ...T, state: 'attached' });
+  const names = await page.locator('#prom-result svg path.line').evaluateAll((ps) => ps.map((p) => p.dataset.series));
+  check(names.filter((n) => n.startsWith('A: ')).length === nA && names.filter((n) => n.startsWith('B: ')).length === 1, `series ${names}`);
+  await page.getByLabel('remove query B').click();
+  await page.waitForURL((u) => u.searchParams.getAll('query').length === 1);
+  // Saved on the server: it is there after leaving the page, opens from
+  // the list, and is deleted from it.
+  await page.getByLabel('name to save the query as').fill('calls by service');
+  await page.locator('button', { hasText: 'Save query' }).click();
+  await page.locator('.saved-queries [role=status]', { hasText: 'saved as "calls by service"' }).waitFor(T);
+  await page.goto(`${BASE}/ui/metrics?range=15m&query=${encodeURIComponent(B)}`);
+  const pick = page.locator('select[aria-label="saved queries"]');
+  const listed = () => pick.evaluate((el) => [...el.options].map((o) => o.textContent));
+  await page.waitForFunction(() => [...document.querySelector('select[aria-label="saved queries"]').options].some((o) => o.textContent === 'calls by service'), null, T);
+  await pick.selectOption({ label: 'calls by service' });
+  await page.waitForURL((u) => u.searchParams.get('query') === A);
+  await page.locator('#series-count', { hasText: `${nA} series` }).waitFor(T);
+  await page.waitForFunction(() => document.querySelector('select[aria-label="saved queries"]').selectedOptions[0].textContent === 'calls by service', null, T);
+  await page.locator('.saved-queries button', { hasText: 'Delete' }).click();
+  await page.locator('.saved-queries [role=status]', { hasText: 'deleted' }).waitFor(T);
+  check(!(await listed()).includes('calls by service'), `the deleted query is still listed: ${await listed()}`);
+});
+
+await step('service map of 50 services: no label on another call or label', async () => {
+  const r = await page.evaluate(async () => {
+    const { drawMap } = await import('/ui/map.js');
+    let seed = 11;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    // Five tiers, as a shop's edge, APIs, domain services, stores and
+    // queues; each service calls two or three of the next tiers, and a
+    // few call back up.
+    const tiers = [4, 9, 15, 13, 9];
+    const names = [];
+    const tierOf = [];
+    tiers.forEach((n, t) => { for (let i = 0; i < n; i++) { names.push(`t${t}-service-${i}`); tierOf.push(t); } });
+    const edges = [];
+    const seen = new Set();
+    const add = (a, b) => {
+      const k = `${a}->${b}`;
+      if (a === b || seen.has(k)) return;
+      seen.add(k);
+      edges.push({ client: names[a], server: names[b], rate: 0.5 + rnd() * 80, errors: rnd() < 0.2 ? rnd() * 0.2 : 0, p95: 0.002 + rnd() * 0.6 });
+    };
+    names.forEach((_, a) => {
+      const t = tierOf[a];
+      if (t === tiers.length - 1) return;
+      const k = 2 + Math.floor(rnd() * 2);
+      for (let j = 0; j < k; j++) {
+        const tt = Math.min(tiers.length - 1, t + 1 + (rnd() < 0.25 ? 1 : 0));
+        const pool = names.map((_, i) => i).filter((i) => tierOf[i] === tt);
+        add(a, pool[Math.floor(rnd() * pool.length)]);
+      }
+    });
+    for (let j = 0; j < 3; j++) add(names.length - 1 - j, j + 5);
+    const svg = drawMap(names, edges);
+    document.body.append(svg);
+    const labels = [...svg.querySelectorAll('g.edge')].map((g) => ({ edge: g.dataset.edge, t: g.querySelector('.edge-label'), path: g.querySelector('path') })).filter((x) => x.t);
+    const boxes = labels.map((x) => x.t.getBBox());
+    const inside = (b, p) => p.x > b.x + 0.5 && p.x < b.x + b.width - 0.5 && p.y > b.y + 0.5 && p.y < b.y + b.height - 0.5;
+    const problems = [];
+    for (let i = 0; i < boxes.length; i++) {
+      for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i]; const b = boxes[j];
+        if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height) problems.push(`label ${labels[i].edge} on label ${labels[j].edge}`);
+      }
+    }
+    for (const g of svg.querySelectorAll('g.edge')) {
+      const path = g.querySelector('path');
+      const len = path.getTotalLength();
+      for (let l = 0; l <= len; l += 2) {
+        const p = path.getPointAtLength(l);
+        const k = boxes.findIndex((b, i) => labels[i].edge !== g.dataset.edge && inside(b, p));
+        if (k >= 0) { problems.push(`label ${labels[k].edge} on the line of ${g.dataset.edge}`); break; }
+      }
+    }
+    svg.remove();
+    return { services: names.length, edges: edges.length, labels: labels.length, problems };
+  });
+  check(r.services === 50 && r.edges >= 80 && r.labels === r.edges, `drew ${JSON.stringify(r)}`);
+  check(r.problems.length === 0, `${r.problems.length} overlaps: ${r.problems.slice(0, 5).join('; ')}`);
+  results.map50Edges = r.edges;
+});
+
 await step('telemetry is shown as text, never run', async () => {
   await page.addInitScript(() => { window.__xss = 0; });
   await page.goto(`${BASE}/ui/trace/${XSS_TRACE}`);
@@ -550,6 +645,8 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
     const long = layout(['db', 'api', 'web', 'auth'], E([['web', 'api'], ['api', 'db'], ['api', 'auth'], ['auth', 'db'], ['web', 'db']]));
     // A call back to an earlier column has no chain: it loops below.
     const cycle = layout(['a', 'b'], E([['a', 'b'], ['b', 'a']]));
+    // A longer cycle is cut at its back edge, not stretched over columns.
+    const loop = layers(['a', 'b', 'c', 'd'], E([['a', 'b'], ['b', 'c'], ['c', 'a'], ['c', 'd']]));
     // Labels take their first free candidate, else move down just clear
     // of what they hit, services included.
     const L = (...at) => ({ w: 100, h: 14, at });
@@ -567,7 +664,7 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
     const toks = tokens('{ span.http.status_code >= 500 && name = "GET /" }').filter(([k]) => k !== 'plain').map(([k, t]) => `${k}:${t}`);
     return { cp, cols, toks, pos: errorPosition('1:12: unexpected }'), lpos: errorPosition('parse error at line 2, col 3: x'),
       crossed: [crossed.crossings, crossed.cols[1].join(',')], long: [long.crossings, long.chains[4].length, long.cols.map((c) => c.length).join(',')],
-      cycle: cycle.chains.map((c) => c === null), labs, layoutMs, dense: dense.cols.flat().filter((n) => !n.startsWith('\u0000')).length };
+      cycle: cycle.chains.map((c) => c === null), loop, labs, layoutMs, dense: dense.cols.flat().filter((n) => !n.startsWith('\u0000')).length };
   });
   check(r.cp === 'b,c,r', `critical path ${r.cp}`);
   check(JSON.stringify(r.cols) === JSON.stringify([['web'], ['api'], ['auth'], ['db']]), `layers ${JSON.stringify(r.cols)}`);
@@ -575,6 +672,7 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
   check(r.crossed[0] === 0 && r.crossed[1] === 'x,w', `barycentre order ${JSON.stringify(r.crossed)}`);
   check(r.long[0] === 0 && r.long[1] === 4 && r.long[2] === '1,2,3,1', `long edge layout ${JSON.stringify(r.long)}`);
   check(JSON.stringify(r.cycle) === '[false,true]', `back edge ${JSON.stringify(r.cycle)}`);
+  check(JSON.stringify(r.loop) === '[["a"],["b"],["c"],["d"]]', `cycle layers ${JSON.stringify(r.loop)}`);
   // The editor's completion: while newer suggestions are on their way
   // (here, never), the shown list narrows to what is typed, so Tab takes a
   // fitting item, not a stale one.

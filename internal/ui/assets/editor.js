@@ -1,7 +1,7 @@
 // editor.js: a query editor with syntax highlighting (a highlighted layer
 // under a transparent textarea), autocomplete and error positions. The
 // highlighted layer is built from text nodes only.
-import { h, clear } from './dom.js';
+import { h, clear, mount } from './dom.js';
 
 const KEYWORDS = new Set(['true', 'false', 'nil', 'by', 'select', 'with', 'count', 'avg', 'min', 'max', 'sum', 'coalesce',
   'rate', 'count_over_time', 'quantile_over_time', 'histogram_over_time', 'topk', 'bottomk', 'and', 'or', 'unless', 'without', 'on', 'ignoring',
@@ -157,4 +157,50 @@ export function editor({ value = '', placeholder = '', suggest, onsubmit, rows =
       paint();
     },
   };
+}
+
+// savedQueries is the query library of one language (promql, logql,
+// traceql), kept by the server for everyone using the tenant: a list to
+// open a saved query from, a name box and Save to keep the editor's query
+// (the same name replaces it), and Delete for the one chosen. open(query)
+// runs the chosen query; current() gives the editor's query to save.
+export function savedQueries({ kind, current, open }) {
+  const pick = h('select', { 'aria-label': 'saved queries', class: 'saved-pick' }, h('option', { value: '' }, 'Saved queries…'));
+  const name = h('input', { 'aria-label': 'name to save the query as', placeholder: 'name', size: 14, class: 'saved-name' });
+  const msg = h('span', { class: 'small', role: 'status' });
+  let byId = new Map();
+  const load = async () => {
+    try {
+      const r = await fetch(`/api/sightline/v1/queries?kind=${kind}`);
+      if (!r.ok) throw new Error((await r.text()).trim());
+      const qs = (await r.json()).queries || [];
+      byId = new Map(qs.map((q) => [q.id, q]));
+      mount(pick, h('option', { value: '' }, qs.length ? `Saved queries (${qs.length})…` : 'No saved queries'), qs.map((q) => h('option', { value: q.id, title: q.query }, q.name)));
+      // The query on screen, if saved, shows as chosen: Delete then
+      // removes it, and Save under its name replaces it.
+      const cur = current().trim();
+      const same = qs.find((q) => q.query.trim() === cur);
+      if (same) { pick.value = same.id; if (!name.value) name.value = same.name; }
+    } catch (e) { msg.textContent = e.message; }
+  };
+  pick.addEventListener('change', () => { const q = byId.get(pick.value); if (q) { name.value = q.name; open(q.query); } });
+  const save = async () => {
+    const body = { kind, name: name.value.trim(), query: current() };
+    const r = await fetch('/api/sightline/v1/queries', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    if (!r.ok) { let t = (await r.text()).trim(); try { t = JSON.parse(t).error || t; } catch { /* text */ } msg.textContent = t; return; }
+    const q = await r.json();
+    msg.textContent = `saved as "${q.name}"`;
+    await load();
+    pick.value = q.id;
+  };
+  const del = async () => {
+    if (!pick.value) return;
+    const r = await fetch(`/api/sightline/v1/queries/${encodeURIComponent(pick.value)}`, { method: 'DELETE' });
+    msg.textContent = r.ok ? 'deleted' : (await r.text()).trim();
+    await load();
+  };
+  name.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); save(); } });
+  load();
+  return h('div', { class: 'saved-queries filters' }, pick, name,
+    h('button', { type: 'button', onclick: save }, 'Save query'), h('button', { type: 'button', onclick: del, title: 'delete the chosen saved query' }, 'Delete'), msg);
 }

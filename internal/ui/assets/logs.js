@@ -2,7 +2,7 @@
 // severity, live tail, and trace links on every line that has a trace ID.
 import { h, mount, fmtTime, colour } from './dom.js';
 import * as api from './api.js';
-import { editor } from './editor.js';
+import { editor, savedQueries } from './editor.js';
 import { bars } from './chart.js';
 import { link, navigate, timeRange } from './app.js';
 
@@ -241,6 +241,7 @@ export function logsPage({ query, alive }) {
     ed.el,
     h('div', { class: 'filters' }, svc, lvl, text, h('button', { onclick: () => run() }, 'Search'), dedupSel,
       h('label', { class: 'tail' }, tail, ' Live tail')),
+    savedQueries({ kind: 'logql', current: () => ed.value(), open: (q) => run(q) }),
     volume, status,
     h('table', { class: 'grid logs', id: 'log-lines' }, h('thead', {}, h('tr', {}, ['Time', 'Level', 'Service', 'Line', ''].map((c) => h('th', {}, c)))), table));
 }

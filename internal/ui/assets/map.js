@@ -5,22 +5,45 @@ import * as api from './api.js';
 import { navigate, timeRange } from './app.js';
 
 // layers places nodes in columns by their longest path from a source, so
-// calls flow left to right. A cycle is cut where it would make a column
-// as deep as the graph has nodes.
+// calls flow left to right. Cycles (a -> b -> c -> a) are broken first, as
+// in Sugiyama's method: a depth-first walk from the services nobody calls
+// (then the rest, by name) marks each call to a service still on its own
+// path as a back edge, which is left out of the layering and drawn back
+// below the map. Without that, a cycle would push its services one column
+// further on every pass.
 export function layers(nodes, edges) {
-  const depth = new Map(nodes.map((n) => [n, 0]));
-  for (let i = 0; i < nodes.length; i++) {
-    let changed = false;
-    for (const e of edges) {
-      if (e.client === e.server) continue;
-      const d = depth.get(e.client) + 1;
-      if (d > depth.get(e.server) && d < nodes.length) { depth.set(e.server, d); changed = true; }
+  const known = new Set(nodes);
+  const out = new Map(nodes.map((n) => [n, []]));
+  const callers = new Map(nodes.map((n) => [n, 0]));
+  for (const e of edges) {
+    if (e.client === e.server || !known.has(e.client) || !known.has(e.server)) continue;
+    out.get(e.client).push(e.server);
+    callers.set(e.server, callers.get(e.server) + 1);
+  }
+  for (const vs of out.values()) vs.sort();
+  const state = new Map(); // 1: on the walk's path, 2: done
+  const back = new Set();
+  const post = [];
+  const visit = (n) => {
+    state.set(n, 1);
+    for (const m of out.get(n)) {
+      if (state.get(m) === 1) back.add(`${n}\u0000${m}`);
+      else if (!state.has(m)) visit(m);
     }
-    if (!changed) break;
+    state.set(n, 2);
+    post.push(n);
+  };
+  const starts = [...nodes].sort((a, b) => (callers.get(a) === 0 ? 0 : 1) - (callers.get(b) === 0 ? 0 : 1) || (a < b ? -1 : a > b ? 1 : 0));
+  for (const n of starts) if (!state.has(n)) visit(n);
+  // Reverse postorder is a topological order of what is left.
+  const depth = new Map(nodes.map((n) => [n, 0]));
+  for (let i = post.length - 1; i >= 0; i--) {
+    const n = post[i];
+    for (const m of out.get(n)) if (!back.has(`${n}\u0000${m}`)) depth.set(m, Math.max(depth.get(m), depth.get(n) + 1));
   }
   const cols = [];
   for (const n of nodes) (cols[depth.get(n)] ||= []).push(n);
-  return cols.map((c) => (c || []).sort());
+  return Array.from(cols, (c) => (c || []).sort());
 }
 
 // crossings counts the pairs of segments between neighbouring columns that
@@ -138,18 +161,20 @@ export const isWaypoint = (n) => n.startsWith('\u0000');
 // box in avoid: at the first of its candidate points (along its own edge,
 // best first) that is free, or else below its first candidate, just far
 // enough down. Labels are placed in the order given, so the caller puts
-// the important ones first. labels: [{w, h, at: [[x, y], ...]}], where
-// (x, y) is the middle of the label's baseline; each gets x and y.
+// the important ones first. labels: [{w, h, at: [[x, y], ...], edge}],
+// where (x, y) is the middle of the label's baseline; each gets x and y.
+// An avoid box with an edge key (a piece of that edge's curve) does not
+// keep that edge's own label away: a label sits on its own curve.
 export function placeLabels(labels, avoid = []) {
   const placed = [...avoid];
   const box = (l, x, y) => ({ x: x - l.w / 2, y: y - l.h + 3, w: l.w, h: l.h });
-  const free = (b) => !placed.some((o) => b.x < o.x + o.w && o.x < b.x + b.w && b.y < o.y + o.h && o.y < b.y + b.h);
+  const free = (b, edge) => !placed.some((o) => (o.edge === undefined || o.edge !== edge) && b.x < o.x + o.w && o.x < b.x + b.w && b.y < o.y + o.h && o.y < b.y + b.h);
   for (const l of labels) {
-    let spot = l.at.find(([x, y]) => free(box(l, x, y)));
+    let spot = l.at.find(([x, y]) => free(box(l, x, y), l.edge));
     if (!spot) {
       const [x, y0] = l.at[0];
       let y = y0;
-      while (!free(box(l, x, y))) y += 2;
+      while (!free(box(l, x, y), l.edge)) y += 2;
       spot = [x, y];
     }
     [l.x, l.y] = spot;
@@ -222,6 +247,13 @@ export function drawMap(nodes, edges) {
   const svg = s('svg', { width: W, class: 'mapsvg', role: 'img', 'aria-label': 'service map' },
     s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: 'userSpaceOnUse', orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' }))));
   const groups = [];
+  // Points along every curve, each a small box tagged with its edge, so
+  // that no label is placed across another call's line.
+  const trail = [];
+  const along = (i, x1, y1, x2, y2) => {
+    const n = Math.max(1, Math.ceil(Math.hypot(x2 - x1, y2 - y1) / 6));
+    for (let k = 0; k <= n; k++) trail.push({ x: x1 + ((x2 - x1) * k) / n - 1.5, y: y1 + ((y2 - y1) * k) / n - 1.5, w: 3, h: 3, edge: i });
+  };
   let back = 0;
   let lowest = 0; // the lowest back edge's bottom run
   edges.forEach((e, i) => {
@@ -245,6 +277,10 @@ export function drawMap(nodes, edges) {
         const [x1, y1] = pts[j - 1];
         const [x2, y2] = pts[j];
         d += j % 2 ? ` C${(x1 + x2) / 2},${y1} ${(x1 + x2) / 2},${y2} ${x2},${y2}` : ` L${x2},${y2}`;
+        if (j % 2) {
+          let prev = [x1, y1];
+          for (let t = 0.05; t <= 1.0001; t += 0.05) { const p = bezier(x1, y1, x2, y2, t); along(i, prev[0], prev[1], p[0], p[1]); prev = p; }
+        } else along(i, x1, y1, x2, y2);
       }
       // The label goes on the last hop, into the server: on the curve's
       // middle if that is free, else further along or back.
@@ -266,11 +302,14 @@ export function drawMap(nodes, edges) {
       lowest = Math.max(lowest, low);
       back++;
       d = `M${a.x + NW},${ay} L${xr},${ay} L${xr},${low} L${xl},${low} L${xl},${by} L${b.x},${by}`;
+      const poly = [[a.x + NW, ay], [xr, ay], [xr, low], [xl, low], [xl, by], [b.x, by]];
+      for (let k = 1; k < poly.length; k++) along(i, ...poly[k - 1], ...poly[k]);
       lab = { at: [[(xr + xl) / 2, low - 4]] };
     }
     lab.w = label.length * 6.3 + 6; // 11px text, measured before the SVG is in the page
     lab.h = LH;
     lab.rate = e.rate;
+    lab.edge = i;
     // A call seen in the range but not in the rate's window is drawn thin
     // and dashed, without a label: "0/s · 0% · –" said nothing and took
     // the room the busy calls' labels need.
@@ -283,7 +322,7 @@ export function drawMap(nodes, edges) {
   });
   // The busiest calls choose their label's place first.
   const nodeBoxes = nodes.map((n) => ({ ...pos.get(n), w: NW, h: NH }));
-  placeLabels(groups.filter((g) => g.lab).map((g) => g.lab).sort((a, b) => b.rate - a.rate), nodeBoxes);
+  placeLabels(groups.filter((g) => g.lab).map((g) => g.lab).sort((a, b) => b.rate - a.rate), [...nodeBoxes, ...trail]);
   let bottom = Math.max(H, lowest + 6);
   for (const { g, lab, label } of groups) {
     if (lab) {

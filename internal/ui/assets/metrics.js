@@ -1,7 +1,7 @@
 // metrics.js: the PromQL explorer and Sightline's own health page.
 import { h, mount, fmtNum, fmtValue } from './dom.js';
 import * as api from './api.js';
-import { editor } from './editor.js';
+import { editor, savedQueries } from './editor.js';
 import { lineChart, palette } from './chart.js';
 import { navigate, setRange, timeRange } from './app.js';
 
@@ -20,44 +20,84 @@ async function promSuggest(src, caret) {
   return { from: caret - m[1].length, items: metricNames.filter((n) => n.startsWith(m[1]) && n !== m[1]).map((n) => ({ label: n, insert: n })) };
 }
 
-// chartQuery runs a range query and returns [chart, table].
-async function chartQuery(q, start, end) {
+// chartQueries runs the queries' range and instant queries and returns
+// [chart, table, series count]: every query's series on one chart, as
+// Grafana's Explore draws queries A, B, ...; with more than one query each
+// series is named after its query's letter. A query that fails is
+// reported by its index in errors, and the others are still drawn.
+async function chartQueries(qs, start, end) {
   const step = api.stepFor(start, end);
-  const [range, inst] = await Promise.all([api.promRange(q, start, end, step), api.prom(q, end)]);
-  const series = range.slice(0, 50).map((r, i) => ({ name: labelsOf(r.metric), colour: palette[i % palette.length], points: r.values.map(([t, v]) => [Number(t), Number(v)]), gap: step * 1.5 }));
+  const runs = await Promise.all(qs.map((q) => Promise.all([api.promRange(q, start, end, step), api.prom(q, end)]).then((r) => ({ r }), (e) => ({ e }))));
+  const errors = runs.map((x) => (x.e ? x.e.message : null));
+  const prefix = (i) => (qs.length > 1 ? `${LETTERS[i]}: ` : '');
+  const series = [];
   let rows = [];
-  if (inst.resultType === 'vector') rows = inst.result.map((r) => [labelsOf(r.metric), r.value[1]]);
-  else if (inst.resultType === 'scalar') rows = [['scalar', inst.result[1]]];
-  const chart = lineChart({ series, t0: start, t1: end, legend: series.length <= 12, onzoom: setRange });
+  runs.forEach((x, i) => {
+    if (!x.r) return;
+    const [range, inst] = x.r;
+    for (const r of range) series.push({ name: prefix(i) + labelsOf(r.metric), points: r.values.map(([t, v]) => [Number(t), Number(v)]), gap: step * 1.5 });
+    if (inst.resultType === 'vector') rows = rows.concat(inst.result.map((r) => [prefix(i) + labelsOf(r.metric), r.value[1]]));
+    else if (inst.resultType === 'scalar') rows.push([`${prefix(i)}scalar`, inst.result[1]]);
+  });
+  const shown = series.slice(0, 50).map((se, i) => ({ ...se, colour: palette[i % palette.length] }));
+  const chart = lineChart({ series: shown, t0: start, t1: end, legend: shown.length <= 12, onzoom: setRange });
   // Each row carries its line's colour; hovering it fades the other lines.
-  const colourOf = new Map(series.map((se) => [se.name, se.colour]));
+  const colourOf = new Map(shown.map((se) => [se.name, se.colour]));
   const pick = (name) => chart.querySelectorAll('path.line').forEach((p) => p.classList.toggle('dim', name !== null && p.dataset.series !== name));
   return [chart,
     h('table', { class: 'grid', id: 'prom-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Series'), h('th', { class: 'num' }, 'Value at end'))),
       h('tbody', {}, rows.map(([k, v]) => h('tr', { onmouseenter: () => pick(k), onmouseleave: () => pick(null) },
         h('td', { class: 'mono small' }, h('i', { class: 'swatch', style: { background: colourOf.get(k) || 'transparent' } }), k),
         h('td', { class: 'num', title: String(v) }, fmtValue(v)))))),
-    range.length];
+    series.length, errors];
 }
 
+const LETTERS = 'ABCDEFGHIJ';
+
+// metricsPage is the PromQL explorer: up to ten queries (query=, repeated
+// in the URL), charted together, and the query library.
 export function metricsPage({ query, alive }) {
-  const q = query.get('query') || 'sum by (service_name) (rate(traces_spanmetrics_calls_total[5m]))';
+  const qs = query.getAll('query').filter((q) => q.trim() !== '');
+  if (!qs.length) qs.push('sum by (service_name) (rate(traces_spanmetrics_calls_total[5m]))');
   const [start, end] = timeRange(query);
-  const ed = editor({ value: q, label: 'PromQL query', suggest: promSuggest, onsubmit: (v) => { const u = new URL(location.href); u.searchParams.set('query', v); navigate(u.pathname + u.search, { replace: true }); } });
+  const run = (values) => {
+    const u = new URL(location.href);
+    u.searchParams.delete('query');
+    for (const v of values) if (v.trim()) u.searchParams.append('query', v);
+    navigate(u.pathname + u.search, { replace: true });
+  };
+  const eds = [];
+  const rowsEl = h('div', { class: 'queries' });
+  const all = () => eds.map((e) => e.value());
+  const addRow = (value) => {
+    const ed = editor({ value, label: eds.length ? `PromQL query ${LETTERS[eds.length]}` : 'PromQL query', suggest: promSuggest, onsubmit: () => run(all()) });
+    eds.push(ed);
+    const i = eds.length - 1;
+    rowsEl.append(h('div', { class: 'query-row', 'data-query': LETTERS[i] }, h('span', { class: 'query-letter mono' }, LETTERS[i]), ed.el,
+      i > 0 ? h('button', { type: 'button', 'aria-label': `remove query ${LETTERS[i]}`, title: 'remove this query', onclick: () => run(all().filter((_, j) => j !== i)) }, '×') : null));
+    return ed;
+  };
+  for (const q of qs.slice(0, LETTERS.length)) addRow(q);
   const out = h('section', { id: 'prom-result' }, h('p', { class: 'muted' }, 'Loading…'));
   (async () => {
     try {
-      const [chart, table, n] = await chartQuery(q, start, end);
+      const [chart, table, n, errors] = await chartQueries(qs, start, end);
       if (!alive()) return;
+      errors.forEach((e, i) => { if (e && eds[i]) eds[i].setError(e); });
+      if (errors.every((e) => e)) { mount(out); return; }
       mount(out, h('p', { class: 'muted', id: 'series-count' }, `${n} series`), chart, table);
     } catch (e) {
       if (!alive()) return;
-      ed.setError(e.message);
+      eds[0].setError(e.message);
       mount(out);
     }
   })();
-  return h('div', { class: 'page' }, h('h1', {}, 'Metrics'), ed.el,
-    h('div', { class: 'filters' }, h('button', { onclick: () => ed.input.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter' })) }, 'Run query')), out);
+  const saved = savedQueries({ kind: 'promql', current: () => eds[0].value(), open: (q) => run([q]) });
+  return h('div', { class: 'page' }, h('h1', {}, 'Metrics'), rowsEl,
+    h('div', { class: 'filters' },
+      h('button', { onclick: () => run(all()) }, 'Run queries'),
+      h('button', { type: 'button', disabled: eds.length >= LETTERS.length, onclick: () => { const ed = addRow(''); ed.input.focus(); } }, '+ Add query')),
+    saved, out);
 }
 
 // selfPage charts Sightline's own telemetry, which the all-in-one scrapes

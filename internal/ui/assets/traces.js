@@ -2,7 +2,7 @@
 // results table.
 import { h, mount, fmtMs, fmtTime, colour } from './dom.js';
 import * as api from './api.js';
-import { editor } from './editor.js';
+import { editor, savedQueries } from './editor.js';
 import { scatter } from './chart.js';
 import { link, navigate, timeRange } from './app.js';
 
@@ -124,5 +124,6 @@ export function tracesPage({ query, alive }) {
     ed.el,
     h('div', { class: 'filters' }, svc, op, st, min, max,
       h('button', { onclick: () => run() }, 'Search')),
+    savedQueries({ kind: 'traceql', current: () => ed.value(), open: (q) => run(q) }),
     results);
 }
