@@ -521,7 +521,7 @@ function panelElement(p, vars, start, end, alive) {
     else if (TABLE_PANELS.has(p.type)) done('data', seriesTable(series));
     else {
       const { step } = intervals(start, end, p);
-      done('data', lineChart({ series: series.slice(0, 50).map((s, i) => ({ name: s.name, colour: palette[i % palette.length], points: s.points, gap: step * 1.5 })), t0: start, t1: end, height: Math.max(80, (gp.h || 8) * 30 - 70), unit: panelUnit(p) === 'percent' ? '%' : '', onzoom: setRange }));
+      done('data', lineChart({ series: series.slice(0, 50).map((s, i) => ({ name: s.name, colour: palette[i % palette.length], points: s.points, gap: step * 1.5 })), t0: start, t1: end, height: Math.max(80, (gp.h || 8) * 38 - 90), unit: panelUnit(p) === 'percent' ? '%' : '', onzoom: setRange }));
     }
   })();
   return el;

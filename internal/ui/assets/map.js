@@ -202,6 +202,9 @@ export function mapPage({ query, alive }) {
   const [start, end] = timeRange(query);
   const w = `${Math.max(60, Math.min(3600, Math.round((end - start) / 4)))}s`;
   const box = h('div', { class: 'map', id: 'service-map' }, h('p', { class: 'muted' }, 'Loading…'));
+  const showIdle = query.get('idle') === '1';
+  const idleBox = h('input', { type: 'checkbox', id: 'map-idle', checked: showIdle, onchange: (e) => { const u = new URL(location.href); if (e.target.checked) u.searchParams.set('idle', '1'); else u.searchParams.delete('idle'); navigate(u.pathname + u.search, { replace: true }); } });
+  const idleCount = h('span', { class: 'muted' });
   (async () => {
     let req;
     let failed;
@@ -223,9 +226,15 @@ export function mapPage({ query, alive }) {
     const edges = req.result.map((r) => ({ client: r.metric.client, server: r.metric.server, rate: Number(r.value[1]), errors: (fail.get(key(r.metric)) || 0) / (Number(r.value[1]) || 1), p95: lat.get(key(r.metric)) }));
     const nodes = [...new Set(edges.flatMap((e) => [e.client, e.server]))].sort();
     if (!nodes.length) { mount(box, h('p', { class: 'empty' }, 'No service graph yet: it appears once client and server spans of the same calls arrive.')); return; }
-    mount(box, drawMap(nodes, edges));
+    // Calls seen in the range but idle in the rate's window are left out
+    // unless asked for (idle=1); their services stay on the map.
+    const idle = edges.filter((e) => !(e.rate > 0)).length;
+    idleBox.parentElement.hidden = idle === 0;
+    idleCount.textContent = ` (${idle})`;
+    mount(box, drawMap(nodes, showIdle ? edges : edges.filter((e) => e.rate > 0)));
   })();
-  return h('div', { class: 'page' }, h('h1', {}, 'Service map'), h('p', { class: 'muted' }, `Calls between services over the last ${w} of the range, from the service graph metrics. Each edge reads requests/s · failed % · p95 latency; its width follows the rate, and red edges fail more than 5% of calls. Hover an edge or a service to pick it out; click a service to open it.`), box);
+  return h('div', { class: 'page' }, h('h1', {}, 'Service map'), h('p', { class: 'muted' }, `Calls between services over the last ${w} of the range, from the service graph metrics. Each edge reads requests/s · failed % · p95 latency; its width follows the rate, and red edges fail more than 5% of calls. Hover an edge or a service to pick it out; click a service to open it.`),
+    h('div', { class: 'filters', hidden: true }, h('label', { class: 'small' }, idleBox, ' show idle calls', idleCount)), box);
 }
 
 export function drawMap(nodes, edges) {
