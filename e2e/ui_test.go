@@ -137,8 +137,11 @@ func TestUI(t *testing.T) {
 		t.Fatal("playwright-core is not installed: scripts/test.sh runs npm ci in e2e/ui")
 	}
 
+	// A real Alertmanager, which the rules notify and whose silences the
+	// alerts page shows.
+	am := alertmanager(t)
 	port := freePort(t)
-	in := start(t, []string{"testdata/ui.yaml"}, "QUERY_PORT="+strconv.Itoa(port))
+	in := start(t, []string{"testdata/ui.yaml"}, "QUERY_PORT="+strconv.Itoa(port), "ALERTMANAGER="+am)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", in.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
@@ -218,6 +221,16 @@ func TestUI(t *testing.T) {
 			strings.Contains(httpGet(t, base+"/api/v1/query_exemplars?query=traces_spanmetrics_duration_milliseconds_bucket%7Bservice_name%3D%22checkout%22%7D&start="+strconv.FormatInt(now.Add(-time.Hour).Unix(), 10)+"&end="+strconv.FormatInt(time.Now().Add(time.Minute).Unix(), 10)), "trace_id")
 	})
 
+	// The SpansFlowing alert (testdata/ui.rules.yml) reaches Alertmanager,
+	// and a silence there mutes its checkout instance.
+	in.waitFor("the rules' alert to reach Alertmanager", 60*time.Second, func() bool {
+		return strings.Contains(httpGet(t, am+"/api/v2/alerts?filter=alertname%3D%22SpansFlowing%22"), `"service_name":"checkout"`)
+	})
+	silenceID := silence(t, am, []map[string]any{
+		{"name": "alertname", "value": "SpansFlowing", "isRegex": false, "isEqual": true},
+		{"name": "service_name", "value": "check.*", "isRegex": true, "isEqual": true},
+	}, "deploying checkout")
+
 	artifacts := filepath.Join(t.TempDir(), "artifacts")
 	cmd := exec.Command(node, "ui.test.mjs")
 	cmd.Dir = "ui"
@@ -225,7 +238,7 @@ func TestUI(t *testing.T) {
 		"BASE="+base, "ARTIFACTS="+artifacts, "CHROMIUM="+chromium, fmt.Sprintf("OTLP_HTTP=http://127.0.0.1:%d", in.HTTP),
 		"LOG_TRACE="+logTrace.String(), "LOG_LINE="+logLine,
 		"BIG_TRACE="+storage.TraceID(bigID).String(), "XSS_TRACE="+storage.TraceID(xssID).String(),
-		"EDGES="+mustJSON(t, edges))
+		"EDGES="+mustJSON(t, edges), "SILENCE="+silenceID)
 	if shots != "" {
 		abs, err := filepath.Abs(shots)
 		require.NoError(t, err)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every Sightline test on a fresh machine. It installs what the tests
 # need by itself (Go modules; Debian's prometheus package, whose server and
-# promtool the PromQL differential test runs against; Debian's chromium and
-# playwright-core from npm for the UI's browser tests), so CI and newcomers
+# promtool the PromQL differential test runs against; Debian's Alertmanager,
+# which the UI test's rules notify; Debian's chromium and playwright-core
+# from npm for the UI's browser tests; podman, runc, rpm and systemd for
+# the image and package tests; helm), so CI and newcomers
 # run the same thing: `./scripts/test.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,7 @@ fi
 # them on PATH.
 missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 # The container image test builds and runs the image with podman (runc:

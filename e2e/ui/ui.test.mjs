@@ -20,6 +20,7 @@ const BIG_TRACE = env('BIG_TRACE'); // 10,000 spans
 const XSS_TRACE = env('XSS_TRACE');
 const EDGES = JSON.parse(env('EDGES')); // ["client->server", ...]
 const OTLP_HTTP = env('OTLP_HTTP'); // the OTLP/HTTP receiver
+const SILENCE = env('SILENCE'); // an Alertmanager silence of SpansFlowing for checkout
 mkdirSync(ARTIFACTS, { recursive: true });
 if (SHOTS) mkdirSync(SHOTS, { recursive: true });
 
@@ -816,6 +817,14 @@ await step('alerts: rules, state, the expression charted, instances with links',
   check(new URL(page.url()).searchParams.get('q').includes('resource.service.name = "checkout"'), `the traces link does not search the service: ${page.url()}`);
   await page.goto(`${BASE}/ui/alerts?range=15m`);
   await rule.waitFor(T);
+  // The Alertmanager's silence is listed, and mutes the checkout alert.
+  const sil = page.locator(`#silences tr[data-silence="${SILENCE}"]`);
+  await sil.waitFor(T);
+  const silText = await sil.textContent();
+  check(silText.includes('active') && silText.includes('service_name=~"check.*"') && silText.includes('deploying checkout'), `silence row: ${silText}`);
+  const muted = page.locator(`section.rule[data-rule="SpansFlowing"] tr[data-silenced~="${SILENCE}"]`);
+  await muted.first().waitFor(T);
+  check((await muted.first().textContent()).includes('service_name="checkout"'), 'the silence mutes another alert');
   await shot('alerts');
 });
 

@@ -15,6 +15,7 @@ import (
 func (a *API) nativeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/sightline/v1/traces/{id}/logs", a.traceLogs)
 	mux.HandleFunc("GET /api/sightline/v1/status", a.status)
+	mux.HandleFunc("GET /api/sightline/v1/silences", a.silences)
 }
 
 // status answers the stores' sizes and retention, for the UI's page about
