@@ -652,9 +652,12 @@ await step('Sightline\'s own page shows the store', async () => {
   check(/memory_budget\s+[1-9]/.test(text) && /refused_spans\s+\d+/.test(text), `store memory in the status: ${text}`);
 });
 
-await step('the UI\'s own functions (critical path, map layout and labels, tokens, error positions)', async () => {
+await step('the UI\'s own functions (span durations, critical path, map layout and labels, tokens, error positions)', async () => {
   const r = await page.evaluate(async () => {
-    const { criticalPath } = await import('/ui/trace.js');
+    const { criticalPath, parseTrace } = await import('/ui/trace.js');
+    // A double holds epoch nanoseconds only to 256 ns: subtracting two
+    // Numbers made this 250 µs span 250.112 µs.
+    const exact = parseTrace({ resourceSpans: [{ scopeSpans: [{ spans: [{ spanId: 'a', startTimeUnixNano: '1764777600123456001', endTimeUnixNano: '1764777600123706001' }] }] }] }).spans[0].dur;
     const { layers, layout, placeLabels } = await import('/ui/map.js');
     const { tokens, errorPosition } = await import('/ui/editor.js');
     // root 0..100 with children a 0..30, b 10..60 (inside a? no: overlaps),
@@ -689,11 +692,12 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
     const layoutMs = performance.now() - t0;
     const labs = placeLabels([L([50, 20], [50, 60]), L([60, 22], [200, 22]), L([60, 24]), L([50, 100])], [{ x: 0, y: 90, w: 100, h: 20 }]).map((l) => [l.x, l.y]);
     const toks = tokens('{ span.http.status_code >= 500 && name = "GET /" }').filter(([k]) => k !== 'plain').map(([k, t]) => `${k}:${t}`);
-    return { cp, cols, toks, pos: errorPosition('1:12: unexpected }'), lpos: errorPosition('parse error at line 2, col 3: x'),
+    return { cp, exact, cols, toks, pos: errorPosition('1:12: unexpected }'), lpos: errorPosition('parse error at line 2, col 3: x'),
       crossed: [crossed.crossings, crossed.cols[1].join(',')], long: [long.crossings, long.chains[4].length, long.cols.map((c) => c.length).join(',')],
       cycle: cycle.chains.map((c) => c === null), loop, labs, layoutMs, dense: dense.cols.flat().filter((n) => !n.startsWith('\u0000')).length };
   });
   check(r.cp === 'b,c,r', `critical path ${r.cp}`);
+  check(r.exact === 250000, `a 250 µs span lasts ${r.exact} ns`);
   check(JSON.stringify(r.cols) === JSON.stringify([['web'], ['api'], ['auth'], ['db']]), `layers ${JSON.stringify(r.cols)}`);
   check(r.toks.join(' ') === 'op:{ attr:span.http.status_code op:>= number:500 op:&& intrinsic:name op:= string:"GET /" op:}', `tokens ${r.toks.join(' ')}`);
   check(r.crossed[0] === 0 && r.crossed[1] === 'x,w', `barycentre order ${JSON.stringify(r.crossed)}`);
@@ -754,7 +758,7 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
   // overhangs counted once.
   const stats = await page.evaluate(async () => {
     const { traceStats } = await import('/ui/trace.js');
-    const sp = (service, name, start, end, children = [], error = false) => ({ service, name, start, end, children, error });
+    const sp = (service, name, start, end, children = [], error = false) => ({ service, name, start, end, dur: end - start, children, error });
     const b = sp('api', 'db', 10, 40);
     const c = sp('api', 'db', 30, 60, [], true);
     const d = sp('cache', 'get', 90, 120);
@@ -769,7 +773,7 @@ await step('the UI\'s own functions (critical path, map layout and labels, token
   // Trace comparison merges by path of service and operation.
   const diff = await page.evaluate(async () => {
     const { diffTraces } = await import('/ui/compare.js');
-    const sp = (service, name, start, end, children = []) => ({ service, name, start, end, children });
+    const sp = (service, name, start, end, children = []) => ({ service, name, start, end, dur: end - start, children });
     const a = [sp('web', 'GET /', 0, 100, [sp('api', 'q', 0, 10), sp('api', 'q', 10, 30), sp('db', 'x', 0, 5)])];
     const b = [sp('web', 'GET /', 0, 120, [sp('api', 'q', 0, 50), sp('cache', 'get', 0, 1)])];
     return diffTraces(a, b).map((n) => `${n.depth} ${n.service}/${n.name} ${n.a.count}:${n.a.total} ${n.b.count}:${n.b.total} ${n.state}`);

@@ -23,7 +23,7 @@ export function diffTraces(rootsA, rootsB) {
         parent.children.set(key, n);
       }
       n[side].count++;
-      n[side].total += Math.max(0, s.end - s.start);
+      n[side].total += s.dur;
       add(side, s.children, n, depth + 1);
     }
   };

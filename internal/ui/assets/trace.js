@@ -25,6 +25,22 @@ export function anyValue(v) {
 
 const attrMap = (list) => (list || []).map((kv) => [kv.key, anyValue(kv.value)]);
 
+// nanos reads an OTLP JSON timestamp (a decimal string, or a number from
+// some encoders) exactly. A double holds nanoseconds since 1970 only to
+// about 256 ns, so durations are taken as the difference of these, never
+// of two Numbers: a 4 ms span must read 4 ms, and filter as one.
+function nanos(v) {
+  try { return BigInt(v ?? 0); } catch { return BigInt(Math.round(Number(v) || 0)); }
+}
+
+// times gives a span's start and end as Numbers (absolute nanoseconds,
+// for ordering and placing on a time axis) and its exact duration.
+function times(sp) {
+  const st = nanos(sp.startTimeUnixNano);
+  const en = nanos(sp.endTimeUnixNano);
+  return { start: Number(st), end: Number(en), dur: en > st ? Number(en - st) : 0, startN: st, endN: en };
+}
+
 // parseTrace flattens OTLP JSON into spans with parent links, sorted
 // depth-first by start time.
 export function parseTrace(td) {
@@ -37,7 +53,7 @@ export function parseTrace(td) {
         spans.push({
           id: sp.spanId, parent: sp.parentSpanId || '', name: sp.name, service, resource: res,
           scope: ss.scope || {}, kind: typeof sp.kind === 'number' ? KINDS[sp.kind] : String(sp.kind || '').replace('SPAN_KIND_', '').toLowerCase(),
-          start: Number(sp.startTimeUnixNano), end: Number(sp.endTimeUnixNano), attrs: attrMap(sp.attributes),
+          ...times(sp), attrs: attrMap(sp.attributes),
           events: sp.events || [], links: sp.links || [],
           error: sp.status && (sp.status.code === 2 || sp.status.code === 'STATUS_CODE_ERROR'),
           statusMessage: (sp.status && sp.status.message) || '', children: [], depth: 0, logs: [],
@@ -91,7 +107,7 @@ export function traceStats(spans) {
       g = { service: s.service, name: s.name, count: 0, errors: 0, total: 0, self: 0 };
       groups.set(key, g);
     }
-    const d = Math.max(0, s.end - s.start);
+    const d = s.dur;
     const iv = s.children.map((c) => [Math.max(c.start, s.start), Math.min(c.end, s.end)]).filter(([a, b]) => b > a).sort((x, y) => x[0] - y[0]);
     let covered = 0;
     let cur = null;
@@ -105,7 +121,7 @@ export function traceStats(spans) {
     if (cur) covered += cur[1] - cur[0];
     g.count++;
     g.total += d;
-    g.self += d - covered;
+    g.self += Math.max(0, d - covered);
     if (s.error) g.errors++;
   }
   return [...groups.values()].sort((a, b) => b.self - a.self || a.service.localeCompare(b.service) || a.name.localeCompare(b.name));
@@ -126,7 +142,7 @@ export function flameRects(spans, tStart, total) {
     while (rows[row] && rows[row].some(([x, y]) => a < y && x < b)) row++;
     (rows[row] ||= []).push([a, b]);
     rowOf.set(sp.id, row);
-    out.push({ id: sp.id, row, x: (sp.start - tStart) / total, w: Math.max(0, sp.end - sp.start) / total });
+    out.push({ id: sp.id, row, x: (sp.start - tStart) / total, w: sp.dur / total });
   }
   return out;
 }
@@ -145,7 +161,7 @@ function flameGraph(spans, byId, tStart, total, select) {
       const label = `${sp.service}: ${sp.name}`;
       const fits = Math.floor((w - 6) / 6.2);
       return svg('g', { class: sp.error ? 'flame err' : 'flame', 'data-span': r.id, onclick: () => select(r.id) },
-        svg('title', {}, `${label} (${fmtDuration(sp.end - sp.start)})`),
+        svg('title', {}, `${label} (${fmtDuration(sp.dur)})`),
         svg('rect', { x, y: r.row * FLAME_ROW, width: w, height: FLAME_ROW - 2, rx: 2, style: { fill: colour(sp.service) } }),
         fits >= 3 ? svg('text', { x: x + 3, y: r.row * FLAME_ROW + 12 }, label.length > fits ? `${label.slice(0, fits - 1)}…` : label) : null);
     }));
@@ -223,7 +239,7 @@ export function spanFilter(text) {
         const d = parseDurationNs(value);
         if (!isFinite(d)) { preds.push(() => false); continue; }
         const cmp = { '>': (x) => x > d, '>=': (x) => x >= d, '<': (x) => x < d, '<=': (x) => x <= d, '=': (x) => x === d, '!=': (x) => x !== d }[op];
-        preds.push((sp) => cmp(sp.end - sp.start));
+        preds.push((sp) => cmp(sp.dur));
         continue;
       }
       if (op !== '=' && op !== '!=') { preds.push(() => false); continue; }
@@ -264,8 +280,10 @@ function view(root, id, td, logsRaw, selected, findTerm) {
   const { spans, byId, roots } = parseTrace(td);
   if (!spans.length) { mount(root, h('p', { class: 'empty' }, 'Trace has no spans.')); return; }
   const tStart = Math.min(...spans.map((s) => s.start));
-  const tEnd = Math.max(...spans.map((s) => s.end));
-  const total = Math.max(1, tEnd - tStart);
+  // The trace's length, exactly (see nanos).
+  let t0 = spans[0].startN, t1 = spans[0].endN;
+  for (const s of spans) { if (s.startN < t0) t0 = s.startN; if (s.endN > t1) t1 = s.endN; }
+  const total = Math.max(1, Number(t1 - t0));
   const crit = criticalPath(roots);
   const services = [...new Set(spans.map((s) => s.service))];
   const errors = spans.filter((s) => s.error).length;
@@ -358,7 +376,7 @@ function view(root, id, td, logsRaw, selected, findTerm) {
     const toggle = hasKids
       ? h('button', { class: 'tog', 'aria-label': collapsed.has(s.id) ? 'expand' : 'collapse', 'aria-expanded': String(!collapsed.has(s.id)), onclick: (e) => { e.stopPropagation(); if (collapsed.has(s.id)) collapsed.delete(s.id); else collapsed.add(s.id); recompute(); paint(true); } }, collapsed.has(s.id) ? '▸' : '▾')
       : h('span', { class: 'tog' });
-    const bar = h('div', { class: `bar${s.error ? ' err' : ''}${crit.has(s.id) ? ' crit' : ''}`, style: { left: pct(s.start), width: `max(2px, ${(((s.end - s.start) / total) * 100).toFixed(3)}%)`, background: colour(s.service) } });
+    const bar = h('div', { class: `bar${s.error ? ' err' : ''}${crit.has(s.id) ? ' crit' : ''}`, style: { left: pct(s.start), width: `max(2px, ${((s.dur / total) * 100).toFixed(3)}%)`, background: colour(s.service) } });
     const ticks = s.logs.map((l) => h('i', { class: `logtick ${l.sev.toLowerCase()}`, style: { left: pct(l.t) }, title: l.body }));
     return h('div', {
       class: `wf-row${s.id === sel ? ' sel' : ''}${s.error ? ' has-err' : ''}${matched.has(s.id) ? ' match' : ''}`,
@@ -370,7 +388,7 @@ function view(root, id, td, logsRaw, selected, findTerm) {
     h('div', { class: 'wf-name', style: { paddingLeft: `${s.depth * 14}px` } }, toggle,
       h('span', { class: 'svc small', style: { '--c': colour(s.service) } }, s.service), ' ',
       h('span', { class: 'span-name' }, s.name), s.error ? h('span', { class: 'err-mark', title: 'error' }, ' ⚠') : null),
-    h('div', { class: 'wf-track' }, bar, ticks, h('span', { class: 'wf-dur', style: { left: pct(s.end) } }, fmtDuration(s.end - s.start))));
+    h('div', { class: 'wf-track' }, bar, ticks, h('span', { class: 'wf-dur', style: { left: pct(s.end) } }, fmtDuration(s.dur))));
   }
 
   let lastFirst = -1;
@@ -415,7 +433,7 @@ function view(root, id, td, logsRaw, selected, findTerm) {
     mount(detail,
       h('h2', {}, h('span', { class: 'span-name' }, s.name)),
       h('p', {}, link(`/ui/service/${encodeURIComponent(s.service)}`, { class: 'svc', style: { '--c': colour(s.service) } }, s.service),
-        ` ${s.kind} · ${fmtDuration(s.end - s.start)} · starts at +${fmtDuration(s.start - tStart)}`,
+        ` ${s.kind} · ${fmtDuration(s.dur)} · starts at +${fmtDuration(s.start - tStart)}`,
         s.error ? h('span', { class: 'err' }, ` · error${s.statusMessage ? `: ${s.statusMessage}` : ''}`) : null),
       h('p', { class: 'mono small' }, `span ${s.id}${s.parent ? ` · parent ${s.parent}` : ''}`),
       h('h3', {}, 'Attributes'), s.attrs.length ? kv(s.attrs) : h('p', { class: 'muted' }, 'none'),
