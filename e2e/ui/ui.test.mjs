@@ -650,6 +650,10 @@ await step('Sightline\'s own page shows the store', async () => {
   const text = await store.innerText();
   check(/spans_in_head\s+\d+/.test(text) && /metrics_series\s+[1-9]/.test(text), `store status: ${text}`);
   check(/memory_budget\s+[1-9]/.test(text) && /refused_spans\s+\d+/.test(text), `store memory in the status: ${text}`);
+  check(/metrics_max_series\s+[1-9]/.test(text) && /metrics_refused_samples\s+0/.test(text), `metrics series limit in the status: ${text}`);
+  await page.locator('.card', { hasText: 'Metric series in the head' }).locator('p.big').waitFor(T);
+  const seriesShown = Number((await page.locator('.card', { hasText: 'Metric series in the head' }).locator('p.big').innerText()).replace(/[^0-9.]/g, ''));
+  check(seriesShown > 0, `metric series chart: ${seriesShown}`);
 });
 
 await step('the UI\'s own functions (span durations, critical path, map layout and labels, tokens, error positions)', async () => {

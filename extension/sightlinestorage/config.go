@@ -33,6 +33,12 @@ type MetricsConfig struct {
 	PromoteAllResourceAttributes      bool          `mapstructure:"promote_all_resource_attributes"`
 	IgnoreResourceAttributes          []string      `mapstructure:"ignore_resource_attributes"`
 	KeepIdentifyingResourceAttributes bool          `mapstructure:"keep_identifying_resource_attributes"`
+	// MaxSeries bounds the series in the TSDB's head, each about 0.9 KiB
+	// of memory: a sample that would create one more is refused,
+	// permanently (resending cannot help until series go stale), and the
+	// rest of its request is stored. 0 sizes it from the memory budget, a
+	// series per KiB (131,072 with the default 128 MiB); -1 is no limit.
+	MaxSeries int64 `mapstructure:"max_series"`
 }
 
 // MemoryConfig is the store's memory budget: the heap it may hold for data
@@ -169,6 +175,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Metrics.Retention <= 0 {
 		bad("metrics::retention", "must be positive")
+	}
+	if c.Metrics.MaxSeries < -1 {
+		bad("metrics::max_series", "%d is not a count: set a positive limit, 0 to size it from the memory budget, or -1 for none", c.Metrics.MaxSeries)
 	}
 	if c.Metrics.PromoteAllResourceAttributes && len(c.Metrics.PromoteResourceAttributes) > 0 {
 		bad("metrics::promote_resource_attributes", "cannot be set with promote_all_resource_attributes")

@@ -35,7 +35,7 @@ func TestLoadConfig(t *testing.T) {
 	want.Retention = RetentionConfig{MaxAge: 72 * time.Hour, MaxSize: 100 << 30}
 	want.Compaction = CompactionConfig{Interval: 30 * time.Second, MinBlocks: 8, MaxSize: 2 << 30, StallBlocks: 48}
 	want.Storage = StorageConfig{Backend: "s3", S3: S3Config{Bucket: "telemetry", Prefix: "sightline", Region: "eu-west-1"}}
-	want.Metrics = MetricsConfig{Retention: 720 * time.Hour, PromoteResourceAttributes: []string{"k8s.namespace.name"}}
+	want.Metrics = MetricsConfig{Retention: 720 * time.Hour, PromoteResourceAttributes: []string{"k8s.namespace.name"}, MaxSeries: 500_000}
 	want.Memory = MemoryConfig{LimitMiB: 300}
 	want.Limits = LimitsConfig{MaxAttributeBytes: 2048, MaxAttributes: 128}
 	require.Equal(t, want, custom)
@@ -50,6 +50,7 @@ func TestLoadConfig(t *testing.T) {
 		"storage::azure::container: is required with backend azure",
 		"storage::azure::storage_account: is required with backend azure",
 		"metrics::retention: must be positive",
+		"metrics::max_series: -2 is not a count",
 		"memory::limit_percentage: cannot be set with memory::limit_mib",
 		"memory::limit_percentage: 120 is over 100",
 		"limits::max_attribute_bytes: 10 is below the 64 byte minimum",
@@ -75,4 +76,11 @@ func TestMemoryBudgetResolution(t *testing.T) {
 	} {
 		require.Equal(t, c.want, c.cfg.budget(c.limit, c.host), c.name)
 	}
+}
+
+func TestMaxSeriesResolution(t *testing.T) {
+	require.EqualValues(t, 131_072, MetricsConfig{}.maxSeries(defaultBudget), "a series per KiB of the default budget")
+	require.EqualValues(t, 512<<10, MetricsConfig{}.maxSeries(512<<20), "a series per KiB of a container's budget")
+	require.EqualValues(t, 500_000, MetricsConfig{MaxSeries: 500_000}.maxSeries(defaultBudget), "set explicitly")
+	require.Zero(t, MetricsConfig{MaxSeries: -1}.maxSeries(defaultBudget), "-1 is no limit")
 }

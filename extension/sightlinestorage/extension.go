@@ -139,7 +139,7 @@ func (s *Storage) Start(ctx context.Context, host component.Host) error {
 		sync = wal.SyncInterval
 	}
 	budget := cfg.Memory.budget(memlimit.Container(), memlimit.Host())
-	s.set.Logger.Info("store memory budget", zap.Int64("budget_mib", budget>>20))
+	s.set.Logger.Info("store memory budget", zap.Int64("budget_mib", budget>>20), zap.Int64("metrics_max_series", cfg.Metrics.maxSeries(budget)))
 	db, err := store.Open(ctx, store.Options{
 		Dir:                cfg.Path,
 		Bucket:             bucket,
@@ -165,6 +165,7 @@ func (s *Storage) Start(ctx context.Context, host component.Host) error {
 	mdb, err := metrics.Open(metrics.Options{
 		Dir:       filepath.Join(cfg.Path, "metrics"),
 		Retention: mc.Retention,
+		MaxSeries: mc.maxSeries(budget),
 		OTLP: config.OTLPConfig{
 			PromoteResourceAttributes:         mc.PromoteResourceAttributes,
 			PromoteAllResourceAttributes:      mc.PromoteAllResourceAttributes,
@@ -211,7 +212,13 @@ func (s *Storage) registerMetrics() error {
 		metric.WithDescription("Blocks written from heads and not yet merged; at sightline_store_stall_blocks ingest of the signal is refused until compaction catches up."))
 	stall, err7 := m.Int64ObservableGauge("sightline_store_stall_blocks",
 		metric.WithDescription("The level-0 block count at which ingest stalls (compaction::stall_blocks)."))
-	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
+	series, err8 := m.Int64ObservableGauge("sightline_metrics_head_series",
+		metric.WithDescription("Series in the metrics TSDB's head."))
+	maxSeries, err9 := m.Int64ObservableGauge("sightline_metrics_max_series",
+		metric.WithDescription("The limit on sightline_metrics_head_series (metrics::max_series); 0 is none."))
+	refusedSamples, err10 := m.Int64ObservableCounter("sightline_metrics_refused_samples",
+		metric.WithDescription("Metric samples refused, permanently, because they would have created a series past metrics::max_series."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10); err != nil {
 		return err
 	}
 	spans := metric.WithAttributes(attribute.String("signal", "traces"))
@@ -231,8 +238,11 @@ func (s *Storage) registerMetrics() error {
 		o.ObserveInt64(level0, st.Level0TraceBlocks, spans)
 		o.ObserveInt64(level0, st.Level0LogBlocks, logs)
 		o.ObserveInt64(stall, int64(st.StallBlocks))
+		o.ObserveInt64(series, int64(s.mdb.HeadSeries()))
+		o.ObserveInt64(maxSeries, s.mdb.MaxSeries())
+		o.ObserveInt64(refusedSamples, s.mdb.SeriesLimitRefusals(), metric.WithAttributes(attribute.String("reason", "series_limit")))
 		return nil
-	}, mem, budget, pending, refused, refusedReqs, level0, stall)
+	}, mem, budget, pending, refused, refusedReqs, level0, stall, series, maxSeries, refusedSamples)
 	if err != nil {
 		return err
 	}

@@ -27,3 +27,20 @@ func (c MemoryConfig) budget(limit, host uint64) int64 {
 	}
 	return defaultBudget
 }
+
+// seriesBytes is what one series of the metrics TSDB's head is taken to
+// cost when its limit is sized from the budget: 876 bytes measured
+// (docs/benchmarks.md, "Memory for 100k active series"), rounded up.
+const seriesBytes = 1 << 10
+
+// maxSeries resolves metrics::max_series for the store's memory budget:
+// 0 is none for the metrics store.
+func (c MetricsConfig) maxSeries(budget int64) int64 {
+	switch {
+	case c.MaxSeries < 0:
+		return 0
+	case c.MaxSeries > 0:
+		return c.MaxSeries
+	}
+	return max(budget/seriesBytes, 1)
+}

@@ -59,6 +59,8 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	if m := a.stores.Metrics; m != nil {
 		h := m.TSDB().Head()
 		out["metrics_series"] = h.NumSeries()
+		out["metrics_max_series"] = m.MaxSeries()
+		out["metrics_refused_samples"] = m.SeriesLimitRefusals()
 		out["metrics_blocks"] = len(m.TSDB().Blocks())
 		out["metrics_retention"] = m.Retention().String()
 		out["metrics_write_failures"] = m.WriteFailures()

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,8 +30,10 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/util/notifications"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.uber.org/zap/exp/zapslog"
 
+	"github.com/sightlinehq/sightline/internal/metrics"
 	"github.com/sightlinehq/sightline/internal/otlpguard"
 )
 
@@ -97,7 +100,7 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 	// Prometheus's OTLP handler decodes with pdata: the same guard as the
 	// OTLP receiver's keeps deep values from overflowing its stack.
 	const otlpPath = "/api/v1/otlp/v1/metrics"
-	mux.Handle(otlpPath, otlpguard.HTTPHandler(otlpStatus(api), map[string]otlpguard.Signal{otlpPath: otlpguard.Metrics}, otlpguard.Limits{}))
+	mux.Handle(otlpPath, otlpguard.HTTPHandler(a.otlpStatus(api), map[string]otlpguard.Signal{otlpPath: otlpguard.Metrics}, otlpguard.Limits{}))
 	// Prometheus bounds samples, points and time; max_time_range is ours.
 	mux.Handle("/api/v1/query_range", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// start and end are required here, so 0 is the epoch, not
@@ -113,38 +116,69 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 	}))
 }
 
-// writeFailedKey carries a flag that the store's appenders set when a
-// commit fails, so otlpStatus can tell a store failure from bad data.
-type writeFailedKey struct{}
+// otlpWriteKey carries an OTLP write's *otlpWrite, which the store's
+// appenders fill in for otlpStatus.
+type otlpWriteKey struct{}
+
+// otlpWrite is what one request to Prometheus's OTLP handler did to the
+// store: whether a commit failed, and how many samples the series limit
+// refused (metrics.SkipSeriesLimit).
+type otlpWrite struct {
+	failed  atomic.Bool
+	limited atomic.Int64
+}
 
 // otlpStatus corrects the status of Prometheus's OTLP handler, which
 // answers 500 to anything that fails after decoding: metrics its
 // translator refuses (an empty metric, delta temporality) are the
 // client's and permanent, so 400, as OTLP asks; a failed write to the
 // store is retryable, so 503, which OTLP clients retry (they do not
-// retry a 500).
-func otlpStatus(next http.Handler) http.Handler {
+// retry a 500). Samples of new series past the series limit are skipped
+// and the rest stored, and the answer is OTLP's partial success naming
+// how many were rejected, where Prometheus would refuse the whole request.
+func (a *API) otlpStatus(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		failed := new(atomic.Bool)
+		wr := new(otlpWrite)
 		rec := httptest.NewRecorder()
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), writeFailedKey{}, failed)))
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), otlpWriteKey{}, wr)))
 		code := rec.Code
 		if code == http.StatusInternalServerError {
 			code = http.StatusBadRequest
-			if failed.Load() {
+			if wr.failed.Load() {
 				code = http.StatusServiceUnavailable
+			}
+		}
+		body := rec.Body.Bytes()
+		if n := wr.limited.Load(); n > 0 && code == http.StatusOK {
+			if b, ct, err := partialSuccess(r.Header.Get("Content-Type"), n, a.stores.Metrics.SeriesLimitError(n)); err == nil {
+				body = b
+				rec.Header().Set("Content-Type", ct)
 			}
 		}
 		for k, v := range rec.Header() {
 			w.Header()[k] = v
 		}
 		w.WriteHeader(code)
-		_, _ = w.Write(rec.Body.Bytes())
+		_, _ = w.Write(body)
 	})
 }
 
-// failFlagAppenderV2 sets the request's writeFailedKey flag when its
-// commit fails.
+// partialSuccess encodes an ExportMetricsServiceResponse that rejects n
+// data points for reason, in the request's encoding.
+func partialSuccess(contentType string, n int64, reason error) ([]byte, string, error) {
+	resp := pmetricotlp.NewExportResponse()
+	resp.PartialSuccess().SetRejectedDataPoints(n)
+	resp.PartialSuccess().SetErrorMessage(reason.Error())
+	if strings.HasPrefix(contentType, "application/json") {
+		b, err := resp.MarshalJSON()
+		return b, "application/json", err
+	}
+	b, err := resp.MarshalProto()
+	return b, "application/x-protobuf", err
+}
+
+// failFlagAppenderV2 sets the request's failed flag when its commit
+// fails.
 type failFlagAppenderV2 struct {
 	storage.AppenderV2
 	failed *atomic.Bool
@@ -327,8 +361,8 @@ func (l *lazyTSDB) AppenderV2(ctx context.Context) storage.AppenderV2 {
 		}
 		app = m.AppenderV2(ctx)
 	}
-	if f, ok := ctx.Value(writeFailedKey{}).(*atomic.Bool); ok {
-		app = failFlagAppenderV2{AppenderV2: app, failed: f}
+	if wr, ok := ctx.Value(otlpWriteKey{}).(*otlpWrite); ok {
+		app = metrics.SkipSeriesLimit(failFlagAppenderV2{AppenderV2: app, failed: &wr.failed}, &wr.limited)
 	}
 	if t, ok := promTenant(ctx); ok {
 		return tenantAppenderV2{AppenderV2: app, label: l.a.tenantLabel(), tenant: t}

@@ -43,8 +43,11 @@ type Options struct {
 	OTLP config.OTLPConfig
 	// MaxExemplars bounds the in-memory exemplar buffer.
 	MaxExemplars int64
-	Logger       *slog.Logger
-	Registerer   prometheus.Registerer
+	// MaxSeries bounds the series in the TSDB's head; appends that would
+	// create one more are refused with ErrSeriesLimit. 0 is no limit.
+	MaxSeries  int64
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 	// OnProblem is called when writes start failing (with the error) and
 	// when they succeed again (with nil), for health reporting.
 	OnProblem func(error)
@@ -75,11 +78,12 @@ type DB struct {
 	commitMu sync.Mutex
 	torn     bool
 
-	failures atomic.Int64
-	problem  atomic.Pointer[error]
-	repairs  chan struct{}
-	closed   chan struct{}
-	done     chan struct{}
+	failures      atomic.Int64
+	seriesRefused atomic.Int64
+	problem       atomic.Pointer[error]
+	repairs       chan struct{}
+	closed        chan struct{}
+	done          chan struct{}
 
 	// meta describes the metric families written (metadata.go).
 	meta metadataStore
@@ -120,10 +124,19 @@ func (d *DB) open() (*tsdb.DB, error) {
 	// Span metrics arrive a flush interval late and OTLP clients retry;
 	// accept samples up to 10 minutes out of order.
 	to.OutOfOrderTimeWindow = (10 * time.Minute).Milliseconds()
+	var limit *seriesLimit
+	if o.MaxSeries > 0 {
+		limit = &seriesLimit{max: o.MaxSeries, refused: &d.seriesRefused}
+		to.SeriesLifecycleCallback = limit
+	}
 	var skipped atomic.Int64
 	db, err := tsdb.Open(o.Dir, slog.New(replayLog{next: o.Logger.Handler(), skipped: &skipped}), o.Registerer, to, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open tsdb %s: %w", o.Dir, err)
+	}
+	if limit != nil {
+		// From here on, not during the replay above (seriesLimit).
+		limit.head.Store(db.Head())
 	}
 	if n := skipped.Load(); n > 0 {
 		o.Logger.Info("metrics WAL replayed; exemplars older than their series' newest were skipped, as when they were written; samples are unaffected", "exemplars_skipped", n)
@@ -329,11 +342,14 @@ func (a *appenderV2) Rollback() error {
 
 // AppendOTLP translates md and appends it in one TSDB transaction.
 // Metrics the translator refuses (delta temporality, an invalid type) are
-// left out and named in an error wrapping ErrUnsupported, while the rest
-// is committed; a write failure commits nothing and wraps ErrWrite.
-// Translation problems that drop single points are returned as warnings.
+// left out and named in an error wrapping ErrUnsupported, and points of
+// new series past Options.MaxSeries in one wrapping ErrSeriesLimit, while
+// the rest is committed; a write failure commits nothing and wraps
+// ErrWrite. Translation problems that drop single points are returned as
+// warnings.
 func (d *DB) AppendOTLP(ctx context.Context, md pmetric.Metrics) (warnings []string, err error) {
-	app := d.AppenderV2(ctx)
+	var refused atomic.Int64
+	app := SkipSeriesLimit(d.AppenderV2(ctx), &refused)
 	conv := prw.NewPrometheusConverter(app)
 	strategy := d.opts.OTLP.TranslationStrategy
 	annots, err := conv.FromMetrics(ctx, md, prw.Settings{
@@ -353,8 +369,12 @@ func (d *DB) AppendOTLP(ctx context.Context, md pmetric.Metrics) (warnings []str
 	if cerr := app.Commit(); cerr != nil {
 		return warnings, cerr // wraps ErrWrite
 	}
-	if err != nil {
-		return warnings, fmt.Errorf("%w: %w", ErrUnsupported, err)
+	var limited error
+	if n := refused.Load(); n > 0 {
+		limited = d.SeriesLimitError(n)
 	}
-	return warnings, nil
+	if err != nil {
+		return warnings, errors.Join(fmt.Errorf("%w: %w", ErrUnsupported, err), limited)
+	}
+	return warnings, limited
 }

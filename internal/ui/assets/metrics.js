@@ -121,6 +121,9 @@ const SELF = [
   ['Requests refused unread (budget, backlog, memory) / s', anyOf(['sightline_store_refused_requests_total'])],
   // Ingest stalls when this reaches sightline_store_stall_blocks.
   ['Level-0 blocks waiting to be merged', 'sum(sightline_store_level0_blocks)'],
+  // The metrics TSDB's bound: new series past metrics::max_series are refused.
+  ['Metric series in the head', 'sum(sightline_metrics_head_series)'],
+  ['Metric samples refused at the series limit / s', anyOf(['sightline_metrics_refused_samples_total'])],
 ];
 
 export function selfPage({ query, alive }) {
