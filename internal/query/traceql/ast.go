@@ -380,7 +380,10 @@ func (e *Attribute) String() string {
 		b.WriteString(e.Scope.String())
 	}
 	b.WriteByte('.')
-	if strings.ContainsFunc(e.Name, endsAttrName) || strings.Contains(e.Name, "\"") {
+	// An unscoped name that starts with a digit would read back as a
+	// number (.5), so it is quoted too.
+	digit := e.Scope == ScopeNone && !e.Parent && e.Name != "" && e.Name[0] >= '0' && e.Name[0] <= '9'
+	if digit || strings.ContainsFunc(e.Name, endsAttrName) || strings.Contains(e.Name, "\"") {
 		b.WriteString(strconv.Quote(e.Name))
 	} else {
 		b.WriteString(e.Name)

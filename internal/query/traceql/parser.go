@@ -186,7 +186,11 @@ func isComparison(op string) bool {
 
 func (p *parser) parsePipeline() *Pipeline {
 	pl := &Pipeline{pos: p.tok().pos}
+	first := p.tok()
 	pl.Stages = append(pl.Stages, p.parseStage())
+	if _, ok := pl.Stages[0].(*Coalesce); ok {
+		p.fail(first, "a pipeline cannot start with coalesce(): there are no spansets to merge yet")
+	}
 	for p.at("|") && !isMetricsFn(p.peek(1)) && !(p.peek(1).kind == tIdent && (p.peek(1).text == "topk" || p.peek(1).text == "bottomk")) {
 		p.next()
 		pl.Stages = append(pl.Stages, p.parseStage())
@@ -575,6 +579,9 @@ func (v *validator) pipeline(pl *Pipeline) {
 			v.scalar(s.RHS)
 		case *GroupBy:
 			v.expr(s.Expr)
+			if !refsField(s.Expr) {
+				v.fail(s.Expr.Pos(), "by() needs an attribute or intrinsic to group on, %s is the same for every span", s.Expr)
+			}
 		case *Select:
 			for _, f := range s.Fields {
 				v.fieldRef(f, "select")
@@ -588,6 +595,9 @@ func (v *validator) scalar(e ScalarExpr) {
 	case *Aggregate:
 		if s.Expr != nil {
 			v.expr(s.Expr)
+			if !refsField(s.Expr) {
+				v.fail(s.Expr.Pos(), "%s() aggregates a field of the spans, %s names none", s.Fn, s.Expr)
+			}
 			if t := s.Expr.exprType(); t != TypeAttribute && !t.numeric() {
 				v.fail(s.Expr.Pos(), "%s() needs a numeric field, %s is %s", s.Fn, s.Expr, t)
 			}
@@ -605,7 +615,9 @@ func (v *validator) spanset(e SpansetExpr) {
 			return
 		}
 		v.expr(s.Expr)
-		if t := s.Expr.exprType(); t != TypeBool {
+		// An attribute alone selects the spans where it is true, as in
+		// Tempo: its type is only known per span.
+		if t := s.Expr.exprType(); t != TypeBool && t != TypeAttribute {
 			v.fail(s.Expr.Pos(), "a spanset filter must be a boolean expression, %s is %s", s.Expr, t)
 		}
 	case *SpansetOp:
@@ -667,8 +679,20 @@ func (v *validator) binary(x *BinaryExpr) {
 			if x.Op != "=" && x.Op != "!=" {
 				v.fail(x.pos, "nil can only be compared with = or !=")
 			}
-			switch other.(type) {
-			case *Attribute, *IntrinsicRef:
+			switch o := other.(type) {
+			case *Attribute:
+				// Every span has a service; Tempo refuses to test it.
+				if o.Scope == ScopeResource && !o.Parent && o.Name == "service.name" {
+					v.fail(o.Pos(), "%s is never nil", o)
+				}
+			case *IntrinsicRef:
+				// A status or kind always has a value (unset and
+				// unspecified are values), as Tempo validates.
+				if otherT == TypeStatus || otherT == TypeKind {
+					v.fail(o.Pos(), "%s is never nil: compare it with a %s such as %s", o, otherT, map[Type]string{TypeStatus: "unset", TypeKind: "unspecified"}[otherT])
+				}
+			case *Literal:
+				// nil = nil is true and nil != nil false, as in Tempo.
 			default:
 				v.fail(other.Pos(), "only attributes can be compared with nil, %s is %s", other, otherT)
 			}
@@ -676,6 +700,15 @@ func (v *validator) binary(x *BinaryExpr) {
 		}
 		if !comparable(l, r) {
 			v.fail(x.pos, "cannot compare %s (%s) with %s (%s)", x.LHS, l, x.RHS, r)
+			return
+		}
+		if x.Op != "=" && x.Op != "!=" {
+			for _, s := range []Expr{x.LHS, x.RHS} {
+				if t := s.exprType(); t == TypeStatus || t == TypeKind || t == TypeBool {
+					v.fail(s.Pos(), "%s has no order: %s compares only with = and !=", s, t)
+					return
+				}
+			}
 		}
 	default: // arithmetic
 		for _, s := range []Expr{x.LHS, x.RHS} {
@@ -684,6 +717,20 @@ func (v *validator) binary(x *BinaryExpr) {
 			}
 		}
 	}
+}
+
+// refsField reports whether e reads a field of the span (an attribute or
+// intrinsic), rather than being the same value for every span.
+func refsField(e Expr) bool {
+	switch x := e.(type) {
+	case *Attribute, *IntrinsicRef:
+		return true
+	case *UnaryExpr:
+		return refsField(x.Expr)
+	case *BinaryExpr:
+		return refsField(x.LHS) || refsField(x.RHS)
+	}
+	return false
 }
 
 func comparable(a, b Type) bool {

@@ -26,6 +26,13 @@ func pushdown(e Expr, start, end int64) (*storage.SpanQuery, int) {
 	}
 	n := 0
 	for _, c := range conjuncts(e, nil) {
+		if a, ok := c.(*Attribute); ok {
+			// An attribute alone holds where it is true.
+			if pushAttr(q, a, "=", NewBool(true)) {
+				n++
+			}
+			continue
+		}
 		b, ok := c.(*BinaryExpr)
 		if !ok {
 			continue

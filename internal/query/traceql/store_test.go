@@ -108,6 +108,11 @@ var searchCases = []searchCase{
 		v, ok := attr(s, "http.request.method")
 		return ok && v.Str == "POST"
 	})},
+	// A boolean attribute alone: pushed down as `= true`.
+	{`{ span.app.cache.hit && duration > 100us }`, each(func(_ *oTrace, s *storage.Span) bool {
+		v, ok := attr(s, "app.cache.hit")
+		return ok && v.Type == storage.TypeBool && v.Int == 1 && s.Duration() > 100e3
+	})},
 	{`{ span.http.response.status_code >= 500 }`, each(func(_ *oTrace, s *storage.Span) bool {
 		n, ok := intAttr(s, "http.response.status_code")
 		return ok && n >= 500
