@@ -124,6 +124,12 @@ func (d *DB) open() (*tsdb.DB, error) {
 	// Span metrics arrive a flush interval late and OTLP clients retry;
 	// accept samples up to 10 minutes out of order.
 	to.OutOfOrderTimeWindow = (10 * time.Minute).Milliseconds()
+	// A cumulative OTLP point carries its start time: store a zero there,
+	// as Prometheus's created-timestamp-zero-ingestion does, so that
+	// rate() and increase() count a new series from its start instead of
+	// dropping everything up to its first export (a burst of calls then
+	// silence would otherwise never show as an increase).
+	to.EnableSTAsZeroSample = true
 	var limit *seriesLimit
 	if o.MaxSeries > 0 {
 		limit = &seriesLimit{max: o.MaxSeries, refused: &d.seriesRefused}

@@ -236,3 +236,34 @@ func TestExponentialHistogramAndSummary(t *testing.T) {
 	require.Equal(t, 0.03, v[0].F)
 	require.Len(t, query(`gc_pause_seconds`), 2, "one series per quantile")
 }
+
+// A cumulative point's start time is stored as a zero sample, so that a
+// counter's first export already counts in rate() and increase().
+func TestStartTimeZeroSample(t *testing.T) {
+	db, err := Open(Options{Dir: t.TempDir(), Retention: 24 * time.Hour})
+	require.NoError(t, err)
+	defer db.Close()
+	start := time.Now().Add(-time.Minute).Truncate(time.Second)
+	md, sm := newBatch()
+	m := sm.Metrics().AppendEmpty()
+	m.SetName("calls")
+	sum := m.SetEmptySum()
+	sum.SetIsMonotonic(true)
+	sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	dp := sum.DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(start.Add(30 * time.Second)))
+	dp.SetIntValue(12)
+	_, err = db.AppendOTLP(context.Background(), md)
+	require.NoError(t, err)
+
+	eng := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	q, err := eng.NewInstantQuery(context.Background(), db.TSDB(), nil, `increase(calls_total[2m])`, start.Add(30*time.Second))
+	require.NoError(t, err)
+	res := q.Exec(context.Background())
+	require.NoError(t, res.Err)
+	vec, err := res.Vector()
+	require.NoError(t, err)
+	require.Len(t, vec, 1, "one export of a new counter has an increase")
+	require.InDelta(t, 12, vec[0].F, 1e-9)
+}
