@@ -471,12 +471,22 @@ func TestQueryAPIContracts(t *testing.T) {
 				CallCount int    `json:"callCount"`
 			} `json:"data"`
 		}
-		f.getJSON(t, "/jaeger/api/dependencies", url.Values{"endTs": {strconv.FormatInt(to.UnixMilli(), 10)}, "lookback": {strconv.FormatInt(time.Hour.Milliseconds(), 10)}}, &deps)
+		// From the service graph's counters, once it has flushed twice
+		// (an increase needs two samples).
 		edges := map[string]int{}
-		for _, d := range deps.Data {
-			edges[d.Parent+">"+d.Child] = d.CallCount
+		waitFor(t, "the service graph's frontend -> checkout calls", 60*time.Second, func() bool {
+			f.getJSON(t, "/jaeger/api/dependencies", url.Values{"endTs": {strconv.FormatInt(time.Now().Add(time.Minute).UnixMilli(), 10)}, "lookback": {strconv.FormatInt(time.Hour.Milliseconds(), 10)}}, &deps)
+			clear(edges)
+			for _, d := range deps.Data {
+				edges[d.Parent+">"+d.Child] = d.CallCount
+			}
+			return edges["frontend>checkout"] > 0
+		})
+		for e, n := range edges {
+			parent, child, _ := strings.Cut(e, ">")
+			require.NotEqual(t, parent, child, "a self-call: %v", edges)
+			require.Positive(t, n, "%v", edges)
 		}
-		require.Positive(t, edges["frontend>checkout"], "%v", edges)
 
 		var v3 struct {
 			Services []string `json:"services"`

@@ -1,15 +1,20 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/prometheus/prometheus/promql"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/sightlinehq/sightline/internal/query/traceql"
@@ -468,9 +473,14 @@ type dependencyLink struct {
 	CallCount int    `json:"callCount"`
 }
 
-// jaegerDependencies derives service-to-service edges from spans in
-// (endTs - lookback, endTs]: a server or consumer span whose parent is in
-// another service is one call on the parent -> child edge.
+// jaegerDependencies answers the service-to-service calls in
+// (endTs - lookback, endTs] from the service graph's request counters
+// (traces_service_graph_request_total, which the servicegraph connector
+// writes to the metrics store; the all-in-one runs it), as Tempo's
+// service graph does. It never pairs raw spans: over a day of millions
+// of spans that held every client span in memory. A call between two
+// services is counted once, by the counter's increase over the lookback;
+// pipelines without the connector have no dependencies to show.
 func (a *API) jaegerDependencies(w http.ResponseWriter, r *http.Request) {
 	err := func() error {
 		end := a.now().UnixNano()
@@ -484,52 +494,26 @@ func (a *API) jaegerDependencies(w http.ResponseWriter, r *http.Request) {
 		lookback := int64(24 * time.Hour)
 		if s := r.FormValue("lookback"); s != "" {
 			ms, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
+			if err != nil || ms <= 0 {
 				return badRequest("invalid lookback %q", s)
 			}
 			lookback = ms * 1e6
 		}
-		start := end - lookback
-		if err := a.checkRange(start, end); err != nil {
+		if err := a.checkRange(end-lookback, end); err != nil {
 			return err
 		}
-		qr, err := a.open(r)
+		tenant, err := a.tenant(r)
 		if err != nil {
 			return err
 		}
-		defer qr.close()
-		type key struct{ parent, child string }
-		type spanKey struct {
-			trace storage.TraceID
-			span  storage.SpanID
+		ctx := r.Context()
+		if tenant != "" {
+			ctx = context.WithValue(ctx, promTenantKey{}, tenant)
 		}
-		callers := map[spanKey]string{}
-		for _, k := range []storage.SpanKind{3, 4} { // client, producer
-			if err := qr.q.Spans(qr.ctx, &storage.SpanQuery{Start: start, End: end, Kind: k, HasKind: true}, func(s *storage.Span) bool {
-				callers[spanKey{s.TraceID, s.SpanID}] = s.Resource.ServiceName()
-				return true
-			}); err != nil {
-				return err
-			}
+		out, err := serviceGraphLinks(ctx, a.promql, a.metrics, time.Unix(0, end), time.Duration(lookback))
+		if err != nil {
+			return err
 		}
-		counts := map[key]int{}
-		for _, k := range []storage.SpanKind{2, 5} { // server, consumer
-			if err := qr.q.Spans(qr.ctx, &storage.SpanQuery{Start: start, End: end, Kind: k, HasKind: true}, func(s *storage.Span) bool {
-				if p, ok := callers[spanKey{s.TraceID, s.ParentSpanID}]; ok && p != s.Resource.ServiceName() {
-					counts[key{p, s.Resource.ServiceName()}]++
-				}
-				return true
-			}); err != nil {
-				return err
-			}
-		}
-		out := []dependencyLink{}
-		for k, n := range counts {
-			out = append(out, dependencyLink{k.parent, k.child, n})
-		}
-		slices.SortFunc(out, func(a, b dependencyLink) int {
-			return strings.Compare(a.Parent+"\x00"+a.Child, b.Parent+"\x00"+b.Child)
-		})
 		jaegerOK(w, out, len(out))
 		return nil
 	}()
@@ -653,4 +637,51 @@ func (a *API) v3Trace(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.fail(w, r, styleJaegerV3, err)
 	}
+}
+
+// serviceGraphLinks evaluates the service graph's calls per client and
+// server over the window ending at end, in whole calls, sorted by edge.
+func serviceGraphLinks(ctx context.Context, eng *promql.Engine, q promstorage.Queryable, end time.Time, window time.Duration) ([]dependencyLink, error) {
+	// The window in whole milliseconds: PromQL's duration syntax.
+	expr := fmt.Sprintf(`sum by (client, server) (increase(traces_service_graph_request_total[%dms]))`, max(window.Milliseconds(), 1))
+	qry, err := eng.NewInstantQuery(ctx, q, nil, expr, end)
+	if err != nil {
+		return nil, fmt.Errorf("service graph query: %w", err)
+	}
+	defer qry.Close()
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		return nil, promErr(res.Err)
+	}
+	vec, err := res.Vector()
+	if err != nil {
+		return nil, err
+	}
+	out := []dependencyLink{}
+	for _, s := range vec {
+		parent, child := s.Metric.Get("client"), s.Metric.Get("server")
+		n := int(math.Round(s.F))
+		if parent == "" || child == "" || parent == child || n <= 0 {
+			continue
+		}
+		out = append(out, dependencyLink{parent, child, n})
+	}
+	slices.SortFunc(out, func(a, b dependencyLink) int {
+		return strings.Compare(a.Parent+"\x00"+a.Child, b.Parent+"\x00"+b.Child)
+	})
+	return out, nil
+}
+
+// promErr marks the PromQL engine's limit errors as the API's: a query
+// over its sample limit is a limit (422), a timeout a deadline (503).
+func promErr(err error) error {
+	var samples promql.ErrTooManySamples
+	var timeout promql.ErrQueryTimeout
+	switch {
+	case errors.As(err, &samples):
+		return fmt.Errorf("%w: %w", errLimit, err)
+	case errors.As(err, &timeout):
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	return err
 }
