@@ -149,7 +149,9 @@ func (a *API) otlpStatus(next http.Handler) http.Handler {
 			}
 		}
 		body := rec.Body.Bytes()
-		if n := wr.limited.Load(); n > 0 && code == http.StatusOK {
+		// Only the metrics store's appenders refuse for the series limit,
+		// but a handler over another TSDB must not reach a nil store.
+		if n := wr.limited.Load(); n > 0 && code == http.StatusOK && a.stores.Metrics != nil {
 			if b, ct, err := partialSuccess(r.Header.Get("Content-Type"), n, a.stores.Metrics.SeriesLimitError(n)); err == nil {
 				body = b
 				rec.Header().Set("Content-Type", ct)
