@@ -39,7 +39,8 @@ type Limits struct {
 	// MaxSeries caps the series of a metrics query.
 	MaxSeries int `mapstructure:"max_series"`
 	// MaxSamples caps the samples a PromQL query holds in memory at once,
-	// as Prometheus's --query.max-samples does.
+	// as Prometheus's --query.max-samples does, and those TraceQL's
+	// compare() counts in.
 	MaxSamples int `mapstructure:"max_samples"`
 	// Timeout ends a query that runs longer.
 	Timeout time.Duration `mapstructure:"timeout"`

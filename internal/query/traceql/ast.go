@@ -548,16 +548,34 @@ func (b *ScalarBinary) hasAggregate() bool { return b.LHS.hasAggregate() || b.RH
 
 // MetricsAggregate turns matching spans into time series.
 type MetricsAggregate struct {
-	Fn        string // rate, count_over_time, min_over_time, ...
+	Fn        string // rate, count_over_time, min_over_time, ..., compare
 	Attr      Expr   // the measured field for *_over_time
 	Quantiles []float64
 	By        []Expr
-	pos       Pos
+	// Compare is compare()'s selection: of the spans the pipeline yields,
+	// those it matches are counted as the selection and the rest as the
+	// baseline, per value of every attribute. TopN values of each
+	// attribute are kept (10 unless given). When From and To (unix ns) are
+	// set, only spans that start in (From, To] can be selected.
+	Compare  *SpansetFilter
+	TopN     int
+	From, To int64
+	pos      Pos
 }
+
+// DefaultCompareTopN is compare()'s number of values kept per attribute
+// when the query does not give one, as in Tempo.
+const DefaultCompareTopN = 10
 
 func (m *MetricsAggregate) String() string {
 	var b strings.Builder
 	b.WriteString(m.Fn + "(")
+	if m.Compare != nil {
+		b.WriteString(m.Compare.String() + ", " + strconv.Itoa(m.TopN))
+		if m.From != 0 || m.To != 0 {
+			b.WriteString(", " + strconv.FormatInt(m.From, 10) + ", " + strconv.FormatInt(m.To, 10))
+		}
+	}
 	if m.Attr != nil {
 		b.WriteString(m.Attr.String())
 		for _, q := range m.Quantiles {
@@ -580,6 +598,7 @@ type SecondStage struct {
 	Fn    string // topk, bottomk, or a comparison operator
 	N     int
 	Value float64
+	pos   Pos
 }
 
 func (s SecondStage) String() string {

@@ -454,6 +454,9 @@ type MetricsRequest struct {
 	Exemplars          int
 	MaxSeries          int
 	MaxInspectedTraces int
+	// MaxSamples bounds the samples compare() holds while it counts; 0
+	// means a million.
+	MaxSamples int
 }
 
 // Series is one time series of a metrics result.
@@ -532,6 +535,10 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 	var order []string
 	var keyBuf []byte
 	var tooMany error
+	var cmpAcc *compareAcc
+	if m.Compare != nil {
+		cmpAcc = newCompareAcc(m, n, req.MaxSamples)
+	}
 
 	add := func(tr *Trace, i int) {
 		s := tr.Spans[i]
@@ -541,6 +548,10 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 		}
 		b := int((t - start) / step)
 		if b >= n {
+			return
+		}
+		if cmpAcc != nil {
+			cmpAcc.observe(tr, i, b)
 			return
 		}
 		c := evalCtx{tr: tr, span: i}
@@ -619,7 +630,7 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 
 	if f, ok := q.spanwise(); ok {
 		pq, _ := pushdown(f.Expr, start, req.End-1)
-		if coreOnly(append([]Expr{f.Expr, m.Attr}, m.By...)...) {
+		if m.Compare == nil && coreOnly(append([]Expr{f.Expr, m.Attr}, m.By...)...) {
 			pq.Projection = storage.ProjectCore
 		}
 		ev, lk := false, false
@@ -685,6 +696,9 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 	}
 	for _, k := range order {
 		res.Series = append(res.Series, finish(m, series[k], start, step, n, req.Instant)...)
+	}
+	if cmpAcc != nil {
+		res.Series = cmpAcc.series(func(b int) int64 { return (start + int64(b)*step) / 1e6 })
 	}
 	// Sorting first makes topk/bottomk break ties by labels.
 	slices.SortFunc(res.Series, func(a, b Series) int { return cmp.Compare(labelsKey(a.Labels), labelsKey(b.Labels)) })

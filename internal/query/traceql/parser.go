@@ -118,16 +118,16 @@ func (p *parser) parseQuery() (q *Query, err error) {
 		for {
 			if p.at("|") && (p.peek(1).text == "topk" || p.peek(1).text == "bottomk") && p.peek(1).kind == tIdent {
 				p.next()
-				fn := p.next().text
+				t := p.next()
 				p.expect("(")
 				n := p.expectInt()
 				p.expect(")")
-				q.Second = append(q.Second, SecondStage{Fn: fn, N: int(n)})
+				q.Second = append(q.Second, SecondStage{Fn: t.text, N: int(n), pos: t.pos})
 				continue
 			}
 			if t := p.tok(); t.kind == tPunct && isComparison(t.text) {
 				p.next()
-				q.Second = append(q.Second, SecondStage{Fn: t.text, Value: p.expectNumber()})
+				q.Second = append(q.Second, SecondStage{Fn: t.text, Value: p.expectNumber(), pos: t.pos})
 				continue
 			}
 			break
@@ -172,7 +172,7 @@ func (p *parser) expectNumber() float64 {
 	return v
 }
 
-var metricsFns = []string{"rate", "count_over_time", "min_over_time", "max_over_time", "avg_over_time", "sum_over_time", "quantile_over_time", "histogram_over_time"}
+var metricsFns = []string{"rate", "count_over_time", "min_over_time", "max_over_time", "avg_over_time", "sum_over_time", "quantile_over_time", "histogram_over_time", "compare"}
 
 func isMetricsFn(t token) bool { return t.kind == tIdent && slices.Contains(metricsFns, t.text) }
 
@@ -466,6 +466,29 @@ func (p *parser) parseMetrics() *MetricsAggregate {
 	p.expect("(")
 	switch t.text {
 	case "rate", "count_over_time":
+	case "compare":
+		// compare({ filter } [, topN [, from, to]]), as in Tempo; it
+		// groups by every attribute itself, so it takes no by().
+		f, ok := p.parseSpansetPrimary().(*SpansetFilter)
+		if !ok {
+			p.fail(t, "compare() takes a spanset filter such as { status = error }")
+		}
+		m.Compare, m.TopN = f, DefaultCompareTopN
+		if p.at(",") {
+			p.next()
+			m.TopN = int(p.expectInt())
+			if p.at(",") {
+				p.next()
+				m.From = p.expectInt()
+				p.expect(",")
+				m.To = p.expectInt()
+			}
+		}
+		p.expect(")")
+		if p.atIdent("by") {
+			p.fail(p.tok(), "compare() groups by every attribute and takes no by()")
+		}
+		return m
 	case "quantile_over_time":
 		m.Attr = p.parseExpr(0)
 		if !p.at(",") {
@@ -537,6 +560,20 @@ func validate(q *Query) error {
 		}
 		for _, b := range m.By {
 			v.fieldRef(b, "by")
+		}
+		if m.Compare != nil {
+			v.spanset(m.Compare)
+			switch {
+			case m.TopN <= 0:
+				v.fail(m.pos, "compare() keeps a positive number of values per attribute, not %d", m.TopN)
+			case (m.From != 0 || m.To != 0) && (m.From <= 0 || m.To <= 0):
+				v.fail(m.pos, "compare()'s window is two unix timestamps in nanoseconds")
+			case m.To <= m.From && (m.From != 0 || m.To != 0):
+				v.fail(m.pos, "compare()'s window must end after it starts")
+			}
+			if len(q.Second) > 0 {
+				v.fail(q.Second[0].pos, "compare() cannot be followed by %s: its series are counts per attribute value, kept by compare()'s own top N", q.Second[0])
+			}
 		}
 		for _, s := range q.Second {
 			if (s.Fn == "topk" || s.Fn == "bottomk") && s.N <= 0 {

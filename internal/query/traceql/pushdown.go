@@ -256,6 +256,9 @@ func (q *Query) spanwise() (*SpansetFilter, bool) {
 				return nil, false
 			}
 		}
+		if c := q.Metrics.Compare; c != nil && c.Expr != nil && needsTrace(c.Expr) {
+			return nil, false
+		}
 	}
 	return f, true
 }
