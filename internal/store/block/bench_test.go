@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
 // BenchmarkWriteSpans measures the flush path and reports the on-disk size
@@ -45,4 +46,38 @@ func BenchmarkWriteLogs(b *testing.B) {
 	}
 	b.ReportMetric(float64(m.DataBytes)/float64(m.Rows), "B/record")
 	b.ReportMetric(float64(len(logs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkTraceByID looks up stored traces, one at a time, in a block of
+// about 200k spans (two full row groups): the bloom filter, the row-group
+// index, the trace_id column and the trace's rows.
+func BenchmarkTraceByID(b *testing.B) {
+	spans, _ := genSpans(b, 14000)
+	st, err := objstore.OpenFilesystem(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	blk, err := Open(context.Background(), st, Traces, m.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer blk.Close()
+	var ids []storage.TraceID
+	for i := 0; i < len(spans); i += 997 {
+		ids = append(ids, spans[i].TraceID)
+	}
+	var dst []storage.Span
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		dst, err = blk.TraceByID(context.Background(), ids[i%len(ids)], dst[:0])
+		if err != nil || len(dst) == 0 {
+			b.Fatalf("trace %d: %d spans, %v", i, len(dst), err)
+		}
+	}
+	b.ReportMetric(float64(len(spans)), "spans")
 }

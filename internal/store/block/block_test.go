@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go/format"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
@@ -266,5 +267,69 @@ func TestCoreProjection(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, len(full), n)
 		require.Less(t, stats.BytesRead(), fullStats.BytesRead(), "core reads read less than whole rows")
+	}
+}
+
+// TestTraceByIDReadsItsPages looks up every trace of a block whose
+// trace_id column has many pages per row group: each is found whole from
+// the pages the column index names, including traces that straddle two
+// pages, and a lookup reads less of the column than a scan would.
+func TestTraceByIDReadsItsPages(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 3000)
+	b := writeTestBlock(t, st, spans, 20000)
+	want := map[storage.TraceID]int{}
+	byTrace := map[storage.TraceID][]storage.Span{}
+	for i := range spans {
+		want[spans[i].TraceID]++
+		byTrace[spans[i].TraceID] = append(byTrace[spans[i].TraceID], normalize(spans[i]))
+	}
+	// The attribute values outgrow the dictionary cap in a row group of
+	// 20k spans, so their chunk mixes dictionary and PLAIN pages, and both
+	// must read back.
+	mixed := false
+	for _, c := range b.file.Metadata().RowGroups[0].Columns {
+		if slices.Equal(c.MetaData.PathInSchema, []string{"attrs", "value"}) {
+			mixed = slices.Contains(c.MetaData.Encoding, format.Plain) && slices.Contains(c.MetaData.Encoding, format.RLEDictionary)
+		}
+	}
+	require.True(t, mixed, "span attribute values use both encodings")
+	straddling := 0
+	for i, e := range b.Index.RowGroups {
+		cc := b.file.RowGroups()[i].ColumnChunks()[b.cols["trace_id"]]
+		oi, err := cc.OffsetIndex()
+		require.NoError(t, err)
+		if e.Rows >= 20000 {
+			require.Greater(t, oi.NumPages(), 2, "row group %d", i)
+		}
+		for id := range want {
+			if cmpID(id, e.MinTraceID) < 0 || cmpID(id, e.MaxTraceID) > 0 {
+				continue
+			}
+			first, last, size, ok := idPages(cc, id)
+			require.True(t, ok, "the trace_id column has a page index")
+			require.LessOrEqual(t, first, last)
+			if oi.NumPages() > 2 {
+				require.Less(t, size, b.colBytes(i, "trace_id"))
+			}
+			if last > first {
+				straddling++
+			}
+		}
+	}
+	require.Positive(t, straddling, "some trace spans two pages")
+	for id, n := range want {
+		stats := &storage.Stats{}
+		tr, err := b.TraceByID(storage.WithStats(context.Background(), stats), id, nil)
+		require.NoError(t, err)
+		require.Len(t, tr, n, "trace %s", id)
+		for k := range tr {
+			require.Equal(t, byTrace[id][k], normalize(tr[k]), "trace %s span %d", id, k)
+		}
+		// What is accounted is the pages that hold the trace, less than
+		// any full row group.
+		require.Positive(t, stats.BytesRead())
+		require.Less(t, stats.BytesRead(), b.rgBytes(0))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sync"
 
@@ -173,6 +174,38 @@ func (b *Block) rgBytes(i int) int64 {
 	return rgs[i].TotalCompressedSize
 }
 
+// rowsBytes is the compressed size of what reading rows [from, to] of row
+// group i touches: in every column, the pages that hold them and the
+// dictionary page. A column without an offset index counts whole.
+func (b *Block) rowsBytes(i int, from, to int64) int64 {
+	rgs := b.file.Metadata().RowGroups
+	if i >= len(rgs) {
+		return 0
+	}
+	var n int64
+	for c, cc := range b.file.RowGroups()[i].ColumnChunks() {
+		md := rgs[i].Columns[c].MetaData
+		oi, err := cc.OffsetIndex()
+		if err != nil || oi == nil || oi.NumPages() == 0 {
+			n += md.TotalCompressedSize
+			continue
+		}
+		if md.DictionaryPageOffset > 0 && md.DictionaryPageOffset < oi.Offset(0) {
+			n += oi.Offset(0) - md.DictionaryPageOffset
+		}
+		for p := range oi.NumPages() {
+			end := int64(math.MaxInt64)
+			if p+1 < oi.NumPages() {
+				end = oi.FirstRowIndex(p+1) - 1
+			}
+			if oi.FirstRowIndex(p) <= to && end >= from {
+				n += oi.CompressedPageSize(p)
+			}
+		}
+	}
+	return n
+}
+
 // scanColumn calls fn with each value of a flat column of row group rg.
 func (b *Block) scanColumn(rg parquet.RowGroup, col string, fn func(row int, v parquet.Value)) error {
 	ci, ok := b.cols[col]
@@ -248,16 +281,108 @@ func readRuns[R any](rg parquet.RowGroup, keep []bool, fn func(*R) bool) (bool, 
 	return true, nil
 }
 
-// traceRows marks the rows of rg that belong to trace id.
-func (b *Block) traceRows(rg parquet.RowGroup, id storage.TraceID, keep []bool) (int, error) {
-	found := 0
-	err := b.scanColumn(rg, "trace_id", func(row int, v parquet.Value) {
-		if [16]byte(v.ByteArray()) == id {
-			keep[row] = true
-			found++
+// traceRows marks the rows of rg, row group i, that belong to trace id
+// and returns how many it found and the compressed bytes it read. Rows
+// are sorted by trace ID, so the column index's page bounds name the
+// pages of trace_id that can hold it, usually one of the row group's
+// twenty-odd, and only those are read; the scan ends at the first ID past
+// it. Without a usable page index the whole column is scanned.
+func (b *Block) traceRows(rg parquet.RowGroup, i int, id storage.TraceID, keep []bool) (found int, read int64, err error) {
+	ci, ok := b.cols["trace_id"]
+	if !ok {
+		return 0, 0, errors.New("no column \"trace_id\"")
+	}
+	cc := rg.ColumnChunks()[ci]
+	first, last, read, ok := idPages(cc, id)
+	if !ok {
+		err := b.scanColumn(rg, "trace_id", func(row int, v parquet.Value) {
+			if [16]byte(v.ByteArray()) == id {
+				keep[row] = true
+				found++
+			}
+		})
+		return found, b.colBytes(i, "trace_id"), err
+	}
+	if first > last {
+		return 0, read, nil
+	}
+	oi, _ := cc.OffsetIndex()
+	pages := cc.Pages()
+	defer pages.Close()
+	row := oi.FirstRowIndex(first)
+	if err := pages.SeekToRow(row); err != nil {
+		return 0, read, err
+	}
+	var buf [256]parquet.Value
+	for range last - first + 1 {
+		p, err := pages.ReadPage()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return found, read, err
 		}
-	})
-	return found, err
+		vr := p.Values()
+		for {
+			n, err := vr.ReadValues(buf[:])
+			for k := range n {
+				switch cmpID([16]byte(buf[k].ByteArray()), id) {
+				case 0:
+					keep[row] = true
+					found++
+				case 1:
+					parquet.Release(p)
+					return found, read, nil
+				}
+				row++
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				parquet.Release(p)
+				return found, read, err
+			}
+		}
+		parquet.Release(p)
+	}
+	return found, read, nil
+}
+
+// idPages finds the pages of a trace_id column chunk whose bounds admit
+// id: [first, last], empty when none does, and their compressed size. ok
+// is false when the chunk has no page index to decide by.
+func idPages(cc parquet.ColumnChunk, id storage.TraceID) (first, last int, size int64, ok bool) {
+	ci, err := cc.ColumnIndex()
+	if err != nil || ci == nil {
+		return 0, 0, 0, false
+	}
+	oi, err := cc.OffsetIndex()
+	if err != nil || oi == nil || oi.NumPages() != ci.NumPages() || ci.NumPages() == 0 {
+		return 0, 0, 0, false
+	}
+	first, last = -1, -2
+	for p := range ci.NumPages() {
+		lo, hi := ci.MinValue(p).ByteArray(), ci.MaxValue(p).ByteArray()
+		if len(lo) != len(id) || len(hi) != len(id) {
+			return 0, 0, 0, false // truncated bounds: scan
+		}
+		if cmpID([16]byte(lo), id) > 0 {
+			break
+		}
+		if cmpID([16]byte(hi), id) < 0 {
+			continue
+		}
+		if first < 0 {
+			first = p
+		}
+		last = p
+		size += oi.CompressedPageSize(p)
+	}
+	if first < 0 {
+		return 0, -1, 0, true
+	}
+	return first, last, size, true
 }
 
 // TraceByID appends the spans of trace id to dst.
@@ -277,17 +402,18 @@ func (b *Block) TraceByID(ctx context.Context, id storage.TraceID, dst []storage
 		}
 		rg := b.file.RowGroups()[i]
 		keep := make([]bool, e.Rows)
-		if err := stats.AddBytes(b.colBytes(i, "trace_id")); err != nil {
-			return dst, err
-		}
-		n, err := b.traceRows(rg, id, keep)
+		n, read, err := b.traceRows(rg, i, id, keep)
 		if err != nil {
 			return dst, b.readErr(err)
+		}
+		if err := stats.AddBytes(read); err != nil {
+			return dst, err
 		}
 		if n == 0 {
 			continue
 		}
-		if err := stats.AddBytes(b.rgBytes(i)); err != nil {
+		from := int64(slices.Index(keep, true))
+		if err := stats.AddBytes(b.rowsBytes(i, from, from+int64(n)-1)); err != nil {
 			return dst, err
 		}
 		if _, err := readRuns(rg, keep, func(r *spanRow) bool {
