@@ -44,6 +44,14 @@ type compareAttrKey struct {
 	name  string // the attribute's name, or an intrinsic's with scope ScopeNone
 }
 
+// label is the attribute's name as a query writes it.
+func (k compareAttrKey) label() string {
+	if k.scope == ScopeNone {
+		return k.name
+	}
+	return (&Attribute{Scope: k.scope, Name: k.name}).String()
+}
+
 type compareAttr struct {
 	label  string
 	total  []float64
@@ -73,7 +81,7 @@ type compareAcc struct {
 	// unkept names the attributes met after the budget was spent, so
 	// that they are reported rather than missing without a word; it is
 	// bounded like the values of one attribute.
-	unkept map[string]bool
+	unkept map[compareAttrKey]bool
 	keyBuf []byte
 }
 
@@ -81,7 +89,7 @@ func newCompareAcc(m *MetricsAggregate, n, maxSamples int) *compareAcc {
 	if maxSamples <= 0 {
 		maxSamples = defaultCompareLimit
 	}
-	c := &compareAcc{m: m, n: n, budget: maxSamples, unkept: map[string]bool{}}
+	c := &compareAcc{m: m, n: n, budget: maxSamples, unkept: map[compareAttrKey]bool{}}
 	if m.Compare.Expr != nil {
 		c.ev, c.lk = iterates(m.Compare.Expr)
 	}
@@ -140,18 +148,14 @@ func (c *compareAcc) add(attrs map[compareAttrKey]*compareAttr, b int, k compare
 	}
 	a := attrs[k]
 	if a == nil {
-		label := k.name
-		if k.scope != ScopeNone {
-			label = (&Attribute{Scope: k.scope, Name: k.name}).String()
-		}
 		if c.budget < c.n {
 			if len(c.unkept) < maxComparedValues {
-				c.unkept[label] = true
+				c.unkept[k] = true
 			}
 			return
 		}
 		c.budget -= c.n
-		a = &compareAttr{label: label, total: make([]float64, c.n), values: map[string]*compareValue{}}
+		a = &compareAttr{label: k.label(), total: make([]float64, c.n), values: map[string]*compareValue{}}
 		attrs[k] = a
 	}
 	a.total[b]++
@@ -180,7 +184,10 @@ func (c *compareAcc) series(ts func(int) int64) []Series {
 		return s
 	}
 	var out []Series
-	tooMany := c.unkept
+	tooMany := map[string]bool{}
+	for k := range c.unkept {
+		tooMany[k.label()] = true
+	}
 	for side, attrs := range c.sides {
 		meta := Label{Key: metaTypeLabel, Value: NewString(compareSides[side])}
 		total := Label{Key: metaTypeLabel, Value: NewString(compareSides[side] + "_total")}

@@ -214,21 +214,36 @@ func (b *Block) scanColumn(rg parquet.RowGroup, col string, fn func(row int, v p
 	}
 	pages := rg.ColumnChunks()[ci].Pages()
 	defer pages.Close()
+	return scanPages(pages, 0, -1, func(row int, v parquet.Value) bool {
+		fn(row, v)
+		return true
+	})
+}
+
+// scanPages calls fn with each value of the next n pages of a flat
+// column (all that are left when n < 0), numbering rows from row, until
+// fn returns false. Running out of pages before n is an error.
+func scanPages(pages parquet.Pages, row, n int, fn func(row int, v parquet.Value) bool) error {
 	var buf [512]parquet.Value
-	row := 0
-	for {
+	for ; n != 0; n-- {
 		p, err := pages.ReadPage()
-		if err == io.EOF {
+		if err == io.EOF && n < 0 {
 			return nil
+		}
+		if err == io.EOF {
+			return io.ErrUnexpectedEOF
 		}
 		if err != nil {
 			return err
 		}
 		vr := p.Values()
 		for {
-			n, err := vr.ReadValues(buf[:])
-			for i := range n {
-				fn(row, buf[i])
+			k, err := vr.ReadValues(buf[:])
+			for i := range k {
+				if !fn(row, buf[i]) {
+					parquet.Release(p)
+					return nil
+				}
 				row++
 			}
 			if err == io.EOF {
@@ -241,6 +256,7 @@ func (b *Block) scanColumn(rg parquet.RowGroup, col string, fn func(row int, v p
 		}
 		parquet.Release(p)
 	}
+	return nil
 }
 
 // readRuns decodes the rows of rg whose keep flag is set, in order, calling
@@ -313,40 +329,17 @@ func (b *Block) traceRows(rg parquet.RowGroup, i int, id storage.TraceID, keep [
 	if err := pages.SeekToRow(row); err != nil {
 		return 0, read, err
 	}
-	var buf [256]parquet.Value
-	for range last - first + 1 {
-		p, err := pages.ReadPage()
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return found, read, err
+	err = scanPages(pages, int(row), last-first+1, func(row int, v parquet.Value) bool {
+		switch cmpID([16]byte(v.ByteArray()), id) {
+		case 0:
+			keep[row] = true
+			found++
+		case 1:
+			return false // sorted: the trace has ended
 		}
-		vr := p.Values()
-		for {
-			n, err := vr.ReadValues(buf[:])
-			for k := range n {
-				switch cmpID([16]byte(buf[k].ByteArray()), id) {
-				case 0:
-					keep[row] = true
-					found++
-				case 1:
-					parquet.Release(p)
-					return found, read, nil
-				}
-				row++
-			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				parquet.Release(p)
-				return found, read, err
-			}
-		}
-		parquet.Release(p)
-	}
-	return found, read, nil
+		return true
+	})
+	return found, read, err
 }
 
 // idPages finds the pages of a trace_id column chunk whose bounds admit
