@@ -29,6 +29,12 @@ func (d *Damage) Unwrap() error { return d.Err }
 // in an invalid record, Replay returns a *Damage; fn's own errors are
 // returned as they are.
 func Replay(dir string, seg int, fn func(typ byte, payload []byte) error) error {
+	return ReplayAt(dir, seg, func(_ int64, typ byte, payload []byte) error { return fn(typ, payload) })
+}
+
+// ReplayAt is Replay that also passes each record's offset in the segment,
+// the Position.Offset that LogAt returned for it.
+func ReplayAt(dir string, seg int, fn func(off int64, typ byte, payload []byte) error) error {
 	f, err := os.Open(SegmentPath(dir, seg))
 	if err != nil {
 		return fmt.Errorf("open wal segment: %w", err)
@@ -41,7 +47,7 @@ func Replay(dir string, seg int, fn func(typ byte, payload []byte) error) error 
 	return replay(bufio.NewReaderSize(f, 1<<20), seg, st.Size(), fn)
 }
 
-func replay(r io.Reader, seg int, size int64, fn func(typ byte, payload []byte) error) error {
+func replay(r io.Reader, seg int, size int64, fn func(off int64, typ byte, payload []byte) error) error {
 	damage := func(off int64, err error) error {
 		return &Damage{Segment: seg, Offset: off, Size: size, Err: err}
 	}
@@ -81,11 +87,37 @@ func replay(r io.Reader, seg int, size int64, fn func(typ byte, payload []byte) 
 		if crc != binary.LittleEndian.Uint32(rh[4:]) {
 			return damage(off, fmt.Errorf("%w: checksum mismatch", ErrCorrupt))
 		}
-		if err := fn(rh[8], payload); err != nil {
+		if err := fn(off, rh[8], payload); err != nil {
 			return err
 		}
 		off += recordHead + int64(length)
 	}
+}
+
+// ReadAt reads the record that starts at off in a segment file and checks
+// it. The payload is read into buf when it fits, else into a new slice.
+// A record that is short or fails its checksum is an error wrapping
+// ErrCorrupt.
+func ReadAt(r io.ReaderAt, off int64, buf []byte) (typ byte, payload []byte, err error) {
+	var rh [recordHead]byte
+	if _, err := r.ReadAt(rh[:], off); err != nil {
+		return 0, nil, fmt.Errorf("%w: record header at %d: %v", ErrCorrupt, off, err)
+	}
+	length := binary.LittleEndian.Uint32(rh[0:])
+	if length > maxRecord {
+		return 0, nil, fmt.Errorf("%w: record length %d at %d", ErrCorrupt, length, off)
+	}
+	if cap(buf) < int(length) {
+		buf = make([]byte, length)
+	}
+	payload = buf[:length]
+	if _, err := r.ReadAt(payload, off+recordHead); err != nil {
+		return 0, nil, fmt.Errorf("%w: record at %d: %v", ErrCorrupt, off, err)
+	}
+	if crc32.Update(crc32.Checksum(rh[8:9], castagnoli), castagnoli, payload) != binary.LittleEndian.Uint32(rh[4:]) {
+		return 0, nil, fmt.Errorf("%w: checksum mismatch at %d", ErrCorrupt, off)
+	}
+	return rh[8], payload, nil
 }
 
 // Repair truncates a damaged segment to its valid prefix so that it can be

@@ -100,9 +100,19 @@ type WAL struct {
 }
 
 // round is one group commit: every record appended between two flushes.
+// Its records are written together to one segment, from base on.
 type round struct {
 	done chan struct{}
 	err  error
+	seg  int
+	base int64
+}
+
+// Position is where a record starts: its segment and the offset of its
+// header in the segment file. ReadAt reads it back.
+type Position struct {
+	Segment int
+	Offset  int64
 }
 
 // Open opens dir for appending. It starts a new segment after the last one,
@@ -225,20 +235,44 @@ func AppendRecord(dst []byte, typ byte, payload []byte) []byte {
 // policy. payload is copied before Log returns; the caller keeps ownership.
 // An error means the record is not in the log and the write may be retried.
 func (w *WAL) Log(typ byte, payload []byte) error {
-	if len(payload) > maxRecord {
-		return fmt.Errorf("wal record of %d bytes exceeds %d", len(payload), maxRecord)
+	_, err := w.LogAt(typ, payload)
+	return err
+}
+
+// LogAt is Log that also returns where the record was written, for
+// callers that read records back by position (ReadAt) while the log is
+// still being written, as the tail-sampling buffer does.
+func (w *WAL) LogAt(typ byte, payload []byte) (Position, error) {
+	var pos [1]Position
+	_, err := w.LogAll(typ, [][]byte{payload}, pos[:0])
+	return pos[0], err
+}
+
+// LogAll logs several records of one type in one group commit: they are
+// durable together when it returns, and one fsync covers them all. Their
+// positions are appended to pos, in order. On error none of them is in
+// the log.
+func (w *WAL) LogAll(typ byte, payloads [][]byte, pos []Position) ([]Position, error) {
+	for _, p := range payloads {
+		if len(p) > maxRecord {
+			return pos, fmt.Errorf("wal record of %d bytes exceeds %d", len(p), maxRecord)
+		}
 	}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
-		return ErrClosed
+		return pos, ErrClosed
 	}
 	if w.broken != nil {
 		err := w.broken
 		w.mu.Unlock()
-		return err
+		return pos, err
 	}
-	w.buf = AppendRecord(w.buf, typ, payload)
+	first := len(pos)
+	for _, p := range payloads {
+		pos = append(pos, Position{Offset: int64(len(w.buf))})
+		w.buf = AppendRecord(w.buf, typ, p)
+	}
 	r := w.round
 	w.mu.Unlock()
 	select {
@@ -246,7 +280,14 @@ func (w *WAL) Log(typ byte, payload []byte) error {
 	default:
 	}
 	<-r.done
-	return r.err
+	if r.err != nil {
+		return pos[:first], r.err
+	}
+	for i := first; i < len(pos); i++ {
+		pos[i].Segment = r.seg
+		pos[i].Offset += r.base
+	}
+	return pos, nil
 }
 
 // flusher writes and syncs one round at a time. While it waits on the disk,
@@ -287,6 +328,7 @@ func (w *WAL) flush() {
 	buf, r, f, size := w.buf, w.round, w.seg, w.segSize
 	w.buf, w.spare = w.spare[:0], nil
 	w.round = newRound()
+	r.seg, r.base = w.segIdx, size
 	w.mu.Unlock()
 
 	_, err := f.Write(buf)

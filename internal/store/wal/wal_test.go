@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -181,6 +183,74 @@ func TestSizeRotationIsDoneWhenLogReturns(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []int{closed + 1}, segs, "only the cut's new segment is left")
 	}
+}
+
+// Positions from LogAt read back the record that was logged, while the log
+// is still written by other goroutines and across size rotations, and
+// ReplayAt reports the same positions.
+func TestLogAtPositionsReadBack(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir, Options{Sync: SyncInterval, SegmentSize: 8 << 10})
+	require.NoError(t, err)
+	const writers, each = 8, 60
+	type logged struct {
+		pos     Position
+		payload string
+	}
+	got := make([][]logged, writers)
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				p := fmt.Sprintf("writer %d record %d %s", g, i, strings.Repeat("y", i*7))
+				pos, err := w.LogAt(byte(g+1), []byte(p))
+				if !assert.NoError(t, err) {
+					return
+				}
+				got[g] = append(got[g], logged{pos, p})
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, w.Close())
+	segs, err := Segments(dir)
+	require.NoError(t, err)
+	require.Greater(t, len(segs), 3, "the records span several segments")
+
+	files := map[int]*os.File{}
+	for _, s := range segs {
+		f, err := os.Open(SegmentPath(dir, s))
+		require.NoError(t, err)
+		defer f.Close()
+		files[s] = f
+	}
+	byPos := map[Position]string{}
+	for g, ls := range got {
+		for _, l := range ls {
+			typ, payload, err := ReadAt(files[l.pos.Segment], l.pos.Offset, nil)
+			require.NoError(t, err)
+			require.Equal(t, byte(g+1), typ)
+			require.Equal(t, l.payload, string(payload))
+			byPos[l.pos] = l.payload
+		}
+	}
+	replayed := 0
+	for _, s := range segs {
+		require.NoError(t, ReplayAt(dir, s, func(off int64, _ byte, payload []byte) error {
+			require.Equal(t, byPos[Position{s, off}], string(payload))
+			replayed++
+			return nil
+		}))
+	}
+	require.Equal(t, writers*each, replayed)
+
+	// A position that is not a record's start fails its checksum, never
+	// returns another record's bytes as valid.
+	l := got[0][5]
+	_, _, err = ReadAt(files[l.pos.Segment], l.pos.Offset+1, nil)
+	require.ErrorIs(t, err, ErrCorrupt)
 }
 
 func TestLogAfterClose(t *testing.T) {
