@@ -45,7 +45,6 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/redactionprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourcedetectionprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
-	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/awsecscontainermetricsreceiver"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/filelogreceiver"
@@ -62,6 +61,7 @@ import (
 	"github.com/sightlinehq/sightline/extension/sightlinestorage"
 	"github.com/sightlinehq/sightline/internal/archive/awss3exporter"
 	"github.com/sightlinehq/sightline/internal/tenancyprocessor"
+	"github.com/sightlinehq/sightline/processor/tailsamplingprocessor"
 )
 
 // Components returns the factories of every component Sightline ships.
@@ -127,7 +127,10 @@ func Components() (otelcol.Factories, error) {
 		attributesprocessor.NewFactory(),
 		filterprocessor.NewFactory(),
 		transformprocessor.NewFactory(),
+		// Upstream's configuration and decisions, pending spans on disk;
+		// upstream's in-memory processor stays as tail_sampling_upstream.
 		tailsamplingprocessor.NewFactory(),
+		tailsamplingprocessor.NewUpstreamFactory(),
 		probabilisticsamplerprocessor.NewFactory(),
 		redactionprocessor.NewFactory(),
 		k8sattributesprocessor.NewFactory(),

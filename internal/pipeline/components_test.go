@@ -39,7 +39,7 @@ func TestComponents(t *testing.T) {
 		"kubeletstats", "kubelet_stats", "fluentforward", "fluent_forward", "syslog", "journald",
 		"awsecscontainermetrics", "zipkin", "jaeger")
 	has("processor", "memory_limiter", "batch", "resource", "tenancy", "resource_detection", "resourcedetection",
-		"attributes", "filter", "transform", "tail_sampling", "probabilistic_sampler", "redaction",
+		"attributes", "filter", "transform", "tail_sampling", "tail_sampling_upstream", "probabilistic_sampler", "redaction",
 		"k8sattributes", "k8s_attributes", "groupbyattrs", "deltatocumulative", "delta_to_cumulative",
 		"cumulativetodelta", "cumulative_to_delta")
 	has("connector", "span_metrics", "spanmetrics", "service_graph", "servicegraph", "forward", "count")

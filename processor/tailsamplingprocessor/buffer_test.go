@@ -1,0 +1,138 @@
+package tailsamplingprocessor
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/sightlinehq/sightline/internal/store/wal"
+)
+
+func testChunk(t *testing.T, i int, now time.Time, attrBytes int) chunk {
+	t.Helper()
+	var id pcommon.TraceID
+	binary.BigEndian.PutUint64(id[8:], uint64(i+1))
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "svc")
+	sp := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	sp.SetTraceID(id)
+	sp.SetSpanID(pcommon.SpanID{1})
+	sp.Attributes().PutStr("pad", string(make([]byte, attrBytes)))
+	c := chunk{id: id, spans: 1, td: td}
+	var m ptrace.ProtoMarshaler
+	var err error
+	c.payload, err = encodeChunk(&c, now.UnixNano(), &m)
+	require.NoError(t, err)
+	return c
+}
+
+func never(pcommon.TraceID, decisionKind) bool { return false }
+
+func testBuffer(t *testing.T, opts bufferOptions, now time.Time) *buffer {
+	t.Helper()
+	opts.dir = t.TempDir()
+	if opts.wait == 0 {
+		opts.wait = time.Hour
+	}
+	if opts.segmentSize == 0 {
+		opts.segmentSize = 1 << 20
+	}
+	opts.sync = wal.SyncInterval
+	opts.syncInterval = time.Second
+	b, err := openBuffer(opts, now)
+	require.NoError(t, err)
+	t.Cleanup(func() { b.close() })
+	return b
+}
+
+// Past num_traces waiting, the oldest are handed over at once instead of
+// at their deadline, oldest first.
+func TestOverNumTracesDecidesOldestEarly(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	b := testBuffer(t, bufferOptions{numTraces: 10}, now)
+	for i := range 25 {
+		_, err := b.add(now.Add(time.Duration(i)*time.Millisecond), []chunk{testChunk(t, i, now, 10)}, never)
+		require.NoError(t, err)
+	}
+	td, ids, err := b.release(now.Add(time.Second), 100)
+	require.NoError(t, err)
+	require.Len(t, ids, 15)
+	for i, id := range ids {
+		require.Equal(t, uint64(i+1), binary.BigEndian.Uint64(id[8:]), "oldest first")
+	}
+	require.Equal(t, 15, td.SpanCount())
+	st := b.snapshot()
+	require.Equal(t, int64(15), st.earlyTraces)
+	require.Equal(t, 10, st.pending)
+	require.Equal(t, 15, st.released)
+}
+
+// Over buffer::max_size, the traces in the oldest file are decided at
+// once; once decided the file goes; over 1.5 times the size, requests are
+// refused retryably until it shrinks.
+func TestOverMaxSizeDecidesTheOldestFile(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	const seg = 8 << 10
+	b := testBuffer(t, bufferOptions{numTraces: 1 << 20, segmentSize: seg, maxSize: 4 * seg}, now)
+	i := 0
+	for b.snapshot().bytes <= 4*seg {
+		_, err := b.add(now, []chunk{testChunk(t, i, now, 1000)}, never)
+		require.NoError(t, err)
+		i++
+	}
+	_, ids, err := b.release(now, 1000)
+	require.NoError(t, err)
+	require.NotEmpty(t, ids)
+	require.Less(t, len(ids), i, "only the oldest file's traces")
+	require.Equal(t, int64(len(ids)), b.snapshot().earlyDisk)
+	files := b.snapshot().files
+	b.released(ids)
+	for _, id := range ids {
+		b.decidedNotSampled(id)
+	}
+	st := b.snapshot()
+	require.Less(t, st.files, files, "the oldest file is deleted once its traces are decided")
+	require.LessOrEqual(t, st.bytes, int64(4*seg))
+
+	for b.snapshot().bytes <= 6*seg {
+		_, err := b.add(now, []chunk{testChunk(t, i, now, 1000)}, never)
+		require.NoError(t, err)
+		i++
+	}
+	_, err = b.add(now, []chunk{testChunk(t, i, now, 1000)}, never)
+	require.ErrorIs(t, err, ErrBufferFull)
+	require.Equal(t, int64(1), b.snapshot().refused)
+}
+
+// A file is deleted only when nothing in it, nor in an older file, waits.
+func TestFilesGoOldestFirst(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	const seg = 4 << 10
+	b := testBuffer(t, bufferOptions{numTraces: 1 << 20, segmentSize: seg}, now)
+	var ids []pcommon.TraceID
+	for i := range 30 {
+		c := testChunk(t, i, now, 1000)
+		_, err := b.add(now, []chunk{c}, never)
+		require.NoError(t, err)
+		ids = append(ids, c.id)
+	}
+	files := b.snapshot().files
+	require.Greater(t, files, 4)
+	_, out, err := b.release(now.Add(2*time.Hour), 1000)
+	require.NoError(t, err)
+	require.Len(t, out, 30)
+	b.released(out)
+	// Decide all but the first: every file stays, the first holds a chunk
+	// that waits.
+	for _, id := range ids[1:] {
+		b.decidedNotSampled(id)
+	}
+	require.Equal(t, files, b.snapshot().files)
+	b.decidedNotSampled(ids[0])
+	require.Equal(t, 1, b.snapshot().files, "all but the file being written")
+}

@@ -1,0 +1,371 @@
+package tailsamplingprocessor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	upstream "github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor/cache"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/sightlinehq/sightline/internal/store/wal"
+)
+
+const (
+	// deciderWait is the decision_wait of the upstream processor that
+	// decides: the buffer has already waited, so it only collects what it
+	// is handed until its next one-second tick. Upstream decides a trace
+	// between decision_wait and decision_wait plus a tick after its first
+	// span; so does this processor.
+	deciderWait = time.Second
+	// releaseEvery is how often the buffer hands due traces over.
+	releaseEvery = 100 * time.Millisecond
+	// releaseBatch bounds the traces read back at once, and so the
+	// memory a release holds before the decider takes it.
+	releaseBatch = 4096
+)
+
+type tailProcessor struct {
+	set  processor.Settings
+	cfg  *Config
+	dir  string
+	next consumer.Traces
+	now  func() time.Time
+
+	decider processor.Traces
+	// The decision caches are the decider's, created here so that late
+	// spans can be routed by them before they reach the buffer.
+	sampledCache    cache.Cache
+	nonSampledCache cache.Cache
+
+	buf   *buffer
+	stop  chan struct{}
+	kick  chan struct{}
+	wg    sync.WaitGroup
+	metas metric.Registration
+}
+
+func newProcessor(ctx context.Context, set processor.Settings, cfg *Config, dir string, next consumer.Traces) (*tailProcessor, error) {
+	p := &tailProcessor{set: set, cfg: cfg, dir: dir, next: next, now: time.Now,
+		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+	dc := cfg.Config
+	dc.DecisionWait = deciderWait
+	dc.DecisionWaitAfterRootReceived = 0
+	// The decider keeps decided traces until its table is full, as
+	// upstream does; twice the table keeps a trace it is still deciding
+	// from ever being pushed out by a burst the buffer releases early.
+	dc.NumTraces = 2 * cfg.NumTraces
+	// Nothing is dropped for lack of room here, so there is nothing to
+	// block on; blocking the decider would only stall its decisions.
+	dc.BlockOnOverflow = false
+	dc.Options = slices.Clip(cfg.Options)
+	var err error
+	if n := cfg.DecisionCache.SampledCacheSize; n > 0 {
+		if p.sampledCache, err = cache.NewLRUDecisionCache(n); err != nil {
+			return nil, err
+		}
+		dc.Options = append(dc.Options, upstream.WithSampledDecisionCache(p.sampledCache))
+	}
+	if n := cfg.DecisionCache.NonSampledCacheSize; n > 0 {
+		if p.nonSampledCache, err = cache.NewLRUDecisionCache(n); err != nil {
+			return nil, err
+		}
+		dc.Options = append(dc.Options, upstream.WithNonSampledDecisionCache(p.nonSampledCache))
+	}
+	dc.Options = append(dc.Options,
+		upstream.WithSampledHooks(func(_ context.Context, id pcommon.TraceID, _ *upstream.TraceData) {
+			p.buf.decidedSampled(id)
+		}),
+		upstream.WithNonSampledHooks(func(_ context.Context, id pcommon.TraceID, _ *upstream.TraceData) {
+			p.buf.decidedNotSampled(id)
+		}))
+	dset := set
+	dset.ID = component.NewIDWithName(upstreamFactory.Type(), set.ID.Name())
+	p.decider, err = upstreamFactory.CreateTraces(ctx, dset, &dc, forwarder{p})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (*tailProcessor) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: false}
+}
+
+func (p *tailProcessor) Start(ctx context.Context, host component.Host) error {
+	sync := wal.SyncInterval
+	if p.cfg.Buffer.Sync == "always" {
+		sync = wal.SyncAlways
+	}
+	start := time.Now()
+	buf, err := openBuffer(bufferOptions{
+		dir:          p.dir,
+		wait:         p.cfg.DecisionWait,
+		afterRoot:    p.cfg.DecisionWaitAfterRootReceived,
+		numTraces:    int(p.cfg.NumTraces),
+		maxSize:      p.cfg.Buffer.MaxSize,
+		segmentSize:  p.cfg.Buffer.SegmentSize,
+		sync:         sync,
+		syncInterval: p.cfg.Buffer.SyncInterval,
+	}, p.now())
+	if err != nil {
+		return err
+	}
+	p.buf = buf
+	st := buf.snapshot()
+	p.set.Logger.Info("tail sampling buffer opened", zap.String("path", p.dir),
+		zap.Int64("recovered_traces", st.recovered), zap.Int64("bytes", st.bytes), zap.Int("files", st.files),
+		zap.Duration("took", time.Since(start)))
+	if err := p.registerMetrics(); err != nil {
+		buf.close()
+		return err
+	}
+	if err := p.decider.Start(ctx, host); err != nil {
+		buf.close()
+		return err
+	}
+	p.wg.Add(1)
+	go p.releaseLoop()
+	return nil
+}
+
+// Shutdown stops handing traces over, lets the decider decide what it
+// holds (unless drop_pending_traces_on_shutdown), and closes the buffer.
+// Traces still waiting stay on disk and are decided after the next start.
+func (p *tailProcessor) Shutdown(ctx context.Context) error {
+	if p.buf == nil {
+		return nil
+	}
+	close(p.stop)
+	p.wg.Wait()
+	err := p.decider.Shutdown(ctx)
+	if p.metas != nil {
+		err = errors.Join(err, p.metas.Unregister())
+	}
+	return errors.Join(err, p.buf.close())
+}
+
+// ConsumeTraces returns once the spans are in the buffer by its sync
+// policy. Spans of traces already decided go to the decider, whose
+// decision caches answer them as upstream's would.
+func (p *tailProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	chunks := groupChunks(td)
+	now := p.now()
+	var m ptrace.ProtoMarshaler
+	for i := range chunks {
+		var err error
+		if chunks[i].payload, err = encodeChunk(&chunks[i], now.UnixNano(), &m); err != nil {
+			return consumererror.NewPermanent(fmt.Errorf("encode spans: %w", err))
+		}
+	}
+	direct, err := p.buf.add(now, chunks, p.known)
+	if err != nil {
+		return err
+	}
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	p.toDecider(ctx, direct)
+	return nil
+}
+
+// known says whether the decider will answer a span of a trace that is
+// not waiting: by a decision cache, or, where no cache is configured for
+// the decision it took, by its own table of decided traces.
+func (p *tailProcessor) known(id pcommon.TraceID, kind decisionKind) bool {
+	if p.sampledCache != nil {
+		if _, ok := p.sampledCache.Get(id); ok {
+			return true
+		}
+	}
+	if p.nonSampledCache != nil {
+		if _, ok := p.nonSampledCache.Get(id); ok {
+			return true
+		}
+	}
+	switch kind {
+	case kindSampled:
+		return p.sampledCache == nil
+	case kindNotSampled:
+		return p.nonSampledCache == nil
+	}
+	return false
+}
+
+func (p *tailProcessor) toDecider(ctx context.Context, tds []ptrace.Traces) {
+	if len(tds) == 0 {
+		return
+	}
+	td := tds[0]
+	for _, o := range tds[1:] {
+		o.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
+	}
+	if err := p.decider.ConsumeTraces(ctx, td); err != nil {
+		p.set.Logger.Warn("tail sampling decider refused spans", zap.Error(err))
+	}
+}
+
+func (p *tailProcessor) releaseLoop() {
+	defer p.wg.Done()
+	t := time.NewTicker(releaseEvery)
+	defer t.Stop()
+	ctx := context.Background()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		case <-p.kick:
+		}
+		for {
+			td, ids, err := p.buf.release(p.now(), releaseBatch)
+			if err != nil {
+				p.set.Logger.Error("reading traces back from the tail sampling buffer", zap.Error(err))
+			}
+			if len(ids) == 0 {
+				break
+			}
+			if td.ResourceSpans().Len() > 0 {
+				if err := p.decider.ConsumeTraces(ctx, td); err != nil {
+					p.set.Logger.Warn("tail sampling decider refused spans", zap.Error(err))
+				}
+			}
+			p.toDecider(ctx, p.buf.released(ids))
+		}
+	}
+}
+
+// forwarder is the decider's next consumer. It records a sampled trace's
+// decision once the next consumer has taken its spans. A retryable
+// refusal is retried, holding the decider (and so, in turn, the buffer's
+// intake) back, rather than dropped as upstream drops it; at shutdown the
+// trace is left undecided and decided again after the restart.
+type forwarder struct{ p *tailProcessor }
+
+func (forwarder) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: false}
+}
+
+func (f forwarder) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	id, ok := firstTraceID(td)
+	backoff := 50 * time.Millisecond
+	for {
+		err := f.p.next.ConsumeTraces(ctx, td)
+		if err == nil || consumererror.IsPermanent(err) {
+			if ok {
+				f.p.buf.forwarded(id)
+			}
+			return err
+		}
+		select {
+		case <-f.p.stop:
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func firstTraceID(td ptrace.Traces) (pcommon.TraceID, bool) {
+	for _, rs := range td.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			if ss.Spans().Len() > 0 {
+				return ss.Spans().At(0).TraceID(), true
+			}
+		}
+	}
+	return pcommon.TraceID{}, false
+}
+
+// groupChunks splits a request into one chunk per trace and ResourceSpans,
+// with the resource and scopes copied, as upstream's processor groups
+// spans before it stores them: read back and handed to it, each chunk is
+// regrouped into itself, so the decider sees the same batches, sizes and
+// span counts as upstream would have.
+func groupChunks(td ptrace.Traces) []chunk {
+	var chunks []chunk
+	type open struct {
+		chunk int
+		scope int
+		ss    ptrace.ScopeSpans
+	}
+	byTrace := map[pcommon.TraceID]*open{}
+	for _, rs := range td.ResourceSpans().All() {
+		clear(byTrace)
+		for j, ss := range rs.ScopeSpans().All() {
+			for _, span := range ss.Spans().All() {
+				id := span.TraceID()
+				o := byTrace[id]
+				if o == nil {
+					c := chunk{id: id, td: ptrace.NewTraces()}
+					rs.Resource().CopyTo(c.td.ResourceSpans().AppendEmpty().Resource())
+					chunks = append(chunks, c)
+					o = &open{chunk: len(chunks) - 1, scope: -1}
+					byTrace[id] = o
+				}
+				c := &chunks[o.chunk]
+				if o.scope != j {
+					o.scope = j
+					o.ss = c.td.ResourceSpans().At(0).ScopeSpans().AppendEmpty()
+					ss.Scope().CopyTo(o.ss.Scope())
+				}
+				span.CopyTo(o.ss.Spans().AppendEmpty())
+				c.spans++
+				if span.ParentSpanID().IsEmpty() {
+					c.root = true
+				}
+			}
+		}
+	}
+	return chunks
+}
+
+func (p *tailProcessor) registerMetrics() error {
+	m := p.set.MeterProvider.Meter("github.com/sightlinehq/sightline/processor/tailsamplingprocessor")
+	traces, err1 := m.Int64ObservableGauge("sightline_tail_sampling_traces",
+		metric.WithDescription("Traces waiting for a decision: on disk until their deadline (state=waiting), then with the decider (state=deciding)."))
+	size, err2 := m.Int64ObservableGauge("sightline_tail_sampling_buffer_size", metric.WithUnit("By"),
+		metric.WithDescription("Bytes in the tail sampling buffer's files."))
+	early, err3 := m.Int64ObservableCounter("sightline_tail_sampling_early_decisions",
+		metric.WithDescription("Traces decided before their deadline, by reason: num_traces (too many waiting) or max_size (the buffer's files over buffer::max_size)."))
+	recovered, err4 := m.Int64ObservableCounter("sightline_tail_sampling_recovered_traces",
+		metric.WithDescription("Traces found waiting in the buffer at startup, decided at their original deadlines."))
+	refused, err5 := m.Int64ObservableCounter("sightline_tail_sampling_refused_requests",
+		metric.WithDescription("Requests refused, retryably, because the buffer's files were over 1.5 times buffer::max_size."))
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+		return err
+	}
+	waiting := metric.WithAttributes(attribute.String("state", "waiting"))
+	deciding := metric.WithAttributes(attribute.String("state", "deciding"))
+	byCount := metric.WithAttributes(attribute.String("reason", "num_traces"))
+	bySize := metric.WithAttributes(attribute.String("reason", "max_size"))
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := p.buf.snapshot()
+		o.ObserveInt64(traces, int64(st.pending), waiting)
+		o.ObserveInt64(traces, int64(st.released), deciding)
+		o.ObserveInt64(size, st.bytes)
+		o.ObserveInt64(early, st.earlyTraces, byCount)
+		o.ObserveInt64(early, st.earlyDisk, bySize)
+		o.ObserveInt64(recovered, st.recovered)
+		o.ObserveInt64(refused, st.refused)
+		return nil
+	}, traces, size, early, recovered, refused)
+	if err != nil {
+		return err
+	}
+	p.metas = reg
+	return nil
+}

@@ -1,0 +1,101 @@
+package tailsamplingprocessor
+
+import (
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/processor/processortest"
+)
+
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() time.Time       { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) add(d time.Duration)  { c.ns.Add(int64(d)) }
+func newFakeClock(t time.Time) *fakeClock { c := &fakeClock{}; c.ns.Store(t.UnixNano()); return c }
+
+func startWithClock(t *testing.T, cfg *Config, clock *fakeClock, sink *consumertest.TracesSink) *tailProcessor {
+	t.Helper()
+	set := processortest.NewNopSettings(Type)
+	set.ID = component.MustNewIDWithName("tail_sampling", "restart")
+	p, err := createTraces(t.Context(), set, cfg, sink)
+	require.NoError(t, err)
+	tp := p.(*tailProcessor)
+	tp.now = clock.now
+	require.NoError(t, tp.Start(t.Context(), componenttest.NewNopHost()))
+	return tp
+}
+
+// Traces pending at shutdown stay on disk and are decided after the next
+// start at their original deadlines: not before, and each kept trace is
+// forwarded once. A trace decided before the shutdown is not decided again.
+func TestPendingTracesSurviveARestart(t *testing.T) {
+	cfg, _ := loadDifferential(t, "or")
+	cfg.DecisionWait = 30 * time.Second
+	cfg.Buffer.Path = t.TempDir()
+	clock := newFakeClock(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
+
+	sink1 := new(consumertest.TracesSink)
+	p1 := startWithClock(t, cfg, clock, sink1)
+	early, e1, e2, _ := corpus(7, 300, triggers["or"])
+	require.NoError(t, p1.ConsumeTraces(t.Context(), request(slices.Concat(e1...))))
+	require.NoError(t, p1.ConsumeTraces(t.Context(), request(slices.Concat(e2...))))
+	clock.add(31 * time.Second)
+	require.Eventually(t, func() bool { return p1.buf.snapshot().decided == int64(len(early)) }, time.Minute, 10*time.Millisecond)
+	keptEarly := len(keptTraces(sink1))
+	require.Positive(t, keptEarly)
+
+	traces, first, second, _ := corpus(8, 2000, triggers["or"])
+	require.NoError(t, p1.ConsumeTraces(t.Context(), request(slices.Concat(first...))))
+	clock.add(10 * time.Second)
+	require.NoError(t, p1.ConsumeTraces(t.Context(), request(slices.Concat(second...))))
+	require.NoError(t, p1.Shutdown(t.Context()))
+	require.Len(t, keptTraces(sink1), keptEarly, "nothing of the second corpus decided before its deadline")
+
+	// The restart happens 15 s after the first spans: 15 s are left.
+	clock.add(5 * time.Second)
+	sink2 := new(consumertest.TracesSink)
+	p2 := startWithClock(t, cfg, clock, sink2)
+	defer func() { require.NoError(t, p2.Shutdown(t.Context())) }()
+	st := p2.buf.snapshot()
+	require.Equal(t, int64(len(traces)), st.recovered, "every trace of the second corpus, none of the first")
+	require.Equal(t, len(traces), st.pending)
+
+	clock.add(14 * time.Second)
+	p2.kick <- struct{}{}
+	// The release loop has run at 29 s (kicked): nothing is due yet.
+	require.Eventually(t, func() bool { return len(p2.kick) == 0 }, time.Minute, time.Millisecond)
+	p2.kick <- struct{}{}
+	require.Eventually(t, func() bool { return len(p2.kick) == 0 }, time.Minute, time.Millisecond)
+	require.Equal(t, len(traces), p2.buf.snapshot().pending, "not decided before the original deadline")
+
+	clock.add(time.Second)
+	require.Eventually(t, func() bool { return p2.buf.snapshot().decided == int64(len(traces)) }, time.Minute, 10*time.Millisecond)
+	kept := keptTraces(sink2)
+	spans := spanSet(t, sink2) // fails on a span forwarded twice
+	want := 0
+	for _, tr := range traces {
+		if tr.trigger != "" && tr.trigger != "synthetic" {
+			require.True(t, kept[tr.id], "a %s trace is kept after the restart", tr.trigger)
+		}
+		if kept[tr.id] {
+			want++
+		}
+	}
+	require.Len(t, kept, want)
+	wantSpans := 0
+	for _, g := range slices.Concat(slices.Concat(first...), slices.Concat(second...)) {
+		if kept[g.trace.id] {
+			wantSpans++
+		}
+	}
+	require.Len(t, spans, wantSpans, "every span of every kept trace, the halves from before and after the 10 s")
+	for _, tr := range early {
+		require.False(t, kept[tr.id], "a trace decided before the restart is not decided again")
+	}
+}
