@@ -107,17 +107,37 @@ func ReadAt(r io.ReaderAt, off int64, buf []byte) (typ byte, payload []byte, err
 	if length > maxRecord {
 		return 0, nil, fmt.Errorf("%w: record length %d at %d", ErrCorrupt, length, off)
 	}
-	if cap(buf) < int(length) {
-		buf = make([]byte, length)
+	if cap(buf) < recordHead+int(length) {
+		buf = make([]byte, recordHead+int(length))
 	}
-	payload = buf[:length]
-	if _, err := r.ReadAt(payload, off+recordHead); err != nil {
+	buf = buf[:recordHead+int(length)]
+	copy(buf, rh[:])
+	if _, err := r.ReadAt(buf[recordHead:], off+recordHead); err != nil {
 		return 0, nil, fmt.Errorf("%w: record at %d: %v", ErrCorrupt, off, err)
 	}
-	if crc32.Update(crc32.Checksum(rh[8:9], castagnoli), castagnoli, payload) != binary.LittleEndian.Uint32(rh[4:]) {
-		return 0, nil, fmt.Errorf("%w: checksum mismatch at %d", ErrCorrupt, off)
+	typ, payload, _, err = ParseRecord(buf)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w at %d", err, off)
 	}
-	return rh[8], payload, nil
+	return typ, payload, nil
+}
+
+// ParseRecord checks the record at the start of b, as read from a segment
+// in one piece with others, and returns its type, its payload (a slice of
+// b) and its length with the header. It never reads past b.
+func ParseRecord(b []byte) (typ byte, payload []byte, n int, err error) {
+	if len(b) < recordHead {
+		return 0, nil, 0, fmt.Errorf("%w: %d bytes for a record header", ErrCorrupt, len(b))
+	}
+	length := binary.LittleEndian.Uint32(b[0:])
+	if length > maxRecord || int64(length) > int64(len(b)-recordHead) {
+		return 0, nil, 0, fmt.Errorf("%w: record length %d past the %d bytes read", ErrCorrupt, length, len(b))
+	}
+	payload = b[recordHead : recordHead+int(length)]
+	if crc32.Update(crc32.Checksum(b[8:9], castagnoli), castagnoli, payload) != binary.LittleEndian.Uint32(b[4:]) {
+		return 0, nil, 0, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	return b[8], payload, recordHead + int(length), nil
 }
 
 // Repair truncates a damaged segment to its valid prefix so that it can be

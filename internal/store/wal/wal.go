@@ -244,18 +244,24 @@ func (w *WAL) Log(typ byte, payload []byte) error {
 // still being written, as the tail-sampling buffer does.
 func (w *WAL) LogAt(typ byte, payload []byte) (Position, error) {
 	var pos [1]Position
-	_, err := w.LogAll(typ, [][]byte{payload}, pos[:0])
+	_, err := w.LogAll([]Record{{typ, payload}}, pos[:0])
 	return pos[0], err
 }
 
-// LogAll logs several records of one type in one group commit: they are
-// durable together when it returns, and one fsync covers them all. Their
-// positions are appended to pos, in order. On error none of them is in
-// the log.
-func (w *WAL) LogAll(typ byte, payloads [][]byte, pos []Position) ([]Position, error) {
-	for _, p := range payloads {
-		if len(p) > maxRecord {
-			return pos, fmt.Errorf("wal record of %d bytes exceeds %d", len(p), maxRecord)
+// Record is a record to log.
+type Record struct {
+	Type    byte
+	Payload []byte
+}
+
+// LogAll logs several records in one group commit: they are durable
+// together when it returns, one fsync covers them all, and they lie one
+// after the other in one segment. Their positions are appended to pos, in
+// order. On error none of them is in the log.
+func (w *WAL) LogAll(recs []Record, pos []Position) ([]Position, error) {
+	for _, r := range recs {
+		if len(r.Payload) > maxRecord {
+			return pos, fmt.Errorf("wal record of %d bytes exceeds %d", len(r.Payload), maxRecord)
 		}
 	}
 	w.mu.Lock()
@@ -269,9 +275,9 @@ func (w *WAL) LogAll(typ byte, payloads [][]byte, pos []Position) ([]Position, e
 		return pos, err
 	}
 	first := len(pos)
-	for _, p := range payloads {
+	for _, r := range recs {
 		pos = append(pos, Position{Offset: int64(len(w.buf))})
-		w.buf = AppendRecord(w.buf, typ, p)
+		w.buf = AppendRecord(w.buf, r.Type, r.Payload)
 	}
 	r := w.round
 	w.mu.Unlock()
