@@ -2,11 +2,11 @@ package tailsamplingprocessor
 
 import (
 	"container/heap"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -18,29 +18,14 @@ import (
 )
 
 // The buffer keeps every span that waits for a decision in a log on disk
-// (the store's WAL format, docs/storage-format.md) and in memory only a
-// summary per trace: its ID, when it was first seen, its deadline, and
-// where its chunks are. A chunk is the spans of one trace from one
-// ResourceSpans of one request, grouped as upstream's processor groups
-// them, so that the decider reads back exactly what it would have held.
-//
-// Records (payloads of WAL records):
-//
-//	chunk:    type 1 | trace ID [16] | arrival unix ns int64 | flags uint8 (1 = has a root span) | spans uint32 | OTLP ExportTraceServiceRequest
-//	decided:  type 2 | trace ID [16]
+// (records.go) and in memory only a summary per trace: its ID, when it was
+// first seen, its deadline, and where its chunks are.
 //
 // A decided record ends every chunk of its trace logged before it. Replay
 // reads the files in order and what is left are the traces that were
 // pending when the process stopped, each with its first arrival time, so
 // that it is decided at its original deadline. A file is deleted when no
-// chunk in it, nor in an older file, still waits for a decision.
-const (
-	recChunk   = 1
-	recDecided = 2
-
-	chunkHeader = 16 + 8 + 1 + 4
-	flagRoot    = 1
-)
+// chunk in it, nor in an older file, still waits.
 
 // ErrBufferFull is returned, retryably, while the buffer's files are over
 // one and a half times buffer::max_size: decisions are not keeping up.
@@ -59,8 +44,7 @@ type trace struct {
 	id       pcommon.TraceID
 	first    int64 // unix ns of its first chunk
 	deadline int64 // unix ns
-	chunks   []wal.Position
-	spans    int64
+	chunks   []chunkRef
 	state    traceState
 	// sampled is set when the decider sampled it; the decision is
 	// recorded once the spans were forwarded.
@@ -71,13 +55,13 @@ type trace struct {
 	idx  int // in the deadline heap; -1 when not pending
 }
 
-// chunk is one trace's spans from one ResourceSpans of a request.
-type chunk struct {
-	id      pcommon.TraceID
-	root    bool
-	spans   int
-	td      ptrace.Traces
-	payload []byte // the chunk record, built before the buffer is locked
+// chunkRef is where a chunk and its request's skeleton are in the log.
+type chunkRef struct {
+	seg   int32
+	n     uint32 // the record's length, header included
+	off   int64
+	back  uint32 // the skeleton starts this many bytes before
+	skelN uint32
 }
 
 type segment struct {
@@ -85,15 +69,6 @@ type segment struct {
 	size int64 // bytes in the file
 	file *os.File
 }
-
-// decisionKind is what the decider did with a trace, remembered for late
-// spans (recentDecisions).
-type decisionKind uint8
-
-const (
-	kindSampled decisionKind = iota + 1
-	kindNotSampled
-)
 
 type bufferOptions struct {
 	dir          string
@@ -118,25 +93,23 @@ type buffer struct {
 	segs    map[int]*segment
 	oldest  int   // the oldest segment still on disk
 	bytes   int64 // the files' total size
-	recent  recentDecisions
 	stats   bufferStats
 	posBuf  []wal.Position
-	payBuf  [][]byte
+	recBuf  []wal.Record
 }
 
 type bufferStats struct {
-	recovered    int64 // traces found pending at startup
-	earlyTraces  int64 // decided before their deadline: num_traces
-	earlyDisk    int64 // decided before their deadline: buffer::max_size
-	refused      int64 // requests refused, buffer full
-	decided      int64
-	writeErrors  int64
-	releasedLate int64 // chunks sent to the decider after their trace
+	recovered   int64 // traces found pending at startup
+	earlyTraces int64 // decided before their deadline: num_traces
+	earlyDisk   int64 // decided before their deadline: buffer::max_size
+	refused     int64 // requests refused, buffer full
+	decided     int64
+	writeErrors int64 // failed writes: refused requests, decisions to take again after a restart
 }
 
 // openBuffer takes the directory (one process and instance at a time),
 // replays what an earlier run left, and opens the log for writing.
-func openBuffer(opts bufferOptions, now time.Time) (*buffer, error) {
+func openBuffer(opts bufferOptions) (*buffer, error) {
 	if err := os.MkdirAll(opts.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create tail sampling buffer: %w", err)
 	}
@@ -153,9 +126,8 @@ func openBuffer(opts bufferOptions, now time.Time) (*buffer, error) {
 		lock:   lock,
 		traces: map[pcommon.TraceID]*trace{},
 		segs:   map[int]*segment{},
-		recent: newRecentDecisions(opts.numTraces),
 	}
-	if err := b.replay(now); err != nil {
+	if err := b.replay(); err != nil {
 		b.closeFiles()
 		return nil, err
 	}
@@ -173,7 +145,7 @@ func openBuffer(opts bufferOptions, now time.Time) (*buffer, error) {
 	return b, nil
 }
 
-func (b *buffer) replay(now time.Time) error {
+func (b *buffer) replay() error {
 	segs, err := wal.Segments(b.opts.dir)
 	if err != nil {
 		return err
@@ -184,19 +156,27 @@ func (b *buffer) replay(now time.Time) error {
 		}
 		seg := &segment{}
 		b.segs[s] = seg
+		skels := map[int64]uint32{} // skeleton offset -> record length
 		err := wal.ReplayAt(b.opts.dir, s, func(off int64, typ byte, p []byte) error {
 			switch typ {
+			case recSkeleton:
+				skels[off] = uint32(9 + len(p))
 			case recChunk:
-				if len(p) < chunkHeader {
-					return fmt.Errorf("%w: chunk record of %d bytes", wal.ErrCorrupt, len(p))
+				h, err := parseChunk(p)
+				if err != nil {
+					return err
 				}
-				id, arrival, flags, spans := decodeChunkHeader(p)
-				t := b.traces[id]
+				skelN, ok := skels[off-int64(h.back)]
+				if !ok {
+					return fmt.Errorf("%w: chunk at %d without its skeleton", wal.ErrCorrupt, off)
+				}
+				ref := chunkRef{seg: int32(s), n: uint32(9 + len(p)), off: off, back: h.back, skelN: skelN}
+				t := b.traces[h.id]
 				if t == nil {
-					t = &trace{id: id, first: arrival, deadline: arrival + int64(b.opts.wait), idx: -1}
-					b.traces[id] = t
+					t = &trace{id: h.id, first: h.arrival, deadline: h.arrival + int64(b.opts.wait), idx: -1}
+					b.traces[h.id] = t
 				}
-				b.addChunkLocked(t, wal.Position{Segment: s, Offset: off}, arrival, flags&flagRoot != 0, int64(spans))
+				b.addChunkLocked(t, ref, h.arrival, h.root)
 			case recDecided:
 				if len(p) != 16 {
 					return fmt.Errorf("%w: decided record of %d bytes", wal.ErrCorrupt, len(p))
@@ -229,35 +209,9 @@ func (b *buffer) replay(now time.Time) error {
 	return nil
 }
 
-func decodeChunkHeader(p []byte) (id pcommon.TraceID, arrival int64, flags uint8, spans uint32) {
-	copy(id[:], p[:16])
-	arrival = int64(binary.LittleEndian.Uint64(p[16:]))
-	flags = p[24]
-	spans = binary.LittleEndian.Uint32(p[25:])
-	return
-}
-
-// encodeChunk builds a chunk record. It runs before the buffer is locked.
-func encodeChunk(c *chunk, arrival int64, m *ptrace.ProtoMarshaler) ([]byte, error) {
-	size := m.TracesSize(c.td)
-	p := make([]byte, chunkHeader, chunkHeader+size)
-	copy(p, c.id[:])
-	binary.LittleEndian.PutUint64(p[16:], uint64(arrival))
-	if c.root {
-		p[24] = flagRoot
-	}
-	binary.LittleEndian.PutUint32(p[25:], uint32(c.spans))
-	body, err := m.MarshalTraces(c.td)
-	if err != nil {
-		return nil, err
-	}
-	return append(p, body...), nil
-}
-
-func (b *buffer) addChunkLocked(t *trace, pos wal.Position, now int64, root bool, spans int64) {
-	t.chunks = append(t.chunks, pos)
-	t.spans += spans
-	if seg := b.segs[pos.Segment]; seg != nil {
+func (b *buffer) addChunkLocked(t *trace, ref chunkRef, now int64, root bool) {
+	t.chunks = append(t.chunks, ref)
+	if seg := b.segs[int(ref.seg)]; seg != nil {
 		seg.live++
 	}
 	if root && b.opts.afterRoot > 0 {
@@ -279,12 +233,14 @@ const (
 	toDecider              // decided and remembered by the decider: send it only
 )
 
-// add logs the chunks that wait and indexes them. It returns the chunks
-// to send to the decider now: those of traces the decider holds or has
-// decided (late spans, which its decision caches answer). known says
-// whether the decider remembers a decided trace's decision; it is called
-// with the buffer locked and must not call back into it.
-func (b *buffer) add(now time.Time, chunks []chunk, known func(pcommon.TraceID, decisionKind) bool) (direct []ptrace.Traces, err error) {
+// add logs the chunks that wait, after their request's skeleton, and
+// indexes them. It returns the requests to send to the decider now: chunks
+// of traces the decider holds or has decided (late spans, which its
+// decision caches answer), with their resources. known says whether the
+// decider remembers a trace's decision; it is called with the buffer
+// locked and must not call back into it. skel is the skeleton
+// record's payload, built before the lock is taken.
+func (b *buffer) add(now time.Time, skeleton ptrace.Traces, skel []byte, chunks []chunk, known func(pcommon.TraceID) bool) (direct []ptrace.Traces, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.opts.maxSize > 0 && b.bytes > b.opts.maxSize+b.opts.maxSize/2 {
@@ -292,16 +248,15 @@ func (b *buffer) add(now time.Time, chunks []chunk, known func(pcommon.TraceID, 
 		return nil, fmt.Errorf("%w: %d bytes, buffer::max_size %d", ErrBufferFull, b.bytes, b.opts.maxSize)
 	}
 	routes := make([]route, len(chunks))
-	b.payBuf = b.payBuf[:0]
+	b.recBuf = append(b.recBuf[:0], wal.Record{Type: recSkeleton, Payload: skel})
+	back := uint32(9 + len(skel))
 	for i := range chunks {
 		c := &chunks[i]
 		t := b.traces[c.id]
 		switch {
 		case t == nil:
-			kind, _ := b.recent.get(c.id)
-			if known(c.id, kind) {
+			if known(c.id) {
 				routes[i] = toDecider
-				direct = append(direct, c.td)
 				continue
 			}
 			routes[i] = toDisk
@@ -310,19 +265,53 @@ func (b *buffer) add(now time.Time, chunks []chunk, known func(pcommon.TraceID, 
 		default:
 			routes[i] = toBoth
 		}
-		b.payBuf = append(b.payBuf, c.payload)
+		setBack(c.payload, back)
+		back += uint32(9 + len(c.payload))
+		b.recBuf = append(b.recBuf, wal.Record{Type: recChunk, Payload: c.payload})
 	}
-	if len(b.payBuf) == 0 {
-		return direct, nil
+	if len(b.recBuf) > 1 {
+		pos, err := b.log.LogAll(b.recBuf, b.posBuf[:0])
+		clear(b.recBuf) // hold no request after it is logged
+		b.posBuf = pos[:0]
+		if err != nil {
+			b.stats.writeErrors++
+			return nil, fmt.Errorf("write tail sampling buffer: %w", err)
+		}
+		if err := b.indexLocked(now, skel, chunks, routes, pos); err != nil {
+			return nil, err
+		}
 	}
-	pos, err := b.log.LogAll(recChunk, b.payBuf, b.posBuf[:0])
-	b.posBuf = pos[:0]
-	if err != nil {
-		b.stats.writeErrors++
-		return nil, fmt.Errorf("write tail sampling buffer: %w", err)
+	for i := range chunks {
+		if routes[i] != toDisk {
+			c := &chunks[i]
+			td := c.withResource(skeleton)
+			switch t := b.traces[c.id]; {
+			case routes[i] == toDecider:
+				direct = append(direct, td)
+			case t.state == stateReleasing:
+				t.late = append(t.late, td)
+			default:
+				direct = append(direct, td)
+			}
+		}
 	}
+	return direct, nil
+}
+
+// indexLocked indexes the chunks just logged at pos (the skeleton first).
+func (b *buffer) indexLocked(now time.Time, skel []byte, chunks []chunk, routes []route, pos []wal.Position) error {
+	sp := pos[0]
+	for _, p := range pos[1:] {
+		if p.Segment != sp.Segment {
+			// LogAll writes one round, to one file.
+			return fmt.Errorf("tail sampling buffer: a request's chunks in file %d, its skeleton in %d", p.Segment, sp.Segment)
+		}
+	}
+	skelN := uint32(9 + len(skel))
+	b.segLocked(sp.Segment).size += int64(skelN)
+	b.bytes += int64(skelN)
 	ns := now.UnixNano()
-	j := 0
+	j := 1
 	for i := range chunks {
 		if routes[i] == toDecider {
 			continue
@@ -330,27 +319,21 @@ func (b *buffer) add(now time.Time, chunks []chunk, known func(pcommon.TraceID, 
 		c := &chunks[i]
 		p := pos[j]
 		j++
-		n := int64(9 + len(c.payload))
-		b.segLocked(p.Segment).size += n
-		b.bytes += n
+		n := uint32(9 + len(c.payload))
+		b.segLocked(p.Segment).size += int64(n)
+		b.bytes += int64(n)
+		ref := chunkRef{seg: int32(p.Segment), n: n, off: p.Offset, back: uint32(p.Offset - sp.Offset), skelN: skelN}
 		t := b.traces[c.id]
 		if t == nil {
 			t = &trace{id: c.id, first: ns, deadline: ns + int64(b.opts.wait), idx: -1}
 			b.traces[c.id] = t
-			b.addChunkLocked(t, p, ns, c.root, int64(c.spans))
+			b.addChunkLocked(t, ref, ns, c.root)
 			heap.Push(&b.pending, t)
 		} else {
-			b.addChunkLocked(t, p, ns, c.root, int64(c.spans))
-		}
-		switch t.state {
-		case stateReleasing:
-			t.late = append(t.late, c.td)
-		case stateReleased:
-			b.stats.releasedLate++
-			direct = append(direct, c.td)
+			b.addChunkLocked(t, ref, ns, c.root)
 		}
 	}
-	return direct, nil
+	return nil
 }
 
 // release takes the traces that are due: past their deadline, or the
@@ -358,13 +341,10 @@ func (b *buffer) add(now time.Time, chunks []chunk, known func(pcommon.TraceID, 
 // buffer::max_size. It reads their chunks back into one batch for the
 // decider. At most max traces are taken per call.
 func (b *buffer) release(now time.Time, max int) (ptrace.Traces, []pcommon.TraceID, error) {
-	type read struct {
-		pos  wal.Position
-		file *os.File
-	}
 	var (
 		ids   []pcommon.TraceID
-		reads []read
+		refs  []chunkRef
+		files = map[int32]*os.File{}
 		err   error
 	)
 	b.mu.Lock()
@@ -376,7 +356,7 @@ take:
 		case t.deadline <= ns:
 		case len(b.pending) > b.opts.numTraces:
 			b.stats.earlyTraces++
-		case b.opts.maxSize > 0 && b.bytes > b.opts.maxSize && len(t.chunks) > 0 && t.chunks[0].Segment <= b.oldestLiveLocked():
+		case b.opts.maxSize > 0 && b.bytes > b.opts.maxSize && int(t.chunks[0].seg) <= b.oldestLiveLocked():
 			b.stats.earlyDisk++
 		default:
 			break take
@@ -384,44 +364,137 @@ take:
 		heap.Pop(&b.pending)
 		t.state = stateReleasing
 		ids = append(ids, t.id)
-		for _, p := range t.chunks {
-			f, ferr := b.fileLocked(p.Segment)
-			if ferr != nil {
-				err = errors.Join(err, ferr)
-				continue
+		for _, c := range t.chunks {
+			if _, ok := files[c.seg]; !ok {
+				f, ferr := b.fileLocked(int(c.seg))
+				if ferr != nil {
+					err = errors.Join(err, ferr)
+					continue
+				}
+				files[c.seg] = f
 			}
-			reads = append(reads, read{p, f})
+			refs = append(refs, c)
 		}
 	}
 	b.mu.Unlock()
 
 	// Reading needs no lock: the files of chunks that wait are not
 	// deleted, and the records are immutable.
-	td := ptrace.NewTraces()
-	var (
-		u   ptrace.ProtoUnmarshaler
-		buf []byte
-	)
-	for _, r := range reads {
-		typ, p, rerr := wal.ReadAt(r.file, r.pos.Offset, buf)
-		if rerr == nil && (typ != recChunk || len(p) < chunkHeader) {
-			rerr = fmt.Errorf("%w: record at %d of segment %d is not a chunk", wal.ErrCorrupt, r.pos.Offset, r.pos.Segment)
+	td, rerr := readBack(refs, files)
+	return td, ids, errors.Join(err, rerr)
+}
+
+// readBack reads chunks and their skeletons, in log order, with one read
+// for each run of nearby records (the chunks of traces that arrived
+// together lie together), and assembles the decider's batch. A chunk that
+// cannot be read is reported and left out: the rest of its trace is still
+// decided, so that it is not held forever.
+func readBack(refs []chunkRef, files map[int32]*os.File) (ptrace.Traces, error) {
+	slices.SortFunc(refs, func(a, b chunkRef) int {
+		if a.seg != b.seg {
+			return int(a.seg - b.seg)
 		}
-		if rerr != nil {
-			// What cannot be read cannot be decided; the rest of the
-			// trace still is, so that it is not held forever.
-			err = errors.Join(err, rerr)
-			continue
-		}
-		buf = p[:0]
-		c, uerr := u.UnmarshalTraces(p[chunkHeader:])
-		if uerr != nil {
-			err = errors.Join(err, fmt.Errorf("decode chunk at %d of segment %d: %w", r.pos.Offset, r.pos.Segment, uerr))
-			continue
-		}
-		c.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
+		return int(a.off - b.off)
+	})
+	type extent struct {
+		seg    int32
+		lo, hi int64
 	}
-	return td, ids, err
+	// Runs of records closer than gap are read as one; a run stays under
+	// maxRun, so that a release holds little more than its chunks.
+	const gap, maxRun = 64 << 10, 8 << 20
+	var runs []extent
+	grow := func(seg int32, lo, hi int64) {
+		if n := len(runs); n > 0 {
+			r := &runs[n-1]
+			if r.seg == seg && lo <= r.hi+gap && max(hi, r.hi)-r.lo <= maxRun {
+				r.hi = max(r.hi, hi)
+				return
+			}
+		}
+		runs = append(runs, extent{seg, lo, hi})
+	}
+	skels := map[wal.Position]bool{}
+	for _, c := range refs {
+		// A skeleton comes before its chunks, and after every record of
+		// earlier requests: adding it at its first chunk keeps the runs in
+		// order.
+		sp := wal.Position{Segment: int(c.seg), Offset: c.off - int64(c.back)}
+		if !skels[sp] {
+			skels[sp] = true
+			grow(c.seg, sp.Offset, sp.Offset+int64(c.skelN))
+		}
+		grow(c.seg, c.off, c.off+int64(c.n))
+	}
+	var (
+		errs []error
+		a    = newAssembler()
+		ri   = 0
+		buf  []byte
+		run  extent
+	)
+	// record returns the bytes of the record at [off, off+n) of seg from
+	// the run that holds it, reading runs in order as they are reached.
+	record := func(seg int32, off int64, n uint32) ([]byte, error) {
+		for run.seg != seg || off < run.lo || off+int64(n) > run.hi || buf == nil {
+			if ri == len(runs) {
+				return nil, fmt.Errorf("tail sampling buffer: record at %d of file %d outside what was read", off, seg)
+			}
+			run = runs[ri]
+			ri++
+			if cap(buf) < int(run.hi-run.lo) {
+				buf = make([]byte, run.hi-run.lo)
+			}
+			buf = buf[:run.hi-run.lo]
+			f := files[run.seg]
+			if f == nil {
+				buf = nil
+				continue
+			}
+			if _, err := f.ReadAt(buf, run.lo); err != nil {
+				buf = nil
+				return nil, fmt.Errorf("read tail sampling buffer file %d at %d: %w", run.seg, run.lo, err)
+			}
+		}
+		return buf[off-run.lo : off-run.lo+int64(n)], nil
+	}
+	for _, c := range refs {
+		skelPos := wal.Position{Segment: int(c.seg), Offset: c.off - int64(c.back)}
+		var skel []byte
+		skelErr := error(nil)
+		if _, ok := a.skels[skelPos]; !ok {
+			// Decoded on first use; read now, while its run is at hand.
+			rec, err := record(c.seg, skelPos.Offset, c.skelN)
+			if err == nil {
+				var typ byte
+				typ, skel, _, err = wal.ParseRecord(rec)
+				if err == nil && typ != recSkeleton {
+					err = fmt.Errorf("%w: record at %d of file %d is not a skeleton", wal.ErrCorrupt, skelPos.Offset, c.seg)
+				}
+			}
+			skelErr = err
+		}
+		rec, err := record(c.seg, c.off, c.n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		typ, p, _, err := wal.ParseRecord(rec)
+		if err == nil && typ != recChunk {
+			err = fmt.Errorf("%w: record at %d of file %d is not a chunk", wal.ErrCorrupt, c.off, c.seg)
+		}
+		var h chunkHeader
+		if err == nil {
+			h, err = parseChunk(p)
+		}
+		if err == nil {
+			err = a.add(h, skelPos, func() ([]byte, error) { return skel, skelErr })
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("chunk at %d of file %d: %w", c.off, c.seg, err))
+		}
+	}
+	return a.td, errors.Join(errs...)
 }
 
 // released marks traces as given to the decider and returns the chunks
@@ -436,7 +509,6 @@ func (b *buffer) released(ids []pcommon.TraceID) (late []ptrace.Traces) {
 		}
 		t.state = stateReleased
 		late = append(late, t.late...)
-		b.stats.releasedLate += int64(len(t.late))
 		t.late = nil
 	}
 	return late
@@ -458,7 +530,7 @@ func (b *buffer) forwarded(id pcommon.TraceID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if t := b.traces[id]; t != nil && t.sampled {
-		b.decideLocked(t, kindSampled)
+		b.decideLocked(t)
 	}
 }
 
@@ -467,11 +539,11 @@ func (b *buffer) decidedNotSampled(id pcommon.TraceID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if t := b.traces[id]; t != nil && t.state != statePending {
-		b.decideLocked(t, kindNotSampled)
+		b.decideLocked(t)
 	}
 }
 
-func (b *buffer) decideLocked(t *trace, kind decisionKind) {
+func (b *buffer) decideLocked(t *trace) {
 	if p, err := b.log.LogAt(recDecided, t.id[:]); err != nil {
 		// The trace is decided again after a restart; nothing is lost.
 		b.stats.writeErrors++
@@ -480,14 +552,13 @@ func (b *buffer) decideLocked(t *trace, kind decisionKind) {
 		b.bytes += 9 + 16
 	}
 	b.forgetLocked(t)
-	b.recent.put(t.id, kind)
 	b.stats.decided++
 	b.collectLocked()
 }
 
 func (b *buffer) forgetLocked(t *trace) {
 	for _, p := range t.chunks {
-		if seg := b.segs[p.Segment]; seg != nil {
+		if seg := b.segs[int(p.seg)]; seg != nil {
 			seg.live--
 		}
 	}
@@ -623,10 +694,10 @@ func (h deadlineHeap) Less(i, j int) bool {
 		return a.first < b.first
 	}
 	pa, pb := a.chunks[0], b.chunks[0]
-	if pa.Segment != pb.Segment {
-		return pa.Segment < pb.Segment
+	if pa.seg != pb.seg {
+		return pa.seg < pb.seg
 	}
-	return pa.Offset < pb.Offset
+	return pa.off < pb.off
 }
 func (h deadlineHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
@@ -645,39 +716,4 @@ func (h *deadlineHeap) Pop() any {
 	*h = old[:len(old)-1]
 	t.idx = -1
 	return t
-}
-
-// recentDecisions remembers the last n decisions, as the decider's own
-// table of traces does when no decision cache is configured: a late span
-// of a trace in it goes to the decider, which applies the decision.
-type recentDecisions struct {
-	ring []pcommon.TraceID
-	next int
-	kind map[pcommon.TraceID]decisionKind
-}
-
-func newRecentDecisions(n int) recentDecisions {
-	return recentDecisions{ring: make([]pcommon.TraceID, 0, n), kind: make(map[pcommon.TraceID]decisionKind, n)}
-}
-
-func (r *recentDecisions) put(id pcommon.TraceID, k decisionKind) {
-	if _, ok := r.kind[id]; ok {
-		r.kind[id] = k
-		return
-	}
-	if len(r.ring) < cap(r.ring) {
-		r.ring = append(r.ring, id)
-	} else if len(r.ring) > 0 {
-		delete(r.kind, r.ring[r.next])
-		r.ring[r.next] = id
-		r.next = (r.next + 1) % len(r.ring)
-	} else {
-		return
-	}
-	r.kind[id] = k
-}
-
-func (r *recentDecisions) get(id pcommon.TraceID) (decisionKind, bool) {
-	k, ok := r.kind[id]
-	return k, ok
 }

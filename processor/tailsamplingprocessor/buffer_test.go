@@ -12,7 +12,8 @@ import (
 	"github.com/sightlinehq/sightline/internal/store/wal"
 )
 
-func testChunk(t *testing.T, i int, now time.Time, attrBytes int) chunk {
+// addTrace adds a one-span trace numbered i in a request of its own.
+func addTrace(t *testing.T, b *buffer, i int, now time.Time, attrBytes int) pcommon.TraceID {
 	t.Helper()
 	var id pcommon.TraceID
 	binary.BigEndian.PutUint64(id[8:], uint64(i+1))
@@ -23,17 +24,22 @@ func testChunk(t *testing.T, i int, now time.Time, attrBytes int) chunk {
 	sp.SetTraceID(id)
 	sp.SetSpanID(pcommon.SpanID{1})
 	sp.Attributes().PutStr("pad", string(make([]byte, attrBytes)))
-	c := chunk{id: id, spans: 1, td: td}
+	chunks := splitRequest(td)
 	var m ptrace.ProtoMarshaler
-	var err error
-	c.payload, err = encodeChunk(&c, now.UnixNano(), &m)
+	skel, err := m.MarshalTraces(td)
 	require.NoError(t, err)
-	return c
+	for i := range chunks {
+		chunks[i].payload, err = encodeChunk(&chunks[i], now.UnixNano(), &m)
+		require.NoError(t, err)
+	}
+	_, err = b.add(now, td, skel, chunks, never)
+	require.NoError(t, err)
+	return id
 }
 
-func never(pcommon.TraceID, decisionKind) bool { return false }
+func never(pcommon.TraceID) bool { return false }
 
-func testBuffer(t *testing.T, opts bufferOptions, now time.Time) *buffer {
+func testBuffer(t *testing.T, opts bufferOptions) *buffer {
 	t.Helper()
 	opts.dir = t.TempDir()
 	if opts.wait == 0 {
@@ -44,7 +50,7 @@ func testBuffer(t *testing.T, opts bufferOptions, now time.Time) *buffer {
 	}
 	opts.sync = wal.SyncInterval
 	opts.syncInterval = time.Second
-	b, err := openBuffer(opts, now)
+	b, err := openBuffer(opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { b.close() })
 	return b
@@ -54,10 +60,9 @@ func testBuffer(t *testing.T, opts bufferOptions, now time.Time) *buffer {
 // at their deadline, oldest first.
 func TestOverNumTracesDecidesOldestEarly(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	b := testBuffer(t, bufferOptions{numTraces: 10}, now)
+	b := testBuffer(t, bufferOptions{numTraces: 10})
 	for i := range 25 {
-		_, err := b.add(now.Add(time.Duration(i)*time.Millisecond), []chunk{testChunk(t, i, now, 10)}, never)
-		require.NoError(t, err)
+		addTrace(t, b, i, now.Add(time.Duration(i)*time.Millisecond), 10)
 	}
 	td, ids, err := b.release(now.Add(time.Second), 100)
 	require.NoError(t, err)
@@ -78,11 +83,10 @@ func TestOverNumTracesDecidesOldestEarly(t *testing.T) {
 func TestOverMaxSizeDecidesTheOldestFile(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	const seg = 8 << 10
-	b := testBuffer(t, bufferOptions{numTraces: 1 << 20, segmentSize: seg, maxSize: 4 * seg}, now)
+	b := testBuffer(t, bufferOptions{numTraces: 1 << 20, segmentSize: seg, maxSize: 4 * seg})
 	i := 0
 	for b.snapshot().bytes <= 4*seg {
-		_, err := b.add(now, []chunk{testChunk(t, i, now, 1000)}, never)
-		require.NoError(t, err)
+		addTrace(t, b, i, now, 1000)
 		i++
 	}
 	_, ids, err := b.release(now, 1000)
@@ -100,11 +104,11 @@ func TestOverMaxSizeDecidesTheOldestFile(t *testing.T) {
 	require.LessOrEqual(t, st.bytes, int64(4*seg))
 
 	for b.snapshot().bytes <= 6*seg {
-		_, err := b.add(now, []chunk{testChunk(t, i, now, 1000)}, never)
-		require.NoError(t, err)
+		addTrace(t, b, i, now, 1000)
 		i++
 	}
-	_, err = b.add(now, []chunk{testChunk(t, i, now, 1000)}, never)
+	td := ptrace.NewTraces()
+	_, err = b.add(now, td, nil, []chunk{{}}, never)
 	require.ErrorIs(t, err, ErrBufferFull)
 	require.Equal(t, int64(1), b.snapshot().refused)
 }
@@ -113,13 +117,10 @@ func TestOverMaxSizeDecidesTheOldestFile(t *testing.T) {
 func TestFilesGoOldestFirst(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	const seg = 4 << 10
-	b := testBuffer(t, bufferOptions{numTraces: 1 << 20, segmentSize: seg}, now)
+	b := testBuffer(t, bufferOptions{numTraces: 1 << 20, segmentSize: seg})
 	var ids []pcommon.TraceID
 	for i := range 30 {
-		c := testChunk(t, i, now, 1000)
-		_, err := b.add(now, []chunk{c}, never)
-		require.NoError(t, err)
-		ids = append(ids, c.id)
+		ids = append(ids, addTrace(t, b, i, now, 1000))
 	}
 	files := b.snapshot().files
 	require.Greater(t, files, 4)

@@ -63,27 +63,33 @@ func newProcessor(ctx context.Context, set processor.Settings, cfg *Config, dir 
 	dc := cfg.Config
 	dc.DecisionWait = deciderWait
 	dc.DecisionWaitAfterRootReceived = 0
-	// The decider keeps decided traces until its table is full, as
-	// upstream does; twice the table keeps a trace it is still deciding
-	// from ever being pushed out by a burst the buffer releases early.
-	dc.NumTraces = 2 * cfg.NumTraces
 	// Nothing is dropped for lack of room here, so there is nothing to
 	// block on; blocking the decider would only stall its decisions.
 	dc.BlockOnOverflow = false
 	dc.Options = slices.Clip(cfg.Options)
+	// The decider always has both decision caches. Without them upstream
+	// remembers a decision by keeping the decided trace in its table,
+	// num_traces of them, and answers late spans from there; a cache of
+	// num_traces IDs answers them alike for a fraction of the memory, and
+	// lets the decider drop a trace as soon as it is decided, so that its
+	// table holds only the traces it is deciding.
+	sampled, notSampled := cfg.DecisionCache.SampledCacheSize, cfg.DecisionCache.NonSampledCacheSize
+	if sampled <= 0 {
+		sampled = int(cfg.NumTraces)
+	}
+	if notSampled <= 0 {
+		notSampled = int(cfg.NumTraces)
+	}
 	var err error
-	if n := cfg.DecisionCache.SampledCacheSize; n > 0 {
-		if p.sampledCache, err = cache.NewLRUDecisionCache(n); err != nil {
-			return nil, err
-		}
-		dc.Options = append(dc.Options, upstream.WithSampledDecisionCache(p.sampledCache))
+	if p.sampledCache, err = cache.NewLRUDecisionCache(sampled); err != nil {
+		return nil, err
 	}
-	if n := cfg.DecisionCache.NonSampledCacheSize; n > 0 {
-		if p.nonSampledCache, err = cache.NewLRUDecisionCache(n); err != nil {
-			return nil, err
-		}
-		dc.Options = append(dc.Options, upstream.WithNonSampledDecisionCache(p.nonSampledCache))
+	if p.nonSampledCache, err = cache.NewLRUDecisionCache(notSampled); err != nil {
+		return nil, err
 	}
+	dc.Options = append(dc.Options,
+		upstream.WithSampledDecisionCache(p.sampledCache),
+		upstream.WithNonSampledDecisionCache(p.nonSampledCache))
 	dc.Options = append(dc.Options,
 		upstream.WithSampledHooks(func(_ context.Context, id pcommon.TraceID, _ *upstream.TraceData) {
 			p.buf.decidedSampled(id)
@@ -100,8 +106,10 @@ func newProcessor(ctx context.Context, set processor.Settings, cfg *Config, dir 
 	return p, nil
 }
 
+// Capabilities says the processor changes what it is given: it moves the
+// spans out of the request instead of copying them.
 func (*tailProcessor) Capabilities() consumer.Capabilities {
-	return consumer.Capabilities{MutatesData: false}
+	return consumer.Capabilities{MutatesData: true}
 }
 
 func (p *tailProcessor) Start(ctx context.Context, host component.Host) error {
@@ -119,7 +127,7 @@ func (p *tailProcessor) Start(ctx context.Context, host component.Host) error {
 		segmentSize:  p.cfg.Buffer.SegmentSize,
 		sync:         sync,
 		syncInterval: p.cfg.Buffer.SyncInterval,
-	}, p.now())
+	})
 	if err != nil {
 		return err
 	}
@@ -161,16 +169,22 @@ func (p *tailProcessor) Shutdown(ctx context.Context) error {
 // policy. Spans of traces already decided go to the decider, whose
 // decision caches answer them as upstream's would.
 func (p *tailProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
-	chunks := groupChunks(td)
+	chunks := splitRequest(td)
+	if len(chunks) == 0 {
+		return nil
+	}
 	now := p.now()
 	var m ptrace.ProtoMarshaler
+	skel, err := m.MarshalTraces(td)
+	if err != nil {
+		return consumererror.NewPermanent(fmt.Errorf("encode resources: %w", err))
+	}
 	for i := range chunks {
-		var err error
 		if chunks[i].payload, err = encodeChunk(&chunks[i], now.UnixNano(), &m); err != nil {
 			return consumererror.NewPermanent(fmt.Errorf("encode spans: %w", err))
 		}
 	}
-	direct, err := p.buf.add(now, chunks, p.known)
+	direct, err := p.buf.add(now, td, skel, chunks, p.known)
 	if err != nil {
 		return err
 	}
@@ -183,26 +197,13 @@ func (p *tailProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) err
 }
 
 // known says whether the decider will answer a span of a trace that is
-// not waiting: by a decision cache, or, where no cache is configured for
-// the decision it took, by its own table of decided traces.
-func (p *tailProcessor) known(id pcommon.TraceID, kind decisionKind) bool {
-	if p.sampledCache != nil {
-		if _, ok := p.sampledCache.Get(id); ok {
-			return true
-		}
+// not waiting: a late span of a trace it decided, by its decision caches.
+func (p *tailProcessor) known(id pcommon.TraceID) bool {
+	if _, ok := p.sampledCache.Get(id); ok {
+		return true
 	}
-	if p.nonSampledCache != nil {
-		if _, ok := p.nonSampledCache.Get(id); ok {
-			return true
-		}
-	}
-	switch kind {
-	case kindSampled:
-		return p.sampledCache == nil
-	case kindNotSampled:
-		return p.nonSampledCache == nil
-	}
-	return false
+	_, ok := p.nonSampledCache.Get(id)
+	return ok
 }
 
 func (p *tailProcessor) toDecider(ctx context.Context, tds []ptrace.Traces) {
@@ -290,49 +291,6 @@ func firstTraceID(td ptrace.Traces) (pcommon.TraceID, bool) {
 	return pcommon.TraceID{}, false
 }
 
-// groupChunks splits a request into one chunk per trace and ResourceSpans,
-// with the resource and scopes copied, as upstream's processor groups
-// spans before it stores them: read back and handed to it, each chunk is
-// regrouped into itself, so the decider sees the same batches, sizes and
-// span counts as upstream would have.
-func groupChunks(td ptrace.Traces) []chunk {
-	var chunks []chunk
-	type open struct {
-		chunk int
-		scope int
-		ss    ptrace.ScopeSpans
-	}
-	byTrace := map[pcommon.TraceID]*open{}
-	for _, rs := range td.ResourceSpans().All() {
-		clear(byTrace)
-		for j, ss := range rs.ScopeSpans().All() {
-			for _, span := range ss.Spans().All() {
-				id := span.TraceID()
-				o := byTrace[id]
-				if o == nil {
-					c := chunk{id: id, td: ptrace.NewTraces()}
-					rs.Resource().CopyTo(c.td.ResourceSpans().AppendEmpty().Resource())
-					chunks = append(chunks, c)
-					o = &open{chunk: len(chunks) - 1, scope: -1}
-					byTrace[id] = o
-				}
-				c := &chunks[o.chunk]
-				if o.scope != j {
-					o.scope = j
-					o.ss = c.td.ResourceSpans().At(0).ScopeSpans().AppendEmpty()
-					ss.Scope().CopyTo(o.ss.Scope())
-				}
-				span.CopyTo(o.ss.Spans().AppendEmpty())
-				c.spans++
-				if span.ParentSpanID().IsEmpty() {
-					c.root = true
-				}
-			}
-		}
-	}
-	return chunks
-}
-
 func (p *tailProcessor) registerMetrics() error {
 	m := p.set.MeterProvider.Meter("github.com/sightlinehq/sightline/processor/tailsamplingprocessor")
 	traces, err1 := m.Int64ObservableGauge("sightline_tail_sampling_traces",
@@ -345,7 +303,9 @@ func (p *tailProcessor) registerMetrics() error {
 		metric.WithDescription("Traces found waiting in the buffer at startup, decided at their original deadlines."))
 	refused, err5 := m.Int64ObservableCounter("sightline_tail_sampling_refused_requests",
 		metric.WithDescription("Requests refused, retryably, because the buffer's files were over 1.5 times buffer::max_size."))
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	writeErrs, err6 := m.Int64ObservableCounter("sightline_tail_sampling_write_errors",
+		metric.WithDescription("Failed writes to the buffer: a request refused retryably, or a decision not recorded (the trace is decided again after a restart)."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
 		return err
 	}
 	waiting := metric.WithAttributes(attribute.String("state", "waiting"))
@@ -361,8 +321,9 @@ func (p *tailProcessor) registerMetrics() error {
 		o.ObserveInt64(early, st.earlyDisk, bySize)
 		o.ObserveInt64(recovered, st.recovered)
 		o.ObserveInt64(refused, st.refused)
+		o.ObserveInt64(writeErrs, st.writeErrors)
 		return nil
-	}, traces, size, early, recovered, refused)
+	}, traces, size, early, recovered, refused, writeErrs)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,236 @@
+package tailsamplingprocessor
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/sightlinehq/sightline/internal/store/wal"
+)
+
+// The buffer's records are WAL records (docs/storage-format.md). A request
+// that has spans to keep is written, in one group commit, as a skeleton
+// followed by its chunks:
+//
+//	skeleton: type 3 | OTLP ExportTraceServiceRequest with the request's resources and scopes, no spans
+//	chunk:    type 1 | trace ID [16] | arrival unix ns int64 | flags uint8 (1 = has a root span)
+//	               | spans uint32 | back uint32 | resource uint32 | n uint32 | scope uint32 × n
+//	               | OTLP ExportTraceServiceRequest: one ResourceSpans, resource and scopes empty, the spans
+//	decided:  type 2 | trace ID [16]
+//
+// A chunk is the spans of one trace from one ResourceSpans, grouped by
+// scope as upstream's processor groups them. Its skeleton starts back bytes
+// before it in the same file; resource is the ResourceSpans' index in the
+// skeleton and the n scope indexes say which of its ScopeSpans each of the
+// chunk's came from. The resource is written once per request, not once
+// per trace: it is most of a chunk's bytes otherwise (the workload's
+// resources have 11 attributes, a chunk under two spans).
+const (
+	recChunk    = 1
+	recDecided  = 2
+	recSkeleton = 3
+
+	chunkFixed = 16 + 8 + 1 + 4 + 4 + 4 + 4
+	flagRoot   = 1
+)
+
+// chunk is one trace's spans from one ResourceSpans of a request.
+type chunk struct {
+	id     pcommon.TraceID
+	root   bool
+	spans  int
+	rs     int
+	scopes []uint32
+	// body holds the spans in one ResourceSpans whose resource and scopes
+	// are left empty: they are in the request's skeleton.
+	body    ptrace.Traces
+	payload []byte
+}
+
+// splitRequest moves td's spans into chunks and leaves td as the request's
+// skeleton: its resources and scopes without spans. The processor owns td
+// (it declares MutatesData), so spans are moved, not copied.
+func splitRequest(td ptrace.Traces) []chunk {
+	var chunks []chunk
+	type open struct {
+		chunk int
+		scope int
+		ss    ptrace.ScopeSpans
+	}
+	byTrace := map[pcommon.TraceID]*open{}
+	for i, rs := range td.ResourceSpans().All() {
+		clear(byTrace)
+		for j, ss := range rs.ScopeSpans().All() {
+			spans := ss.Spans()
+			for k := range spans.Len() {
+				span := spans.At(k)
+				id := span.TraceID()
+				o := byTrace[id]
+				if o == nil {
+					chunks = append(chunks, chunk{id: id, rs: i, body: ptrace.NewTraces()})
+					chunks[len(chunks)-1].body.ResourceSpans().AppendEmpty()
+					o = &open{chunk: len(chunks) - 1, scope: -1}
+					byTrace[id] = o
+				}
+				c := &chunks[o.chunk]
+				if o.scope != j {
+					o.scope = j
+					o.ss = c.body.ResourceSpans().At(0).ScopeSpans().AppendEmpty()
+					c.scopes = append(c.scopes, uint32(j))
+				}
+				if span.ParentSpanID().IsEmpty() {
+					c.root = true
+				}
+				span.MoveTo(o.ss.Spans().AppendEmpty())
+				c.spans++
+			}
+			spans.RemoveIf(func(ptrace.Span) bool { return true })
+		}
+	}
+	return chunks
+}
+
+// encodeChunk builds a chunk record with back left zero (setBack fills it
+// in when the records are laid out).
+func encodeChunk(c *chunk, arrival int64, m *ptrace.ProtoMarshaler) ([]byte, error) {
+	head := chunkFixed + 4*len(c.scopes)
+	p := make([]byte, head, head+m.TracesSize(c.body))
+	copy(p, c.id[:])
+	binary.LittleEndian.PutUint64(p[16:], uint64(arrival))
+	if c.root {
+		p[24] = flagRoot
+	}
+	binary.LittleEndian.PutUint32(p[25:], uint32(c.spans))
+	binary.LittleEndian.PutUint32(p[33:], uint32(c.rs))
+	binary.LittleEndian.PutUint32(p[37:], uint32(len(c.scopes)))
+	for i, s := range c.scopes {
+		binary.LittleEndian.PutUint32(p[chunkFixed+4*i:], s)
+	}
+	body, err := m.MarshalTraces(c.body)
+	if err != nil {
+		return nil, err
+	}
+	return append(p, body...), nil
+}
+
+func setBack(p []byte, back uint32) { binary.LittleEndian.PutUint32(p[29:], back) }
+
+type chunkHeader struct {
+	id      pcommon.TraceID
+	arrival int64
+	root    bool
+	spans   uint32
+	back    uint32
+	rs      uint32
+	scopes  []uint32
+	body    []byte
+}
+
+func parseChunk(p []byte) (chunkHeader, error) {
+	var h chunkHeader
+	if len(p) < chunkFixed {
+		return h, fmt.Errorf("%w: chunk record of %d bytes", wal.ErrCorrupt, len(p))
+	}
+	copy(h.id[:], p[:16])
+	h.arrival = int64(binary.LittleEndian.Uint64(p[16:]))
+	h.root = p[24]&flagRoot != 0
+	h.spans = binary.LittleEndian.Uint32(p[25:])
+	h.back = binary.LittleEndian.Uint32(p[29:])
+	h.rs = binary.LittleEndian.Uint32(p[33:])
+	n := binary.LittleEndian.Uint32(p[37:])
+	if uint64(n) > uint64(len(p)-chunkFixed)/4 {
+		return h, fmt.Errorf("%w: chunk record with %d scopes in %d bytes", wal.ErrCorrupt, n, len(p))
+	}
+	h.scopes = make([]uint32, n)
+	for i := range h.scopes {
+		h.scopes[i] = binary.LittleEndian.Uint32(p[chunkFixed+4*i:])
+	}
+	h.body = p[chunkFixed+4*int(n):]
+	return h, nil
+}
+
+// withResource returns the chunk as a request of its own, its resource and
+// scopes copied from the skeleton: what goes to the decider at once.
+func (c *chunk) withResource(skel ptrace.Traces) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	src := skel.ResourceSpans().At(c.rs)
+	src.Resource().CopyTo(rs.Resource())
+	rs.SetSchemaUrl(src.SchemaUrl())
+	for k, ss := range c.body.ResourceSpans().At(0).ScopeSpans().All() {
+		out := rs.ScopeSpans().AppendEmpty()
+		from := src.ScopeSpans().At(int(c.scopes[k]))
+		from.Scope().CopyTo(out.Scope())
+		out.SetSchemaUrl(from.SchemaUrl())
+		ss.Spans().MoveAndAppendTo(out.Spans())
+	}
+	return td
+}
+
+// assembler builds the decider's batch from chunk records read back, in
+// log order. Chunks of one skeleton's ResourceSpans share one ResourceSpans
+// in the batch, a copy of the skeleton's with the spans put back: the decider splits it by trace
+// into exactly the chunks upstream would have made of the request, and the
+// resource is decoded and copied once per batch instead of once per trace.
+type assembler struct {
+	td    ptrace.Traces
+	skels map[wal.Position]ptrace.Traces
+	rss   map[rsKey]ptrace.ResourceSpans
+	u     ptrace.ProtoUnmarshaler
+}
+
+type rsKey struct {
+	skel wal.Position
+	rs   uint32
+}
+
+func newAssembler() *assembler {
+	return &assembler{td: ptrace.NewTraces(), skels: map[wal.Position]ptrace.Traces{}, rss: map[rsKey]ptrace.ResourceSpans{}}
+}
+
+// add puts a chunk into the batch. skel is the skeleton record's payload,
+// read only when the skeleton is not decoded yet.
+func (a *assembler) add(h chunkHeader, skelPos wal.Position, skel func() ([]byte, error)) error {
+	st, ok := a.skels[skelPos]
+	if !ok {
+		p, err := skel()
+		if err != nil {
+			return err
+		}
+		if st, err = a.u.UnmarshalTraces(p); err != nil {
+			return fmt.Errorf("decode skeleton at %d of segment %d: %w", skelPos.Offset, skelPos.Segment, err)
+		}
+		a.skels[skelPos] = st
+	}
+	if int(h.rs) >= st.ResourceSpans().Len() {
+		return fmt.Errorf("%w: chunk of resource %d of a skeleton with %d", wal.ErrCorrupt, h.rs, st.ResourceSpans().Len())
+	}
+	body, err := a.u.UnmarshalTraces(h.body)
+	if err != nil {
+		return fmt.Errorf("decode chunk: %w", err)
+	}
+	if body.ResourceSpans().Len() != 1 || body.ResourceSpans().At(0).ScopeSpans().Len() != len(h.scopes) {
+		return fmt.Errorf("%w: chunk body does not match its %d scopes", wal.ErrCorrupt, len(h.scopes))
+	}
+	rk := rsKey{skelPos, h.rs}
+	rs, ok := a.rss[rk]
+	if !ok {
+		// The skeleton's ResourceSpans itself, every scope in the
+		// request's order, so that each trace's scopes keep their order;
+		// the decider skips the empty ones.
+		rs = a.td.ResourceSpans().AppendEmpty()
+		st.ResourceSpans().At(int(h.rs)).MoveTo(rs)
+		a.rss[rk] = rs
+	}
+	for _, s := range h.scopes {
+		if int(s) >= rs.ScopeSpans().Len() {
+			return fmt.Errorf("%w: chunk of scope %d of a resource with %d", wal.ErrCorrupt, s, rs.ScopeSpans().Len())
+		}
+	}
+	for k, ss := range body.ResourceSpans().At(0).ScopeSpans().All() {
+		ss.Spans().MoveAndAppendTo(rs.ScopeSpans().At(int(h.scopes[k])).Spans())
+	}
+	return nil
+}
