@@ -124,6 +124,12 @@ const SELF = [
   // The metrics TSDB's bound: new series past metrics::max_series are refused.
   ['Metric series in the head', 'sum(sightline_metrics_head_series)'],
   ['Metric samples refused at the series limit / s', anyOf(['sightline_metrics_refused_samples_total'])],
+  // tail_sampling: what waits on disk for a decision, and the decisions.
+  ['Tail sampling: traces waiting on disk', 'sum(sightline_tail_sampling_traces{state="waiting"}) or vector(0)'],
+  ['Tail sampling buffer (MiB)', '(sum(sightline_tail_sampling_buffer_size_bytes) or vector(0)) / 1048576'],
+  ['Tail-sampled traces kept / s', 'sum(rate(otelcol_processor_tail_sampling_global_count_traces_sampled_total{sampled="true"}[2m])) or vector(0)'],
+  ['Tail-sampled traces not kept / s', 'sum(rate(otelcol_processor_tail_sampling_global_count_traces_sampled_total{sampled="false"}[2m])) or vector(0)'],
+  ['Tail sampling: decided early (num_traces, max_size) / s', anyOf(['sightline_tail_sampling_early_decisions_total'])],
 ];
 
 export function selfPage({ query, alive }) {
