@@ -28,7 +28,9 @@ import (
 // chunk in it, nor in an older file, still waits.
 
 // ErrBufferFull is returned, retryably, while the buffer's files are over
-// one and a half times buffer::max_size: decisions are not keeping up.
+// one and a half times buffer::max_size, or twice num_traces traces wait:
+// decisions are not keeping up (the next consumer refuses, say), and the
+// early decisions that normally hold both bounds are stuck behind them.
 var ErrBufferFull = errors.New("tail sampling buffer is full")
 
 type traceState uint8
@@ -99,12 +101,13 @@ type buffer struct {
 }
 
 type bufferStats struct {
-	recovered   int64 // traces found pending at startup
-	earlyTraces int64 // decided before their deadline: num_traces
-	earlyDisk   int64 // decided before their deadline: buffer::max_size
-	refused     int64 // requests refused, buffer full
-	decided     int64
-	writeErrors int64 // failed writes: refused requests, decisions to take again after a restart
+	recovered     int64 // traces found pending at startup
+	earlyTraces   int64 // decided before their deadline: num_traces
+	earlyDisk     int64 // decided before their deadline: buffer::max_size
+	refusedDisk   int64 // requests refused: files over 1.5x buffer::max_size
+	refusedTraces int64 // requests refused: twice num_traces waiting
+	decided       int64
+	writeErrors   int64 // failed writes: refused requests, decisions to take again after a restart
 }
 
 // openBuffer takes the directory (one process and instance at a time),
@@ -244,8 +247,13 @@ func (b *buffer) add(now time.Time, skeleton ptrace.Traces, skel []byte, chunks 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.opts.maxSize > 0 && b.bytes > b.opts.maxSize+b.opts.maxSize/2 {
-		b.stats.refused++
+		b.stats.refusedDisk++
 		return nil, fmt.Errorf("%w: %d bytes, buffer::max_size %d", ErrBufferFull, b.bytes, b.opts.maxSize)
+	}
+	if len(b.pending) >= 2*b.opts.numTraces {
+		// The summaries in memory are bounded too, not only the files.
+		b.stats.refusedTraces++
+		return nil, fmt.Errorf("%w: %d traces waiting, num_traces %d", ErrBufferFull, len(b.pending), b.opts.numTraces)
 	}
 	routes := make([]route, len(chunks))
 	b.recBuf = append(b.recBuf[:0], wal.Record{Type: recSkeleton, Payload: skel})
@@ -460,19 +468,26 @@ func readBack(refs []chunkRef, files map[int32]*os.File) (ptrace.Traces, error) 
 	}
 	for _, c := range refs {
 		skelPos := wal.Position{Segment: int(c.seg), Offset: c.off - int64(c.back)}
-		var skel []byte
-		skelErr := error(nil)
-		if _, ok := a.skels[skelPos]; !ok {
-			// Decoded on first use; read now, while its run is at hand.
+		if !a.hasSkeleton(skelPos) {
+			// Decoded at once: the next read may reuse its bytes.
 			rec, err := record(c.seg, skelPos.Offset, c.skelN)
 			if err == nil {
-				var typ byte
-				typ, skel, _, err = wal.ParseRecord(rec)
+				var (
+					typ byte
+					p   []byte
+				)
+				typ, p, _, err = wal.ParseRecord(rec)
 				if err == nil && typ != recSkeleton {
 					err = fmt.Errorf("%w: record at %d of file %d is not a skeleton", wal.ErrCorrupt, skelPos.Offset, c.seg)
 				}
+				if err == nil {
+					err = a.addSkeleton(skelPos, p)
+				}
 			}
-			skelErr = err
+			if err != nil {
+				errs = append(errs, fmt.Errorf("chunk at %d of file %d: %w", c.off, c.seg, err))
+				continue
+			}
 		}
 		rec, err := record(c.seg, c.off, c.n)
 		if err != nil {
@@ -488,7 +503,7 @@ func readBack(refs []chunkRef, files map[int32]*os.File) (ptrace.Traces, error) 
 			h, err = parseChunk(p)
 		}
 		if err == nil {
-			err = a.add(h, skelPos, func() ([]byte, error) { return skel, skelErr })
+			err = a.add(h, skelPos)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("chunk at %d of file %d: %w", c.off, c.seg, err))

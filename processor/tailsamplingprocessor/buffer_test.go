@@ -61,20 +61,29 @@ func testBuffer(t *testing.T, opts bufferOptions) *buffer {
 func TestOverNumTracesDecidesOldestEarly(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	b := testBuffer(t, bufferOptions{numTraces: 10})
-	for i := range 25 {
+	for i := range 19 {
 		addTrace(t, b, i, now.Add(time.Duration(i)*time.Millisecond), 10)
 	}
 	td, ids, err := b.release(now.Add(time.Second), 100)
 	require.NoError(t, err)
-	require.Len(t, ids, 15)
+	require.Len(t, ids, 9)
 	for i, id := range ids {
 		require.Equal(t, uint64(i+1), binary.BigEndian.Uint64(id[8:]), "oldest first")
 	}
-	require.Equal(t, 15, td.SpanCount())
+	require.Equal(t, 9, td.SpanCount())
 	st := b.snapshot()
-	require.Equal(t, int64(15), st.earlyTraces)
+	require.Equal(t, int64(9), st.earlyTraces)
 	require.Equal(t, 10, st.pending)
-	require.Equal(t, 15, st.released)
+	require.Equal(t, 9, st.released)
+
+	// With decisions stuck (nothing released), summaries stop at twice
+	// num_traces: past it requests are refused retryably.
+	for i := 19; b.snapshot().pending < 20; i++ {
+		addTrace(t, b, i, now, 10)
+	}
+	_, err = b.add(now, ptrace.NewTraces(), nil, []chunk{{}}, never)
+	require.ErrorIs(t, err, ErrBufferFull)
+	require.Equal(t, int64(1), b.snapshot().refusedTraces)
 }
 
 // Over buffer::max_size, the traces in the oldest file are decided at
@@ -110,7 +119,7 @@ func TestOverMaxSizeDecidesTheOldestFile(t *testing.T) {
 	td := ptrace.NewTraces()
 	_, err = b.add(now, td, nil, []chunk{{}}, never)
 	require.ErrorIs(t, err, ErrBufferFull)
-	require.Equal(t, int64(1), b.snapshot().refused)
+	require.Equal(t, int64(1), b.snapshot().refusedDisk)
 }
 
 // A file is deleted only when nothing in it, nor in an older file, waits.
@@ -136,4 +145,52 @@ func TestFilesGoOldestFirst(t *testing.T) {
 	require.Equal(t, files, b.snapshot().files)
 	b.decidedNotSampled(ids[0])
 	require.Equal(t, 1, b.snapshot().files, "all but the file being written")
+}
+
+// A trace read back alone, far into a large request, gets its resource
+// from the request's skeleton even when the two are read in separate
+// runs of the file.
+func TestReadBackFarFromTheSkeleton(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	b := testBuffer(t, bufferOptions{numTraces: 1 << 20})
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "far")
+	// A skeleton larger than the chunk, so that the chunk's read could
+	// land in the skeleton's buffer.
+	rs.Resource().Attributes().PutStr("big", string(make([]byte, 100<<10)))
+	spans := rs.ScopeSpans().AppendEmpty().Spans()
+	const n = 100
+	for i := range n {
+		sp := spans.AppendEmpty()
+		var id pcommon.TraceID
+		binary.BigEndian.PutUint64(id[8:], uint64(i+1))
+		sp.SetTraceID(id)
+		sp.SetSpanID(pcommon.SpanID{byte(i + 1)})
+		sp.Attributes().PutStr("pad", string(make([]byte, 2000)))
+	}
+	chunks := splitRequest(td)
+	var m ptrace.ProtoMarshaler
+	skel, err := m.MarshalTraces(td)
+	require.NoError(t, err)
+	for i := range chunks {
+		chunks[i].payload, err = encodeChunk(&chunks[i], now.UnixNano(), &m)
+		require.NoError(t, err)
+	}
+	_, err = b.add(now, td, skel, chunks, never)
+	require.NoError(t, err)
+
+	later := now.Add(2 * time.Hour)
+	first, ids, err := b.release(later, n-1)
+	require.NoError(t, err)
+	require.Len(t, ids, n-1)
+	require.Equal(t, n-1, first.SpanCount())
+	last, ids, err := b.release(later, 1)
+	require.NoError(t, err)
+	require.Len(t, ids, 1)
+	require.Equal(t, uint64(n), binary.BigEndian.Uint64(ids[0][8:]))
+	require.Equal(t, 1, last.SpanCount())
+	svc, ok := last.ResourceSpans().At(0).Resource().Attributes().Get("service.name")
+	require.True(t, ok)
+	require.Equal(t, "far", svc.Str())
 }

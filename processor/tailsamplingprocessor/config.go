@@ -30,7 +30,8 @@ type BufferConfig struct {
 	Path string `mapstructure:"path"`
 	// MaxSize bounds the buffer's files in bytes. Past it the traces with
 	// spans in the oldest file are decided at once, oldest first, so the
-	// file can go; past 1.5 times it ingest is refused retryably.
+	// file can go; past 1.5 times it ingest is refused retryably, as it
+	// is while twice num_traces traces wait.
 	MaxSize int64 `mapstructure:"max_size"`
 	// Sync is "interval" (acknowledge after write(2), fsync every
 	// SyncInterval: a process crash loses nothing, a machine crash up to

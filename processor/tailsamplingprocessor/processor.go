@@ -113,9 +113,9 @@ func (*tailProcessor) Capabilities() consumer.Capabilities {
 }
 
 func (p *tailProcessor) Start(ctx context.Context, host component.Host) error {
-	sync := wal.SyncInterval
+	policy := wal.SyncInterval
 	if p.cfg.Buffer.Sync == "always" {
-		sync = wal.SyncAlways
+		policy = wal.SyncAlways
 	}
 	start := time.Now()
 	buf, err := openBuffer(bufferOptions{
@@ -125,24 +125,24 @@ func (p *tailProcessor) Start(ctx context.Context, host component.Host) error {
 		numTraces:    int(p.cfg.NumTraces),
 		maxSize:      p.cfg.Buffer.MaxSize,
 		segmentSize:  p.cfg.Buffer.SegmentSize,
-		sync:         sync,
+		sync:         policy,
 		syncInterval: p.cfg.Buffer.SyncInterval,
 	})
 	if err != nil {
 		return err
 	}
-	p.buf = buf
 	st := buf.snapshot()
 	p.set.Logger.Info("tail sampling buffer opened", zap.String("path", p.dir),
 		zap.Int64("recovered_traces", st.recovered), zap.Int64("bytes", st.bytes), zap.Int("files", st.files),
 		zap.Duration("took", time.Since(start)))
+	p.buf = buf // the metrics and the decider's hooks read it
 	if err := p.registerMetrics(); err != nil {
-		buf.close()
-		return err
+		p.buf = nil
+		return errors.Join(err, buf.close())
 	}
 	if err := p.decider.Start(ctx, host); err != nil {
-		buf.close()
-		return err
+		p.buf = nil
+		return errors.Join(err, p.metas.Unregister(), buf.close())
 	}
 	p.wg.Add(1)
 	go p.releaseLoop()
@@ -302,7 +302,7 @@ func (p *tailProcessor) registerMetrics() error {
 	recovered, err4 := m.Int64ObservableCounter("sightline_tail_sampling_recovered_traces",
 		metric.WithDescription("Traces found waiting in the buffer at startup, decided at their original deadlines."))
 	refused, err5 := m.Int64ObservableCounter("sightline_tail_sampling_refused_requests",
-		metric.WithDescription("Requests refused, retryably, because the buffer's files were over 1.5 times buffer::max_size."))
+		metric.WithDescription("Requests refused, retryably, because decisions did not keep up, by reason: max_size (the buffer's files over 1.5 times buffer::max_size) or num_traces (twice num_traces traces waiting)."))
 	writeErrs, err6 := m.Int64ObservableCounter("sightline_tail_sampling_write_errors",
 		metric.WithDescription("Failed writes to the buffer: a request refused retryably, or a decision not recorded (the trace is decided again after a restart)."))
 	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
@@ -320,7 +320,8 @@ func (p *tailProcessor) registerMetrics() error {
 		o.ObserveInt64(early, st.earlyTraces, byCount)
 		o.ObserveInt64(early, st.earlyDisk, bySize)
 		o.ObserveInt64(recovered, st.recovered)
-		o.ObserveInt64(refused, st.refused)
+		o.ObserveInt64(refused, st.refusedDisk, bySize)
+		o.ObserveInt64(refused, st.refusedTraces, byCount)
 		o.ObserveInt64(writeErrs, st.writeErrors)
 		return nil
 	}, traces, size, early, recovered, refused, writeErrs)

@@ -190,19 +190,27 @@ func newAssembler() *assembler {
 	return &assembler{td: ptrace.NewTraces(), skels: map[wal.Position]ptrace.Traces{}, rss: map[rsKey]ptrace.ResourceSpans{}}
 }
 
-// add puts a chunk into the batch. skel is the skeleton record's payload,
-// read only when the skeleton is not decoded yet.
-func (a *assembler) add(h chunkHeader, skelPos wal.Position, skel func() ([]byte, error)) error {
+func (a *assembler) hasSkeleton(pos wal.Position) bool {
+	_, ok := a.skels[pos]
+	return ok
+}
+
+// addSkeleton decodes a skeleton record's payload for the chunks after it.
+// Decoding copies what it keeps, so p may be reused once it returns.
+func (a *assembler) addSkeleton(pos wal.Position, p []byte) error {
+	st, err := a.u.UnmarshalTraces(p)
+	if err != nil {
+		return fmt.Errorf("decode skeleton at %d of segment %d: %w", pos.Offset, pos.Segment, err)
+	}
+	a.skels[pos] = st
+	return nil
+}
+
+// add puts a chunk into the batch; its skeleton was added before.
+func (a *assembler) add(h chunkHeader, skelPos wal.Position) error {
 	st, ok := a.skels[skelPos]
 	if !ok {
-		p, err := skel()
-		if err != nil {
-			return err
-		}
-		if st, err = a.u.UnmarshalTraces(p); err != nil {
-			return fmt.Errorf("decode skeleton at %d of segment %d: %w", skelPos.Offset, skelPos.Segment, err)
-		}
-		a.skels[skelPos] = st
+		return fmt.Errorf("tail sampling buffer: no skeleton at %d of segment %d", skelPos.Offset, skelPos.Segment)
 	}
 	if int(h.rs) >= st.ResourceSpans().Len() {
 		return fmt.Errorf("%w: chunk of resource %d of a skeleton with %d", wal.ErrCorrupt, h.rs, st.ResourceSpans().Len())
