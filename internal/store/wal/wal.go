@@ -222,13 +222,20 @@ func syncDir(dir string) error {
 
 // AppendRecord appends one encoded record to dst.
 func AppendRecord(dst []byte, typ byte, payload []byte) []byte {
+	return appendRecord(dst, typ, payload, nil)
+}
+
+// appendRecord appends a record whose payload is head followed by tail.
+func appendRecord(dst []byte, typ byte, head, tail []byte) []byte {
 	var h [recordHead]byte
-	binary.LittleEndian.PutUint32(h[0:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(h[0:], uint32(len(head)+len(tail)))
 	h[8] = typ
-	crc := crc32.Update(crc32.Checksum(h[8:9], castagnoli), castagnoli, payload)
+	crc := crc32.Update(crc32.Checksum(h[8:9], castagnoli), castagnoli, head)
+	crc = crc32.Update(crc, castagnoli, tail)
 	binary.LittleEndian.PutUint32(h[4:], crc)
 	dst = append(dst, h[:]...)
-	return append(dst, payload...)
+	dst = append(dst, head...)
+	return append(dst, tail...)
 }
 
 // Log appends a record and returns once it is durable under the sync
@@ -244,14 +251,17 @@ func (w *WAL) Log(typ byte, payload []byte) error {
 // still being written, as the tail-sampling buffer does.
 func (w *WAL) LogAt(typ byte, payload []byte) (Position, error) {
 	var pos [1]Position
-	_, err := w.LogAll([]Record{{typ, payload}}, pos[:0])
+	_, err := w.LogAll([]Record{{Type: typ, Payload: payload}}, pos[:0])
 	return pos[0], err
 }
 
-// Record is a record to log.
+// Record is a record to log. Its payload is Payload followed by Tail:
+// a caller whose record is a header and a body encoded apart passes both
+// instead of copying them together first.
 type Record struct {
 	Type    byte
 	Payload []byte
+	Tail    []byte
 }
 
 // LogAll logs several records in one group commit: they are durable
@@ -260,8 +270,8 @@ type Record struct {
 // order. On error none of them is in the log.
 func (w *WAL) LogAll(recs []Record, pos []Position) ([]Position, error) {
 	for _, r := range recs {
-		if len(r.Payload) > maxRecord {
-			return pos, fmt.Errorf("wal record of %d bytes exceeds %d", len(r.Payload), maxRecord)
+		if n := len(r.Payload) + len(r.Tail); n > maxRecord {
+			return pos, fmt.Errorf("wal record of %d bytes exceeds %d", n, maxRecord)
 		}
 	}
 	w.mu.Lock()
@@ -277,7 +287,7 @@ func (w *WAL) LogAll(recs []Record, pos []Position) ([]Position, error) {
 	first := len(pos)
 	for _, r := range recs {
 		pos = append(pos, Position{Offset: int64(len(w.buf))})
-		w.buf = AppendRecord(w.buf, r.Type, r.Payload)
+		w.buf = appendRecord(w.buf, r.Type, r.Payload, r.Tail)
 	}
 	r := w.round
 	w.mu.Unlock()

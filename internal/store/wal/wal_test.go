@@ -276,3 +276,37 @@ func BenchmarkLogParallel(b *testing.B) {
 		}
 	})
 }
+
+// A record logged as Payload and Tail reads back, and replays, as one
+// payload; the size limit counts both parts.
+func TestLogAllJoinsPayloadAndTail(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir, Options{Sync: SyncInterval})
+	require.NoError(t, err)
+	pos, err := w.LogAll([]Record{
+		{Type: 1, Payload: []byte("head|"), Tail: []byte("tail")},
+		{Type: 2, Payload: []byte("only")},
+		{Type: 3, Tail: []byte("tail only")},
+	}, nil)
+	require.NoError(t, err)
+	_, err = w.LogAll([]Record{{Type: 4, Payload: make([]byte, maxRecord/2+1), Tail: make([]byte, maxRecord/2)}}, nil)
+	require.ErrorContains(t, err, "exceeds")
+	require.NoError(t, w.Close())
+
+	f, err := os.Open(SegmentPath(dir, pos[0].Segment))
+	require.NoError(t, err)
+	defer f.Close()
+	want := []string{"head|tail", "only", "tail only"}
+	for i, p := range pos {
+		typ, payload, err := ReadAt(f, p.Offset, nil)
+		require.NoError(t, err)
+		require.Equal(t, byte(i+1), typ)
+		require.Equal(t, want[i], string(payload))
+	}
+	var replayed []string
+	require.NoError(t, ReplayAt(dir, pos[0].Segment, func(_ int64, _ byte, payload []byte) error {
+		replayed = append(replayed, string(payload))
+		return nil
+	}))
+	require.Equal(t, want, replayed)
+}
