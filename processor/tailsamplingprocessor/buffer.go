@@ -54,7 +54,16 @@ type trace struct {
 	// late holds chunks that arrived while it was read back; they go to
 	// the decider after the trace itself.
 	late []ptrace.Traces
+	// read are the chunks the decider was handed, in the order it holds
+	// them; restore puts the spans of the summarized ones in place.
+	read []readChunk
 	idx  int // in the deadline heap; -1 when not pending
+}
+
+// readChunk is a chunk read back for the decider.
+type readChunk struct {
+	ref        chunkRef
+	summarized bool // the decider has its summary, not its spans
 }
 
 // chunkRef is where a chunk and its request's skeleton are in the log.
@@ -97,6 +106,9 @@ type buffer struct {
 	bytes   int64 // the files' total size
 	stats   bufferStats
 	posBuf  []wal.Position
+	// readBuf is release's read buffer, kept for the next: release runs
+	// on one goroutine at a time. It holds at most one run of records.
+	readBuf []byte
 	recBuf  []wal.Record
 }
 
@@ -108,6 +120,7 @@ type bufferStats struct {
 	refusedTraces int64 // requests refused: twice num_traces waiting
 	decided       int64
 	writeErrors   int64 // failed writes: refused requests, decisions to take again after a restart
+	readErrors    int64 // chunks that could not be read back or restored
 }
 
 // openBuffer takes the directory (one process and instance at a time),
@@ -164,8 +177,8 @@ func (b *buffer) replay() error {
 			switch typ {
 			case recSkeleton:
 				skels[off] = uint32(9 + len(p))
-			case recChunk:
-				h, err := parseChunk(p)
+			case recChunk, recSummarized:
+				h, err := parseChunk(typ, p)
 				if err != nil {
 					return err
 				}
@@ -273,9 +286,9 @@ func (b *buffer) add(now time.Time, skeleton ptrace.Traces, skel []byte, chunks 
 		default:
 			routes[i] = toBoth
 		}
-		setBack(c.payload, back)
-		back += uint32(9 + len(c.payload))
-		b.recBuf = append(b.recBuf, wal.Record{Type: recChunk, Payload: c.payload})
+		setBack(c.head, back)
+		back += c.size()
+		b.recBuf = append(b.recBuf, wal.Record{Type: c.typ, Payload: c.head, Tail: c.tail})
 	}
 	if len(b.recBuf) > 1 {
 		pos, err := b.log.LogAll(b.recBuf, b.posBuf[:0])
@@ -327,7 +340,7 @@ func (b *buffer) indexLocked(now time.Time, skel []byte, chunks []chunk, routes 
 		c := &chunks[i]
 		p := pos[j]
 		j++
-		n := uint32(9 + len(c.payload))
+		n := c.size()
 		b.segLocked(p.Segment).size += int64(n)
 		b.bytes += int64(n)
 		ref := chunkRef{seg: int32(p.Segment), n: n, off: p.Offset, back: uint32(p.Offset - sp.Offset), skelN: skelN}
@@ -347,7 +360,8 @@ func (b *buffer) indexLocked(now time.Time, skel []byte, chunks []chunk, routes 
 // release takes the traces that are due: past their deadline, or the
 // oldest when more than num_traces wait or the files are over
 // buffer::max_size. It reads their chunks back into one batch for the
-// decider. At most max traces are taken per call.
+// decider. At most max traces are taken per call. One goroutine calls it
+// at a time.
 func (b *buffer) release(now time.Time, max int) (ptrace.Traces, []pcommon.TraceID, error) {
 	var (
 		ids   []pcommon.TraceID
@@ -388,16 +402,33 @@ take:
 
 	// Reading needs no lock: the files of chunks that wait are not
 	// deleted, and the records are immutable.
-	td, rerr := readBack(refs, files)
+	td, read, rerr := readBack(refs, files, &b.readBuf)
+	b.mu.Lock()
+	for _, r := range read {
+		if t := b.traces[r.id]; t != nil && t.state == stateReleasing {
+			t.read = append(t.read, r.readChunk)
+		}
+	}
+	if j, ok := rerr.(interface{ Unwrap() []error }); ok {
+		b.stats.readErrors += int64(len(j.Unwrap()))
+	}
+	b.mu.Unlock()
 	return td, ids, errors.Join(err, rerr)
+}
+
+// tracedChunk is a chunk read back, with its trace.
+type tracedChunk struct {
+	id pcommon.TraceID
+	readChunk
 }
 
 // readBack reads chunks and their skeletons, in log order, with one read
 // for each run of nearby records (the chunks of traces that arrived
 // together lie together), and assembles the decider's batch. A chunk that
 // cannot be read is reported and left out: the rest of its trace is still
-// decided, so that it is not held forever.
-func readBack(refs []chunkRef, files map[int32]*os.File) (ptrace.Traces, error) {
+// decided, so that it is not held forever. read lists the chunks in the
+// batch, in its order.
+func readBack(refs []chunkRef, files map[int32]*os.File, scratch *[]byte) (_ ptrace.Traces, read []tracedChunk, _ error) {
 	slices.SortFunc(refs, func(a, b chunkRef) int {
 		if a.seg != b.seg {
 			return int(a.seg - b.seg)
@@ -438,7 +469,7 @@ func readBack(refs []chunkRef, files map[int32]*os.File) (ptrace.Traces, error) 
 		errs []error
 		a    = newAssembler()
 		ri   = 0
-		buf  []byte
+		buf  = (*scratch)[:0]
 		run  extent
 	)
 	// record returns the bytes of the record at [off, off+n) of seg from
@@ -452,6 +483,7 @@ func readBack(refs []chunkRef, files map[int32]*os.File) (ptrace.Traces, error) 
 			ri++
 			if cap(buf) < int(run.hi-run.lo) {
 				buf = make([]byte, run.hi-run.lo)
+				*scratch = buf
 			}
 			buf = buf[:run.hi-run.lo]
 			f := files[run.seg]
@@ -495,21 +527,20 @@ func readBack(refs []chunkRef, files map[int32]*os.File) (ptrace.Traces, error) 
 			continue
 		}
 		typ, p, _, err := wal.ParseRecord(rec)
-		if err == nil && typ != recChunk {
-			err = fmt.Errorf("%w: record at %d of file %d is not a chunk", wal.ErrCorrupt, c.off, c.seg)
-		}
 		var h chunkHeader
 		if err == nil {
-			h, err = parseChunk(p)
+			h, err = parseChunk(typ, p)
 		}
 		if err == nil {
 			err = a.add(h, skelPos)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("chunk at %d of file %d: %w", c.off, c.seg, err))
+			continue
 		}
+		read = append(read, tracedChunk{h.id, readChunk{ref: c, summarized: h.summary != nil}})
 	}
-	return a.td, errors.Join(errs...)
+	return a.td, read, errors.Join(errs...)
 }
 
 // released marks traces as given to the decider and returns the chunks
@@ -547,6 +578,113 @@ func (b *buffer) forwarded(id pcommon.TraceID) {
 	if t := b.traces[id]; t != nil && t.sampled {
 		b.decideLocked(t)
 	}
+}
+
+// restore puts the spans of trace id's summarized chunks in place of
+// their summaries in td, the decider's output for a trace it sampled. The
+// decider holds one ResourceSpans per chunk, in the order they were read
+// back (t.read), then whatever came later, which it was handed whole; each
+// of the first has the chunk's scopes in the chunk's order, since upstream
+// groups a chunk's spans by scope as the chunk does. The resources and
+// scopes stay the decider's, so that whatever it set on them is
+// forwarded. A summary that cannot be restored is removed and reported:
+// a summary is never forwarded.
+func (b *buffer) restore(id pcommon.TraceID, td ptrace.Traces) error {
+	var (
+		read  []readChunk
+		files = map[int32]*os.File{}
+		errs  []error
+	)
+	b.mu.Lock()
+	if t := b.traces[id]; t != nil && t.sampled {
+		// t.read is complete once the trace is with the decider.
+		read = t.read
+		for _, r := range read {
+			if _, ok := files[r.ref.seg]; r.summarized && !ok {
+				f, err := b.fileLocked(int(r.ref.seg))
+				if err != nil {
+					errs = append(errs, err)
+				}
+				files[r.ref.seg] = f
+			}
+		}
+	}
+	b.mu.Unlock()
+
+	rss := td.ResourceSpans()
+	var (
+		u   ptrace.ProtoUnmarshaler
+		buf []byte
+	)
+	for i, r := range read {
+		if !r.summarized || i >= rss.Len() {
+			continue
+		}
+		if cap(buf) < int(r.ref.n) {
+			buf = make([]byte, r.ref.n)
+		}
+		buf = buf[:r.ref.n]
+		err := restoreChunk(files[r.ref.seg], r.ref, buf, &u, rss.At(i))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("chunk at %d of file %d: %w", r.ref.off, r.ref.seg, err))
+		}
+	}
+	rss.RemoveIf(func(rs ptrace.ResourceSpans) bool {
+		for _, ss := range rs.ScopeSpans().All() {
+			if ss.Spans().Len() > 0 && ss.Spans().At(0).Name() == summaryName {
+				errs = append(errs, fmt.Errorf("tail sampling buffer: a summary of trace %s was not restored", id))
+				return true
+			}
+		}
+		return false
+	})
+	if len(errs) > 0 {
+		b.mu.Lock()
+		b.stats.readErrors += int64(len(errs))
+		b.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// restoreChunk reads the chunk at ref into buf and moves its spans into
+// rs, the decider's ResourceSpans for it, in place of the summaries there.
+func restoreChunk(f *os.File, ref chunkRef, buf []byte, u *ptrace.ProtoUnmarshaler, rs ptrace.ResourceSpans) error {
+	if f == nil {
+		return errors.New("its file is gone")
+	}
+	if _, err := f.ReadAt(buf, ref.off); err != nil {
+		return err
+	}
+	typ, p, _, err := wal.ParseRecord(buf)
+	if err != nil {
+		return err
+	}
+	h, err := parseChunk(typ, p)
+	if err != nil {
+		return err
+	}
+	body, err := u.UnmarshalTraces(h.body)
+	if err != nil {
+		return fmt.Errorf("decode chunk: %w", err)
+	}
+	if body.ResourceSpans().Len() != 1 {
+		return fmt.Errorf("%w: chunk body with %d ResourceSpans", wal.ErrCorrupt, body.ResourceSpans().Len())
+	}
+	from, to := body.ResourceSpans().At(0).ScopeSpans(), rs.ScopeSpans()
+	if from.Len() != to.Len() {
+		return fmt.Errorf("%d scopes in the chunk, %d with the decider", from.Len(), to.Len())
+	}
+	for k := range from.Len() {
+		if a, b := from.At(k).Spans().Len(), to.At(k).Spans().Len(); a != b {
+			return fmt.Errorf("%d spans in scope %d of the chunk, %d with the decider", a, k, b)
+		}
+	}
+	for k := range from.Len() {
+		spans := to.At(k).Spans()
+		spans.RemoveIf(func(ptrace.Span) bool { return true })
+		from.At(k).Spans().MoveAndAppendTo(spans)
+	}
+	return nil
 }
 
 // decidedNotSampled records a trace the decider did not sample.

@@ -29,7 +29,7 @@ func addTrace(t *testing.T, b *buffer, i int, now time.Time, attrBytes int) pcom
 	skel, err := m.MarshalTraces(td)
 	require.NoError(t, err)
 	for i := range chunks {
-		chunks[i].payload, err = encodeChunk(&chunks[i], now.UnixNano(), &m)
+		err = chunks[i].encode(now.UnixNano(), &m, nil)
 		require.NoError(t, err)
 	}
 	_, err = b.add(now, td, skel, chunks, never)
@@ -174,7 +174,7 @@ func TestReadBackFarFromTheSkeleton(t *testing.T) {
 	skel, err := m.MarshalTraces(td)
 	require.NoError(t, err)
 	for i := range chunks {
-		chunks[i].payload, err = encodeChunk(&chunks[i], now.UnixNano(), &m)
+		err = chunks[i].encode(now.UnixNano(), &m, nil)
 		require.NoError(t, err)
 	}
 	_, err = b.add(now, td, skel, chunks, never)

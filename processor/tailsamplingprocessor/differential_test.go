@@ -31,6 +31,9 @@ var triggers = map[string][]string{
 	"or": {"slow", "server-errors", "errors", "gold", "big", "debug", "ottl-attribute", "ottl-event",
 		"tracestate", "billing-client-errors", "unknown-services", "synthetic"},
 	"composite": {"server-errors", "gold", "slow"},
+	"summaries": {"slow", "server-errors", "errors", "gold", "big", "debug", "flagged",
+		"tracestate", "billing-client-errors", "unknown-services", "synthetic"},
+	"composite-summaries": {"server-errors", "gold", "slow"},
 }
 
 var services = []string{"frontend", "checkout", "billing", "cart", "search", "ads"}
@@ -124,6 +127,8 @@ func corpus(seed uint64, n int, kinds []string) (traces []*genTrace, first, seco
 					s.Events().AppendEmpty().SetName("boom")
 				case "tracestate":
 					s.TraceState().FromRaw("sl=keep,other=1")
+				case "flagged":
+					s.SetFlags(1) // W3C sampled
 				case "billing-client-errors":
 					a.PutInt("http.response.status_code", 404)
 				case "synthetic":
@@ -224,10 +229,11 @@ func (d *decisionCounter) count() int {
 // other there.
 func TestDecisionsAsUpstream(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		traces int
-		seed   uint64
-	}{{"or", 20000, 1}, {"composite", 5000, 2}} {
+		name      string
+		traces    int
+		seed      uint64
+		summaries bool // decided on summaries of the spans
+	}{{"or", 20000, 1, false}, {"composite", 5000, 2, false}, {"summaries", 20000, 3, true}, {"composite-summaries", 5000, 4, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ours, theirs := loadDifferential(t, tc.name)
 			ours.Buffer.Path = t.TempDir()
@@ -239,6 +245,7 @@ func TestDecisionsAsUpstream(t *testing.T) {
 			set.ID = component.MustNewIDWithName("tail_sampling", tc.name)
 			op, err := createTraces(t.Context(), set, ours, ourSink)
 			require.NoError(t, err)
+			require.Equal(t, tc.summaries, op.(*tailProcessor).summaries, "decides on summaries: %s", op.(*tailProcessor).noSummaries)
 			uset := processortest.NewNopSettings(upstreamFactory.Type())
 			up, err := upstreamFactory.CreateTraces(t.Context(), uset, theirs, theirSink)
 			require.NoError(t, err)
@@ -276,6 +283,7 @@ func TestDecisionsAsUpstream(t *testing.T) {
 				st := buf.snapshot()
 				return counter.count() == len(traces) && st.pending == 0 && st.released == 0 && st.decided == int64(len(traces))
 			}, 3*time.Minute, 20*time.Millisecond, "every trace decided by both")
+			require.Zero(t, buf.snapshot().readErrors)
 
 			ourKept, theirKept := keptTraces(ourSink), keptTraces(theirSink)
 			require.Equal(t, len(theirKept), len(ourKept), "traces kept")

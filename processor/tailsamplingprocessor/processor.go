@@ -50,6 +50,12 @@ type tailProcessor struct {
 	sampledCache    cache.Cache
 	nonSampledCache cache.Cache
 
+	// summaries is set when the policies decide on summaries of the
+	// spans (summary.go); noSummaries says why not otherwise.
+	summaries   bool
+	fields      summaryFields
+	noSummaries string
+
 	buf   *buffer
 	stop  chan struct{}
 	kick  chan struct{}
@@ -94,9 +100,15 @@ func newProcessor(ctx context.Context, set processor.Settings, cfg *Config, dir 
 		upstream.WithSampledHooks(func(_ context.Context, id pcommon.TraceID, _ *upstream.TraceData) {
 			p.buf.decidedSampled(id)
 		}),
-		upstream.WithNonSampledHooks(func(_ context.Context, id pcommon.TraceID, _ *upstream.TraceData) {
+		upstream.WithNonSampledHooks(func(_ context.Context, id pcommon.TraceID, td *upstream.TraceData) {
+			// Upstream caches the decision after its hooks; cached first,
+			// a span that arrives as the trace is forgotten below finds it
+			// and goes to the decider, not to a new trace in the buffer.
+			p.nonSampledCache.Put(id, cache.DecisionMetadata{PolicyName: td.PolicyName})
 			p.buf.decidedNotSampled(id)
 		}))
+	p.fields, p.noSummaries = summaryFieldsFor(&cfg.Config)
+	p.summaries = p.noSummaries == ""
 	dset := set
 	dset.ID = component.NewIDWithName(upstreamFactory.Type(), set.ID.Name())
 	p.decider, err = upstreamFactory.CreateTraces(ctx, dset, &dc, forwarder{p})
@@ -132,6 +144,12 @@ func (p *tailProcessor) Start(ctx context.Context, host component.Host) error {
 		return err
 	}
 	st := buf.snapshot()
+	if p.summaries {
+		p.set.Logger.Info("tail sampling decides on summaries of the spans, reading back only kept traces' spans",
+			zap.Strings("attributes", p.fields.keys))
+	} else {
+		p.set.Logger.Info("tail sampling decides on whole spans", zap.String("reason", p.noSummaries))
+	}
 	p.set.Logger.Info("tail sampling buffer opened", zap.String("path", p.dir),
 		zap.Int64("recovered_traces", st.recovered), zap.Int64("bytes", st.bytes), zap.Int("files", st.files),
 		zap.Duration("took", time.Since(start)))
@@ -179,8 +197,14 @@ func (p *tailProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) err
 	if err != nil {
 		return consumererror.NewPermanent(fmt.Errorf("encode resources: %w", err))
 	}
+	var sum *summarizer
+	if p.summaries {
+		sum = summarizers.Get().(*summarizer)
+		sum.fields = p.fields
+		defer summarizers.Put(sum)
+	}
 	for i := range chunks {
-		if chunks[i].payload, err = encodeChunk(&chunks[i], now.UnixNano(), &m); err != nil {
+		if err = chunks[i].encode(now.UnixNano(), &m, sum); err != nil {
 			return consumererror.NewPermanent(fmt.Errorf("encode spans: %w", err))
 		}
 	}
@@ -262,6 +286,15 @@ func (forwarder) Capabilities() consumer.Capabilities {
 
 func (f forwarder) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	id, ok := firstTraceID(td)
+	if ok && f.p.summaries {
+		if err := f.p.buf.restore(id, td); err != nil {
+			f.p.set.Logger.Error("restoring sampled spans from the tail sampling buffer", zap.Error(err))
+		}
+		if td.ResourceSpans().Len() == 0 {
+			f.p.buf.forwarded(id)
+			return nil
+		}
+	}
 	backoff := 50 * time.Millisecond
 	for {
 		err := f.p.next.ConsumeTraces(ctx, td)
@@ -305,7 +338,9 @@ func (p *tailProcessor) registerMetrics() error {
 		metric.WithDescription("Requests refused, retryably, because decisions did not keep up, by reason: max_size (the buffer's files over 1.5 times buffer::max_size) or num_traces (twice num_traces traces waiting)."))
 	writeErrs, err6 := m.Int64ObservableCounter("sightline_tail_sampling_write_errors",
 		metric.WithDescription("Failed writes to the buffer: a request refused retryably, or a decision not recorded (the trace is decided again after a restart)."))
-	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
+	readErrs, err7 := m.Int64ObservableCounter("sightline_tail_sampling_read_errors",
+		metric.WithDescription("Chunks that could not be read back from the buffer for a decision or for forwarding; their spans are lost (the rest of the trace is decided)."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
 		return err
 	}
 	waiting := metric.WithAttributes(attribute.String("state", "waiting"))
@@ -323,8 +358,9 @@ func (p *tailProcessor) registerMetrics() error {
 		o.ObserveInt64(refused, st.refusedDisk, bySize)
 		o.ObserveInt64(refused, st.refusedTraces, byCount)
 		o.ObserveInt64(writeErrs, st.writeErrors)
+		o.ObserveInt64(readErrs, st.readErrors)
 		return nil
-	}, traces, size, early, recovered, refused, writeErrs)
+	}, traces, size, early, recovered, refused, writeErrs, readErrs)
 	if err != nil {
 		return err
 	}

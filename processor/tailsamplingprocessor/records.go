@@ -14,11 +14,12 @@ import (
 // that has spans to keep is written, in one group commit, as a skeleton
 // followed by its chunks:
 //
-//	skeleton: type 3 | OTLP ExportTraceServiceRequest with the request's resources and scopes, no spans
-//	chunk:    type 1 | trace ID [16] | arrival unix ns int64 | flags uint8 (1 = has a root span)
-//	               | spans uint32 | back uint32 | resource uint32 | n uint32 | scope uint32 × n
-//	               | OTLP ExportTraceServiceRequest: one ResourceSpans, resource and scopes empty, the spans
-//	decided:  type 2 | trace ID [16]
+//	skeleton:   type 3 | OTLP ExportTraceServiceRequest with the request's resources and scopes, no spans
+//	chunk:      type 1 | trace ID [16] | arrival unix ns int64 | flags uint8 (1 = has a root span)
+//	                 | spans uint32 | back uint32 | resource uint32 | n uint32 | scope uint32 × n
+//	                 | body: OTLP ExportTraceServiceRequest, one ResourceSpans, resource and scopes empty, the spans
+//	summarized: type 4 | as a chunk up to the scopes | summary length uint32 | summary | body
+//	decided:    type 2 | trace ID [16]
 //
 // A chunk is the spans of one trace from one ResourceSpans, grouped by
 // scope as upstream's processor groups them. Its skeleton starts back bytes
@@ -26,11 +27,14 @@ import (
 // skeleton and the n scope indexes say which of its ScopeSpans each of the
 // chunk's came from. The resource is written once per request, not once
 // per trace: it is most of a chunk's bytes otherwise (the workload's
-// resources have 11 attributes, a chunk under two spans).
+// resources have 11 attributes, a chunk under two spans). A summarized
+// chunk carries its spans' summary (summary.go) ahead of them, in the same
+// record so that one read and one checksum cover both.
 const (
-	recChunk    = 1
-	recDecided  = 2
-	recSkeleton = 3
+	recChunk      = 1
+	recDecided    = 2
+	recSkeleton   = 3
+	recSummarized = 4
 
 	chunkFixed = 16 + 8 + 1 + 4 + 4 + 4 + 4
 	flagRoot   = 1
@@ -45,9 +49,17 @@ type chunk struct {
 	scopes []uint32
 	// body holds the spans in one ResourceSpans whose resource and scopes
 	// are left empty: they are in the request's skeleton.
-	body    ptrace.Traces
-	payload []byte
+	body ptrace.Traces
+	// The record: its type, recChunk or recSummarized, and its payload,
+	// head (the header, and the summary) followed by tail (the body,
+	// encoded).
+	typ  byte
+	head []byte
+	tail []byte
 }
+
+// size is the chunk's record size, its header included.
+func (c *chunk) size() uint32 { return uint32(9 + len(c.head) + len(c.tail)) }
 
 // splitRequest moves td's spans into chunks and leaves td as the request's
 // skeleton: its resources and scopes without spans. The processor owns td
@@ -92,11 +104,12 @@ func splitRequest(td ptrace.Traces) []chunk {
 	return chunks
 }
 
-// encodeChunk builds a chunk record with back left zero (setBack fills it
-// in when the records are laid out).
-func encodeChunk(c *chunk, arrival int64, m *ptrace.ProtoMarshaler) ([]byte, error) {
-	head := chunkFixed + 4*len(c.scopes)
-	p := make([]byte, head, head+m.TracesSize(c.body))
+// encode builds the chunk's record with back left zero (setBack fills it
+// in when the records are laid out), summarized when sum is not nil and
+// the spans allow it.
+func (c *chunk) encode(arrival int64, m *ptrace.ProtoMarshaler, sum *summarizer) error {
+	n := chunkFixed + 4*len(c.scopes)
+	p := make([]byte, n, n+4+32*c.spans)
 	copy(p, c.id[:])
 	binary.LittleEndian.PutUint64(p[16:], uint64(arrival))
 	if c.root {
@@ -108,11 +121,22 @@ func encodeChunk(c *chunk, arrival int64, m *ptrace.ProtoMarshaler) ([]byte, err
 	for i, s := range c.scopes {
 		binary.LittleEndian.PutUint32(p[chunkFixed+4*i:], s)
 	}
+	c.typ = recChunk
+	if sum != nil {
+		var ok bool
+		if p, ok = sum.appendSummary(append(p, 0, 0, 0, 0), c.body); ok {
+			binary.LittleEndian.PutUint32(p[n:], uint32(len(p)-n-4))
+			c.typ = recSummarized
+		} else {
+			p = p[:n]
+		}
+	}
 	body, err := m.MarshalTraces(c.body)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return append(p, body...), nil
+	c.head, c.tail = p, body
+	return nil
 }
 
 func setBack(p []byte, back uint32) { binary.LittleEndian.PutUint32(p[29:], back) }
@@ -125,10 +149,12 @@ type chunkHeader struct {
 	back    uint32
 	rs      uint32
 	scopes  []uint32
+	summary []byte // nil unless summarized
 	body    []byte
 }
 
-func parseChunk(p []byte) (chunkHeader, error) {
+// parseChunk parses a chunk or summarized record's payload.
+func parseChunk(typ byte, p []byte) (chunkHeader, error) {
 	var h chunkHeader
 	if len(p) < chunkFixed {
 		return h, fmt.Errorf("%w: chunk record of %d bytes", wal.ErrCorrupt, len(p))
@@ -147,7 +173,23 @@ func parseChunk(p []byte) (chunkHeader, error) {
 	for i := range h.scopes {
 		h.scopes[i] = binary.LittleEndian.Uint32(p[chunkFixed+4*i:])
 	}
-	h.body = p[chunkFixed+4*int(n):]
+	rest := p[chunkFixed+4*int(n):]
+	switch typ {
+	case recChunk:
+	case recSummarized:
+		if len(rest) < 4 {
+			return h, fmt.Errorf("%w: summarized chunk without its summary's length", wal.ErrCorrupt)
+		}
+		sn := binary.LittleEndian.Uint32(rest)
+		if uint64(sn) > uint64(len(rest)-4) {
+			return h, fmt.Errorf("%w: summary of %d bytes in %d", wal.ErrCorrupt, sn, len(rest)-4)
+		}
+		h.summary = rest[4 : 4+sn : 4+sn]
+		rest = rest[4+sn:]
+	default:
+		return h, fmt.Errorf("%w: record type %d is not a chunk", wal.ErrCorrupt, typ)
+	}
+	h.body = rest
 	return h, nil
 }
 
@@ -206,7 +248,8 @@ func (a *assembler) addSkeleton(pos wal.Position, p []byte) error {
 	return nil
 }
 
-// add puts a chunk into the batch; its skeleton was added before.
+// add puts a chunk into the batch, its summary when it has one; its
+// skeleton was added before.
 func (a *assembler) add(h chunkHeader, skelPos wal.Position) error {
 	st, ok := a.skels[skelPos]
 	if !ok {
@@ -215,7 +258,11 @@ func (a *assembler) add(h chunkHeader, skelPos wal.Position) error {
 	if int(h.rs) >= st.ResourceSpans().Len() {
 		return fmt.Errorf("%w: chunk of resource %d of a skeleton with %d", wal.ErrCorrupt, h.rs, st.ResourceSpans().Len())
 	}
-	body, err := a.u.UnmarshalTraces(h.body)
+	src := h.body
+	if h.summary != nil {
+		src = h.summary
+	}
+	body, err := a.u.UnmarshalTraces(src)
 	if err != nil {
 		return fmt.Errorf("decode chunk: %w", err)
 	}

@@ -34,15 +34,22 @@ func startWithClock(t *testing.T, cfg *Config, clock *fakeClock, sink *consumert
 // Traces pending at shutdown stay on disk and are decided after the next
 // start at their original deadlines: not before, and each kept trace is
 // forwarded once. A trace decided before the shutdown is not decided again.
+// Both with whole spans decided on and with summaries.
 func TestPendingTracesSurviveARestart(t *testing.T) {
-	cfg, _ := loadDifferential(t, "or")
+	for _, name := range []string{"or", "summaries"} {
+		t.Run(name, func(t *testing.T) { testPendingTracesSurviveARestart(t, name) })
+	}
+}
+
+func testPendingTracesSurviveARestart(t *testing.T, name string) {
+	cfg, _ := loadDifferential(t, name)
 	cfg.DecisionWait = 30 * time.Second
 	cfg.Buffer.Path = t.TempDir()
 	clock := newFakeClock(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
 
 	sink1 := new(consumertest.TracesSink)
 	p1 := startWithClock(t, cfg, clock, sink1)
-	early, e1, e2, _ := corpus(7, 300, triggers["or"])
+	early, e1, e2, _ := corpus(7, 300, triggers[name])
 	require.NoError(t, p1.ConsumeTraces(t.Context(), request(slices.Concat(e1...))))
 	require.NoError(t, p1.ConsumeTraces(t.Context(), request(slices.Concat(e2...))))
 	clock.add(31 * time.Second)
@@ -50,7 +57,7 @@ func TestPendingTracesSurviveARestart(t *testing.T) {
 	keptEarly := len(keptTraces(sink1))
 	require.Positive(t, keptEarly)
 
-	traces, first, second, _ := corpus(8, 2000, triggers["or"])
+	traces, first, second, _ := corpus(8, 2000, triggers[name])
 	require.NoError(t, p1.ConsumeTraces(t.Context(), request(slices.Concat(first...))))
 	clock.add(10 * time.Second)
 	require.NoError(t, p1.ConsumeTraces(t.Context(), request(slices.Concat(second...))))
@@ -97,5 +104,15 @@ func TestPendingTracesSurviveARestart(t *testing.T) {
 	require.Len(t, spans, wantSpans, "every span of every kept trace, the halves from before and after the 10 s")
 	for _, tr := range early {
 		require.False(t, kept[tr.id], "a trace decided before the restart is not decided again")
+	}
+	require.Zero(t, p2.buf.snapshot().readErrors)
+	for _, td := range sink2.AllTraces() {
+		for _, rs := range td.ResourceSpans().All() {
+			for _, ss := range rs.ScopeSpans().All() {
+				for _, sp := range ss.Spans().All() {
+					require.NotEqual(t, summaryName, sp.Name(), "span %s forwarded as its summary", sp.SpanID())
+				}
+			}
+		}
 	}
 }

@@ -130,6 +130,8 @@ const SELF = [
   ['Tail-sampled traces kept / s', 'sum(rate(otelcol_processor_tail_sampling_global_count_traces_sampled_total{sampled="true"}[2m])) or vector(0)'],
   ['Tail-sampled traces not kept / s', 'sum(rate(otelcol_processor_tail_sampling_global_count_traces_sampled_total{sampled="false"}[2m])) or vector(0)'],
   ['Tail sampling: decided early (num_traces, max_size) / s', anyOf(['sightline_tail_sampling_early_decisions_total'])],
+  // Should stay at 0: writes refused or not recorded, chunks not read back.
+  ['Tail sampling buffer errors / s (write, read)', anyOf(['sightline_tail_sampling_write_errors_total', 'sightline_tail_sampling_read_errors_total'])],
 ];
 
 export function selfPage({ query, alive }) {
