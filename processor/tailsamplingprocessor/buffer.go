@@ -254,9 +254,10 @@ const (
 // of traces the decider holds or has decided (late spans, which its
 // decision caches answer), with their resources. known says whether the
 // decider remembers a trace's decision; it is called with the buffer
-// locked and must not call back into it. skel is the skeleton
-// record's payload, built before the lock is taken.
-func (b *buffer) add(now time.Time, skeleton ptrace.Traces, skel []byte, chunks []chunk, known func(pcommon.TraceID) bool) (direct []ptrace.Traces, err error) {
+// locked and must not call back into it. req is the request, which is
+// only read; skel and the chunks' records are built from it before the
+// lock is taken (encodeRequest).
+func (b *buffer) add(now time.Time, req ptrace.Traces, skel []byte, chunks []chunk, known func(pcommon.TraceID) bool) (direct []ptrace.Traces, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.opts.maxSize > 0 && b.bytes > b.opts.maxSize+b.opts.maxSize/2 {
@@ -302,10 +303,17 @@ func (b *buffer) add(now time.Time, skeleton ptrace.Traces, skel []byte, chunks 
 			return nil, err
 		}
 	}
+	var u ptrace.ProtoUnmarshaler
 	for i := range chunks {
 		if routes[i] != toDisk {
 			c := &chunks[i]
-			td := c.withResource(skeleton)
+			td, err := c.withResource(req, &u)
+			if err != nil {
+				// It was encoded from pdata just before: it cannot fail
+				// to decode, short of a bug, which is counted.
+				b.stats.readErrors++
+				continue
+			}
 			switch t := b.traces[c.id]; {
 			case routes[i] == toDecider:
 				direct = append(direct, td)

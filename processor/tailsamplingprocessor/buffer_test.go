@@ -24,14 +24,9 @@ func addTrace(t *testing.T, b *buffer, i int, now time.Time, attrBytes int) pcom
 	sp.SetTraceID(id)
 	sp.SetSpanID(pcommon.SpanID{1})
 	sp.Attributes().PutStr("pad", string(make([]byte, attrBytes)))
-	chunks := splitRequest(td)
 	var m ptrace.ProtoMarshaler
-	skel, err := m.MarshalTraces(td)
+	skel, chunks, err := encodeRequest(td, now.UnixNano(), &m, nil)
 	require.NoError(t, err)
-	for i := range chunks {
-		err = chunks[i].encode(now.UnixNano(), &m, nil)
-		require.NoError(t, err)
-	}
 	_, err = b.add(now, td, skel, chunks, never)
 	require.NoError(t, err)
 	return id
@@ -169,14 +164,9 @@ func TestReadBackFarFromTheSkeleton(t *testing.T) {
 		sp.SetSpanID(pcommon.SpanID{byte(i + 1)})
 		sp.Attributes().PutStr("pad", string(make([]byte, 2000)))
 	}
-	chunks := splitRequest(td)
 	var m ptrace.ProtoMarshaler
-	skel, err := m.MarshalTraces(td)
+	skel, chunks, err := encodeRequest(td, now.UnixNano(), &m, nil)
 	require.NoError(t, err)
-	for i := range chunks {
-		err = chunks[i].encode(now.UnixNano(), &m, nil)
-		require.NoError(t, err)
-	}
 	_, err = b.add(now, td, skel, chunks, never)
 	require.NoError(t, err)
 

@@ -3,9 +3,11 @@ package tailsamplingprocessor
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/sightlinehq/sightline/internal/store/wal"
@@ -14,9 +16,9 @@ import (
 func seedChunk(t testing.TB, sum *summarizer) []byte {
 	_, first, _, _ := corpus(3, 1, []string{"errors"})
 	td := request(first[0])
-	chunks := splitRequest(td)
 	var m ptrace.ProtoMarshaler
-	if err := chunks[0].encode(42, &m, sum); err != nil {
+	_, chunks, err := encodeRequest(td, 42, &m, sum)
+	if err != nil {
 		t.Fatal(err)
 	}
 	p := append(chunks[0].head, chunks[0].tail...)
@@ -84,4 +86,100 @@ func FuzzReplayBuffer(f *testing.F) {
 		defer b.close()
 		b.release(time.Now().Add(time.Hour), 100)
 	})
+}
+
+// FuzzEncodeRequest: any request the OTLP decoder accepts is cut into a
+// skeleton and chunks that put back together give the request again:
+// the skeleton is the request without its spans, and each trace's spans,
+// in order, are its chunks' of the ResourceSpans and scopes they name.
+func FuzzEncodeRequest(f *testing.F) {
+	var m ptrace.ProtoMarshaler
+	_, first, second, _ := corpus(5, 40, triggers["or"])
+	for _, spans := range [][]genSpan{slices.Concat(first...), slices.Concat(second[:3]...)} {
+		p, err := m.MarshalTraces(request(spans))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		var u ptrace.ProtoUnmarshaler
+		td, err := u.UnmarshalTraces(p)
+		if err != nil {
+			return
+		}
+		skel, chunks, err := encodeRequest(td, 1, &m, seedSummarizer())
+		if err != nil {
+			t.Fatalf("encode a decoded request: %v", err)
+		}
+		checkEncoded(t, td, skel, chunks)
+	})
+}
+
+func checkEncoded(t *testing.T, td ptrace.Traces, skel []byte, chunks []chunk) {
+	var (
+		m ptrace.ProtoMarshaler
+		u ptrace.ProtoUnmarshaler
+	)
+	want := ptrace.NewTraces()
+	td.CopyTo(want)
+	type key struct {
+		rs, scope int
+		id        pcommon.TraceID
+	}
+	spans := map[key][]ptrace.Span{}
+	for i, rs := range want.ResourceSpans().All() {
+		for j, ss := range rs.ScopeSpans().All() {
+			for _, sp := range ss.Spans().All() {
+				k := key{i, j, sp.TraceID()}
+				spans[k] = append(spans[k], sp)
+			}
+		}
+	}
+	got, err := u.UnmarshalTraces(skel)
+	if err != nil {
+		t.Fatalf("decode skeleton: %v", err)
+	}
+	stripped := ptrace.NewTraces()
+	want.CopyTo(stripped)
+	for _, rs := range stripped.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			ss.Spans().RemoveIf(func(ptrace.Span) bool { return true })
+		}
+	}
+	a, _ := m.MarshalTraces(stripped)
+	b, _ := m.MarshalTraces(got)
+	if string(a) != string(b) {
+		t.Fatal("the skeleton is not the request without its spans")
+	}
+	seen := 0
+	for _, c := range chunks {
+		body, err := u.UnmarshalTraces(c.tail)
+		if err != nil || body.ResourceSpans().Len() != 1 || body.ResourceSpans().At(0).ScopeSpans().Len() != len(c.scopes) {
+			t.Fatalf("chunk body: %v", err)
+		}
+		for g, ss := range body.ResourceSpans().At(0).ScopeSpans().All() {
+			w := spans[key{c.rs, int(c.scopes[g]), c.id}]
+			if ss.Spans().Len() != len(w) {
+				t.Fatalf("chunk of %s: %d spans in scope %d, want %d", c.id, ss.Spans().Len(), c.scopes[g], len(w))
+			}
+			for k, sp := range ss.Spans().All() {
+				one, other := ptrace.NewTraces(), ptrace.NewTraces()
+				sp.CopyTo(one.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty())
+				w[k].CopyTo(other.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty())
+				x, _ := m.MarshalTraces(one)
+				y, _ := m.MarshalTraces(other)
+				if string(x) != string(y) {
+					t.Fatalf("span %d of trace %s differs", k, c.id)
+				}
+				seen++
+			}
+		}
+		if h, err := parseChunk(c.typ, append(append([]byte{}, c.head...), c.tail...)); err != nil || h.id != c.id || int(h.spans) != c.spans {
+			t.Fatalf("chunk record: %v", err)
+		}
+	}
+	if seen != td.SpanCount() {
+		t.Fatalf("%d spans in chunks, %d in the request", seen, td.SpanCount())
+	}
 }

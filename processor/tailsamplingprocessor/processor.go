@@ -118,10 +118,10 @@ func newProcessor(ctx context.Context, set processor.Settings, cfg *Config, dir 
 	return p, nil
 }
 
-// Capabilities says the processor changes what it is given: it moves the
-// spans out of the request instead of copying them.
+// Capabilities says the processor only reads what it is given: it logs
+// an encoding of it.
 func (*tailProcessor) Capabilities() consumer.Capabilities {
-	return consumer.Capabilities{MutatesData: true}
+	return consumer.Capabilities{MutatesData: false}
 }
 
 func (p *tailProcessor) Start(ctx context.Context, host component.Host) error {
@@ -187,26 +187,20 @@ func (p *tailProcessor) Shutdown(ctx context.Context) error {
 // policy. Spans of traces already decided go to the decider, whose
 // decision caches answer them as upstream's would.
 func (p *tailProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
-	chunks := splitRequest(td)
-	if len(chunks) == 0 {
+	if td.SpanCount() == 0 {
 		return nil
 	}
 	now := p.now()
-	var m ptrace.ProtoMarshaler
-	skel, err := m.MarshalTraces(td)
-	if err != nil {
-		return consumererror.NewPermanent(fmt.Errorf("encode resources: %w", err))
-	}
 	var sum *summarizer
 	if p.summaries {
 		sum = summarizers.Get().(*summarizer)
 		sum.fields = p.fields
 		defer summarizers.Put(sum)
 	}
-	for i := range chunks {
-		if err = chunks[i].encode(now.UnixNano(), &m, sum); err != nil {
-			return consumererror.NewPermanent(fmt.Errorf("encode spans: %w", err))
-		}
+	var m ptrace.ProtoMarshaler
+	skel, chunks, err := encodeRequest(td, now.UnixNano(), &m, sum)
+	if err != nil {
+		return consumererror.NewPermanent(fmt.Errorf("encode spans: %w", err))
 	}
 	direct, err := p.buf.add(now, td, skel, chunks, p.known)
 	if err != nil {

@@ -2,10 +2,12 @@ package tailsamplingprocessor
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/sightlinehq/sightline/internal/store/wal"
 )
@@ -47,67 +49,229 @@ type chunk struct {
 	spans  int
 	rs     int
 	scopes []uint32
-	// body holds the spans in one ResourceSpans whose resource and scopes
-	// are left empty: they are in the request's skeleton.
-	body ptrace.Traces
+	// items are the spans, in the request's order; each in the chunk's
+	// group-th scope.
+	items []chunkSpan
 	// The record: its type, recChunk or recSummarized, and its payload,
-	// head (the header, and the summary) followed by tail (the body,
-	// encoded).
+	// head (the header, and the summary) followed by tail (the body).
 	typ  byte
 	head []byte
 	tail []byte
 }
 
+// chunkSpan is one span of a chunk: the span in the request, and its
+// encoding within the request's.
+type chunkSpan struct {
+	group int
+	raw   []byte
+	span  ptrace.Span
+}
+
 // size is the chunk's record size, its header included.
 func (c *chunk) size() uint32 { return uint32(9 + len(c.head) + len(c.tail)) }
 
-// splitRequest moves td's spans into chunks and leaves td as the request's
-// skeleton: its resources and scopes without spans. The processor owns td
-// (it declares MutatesData), so spans are moved, not copied.
-func splitRequest(td ptrace.Traces) []chunk {
-	var chunks []chunk
-	type open struct {
-		chunk int
-		scope int
-		ss    ptrace.ScopeSpans
+// encodeRequest encodes td as the buffer's records: the skeleton's
+// payload, and a chunk for each trace in each ResourceSpans, its record
+// built (back left zero: setBack fills it in when the records are laid
+// out), summarized when sum is not nil and the spans allow it. td is only
+// read.
+//
+// The request is encoded once, and the chunks' bodies and the skeleton are
+// cut from that encoding: the spans are neither copied nor moved as
+// pdata, which on this path cost an allocation per span.
+func encodeRequest(td ptrace.Traces, arrival int64, m *ptrace.ProtoMarshaler, sum *summarizer) (skel []byte, chunks []chunk, err error) {
+	full, err := m.MarshalTraces(td)
+	if err != nil {
+		return nil, nil, err
 	}
-	byTrace := map[pcommon.TraceID]*open{}
-	for i, rs := range td.ResourceSpans().All() {
+	if chunks, err = splitEncoded(td, full); err != nil {
+		return nil, nil, err
+	}
+	skel, err = skeletonOf(full)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Every body in one allocation: the log copies them before add returns.
+	bodies := make([]byte, 0, len(full)+16*len(chunks))
+	for i := range chunks {
+		c := &chunks[i]
+		lo := len(bodies)
+		bodies = c.appendBody(bodies)
+		c.tail = bodies[lo:len(bodies):len(bodies)]
+		c.encodeHead(arrival, sum)
+	}
+	return skel, chunks, nil
+}
+
+// eachField calls fn with every field of the encoded message b: its number
+// and wire type, its value (a length-delimited field's content, else the
+// value's bytes) and the whole field, tag included.
+func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v, raw []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		var (
+			v []byte
+			m int
+		)
+		if typ == protowire.BytesType {
+			v, m = protowire.ConsumeBytes(b[n:])
+		} else {
+			m = protowire.ConsumeFieldValue(num, typ, b[n:])
+			if m >= 0 {
+				v = b[n : n+m]
+			}
+		}
+		if m < 0 {
+			return protowire.ParseError(m)
+		}
+		if err := fn(num, typ, v, b[:n+m]); err != nil {
+			return err
+		}
+		b = b[n+m:]
+	}
+	return nil
+}
+
+// splitEncoded groups the spans of td, whose encoding is full, into
+// chunks: the spans of one trace from one ResourceSpans, grouped by scope
+// as upstream's processor groups them. The OTLP field numbers are
+// ExportTraceServiceRequest.resource_spans 1, ResourceSpans.scope_spans 2
+// and ScopeSpans.spans 2; the encoding lists them in td's order.
+func splitEncoded(td ptrace.Traces, full []byte) ([]chunk, error) {
+	var chunks []chunk
+	byTrace := map[pcommon.TraceID]int{}
+	rsl := td.ResourceSpans()
+	i := 0
+	err := eachField(full, func(num protowire.Number, typ protowire.Type, rsb, _ []byte) error {
+		if num != 1 || typ != protowire.BytesType {
+			return nil
+		}
+		if i >= rsl.Len() {
+			return errors.New("more ResourceSpans encoded than in the request")
+		}
+		rs := rsl.At(i)
 		clear(byTrace)
-		for j, ss := range rs.ScopeSpans().All() {
-			spans := ss.Spans()
-			for k := range spans.Len() {
-				span := spans.At(k)
-				id := span.TraceID()
-				o := byTrace[id]
-				if o == nil {
-					chunks = append(chunks, chunk{id: id, rs: i, body: ptrace.NewTraces()})
-					chunks[len(chunks)-1].body.ResourceSpans().AppendEmpty()
-					o = &open{chunk: len(chunks) - 1, scope: -1}
-					byTrace[id] = o
+		j := 0
+		err := eachField(rsb, func(num protowire.Number, typ protowire.Type, ssb, _ []byte) error {
+			if num != 2 || typ != protowire.BytesType {
+				return nil
+			}
+			if j >= rs.ScopeSpans().Len() {
+				return errors.New("more ScopeSpans encoded than in the request")
+			}
+			spans := rs.ScopeSpans().At(j).Spans()
+			k := 0
+			err := eachField(ssb, func(num protowire.Number, typ protowire.Type, sb, _ []byte) error {
+				if num != 2 || typ != protowire.BytesType {
+					return nil
 				}
-				c := &chunks[o.chunk]
-				if o.scope != j {
-					o.scope = j
-					o.ss = c.body.ResourceSpans().At(0).ScopeSpans().AppendEmpty()
+				if k >= spans.Len() {
+					return errors.New("more spans encoded than in the request")
+				}
+				span := spans.At(k)
+				k++
+				ci, ok := byTrace[span.TraceID()]
+				if !ok {
+					ci = len(chunks)
+					chunks = append(chunks, chunk{id: span.TraceID(), rs: i})
+					byTrace[span.TraceID()] = ci
+				}
+				c := &chunks[ci]
+				if n := len(c.scopes); n == 0 || c.scopes[n-1] != uint32(j) {
 					c.scopes = append(c.scopes, uint32(j))
 				}
 				if span.ParentSpanID().IsEmpty() {
 					c.root = true
 				}
-				span.MoveTo(o.ss.Spans().AppendEmpty())
+				c.items = append(c.items, chunkSpan{group: len(c.scopes) - 1, raw: sb, span: span})
 				c.spans++
+				return nil
+			})
+			if err == nil && k != spans.Len() {
+				err = errors.New("fewer spans encoded than in the request")
 			}
-			spans.RemoveIf(func(ptrace.Span) bool { return true })
-		}
+			j++
+			return err
+		})
+		i++
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("split the encoded request: %w", err)
 	}
-	return chunks
+	return chunks, nil
 }
 
-// encode builds the chunk's record with back left zero (setBack fills it
-// in when the records are laid out), summarized when sum is not nil and
-// the spans allow it.
-func (c *chunk) encode(arrival int64, m *ptrace.ProtoMarshaler, sum *summarizer) error {
+// skeletonOf returns the encoded request full without its spans: its
+// resources, scopes and schema URLs, every ScopeSpans kept, empty or not,
+// so that a chunk's indexes find theirs.
+func skeletonOf(full []byte) ([]byte, error) {
+	var out, rsBuf, ssBuf []byte
+	err := eachField(full, func(num protowire.Number, typ protowire.Type, rsb, raw []byte) error {
+		if num != 1 || typ != protowire.BytesType {
+			out = append(out, raw...)
+			return nil
+		}
+		rsBuf = rsBuf[:0]
+		err := eachField(rsb, func(num protowire.Number, typ protowire.Type, ssb, raw []byte) error {
+			if num != 2 || typ != protowire.BytesType {
+				rsBuf = append(rsBuf, raw...)
+				return nil
+			}
+			ssBuf = ssBuf[:0]
+			err := eachField(ssb, func(num protowire.Number, typ protowire.Type, _, raw []byte) error {
+				if num != 2 || typ != protowire.BytesType {
+					ssBuf = append(ssBuf, raw...)
+				}
+				return nil
+			})
+			rsBuf = protowire.AppendTag(rsBuf, 2, protowire.BytesType)
+			rsBuf = protowire.AppendBytes(rsBuf, ssBuf)
+			return err
+		})
+		out = protowire.AppendTag(out, 1, protowire.BytesType)
+		out = protowire.AppendBytes(out, rsBuf)
+		return err
+	})
+	return out, err
+}
+
+// appendBody appends the chunk's body: an ExportTraceServiceRequest with
+// one ResourceSpans, its resource left out and one ScopeSpans per group,
+// scope left out, holding the spans' encodings as they were.
+func (c *chunk) appendBody(dst []byte) []byte {
+	var sizes [8]int
+	groups := sizes[:0]
+	for range c.scopes {
+		groups = append(groups, 0)
+	}
+	for _, it := range c.items {
+		groups[it.group] += protowire.SizeTag(2) + protowire.SizeBytes(len(it.raw))
+	}
+	rs := 0
+	for _, g := range groups {
+		rs += protowire.SizeTag(2) + protowire.SizeBytes(g)
+	}
+	dst = protowire.AppendTag(dst, 1, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(rs))
+	next := 0
+	for g, size := range groups {
+		dst = protowire.AppendTag(dst, 2, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(size))
+		for ; next < len(c.items) && c.items[next].group == g; next++ {
+			dst = protowire.AppendTag(dst, 2, protowire.BytesType)
+			dst = protowire.AppendBytes(dst, c.items[next].raw)
+		}
+	}
+	return dst
+}
+
+// encodeHead builds the record's head: the header, and the summary when
+// sum is not nil and the spans allow one.
+func (c *chunk) encodeHead(arrival int64, sum *summarizer) {
 	n := chunkFixed + 4*len(c.scopes)
 	p := make([]byte, n, n+4+32*c.spans)
 	copy(p, c.id[:])
@@ -124,19 +288,14 @@ func (c *chunk) encode(arrival int64, m *ptrace.ProtoMarshaler, sum *summarizer)
 	c.typ = recChunk
 	if sum != nil {
 		var ok bool
-		if p, ok = sum.appendSummary(append(p, 0, 0, 0, 0), c.body); ok {
+		if p, ok = sum.appendSummary(append(p, 0, 0, 0, 0), c); ok {
 			binary.LittleEndian.PutUint32(p[n:], uint32(len(p)-n-4))
 			c.typ = recSummarized
 		} else {
 			p = p[:n]
 		}
 	}
-	body, err := m.MarshalTraces(c.body)
-	if err != nil {
-		return err
-	}
-	c.head, c.tail = p, body
-	return nil
+	c.head = p
 }
 
 func setBack(p []byte, back uint32) { binary.LittleEndian.PutUint32(p[29:], back) }
@@ -193,22 +352,26 @@ func parseChunk(typ byte, p []byte) (chunkHeader, error) {
 	return h, nil
 }
 
-// withResource returns the chunk as a request of its own, its resource and
-// scopes copied from the skeleton: what goes to the decider at once.
-func (c *chunk) withResource(skel ptrace.Traces) ptrace.Traces {
+// withResource returns the chunk as a request of its own, its resource
+// and scopes copied from the request's: what goes to the decider at once.
+func (c *chunk) withResource(req ptrace.Traces, u *ptrace.ProtoUnmarshaler) (ptrace.Traces, error) {
+	body, err := u.UnmarshalTraces(c.tail)
+	if err != nil {
+		return body, fmt.Errorf("decode chunk: %w", err)
+	}
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
-	src := skel.ResourceSpans().At(c.rs)
+	src := req.ResourceSpans().At(c.rs)
 	src.Resource().CopyTo(rs.Resource())
 	rs.SetSchemaUrl(src.SchemaUrl())
-	for k, ss := range c.body.ResourceSpans().At(0).ScopeSpans().All() {
+	for k, ss := range body.ResourceSpans().At(0).ScopeSpans().All() {
 		out := rs.ScopeSpans().AppendEmpty()
 		from := src.ScopeSpans().At(int(c.scopes[k]))
 		from.Scope().CopyTo(out.Scope())
 		out.SetSchemaUrl(from.SchemaUrl())
 		ss.Spans().MoveAndAppendTo(out.Spans())
 	}
-	return td
+	return td, nil
 }
 
 // assembler builds the decider's batch from chunk records read back, in

@@ -156,16 +156,17 @@ type summarizer struct {
 
 var summarizers = sync.Pool{New: func() any { return new(summarizer) }}
 
-// appendSummary appends the summary of a chunk's body to dst. It reports
-// false, leaving dst as it was, when a named attribute holds a map or a
-// list: rare, and left to the chunk without a summary, whose spans are
-// decided on.
-func (s *summarizer) appendSummary(dst []byte, body ptrace.Traces) ([]byte, bool) {
+// appendSummary appends the summary of a chunk's spans to dst. It
+// reports false, leaving dst as it was, when a named attribute holds a map
+// or a list: rare, and left to the chunk without a summary, whose spans
+// are decided on.
+func (s *summarizer) appendSummary(dst []byte, c *chunk) ([]byte, bool) {
 	s.rs = s.rs[:0]
-	for _, ss := range body.ResourceSpans().At(0).ScopeSpans().All() {
+	next := 0
+	for g := range c.scopes {
 		s.scope = s.scope[:0]
-		for _, sp := range ss.Spans().All() {
-			if !s.appendSpan(sp) {
+		for ; next < len(c.items) && c.items[next].group == g; next++ {
+			if !s.appendSpan(c.items[next].span) {
 				return dst, false
 			}
 			s.scope = protowire.AppendTag(s.scope, 2, protowire.BytesType) // ScopeSpans.spans

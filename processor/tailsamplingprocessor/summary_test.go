@@ -95,7 +95,9 @@ func TestSummaryKeepsWhatPoliciesRead(t *testing.T) {
 		}
 	}
 	s := &summarizer{fields: summaryFields{keys: []string{"b", "d", "i", "nil", "raw", "s"}, traceState: true, flags: true}}
-	p, ok := s.appendSummary([]byte("head"), td)
+	chunks := splitTest(t, td)
+	require.Len(t, chunks, 1)
+	p, ok := s.appendSummary([]byte("head"), &chunks[0])
 	require.True(t, ok)
 	require.Equal(t, "head", string(p[:4]))
 	var u ptrace.ProtoUnmarshaler
@@ -130,7 +132,7 @@ func TestSummaryKeepsWhatPoliciesRead(t *testing.T) {
 
 	// Without trace state and flags among what is read, neither is kept.
 	s.fields = summaryFields{keys: []string{"s"}}
-	p, ok = s.appendSummary(nil, td)
+	p, ok = s.appendSummary(nil, &chunks[0])
 	require.True(t, ok)
 	got, err = u.UnmarshalTraces(p)
 	require.NoError(t, err)
@@ -140,7 +142,17 @@ func TestSummaryKeepsWhatPoliciesRead(t *testing.T) {
 	require.Equal(t, map[string]any{"s": "gold"}, sp.Attributes().AsRaw())
 
 	rs.ScopeSpans().At(1).Spans().At(2).Attributes().PutEmptyMap("s").PutStr("nested", "x")
-	p, ok = s.appendSummary([]byte("head"), td)
+	p, ok = s.appendSummary([]byte("head"), &splitTest(t, td)[0])
 	require.False(t, ok)
 	require.Equal(t, "head", string(p))
+}
+
+func splitTest(t *testing.T, td ptrace.Traces) []chunk {
+	t.Helper()
+	var m ptrace.ProtoMarshaler
+	full, err := m.MarshalTraces(td)
+	require.NoError(t, err)
+	chunks, err := splitEncoded(td, full)
+	require.NoError(t, err)
+	return chunks
 }
