@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -141,7 +142,14 @@ func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v, ra
 // ExportTraceServiceRequest.resource_spans 1, ResourceSpans.scope_spans 2
 // and ScopeSpans.spans 2; the encoding lists them in td's order.
 func splitEncoded(td ptrace.Traces, full []byte) ([]chunk, error) {
-	var chunks []chunk
+	var (
+		chunks []chunk
+		// Every span, in the request's order, and its chunk's index; the
+		// chunks' items are cut from one slice in the end, not grown one
+		// by one.
+		all = make([]chunkSpan, 0, td.SpanCount())
+		of  = make([]int32, 0, td.SpanCount())
+	)
 	byTrace := map[pcommon.TraceID]int{}
 	rsl := td.ResourceSpans()
 	i := 0
@@ -186,7 +194,8 @@ func splitEncoded(td ptrace.Traces, full []byte) ([]chunk, error) {
 				if span.ParentSpanID().IsEmpty() {
 					c.root = true
 				}
-				c.items = append(c.items, chunkSpan{group: len(c.scopes) - 1, raw: sb, span: span})
+				all = append(all, chunkSpan{group: len(c.scopes) - 1, raw: sb, span: span})
+				of = append(of, int32(ci))
 				c.spans++
 				return nil
 			})
@@ -201,6 +210,23 @@ func splitEncoded(td ptrace.Traces, full []byte) ([]chunk, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("split the encoded request: %w", err)
+	}
+	// A stable counting sort by chunk keeps each chunk's spans in order.
+	at := make([]int, len(chunks)+1)
+	for _, ci := range of {
+		at[ci+1]++
+	}
+	for i := range chunks {
+		at[i+1] += at[i]
+	}
+	items := make([]chunkSpan, len(all))
+	next := slices.Clone(at[:len(chunks)])
+	for k, ci := range of {
+		items[next[ci]] = all[k]
+		next[ci]++
+	}
+	for i := range chunks {
+		chunks[i].items = items[at[i]:at[i+1]:at[i+1]]
 	}
 	return chunks, nil
 }
@@ -273,7 +299,7 @@ func (c *chunk) appendBody(dst []byte) []byte {
 // sum is not nil and the spans allow one.
 func (c *chunk) encodeHead(arrival int64, sum *summarizer) {
 	n := chunkFixed + 4*len(c.scopes)
-	p := make([]byte, n, n+4+32*c.spans)
+	p := make([]byte, n, n+4+64*c.spans) // a summary span is about 50 bytes
 	copy(p, c.id[:])
 	binary.LittleEndian.PutUint64(p[16:], uint64(arrival))
 	if c.root {
