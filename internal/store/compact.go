@@ -113,13 +113,18 @@ func (db *DB) compact(ctx context.Context, sig block.Signal, group []*blockRef) 
 		}
 	}()
 	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir()}
-	var rows int64
+	var rows, size int64
 	for _, b := range group {
 		opts.Level = max(opts.Level, b.Meta.Level+1)
 		opts.WALSegment = max(opts.WALSegment, b.Meta.WALSegment)
 		opts.Sources = append(opts.Sources, b.Meta.ID)
 		rows += b.Meta.Rows
+		size += b.Meta.DataBytes
 	}
+	// A block under half of CompactMaxBytes is merged again
+	// (pickCompaction): only the blocks that stay are worth zstd's default
+	// level.
+	opts.Fast = size < db.opts.CompactMaxBytes/2
 	var (
 		m       *block.Meta
 		err     error

@@ -847,7 +847,8 @@ func (db *DB) FlushHeads(ctx context.Context) error {
 
 // writeHead writes a cut head's spans and logs as blocks, the two at once.
 func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
-	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), WALSegment: h.lastSegment}
+	// Level-0 blocks are merged again: compressed for speed.
+	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), WALSegment: h.lastSegment, Fast: true}
 	var (
 		wg               sync.WaitGroup
 		spanRef, logRef  *blockRef

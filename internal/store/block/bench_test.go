@@ -10,23 +10,31 @@ import (
 
 // BenchmarkWriteSpans measures the flush path and reports the on-disk size
 // per span of the workload.
+// The fast variant is how level-0 and intermediate blocks are written.
 func BenchmarkWriteSpans(b *testing.B) {
 	spans, _ := genSpans(b, 20000)
 	st, err := objstore.OpenFilesystem(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	var m *Meta
-	for range b.N {
-		m, err = WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: b.TempDir()})
-		if err != nil {
-			b.Fatal(err)
+	for _, fast := range []bool{false, true} {
+		name := "default"
+		if fast {
+			name = "fast"
 		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			var m *Meta
+			for range b.N {
+				m, err = WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: b.TempDir(), Fast: fast})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(m.DataBytes)/float64(m.Rows), "B/span")
+			b.ReportMetric(float64(len(spans))*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
+		})
 	}
-	b.ReportMetric(float64(m.DataBytes)/float64(m.Rows), "B/span")
-	b.ReportMetric(float64(len(spans))*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
 }
 
 func BenchmarkWriteLogs(b *testing.B) {

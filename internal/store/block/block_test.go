@@ -333,3 +333,29 @@ func TestTraceByIDReadsItsPages(t *testing.T) {
 		require.Less(t, stats.BytesRead(), b.rgBytes(0))
 	}
 }
+
+// A block written for speed (Fast, zstd's fastest level) reads back the
+// same spans as one written for size, and is larger: the option reaches
+// the codec.
+func TestFastBlocksReadBackTheSame(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 2000)
+	ctx := context.Background()
+	read := func(fast bool) (*Meta, []storage.Span) {
+		m, err := WriteSpans(ctx, st, seqSpans(spans), WriteOptions{TempDir: t.TempDir(), Fast: fast})
+		require.NoError(t, err)
+		b, err := Open(ctx, st, Traces, m.ID)
+		require.NoError(t, err)
+		var got []storage.Span
+		require.NoError(t, b.AllSpans(ctx, func(s *storage.Span) bool {
+			got = append(got, normalize(*s))
+			return true
+		}))
+		return m, got
+	}
+	small, want := read(false)
+	fast, got := read(true)
+	require.Equal(t, want, got)
+	require.Greater(t, fast.DataBytes, small.DataBytes)
+}

@@ -25,7 +25,11 @@ type WriteOptions struct {
 	// groups end at a trace boundary, so a trace never spans two of them.
 	RowGroupRows int
 	// TempDir holds the Parquet file while it is written.
-	TempDir    string
+	TempDir string
+	// Fast compresses for speed rather than size, for a block that will
+	// be merged again soon: a level-0 block, or a merge's output under
+	// half the largest a merge makes.
+	Fast       bool
 	Level      int
 	WALSegment int
 	Sources    []string
@@ -35,7 +39,8 @@ type WriteOptions struct {
 // against the work of finding one trace in a row group.
 const DefaultRowGroupRows = 100_000
 
-// Blocks are zstd at its default level (codec, in zstd.go):
+// Blocks are zstd at its default level (codec, in zstd.go), or its
+// fastest for blocks that will be merged again (fastCodec):
 // SpeedBetterCompression costs ~2× CPU on the flush path for a few percent
 // on these columns (see docs/benchmarks.md).
 
@@ -272,8 +277,12 @@ const writeBatch = 256
 // of 39.4, BenchmarkWriteSpans), and the write was no slower; a 64 KiB cap
 // saved no bytes over 16 and gave 2.1 ms.
 func writerOptions[T any](opts WriteOptions) []parquet.WriterOption {
+	c := codec
+	if opts.Fast {
+		c = fastCodec
+	}
 	o := []parquet.WriterOption{
-		parquet.Compression(codec),
+		parquet.Compression(c),
 		parquet.MaxRowsPerRowGroup(1 << 40),
 		parquet.PageBufferSize(64 << 10),
 		parquet.ColumnPageBuffers(parquet.NewFileBufferPool(opts.TempDir, "pages-*")),
