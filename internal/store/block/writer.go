@@ -60,7 +60,16 @@ type builder struct {
 	ops      map[Op]struct{}
 	attrs    map[string]struct{}
 	resAttrs map[string]struct{}
+	// seenRes are resources whose attribute names are in resAttrs: spans
+	// of one ResourceSpans share one, and hashing its pointer once per
+	// span is cheaper than hashing each of its keys. It is a cache,
+	// emptied at maxSeenRes, since spans decoded from blocks each carry a
+	// resource of their own.
+	seenRes map[*storage.Resource]struct{}
+	lastSvc string // in curSvc already
 }
+
+const maxSeenRes = 4096
 
 func newBuilder(sig Signal, opts WriteOptions) *builder {
 	if opts.RowGroupRows <= 0 {
@@ -73,6 +82,7 @@ func newBuilder(sig Signal, opts WriteOptions) *builder {
 		},
 		opts: opts, curSvc: map[string]struct{}{}, services: map[string]struct{}{},
 		ops: map[Op]struct{}{}, attrs: map[string]struct{}{}, resAttrs: map[string]struct{}{},
+		seenRes: map[*storage.Resource]struct{}{},
 	}
 }
 
@@ -85,7 +95,10 @@ func (b *builder) add(traceID storage.TraceID, t, end int64, service string, res
 	e.MinTime = min(e.MinTime, t)
 	e.MaxTime = max(e.MaxTime, end)
 	e.Rows++
-	b.curSvc[service] = struct{}{}
+	if service != b.lastSvc || len(b.curSvc) == 0 {
+		b.curSvc[service] = struct{}{}
+		b.lastSvc = service
+	}
 	if b.meta.Rows == 0 {
 		b.meta.MinTime, b.meta.MaxTime = t, end
 	}
@@ -96,8 +109,14 @@ func (b *builder) add(traceID storage.TraceID, t, end int64, service string, res
 		b.attrs[attrs[i].Key] = struct{}{}
 	}
 	if res != nil {
-		for i := range res.Attrs {
-			b.resAttrs[res.Attrs[i].Key] = struct{}{}
+		if _, seen := b.seenRes[res]; !seen {
+			if len(b.seenRes) >= maxSeenRes {
+				clear(b.seenRes)
+			}
+			b.seenRes[res] = struct{}{}
+			for i := range res.Attrs {
+				b.resAttrs[res.Attrs[i].Key] = struct{}{}
+			}
 		}
 	}
 }
