@@ -112,7 +112,7 @@ func (db *DB) compact(ctx context.Context, sig block.Signal, group []*blockRef) 
 			b.release()
 		}
 	}()
-	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir()}
+	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), PageFiles: db.pages}
 	var rows, size int64
 	for _, b := range group {
 		opts.Level = max(opts.Level, b.Meta.Level+1)

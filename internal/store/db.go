@@ -137,6 +137,9 @@ type DB struct {
 	opts Options
 	wal  *wal.WAL
 	log  *zap.Logger
+	// pages are the files block writers buffer row groups' pages in,
+	// shared by the head's flushes and the merges.
+	pages *block.PageFiles
 
 	// appendMu orders appends against head cuts: an append holds it shared
 	// from its WAL write to its head insert, a cut holds it exclusively, so
@@ -220,6 +223,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	os.RemoveAll(db.tmpDir())
+	db.pages = block.NewPageFiles(db.tmpDir())
 	if err := db.loadBlocks(ctx); err != nil {
 		return nil, err
 	}
@@ -848,7 +852,7 @@ func (db *DB) FlushHeads(ctx context.Context) error {
 // writeHead writes a cut head's spans and logs as blocks, the two at once.
 func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 	// Level-0 blocks are merged again: compressed for speed.
-	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), WALSegment: h.lastSegment, Fast: true}
+	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), PageFiles: db.pages, WALSegment: h.lastSegment, Fast: true}
 	var (
 		wg               sync.WaitGroup
 		spanRef, logRef  *blockRef
@@ -994,6 +998,7 @@ func (db *DB) Close() error {
 	}
 	close(db.done)
 	db.wg.Wait()
+	db.pages.Close()
 	err := db.wal.Close()
 	db.mu.Lock()
 	blocks := db.blocks

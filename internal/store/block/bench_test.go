@@ -17,16 +17,22 @@ func BenchmarkWriteSpans(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, fast := range []bool{false, true} {
-		name := "default"
-		if fast {
-			name = "fast"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		fast   bool
+		shared bool // page files from a PageFiles, as the store writes
+	}{{"default", false, false}, {"fast", true, false}, {"store", true, true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			dir := b.TempDir()
+			var pages *PageFiles
+			if tc.shared {
+				pages = NewPageFiles(dir)
+				defer pages.Close()
+			}
 			b.ReportAllocs()
 			var m *Meta
 			for range b.N {
-				m, err = WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: b.TempDir(), Fast: fast})
+				m, err = WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: dir, Fast: tc.fast, PageFiles: pages})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -88,4 +94,37 @@ func BenchmarkTraceByID(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(spans)), "spans")
+}
+
+// BenchmarkWriteLevel0 writes blocks of the all-in-one's level-0 size
+// (about 24k spans, one row group), where the per-column page files are
+// the largest share of the fixed cost: one file per column from
+// parquet-go's pool, or files reused from a PageFiles as the store does.
+func BenchmarkWriteLevel0(b *testing.B) {
+	spans, _ := genSpans(b, 1700)
+	st, err := objstore.OpenFilesystem(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, shared := range []bool{false, true} {
+		name := "file-per-column"
+		if shared {
+			name = "pagefiles"
+		}
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			var pages *PageFiles
+			if shared {
+				pages = NewPageFiles(dir)
+				defer pages.Close()
+			}
+			b.ReportAllocs()
+			for range b.N {
+				if _, err := WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: dir, Fast: true, PageFiles: pages}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(spans))*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
+		})
+	}
 }

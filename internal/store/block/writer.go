@@ -26,6 +26,9 @@ type WriteOptions struct {
 	RowGroupRows int
 	// TempDir holds the Parquet file while it is written.
 	TempDir string
+	// PageFiles buffers the pages of the row group being written; nil
+	// creates a file per column and row group in TempDir.
+	PageFiles *PageFiles
 	// Fast compresses for speed rather than size, for a block that will
 	// be merged again soon: a level-0 block, or a merge's output under
 	// half the largest a merge makes.
@@ -300,11 +303,15 @@ func writerOptions[T any](opts WriteOptions) []parquet.WriterOption {
 	if opts.Fast {
 		c = fastCodec
 	}
+	var pages parquet.BufferPool = opts.PageFiles
+	if opts.PageFiles == nil {
+		pages = parquet.NewFileBufferPool(opts.TempDir, "pages-*")
+	}
 	o := []parquet.WriterOption{
 		parquet.Compression(c),
 		parquet.MaxRowsPerRowGroup(1 << 40),
 		parquet.PageBufferSize(64 << 10),
-		parquet.ColumnPageBuffers(parquet.NewFileBufferPool(opts.TempDir, "pages-*")),
+		parquet.ColumnPageBuffers(pages),
 		parquet.DataPageStatistics(false),
 		parquet.DictionaryMaxBytes(16 << 10),
 	}
