@@ -379,6 +379,11 @@ func (b *buffer) release(now time.Time, max int) (ptrace.Traces, []pcommon.Trace
 	)
 	b.mu.Lock()
 	ns := now.UnixNano()
+	// The decider holds what it is handed until its next tick and drops,
+	// undecided, what it has no room for: it is handed at most num_traces
+	// traces at a time. Past that, traces wait here, and requests are
+	// refused once twice num_traces wait (add).
+	max = min(max, b.opts.numTraces-(len(b.traces)-len(b.pending)))
 take:
 	for len(b.pending) > 0 && len(ids) < max {
 		t := b.pending[0]

@@ -69,6 +69,11 @@ func newProcessor(ctx context.Context, set processor.Settings, cfg *Config, dir 
 	dc := cfg.Config
 	dc.DecisionWait = deciderWait
 	dc.DecisionWaitAfterRootReceived = 0
+	// Upstream's decider drops a trace, undecided and without a word to
+	// its hooks, once it holds num_traces. The buffer hands it at most
+	// num_traces at a time (buffer.release), so that never happens; the
+	// margin is for late spans that start traces the decider forgot.
+	dc.NumTraces = 2 * cfg.NumTraces
 	// Nothing is dropped for lack of room here, so there is nothing to
 	// block on; blocking the decider would only stall its decisions.
 	dc.BlockOnOverflow = false

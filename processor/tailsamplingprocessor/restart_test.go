@@ -116,3 +116,40 @@ func testPendingTracesSurviveARestart(t *testing.T, name string) {
 		}
 	}
 }
+
+// With num_traces far below what arrives at once, the oldest traces are
+// handed over early, and the decider, which holds what it was handed until
+// its tick, is never given more than it has room for: upstream's decider
+// drops a trace past its num_traces without deciding it, which would leave
+// the trace's chunks, and their files, on disk for good.
+func TestSmallNumTracesDecidesEveryTrace(t *testing.T) {
+	cfg, _ := loadDifferential(t, "summaries")
+	cfg.NumTraces = 200
+	cfg.DecisionWait = time.Hour
+	cfg.Buffer.Path = t.TempDir()
+	clock := newFakeClock(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
+	sink := new(consumertest.TracesSink)
+	p := startWithClock(t, cfg, clock, sink)
+	defer func() { require.NoError(t, p.Shutdown(t.Context())) }()
+	traces, first, second, _ := corpus(9, 1000, triggers["summaries"])
+	for lo := 0; lo < len(traces); lo += 100 {
+		hi := min(lo+100, len(traces))
+		require.NoError(t, p.ConsumeTraces(t.Context(), request(slices.Concat(first[lo:hi]...))))
+		require.NoError(t, p.ConsumeTraces(t.Context(), request(slices.Concat(second[lo:hi]...))))
+		// Refused retryably past twice num_traces waiting: let the
+		// early decisions catch up, as a client's retries would.
+		require.Eventually(t, func() bool { return p.buf.snapshot().pending <= 200 }, time.Minute, time.Millisecond)
+	}
+	var st bufferSnapshot
+	defer func() {
+		if t.Failed() {
+			t.Logf("buffer at the end: %+v", st)
+		}
+	}()
+	decided := func() bool {
+		st = p.buf.snapshot()
+		return st.pending <= 200 && st.released == 0 && st.decided == int64(len(traces))-int64(st.pending)
+	}
+	require.Eventually(t, decided, time.Minute, 10*time.Millisecond, "every trace past num_traces decided, none stuck with the decider")
+	require.Equal(t, int64(len(traces)-st.pending), st.earlyTraces)
+}
