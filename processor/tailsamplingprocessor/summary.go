@@ -152,6 +152,7 @@ type summarizer struct {
 	span   []byte // one span's fields
 	scope  []byte // one ScopeSpans: its spans
 	rs     []byte // the ResourceSpans: its ScopeSpans
+	val    []byte // one attribute's AnyValue
 }
 
 var summarizers = sync.Pool{New: func() any { return new(summarizer) }}
@@ -207,7 +208,7 @@ func (s *summarizer) appendSpan(sp ptrace.Span) bool {
 				continue
 			}
 			var ok bool
-			if b, ok = appendKeyValue(b, k, v); !ok {
+			if b, ok = s.appendKeyValue(b, k, v); !ok {
 				s.span = b
 				return false
 			}
@@ -231,48 +232,28 @@ func (s *summarizer) appendSpan(sp ptrace.Span) bool {
 
 // appendKeyValue appends attribute k as a Span.attributes KeyValue. Maps
 // and lists are not encoded (false).
-func appendKeyValue(b []byte, k string, v pcommon.Value) ([]byte, bool) {
-	var val []byte // the AnyValue's one field, tag included
-	var scratch [10 + 1]byte
+func (s *summarizer) appendKeyValue(b []byte, k string, v pcommon.Value) ([]byte, bool) {
+	val := s.val[:0] // the AnyValue's one field, tag included
 	switch v.Type() {
 	case pcommon.ValueTypeEmpty:
 	case pcommon.ValueTypeStr:
-		sv := v.Str()
-		b = protowire.AppendTag(b, 9, protowire.BytesType)
-		inner := protowire.SizeTag(1) + protowire.SizeBytes(len(k)) + protowire.SizeTag(2) +
-			protowire.SizeBytes(protowire.SizeTag(1)+protowire.SizeBytes(len(sv)))
-		b = protowire.AppendVarint(b, uint64(inner))
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendString(b, k)
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(protowire.SizeTag(1)+protowire.SizeBytes(len(sv))))
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		return protowire.AppendString(b, sv), true
-	case pcommon.ValueTypeBytes:
-		bv := v.Bytes().AsRaw()
-		b = protowire.AppendTag(b, 9, protowire.BytesType)
-		inner := protowire.SizeTag(1) + protowire.SizeBytes(len(k)) + protowire.SizeTag(2) +
-			protowire.SizeBytes(protowire.SizeTag(7)+protowire.SizeBytes(len(bv)))
-		b = protowire.AppendVarint(b, uint64(inner))
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendString(b, k)
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(protowire.SizeTag(7)+protowire.SizeBytes(len(bv))))
-		b = protowire.AppendTag(b, 7, protowire.BytesType)
-		return protowire.AppendBytes(b, bv), true
+		val = protowire.AppendString(protowire.AppendTag(val, 1, protowire.BytesType), v.Str())
 	case pcommon.ValueTypeBool:
 		x := uint64(0)
 		if v.Bool() {
 			x = 1
 		}
-		val = protowire.AppendVarint(protowire.AppendTag(scratch[:0], 2, protowire.VarintType), x)
+		val = protowire.AppendVarint(protowire.AppendTag(val, 2, protowire.VarintType), x)
 	case pcommon.ValueTypeInt:
-		val = protowire.AppendVarint(protowire.AppendTag(scratch[:0], 3, protowire.VarintType), uint64(v.Int()))
+		val = protowire.AppendVarint(protowire.AppendTag(val, 3, protowire.VarintType), uint64(v.Int()))
 	case pcommon.ValueTypeDouble:
-		val = protowire.AppendFixed64(protowire.AppendTag(scratch[:0], 4, protowire.Fixed64Type), math.Float64bits(v.Double()))
+		val = protowire.AppendFixed64(protowire.AppendTag(val, 4, protowire.Fixed64Type), math.Float64bits(v.Double()))
+	case pcommon.ValueTypeBytes:
+		val = protowire.AppendBytes(protowire.AppendTag(val, 7, protowire.BytesType), v.Bytes().AsRaw())
 	default:
 		return b, false
 	}
+	s.val = val
 	b = protowire.AppendTag(b, 9, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(protowire.SizeTag(1)+protowire.SizeBytes(len(k))+protowire.SizeTag(2)+protowire.SizeBytes(len(val))))
 	b = protowire.AppendTag(b, 1, protowire.BytesType)

@@ -17,22 +17,16 @@ func BenchmarkWriteSpans(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, tc := range []struct {
-		name   string
-		fast   bool
-		shared bool // page files from a PageFiles, as the store writes
-	}{{"default", false, false}, {"fast", true, false}, {"store", true, true}} {
-		b.Run(tc.name, func(b *testing.B) {
-			dir := b.TempDir()
-			var pages *PageFiles
-			if tc.shared {
-				pages = NewPageFiles(dir)
-				defer pages.Close()
-			}
+	for _, fast := range []bool{false, true} {
+		name := "default"
+		if fast {
+			name = "fast"
+		}
+		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			var m *Meta
 			for range b.N {
-				m, err = WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: dir, Fast: tc.fast, PageFiles: pages})
+				m, err = WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: b.TempDir(), Fast: fast})
 				if err != nil {
 					b.Fatal(err)
 				}
