@@ -2,10 +2,13 @@ package block
 
 import (
 	"context"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store/storage"
+	"github.com/sightlinehq/sightline/internal/workload"
 )
 
 // BenchmarkWriteSpans measures the flush path and reports the on-disk size
@@ -121,4 +124,45 @@ func BenchmarkWriteLevel0(b *testing.B) {
 			b.ReportMetric(float64(len(spans))*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
 		})
 	}
+}
+
+// BenchmarkMergeSpans merges four level-0-sized blocks (about 24k spans
+// each) into one, as the store's first compaction level does; it is where
+// most of the all-in-one's CPU goes under steady ingest.
+func BenchmarkMergeSpans(b *testing.B) {
+	st, err := objstore.OpenFilesystem(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	pages := NewPageFiles(dir)
+	defer pages.Close()
+	var blocks []*Block
+	var rows int64
+	for i := range 4 {
+		g := workload.New(uint64(11+i), time.Unix(1_700_000_000+int64(i)*2, 0), workload.Options{})
+		td, _ := g.Batch(1700)
+		spans := storage.AppendTraces(nil, td)
+		slices.SortFunc(spans, func(a, b storage.Span) int { return CompareSpans(&a, &b) })
+		m, err := WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: dir, Fast: true, PageFiles: pages})
+		if err != nil {
+			b.Fatal(err)
+		}
+		blk, err := Open(context.Background(), st, Traces, m.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer blk.Close()
+		blocks = append(blocks, blk)
+		rows += m.Rows
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := MergeSpans(context.Background(), st, blocks, WriteOptions{TempDir: dir, Fast: true, PageFiles: pages, Level: 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e3/(float64(rows)*float64(b.N)), "µs/span")
 }
