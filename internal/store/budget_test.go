@@ -123,7 +123,7 @@ func TestReplayStaysWithinBudget(t *testing.T) {
 	held := db.Stats().MemoryBytes
 	require.NoError(t, db.Close())
 
-	const budget = 16 << 20
+	const budget = 4 << 20
 	require.Greater(t, held, int64(budget), "the WAL must hold more than the budget for this test")
 	db = openTestDB(t, dir, func(o *Options) { o.MemoryBudget = budget })
 	st := db.Stats()

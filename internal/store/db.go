@@ -862,7 +862,14 @@ func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m, err := block.WriteSpans(ctx, db.opts.Bucket, ptrSeq(h.sortedSpans()), opts)
+			var decodeErr error
+			m, err := block.WriteSpans(ctx, db.opts.Bucket, h.sortedSpans(&decodeErr), opts)
+			if err == nil && decodeErr != nil {
+				if m != nil {
+					block.Delete(ctx, db.opts.Bucket, block.Traces, m.ID)
+				}
+				err = decodeErr
+			}
 			if err == nil {
 				spanRef, err = db.openRef(ctx, m)
 			}

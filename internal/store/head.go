@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+	"iter"
 	"slices"
 	"sync"
 	"unsafe"
@@ -11,10 +13,11 @@ import (
 
 // head holds the data of the WAL segments not yet written to blocks. It is
 // queryable the moment an append returns. Spans are deduplicated on insert
-// (same trace, span ID and start), which absorbs client retries.
+// (same trace, span ID and start), which absorbs client retries. Spans are
+// held encoded (headSpans); log records as structs.
 type head struct {
 	mu          sync.RWMutex
-	spans       chunked[storage.Span]
+	spans       headSpans
 	byTrace     map[storage.TraceID][]int32
 	logs        chunked[storage.LogRecord]
 	logsByTrace map[storage.TraceID][]int32
@@ -40,20 +43,18 @@ func (h *head) widen(t int64) {
 	}
 }
 
-// appendSpans takes ownership of spans.
+// appendSpans copies spans into the head, encoded (headSpans).
 // It returns the heap bytes the append added.
 func (h *head) appendSpans(spans []storage.Span, size int) (added int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.bytes += int64(size)
-	var lastRes *storage.Resource
 	for i := range spans {
 		s := &spans[i]
 		idx := h.byTrace[s.TraceID]
 		dup := false
 		for _, j := range idx {
-			o := h.spans.at(int(j))
-			if o.SpanID == s.SpanID && o.StartUnixNano == s.StartUnixNano {
+			if o := h.spans.entry(int(j)); o.SpanID == s.SpanID && o.Start == s.StartUnixNano {
 				dup = true
 				break
 			}
@@ -64,13 +65,9 @@ func (h *head) appendSpans(spans []storage.Span, size int) (added int64) {
 		if idx == nil {
 			added += traceIndexBytes
 		}
-		h.byTrace[s.TraceID] = append(idx, h.spans.push(s))
-		added += spanBytes(s)
-		if s.Resource != lastRes {
-			// Spans of one ResourceSpans share it; count it once per run.
-			lastRes = s.Resource
-			added += resourceBytes(s.Resource, s.Scope)
-		}
+		j, n := h.spans.push(s)
+		h.byTrace[s.TraceID] = append(idx, j)
+		added += n + slotBytes
 		h.widen(s.StartUnixNano)
 		h.widen(s.EndUnixNano)
 	}
@@ -109,7 +106,6 @@ func (h *head) appendLogs(logs []storage.LogRecord, size int) (added int64) {
 // is checked against the live heap in TestHeadMemoryEstimate.
 const (
 	stringOverhead  = 8
-	spanStructBytes = int64(unsafe.Sizeof(storage.Span{}))
 	logStructBytes  = int64(unsafe.Sizeof(storage.LogRecord{}))
 	attrStructBytes = int64(unsafe.Sizeof(storage.Attr{}))
 	// A map entry and its slice of row numbers, amortised over a trace.
@@ -129,21 +125,6 @@ func attrsBytes(a storage.Attrs) int64 {
 	n := int64(cap(a)) * attrStructBytes
 	for i := range a {
 		n += strBytes(a[i].Key) + strBytes(a[i].Value.Str)
-	}
-	return n
-}
-
-func spanBytes(s *storage.Span) int64 {
-	// The head's slice of structs grows by doubling, so a span's slot costs
-	// up to twice the struct.
-	n := 2*spanStructBytes + slotBytes + strBytes(s.TraceState) + strBytes(s.Name) + strBytes(s.StatusMessage) + attrsBytes(s.Attrs)
-	for i := range s.Events {
-		e := &s.Events[i]
-		n += int64(unsafe.Sizeof(*e)) + strBytes(e.Name) + attrsBytes(e.Attrs)
-	}
-	for i := range s.Links {
-		l := &s.Links[i]
-		n += int64(unsafe.Sizeof(*l)) + strBytes(l.TraceState) + attrsBytes(l.Attrs)
 	}
 	return n
 }
@@ -184,7 +165,10 @@ func (h *head) traceByID(id storage.TraceID, dst []storage.Span) []storage.Span 
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, i := range h.byTrace[id] {
-		dst = append(dst, *h.spans.at(int(i)))
+		dst = append(dst, storage.Span{})
+		if h.spans.decode(int(i), &dst[len(dst)-1]) != nil {
+			dst = dst[:len(dst)-1]
+		}
 	}
 	return dst
 }
@@ -233,10 +217,49 @@ func (h *head) searchSpans(q *storage.SpanQuery, fn func(*storage.Span) bool) bo
 		return true
 	}
 	if !q.TraceID.IsEmpty() {
-		var out []storage.Span
-		for _, i := range h.byTrace[q.TraceID] {
-			if s := h.spans.at(int(i)); q.Match(s) {
-				out = append(out, *s)
+		idx := slices.Clone(h.byTrace[q.TraceID])
+		h.mu.RUnlock()
+		if len(idx) == 0 {
+			return true
+		}
+		return h.scanSpans(idx, 0, q, fn)
+	}
+	n := h.spans.len()
+	h.mu.RUnlock()
+	return h.scanSpans(nil, n, q, fn)
+}
+
+// scanSpans is scanChunks for the encoded spans: the spans listed in idx,
+// or when idx is nil the first n in arrival order, newest first. Each is
+// decoded into one scratch span and copied out only when it matches.
+func (h *head) scanSpans(idx []int32, n int, q *storage.SpanQuery, fn func(*storage.Span) bool) bool {
+	const chunk = 4096
+	var (
+		out     []storage.Span
+		scratch storage.Span
+	)
+	at := func(k int) int {
+		if idx != nil {
+			return int(idx[k])
+		}
+		return k
+	}
+	if idx != nil {
+		n = len(idx)
+	}
+	for hi := n; hi > 0; hi -= chunk {
+		out = out[:0]
+		h.mu.RLock()
+		for k := hi - 1; k >= max(hi-chunk, 0); k-- {
+			i := at(k)
+			// The time range is checked on the entry, before decoding.
+			if e := h.spans.entry(i); (q.Start != 0 && e.Start < q.Start) || (q.End != 0 && e.Start > q.End) {
+				continue
+			}
+			if h.spans.decode(i, &scratch) == nil && q.Match(&scratch) {
+				s := scratch
+				s.Attrs = slices.Clone(scratch.Attrs)
+				out = append(out, s)
 			}
 		}
 		h.mu.RUnlock()
@@ -245,11 +268,8 @@ func (h *head) searchSpans(q *storage.SpanQuery, fn func(*storage.Span) bool) bo
 				return false
 			}
 		}
-		return true
 	}
-	n := h.spans.len()
-	h.mu.RUnlock()
-	return scanChunks(h, n, &h.spans, q.Match, fn)
+	return true
 }
 
 func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool) bool {
@@ -263,15 +283,52 @@ func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool)
 	return scanChunks(h, n, &h.logs, q.Match, fn)
 }
 
-// sortedSpans returns pointers to the head's spans in block order. The head
-// must be immutable (cut) when it is called.
-func (h *head) sortedSpans() []*storage.Span {
-	out := make([]*storage.Span, h.spans.len())
-	for i := range out {
-		out[i] = h.spans.at(i)
+// sortedSpans yields the head's spans in block order. The head must be
+// immutable (cut) when it is called. The spans yielded alternate between
+// two scratch spans, so that each stays valid until the next but one is
+// yielded (WriteSpans compares each span with the one before); a span that
+// fails to decode ends the sequence with its error in *errp.
+func (h *head) sortedSpans(errp *error) iter.Seq[*storage.Span] {
+	return func(yield func(*storage.Span) bool) {
+		var scratch [2]storage.Span
+		for k, i := range h.spans.sorted() {
+			s := &scratch[k%2]
+			if err := h.spans.decode(int(i), s); err != nil {
+				*errp = fmt.Errorf("decode head span %d: %w", i, err)
+				return
+			}
+			if !yield(s) {
+				return
+			}
+		}
 	}
-	slices.SortFunc(out, block.CompareSpans)
-	return out
+}
+
+// services, operations and spanAttrKeys add what the head's spans carry
+// to the querier's name lists. The caller holds the read lock.
+func (h *head) services(set map[string]struct{}) {
+	for _, r := range h.spans.res {
+		set[r.ServiceName()] = struct{}{}
+	}
+}
+
+func (h *head) operations(service string, set storage.OperationSet) {
+	for op := range h.spans.ops {
+		if service == "" || op.service == service {
+			set[storage.Operation{Name: op.name, Kind: op.kind}] = struct{}{}
+		}
+	}
+}
+
+func (h *head) tagNames(span, res map[string]struct{}) {
+	for i := range h.spans.spanKeys {
+		span[h.spans.strs[i]] = struct{}{}
+	}
+	for _, r := range h.spans.res {
+		for _, a := range r.Attrs {
+			res[a.Key] = struct{}{}
+		}
+	}
 }
 
 func (h *head) sortedLogs() []*storage.LogRecord {

@@ -184,9 +184,7 @@ func (q *querier) Services(ctx context.Context, start, end int64) ([]string, err
 	for _, h := range q.heads {
 		h.mu.RLock()
 		if h.overlaps(start, end) {
-			for i := range h.spans.len() {
-				set[h.spans.at(i).Resource.ServiceName()] = struct{}{}
-			}
+			h.services(set)
 		}
 		h.mu.RUnlock()
 	}
@@ -206,12 +204,7 @@ func (q *querier) Operations(ctx context.Context, service string, start, end int
 	for _, h := range q.heads {
 		h.mu.RLock()
 		if h.overlaps(start, end) {
-			for i := range h.spans.len() {
-				s := h.spans.at(i)
-				if service == "" || s.Resource.ServiceName() == service {
-					set[storage.Operation{Name: s.Name, Kind: s.Kind}] = struct{}{}
-				}
-			}
+			h.operations(service, set)
 		}
 		h.mu.RUnlock()
 	}
@@ -232,17 +225,7 @@ func (q *querier) TagNames(ctx context.Context, start, end int64) (storage.TagNa
 	for _, h := range q.heads {
 		h.mu.RLock()
 		if h.overlaps(start, end) {
-			for i := range h.spans.len() {
-				s := h.spans.at(i)
-				for _, a := range s.Attrs {
-					span[a.Key] = struct{}{}
-				}
-				if s.Resource != nil {
-					for _, a := range s.Resource.Attrs {
-						res[a.Key] = struct{}{}
-					}
-				}
-			}
+			h.tagNames(span, res)
 		}
 		h.mu.RUnlock()
 	}

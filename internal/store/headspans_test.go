@@ -1,0 +1,192 @@
+package store
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sightlinehq/sightline/internal/store/block"
+	"github.com/sightlinehq/sightline/internal/store/storage"
+	"github.com/sightlinehq/sightline/internal/workload"
+)
+
+// randomSpan draws a span that uses every field and value type, with
+// strings both short (interned) and past maxInternedLen (inline).
+func randomSpan(r *rand.Rand, resources []*storage.Resource, scopes []*storage.InstrumentationScope) storage.Span {
+	str := func() string {
+		n := r.IntN(8)
+		if r.IntN(10) == 0 {
+			n = maxInternedLen + r.IntN(64)
+		}
+		var b strings.Builder
+		for range n {
+			b.WriteByte(byte(r.IntN(256)))
+		}
+		return b.String()
+	}
+	attrs := func() storage.Attrs {
+		var a storage.Attrs
+		for range r.IntN(5) {
+			v := storage.Value{Type: storage.ValueType(r.IntN(int(storage.TypeMap) + 1))}
+			switch v.Type {
+			case storage.TypeInt:
+				v.Int = r.Int64() - math.MaxInt64/2
+			case storage.TypeBool:
+				v.Int = int64(r.IntN(2))
+			case storage.TypeDouble:
+				v.Double = r.NormFloat64() * 1e9
+			case storage.TypeEmpty:
+			default:
+				v.Str = str()
+			}
+			a = append(a, storage.Attr{Key: str(), Value: v})
+		}
+		return a
+	}
+	id := func(b []byte) {
+		for i := range b {
+			b[i] = byte(r.IntN(4)) // few IDs, so traces repeat
+		}
+	}
+	s := storage.Span{
+		TraceState: str(), Flags: r.Uint32(), Name: str(),
+		Kind: storage.SpanKind(r.IntN(6)), StatusCode: storage.StatusCode(r.IntN(3)), StatusMessage: str(),
+		StartUnixNano: r.Int64N(1 << 62), Attrs: attrs(),
+		Resource: resources[r.IntN(len(resources))], Scope: scopes[r.IntN(len(scopes))],
+	}
+	s.EndUnixNano = s.StartUnixNano + r.Int64N(1<<40) - 1<<20 // ends before start too
+	id(s.TraceID[:])
+	id(s.SpanID[:])
+	id(s.ParentSpanID[:])
+	for range r.IntN(3) {
+		s.Events = append(s.Events, storage.Event{TimeUnixNano: r.Int64N(1 << 62), Name: str(), Attrs: attrs()})
+	}
+	for range r.IntN(3) {
+		l := storage.Link{TraceState: str(), Flags: r.Uint32(), Attrs: attrs()}
+		id(l.TraceID[:])
+		id(l.SpanID[:])
+		s.Links = append(s.Links, l)
+	}
+	return s
+}
+
+// checkHeadSpans pushes spans drawn from seed and decodes every one back,
+// after all were pushed, so that later pushes are seen not to disturb
+// earlier records or the strings decoded from them.
+func checkHeadSpans(t *testing.T, seed uint64, n int) {
+	r := rand.New(rand.NewPCG(seed, 1))
+	resources := []*storage.Resource{nil, {SchemaURL: "s", Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str("a")}}}, {Attrs: storage.Attrs{{Key: "k", Value: storage.Int(3)}}}}
+	scopes := []*storage.InstrumentationScope{nil, {Name: "lib", Version: "1", Attrs: storage.Attrs{{Key: "x", Value: storage.Double(1.5)}}}}
+	var h headSpans
+	var want []storage.Span
+	var early []storage.Span
+	for i := range n {
+		s := randomSpan(r, resources, scopes)
+		_, added := h.push(&s)
+		require.GreaterOrEqual(t, added, int64(0))
+		want = append(want, s)
+		if i == 0 {
+			var d storage.Span
+			require.NoError(t, h.decode(0, &d))
+			early = append(early, d)
+		}
+	}
+	require.Equal(t, n, h.len())
+	var got storage.Span
+	for i := range want {
+		require.NoError(t, h.decode(i, &got))
+		requireSameSpan(t, &want[i], &got)
+	}
+	if n > 0 {
+		requireSameSpan(t, &want[0], &early[0])
+	}
+}
+
+// requireSameSpan compares spans by value; a nil resource or scope comes
+// back as the empty one, as blocks return it.
+func requireSameSpan(t *testing.T, want, got *storage.Span) {
+	t.Helper()
+	w, g := *want, *got
+	for _, s := range []*storage.Span{&w, &g} {
+		if s.Resource == nil {
+			s.Resource = &storage.Resource{}
+		}
+		if s.Scope == nil {
+			s.Scope = &storage.InstrumentationScope{}
+		}
+		if len(s.Attrs) == 0 {
+			s.Attrs = nil
+		}
+	}
+	require.Equal(t, *w.Resource, *g.Resource)
+	require.Equal(t, *w.Scope, *g.Scope)
+	w.Resource, g.Resource, w.Scope, g.Scope = nil, nil, nil, nil
+	require.Equal(t, w, g)
+}
+
+func TestHeadSpansRoundTrip(t *testing.T) {
+	for seed := range uint64(20) {
+		checkHeadSpans(t, seed, 500)
+	}
+}
+
+// Past maxInterned strings, keys and names are stored inline and still
+// come back.
+func TestHeadSpansPastTheInternLimit(t *testing.T) {
+	var h headSpans
+	var want []storage.Span
+	for i := range maxInterned + 100 {
+		s := storage.Span{Name: "op", StartUnixNano: int64(i), Attrs: storage.Attrs{{Key: "k" + strconv.Itoa(i), Value: storage.Int(int64(i))}}}
+		s.TraceID[0] = byte(i)
+		h.push(&s)
+		want = append(want, s)
+	}
+	require.Equal(t, maxInterned, len(h.strs))
+	var got storage.Span
+	for _, i := range []int{0, maxInterned - 1, maxInterned + 50, maxInterned + 99} {
+		require.NoError(t, h.decode(i, &got))
+		requireSameSpan(t, &want[i], &got)
+	}
+}
+
+func FuzzHeadSpans(f *testing.F) {
+	f.Add(uint64(0), uint8(1))
+	f.Add(uint64(7), uint8(40))
+	f.Fuzz(func(t *testing.T, seed uint64, n uint8) {
+		checkHeadSpans(t, seed, int(n))
+	})
+}
+
+// The flush reads the head in block order, each span valid until the next
+// but one is yielded, which is all WriteSpans keeps.
+func TestHeadSortedSpans(t *testing.T) {
+	td, _ := workload.New(9, time.Unix(1_700_000_000, 0), workload.Options{}).Batch(300)
+	spans := storage.AppendTraces(nil, td)
+	h := newHead(0)
+	h.appendSpans(spans, 0)
+	want := slices.Clone(spans)
+	slices.SortFunc(want, func(a, b storage.Span) int { return block.CompareSpans(&a, &b) })
+	var (
+		err  error
+		prev *storage.Span
+		kept storage.Span
+		k    int
+	)
+	for s := range h.sortedSpans(&err) {
+		if prev != nil {
+			require.Equal(t, kept.SpanID, prev.SpanID, "the span before is intact")
+			require.Negative(t, block.CompareSpans(prev, s))
+		}
+		requireSameSpan(t, &want[k], s)
+		prev, kept = s, *s
+		k++
+	}
+	require.NoError(t, err)
+	require.Equal(t, len(want), k)
+}
