@@ -144,27 +144,38 @@ func TestHeadMemoryEstimate(t *testing.T) {
 		require.NoError(t, err)
 		return
 	}
-	g := workload.New(5, time.Now(), workload.Options{})
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	h := newHead(0)
-	var est int64
-	for range 100 {
-		// Decoded from the wire, as the receiver hands them over.
-		gen, _ := g.Batch(20)
-		b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(gen)
-		require.NoError(t, err)
-		td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b)
-		require.NoError(t, err)
-		est += h.appendSpans(storage.AppendTraces(nil, td), 0)
+	for _, signal := range []string{"spans", "logs"} {
+		g := workload.New(5, time.Now(), workload.Options{})
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		h := newHead(0)
+		var est int64
+		for range 100 {
+			// Decoded from the wire, as the receivers hand them over.
+			td, ld := g.Batch(20)
+			if signal == "spans" {
+				b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+				require.NoError(t, err)
+				td, err = (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b)
+				require.NoError(t, err)
+				est += h.appendSpans(storage.AppendTraces(nil, td), 0)
+			} else {
+				b, err := (&plog.ProtoMarshaler{}).MarshalLogs(ld)
+				require.NoError(t, err)
+				ld, err = (&plog.ProtoUnmarshaler{}).UnmarshalLogs(b)
+				require.NoError(t, err)
+				est += h.appendLogs(storage.AppendLogs(nil, ld), 0)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		real := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+		runtime.KeepAlive(h)
+		n := int64(h.spans.len() + h.logs.len())
+		t.Logf("%d %s: estimate %d B (%d B each), heap %d B (%d B each)", n, signal, est, est/n, real, real/n)
+		require.InDelta(t, 1.0, float64(est)/float64(real), 0.35, "%s: estimate %d, heap %d", signal, est, real)
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	real := int64(after.HeapAlloc) - int64(before.HeapAlloc)
-	runtime.KeepAlive(h)
-	t.Logf("%d spans: estimate %d B (%d B/span), heap %d B (%d B/span)", h.spans.len(), est, est/int64(h.spans.len()), real, real/int64(h.spans.len()))
-	require.InDelta(t, 1.0, float64(est)/float64(real), 0.35, "estimate %d, heap %d", est, real)
 }
 
 // A span stamped far in the future ages from when its block was written,

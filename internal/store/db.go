@@ -877,7 +877,14 @@ func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 		}()
 	}
 	if h.logs.len() > 0 {
-		m, err := block.WriteLogs(ctx, db.opts.Bucket, ptrSeq(h.sortedLogs()), opts)
+		var decodeErr error
+		m, err := block.WriteLogs(ctx, db.opts.Bucket, h.sortedLogs(&decodeErr), opts)
+		if err == nil && decodeErr != nil {
+			if m != nil {
+				block.Delete(ctx, db.opts.Bucket, block.Logs, m.ID)
+			}
+			err = decodeErr
+		}
 		if err == nil {
 			logRef, err = db.openRef(ctx, m)
 		}

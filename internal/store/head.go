@@ -7,19 +7,19 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
 // head holds the data of the WAL segments not yet written to blocks. It is
 // queryable the moment an append returns. Spans are deduplicated on insert
-// (same trace, span ID and start), which absorbs client retries. Spans are
-// held encoded (headSpans); log records as structs.
+// (same trace, span ID and start), which absorbs client retries. Spans and
+// log records are held encoded in one arena (headSpans, headLogs).
 type head struct {
 	mu          sync.RWMutex
+	arena       *arena
 	spans       headSpans
 	byTrace     map[storage.TraceID][]int32
-	logs        chunked[storage.LogRecord]
+	logs        headLogs
 	logsByTrace map[storage.TraceID][]int32
 	minT, maxT  int64
 	bytes       int64 // OTLP bytes appended, the cut-by-size measure
@@ -31,7 +31,11 @@ type head struct {
 }
 
 func newHead(now int64) *head {
-	return &head{byTrace: map[storage.TraceID][]int32{}, logsByTrace: map[storage.TraceID][]int32{}, createdNano: now}
+	a := newArena()
+	return &head{
+		arena: a, spans: newHeadSpans(a), logs: headLogs{a: a},
+		byTrace: map[storage.TraceID][]int32{}, logsByTrace: map[storage.TraceID][]int32{}, createdNano: now,
+	}
 }
 
 func (h *head) widen(t int64) {
@@ -43,11 +47,12 @@ func (h *head) widen(t int64) {
 	}
 }
 
-// appendSpans copies spans into the head, encoded (headSpans).
+// appendSpans copies spans into the head.
 // It returns the heap bytes the append added.
 func (h *head) appendSpans(spans []storage.Span, size int) (added int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	defer h.arena.forget()
 	h.bytes += int64(size)
 	for i := range spans {
 		s := &spans[i]
@@ -75,24 +80,24 @@ func (h *head) appendSpans(spans []storage.Span, size int) (added int64) {
 	return added
 }
 
+// appendLogs copies logs into the head.
+// It returns the heap bytes the append added.
 func (h *head) appendLogs(logs []storage.LogRecord, size int) (added int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	defer h.arena.forget()
 	h.bytes += int64(size)
-	var lastRes *storage.Resource
 	for i := range logs {
 		l := &logs[i]
-		j := h.logs.push(l)
+		j, n := h.logs.push(l)
+		added += n
 		if !l.TraceID.IsEmpty() {
-			if _, ok := h.logsByTrace[l.TraceID]; !ok {
+			idx, ok := h.logsByTrace[l.TraceID]
+			if !ok {
 				added += traceIndexBytes
 			}
-			h.logsByTrace[l.TraceID] = append(h.logsByTrace[l.TraceID], j)
-		}
-		added += logBytes(l)
-		if l.Resource != lastRes {
-			lastRes = l.Resource
-			added += resourceBytes(l.Resource, l.Scope)
+			h.logsByTrace[l.TraceID] = append(idx, j)
+			added += slotBytes
 		}
 		h.widen(l.Timestamp())
 	}
@@ -100,17 +105,17 @@ func (h *head) appendLogs(logs []storage.LogRecord, size int) (added int64) {
 	return added
 }
 
-// The head's heap footprint is estimated as it fills, from the sizes of the
-// structs it holds and the strings they point to, plus a word of allocator
-// rounding per string. It is what the memory budget counts; the estimate
-// is checked against the live heap in TestHeadMemoryEstimate.
+// The head's heap footprint is counted as it fills: the arena's pages as
+// allocated, each record's entry, the interned strings, resources and
+// scopes from their sizes plus a word of allocator rounding per string, and
+// the indexes. It is what the memory budget counts; it is checked against
+// the live heap in TestHeadMemoryEstimate.
 const (
 	stringOverhead  = 8
-	logStructBytes  = int64(unsafe.Sizeof(storage.LogRecord{}))
 	attrStructBytes = int64(unsafe.Sizeof(storage.Attr{}))
 	// A map entry and its slice of row numbers, amortised over a trace.
 	traceIndexBytes = 96
-	// The span's row number in its trace's index, which grows by doubling.
+	// A record's row number in its trace's index, which grows by doubling.
 	slotBytes = 8
 )
 
@@ -127,10 +132,6 @@ func attrsBytes(a storage.Attrs) int64 {
 		n += strBytes(a[i].Key) + strBytes(a[i].Value.Str)
 	}
 	return n
-}
-
-func logBytes(l *storage.LogRecord) int64 {
-	return 2*logStructBytes + slotBytes + strBytes(l.SeverityText) + strBytes(l.Body.Str) + strBytes(l.EventName) + attrsBytes(l.Attrs)
 }
 
 func resourceBytes(r *storage.Resource, sc *storage.InstrumentationScope) int64 {
@@ -161,6 +162,8 @@ func (h *head) overlaps(start, end int64) bool {
 	return (end == 0 || h.minT <= end) && (start == 0 || h.maxT >= start)
 }
 
+// Results decoded for a caller get their own slices; their strings point
+// into the arena (see arena).
 func (h *head) traceByID(id storage.TraceID, dst []storage.Span) []storage.Span {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -177,27 +180,46 @@ func (h *head) logsByTraceID(id storage.TraceID, span storage.SpanID, dst []stor
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, i := range h.logsByTrace[id] {
-		if l := h.logs.at(int(i)); span.IsEmpty() || l.SpanID == span {
-			dst = append(dst, *l)
+		if !span.IsEmpty() && h.logs.entry(int(i)).SpanID != span {
+			continue
+		}
+		dst = append(dst, storage.LogRecord{})
+		if h.logs.decode(int(i), &dst[len(dst)-1]) != nil {
+			dst = dst[:len(dst)-1]
 		}
 	}
 	return dst
 }
 
-// scanChunks calls fn for the items of items[0:n] that match, newest
-// first (the items are in arrival order), copying matches out a chunk at
-// a time under the read lock, so that a long search never stalls appends
-// for long and fn runs without the lock. Newest first lets a search that
-// stops at its limit find the latest traces and lines.
-func scanChunks[T any](h *head, n int, items *chunked[T], match func(*T) bool, fn func(*T) bool) bool {
+// scanHead calls fn for the records that match: those listed in idx, or
+// when idx is nil the first n in arrival order, newest first. Records are
+// decoded into one scratch value under the read lock a chunk at a time,
+// skipped on their entry where skip says so, and copied out only when they
+// match, so that a long search never stalls appends for long and fn runs
+// without the lock. Newest first lets a search that stops at its limit
+// find the latest traces and lines.
+func scanHead[T any](h *head, idx []int32, n int, skip func(int) bool, decode func(int, *T) error, match func(*T) bool, clone func(*T) T, fn func(*T) bool) bool {
 	const chunk = 4096
-	var out []T
+	var (
+		out     []T
+		scratch T
+	)
+	if idx != nil {
+		n = len(idx)
+	}
 	for hi := n; hi > 0; hi -= chunk {
 		out = out[:0]
 		h.mu.RLock()
-		for i := hi - 1; i >= max(hi-chunk, 0); i-- {
-			if v := items.at(i); match(v) {
-				out = append(out, *v)
+		for k := hi - 1; k >= max(hi-chunk, 0); k-- {
+			i := k
+			if idx != nil {
+				i = int(idx[k])
+			}
+			if skip(i) {
+				continue
+			}
+			if decode(i, &scratch) == nil && match(&scratch) {
+				out = append(out, clone(&scratch))
 			}
 		}
 		h.mu.RUnlock()
@@ -216,60 +238,27 @@ func (h *head) searchSpans(q *storage.SpanQuery, fn func(*storage.Span) bool) bo
 		h.mu.RUnlock()
 		return true
 	}
+	var idx []int32
 	if !q.TraceID.IsEmpty() {
-		idx := slices.Clone(h.byTrace[q.TraceID])
-		h.mu.RUnlock()
+		idx = slices.Clone(h.byTrace[q.TraceID])
 		if len(idx) == 0 {
+			h.mu.RUnlock()
 			return true
 		}
-		return h.scanSpans(idx, 0, q, fn)
 	}
 	n := h.spans.len()
 	h.mu.RUnlock()
-	return h.scanSpans(nil, n, q, fn)
-}
-
-// scanSpans is scanChunks for the encoded spans: the spans listed in idx,
-// or when idx is nil the first n in arrival order, newest first. Each is
-// decoded into one scratch span and copied out only when it matches.
-func (h *head) scanSpans(idx []int32, n int, q *storage.SpanQuery, fn func(*storage.Span) bool) bool {
-	const chunk = 4096
-	var (
-		out     []storage.Span
-		scratch storage.Span
-	)
-	at := func(k int) int {
-		if idx != nil {
-			return int(idx[k])
-		}
-		return k
+	// The time range is checked on the entry, before decoding.
+	skip := func(i int) bool {
+		e := h.spans.entry(i)
+		return (q.Start != 0 && e.Start < q.Start) || (q.End != 0 && e.Start > q.End)
 	}
-	if idx != nil {
-		n = len(idx)
+	clone := func(s *storage.Span) storage.Span {
+		c := *s
+		c.Attrs = slices.Clone(s.Attrs)
+		return c
 	}
-	for hi := n; hi > 0; hi -= chunk {
-		out = out[:0]
-		h.mu.RLock()
-		for k := hi - 1; k >= max(hi-chunk, 0); k-- {
-			i := at(k)
-			// The time range is checked on the entry, before decoding.
-			if e := h.spans.entry(i); (q.Start != 0 && e.Start < q.Start) || (q.End != 0 && e.Start > q.End) {
-				continue
-			}
-			if h.spans.decode(i, &scratch) == nil && q.Match(&scratch) {
-				s := scratch
-				s.Attrs = slices.Clone(scratch.Attrs)
-				out = append(out, s)
-			}
-		}
-		h.mu.RUnlock()
-		for i := range out {
-			if !fn(&out[i]) {
-				return false
-			}
-		}
-	}
-	return true
+	return scanHead(h, idx, n, skip, h.spans.decode, q.Match, clone, fn)
 }
 
 func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool) bool {
@@ -280,35 +269,54 @@ func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool)
 	}
 	n := h.logs.len()
 	h.mu.RUnlock()
-	return scanChunks(h, n, &h.logs, q.Match, fn)
+	skip := func(i int) bool {
+		e := h.logs.entry(i)
+		return (q.Start != 0 && e.TS < q.Start) || (q.End != 0 && e.TS > q.End) ||
+			(!q.TraceID.IsEmpty() && e.TraceID != q.TraceID) || (!q.SpanID.IsEmpty() && e.SpanID != q.SpanID)
+	}
+	clone := func(l *storage.LogRecord) storage.LogRecord {
+		c := *l
+		c.Attrs = slices.Clone(l.Attrs)
+		return c
+	}
+	return scanHead(h, nil, n, skip, h.logs.decode, q.Match, clone, fn)
 }
 
-// sortedSpans yields the head's spans in block order. The head must be
-// immutable (cut) when it is called. The spans yielded alternate between
-// two scratch spans, so that each stays valid until the next but one is
-// yielded (WriteSpans compares each span with the one before); a span that
-// fails to decode ends the sequence with its error in *errp.
+// sortedSpans and sortedLogs yield the head's records in block order. The
+// head must be immutable (cut) when they are called. The records yielded
+// alternate between two scratch values, so that each stays valid until the
+// next but one is yielded (the block writers compare each record with the
+// one before); a record that fails to decode ends the sequence with its
+// error in *errp.
 func (h *head) sortedSpans(errp *error) iter.Seq[*storage.Span] {
-	return func(yield func(*storage.Span) bool) {
-		var scratch [2]storage.Span
-		for k, i := range h.spans.sorted() {
-			s := &scratch[k%2]
-			if err := h.spans.decode(int(i), s); err != nil {
-				*errp = fmt.Errorf("decode head span %d: %w", i, err)
+	return sortedSeq(h.spans.sorted(), h.spans.decode, errp)
+}
+
+func (h *head) sortedLogs(errp *error) iter.Seq[*storage.LogRecord] {
+	return sortedSeq(h.logs.sorted(), h.logs.decode, errp)
+}
+
+func sortedSeq[T any](order []int32, decode func(int, *T) error, errp *error) iter.Seq[*T] {
+	return func(yield func(*T) bool) {
+		var scratch [2]T
+		for k, i := range order {
+			v := &scratch[k%2]
+			if err := decode(int(i), v); err != nil {
+				*errp = fmt.Errorf("decode head record %d: %w", i, err)
 				return
 			}
-			if !yield(s) {
+			if !yield(v) {
 				return
 			}
 		}
 	}
 }
 
-// services, operations and spanAttrKeys add what the head's spans carry
-// to the querier's name lists. The caller holds the read lock.
+// services, operations and tagNames add what the head's spans carry to
+// the querier's name lists. The caller holds the read lock.
 func (h *head) services(set map[string]struct{}) {
-	for _, r := range h.spans.res {
-		set[r.ServiceName()] = struct{}{}
+	for r := range h.spans.res {
+		set[h.arena.res[r].ServiceName()] = struct{}{}
 	}
 }
 
@@ -322,30 +330,11 @@ func (h *head) operations(service string, set storage.OperationSet) {
 
 func (h *head) tagNames(span, res map[string]struct{}) {
 	for i := range h.spans.spanKeys {
-		span[h.spans.strs[i]] = struct{}{}
+		span[h.arena.strs[i]] = struct{}{}
 	}
-	for _, r := range h.spans.res {
-		for _, a := range r.Attrs {
+	for r := range h.spans.res {
+		for _, a := range h.arena.res[r].Attrs {
 			res[a.Key] = struct{}{}
-		}
-	}
-}
-
-func (h *head) sortedLogs() []*storage.LogRecord {
-	out := make([]*storage.LogRecord, h.logs.len())
-	for i := range out {
-		out[i] = h.logs.at(i)
-	}
-	slices.SortStableFunc(out, block.CompareLogs)
-	return out
-}
-
-func ptrSeq[T any](s []*T) func(func(*T) bool) {
-	return func(yield func(*T) bool) {
-		for _, p := range s {
-			if !yield(p) {
-				return
-			}
 		}
 	}
 }

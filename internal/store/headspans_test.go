@@ -16,61 +16,78 @@ import (
 	"github.com/sightlinehq/sightline/internal/workload"
 )
 
-// randomSpan draws a span that uses every field and value type, with
-// strings both short (interned) and past maxInternedLen (inline).
-func randomSpan(r *rand.Rand, resources []*storage.Resource, scopes []*storage.InstrumentationScope) storage.Span {
-	str := func() string {
-		n := r.IntN(8)
-		if r.IntN(10) == 0 {
-			n = maxInternedLen + r.IntN(64)
-		}
-		var b strings.Builder
-		for range n {
-			b.WriteByte(byte(r.IntN(256)))
-		}
-		return b.String()
+// gen draws strings both short (interned) and past maxInternedLen
+// (inline), attributes of every value type, and IDs from a small set so
+// that traces repeat.
+type gen struct{ r *rand.Rand }
+
+func (g gen) str() string {
+	n := g.r.IntN(8)
+	if g.r.IntN(10) == 0 {
+		n = maxInternedLen + g.r.IntN(64)
 	}
-	attrs := func() storage.Attrs {
-		var a storage.Attrs
-		for range r.IntN(5) {
-			v := storage.Value{Type: storage.ValueType(r.IntN(int(storage.TypeMap) + 1))}
-			switch v.Type {
-			case storage.TypeInt:
-				v.Int = r.Int64() - math.MaxInt64/2
-			case storage.TypeBool:
-				v.Int = int64(r.IntN(2))
-			case storage.TypeDouble:
-				v.Double = r.NormFloat64() * 1e9
-			case storage.TypeEmpty:
-			default:
-				v.Str = str()
-			}
-			a = append(a, storage.Attr{Key: str(), Value: v})
-		}
-		return a
+	var b strings.Builder
+	for range n {
+		b.WriteByte(byte(g.r.IntN(256)))
 	}
-	id := func(b []byte) {
-		for i := range b {
-			b[i] = byte(r.IntN(4)) // few IDs, so traces repeat
-		}
+	return b.String()
+}
+
+func (g gen) value() storage.Value {
+	v := storage.Value{Type: storage.ValueType(g.r.IntN(int(storage.TypeMap) + 1))}
+	switch v.Type {
+	case storage.TypeInt:
+		v.Int = g.r.Int64() - math.MaxInt64/2
+	case storage.TypeBool:
+		v.Int = int64(g.r.IntN(2))
+	case storage.TypeDouble:
+		v.Double = g.r.NormFloat64() * 1e9
+	case storage.TypeEmpty:
+	default:
+		v.Str = g.str()
 	}
+	return v
+}
+
+func (g gen) attrs() storage.Attrs {
+	var a storage.Attrs
+	for range g.r.IntN(5) {
+		a = append(a, storage.Attr{Key: g.str(), Value: g.value()})
+	}
+	return a
+}
+
+func (g gen) id(b []byte) {
+	for i := range b {
+		b[i] = byte(g.r.IntN(4))
+	}
+}
+
+var (
+	testResources = []*storage.Resource{nil, {SchemaURL: "s", Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str("a")}}}, {Attrs: storage.Attrs{{Key: "k", Value: storage.Int(3)}}}}
+	testScopes    = []*storage.InstrumentationScope{nil, {Name: "lib", Version: "1", Attrs: storage.Attrs{{Key: "x", Value: storage.Double(1.5)}}}}
+)
+
+// span draws a span that uses every field.
+func (g gen) span() storage.Span {
+	r := g.r
 	s := storage.Span{
-		TraceState: str(), Flags: r.Uint32(), Name: str(),
-		Kind: storage.SpanKind(r.IntN(6)), StatusCode: storage.StatusCode(r.IntN(3)), StatusMessage: str(),
-		StartUnixNano: r.Int64N(1 << 62), Attrs: attrs(),
-		Resource: resources[r.IntN(len(resources))], Scope: scopes[r.IntN(len(scopes))],
+		TraceState: g.str(), Flags: r.Uint32(), Name: g.str(),
+		Kind: storage.SpanKind(r.IntN(6)), StatusCode: storage.StatusCode(r.IntN(3)), StatusMessage: g.str(),
+		StartUnixNano: r.Int64N(1 << 62), Attrs: g.attrs(),
+		Resource: testResources[r.IntN(len(testResources))], Scope: testScopes[r.IntN(len(testScopes))],
 	}
 	s.EndUnixNano = s.StartUnixNano + r.Int64N(1<<40) - 1<<20 // ends before start too
-	id(s.TraceID[:])
-	id(s.SpanID[:])
-	id(s.ParentSpanID[:])
+	g.id(s.TraceID[:])
+	g.id(s.SpanID[:])
+	g.id(s.ParentSpanID[:])
 	for range r.IntN(3) {
-		s.Events = append(s.Events, storage.Event{TimeUnixNano: r.Int64N(1 << 62), Name: str(), Attrs: attrs()})
+		s.Events = append(s.Events, storage.Event{TimeUnixNano: r.Int64N(1 << 62), Name: g.str(), Attrs: g.attrs()})
 	}
 	for range r.IntN(3) {
-		l := storage.Link{TraceState: str(), Flags: r.Uint32(), Attrs: attrs()}
-		id(l.TraceID[:])
-		id(l.SpanID[:])
+		l := storage.Link{TraceState: g.str(), Flags: r.Uint32(), Attrs: g.attrs()}
+		g.id(l.TraceID[:])
+		g.id(l.SpanID[:])
 		s.Links = append(s.Links, l)
 	}
 	return s
@@ -80,14 +97,12 @@ func randomSpan(r *rand.Rand, resources []*storage.Resource, scopes []*storage.I
 // after all were pushed, so that later pushes are seen not to disturb
 // earlier records or the strings decoded from them.
 func checkHeadSpans(t *testing.T, seed uint64, n int) {
-	r := rand.New(rand.NewPCG(seed, 1))
-	resources := []*storage.Resource{nil, {SchemaURL: "s", Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str("a")}}}, {Attrs: storage.Attrs{{Key: "k", Value: storage.Int(3)}}}}
-	scopes := []*storage.InstrumentationScope{nil, {Name: "lib", Version: "1", Attrs: storage.Attrs{{Key: "x", Value: storage.Double(1.5)}}}}
-	var h headSpans
+	g := gen{rand.New(rand.NewPCG(seed, 1))}
+	h := newHeadSpans(newArena())
 	var want []storage.Span
 	var early []storage.Span
 	for i := range n {
-		s := randomSpan(r, resources, scopes)
+		s := g.span()
 		_, added := h.push(&s)
 		require.GreaterOrEqual(t, added, int64(0))
 		want = append(want, s)
@@ -139,7 +154,7 @@ func TestHeadSpansRoundTrip(t *testing.T) {
 // Past maxInterned strings, keys and names are stored inline and still
 // come back.
 func TestHeadSpansPastTheInternLimit(t *testing.T) {
-	var h headSpans
+	h := newHeadSpans(newArena())
 	var want []storage.Span
 	for i := range maxInterned + 100 {
 		s := storage.Span{Name: "op", StartUnixNano: int64(i), Attrs: storage.Attrs{{Key: "k" + strconv.Itoa(i), Value: storage.Int(int64(i))}}}
@@ -147,7 +162,7 @@ func TestHeadSpansPastTheInternLimit(t *testing.T) {
 		h.push(&s)
 		want = append(want, s)
 	}
-	require.Equal(t, maxInterned, len(h.strs))
+	require.Equal(t, maxInterned, len(h.a.strs))
 	var got storage.Span
 	for _, i := range []int{0, maxInterned - 1, maxInterned + 50, maxInterned + 99} {
 		require.NoError(t, h.decode(i, &got))
