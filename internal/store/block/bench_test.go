@@ -93,9 +93,10 @@ func BenchmarkTraceByID(b *testing.B) {
 	b.ReportMetric(float64(len(spans)), "spans")
 }
 
-// BenchmarkWriteLevel0 writes blocks of the all-in-one's level-0 size
-// (about 24k spans, one row group), where the per-column page files are
-// the largest share of the fixed cost: one file per column from
+// BenchmarkWriteLevel0 writes small blocks (about 24k spans, one row
+// group: the all-in-one's level-0 size before its head held records
+// encoded), where the per-column page files are the largest share of the
+// fixed cost: one file per column from
 // parquet-go's pool, or files reused from a PageFiles as the store does.
 func BenchmarkWriteLevel0(b *testing.B) {
 	spans, _ := genSpans(b, 1700)
