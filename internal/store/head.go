@@ -329,9 +329,7 @@ func (h *head) operations(service string, set storage.OperationSet) {
 }
 
 func (h *head) tagNames(span, res map[string]struct{}) {
-	for i := range h.spans.spanKeys {
-		span[h.arena.strs[i]] = struct{}{}
-	}
+	h.spans.eachSpanKey(func(k string) { span[k] = struct{}{} })
 	for r := range h.spans.res {
 		for _, a := range h.arena.res[r].Attrs {
 			res[a.Key] = struct{}{}

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"slices"
 	"strings"
 	"unsafe"
@@ -24,9 +25,9 @@ import (
 type headSpans struct {
 	a       *arena
 	entries chunked[spanEntry]
-	// spanKeys are the interned keys seen on spans (not only on events or
-	// links): the head's share of TagNames.
-	spanKeys map[uint32]struct{}
+	// spanKeys marks the interned keys seen on spans (not only on events
+	// or links), a bit per interned string: the head's share of TagNames.
+	spanKeys []uint64
 	// res are the resources of the head's spans, for Services and TagNames.
 	res map[uint32]struct{}
 	ops map[headOp]struct{}
@@ -53,11 +54,11 @@ const (
 	spanEntryBytes = int64(unsafe.Sizeof(spanEntry{}))
 	// A map entry of two strings and a kind; a map entry of an index.
 	opEntryBytes = 64
-	spanKeyBytes = 16
+	resKeyBytes  = 16
 )
 
 func newHeadSpans(a *arena) headSpans {
-	return headSpans{a: a, spanKeys: map[uint32]struct{}{}, res: map[uint32]struct{}{}, ops: map[headOp]struct{}{}}
+	return headSpans{a: a, res: map[uint32]struct{}{}, ops: map[headOp]struct{}{}}
 }
 
 func (h *headSpans) len() int { return h.entries.len() }
@@ -73,7 +74,7 @@ func (h *headSpans) push(s *storage.Span) (int32, int64) {
 	added += n
 	if _, ok := h.res[resRef]; !ok {
 		h.res[resRef] = struct{}{}
-		added += spanKeyBytes
+		added += resKeyBytes
 	}
 	op := headOp{service: a.res[resRef].ServiceName(), name: s.Name, kind: s.Kind}
 	if _, ok := h.ops[op]; !ok {
@@ -126,11 +127,23 @@ func (h *headSpans) push(s *storage.Span) (int32, int64) {
 }
 
 func (h *headSpans) seenKey(k uint32) int64 {
-	if _, ok := h.spanKeys[k]; ok {
-		return 0
+	w, bit := int(k/64), uint64(1)<<(k%64)
+	var added int64
+	if w >= len(h.spanKeys) {
+		added = int64(w+1-len(h.spanKeys)) * 8
+		h.spanKeys = append(h.spanKeys, make([]uint64, w+1-len(h.spanKeys))...)
 	}
-	h.spanKeys[k] = struct{}{}
-	return spanKeyBytes
+	h.spanKeys[w] |= bit
+	return added
+}
+
+// eachSpanKey calls fn with every interned key seen on a span.
+func (h *headSpans) eachSpanKey(fn func(string)) {
+	for w, set := range h.spanKeys {
+		for ; set != 0; set &= set - 1 {
+			fn(h.a.strs[w*64+bits.TrailingZeros64(set)])
+		}
+	}
 }
 
 // decode fills dst with span i. dst's Attrs are reused; its strings point

@@ -205,3 +205,42 @@ func TestHeadSortedSpans(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, len(want), k)
 }
+
+// The head answers Services, Operations and TagNames from what it noted
+// on append: span attribute keys only (not those of events or links), the
+// keys of its spans' resources, and (service, name, kind) per span.
+func TestHeadNameLists(t *testing.T) {
+	res := func(svc, key string) *storage.Resource {
+		return &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str(svc)}, {Key: key, Value: storage.Int(1)}}}
+	}
+	spans := []storage.Span{
+		{Name: "GET", Kind: 2, Resource: res("a", "host"), Attrs: storage.Attrs{{Key: "http.route", Value: storage.Str("/")}},
+			Events: []storage.Event{{Name: "e", Attrs: storage.Attrs{{Key: "event.only", Value: storage.Int(1)}}}}},
+		{Name: "query", Kind: 3, Resource: res("b", "pod"), Attrs: storage.Attrs{{Key: "db.system", Value: storage.Str("pg")}}},
+	}
+	for i := range spans {
+		spans[i].SpanID[0] = byte(i + 1)
+	}
+	// Keys past the first word of the bit set.
+	for i := range 100 {
+		spans[1].Attrs = append(spans[1].Attrs, storage.Attr{Key: "k" + strconv.Itoa(i), Value: storage.Int(1)})
+	}
+	h := newHead(0)
+	h.appendSpans(spans, 0)
+	// A log's resource is not a span's.
+	h.appendLogs([]storage.LogRecord{{Resource: res("logs-only", "logkey")}}, 0)
+
+	svcs := map[string]struct{}{}
+	h.services(svcs)
+	require.Equal(t, map[string]struct{}{"a": {}, "b": {}}, svcs)
+	ops := storage.OperationSet{}
+	h.operations("b", ops)
+	require.Equal(t, []storage.Operation{{Name: "query", Kind: 3}}, ops.Sorted())
+	span, resKeys := map[string]struct{}{}, map[string]struct{}{}
+	h.tagNames(span, resKeys)
+	require.Len(t, span, 102)
+	require.Contains(t, span, "http.route")
+	require.Contains(t, span, "k99")
+	require.NotContains(t, span, "event.only")
+	require.Equal(t, map[string]struct{}{"service.name": {}, "host": {}, "pod": {}}, resKeys)
+}
