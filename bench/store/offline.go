@@ -66,14 +66,15 @@ func openDefaults(dir string, mod func(*store.Options)) (*store.DB, error) {
 }
 
 // compactBench measures compaction of n spans written as the all-in-one
-// writes them at 20k spans/s: level-0 blocks of about 30,000 spans (a head
-// cut every 1.5 s). The fill runs once per data dir; the compaction runs
+// writes them at 20k spans/s: level-0 blocks of about 160,000 spans (a
+// head cut at a quarter of the 128 MiB budget, every 8 s; 30,000 before
+// the head held records encoded). The fill runs once per data dir; the compaction runs
 // in a fresh process (-measure), so its peak RSS is compaction's own.
 func compactBench(args []string) error {
 	fset := flag.NewFlagSet("compact", flag.ExitOnError)
 	n := fset.Int("spans", 10_000_000, "spans to store")
 	data := fset.String("data", "", "data dir")
-	headSpans := fset.Int("head-spans", 30_000, "spans per level-0 block")
+	headSpans := fset.Int("head-spans", 160_000, "spans per level-0 block")
 	measure := fset.Bool("measure", false, "compact (internal: the child process)")
 	fset.Parse(args)
 	if *data == "" {
