@@ -245,6 +245,7 @@ func (r *blobReader) attrs(dst storage.Attrs) storage.Attrs {
 type encoder struct {
 	res   map[*storage.Resource][]byte
 	scope map[*storage.InstrumentationScope][]byte
+	keys  keyCache
 }
 
 func newEncoder() *encoder {
@@ -310,7 +311,7 @@ func toSpanRow(r *spanRow, s *storage.Span, enc *encoder) {
 		case a.Key == keyRPCMethod && v.Type == storage.TypeStr && v.Str != "":
 			r.RPCMethod = v.Str
 		default:
-			r.Attrs = append(r.Attrs, toAttrRow(a.Key, v))
+			r.Attrs = append(r.Attrs, attrRow{Key: enc.keys.prefixed(a.Key, v.Type), Value: encodeValue(v)})
 		}
 	}
 	for _, e := range s.Events {

@@ -69,6 +69,8 @@ type builder struct {
 	// emptied at maxSeenRes, since spans decoded from blocks each carry a
 	// resource of their own.
 	seenRes map[*storage.Resource]struct{}
+	// keys are the attribute keys in attrs already, by address.
+	keys    keyCache
 	lastSvc string // in curSvc already
 }
 
@@ -109,7 +111,9 @@ func (b *builder) add(traceID storage.TraceID, t, end int64, service string, res
 	b.meta.MaxTime = max(b.meta.MaxTime, end)
 	b.meta.Rows++
 	for i := range attrs {
-		b.attrs[attrs[i].Key] = struct{}{}
+		if !b.keys.seen(attrs[i].Key) {
+			b.attrs[attrs[i].Key] = struct{}{}
+		}
 	}
 	if res != nil {
 		if _, seen := b.seenRes[res]; !seen {
