@@ -1,10 +1,10 @@
 package store
 
 // chunked is an append-only sequence kept in fixed-size chunks. A head
-// grows by a request at a time to tens of thousands of spans; in one
-// slice, every doubling copied all of it (about 200 bytes a span) and left
-// the old array to the collector, so the head allocated twice what it held
-// and up to half its capacity sat unused. Chunks are allocated once and
+// grows by a request at a time to a hundred thousand records and more; in
+// one slice, every doubling copied all of it and left the old array to the
+// collector, so the head allocated twice what it held and up to half its
+// capacity sat unused. Chunks are allocated once and
 // never copied, and a pointer to an element stays valid for the chunked's
 // life.
 //
@@ -14,7 +14,7 @@ type chunked[T any] struct {
 	n      int
 }
 
-// chunkLen elements per chunk: 1024 spans are about 200 KiB, large enough
+// chunkLen elements per chunk: 1024 span entries are 40 KiB, large enough
 // that the chunk headers cost nothing and small enough that a nearly
 // empty head holds little.
 const chunkLen = 1024
