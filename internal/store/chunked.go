@@ -1,5 +1,7 @@
 package store
 
+import "unsafe"
+
 // chunked is an append-only sequence kept in fixed-size chunks. A head
 // grows by a request at a time to a hundred thousand records and more; in
 // one slice, every doubling copied all of it and left the old array to the
@@ -24,13 +26,16 @@ func (c *chunked[T]) len() int { return c.n }
 // at returns element i, which must be below len().
 func (c *chunked[T]) at(i int) *T { return &c.chunks[i/chunkLen][i%chunkLen] }
 
-// push appends a copy of *v and returns its index.
-func (c *chunked[T]) push(v *T) int32 {
+// push appends a copy of *v and returns its index and the heap bytes it
+// allocated: a chunk's worth when it starts one, else nothing.
+func (c *chunked[T]) push(v *T) (int32, int64) {
+	var added int64
 	if c.n%chunkLen == 0 {
 		c.chunks = append(c.chunks, make([]T, 0, chunkLen))
+		added = chunkLen * int64(unsafe.Sizeof(*v))
 	}
 	last := &c.chunks[len(c.chunks)-1]
 	*last = append(*last, *v)
 	c.n++
-	return int32(c.n - 1)
+	return int32(c.n - 1), added
 }

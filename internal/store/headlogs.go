@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/binary"
 	"slices"
-	"unsafe"
 
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
@@ -35,8 +34,6 @@ type logEntry struct {
 	page, off uint32
 }
 
-const logEntryBytes = int64(unsafe.Sizeof(logEntry{}))
-
 func (h *headLogs) len() int { return h.entries.len() }
 
 func (h *headLogs) entry(i int) *logEntry { return h.entries.at(i) }
@@ -65,11 +62,8 @@ func (h *headLogs) push(l *storage.LogRecord) (int32, int64) {
 
 	page, off, n := a.write()
 	added += n
-	if h.entries.len()%chunkLen == 0 {
-		added += chunkLen * logEntryBytes
-	}
-	i := h.entries.push(&logEntry{TraceID: l.TraceID, SpanID: l.SpanID, TS: l.Timestamp(), res: resRef, page: page, off: off})
-	return i, added
+	i, n := h.entries.push(&logEntry{TraceID: l.TraceID, SpanID: l.SpanID, TS: l.Timestamp(), res: resRef, page: page, off: off})
+	return i, added + n
 }
 
 // decode fills dst with record i. dst's Attrs are reused and its strings

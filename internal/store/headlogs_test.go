@@ -30,26 +30,11 @@ func (g gen) log() storage.LogRecord {
 	return l
 }
 
-// requireSameLog compares records by value; a nil resource or scope comes
-// back as the empty one.
 func requireSameLog(t *testing.T, want, got *storage.LogRecord) {
 	t.Helper()
-	w, g := *want, *got
-	for _, l := range []*storage.LogRecord{&w, &g} {
-		if l.Resource == nil {
-			l.Resource = &storage.Resource{}
-		}
-		if l.Scope == nil {
-			l.Scope = &storage.InstrumentationScope{}
-		}
-		if len(l.Attrs) == 0 {
-			l.Attrs = nil
-		}
-	}
-	require.Equal(t, *w.Resource, *g.Resource)
-	require.Equal(t, *w.Scope, *g.Scope)
-	w.Resource, g.Resource, w.Scope, g.Scope = nil, nil, nil, nil
-	require.Equal(t, w, g)
+	requireSameRecord(t, want, got, func(l *storage.LogRecord) (**storage.Resource, **storage.InstrumentationScope, *storage.Attrs) {
+		return &l.Resource, &l.Scope, &l.Attrs
+	})
 }
 
 func checkHeadLogs(t *testing.T, seed uint64, n int) {

@@ -6,7 +6,6 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
-	"unsafe"
 
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
@@ -51,7 +50,6 @@ type headOp struct {
 }
 
 const (
-	spanEntryBytes = int64(unsafe.Sizeof(spanEntry{}))
 	// A map entry of two strings and a kind; a map entry of an index.
 	opEntryBytes = 64
 	resKeyBytes  = 16
@@ -119,11 +117,8 @@ func (h *headSpans) push(s *storage.Span) (int32, int64) {
 
 	page, off, n := a.write()
 	added += n
-	if h.entries.len()%chunkLen == 0 {
-		added += chunkLen * spanEntryBytes
-	}
-	i := h.entries.push(&spanEntry{TraceID: s.TraceID, SpanID: s.SpanID, Start: s.StartUnixNano, page: page, off: off})
-	return i, added
+	i, n := h.entries.push(&spanEntry{TraceID: s.TraceID, SpanID: s.SpanID, Start: s.StartUnixNano, page: page, off: off})
+	return i, added + n
 }
 
 func (h *headSpans) seenKey(k uint32) int64 {

@@ -123,26 +123,38 @@ func checkHeadSpans(t *testing.T, seed uint64, n int) {
 	}
 }
 
-// requireSameSpan compares spans by value; a nil resource or scope comes
-// back as the empty one, as blocks return it.
-func requireSameSpan(t *testing.T, want, got *storage.Span) {
+// requireSameRecord compares spans or log records by value; a nil
+// resource or scope comes back as the empty one, as blocks return it, and
+// empty attributes as nil. parts returns a record's resource, scope and
+// attributes.
+func requireSameRecord[T any](t *testing.T, want, got *T, parts func(*T) (**storage.Resource, **storage.InstrumentationScope, *storage.Attrs)) {
 	t.Helper()
 	w, g := *want, *got
-	for _, s := range []*storage.Span{&w, &g} {
-		if s.Resource == nil {
-			s.Resource = &storage.Resource{}
+	var res [2]storage.Resource
+	var sc [2]storage.InstrumentationScope
+	for i, v := range []*T{&w, &g} {
+		r, s, a := parts(v)
+		if *r != nil {
+			res[i] = **r
 		}
-		if s.Scope == nil {
-			s.Scope = &storage.InstrumentationScope{}
+		if *s != nil {
+			sc[i] = **s
 		}
-		if len(s.Attrs) == 0 {
-			s.Attrs = nil
+		*r, *s = nil, nil
+		if len(*a) == 0 {
+			*a = nil
 		}
 	}
-	require.Equal(t, *w.Resource, *g.Resource)
-	require.Equal(t, *w.Scope, *g.Scope)
-	w.Resource, g.Resource, w.Scope, g.Scope = nil, nil, nil, nil
+	require.Equal(t, res[0], res[1])
+	require.Equal(t, sc[0], sc[1])
 	require.Equal(t, w, g)
+}
+
+func requireSameSpan(t *testing.T, want, got *storage.Span) {
+	t.Helper()
+	requireSameRecord(t, want, got, func(s *storage.Span) (**storage.Resource, **storage.InstrumentationScope, *storage.Attrs) {
+		return &s.Resource, &s.Scope, &s.Attrs
+	})
 }
 
 func TestHeadSpansRoundTrip(t *testing.T) {
