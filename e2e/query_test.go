@@ -382,6 +382,13 @@ func TestQueryAPIContracts(t *testing.T) {
 			total += n
 		}
 		require.Equal(t, float64(total), inst.Series[0].Value)
+
+		// Metrics arithmetic, as Grafana sends it for an error ratio.
+		p = url.Values{"q": {`({ status = error } | count_over_time()) / ({ } | count_over_time()) * 100`}, "start": {secs(from)}, "end": {secs(to)}}
+		f.getJSON(t, "/api/metrics/query", p, &inst)
+		require.Len(t, inst.Series, 1)
+		require.InDelta(t, 100*float64(total)/float64(len(f.spans)), inst.Series[0].Value, 1e-9)
+
 		code, _ := f.get(t, "/api/metrics/query_range", url.Values{"q": {"{ }"}}, "")
 		require.Equal(t, 400, code, "a search is not a metrics query")
 	})

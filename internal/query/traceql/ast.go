@@ -605,7 +605,86 @@ func (s SecondStage) String() string {
 	if s.Fn == "topk" || s.Fn == "bottomk" {
 		return fmt.Sprintf("%s(%d)", s.Fn, s.N)
 	}
-	return s.Fn + " " + strconv.FormatFloat(s.Value, 'g', -1, 64)
+	return s.Fn + " " + formatNumber(s.Value)
+}
+
+// formatNumber prints a number the lexer reads back as the same value:
+// without an exponent, which it does not read, and with a decimal point
+// where the digits alone would overflow an integer.
+func formatNumber(v float64) string {
+	s := strconv.FormatFloat(v, 'f', -1, 64)
+	if math.Abs(v) >= 1<<62 && !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return s
+}
+
+// MetricsExpr combines metrics queries with arithmetic, as Tempo does:
+// ({ status = error } | rate()) / ({ } | rate()) * 100. Its operands are
+// parenthesized metrics queries (MetricsLeaf) and numbers; numbers next to
+// each other are folded when the query is parsed, so an operation has a
+// number on at most one side (MetricsScalarOp) or none (MetricsBinary).
+type MetricsExpr interface {
+	String() string
+	Pos() Pos
+	metricsExpr()
+}
+
+// MetricsLeaf is one parenthesized metrics query. Its own second stage
+// (({ } | rate() > 6)) applies to its series before they are combined.
+type MetricsLeaf struct {
+	Query *Query // Pipeline, Metrics and Second; never Math or Hints
+	pos   Pos
+}
+
+// MetricsBinary applies Op (+, -, * or /) to the samples of LHS and RHS
+// that share labels (all but __name__) and a timestamp. A side that has a
+// single series without labels is applied to every series of the other.
+type MetricsBinary struct {
+	Op       string
+	LHS, RHS MetricsExpr
+	pos      Pos
+}
+
+// MetricsScalarOp applies Op between every sample of Expr and Value;
+// ScalarLeft keeps the order for - and /.
+type MetricsScalarOp struct {
+	Op         string
+	Value      float64
+	ScalarLeft bool
+	Expr       MetricsExpr
+	pos        Pos
+}
+
+func (l *MetricsLeaf) Pos() Pos       { return l.pos }
+func (b *MetricsBinary) Pos() Pos     { return b.pos }
+func (s *MetricsScalarOp) Pos() Pos   { return s.pos }
+func (*MetricsLeaf) metricsExpr()     {}
+func (*MetricsBinary) metricsExpr()   {}
+func (*MetricsScalarOp) metricsExpr() {}
+
+func (l *MetricsLeaf) String() string { return "(" + l.Query.String() + ")" }
+
+// String parenthesizes every operand that is itself an operation, so
+// that the printed form parses back to the same tree whatever the
+// precedence.
+func (b *MetricsBinary) String() string {
+	return operandString(b.LHS) + " " + b.Op + " " + operandString(b.RHS)
+}
+
+func (s *MetricsScalarOp) String() string {
+	v := formatNumber(s.Value)
+	if s.ScalarLeft {
+		return v + " " + s.Op + " " + operandString(s.Expr)
+	}
+	return operandString(s.Expr) + " " + s.Op + " " + v
+}
+
+func operandString(e MetricsExpr) string {
+	if _, ok := e.(*MetricsLeaf); ok {
+		return e.String()
+	}
+	return "(" + e.String() + ")"
 }
 
 // Hint is a with(key=value) query hint.
@@ -615,23 +694,31 @@ type Hint struct {
 }
 
 // Query is a parsed TraceQL query: a spanset pipeline, optionally turned
-// into time series by a metrics aggregate.
+// into time series by a metrics aggregate, or metrics queries combined by
+// arithmetic (Math; Pipeline and Metrics are then nil). Second applies to
+// the series of the aggregate or of the arithmetic.
 type Query struct {
 	Pipeline *Pipeline
 	Metrics  *MetricsAggregate
+	Math     MetricsExpr
 	Second   []SecondStage
 	Hints    []Hint
 }
 
 func (q *Query) String() string {
-	parts := make([]string, 0, len(q.Pipeline.Stages)+1+len(q.Second))
-	for _, s := range q.Pipeline.Stages {
-		parts = append(parts, s.String())
+	var out string
+	if q.Math != nil {
+		out = q.Math.String()
+	} else {
+		parts := make([]string, 0, len(q.Pipeline.Stages)+1)
+		for _, s := range q.Pipeline.Stages {
+			parts = append(parts, s.String())
+		}
+		if q.Metrics != nil {
+			parts = append(parts, q.Metrics.String())
+		}
+		out = strings.Join(parts, " | ")
 	}
-	if q.Metrics != nil {
-		parts = append(parts, q.Metrics.String())
-	}
-	out := strings.Join(parts, " | ")
 	for _, s := range q.Second {
 		if s.Fn == "topk" || s.Fn == "bottomk" {
 			out += " | " + s.String()
@@ -650,7 +737,7 @@ func (q *Query) String() string {
 }
 
 // IsMetrics reports whether q yields time series rather than traces.
-func (q *Query) IsMetrics() bool { return q.Metrics != nil }
+func (q *Query) IsMetrics() bool { return q.Metrics != nil || q.Math != nil }
 
 // Hint returns the value of a query hint.
 func (q *Query) Hint(key string) (Static, bool) {

@@ -516,6 +516,9 @@ type seriesAcc struct {
 // Metrics runs a metrics query.
 func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*MetricsResult, error) {
 	q := req.Query
+	if q.Math != nil {
+		return metricsMath(ctx, sq, req)
+	}
 	m := q.Metrics
 	if m == nil {
 		return nil, errors.New("not a metrics query: add a function such as | rate()")

@@ -342,12 +342,14 @@ func isNilLiteral(e Expr) bool {
 }
 
 // arith applies an arithmetic operator. Integers stay integers except for
-// / and ^; durations stay durations when one side is a plain number.
+// ^, and integer division truncates, as in Tempo (7 / 2 is 3, 7 / 2.0 is
+// 3.5); durations stay durations when one side is a plain number.
 func arith(op string, l, r Static) Static {
 	if !l.Type.numeric() || !r.Type.numeric() {
 		return Static{}
 	}
-	if l.Type != TypeFloat && r.Type != TypeFloat && op != "/" && op != "^" {
+	intDiv := op == "/" && l.Type == TypeInt && r.Type == TypeInt
+	if l.Type != TypeFloat && r.Type != TypeFloat && (op != "/" || intDiv) && op != "^" {
 		var n int64
 		switch op {
 		case "+":
@@ -356,6 +358,11 @@ func arith(op string, l, r Static) Static {
 			n = l.N - r.N
 		case "*":
 			n = l.N * r.N
+		case "/":
+			if r.N == 0 {
+				return Static{}
+			}
+			n = l.N / r.N
 		case "%":
 			if r.N == 0 {
 				return Static{}

@@ -1,6 +1,7 @@
 package traceql
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -291,7 +292,13 @@ func unquotePrefix(s string) (string, int, error) {
 				i++
 			}
 		case q:
-			v, err := strconv.Unquote(s[:i+1])
+			lit := s[:i+1]
+			if q == '"' && strings.Contains(lit, "\n") {
+				// A quoted name may span lines, as in Tempo; Go's
+				// syntax wants the newline escaped.
+				lit = strings.ReplaceAll(lit, "\n", `\n`)
+			}
+			v, err := strconv.Unquote(lit)
 			if err != nil {
 				return "", 0, fmt.Errorf("bad string literal %s", s[:i+1])
 			}
@@ -334,8 +341,12 @@ func (l *lexer) number(p Pos) (token, error) {
 	text := l.src[start:end]
 	l.advance(end - start)
 	if !hasLetterBefore(text) {
-		if i, err := strconv.ParseInt(text, 10, 64); err == nil {
+		i, err := strconv.ParseInt(text, 10, 64)
+		if err == nil {
 			return token{kind: tInt, pos: p, text: text, num: i, flt: float64(i)}, nil
+		}
+		if errors.Is(err, strconv.ErrRange) && !strings.ContainsAny(text, ".eE") {
+			return token{}, errorf(p, "integer %s is out of range; write it with a decimal point for a float", text)
 		}
 		f, err := strconv.ParseFloat(text, 64)
 		if err != nil {

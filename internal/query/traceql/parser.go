@@ -1,6 +1,7 @@
 package traceql
 
 import (
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -44,7 +45,7 @@ func ParseFilter(src string) (*SpansetFilter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if q.Metrics == nil && len(q.Pipeline.Stages) == 1 {
+	if !q.IsMetrics() && len(q.Pipeline.Stages) == 1 {
 		if st, ok := q.Pipeline.Stages[0].(*SpansetStage); ok {
 			if f, ok := st.Expr.(*SpansetFilter); ok {
 				return f, nil
@@ -111,27 +112,21 @@ func (p *parser) parseQuery() (q *Query, err error) {
 			q, err = nil, b.err
 		}
 	}()
-	q = &Query{Pipeline: p.parsePipeline()}
-	if p.at("|") && isMetricsFn(p.peek(1)) {
-		p.next()
-		q.Metrics = p.parseMetrics()
-		for {
-			if p.at("|") && (p.peek(1).text == "topk" || p.peek(1).text == "bottomk") && p.peek(1).kind == tIdent {
-				p.next()
-				t := p.next()
-				p.expect("(")
-				n := p.expectInt()
-				p.expect(")")
-				q.Second = append(q.Second, SecondStage{Fn: t.text, N: int(n), pos: t.pos})
-				continue
-			}
-			if t := p.tok(); t.kind == tPunct && isComparison(t.text) {
-				p.next()
-				q.Second = append(q.Second, SecondStage{Fn: t.text, Value: p.expectNumber(), pos: t.pos})
-				continue
-			}
-			break
+	top, nested, bare := p.metricsPipes(p.i)
+	if top && nested {
+		// A spanset pipeline never holds a metrics function inside
+		// parentheses, so this is arithmetic with an operand left bare.
+		p.fail(p.toks[bare], "metrics queries combined by arithmetic each need parentheses, as in ({ } | rate()) / ({ } | count_over_time())")
+	}
+	if nested {
+		q = &Query{Math: p.parseMath(0).series(p)}
+		q.Second = p.parseSecondStages()
+		if l, ok := q.Math.(*MetricsLeaf); ok {
+			// ({ } | rate()) | topk(5) is { } | rate() | topk(5).
+			q = &Query{Pipeline: l.Query.Pipeline, Metrics: l.Query.Metrics, Second: append(l.Query.Second, q.Second...)}
 		}
+	} else {
+		q = p.parseSingle()
 	}
 	if p.atIdent("with") {
 		q.Hints = p.parseHints()
@@ -140,6 +135,215 @@ func (p *parser) parseQuery() (q *Query, err error) {
 		p.fail(t, "unexpected %s", describe(t))
 	}
 	return q, nil
+}
+
+// parseSingle parses a spanset pipeline and, when one follows, its
+// metrics aggregate and second stages.
+func (p *parser) parseSingle() *Query {
+	q := &Query{Pipeline: p.parsePipeline()}
+	if p.at("|") && isMetricsFn(p.peek(1)) {
+		p.next()
+		q.Metrics = p.parseMetrics()
+		q.Second = p.parseSecondStages()
+	}
+	return q
+}
+
+// parseSecondStages parses what follows a metrics query: | topk(n),
+// | bottomk(n) and comparisons with a number, in any order.
+func (p *parser) parseSecondStages() []SecondStage {
+	var out []SecondStage
+	for {
+		if p.at("|") && (p.peek(1).text == "topk" || p.peek(1).text == "bottomk") && p.peek(1).kind == tIdent {
+			p.next()
+			t := p.next()
+			p.expect("(")
+			n := p.expectInt()
+			p.expect(")")
+			out = append(out, SecondStage{Fn: t.text, N: int(n), pos: t.pos})
+			continue
+		}
+		if t := p.tok(); t.kind == tPunct && isComparison(t.text) {
+			p.next()
+			out = append(out, SecondStage{Fn: t.text, Value: p.parseNumber(), pos: t.pos})
+			continue
+		}
+		return out
+	}
+}
+
+// metricsPipes looks ahead from token i to the end of the group it is in
+// (the unmatched ")" or the end of the query) for "| fn" with fn a metrics
+// function, directly in that group (top) or inside parentheses (nested).
+// Spanset pipelines never hold a metrics function inside parentheses, so
+// a query or group with nested ones and no top one is metrics arithmetic,
+// and a group with a top one is a parenthesized metrics query. Deciding
+// up front keeps the parser free of backtracking.
+// bare is the token index of the first top one.
+func (p *parser) metricsPipes(i int) (top, nested bool, bare int) {
+	depth := 0
+	for ; i < len(p.toks) && p.toks[i].kind != tEOF; i++ {
+		t := p.toks[i]
+		if t.kind != tPunct {
+			continue
+		}
+		switch t.text {
+		case "(":
+			depth++
+		case ")":
+			if depth == 0 {
+				return
+			}
+			depth--
+		case "|":
+			if i+1 < len(p.toks) && isMetricsFn(p.toks[i+1]) {
+				if depth == 0 && !top {
+					top, bare = true, i
+				} else if depth > 0 {
+					nested = true
+				}
+			}
+		}
+	}
+	return
+}
+
+// mathOperand is what metrics arithmetic combines: series, or a number
+// folded from constants.
+type mathOperand struct {
+	expr   MetricsExpr // nil for a number
+	scalar Static
+	pos    Pos
+}
+
+// series returns the operand's series, failing on a bare number: a
+// metrics query has to have at least one metrics query in it.
+func (o mathOperand) series(p *parser) MetricsExpr {
+	if o.expr == nil {
+		panic(bail{errorf(o.pos, "expected a metrics query such as ({ } | rate()), found the number %s", o.scalar)})
+	}
+	return o.expr
+}
+
+var mathOpPrec = map[string]int{"+": 1, "-": 1, "*": 2, "/": 2}
+
+// parseMath parses metrics arithmetic by precedence climbing: * and /
+// bind tighter than + and -, all left-associative, unary minus tightest.
+func (p *parser) parseMath(minPrec int) mathOperand {
+	p.enter()
+	defer p.leave()
+	lhs := p.parseMathPrimary()
+	for {
+		t := p.tok()
+		if t.kind == tPunct && (t.text == "%" || t.text == "^") {
+			p.fail(t, "metrics queries combine with +, -, * and /, not %s", t.text)
+		}
+		prec, ok := mathOpPrec[t.text]
+		if t.kind != tPunct || !ok || prec < minPrec {
+			return lhs
+		}
+		p.next()
+		rhs := p.parseMath(prec + 1)
+		lhs = p.combine(t, lhs, rhs)
+	}
+}
+
+func (p *parser) combine(op token, l, r mathOperand) mathOperand {
+	switch {
+	case l.expr == nil && r.expr == nil:
+		return mathOperand{scalar: p.fold(op, l.scalar, r.scalar), pos: l.pos}
+	case l.expr != nil && r.expr != nil:
+		return mathOperand{expr: &MetricsBinary{Op: op.text, LHS: l.expr, RHS: r.expr, pos: op.pos}, pos: l.pos}
+	case l.expr == nil:
+		return mathOperand{expr: &MetricsScalarOp{Op: op.text, Value: p.seriesScalar(l), ScalarLeft: true, Expr: r.expr, pos: op.pos}, pos: l.pos}
+	default:
+		return mathOperand{expr: &MetricsScalarOp{Op: op.text, Value: p.seriesScalar(r), Expr: l.expr, pos: op.pos}, pos: l.pos}
+	}
+}
+
+// seriesScalar is the value a number contributes to series arithmetic.
+// Series values of durations are seconds, so 2 * duration would be
+// ambiguous; Tempo refuses it, and so does Sightline.
+func (p *parser) seriesScalar(o mathOperand) float64 {
+	if o.scalar.Type == TypeDuration {
+		panic(bail{errorf(o.pos, "a duration cannot be a number in metrics arithmetic; write it in seconds")})
+	}
+	f, _ := o.scalar.Float()
+	return f
+}
+
+// fold computes constant arithmetic when the query is parsed, with the
+// integer semantics of filters: 7 / 2 is 3, 7 / 2.0 is 3.5.
+func (p *parser) fold(op token, l, r Static) Static {
+	if l.Type == TypeDuration || r.Type == TypeDuration {
+		p.fail(op, "durations cannot be used in constant arithmetic here")
+	}
+	if op.text == "/" && r.Type == TypeInt && r.N == 0 && l.Type == TypeInt {
+		p.fail(op, "division by zero")
+	}
+	v := arith(op.text, l, r)
+	if f, _ := v.Float(); math.IsInf(f, 0) || math.IsNaN(f) {
+		p.fail(op, "%s %s %s has no finite value", l, op.text, r)
+	}
+	return v
+}
+
+func (p *parser) parseMathPrimary() mathOperand {
+	t := p.tok()
+	switch {
+	case p.at("-"):
+		p.next()
+		p.enter()
+		o := p.parseMathPrimary()
+		p.leave()
+		if o.expr != nil {
+			p.fail(t, "only a number can be negated here; write -1 * (...)")
+		}
+		o.scalar = arith("-", Static{Type: o.scalar.Type}, o.scalar)
+		o.pos = t.pos
+		return o
+	case t.kind == tInt:
+		p.next()
+		return mathOperand{scalar: NewInt(t.num), pos: t.pos}
+	case t.kind == tFloat:
+		p.next()
+		return mathOperand{scalar: NewFloat(t.flt), pos: t.pos}
+	case t.kind == tDuration:
+		p.next()
+		return mathOperand{scalar: NewDuration(t.num), pos: t.pos}
+	case p.at("("):
+		p.next()
+		var o mathOperand
+		if top, _, _ := p.metricsPipes(p.i); top {
+			q := p.parseSingle()
+			if q.Metrics == nil {
+				p.fail(p.tok(), "expected | and a metrics function such as rate(), found %s", describe(p.tok()))
+			}
+			o = mathOperand{expr: &MetricsLeaf{Query: q, pos: t.pos}, pos: t.pos}
+		} else {
+			o = p.parseMath(0)
+			o.pos = t.pos
+		}
+		p.expect(")")
+		return o
+	}
+	p.fail(t, "expected a number or a parenthesized metrics query such as ({ } | rate()), found %s", describe(t))
+	return mathOperand{}
+}
+
+// parseNumber parses the number a second-stage comparison takes: a
+// constant expression, or a duration, compared in seconds.
+func (p *parser) parseNumber() float64 {
+	t := p.tok()
+	o := p.parseMath(0)
+	if o.expr != nil {
+		p.fail(t, "a metrics query can only be compared with a number")
+	}
+	f, _ := o.scalar.Float()
+	if o.scalar.Type == TypeDuration {
+		f = float64(o.scalar.N) / 1e9 // series values of durations are in seconds
+	}
+	return f
 }
 
 func (p *parser) expectInt() int64 {
@@ -544,6 +748,9 @@ func (p *parser) parseHints() []Hint {
 
 // validate type-checks the query and compiles its regular expressions.
 func validate(q *Query) error {
+	if q.Math != nil {
+		return validateMath(q)
+	}
 	v := &validator{}
 	v.pipeline(q.Pipeline)
 	if m := q.Metrics; m != nil && v.err == nil {
@@ -583,6 +790,39 @@ func validate(q *Query) error {
 	}
 	if v.err != nil {
 		return v.err
+	}
+	return nil
+}
+
+// validateMath validates every metrics query of an arithmetic one, and
+// what follows it.
+func validateMath(q *Query) error {
+	var err error
+	var walk func(MetricsExpr)
+	walk = func(e MetricsExpr) {
+		switch x := e.(type) {
+		case *MetricsLeaf:
+			if err == nil && x.Query.Metrics.Compare != nil {
+				err = errorf(x.Query.Metrics.pos, "compare() cannot be combined with arithmetic: its series are counts per attribute value")
+			}
+			if err == nil {
+				err = validate(x.Query)
+			}
+		case *MetricsBinary:
+			walk(x.LHS)
+			walk(x.RHS)
+		case *MetricsScalarOp:
+			walk(x.Expr)
+		}
+	}
+	walk(q.Math)
+	if err != nil {
+		return err
+	}
+	for _, s := range q.Second {
+		if (s.Fn == "topk" || s.Fn == "bottomk") && s.N <= 0 {
+			return errorf(s.pos, "%s needs a positive count", s.Fn)
+		}
 	}
 	return nil
 }

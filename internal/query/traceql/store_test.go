@@ -281,7 +281,32 @@ func quantile(q float64) func([]float64) float64 {
 	}
 }
 
+// percentOf is the oracle of metrics arithmetic: 100 × num / den for the
+// series num has, with no value where den is 0.
+func percentOf(num, den func(*dataset, int64, int64, int) map[string][]float64) func(*dataset, int64, int64, int) map[string][]float64 {
+	return func(d *dataset, start, step int64, n int) map[string][]float64 {
+		a, b := num(d, start, step, n), den(d, start, step, n)
+		out := map[string][]float64{}
+		for k, row := range a {
+			r := make([]float64, n)
+			for i, v := range row {
+				r[i] = math.NaN()
+				if b[k] != nil && b[k][i] != 0 {
+					r[i] = 100 * v / b[k][i]
+				}
+			}
+			out[k] = r
+		}
+		return out
+	}
+}
+
+func isError(_ *oTrace, s *storage.Span) bool { return s.StatusCode == storage.StatusError }
+func anySpan(*oTrace, *storage.Span) bool     { return true }
+
 var metricsCases = []metricsCase{
+	{`({ status = error } | count_over_time() by (resource.service.name)) / ({ } | count_over_time() by (resource.service.name)) * 100`,
+		percentOf(bucketed(isError, bySvc, count, one), bucketed(anySpan, bySvc, count, one))},
 	{`{ status = error } | count_over_time() by (resource.service.name)`,
 		bucketed(func(_ *oTrace, s *storage.Span) bool { return s.StatusCode == storage.StatusError }, bySvc, count, one)},
 	{`{ kind = server } | rate() by (resource.service.name)`,
