@@ -454,7 +454,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 			return false, err
 		}
 		rg := b.file.RowGroups()[i]
-		keep, any, err := b.prefilterSpans(rg, i, int(e.Rows), q, stats)
+		keep, any, err := b.prefilterSpans(rg, i, &e, q, stats)
 		if err != nil {
 			return false, b.readErr(err)
 		}
@@ -498,25 +498,6 @@ func rowGroupMatches(e *IndexEntry, start, end int64, service string, id storage
 	return true
 }
 
-// rowFilter starts with every row of rg kept; each call of filter drops
-// the rows whose value in a flat column fails pred.
-func (b *Block) rowFilter(rg parquet.RowGroup, i, rows int, stats *storage.Stats) ([]bool, func(col string, pred func(parquet.Value) bool) error) {
-	keep := make([]bool, rows)
-	for i := range keep {
-		keep[i] = true
-	}
-	return keep, func(col string, pred func(parquet.Value) bool) error {
-		if err := stats.AddBytes(b.colBytes(i, col)); err != nil {
-			return err
-		}
-		return b.scanColumn(rg, col, func(row int, v parquet.Value) {
-			if keep[row] && !pred(v) {
-				keep[row] = false
-			}
-		})
-	}
-}
-
 // matchRuns decodes the kept rows, applies the full query and hands
 // matches to fn; false means fn asked to stop.
 func matchRuns[R, T any](rg parquet.RowGroup, keep []bool, cache *resourceCache, conv func(*R, *resourceCache) T, match func(*T) bool, fn func(*T) bool) (bool, error) {
@@ -526,50 +507,48 @@ func matchRuns[R, T any](rg parquet.RowGroup, keep []bool, cache *resourceCache,
 	})
 }
 
-// prefilterSpans evaluates the query's flat-column predicates column by
-// column, so that only candidate rows are decoded in full.
-func (b *Block) prefilterSpans(rg parquet.RowGroup, i, rows int, q *storage.SpanQuery, stats *storage.Stats) ([]bool, bool, error) {
-	keep, filter := b.rowFilter(rg, i, rows, stats)
-	var err error
+// prefilterSpans evaluates the query's flat-column predicates, so that
+// only candidate rows are decoded in full. The most selective go first,
+// since each reads only the pages where rows are still kept: a trace ID,
+// a status (errors are few), a name, a service; a time window last, and
+// not at all when the row group lies inside it.
+func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *storage.SpanQuery, stats *storage.Stats) ([]bool, bool, error) {
+	var preds []colPred
 	if !q.TraceID.IsEmpty() {
-		err = filter("trace_id", func(v parquet.Value) bool { return [16]byte(v.ByteArray()) == q.TraceID })
+		preds = append(preds, bytesEq("trace_id", q.TraceID[:]))
 	}
-	if err == nil && q.ServiceName != "" {
-		err = filter("service_name", func(v parquet.Value) bool { return string(v.ByteArray()) == q.ServiceName })
+	if q.HasStatus {
+		preds = append(preds, intRange("status_code", int64(q.Status), int64(q.Status)))
 	}
-	if err == nil && (q.Start != 0 || q.End != 0) {
-		err = filter("start_unix_nano", func(v parquet.Value) bool {
-			t := v.Int64()
-			return (q.Start == 0 || t >= q.Start) && (q.End == 0 || t <= q.End)
-		})
+	if q.Name != "" {
+		preds = append(preds, bytesEq("name", []byte(q.Name)))
 	}
-	if err == nil && q.HasStatus {
-		err = filter("status_code", func(v parquet.Value) bool { return v.Int32() == int32(q.Status) })
+	if q.ServiceName != "" && !(len(e.Services) == 1 && e.Services[0] == q.ServiceName) {
+		preds = append(preds, bytesEq("service_name", []byte(q.ServiceName)))
 	}
-	if err == nil && q.HasKind {
-		err = filter("kind", func(v parquet.Value) bool { return v.Int32() == int32(q.Kind) })
+	if q.HasKind {
+		preds = append(preds, intRange("kind", int64(q.Kind), int64(q.Kind)))
 	}
-	if err == nil && (q.MinDuration != 0 || q.MaxDuration != 0) {
-		err = filter("duration_nano", func(v parquet.Value) bool {
-			d := v.Int64()
-			return (q.MinDuration == 0 || d >= q.MinDuration) && (q.MaxDuration == 0 || d <= q.MaxDuration)
-		})
+	if q.MinDuration != 0 || q.MaxDuration != 0 {
+		preds = append(preds, timeRange("duration_nano", q.MinDuration, q.MaxDuration))
 	}
-	if err == nil && q.Name != "" {
-		err = filter("name", func(v parquet.Value) bool { return string(v.ByteArray()) == q.Name })
+	if (q.Start != 0 && e.MinTime < q.Start) || (q.End != 0 && e.MaxTime > q.End) {
+		preds = append(preds, timeRange("start_unix_nano", q.Start, q.End))
 	}
-	if err != nil {
-		return nil, false, err
+	keep := make([]bool, e.Rows)
+	for r := range keep {
+		keep[r] = true
 	}
-	return keep, slices.Contains(keep, true), nil
+	any, err := b.filterRows(rg, i, keep, preds, stats)
+	return keep, any, err
 }
 
 // coreColumns are what ProjectCore reads.
 var coreColumns = []string{"trace_id", "span_id", "parent_span_id", "name", "kind", "status_code", "start_unix_nano", "duration_nano", "service_name"}
 
 // coreSpans answers a ProjectCore query from flat columns alone: the kept
-// rows' core fields are read column by column, never decoding attributes,
-// events or links.
+// rows' core fields are read column by column, from the pages that hold
+// them, never decoding attributes, events or links.
 func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, fn func(*storage.Span) bool) (bool, error) {
 	idx := make([]int32, len(keep)) // row -> position in spans, -1 when not kept
 	n := int32(0)
@@ -582,41 +561,52 @@ func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.Sp
 	}
 	spans := make([]storage.Span, n)
 	resources := map[string]*storage.Resource{}
-	// One setter per column, chosen once, not per value.
-	setters := map[string]func(s *storage.Span, v parquet.Value){
-		"trace_id":       func(s *storage.Span, v parquet.Value) { copy(s.TraceID[:], v.ByteArray()) },
-		"span_id":        func(s *storage.Span, v parquet.Value) { copy(s.SpanID[:], v.ByteArray()) },
-		"parent_span_id": func(s *storage.Span, v parquet.Value) { copy(s.ParentSpanID[:], v.ByteArray()) },
-		"name":           func(s *storage.Span, v parquet.Value) { s.Name = string(v.ByteArray()) },
-		"kind":           func(s *storage.Span, v parquet.Value) { s.Kind = storage.SpanKind(v.Int32()) },
-		"status_code":    func(s *storage.Span, v parquet.Value) { s.StatusCode = storage.StatusCode(v.Int32()) },
-		"start_unix_nano": func(s *storage.Span, v parquet.Value) {
-			s.StartUnixNano = v.Int64()
-			s.EndUnixNano += s.StartUnixNano
-		},
-		"duration_nano": func(s *storage.Span, v parquet.Value) { s.EndUnixNano += v.Int64() },
-		"service_name": func(s *storage.Span, v parquet.Value) {
-			b := v.ByteArray()
-			r, ok := resources[string(b)] // no allocation for the lookup
-			if !ok {
-				name := string(b)
-				r = &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str(name)}}}
-				resources[name] = r
-			}
-			s.Resource = r
-		},
-	}
+	var pv pageValues
+	var dict dictStrings
 	for _, col := range coreColumns {
-		if err := stats.AddBytes(b.colBytes(i, col)); err != nil {
-			return false, err
-		}
-		set := setters[col]
-		err := b.scanColumn(rg, col, func(row int, v parquet.Value) {
-			if row < len(idx) && idx[row] >= 0 {
-				set(&spans[idx[row]], v)
+		dict = dictStrings{}
+		read, err := b.keptPages(rg, i, col, keep, func(from int, pg parquet.Page) {
+			pv.load(pg, &dict)
+			rows := min(int(pg.NumRows()), len(keep)-from)
+			for k := range rows {
+				j := idx[from+k]
+				if j < 0 {
+					continue
+				}
+				s := &spans[j]
+				switch col {
+				case "trace_id":
+					copy(s.TraceID[:], pv.bytesAt(k, pg))
+				case "span_id":
+					copy(s.SpanID[:], pv.bytesAt(k, pg))
+				case "parent_span_id":
+					copy(s.ParentSpanID[:], pv.bytesAt(k, pg))
+				case "name":
+					s.Name = pv.stringAt(k, pg)
+				case "kind":
+					s.Kind = storage.SpanKind(pv.int64At(k))
+				case "status_code":
+					s.StatusCode = storage.StatusCode(pv.int64At(k))
+				case "start_unix_nano":
+					s.StartUnixNano = pv.int64At(k)
+					s.EndUnixNano += s.StartUnixNano
+				case "duration_nano":
+					s.EndUnixNano += pv.int64At(k)
+				case "service_name":
+					name := pv.bytesAt(k, pg)
+					r, ok := resources[string(name)] // no allocation for the lookup
+					if !ok {
+						r = &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str(string(name))}}}
+						resources[string(name)] = r
+					}
+					s.Resource = r
+				}
 			}
 		})
 		if err != nil {
+			return false, err
+		}
+		if err := stats.AddBytes(read); err != nil {
 			return false, err
 		}
 	}
@@ -709,21 +699,25 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 			return false, err
 		}
 		rg := b.file.RowGroups()[i]
-		keep, filter := b.rowFilter(rg, i, int(e.Rows), stats)
-		var err error
+		var preds []colPred
 		if !q.TraceID.IsEmpty() {
-			err = filter("trace_id", func(v parquet.Value) bool { return [16]byte(v.ByteArray()) == q.TraceID })
+			preds = append(preds, bytesEq("trace_id", q.TraceID[:]))
 		}
-		if err == nil && q.ServiceName != "" {
-			err = filter("service_name", func(v parquet.Value) bool { return string(v.ByteArray()) == q.ServiceName })
+		if q.ServiceName != "" && !(len(e.Services) == 1 && e.Services[0] == q.ServiceName) {
+			preds = append(preds, bytesEq("service_name", []byte(q.ServiceName)))
 		}
-		if err == nil && q.MinSeverity != 0 {
-			err = filter("severity_number", func(v parquet.Value) bool { return v.Int32() >= q.MinSeverity })
+		if q.MinSeverity != 0 {
+			preds = append(preds, intRange("severity_number", int64(q.MinSeverity), math.MaxInt32))
 		}
+		keep := make([]bool, e.Rows)
+		for r := range keep {
+			keep[r] = true
+		}
+		any, err := b.filterRows(rg, i, keep, preds, stats)
 		if err != nil {
 			return false, b.readErr(err)
 		}
-		if !slices.Contains(keep, true) {
+		if !any {
 			continue
 		}
 		if err := stats.AddBytes(b.rgBytes(i)); err != nil {

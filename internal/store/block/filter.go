@@ -1,0 +1,438 @@
+package block
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding"
+
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// A colPred is a condition on one required flat column: an integer range
+// or a byte-string equality. It is what a query's pushed-down fields
+// become, and it is shaped so that the cost of a scan is the pages read,
+// not the values boxed:
+//
+//   - the column index's page bounds decide whole pages of an integer
+//     column without reading them (a duration or time range, a status);
+//   - a page is evaluated on its decoded values (Page.Data) in a typed
+//     loop, and a dictionary page on its indexes, the dictionary entries
+//     being tested once per column chunk;
+//   - pages that hold no row still kept by earlier predicates are skipped
+//     through the offset index, never decompressed.
+type colPred struct {
+	col    string
+	isInt  bool
+	lo, hi int64  // integers: lo <= v <= hi
+	eq     []byte // byte arrays, fixed-length ones included
+}
+
+func intRange(col string, lo, hi int64) colPred {
+	return colPred{col: col, isInt: true, lo: lo, hi: hi}
+}
+func bytesEq(col string, v []byte) colPred { return colPred{col: col, eq: v} }
+
+// timeRange is the predicate of a [start, end] window, 0 meaning open.
+func timeRange(col string, start, end int64) colPred {
+	hi := int64(math.MaxInt64)
+	if end != 0 {
+		hi = end
+	}
+	return intRange(col, start, hi)
+}
+
+func (p *colPred) value(v parquet.Value) bool {
+	if p.isInt {
+		n := v.Int64()
+		if v.Kind() == parquet.Int32 {
+			n = int64(v.Int32())
+		}
+		return n >= p.lo && n <= p.hi
+	}
+	return bytes.Equal(v.ByteArray(), p.eq)
+}
+
+// excludes reports whether page bounds [lo, hi] rule every value out.
+func (p *colPred) excludes(lo, hi parquet.Value) bool {
+	if !p.isInt || lo.IsNull() || hi.IsNull() {
+		return false
+	}
+	get := func(v parquet.Value) int64 {
+		if v.Kind() == parquet.Int32 {
+			return int64(v.Int32())
+		}
+		return v.Int64()
+	}
+	return get(hi) < p.lo || get(lo) > p.hi
+}
+
+// page drops the kept rows of one page whose value fails p. keep holds
+// exactly the page's rows.
+func (p *colPred) page(pg parquet.Page, keep []bool, dict *dictMatch) {
+	if pg.NumNulls() != 0 || pg.NumValues() != int64(len(keep)) {
+		p.boxed(pg, keep)
+		return
+	}
+	data := pg.Data()
+	if d := pg.Dictionary(); d != nil {
+		if data.Kind() != encoding.Int32 {
+			p.boxed(pg, keep)
+			return
+		}
+		m := dict.of(d, p)
+		for i, x := range data.Int32() {
+			if keep[i] && (x < 0 || int(x) >= len(m) || !m[x]) {
+				keep[i] = false
+			}
+		}
+		return
+	}
+	switch data.Kind() {
+	case encoding.Int64:
+		if !p.isInt {
+			break
+		}
+		for i, v := range data.Int64() {
+			if keep[i] && (v < p.lo || v > p.hi) {
+				keep[i] = false
+			}
+		}
+		return
+	case encoding.Int32:
+		if !p.isInt {
+			break
+		}
+		for i, v := range data.Int32() {
+			if keep[i] && (int64(v) < p.lo || int64(v) > p.hi) {
+				keep[i] = false
+			}
+		}
+		return
+	case encoding.ByteArray:
+		vals, offs := data.ByteArray()
+		if p.isInt || len(offs) != len(keep)+1 {
+			break
+		}
+		for i := range keep {
+			if keep[i] && !bytes.Equal(vals[offs[i]:offs[i+1]], p.eq) {
+				keep[i] = false
+			}
+		}
+		return
+	case encoding.FixedLenByteArray:
+		vals, size := data.FixedLenByteArray()
+		if p.isInt || size != len(p.eq) || len(vals) != size*len(keep) {
+			break
+		}
+		for i := range keep {
+			if keep[i] && !bytes.Equal(vals[i*size:(i+1)*size], p.eq) {
+				keep[i] = false
+			}
+		}
+		return
+	}
+	p.boxed(pg, keep)
+}
+
+// boxed is the general path, value by value, for a page whose layout the
+// typed loops do not cover.
+func (p *colPred) boxed(pg parquet.Page, keep []bool) {
+	var buf [256]parquet.Value
+	vr := pg.Values()
+	row := 0
+	for {
+		n, err := vr.ReadValues(buf[:])
+		for _, v := range buf[:n] {
+			if row < len(keep) && keep[row] && !p.value(v) {
+				keep[row] = false
+			}
+			row++
+		}
+		if err != nil || n == 0 {
+			return
+		}
+	}
+}
+
+// dictMatch caches, for the dictionary of the column chunk being read,
+// which of its entries satisfy the predicate.
+type dictMatch struct {
+	d parquet.Dictionary
+	m []bool
+}
+
+func (c *dictMatch) of(d parquet.Dictionary, p *colPred) []bool {
+	if c.d == d {
+		return c.m
+	}
+	c.d = d
+	c.m = make([]bool, d.Len())
+	for i := range c.m {
+		c.m[i] = p.value(d.Index(int32(i)))
+	}
+	return c.m
+}
+
+// keptPages calls fn with every page of column col in row group i that
+// holds a row still kept, and the row it starts at, reading no other page
+// when the chunk has an offset index. It reports the compressed bytes it
+// read: those pages and the dictionary page, or the whole chunk when there
+// is no index to skip by.
+func (b *Block) keptPages(rg parquet.RowGroup, i int, col string, keep []bool, fn func(from int, pg parquet.Page)) (read int64, err error) {
+	ci, ok := b.cols[col]
+	if !ok {
+		return 0, errNoColumn(col)
+	}
+	cc := rg.ColumnChunks()[ci]
+	pages := cc.Pages()
+	defer pages.Close()
+	oi, _ := cc.OffsetIndex()
+	if oi == nil || oi.NumPages() == 0 {
+		row := 0
+		for {
+			pg, err := pages.ReadPage()
+			if err == io.EOF {
+				return b.colBytes(i, col), nil
+			}
+			if err != nil {
+				return b.colBytes(i, col), err
+			}
+			n := min(int(pg.NumRows()), len(keep)-row)
+			if n > 0 {
+				fn(row, pg)
+			}
+			row += int(pg.NumRows())
+			parquet.Release(pg)
+		}
+	}
+	next := 0 // the row the page reader is positioned at
+	for p := range oi.NumPages() {
+		from := int(oi.FirstRowIndex(p))
+		to := len(keep)
+		if p+1 < oi.NumPages() {
+			to = int(oi.FirstRowIndex(p + 1))
+		}
+		if from >= to || to > len(keep) || !anyKept(keep[from:to]) {
+			continue
+		}
+		if from != next {
+			if err := pages.SeekToRow(int64(from)); err != nil {
+				return read, err
+			}
+		}
+		pg, err := pages.ReadPage()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return read, err
+		}
+		if read == 0 {
+			read += b.dictBytes(i, ci, oi.Offset(0))
+		}
+		read += oi.CompressedPageSize(p)
+		fn(from, pg)
+		next = from + int(pg.NumRows())
+		parquet.Release(pg)
+	}
+	return read, nil
+}
+
+// dictBytes is the size of the dictionary page of column ci in row group
+// i, which precedes the first data page at firstPage.
+func (b *Block) dictBytes(i, ci int, firstPage int64) int64 {
+	rgs := b.file.Metadata().RowGroups
+	if i >= len(rgs) || ci >= len(rgs[i].Columns) {
+		return 0
+	}
+	md := rgs[i].Columns[ci].MetaData
+	if md.DictionaryPageOffset > 0 && md.DictionaryPageOffset < firstPage {
+		return firstPage - md.DictionaryPageOffset
+	}
+	return 0
+}
+
+func errNoColumn(col string) error { return fmt.Errorf("no column %q", col) }
+
+func anyKept(keep []bool) bool {
+	for _, k := range keep {
+		if k {
+			return true
+		}
+	}
+	return false
+}
+
+// filterRows applies preds, in order, to the rows of row group i still
+// kept, and reports whether any row is left. Integer predicates first
+// drop the pages their bounds exclude, with no read; then each predicate
+// reads only the pages that still hold kept rows, so the more selective
+// one goes first.
+func (b *Block) filterRows(rg parquet.RowGroup, i int, keep []bool, preds []colPred, stats *storage.Stats) (bool, error) {
+	chunks := rg.ColumnChunks()
+	for k := range preds {
+		p := &preds[k]
+		ci, ok := b.cols[p.col]
+		if !ok {
+			return false, errNoColumn(p.col)
+		}
+		if !p.isInt {
+			continue
+		}
+		cix, err := chunks[ci].ColumnIndex()
+		oi, err2 := chunks[ci].OffsetIndex()
+		if err != nil || err2 != nil || cix == nil || oi == nil || cix.NumPages() != oi.NumPages() {
+			continue
+		}
+		for pg := range cix.NumPages() {
+			if !p.excludes(cix.MinValue(pg), cix.MaxValue(pg)) {
+				continue
+			}
+			from := int(oi.FirstRowIndex(pg))
+			to := len(keep)
+			if pg+1 < oi.NumPages() {
+				to = int(oi.FirstRowIndex(pg + 1))
+			}
+			if from < to && to <= len(keep) {
+				clear(keep[from:to])
+			}
+		}
+	}
+	for k := range preds {
+		if !anyKept(keep) {
+			return false, nil
+		}
+		p := &preds[k]
+		var dict dictMatch
+		read, err := b.keptPages(rg, i, p.col, keep, func(from int, pg parquet.Page) {
+			n := min(int(pg.NumRows()), len(keep)-from)
+			p.page(pg, keep[from:from+n], &dict)
+		})
+		if err != nil {
+			return false, err
+		}
+		if err := stats.AddBytes(read); err != nil {
+			return false, err
+		}
+	}
+	return anyKept(keep), nil
+}
+
+// pageValues gives typed, random access to the values of one page of a
+// required flat column: the decoded slice when the page exposes one, the
+// dictionary indexes with the dictionary's entries converted once per
+// column chunk, or boxed values for any other layout.
+type pageValues struct {
+	i64   []int64
+	i32   []int32
+	fixed []byte
+	size  int
+	data  []byte
+	offs  []uint32
+	idx   []int32
+	dict  *dictStrings
+	boxed []parquet.Value
+}
+
+// dictStrings holds a column chunk's dictionary entries as strings, made
+// when first used, so a dictionary-encoded string costs no allocation per
+// row.
+type dictStrings struct {
+	d parquet.Dictionary
+	s []string
+	k []bool
+}
+
+func (c *dictStrings) at(d parquet.Dictionary, i int32) string {
+	if c.d != d {
+		c.d, c.s, c.k = d, make([]string, d.Len()), make([]bool, d.Len())
+	}
+	if !c.k[i] {
+		c.s[i], c.k[i] = string(d.Index(i).ByteArray()), true
+	}
+	return c.s[i]
+}
+
+func (v *pageValues) load(pg parquet.Page, dict *dictStrings) {
+	*v = pageValues{boxed: v.boxed[:0], dict: dict}
+	n := int(pg.NumRows())
+	if pg.NumNulls() == 0 && pg.NumValues() == int64(n) {
+		data := pg.Data()
+		switch {
+		case pg.Dictionary() != nil && data.Kind() == encoding.Int32:
+			v.idx = data.Int32()
+			return
+		case pg.Dictionary() != nil:
+		case data.Kind() == encoding.Int64:
+			v.i64 = data.Int64()
+			return
+		case data.Kind() == encoding.Int32:
+			v.i32 = data.Int32()
+			return
+		case data.Kind() == encoding.FixedLenByteArray:
+			v.fixed, v.size = data.FixedLenByteArray()
+			return
+		case data.Kind() == encoding.ByteArray:
+			v.data, v.offs = data.ByteArray()
+			if len(v.offs) == n+1 {
+				return
+			}
+			v.data, v.offs = nil, nil
+		}
+	}
+	if cap(v.boxed) < n {
+		v.boxed = make([]parquet.Value, n)
+	}
+	v.boxed = v.boxed[:n]
+	vr := pg.Values()
+	for got := 0; got < n; {
+		k, err := vr.ReadValues(v.boxed[got:])
+		got += k
+		if err != nil || k == 0 {
+			v.boxed = v.boxed[:got]
+			break
+		}
+	}
+}
+
+// The accessors take a row of the page; a row past a short boxed page
+// reads as zero.
+func (v *pageValues) int64At(k int) int64 {
+	switch {
+	case v.i64 != nil:
+		return v.i64[k]
+	case v.i32 != nil:
+		return int64(v.i32[k])
+	case k < len(v.boxed):
+		if v.boxed[k].Kind() == parquet.Int32 {
+			return int64(v.boxed[k].Int32())
+		}
+		return v.boxed[k].Int64()
+	}
+	return 0
+}
+
+func (v *pageValues) bytesAt(k int, pg parquet.Page) []byte {
+	switch {
+	case v.fixed != nil:
+		return v.fixed[k*v.size : (k+1)*v.size]
+	case v.offs != nil:
+		return v.data[v.offs[k]:v.offs[k+1]]
+	case v.idx != nil:
+		return pg.Dictionary().Index(v.idx[k]).ByteArray()
+	case k < len(v.boxed):
+		return v.boxed[k].ByteArray()
+	}
+	return nil
+}
+
+func (v *pageValues) stringAt(k int, pg parquet.Page) string {
+	if v.idx != nil {
+		return v.dict.at(pg.Dictionary(), v.idx[k])
+	}
+	return string(v.bytesAt(k, pg))
+}
