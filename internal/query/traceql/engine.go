@@ -230,6 +230,7 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 		tr  *TraceResult
 		err error
 	}
+	core := !req.FullTraces && coreTrace(q)
 	for i := 0; i < len(ids); i += fetchParallel {
 		if len(out) >= req.Limit && !exhaustive {
 			break
@@ -244,7 +245,7 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				tr, err := fetchTrace(ctx, sq, id)
+				tr, err := fetchTrace(ctx, sq, id, core)
 				if err != nil {
 					if !errors.Is(err, storage.ErrNotFound) {
 						results[k].err = err
@@ -283,8 +284,25 @@ func (s *GroupBy) expr() SpansetExpr      { return &SpansetFilter{} }
 func (s *Coalesce) expr() SpansetExpr     { return &SpansetFilter{} }
 func (s *Select) expr() SpansetExpr       { return &SpansetFilter{} }
 
-func fetchTrace(ctx context.Context, sq storage.Querier, id storage.TraceID) (*Trace, error) {
-	spans, err := sq.TraceByID(ctx, id, 0, 0)
+// fetchTrace assembles a trace: whole, or, with core set, only its spans'
+// core fields (IDs, name, kind, status, timing, service), which is what a
+// pipeline over core fields and its search result read. A core fetch reads
+// a few columns of the trace's rows instead of all of them.
+func fetchTrace(ctx context.Context, sq storage.Querier, id storage.TraceID, core bool) (*Trace, error) {
+	var spans []storage.Span
+	var err error
+	if core {
+		err = sq.Spans(ctx, &storage.SpanQuery{TraceID: id, Projection: storage.ProjectCore}, func(s *storage.Span) bool {
+			spans = append(spans, *s)
+			return true
+		})
+		spans = dedupeSpans(spans)
+		if err == nil && len(spans) == 0 {
+			err = storage.ErrNotFound
+		}
+	} else {
+		spans, err = sq.TraceByID(ctx, id, 0, 0)
+	}
 	if err != nil && len(spans) == 0 {
 		return nil, err
 	}
@@ -293,6 +311,96 @@ func fetchTrace(ctx context.Context, sq storage.Querier, id storage.TraceID) (*T
 		ptrs[i] = &spans[i]
 	}
 	return NewTrace(ptrs), nil
+}
+
+// dedupeSpans drops repeats of a span (same ID and start: a retry stored
+// twice), as TraceByID does.
+func dedupeSpans(spans []storage.Span) []storage.Span {
+	slices.SortFunc(spans, func(a, b storage.Span) int {
+		if c := cmp.Compare(a.StartUnixNano, b.StartUnixNano); c != 0 {
+			return c
+		}
+		return slices.Compare(a.SpanID[:], b.SpanID[:])
+	})
+	return slices.CompactFunc(spans, func(a, b storage.Span) bool {
+		return a.SpanID == b.SpanID && a.StartUnixNano == b.StartUnixNano
+	})
+}
+
+// coreTrace reports whether every field the pipeline reads, and the
+// extra fields given, are core ones or ones the trace's tree gives
+// (trace-level intrinsics, child counts, nested sets), so that candidate
+// traces can be fetched with core fields only.
+func coreTrace(q *Query, extra ...Expr) bool {
+	ok := true
+	var field func(Expr)
+	field = func(e Expr) {
+		switch x := e.(type) {
+		case nil, *Literal:
+		case *IntrinsicRef:
+			switch x.Intrinsic {
+			case IntrinsicDuration, IntrinsicName, IntrinsicStatus, IntrinsicKind, IntrinsicSpanID, IntrinsicTraceID, IntrinsicParentID,
+				IntrinsicChildCount, IntrinsicTraceDuration, IntrinsicRootName, IntrinsicRootService,
+				IntrinsicNestedSetLeft, IntrinsicNestedSetRight, IntrinsicNestedSetParent:
+			default:
+				ok = false
+			}
+		case *Attribute:
+			ok = ok && !x.Parent && x.Scope == ScopeResource && x.Name == "service.name"
+		case *BinaryExpr:
+			field(x.LHS)
+			field(x.RHS)
+		case *UnaryExpr:
+			field(x.Expr)
+		default:
+			ok = false
+		}
+	}
+	var scalar func(ScalarExpr)
+	scalar = func(e ScalarExpr) {
+		switch x := e.(type) {
+		case *Aggregate:
+			field(x.Expr)
+		case *ScalarBinary:
+			scalar(x.LHS)
+			scalar(x.RHS)
+		}
+	}
+	var set func(SpansetExpr)
+	var pipe func(*Pipeline)
+	set = func(e SpansetExpr) {
+		switch x := e.(type) {
+		case *SpansetFilter:
+			field(x.Expr)
+		case *SpansetOp:
+			set(x.LHS)
+			set(x.RHS)
+		case *Pipeline:
+			pipe(x)
+		}
+	}
+	pipe = func(p *Pipeline) {
+		for _, st := range p.Stages {
+			switch s := st.(type) {
+			case *SpansetStage:
+				set(s.Expr)
+			case *ScalarFilter:
+				scalar(s.LHS)
+				scalar(s.RHS)
+			case *GroupBy:
+				field(s.Expr)
+			case *Select:
+				for _, f := range s.Fields {
+					field(f)
+				}
+			}
+		}
+	}
+	pipe(q.Pipeline)
+	for _, e := range extra {
+		field(e)
+	}
+	return ok
 }
 
 func allSpans(tr *Trace) []int {
@@ -671,8 +779,9 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 		if req.MaxInspectedTraces > 0 && len(ids) > req.MaxInspectedTraces {
 			return nil, fmt.Errorf("%w: %d candidate traces, the limit is %d; narrow the time range or the filter", ErrTooManyTraces, len(ids), req.MaxInspectedTraces)
 		}
+		core := m.Compare == nil && coreTrace(q, append([]Expr{m.Attr}, m.By...)...)
 		for _, id := range ids {
-			tr, err := fetchTrace(ctx, sq, id)
+			tr, err := fetchTrace(ctx, sq, id, core)
 			if err != nil {
 				if errors.Is(err, storage.ErrNotFound) {
 					continue

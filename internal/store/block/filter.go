@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
@@ -258,13 +259,14 @@ func (b *Block) dictBytes(i, ci int, firstPage int64) int64 {
 
 func errNoColumn(col string) error { return fmt.Errorf("no column %q", col) }
 
+// anyKept reports whether a row is kept. It runs once per page of every
+// column read, over flags that are mostly false when a trace is fetched,
+// so it searches them as bytes (a bool is one byte, 0 or 1).
 func anyKept(keep []bool) bool {
-	for _, k := range keep {
-		if k {
-			return true
-		}
+	if len(keep) == 0 {
+		return false
 	}
-	return false
+	return bytes.IndexByte(unsafe.Slice((*byte)(unsafe.Pointer(&keep[0])), len(keep)), 1) >= 0
 }
 
 // filterRows applies preds, in order, to the rows of row group i still

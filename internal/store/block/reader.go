@@ -514,9 +514,6 @@ func matchRuns[R, T any](rg parquet.RowGroup, keep []bool, cache *resourceCache,
 // not at all when the row group lies inside it.
 func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *storage.SpanQuery, stats *storage.Stats) ([]bool, bool, error) {
 	var preds []colPred
-	if !q.TraceID.IsEmpty() {
-		preds = append(preds, bytesEq("trace_id", q.TraceID[:]))
-	}
 	if q.HasStatus {
 		preds = append(preds, intRange("status_code", int64(q.Status), int64(q.Status)))
 	}
@@ -536,8 +533,19 @@ func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *sto
 		preds = append(preds, timeRange("start_unix_nano", q.Start, q.End))
 	}
 	keep := make([]bool, e.Rows)
-	for r := range keep {
-		keep[r] = true
+	if !q.TraceID.IsEmpty() {
+		// Rows are sorted by trace: the page index finds the trace's run.
+		found, read, err := b.traceRows(rg, i, q.TraceID, keep)
+		if err == nil {
+			err = stats.AddBytes(read)
+		}
+		if err != nil || found == 0 {
+			return keep, false, err
+		}
+	} else {
+		for r := range keep {
+			keep[r] = true
+		}
 	}
 	any, err := b.filterRows(rg, i, keep, preds, stats)
 	return keep, any, err
