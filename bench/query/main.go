@@ -123,14 +123,17 @@ func run(dir string, n, runs int) error {
 			return fmt.Sprintf("%d traces", len(r.Traces)), nil
 		}
 	}
-	metrics := func(q string) func(context.Context, storage.Querier, int) (string, error) {
+	// metrics runs q over the data's first hour; with a cache, as the API
+	// keeps one, every run after the first reads the blocks' partial
+	// series from it.
+	metrics := func(q string, cache *traceql.MetricsCache) func(context.Context, storage.Querier, int) (string, error) {
 		pq, err := traceql.Parse(q)
 		if err != nil {
 			panic(err)
 		}
 		return func(ctx context.Context, sq storage.Querier, _ int) (string, error) {
 			end := m.start + int64(time.Hour)
-			r, err := traceql.Metrics(ctx, sq, traceql.MetricsRequest{Query: pq, Start: m.start, End: end, Step: traceql.DefaultStep(m.start, end)})
+			r, err := traceql.Metrics(ctx, sq, traceql.MetricsRequest{Query: pq, Start: m.start, End: end, Step: traceql.DefaultStep(m.start, end), Cache: cache})
 			if err != nil {
 				return "", err
 			}
@@ -171,7 +174,8 @@ func run(dir string, n, runs int) error {
 		{"`{ resource.service.name = \"checkout\" && status = error && duration > 5ms }`, limit 20", runs, search(`{ resource.service.name = "checkout" && status = error && duration > 5ms }`, 20)},
 		{"`{ resource.service.name = \"frontend\" } >> { resource.service.name = \"payment\" && status = error }`, limit 20", runs, search(`{ resource.service.name = "frontend" } >> { resource.service.name = "payment" && status = error }`, 20)},
 		{"`{ status = error } | by(resource.service.name) | count() > 2`, limit 20", runs, search(`{ status = error } | by(resource.service.name) | count() > 2`, 20)},
-		{"`{ } | rate() by (resource.service.name)` over 1 h", max(runs/4, 3), metrics(`{ } | rate() by (resource.service.name)`)},
+		{"`{ } | rate() by (resource.service.name)` over 1 h", max(runs/4, 3), metrics(`{ } | rate() by (resource.service.name)`, nil)},
+		{"`{ } | rate() by (resource.service.name)` over 1 h, repeated with the block cache", runs, metrics(`{ } | rate() by (resource.service.name)`, traceql.NewMetricsCache(32<<20))},
 		{"`{service_name=\"checkout\"} |= \"failed\"`, limit 100", runs, logs(`{service_name="checkout"} |= "failed"`, 100, nil)},
 		{"`{service_name=~\".+\"} | trace_id=\"…\"`, one trace", len(m.ids), logs("", 1000, func(i int) string {
 			return fmt.Sprintf(`{service_name=~".+"} | trace_id=%q`, m.ids[i].String())

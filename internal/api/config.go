@@ -54,6 +54,11 @@ type Limits struct {
 	// LogQL have their own caps in their parsers).
 	MaxQueryBytes int `mapstructure:"max_query_bytes"`
 	MaxQueryDepth int `mapstructure:"max_query_depth"`
+	// MetricsCacheBytes bounds the memory of the cache that keeps TraceQL
+	// metrics queries' partial series over immutable blocks, so that a
+	// dashboard refreshing the last hour reads only what changed. 0 turns
+	// the cache off.
+	MetricsCacheBytes int64 `mapstructure:"metrics_cache_bytes"`
 }
 
 // Tenancy scopes every query to one tenant. Data is tagged with its tenant
@@ -146,6 +151,9 @@ func (c *Config) Validate() error {
 	}
 	if l.MaxBytesScanned < 0 {
 		errs = append(errs, errors.New("limits::max_bytes_scanned: must not be negative"))
+	}
+	if l.MetricsCacheBytes < 0 {
+		errs = append(errs, errors.New("limits::metrics_cache_bytes: must not be negative"))
 	}
 	if l.MaxInspectedTraces < 0 {
 		errs = append(errs, errors.New("limits::max_inspected_traces: must not be negative"))

@@ -68,6 +68,9 @@ type API struct {
 	rules *alerting.Manager
 	// tails holds a token per live tail being served (loki_tail.go).
 	tails chan struct{}
+	// metricsCache keeps TraceQL metrics' partial series per block; nil
+	// when limits::metrics_cache_bytes is 0.
+	metricsCache *traceql.MetricsCache
 }
 
 // New returns the API over source and stores.
@@ -75,6 +78,9 @@ func New(cfg *Config, source Source, stores Stores, build component.BuildInfo, l
 	a := &API{cfg: cfg, source: source, stores: stores, build: build, logger: logger, now: time.Now, promql: newPromEngine(cfg),
 		tails: make(chan struct{}, maxTails)}
 	a.metrics = &lazyTSDB{a: a}
+	if cfg.Limits.MetricsCacheBytes > 0 {
+		a.metricsCache = traceql.NewMetricsCache(cfg.Limits.MetricsCacheBytes)
+	}
 	return a
 }
 

@@ -626,7 +626,7 @@ func (a *API) tempoMetrics(w http.ResponseWriter, r *http.Request, instant bool)
 		res, err := traceql.Metrics(qr.ctx, qr.q, traceql.MetricsRequest{
 			Query: q, Start: start, End: end, Step: step, Instant: instant, Exemplars: exemplars,
 			MaxSeries: a.cfg.Limits.MaxSeries, MaxInspectedTraces: a.cfg.Limits.MaxInspectedTraces,
-			MaxSamples: a.cfg.Limits.MaxSamples,
+			MaxSamples: a.cfg.Limits.MaxSamples, Cache: a.metricsCache,
 		})
 		if err != nil {
 			return err

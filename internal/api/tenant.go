@@ -45,6 +45,29 @@ func (t *tenantQuerier) Spans(ctx context.Context, q *storage.SpanQuery, fn func
 	return t.Querier.Spans(ctx, &sq, fn)
 }
 
+// SpanParts passes the store's parts on with the tenant's matcher added,
+// and the tenant in their IDs, so that what a reader keeps per part is
+// kept per tenant.
+func (t *tenantQuerier) SpanParts(start, end int64) []storage.SpanPart {
+	pq, ok := t.Querier.(storage.PartedQuerier)
+	if !ok {
+		return []storage.SpanPart{{Spans: t.Spans}}
+	}
+	parts := pq.SpanParts(start, end)
+	for i := range parts {
+		p := parts[i]
+		if p.ID != "" {
+			parts[i].ID = p.ID + "\x00tenant=" + t.tenant
+		}
+		parts[i].Spans = func(ctx context.Context, q *storage.SpanQuery, fn func(*storage.Span) bool) error {
+			sq := *q
+			sq.Matchers = append(slices.Clone(q.Matchers), t.m)
+			return p.Spans(ctx, &sq, fn)
+		}
+	}
+	return parts
+}
+
 func (t *tenantQuerier) LogsByTrace(ctx context.Context, id storage.TraceID, span storage.SpanID, start, end int64) ([]storage.LogRecord, error) {
 	logs, err := t.Querier.LogsByTrace(ctx, id, span, start, end)
 	return slices.DeleteFunc(logs, func(l storage.LogRecord) bool { return !t.owns(l.Resource) }), err

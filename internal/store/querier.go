@@ -120,6 +120,41 @@ func (q *querier) Spans(ctx context.Context, sq *storage.SpanQuery, fn func(*sto
 	return errors.Join(errs...)
 }
 
+// SpanParts hands out the heads as one changing part and every trace
+// block as an immutable part named by its ID (block IDs are ULIDs, never
+// reused; compaction writes new ones), in the order Spans reads them.
+func (q *querier) SpanParts(start, end int64) []storage.SpanPart {
+	parts := []storage.SpanPart{{Spans: func(ctx context.Context, sq *storage.SpanQuery, fn func(*storage.Span) bool) error {
+		for i := len(q.heads) - 1; i >= 0; i-- {
+			if !q.heads[i].searchSpans(sq, fn) {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}}
+	for i := len(q.blocks) - 1; i >= 0; i-- {
+		b := q.blocks[i]
+		if b.Meta.Signal != block.Traces || !b.Overlaps(start, end) {
+			continue
+		}
+		parts = append(parts, storage.SpanPart{ID: b.Meta.ID, MinTime: b.Meta.MinTime, MaxTime: b.Meta.MaxTime,
+			Spans: func(ctx context.Context, sq *storage.SpanQuery, fn func(*storage.Span) bool) error {
+				_, err := b.Spans(ctx, sq, fn)
+				if err != nil {
+					if ferr := fatal(ctx, err); ferr != nil {
+						return ferr
+					}
+					return q.blockErr(b, err)
+				}
+				return nil
+			}})
+	}
+	return parts
+}
+
 func (q *querier) LogsByTrace(ctx context.Context, id storage.TraceID, span storage.SpanID, start, end int64) ([]storage.LogRecord, error) {
 	var out []storage.LogRecord
 	for _, h := range q.heads {

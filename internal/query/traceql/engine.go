@@ -565,6 +565,9 @@ type MetricsRequest struct {
 	// MaxSamples bounds the samples compare() holds while it counts; 0
 	// means a million.
 	MaxSamples int
+	// Cache, when set, keeps the partial series of immutable store parts
+	// (blocks) between queries.
+	Cache *MetricsCache
 }
 
 // Series is one time series of a metrics result.
@@ -610,6 +613,9 @@ func DefaultStep(start, end int64) int64 {
 	return s
 }
 
+// seriesAcc accumulates one series per step: counts, and sums, minima
+// and maxima for the functions that measure, or the values themselves for
+// quantiles.
 type seriesAcc struct {
 	labels []Label
 	count  []float64
@@ -642,100 +648,23 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 		n = int((req.End - start + step - 1) / step)
 	}
 	res := &MetricsResult{}
-	series := map[string]*seriesAcc{}
-	var order []string
-	var keyBuf []byte
-	var tooMany error
 	var cmpAcc *compareAcc
 	if m.Compare != nil {
 		cmpAcc = newCompareAcc(m, n, req.MaxSamples)
 	}
-
+	acc := newMetricsAcc(m, start, step, n, req.MaxSeries, req.Exemplars)
 	add := func(tr *Trace, i int) {
-		s := tr.Spans[i]
-		t := s.StartUnixNano
-		if t < start || t >= req.End {
-			return
-		}
-		b := int((t - start) / step)
-		if b >= n {
-			return
-		}
 		if cmpAcc != nil {
-			cmpAcc.observe(tr, i, b)
-			return
-		}
-		c := evalCtx{tr: tr, span: i}
-		val := 0.0
-		if m.Attr != nil {
-			v := eval(m.Attr, &c)
-			f, ok := v.Float()
-			if !ok {
-				return
-			}
-			if v.Type == TypeDuration {
-				f /= 1e9 // seconds, as Tempo reports durations
-			}
-			val = f
-		}
-		// The series key is built in a reused buffer; labels are only
-		// materialised for a new series.
-		keyBuf = keyBuf[:0]
-		for _, e := range m.By {
-			keyBuf = eval(e, &c).appendKey(keyBuf)
-		}
-		le := 0.0
-		if m.Fn == "histogram_over_time" {
-			le = bucketUpper(val)
-			keyBuf = strconv.AppendFloat(keyBuf, le, 'g', -1, 64)
-		}
-		acc, ok := series[string(keyBuf)]
-		if !ok {
-			if req.MaxSeries > 0 && len(series) >= req.MaxSeries {
-				tooMany = fmt.Errorf("%w: more than %d", ErrTooManySeries, req.MaxSeries)
-				return
-			}
-			var labels []Label
-			for _, e := range m.By {
-				if v := eval(e, &c); v.Type != TypeNil {
-					labels = append(labels, Label{Key: e.String(), Value: v})
+			t := tr.Spans[i].StartUnixNano
+			if t >= start && t < req.End {
+				if b := int((t - start) / step); b < n {
+					cmpAcc.observe(tr, i, b)
 				}
 			}
-			if m.Fn == "histogram_over_time" {
-				labels = append(labels, Label{Key: "__bucket", Value: NewFloat(le)})
-			} else if len(m.By) == 0 {
-				labels = append(labels, Label{Key: "__name__", Value: NewString(m.Fn)})
-			}
-			acc = &seriesAcc{labels: labels, count: make([]float64, n)}
-			switch m.Fn {
-			case "min_over_time", "max_over_time", "sum_over_time", "avg_over_time":
-				acc.sum, acc.min, acc.max = make([]float64, n), make([]float64, n), make([]float64, n)
-			case "quantile_over_time":
-				acc.values = make([][]float64, n)
-			}
-			key := string(keyBuf)
-			series[key] = acc
-			order = append(order, key)
+			return
 		}
-		if acc.count[b] == 0 && acc.min != nil {
-			acc.min[b], acc.max[b] = val, val
-		}
-		acc.count[b]++
-		if acc.sum != nil {
-			acc.sum[b] += val
-			acc.min[b] = math.Min(acc.min[b], val)
-			acc.max[b] = math.Max(acc.max[b], val)
-		}
-		if acc.values != nil {
-			acc.values[b] = append(acc.values[b], val)
-		}
-		if len(acc.ex) < req.Exemplars && !slices.Contains(acc.exBkt, b) {
-			acc.ex = append(acc.ex, Exemplar{
-				Labels:      []Label{{Key: "trace:id", Value: NewString(s.TraceID.String())}, {Key: "span:id", Value: NewString(s.SpanID.String())}},
-				Value:       val,
-				TimestampMs: t / 1e6,
-			})
-			acc.exBkt = append(acc.exBkt, b)
+		if tr.Spans[i].StartUnixNano < req.End {
+			acc.add(tr, i)
 		}
 	}
 
@@ -749,15 +678,55 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 			ev, lk = iterates(f.Expr)
 		}
 		one := newSingle()
-		err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
-			res.InspectedSpans++
-			tr := one.with(s)
-			if f.Expr == nil || matchSpan(f.Expr, tr, 0, ev, lk) {
-				add(tr, 0)
+		scan := func(spans func(context.Context, *storage.SpanQuery, func(*storage.Span) bool) error, add func(*Trace, int), stop func() bool) error {
+			return spans(ctx, pq, func(s *storage.Span) bool {
+				res.InspectedSpans++
+				tr := one.with(s)
+				if f.Expr == nil || matchSpan(f.Expr, tr, 0, ev, lk) {
+					add(tr, 0)
+				}
+				return !stop()
+			})
+		}
+		stop := func() bool { return acc.tooMany != nil }
+		parted, ok := sq.(storage.PartedQuerier)
+		if ok && req.Cache != nil && cmpAcc == nil && cacheable(m) && !req.Instant {
+			// Parts that lie inside the range whole are immutable blocks
+			// whose partial series are kept by the block's ID; only what
+			// changes, or straddles an end of the range, is read.
+			key := "\x00" + q.Pipeline.String() + " | " + m.String() + "\x00" + strconv.FormatInt(step, 10) + "\x00" + strconv.Itoa(req.Exemplars)
+			var errs []error
+			for _, part := range parted.SpanParts(start, req.End-1) {
+				if part.ID == "" || part.MinTime < start || part.MaxTime >= req.End {
+					if err := scan(part.Spans, add, stop); err != nil {
+						errs = append(errs, err)
+					}
+				} else {
+					pa, ok := req.Cache.get(part.ID + key)
+					if !ok {
+						origin := part.MinTime - part.MinTime%step
+						pa = newMetricsAcc(m, origin, step, int((part.MaxTime-origin)/step)+1, req.MaxSeries, req.Exemplars)
+						err := scan(part.Spans, pa.add, func() bool { return pa.tooMany != nil })
+						if err != nil {
+							errs = append(errs, err)
+							continue
+						}
+						if pa.tooMany != nil {
+							acc.tooMany = pa.tooMany
+							break
+						}
+						req.Cache.put(part.ID+key, pa)
+					}
+					acc.merge(pa)
+				}
+				if acc.tooMany != nil {
+					break
+				}
 			}
-			return tooMany == nil
-		})
-		if err != nil {
+			if err := errors.Join(errs...); err != nil {
+				return nil, err
+			}
+		} else if err := scan(sq.Spans, add, stop); err != nil {
 			return nil, err
 		}
 	} else {
@@ -798,16 +767,16 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 			for _, i := range spans.list() {
 				add(tr, i)
 			}
-			if tooMany != nil {
+			if acc.tooMany != nil {
 				break
 			}
 		}
 	}
-	if tooMany != nil {
-		return nil, tooMany
+	if acc.tooMany != nil {
+		return nil, acc.tooMany
 	}
-	for _, k := range order {
-		res.Series = append(res.Series, finish(m, series[k], start, step, n, req.Instant)...)
+	for _, k := range acc.order {
+		res.Series = append(res.Series, finish(m, acc.series[k], start, step, n, req.Instant)...)
 	}
 	if cmpAcc != nil {
 		res.Series = cmpAcc.series(func(b int) int64 { return (start + int64(b)*step) / 1e6 })

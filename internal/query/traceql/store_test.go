@@ -348,8 +348,17 @@ func TestEvalOverStore(t *testing.T) {
 		for _, c := range searchCases {
 			checkSearch(t, phase, q, d, c)
 		}
+		// Each metrics query runs without a cache, then twice with one:
+		// the first fills it with the blocks' partial series, the second
+		// answers from them, and all three must equal the oracle.
+		cache := traceql.NewMetricsCache(8 << 20)
 		for _, c := range metricsCases {
-			checkMetrics(t, phase, q, d, c)
+			checkMetrics(t, phase, q, d, c, nil)
+			checkMetrics(t, phase+" (cache filled)", q, d, c, cache)
+			checkMetrics(t, phase+" (from cache)", q, d, c, cache)
+		}
+		if phase != "head" {
+			require.NotZero(t, cache.Len(), "%s: no block was cached", phase)
 		}
 	}
 	check("head")
@@ -402,14 +411,14 @@ func checkSearch(t *testing.T, phase string, q storage.Querier, d *dataset, c se
 	require.Equal(t, want, got, "%s: %s", phase, c.query)
 }
 
-func checkMetrics(t *testing.T, phase string, q storage.Querier, d *dataset, c metricsCase) {
+func checkMetrics(t *testing.T, phase string, q storage.Querier, d *dataset, c metricsCase, cache *traceql.MetricsCache) {
 	t.Helper()
 	start, step, n := t0.UnixNano(), int64(100*time.Millisecond), 30
 	want := c.oracle(d, start, step, n)
 	require.NotEmpty(t, want, "%s: %s: no data", phase, c.query)
 	pq, err := traceql.Parse(c.query)
 	require.NoError(t, err)
-	res, err := traceql.Metrics(context.Background(), q, traceql.MetricsRequest{Query: pq, Start: start, End: start + int64(n)*step, Step: step})
+	res, err := traceql.Metrics(context.Background(), q, traceql.MetricsRequest{Query: pq, Start: start, End: start + int64(n)*step, Step: step, Cache: cache})
 	require.NoError(t, err)
 	got := map[string][]float64{}
 	for _, s := range res.Series {

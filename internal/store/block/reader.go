@@ -554,6 +554,19 @@ func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *sto
 // coreColumns are what ProjectCore reads.
 var coreColumns = []string{"trace_id", "span_id", "parent_span_id", "name", "kind", "status_code", "start_unix_nano", "duration_nano", "service_name"}
 
+// The positions of coreColumns, which coreSpans switches on per row.
+const (
+	coreTraceID = iota
+	coreSpanID
+	coreParentID
+	coreName
+	coreKind
+	coreStatus
+	coreStart
+	coreDuration
+	coreService
+)
+
 // coreSpans answers a ProjectCore query from flat columns alone: the kept
 // rows' core fields are read column by column, from the pages that hold
 // them, never decoding attributes, events or links.
@@ -569,45 +582,62 @@ func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.Sp
 	}
 	spans := make([]storage.Span, n)
 	resources := map[string]*storage.Resource{}
+	// A dictionary-encoded service resolves once per entry, not per row.
+	var svcDict parquet.Dictionary
+	var svcByIdx []*storage.Resource
+	resource := func(name []byte) *storage.Resource {
+		r, ok := resources[string(name)] // no allocation for the lookup
+		if !ok {
+			r = &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str(string(name))}}}
+			resources[string(name)] = r
+		}
+		return r
+	}
 	var pv pageValues
 	var dict dictStrings
-	for _, col := range coreColumns {
+	for c, col := range coreColumns {
 		dict = dictStrings{}
 		read, err := b.keptPages(rg, i, col, keep, func(from int, pg parquet.Page) {
 			pv.load(pg, &dict)
 			rows := min(int(pg.NumRows()), len(keep)-from)
+			if c == coreService && pv.idx != nil && pg.Dictionary() != svcDict {
+				svcDict = pg.Dictionary()
+				svcByIdx = make([]*storage.Resource, svcDict.Len())
+			}
 			for k := range rows {
 				j := idx[from+k]
 				if j < 0 {
 					continue
 				}
 				s := &spans[j]
-				switch col {
-				case "trace_id":
+				switch c {
+				case coreTraceID:
 					copy(s.TraceID[:], pv.bytesAt(k, pg))
-				case "span_id":
+				case coreSpanID:
 					copy(s.SpanID[:], pv.bytesAt(k, pg))
-				case "parent_span_id":
+				case coreParentID:
 					copy(s.ParentSpanID[:], pv.bytesAt(k, pg))
-				case "name":
+				case coreName:
 					s.Name = pv.stringAt(k, pg)
-				case "kind":
+				case coreKind:
 					s.Kind = storage.SpanKind(pv.int64At(k))
-				case "status_code":
+				case coreStatus:
 					s.StatusCode = storage.StatusCode(pv.int64At(k))
-				case "start_unix_nano":
+				case coreStart:
 					s.StartUnixNano = pv.int64At(k)
 					s.EndUnixNano += s.StartUnixNano
-				case "duration_nano":
+				case coreDuration:
 					s.EndUnixNano += pv.int64At(k)
-				case "service_name":
-					name := pv.bytesAt(k, pg)
-					r, ok := resources[string(name)] // no allocation for the lookup
-					if !ok {
-						r = &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str(string(name))}}}
-						resources[string(name)] = r
+				case coreService:
+					if pv.idx != nil {
+						x := pv.idx[k]
+						if svcByIdx[x] == nil {
+							svcByIdx[x] = resource(pv.bytesAt(k, pg))
+						}
+						s.Resource = svcByIdx[x]
+					} else {
+						s.Resource = resource(pv.bytesAt(k, pg))
 					}
-					s.Resource = r
 				}
 			}
 		})

@@ -62,6 +62,28 @@ type Querier interface {
 	Close() error
 }
 
+// SpanPart is one part of a Querier's spans. A part with an ID never
+// changes while it exists, and no other part ever has its ID, so that a
+// reader may keep what it derives from the part's spans (a metrics query's
+// partial series) under that ID and reuse it instead of reading the part
+// again. The part without an ID is the data still changing (the heads).
+// MinTime and MaxTime bound the starts of its spans (unix ns).
+type SpanPart struct {
+	ID               string
+	MinTime, MaxTime int64
+	// Spans is Querier.Spans over this part alone.
+	Spans func(ctx context.Context, q *SpanQuery, fn func(*Span) bool) error
+}
+
+// PartedQuerier is a Querier that can hand out its spans part by part.
+// SpanParts returns the parts that may hold spans starting in [start,
+// end] (0 = unbounded); their spans together are what Spans yields, in the
+// same order.
+type PartedQuerier interface {
+	Querier
+	SpanParts(start, end int64) []SpanPart
+}
+
 // Queryable opens Queriers.
 type Queryable interface {
 	Querier(ctx context.Context) (Querier, error)

@@ -1,0 +1,252 @@
+package traceql
+
+import (
+	"container/list"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+)
+
+// metricsAcc accumulates a metrics aggregate's series over steps of width
+// step from origin (a multiple of step), n of them. A query has one for
+// its range; an immutable block gets its own, over the steps the block
+// covers, which the cache keeps and later queries merge.
+type metricsAcc struct {
+	m                    *MetricsAggregate
+	origin, step         int64
+	n                    int
+	maxSeries, exemplars int
+	series               map[string]*seriesAcc
+	order                []string
+	keyBuf               []byte
+	tooMany              error
+}
+
+func newMetricsAcc(m *MetricsAggregate, origin, step int64, n, maxSeries, exemplars int) *metricsAcc {
+	return &metricsAcc{m: m, origin: origin, step: step, n: n, maxSeries: maxSeries, exemplars: exemplars, series: map[string]*seriesAcc{}}
+}
+
+// newSeries makes the accumulator of a series first seen.
+func (a *metricsAcc) newSeries(key string, labels []Label) (*seriesAcc, bool) {
+	if a.maxSeries > 0 && len(a.series) >= a.maxSeries {
+		a.tooMany = fmt.Errorf("%w: more than %d", ErrTooManySeries, a.maxSeries)
+		return nil, false
+	}
+	acc := &seriesAcc{labels: labels, count: make([]float64, a.n)}
+	switch a.m.Fn {
+	case "min_over_time", "max_over_time", "sum_over_time", "avg_over_time":
+		acc.sum, acc.min, acc.max = make([]float64, a.n), make([]float64, a.n), make([]float64, a.n)
+	case "quantile_over_time":
+		acc.values = make([][]float64, a.n)
+	}
+	a.series[key] = acc
+	a.order = append(a.order, key)
+	return acc, true
+}
+
+// add counts span i of tr, when it starts inside the accumulator's steps.
+func (a *metricsAcc) add(tr *Trace, i int) {
+	m := a.m
+	s := tr.Spans[i]
+	t := s.StartUnixNano
+	if t < a.origin {
+		return
+	}
+	b := int((t - a.origin) / a.step)
+	if b >= a.n {
+		return
+	}
+	c := evalCtx{tr: tr, span: i}
+	val := 0.0
+	if m.Attr != nil {
+		v := eval(m.Attr, &c)
+		f, ok := v.Float()
+		if !ok {
+			return
+		}
+		if v.Type == TypeDuration {
+			f /= 1e9 // seconds, as Tempo reports durations
+		}
+		val = f
+	}
+	// The series key is built in a reused buffer; labels are only
+	// materialised for a new series.
+	a.keyBuf = a.keyBuf[:0]
+	for _, e := range m.By {
+		a.keyBuf = eval(e, &c).appendKey(a.keyBuf)
+	}
+	le := 0.0
+	if m.Fn == "histogram_over_time" {
+		le = bucketUpper(val)
+		a.keyBuf = strconv.AppendFloat(a.keyBuf, le, 'g', -1, 64)
+	}
+	acc, ok := a.series[string(a.keyBuf)]
+	if !ok {
+		var labels []Label
+		for _, e := range m.By {
+			if v := eval(e, &c); v.Type != TypeNil {
+				labels = append(labels, Label{Key: e.String(), Value: v})
+			}
+		}
+		if m.Fn == "histogram_over_time" {
+			labels = append(labels, Label{Key: "__bucket", Value: NewFloat(le)})
+		} else if len(m.By) == 0 {
+			labels = append(labels, Label{Key: "__name__", Value: NewString(m.Fn)})
+		}
+		if acc, ok = a.newSeries(string(a.keyBuf), labels); !ok {
+			return
+		}
+	}
+	if acc.count[b] == 0 && acc.min != nil {
+		acc.min[b], acc.max[b] = val, val
+	}
+	acc.count[b]++
+	if acc.sum != nil {
+		acc.sum[b] += val
+		acc.min[b] = math.Min(acc.min[b], val)
+		acc.max[b] = math.Max(acc.max[b], val)
+	}
+	if acc.values != nil {
+		acc.values[b] = append(acc.values[b], val)
+	}
+	if len(acc.ex) < a.exemplars && !slices.Contains(acc.exBkt, b) {
+		acc.ex = append(acc.ex, Exemplar{
+			Labels:      []Label{{Key: "trace:id", Value: NewString(s.TraceID.String())}, {Key: "span:id", Value: NewString(s.SpanID.String())}},
+			Value:       val,
+			TimestampMs: t / 1e6,
+		})
+		acc.exBkt = append(acc.exBkt, b)
+	}
+}
+
+// merge adds p's series into a. p has a's step and an origin on a's step
+// grid, and its steps lie inside a's; p is not changed, since the cache
+// hands it to other queries too.
+func (a *metricsAcc) merge(p *metricsAcc) {
+	off := int((p.origin - a.origin) / a.step)
+	for _, k := range p.order {
+		ps := p.series[k]
+		acc, ok := a.series[k]
+		if !ok {
+			if acc, ok = a.newSeries(k, ps.labels); !ok {
+				return
+			}
+		}
+		for b, c := range ps.count {
+			ab := b + off
+			if c == 0 || ab < 0 || ab >= a.n {
+				continue
+			}
+			if acc.sum != nil {
+				if acc.count[ab] == 0 {
+					acc.min[ab], acc.max[ab] = ps.min[b], ps.max[b]
+				}
+				acc.sum[ab] += ps.sum[b]
+				acc.min[ab] = math.Min(acc.min[ab], ps.min[b])
+				acc.max[ab] = math.Max(acc.max[ab], ps.max[b])
+			}
+			acc.count[ab] += c
+		}
+		for i, e := range ps.ex {
+			ab := ps.exBkt[i] + off
+			if len(acc.ex) < a.exemplars && !slices.Contains(acc.exBkt, ab) {
+				acc.ex = append(acc.ex, e)
+				acc.exBkt = append(acc.exBkt, ab)
+			}
+		}
+	}
+}
+
+// cacheable reports whether m's partial series merge: counts, sums,
+// minima and maxima do; quantiles need every value, and compare() keeps
+// its own counts.
+func cacheable(m *MetricsAggregate) bool {
+	return m.Compare == nil && m.Fn != "quantile_over_time"
+}
+
+// size estimates the bytes a's series hold, for the cache's budget.
+func (a *metricsAcc) size() int64 {
+	var n int64 = 256
+	for k, s := range a.series {
+		n += int64(len(k)) + 128 + int64(len(s.labels))*64 + int64(len(s.ex))*160
+		n += int64(len(s.count)) * 8
+		if s.sum != nil {
+			n += int64(len(s.count)) * 24
+		}
+	}
+	return n
+}
+
+// MetricsCache keeps the partial series of TraceQL metrics queries over
+// immutable blocks, keyed by block ID, query and step, within a budget of
+// bytes; the least recently used go first. A dashboard that asks for the
+// last hour every few seconds then reads only what changed since: the
+// heads and blocks written since. It is safe for concurrent use.
+type MetricsCache struct {
+	mu     sync.Mutex
+	budget int64
+	used   int64
+	lru    *list.List // of *cacheEntry, most recent first
+	byKey  map[string]*list.Element
+}
+
+type cacheEntry struct {
+	key  string
+	acc  *metricsAcc
+	size int64
+}
+
+// NewMetricsCache returns a cache holding at most budget bytes (estimated).
+func NewMetricsCache(budget int64) *MetricsCache {
+	return &MetricsCache{budget: budget, lru: list.New(), byKey: map[string]*list.Element{}}
+}
+
+func (c *MetricsCache) get(key string) (*metricsAcc, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byKey[key]
+	if !ok {
+		return nil, false
+	}
+	c.lru.MoveToFront(e)
+	return e.Value.(*cacheEntry).acc, true
+}
+
+// put keeps acc unless it alone would take more than a quarter of the
+// budget, evicting the least recently used entries to make room.
+func (c *MetricsCache) put(key string, acc *metricsAcc) {
+	size := acc.size() + int64(len(key))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if size > c.budget/4 {
+		return
+	}
+	if e, ok := c.byKey[key]; ok {
+		c.used -= e.Value.(*cacheEntry).size
+		c.lru.Remove(e)
+	}
+	for c.used+size > c.budget && c.lru.Len() > 0 {
+		last := c.lru.Back()
+		ce := last.Value.(*cacheEntry)
+		c.used -= ce.size
+		delete(c.byKey, ce.key)
+		c.lru.Remove(last)
+	}
+	c.byKey[key] = c.lru.PushFront(&cacheEntry{key: key, acc: acc, size: size})
+	c.used += size
+}
+
+// Len and Bytes report what the cache holds.
+func (c *MetricsCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}
+
+func (c *MetricsCache) Bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.used
+}

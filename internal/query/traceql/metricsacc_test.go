@@ -1,0 +1,153 @@
+package traceql
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// partedQuerier is a memQuerier cut into parts by start time: two
+// immutable ones, [0, 1s) and [1s, 2s), and a changing one after. It
+// counts how often each part is read.
+type partedQuerier struct {
+	memQuerier
+	reads map[string]int
+}
+
+func (p *partedQuerier) SpanParts(start, end int64) []storage.SpanPart {
+	cut := []struct {
+		id     string
+		lo, hi int64
+	}{{"", 2 * int64(time.Second), math.MaxInt64}, {"b", int64(time.Second), 2*int64(time.Second) - 1}, {"a", 0, int64(time.Second) - 1}}
+	var parts []storage.SpanPart
+	for _, c := range cut {
+		if end != 0 && c.lo > end || start != 0 && c.hi < start {
+			continue
+		}
+		parts = append(parts, storage.SpanPart{ID: c.id, MinTime: c.lo, MaxTime: c.hi, Spans: func(ctx context.Context, q *storage.SpanQuery, fn func(*storage.Span) bool) error {
+			p.reads[c.id]++
+			return p.memQuerier.Spans(ctx, q, func(s *storage.Span) bool {
+				if s.StartUnixNano < c.lo || s.StartUnixNano > c.hi {
+					return true
+				}
+				return fn(s)
+			})
+		}})
+	}
+	return parts
+}
+
+// TestMetricsCache runs metrics queries over a parted store three ways:
+// without a cache, filling one, and from it; and again with the window
+// moved by a step. Every answer must equal the uncached one, and a part
+// whose series are cached must not be read again.
+func TestMetricsCache(t *testing.T) {
+	var spans []storage.Span
+	svc := []*storage.Resource{
+		{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str("a")}}},
+		{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str("b")}}},
+	}
+	for i := range 300 {
+		start := int64(i) * int64(10*time.Millisecond)
+		spans = append(spans, storage.Span{
+			TraceID: storage.TraceID{byte(i), 1}, SpanID: storage.SpanID{byte(i), 2},
+			Name: []string{"get", "put", "scan"}[i%3], StatusCode: storage.StatusCode(i % 3),
+			StartUnixNano: start, EndUnixNano: start + int64(i%17)*int64(time.Millisecond),
+			Resource: svc[i%2],
+		})
+	}
+	step := int64(100 * time.Millisecond)
+	for _, query := range []string{
+		`{ } | rate() by (resource.service.name)`,
+		`{ status = error } | count_over_time()`,
+		`{ } | sum_over_time(duration) by (name)`,
+		`{ } | min_over_time(duration)`,
+		`{ } | max_over_time(duration) by (resource.service.name, name)`,
+		`{ } | avg_over_time(duration)`,
+		`{ } | histogram_over_time(duration)`,
+	} {
+		q, err := Parse(query)
+		require.NoError(t, err)
+		for _, window := range [][2]int64{{0, 3 * int64(time.Second)}, {step, 3*int64(time.Second) + step}} {
+			req := MetricsRequest{Query: q, Start: window[0], End: window[1], Step: step, Exemplars: 5}
+			want, err := Metrics(context.Background(), &memQuerier{spans: spans}, req)
+			require.NoError(t, err)
+			require.NotEmpty(t, want.Series, query)
+
+			pq := &partedQuerier{memQuerier: memQuerier{spans: spans}, reads: map[string]int{}}
+			req.Cache = NewMetricsCache(1 << 20)
+			for run := range 2 {
+				got, err := Metrics(context.Background(), pq, req)
+				require.NoError(t, err)
+				require.Equal(t, len(want.Series), len(got.Series), "%s run %d", query, run)
+				for i := range want.Series {
+					require.Equal(t, want.Series[i].Labels, got.Series[i].Labels, "%s run %d", query, run)
+					require.Equal(t, want.Series[i].Samples, got.Series[i].Samples, "%s run %d: %v", query, run, want.Series[i].Labels)
+					require.Equal(t, len(want.Series[i].Exemplars), len(got.Series[i].Exemplars), "%s run %d", query, run)
+				}
+			}
+			require.Equal(t, 2, pq.reads[""], "the changing part is read every time")
+			// Part a lies inside the first window only; b inside both.
+			require.Equal(t, 1, pq.reads["b"], "%s: a cached part was read again", query)
+			if window[0] == 0 {
+				require.Equal(t, 1, pq.reads["a"], query)
+			} else {
+				require.Equal(t, 2, pq.reads["a"], "%s: a part straddling the start is read, not cached", query)
+			}
+		}
+	}
+}
+
+// TestMetricsCacheSeriesLimit checks that a block whose own series pass
+// the limit fails the query, cached or not, rather than answering with the
+// series it had room for.
+func TestMetricsCacheSeriesLimit(t *testing.T) {
+	var spans []storage.Span
+	for i := range 50 {
+		spans = append(spans, storage.Span{SpanID: storage.SpanID{byte(i)}, Name: []string{"a", "b", "c"}[i%3],
+			StartUnixNano: int64(i) * int64(time.Second) / 50, EndUnixNano: int64(i)*int64(time.Second)/50 + 1})
+	}
+	q, err := Parse(`{ } | rate() by (name)`)
+	require.NoError(t, err)
+	pq := &partedQuerier{memQuerier: memQuerier{spans: spans}, reads: map[string]int{}}
+	req := MetricsRequest{Query: q, Start: 0, End: 3 * int64(time.Second), Step: int64(100 * time.Millisecond), MaxSeries: 2, Cache: NewMetricsCache(1 << 20)}
+	for range 2 {
+		_, err := Metrics(context.Background(), pq, req)
+		require.ErrorIs(t, err, ErrTooManySeries)
+	}
+	require.Equal(t, 2, pq.reads["a"], "a part past the limit is not kept")
+}
+
+// TestMetricsCacheBudget checks that the cache holds at most its budget,
+// dropping the least recently used entries, and refuses an entry larger
+// than a quarter of it.
+func TestMetricsCacheBudget(t *testing.T) {
+	q, err := Parse(`{ } | rate() by (name)`)
+	require.NoError(t, err)
+	acc := func(series int) *metricsAcc {
+		a := newMetricsAcc(q.Metrics, 0, 1, 100, 0, 0)
+		for i := range series {
+			a.newSeries(string(rune('a'+i)), nil)
+		}
+		return a
+	}
+	one := acc(1).size() + 2
+	c := NewMetricsCache(10 * one)
+	for i := range 20 {
+		c.put(string(rune('A'+i))+"k", acc(1))
+		require.LessOrEqual(t, c.Bytes(), 10*one)
+	}
+	require.Equal(t, 10, c.Len())
+	_, ok := c.get("Ak")
+	require.False(t, ok, "the oldest entries went first")
+	_, ok = c.get("Tk")
+	require.True(t, ok)
+	c.put("big", acc(50))
+	_, ok = c.get("big")
+	require.False(t, ok, "an entry past a quarter of the budget is not kept")
+}
