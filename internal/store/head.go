@@ -246,6 +246,15 @@ func (h *head) searchSpans(q *storage.SpanQuery, fn func(*storage.Span) bool) bo
 			return true
 		}
 	}
+	if len(q.TraceIDs) > 0 {
+		for _, id := range q.TraceIDs {
+			idx = append(idx, h.byTrace[id]...)
+		}
+		if len(idx) == 0 {
+			h.mu.RUnlock()
+			return true
+		}
+	}
 	n := h.spans.len()
 	h.mu.RUnlock()
 	// The time range is checked on the entry, before decoding.

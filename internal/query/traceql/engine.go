@@ -230,7 +230,9 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 		tr  *TraceResult
 		err error
 	}
-	core := !req.FullTraces && coreTrace(q)
+	if !req.FullTraces && coreTrace(q) {
+		return evalCandidatesCore(ctx, sq, q, ids, fields, req, out, inspected, exhaustive)
+	}
 	for i := 0; i < len(ids); i += fetchParallel {
 		if len(out) >= req.Limit && !exhaustive {
 			break
@@ -245,7 +247,7 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				tr, err := fetchTrace(ctx, sq, id, core)
+				tr, err := fetchTrace(ctx, sq, id, false)
 				if err != nil {
 					if !errors.Is(err, storage.ErrNotFound) {
 						results[k].err = err
@@ -271,6 +273,57 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 	}
 	return out, nil
 }
+
+// evalCandidatesCore is evalCandidates for a pipeline over core fields:
+// candidates are assembled in batches from one store query for all their
+// traces (storage.SpanQuery.TraceIDs), which reads each page of the core
+// columns once however many of the traces it holds. A batch is what is
+// still missing of the limit, at least fetchParallel and at most
+// coreBatch traces.
+func evalCandidatesCore(ctx context.Context, sq storage.Querier, q *Query, ids []storage.TraceID, fields []Expr, req SearchRequest, out []TraceResult, inspected *int, exhaustive bool) ([]TraceResult, error) {
+	for len(ids) > 0 {
+		if len(out) >= req.Limit && !exhaustive {
+			break
+		}
+		n := min(len(ids), coreBatch, max(fetchParallel, req.Limit-len(out)))
+		batch := ids[:n]
+		ids = ids[n:]
+		if req.MaxInspectedTraces > 0 && *inspected+len(batch) > req.MaxInspectedTraces {
+			return nil, fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
+		}
+		sorted := slices.Clone(batch)
+		slices.SortFunc(sorted, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
+		sorted = slices.Compact(sorted)
+		byTrace := make(map[storage.TraceID][]storage.Span, len(sorted))
+		err := sq.Spans(ctx, &storage.SpanQuery{TraceIDs: sorted, Projection: storage.ProjectCore}, func(s *storage.Span) bool {
+			byTrace[s.TraceID] = append(byTrace[s.TraceID], *s)
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+		*inspected += len(batch)
+		for _, id := range batch {
+			spans := dedupeSpans(byTrace[id])
+			if len(spans) == 0 || len(out) >= req.Limit && !exhaustive {
+				continue
+			}
+			ptrs := make([]*storage.Span, len(spans))
+			for i := range spans {
+				ptrs[i] = &spans[i]
+			}
+			tr := NewTrace(ptrs)
+			if sets := evalPipeline(q.Pipeline, tr, []Spanset{{Spans: allSpans(tr)}}); len(sets) > 0 {
+				out = append(out, traceResult(tr, sets, fields, req.SpansPerSpanset, req.FullTraces))
+			}
+		}
+	}
+	return out, nil
+}
+
+// coreBatch bounds the traces one batch of evalCandidatesCore assembles,
+// and so the spans it holds at once.
+const coreBatch = 1000
 
 // fetchParallel is how many candidate traces a search assembles at once.
 const fetchParallel = 4

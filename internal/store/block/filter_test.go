@@ -30,7 +30,17 @@ func TestSpansMatchOracle(t *testing.T) {
 	mid := first + (last-first)/2
 	some := spans[len(spans)/3]
 	ms := int64(time.Millisecond)
+	// Traces from all over the block, sorted, with one that is not in it.
+	var ids []storage.TraceID
+	for i := 0; i < len(spans); i += len(spans) / 40 {
+		ids = append(ids, spans[i].TraceID)
+	}
+	ids = append(ids, storage.TraceID{0xff, 0xff})
+	slices.SortFunc(ids, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
+	ids = slices.Compact(ids)
 	queries := []storage.SpanQuery{
+		{TraceIDs: ids},
+		{TraceIDs: ids, HasStatus: true, Status: storage.StatusError},
 		{ServiceName: "checkout"},
 		{HasStatus: true, Status: storage.StatusError},
 		{ServiceName: "checkout", HasStatus: true, Status: storage.StatusError, MinDuration: 5 * ms},

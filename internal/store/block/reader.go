@@ -342,6 +342,79 @@ func (b *Block) traceRows(rg parquet.RowGroup, i int, id storage.TraceID, keep [
 	return found, read, err
 }
 
+// tracesRows marks the rows of rg, row group i, that belong to any of ids
+// (sorted, distinct) and returns how many it found and the compressed
+// bytes it read. Rows are sorted by trace too, so it is one merge over the
+// trace_id column: a page whose bounds in the column index admit none of
+// the IDs is not read, and no page is read twice however many of the
+// traces it holds.
+func (b *Block) tracesRows(rg parquet.RowGroup, i int, ids []storage.TraceID, keep []bool) (found int, read int64, err error) {
+	ci, ok := b.cols["trace_id"]
+	if !ok {
+		return 0, 0, errNoColumn("trace_id")
+	}
+	cc := rg.ColumnChunks()[ci]
+	cix, _ := cc.ColumnIndex()
+	oi, _ := cc.OffsetIndex()
+	if cix == nil || oi == nil || cix.NumPages() != oi.NumPages() {
+		err := b.scanColumn(rg, "trace_id", func(row int, v parquet.Value) {
+			if _, ok := slices.BinarySearchFunc(ids, storage.TraceID(v.ByteArray()), cmpID); ok {
+				keep[row] = true
+				found++
+			}
+		})
+		return found, b.colBytes(i, "trace_id"), err
+	}
+	pages := cc.Pages()
+	defer pages.Close()
+	var pv pageValues
+	next, j := 0, 0
+	for p := range oi.NumPages() {
+		lo, hi := cix.MinValue(p).ByteArray(), cix.MaxValue(p).ByteArray()
+		if len(lo) == len(storage.TraceID{}) && len(hi) == len(lo) {
+			for j < len(ids) && cmpID(ids[j], storage.TraceID(lo)) < 0 {
+				j++
+			}
+			if j == len(ids) {
+				break
+			}
+			if cmpID(ids[j], storage.TraceID(hi)) > 0 {
+				continue
+			}
+		}
+		from := int(oi.FirstRowIndex(p))
+		if from != next {
+			if err := pages.SeekToRow(int64(from)); err != nil {
+				return found, read, err
+			}
+		}
+		pg, err := pages.ReadPage()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return found, read, err
+		}
+		read += oi.CompressedPageSize(p)
+		pv.load(pg, nil)
+		n := min(int(pg.NumRows()), len(keep)-from)
+		k := j
+		for r := range n {
+			v := storage.TraceID(pv.bytesAt(r, pg))
+			for k < len(ids) && cmpID(ids[k], v) < 0 {
+				k++
+			}
+			if k < len(ids) && ids[k] == v {
+				keep[from+r] = true
+				found++
+			}
+		}
+		next = from + int(pg.NumRows())
+		parquet.Release(pg)
+	}
+	return found, read, nil
+}
+
 // idPages finds the pages of a trace_id column chunk whose bounds admit
 // id: [first, last], empty when none does, and their compressed size. ok
 // is false when the chunk has no page index to decide by.
@@ -441,6 +514,14 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 	if !q.TraceID.IsEmpty() && !b.bloom.MayContain(q.TraceID) {
 		return true, nil
 	}
+	ids := q.TraceIDs
+	if len(ids) > 0 {
+		// Only the IDs the bloom filter admits are looked for.
+		ids = slices.DeleteFunc(slices.Clone(ids), func(id storage.TraceID) bool { return !b.bloom.MayContain(id) })
+		if len(ids) == 0 {
+			return true, nil
+		}
+	}
 	if q.ServiceName != "" && !slices.Contains(b.Meta.Services, q.ServiceName) {
 		return true, nil
 	}
@@ -449,6 +530,20 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 	for i, e := range b.Index.RowGroups {
 		if !rowGroupMatches(&e, q.Start, q.End, q.ServiceName, q.TraceID) {
 			continue
+		}
+		if len(ids) > 0 {
+			// The IDs inside the row group's trace range, if any.
+			lo, _ := slices.BinarySearchFunc(ids, e.MinTraceID, cmpID)
+			hi, found := slices.BinarySearchFunc(ids, e.MaxTraceID, cmpID)
+			if found {
+				hi++
+			}
+			if lo >= hi {
+				continue
+			}
+			rq := *q
+			rq.TraceIDs = ids[lo:hi]
+			q = &rq
 		}
 		if err := ctx.Err(); err != nil {
 			return false, err
@@ -533,7 +628,15 @@ func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *sto
 		preds = append(preds, timeRange("start_unix_nano", q.Start, q.End))
 	}
 	keep := make([]bool, e.Rows)
-	if !q.TraceID.IsEmpty() {
+	if len(q.TraceIDs) > 0 {
+		found, read, err := b.tracesRows(rg, i, q.TraceIDs, keep)
+		if err == nil {
+			err = stats.AddBytes(read)
+		}
+		if err != nil || found == 0 {
+			return keep, false, err
+		}
+	} else if !q.TraceID.IsEmpty() {
 		// Rows are sorted by trace: the page index finds the trace's run.
 		found, read, err := b.traceRows(rg, i, q.TraceID, keep)
 		if err == nil {

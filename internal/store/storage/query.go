@@ -1,8 +1,10 @@
 package storage
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -141,6 +143,10 @@ type SpanQuery struct {
 	Start, End int64
 	// TraceID restricts the query to one trace.
 	TraceID TraceID
+	// TraceIDs, when not empty, restricts the query to these traces. They
+	// must be sorted (bytewise) and distinct: a store merges them with its
+	// own trace order instead of looking each up.
+	TraceIDs []TraceID
 	// ServiceName matches resource service.name exactly.
 	ServiceName string
 	// Name matches the span name exactly.
@@ -185,6 +191,9 @@ func (q *SpanQuery) Match(s *Span) bool {
 	if !q.TraceID.IsEmpty() && s.TraceID != q.TraceID {
 		return false
 	}
+	if len(q.TraceIDs) > 0 && !q.HasTrace(s.TraceID) {
+		return false
+	}
 	if q.ServiceName != "" && s.Resource.ServiceName() != q.ServiceName {
 		return false
 	}
@@ -211,6 +220,12 @@ func (q *SpanQuery) Match(s *Span) bool {
 		}
 	}
 	return true
+}
+
+// HasTrace reports whether id is one of TraceIDs.
+func (q *SpanQuery) HasTrace(id TraceID) bool {
+	_, ok := slices.BinarySearchFunc(q.TraceIDs, id, func(a, b TraceID) int { return bytes.Compare(a[:], b[:]) })
+	return ok
 }
 
 // LogQuery selects log records; zero fields do not filter.
