@@ -199,13 +199,23 @@ func pushAttr(q *storage.SpanQuery, a *Attribute, op string, v Static) bool {
 // trace the spanset expression can match (a disjunction of necessary
 // conditions).
 func candidates(e SpansetExpr, start, end int64) ([]*storage.SpanQuery, int) {
+	qs, n := candidateQueries(e, start, end)
+	// Only the matching spans' trace IDs are read: the store may leave the
+	// rest out, and still applies every condition.
+	for _, q := range qs {
+		q.Projection = storage.ProjectCore
+	}
+	return qs, n
+}
+
+func candidateQueries(e SpansetExpr, start, end int64) ([]*storage.SpanQuery, int) {
 	switch x := e.(type) {
 	case *SpansetFilter:
 		q, n := pushdown(x.Expr, start, end)
 		return []*storage.SpanQuery{q}, n
 	case *SpansetOp:
-		l, ln := candidates(x.LHS, start, end)
-		r, rn := candidates(x.RHS, start, end)
+		l, ln := candidateQueries(x.LHS, start, end)
+		r, rn := candidateQueries(x.RHS, start, end)
 		switch x.Op {
 		case "||":
 			if ln == 0 || rn == 0 {
@@ -223,7 +233,7 @@ func candidates(e SpansetExpr, start, end int64) ([]*storage.SpanQuery, int) {
 		return r, rn
 	case *Pipeline:
 		if st, ok := x.Stages[0].(*SpansetStage); ok {
-			return candidates(st.Expr, start, end)
+			return candidateQueries(st.Expr, start, end)
 		}
 	}
 	return []*storage.SpanQuery{{Start: start, End: end}}, 0
