@@ -527,6 +527,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 	}
 	stats := storage.StatsFrom(ctx)
 	cache := newResourceCache()
+	var coreBuf []storage.Span // reused row group to row group; see ProjectCore
 	for i, e := range b.Index.RowGroups {
 		if !rowGroupMatches(&e, q.Start, q.End, q.ServiceName, q.TraceID) {
 			continue
@@ -557,7 +558,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 			continue
 		}
 		if q.Projection == storage.ProjectCore && len(q.Matchers) == 0 {
-			cont, err := b.coreSpans(rg, i, keep, q, stats, fn)
+			cont, err := b.coreSpans(rg, i, keep, q, stats, &coreBuf, fn)
 			if err != nil {
 				return false, b.readErr(err)
 			}
@@ -673,7 +674,11 @@ const (
 // coreSpans answers a ProjectCore query from flat columns alone: the kept
 // rows' core fields are read column by column, from the pages that hold
 // them, never decoding attributes, events or links.
-func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, fn func(*storage.Span) bool) (bool, error) {
+//
+// The spans are built in *buf, which is reused from one call to the next:
+// ProjectCore's callers copy what they keep. Every field a core read sets
+// is set for each kept row, so a reused span carries nothing stale.
+func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, buf *[]storage.Span, fn func(*storage.Span) bool) (bool, error) {
 	idx := make([]int32, len(keep)) // row -> position in spans, -1 when not kept
 	n := int32(0)
 	for r, k := range keep {
@@ -683,7 +688,10 @@ func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.Sp
 			n++
 		}
 	}
-	spans := make([]storage.Span, n)
+	if cap(*buf) < int(n) {
+		*buf = make([]storage.Span, n)
+	}
+	spans := (*buf)[:n]
 	resources := map[string]*storage.Resource{}
 	// A dictionary-encoded service resolves once per entry, not per row.
 	var svcDict parquet.Dictionary
@@ -727,8 +735,9 @@ func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.Sp
 				case coreStatus:
 					s.StatusCode = storage.StatusCode(pv.int64At(k))
 				case coreStart:
+					// Start comes before duration in coreColumns.
 					s.StartUnixNano = pv.int64At(k)
-					s.EndUnixNano += s.StartUnixNano
+					s.EndUnixNano = s.StartUnixNano
 				case coreDuration:
 					s.EndUnixNano += pv.int64At(k)
 				case coreService:

@@ -175,8 +175,9 @@ const (
 	ProjectAll Projection = iota
 	// ProjectCore fills the trace, span and parent IDs, name, kind, status
 	// code, start and end, and a Resource holding only service.name. The
-	// store may leave everything else empty. Conditions of the query are
-	// still applied in full.
+	// store may leave everything else empty, and may reuse the Span it
+	// hands to Spans' callback (see Querier.Spans). Conditions of the
+	// query are still applied in full.
 	ProjectCore
 )
 

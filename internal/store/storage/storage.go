@@ -33,7 +33,10 @@ type Querier interface {
 
 	// Spans calls fn for every span that matches q until fn returns false.
 	// The Span passed to fn, and everything it points to, may be retained
-	// by fn. Order is unspecified, except that a store yields recent data
+	// by fn, except with q.Projection set to ProjectCore: then the Span
+	// itself is valid only until fn returns (a store may reuse it for the
+	// next), and fn copies what it keeps; its strings and Resource may
+	// still be retained. Order is unspecified, except that a store yields recent data
 	// first as far as it cheaply can (the embedded store: its heads newest
 	// span first, then its blocks from the latest start), so that a search
 	// that stops at its limit finds recent traces.
