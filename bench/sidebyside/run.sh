@@ -34,7 +34,19 @@ SIGHTLINE_DATA=$tmp/sightline-data "$tmp/sightline" >"$tmp/sightline.log" 2>&1 &
 sl=$!
 "$TEMPO" -config.file "$tmp/tempo.yaml" >"$tmp/tempo.log" 2>&1 &
 tp=$!
-trap 'kill $sl $tp 2>/dev/null || true; wait 2>/dev/null || true; cp "$tmp/sightline.log" "$tmp/tempo.log" /tmp/ 2>/dev/null || true; rm -rf "$tmp"' EXIT
+stop() {
+	kill $sl $tp 2>/dev/null || true
+	# Tempo's live store can take minutes to drain on SIGTERM; a benchmark
+	# does not need its data afterwards.
+	for _ in $(seq 30); do
+		kill -0 $sl 2>/dev/null || kill -0 $tp 2>/dev/null || break
+		sleep 1
+	done
+	kill -9 $sl $tp 2>/dev/null || true
+	cp "$tmp/sightline.log" "$tmp/tempo.log" /tmp/ 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap stop EXIT
 until curl -sf http://127.0.0.1:13133/ >/dev/null && curl -sf http://127.0.0.1:3210/ready >/dev/null; do
 	kill -0 $sl && kill -0 $tp || { tail -20 "$tmp/sightline.log" "$tmp/tempo.log"; exit 1; }
 	sleep 1

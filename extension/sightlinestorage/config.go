@@ -109,6 +109,11 @@ type CompactionConfig struct {
 
 // StorageConfig picks where blocks live.
 type StorageConfig struct {
+	// BucketURL names the bucket in one setting instead of backend and
+	// its section: file:///path, s3://bucket/prefix?region=..., gs://...,
+	// azblob://... (see bucketurl.go). The builtin configs set it from
+	// $SIGHTLINE_BUCKET_URL.
+	BucketURL string `mapstructure:"bucket_url"`
 	// Backend is filesystem (default), s3, gcs or azure.
 	Backend    string           `mapstructure:"backend"`
 	Filesystem FilesystemConfig `mapstructure:"filesystem"`
@@ -235,25 +240,38 @@ func (c *Config) Validate() error {
 	if n := c.Compaction.StallBlocks; n < -1 || (n > 0 && n < c.Compaction.MinBlocks) {
 		bad("compaction::stall_blocks", "%d is neither -1, 0 nor at least min_blocks (%d): level 0 would stall before it could be merged", n, c.Compaction.MinBlocks)
 	}
-	switch c.Storage.Backend {
+	// A bucket URL stands for backend and its section; whatever it
+	// resolves to is checked as if written out.
+	sc, err := c.Storage.resolved()
+	if err != nil {
+		bad("storage::bucket_url", "%v", err)
+		return errors.Join(errs...)
+	}
+	field := func(f string) string {
+		if c.Storage.BucketURL != "" {
+			return "storage::bucket_url"
+		}
+		return f
+	}
+	switch sc.Backend {
 	case "filesystem":
 	case "s3":
-		if c.Storage.S3.Bucket == "" {
-			bad("storage::s3::bucket", "is required with backend s3")
+		if sc.S3.Bucket == "" {
+			bad(field("storage::s3::bucket"), "a bucket is required with backend s3")
 		}
 	case "gcs":
-		if c.Storage.GCS.Bucket == "" {
-			bad("storage::gcs::bucket", "is required with backend gcs")
+		if sc.GCS.Bucket == "" {
+			bad(field("storage::gcs::bucket"), "a bucket is required with backend gcs")
 		}
 	case "azure":
-		if c.Storage.Azure.Container == "" {
-			bad("storage::azure::container", "is required with backend azure")
+		if sc.Azure.Container == "" {
+			bad(field("storage::azure::container"), "a container is required with backend azure")
 		}
-		if c.Storage.Azure.StorageAccount == "" {
-			bad("storage::azure::storage_account", "is required with backend azure")
+		if sc.Azure.StorageAccount == "" {
+			bad(field("storage::azure::storage_account"), "a storage account is required with backend azure (azblob://container?storage_account=name)")
 		}
 	default:
-		bad("storage::backend", "%q is not one of filesystem, s3, gcs, azure", c.Storage.Backend)
+		bad("storage::backend", "%q is not one of filesystem, s3, gcs, azure", sc.Backend)
 	}
 	return errors.Join(errs...)
 }

@@ -26,6 +26,12 @@ func TestLoadConfig(t *testing.T) {
 	require.Equal(t, createDefaultConfig(), def)
 	require.Equal(t, LimitsConfig{MaxAttributeBytes: 16 << 10, MaxAttributes: 1024}, def.Limits, "limits are on by default")
 
+	byURL := load("sightline_storage/bucket_url")
+	require.NoError(t, confmap.Validate(byURL))
+	sc, err := byURL.Storage.resolved()
+	require.NoError(t, err)
+	require.Equal(t, StorageConfig{Backend: "s3", S3: S3Config{Bucket: "telemetry", Prefix: "sightline", Region: "eu-west-1", Endpoint: "minio:9000", ForcePathStyle: true}}, sc)
+
 	custom := load("sightline_storage/custom")
 	require.NoError(t, confmap.Validate(custom))
 	want := createDefaultConfig()
@@ -47,8 +53,8 @@ func TestLoadConfig(t *testing.T) {
 		`wal::sync: "sometimes" is not one of always, interval`,
 		"block::row_group_rows: 10 is below the minimum of 1000",
 		"compaction::stall_blocks: 3 is neither -1, 0 nor at least min_blocks (4)",
-		"storage::azure::container: is required with backend azure",
-		"storage::azure::storage_account: is required with backend azure",
+		"storage::azure::container: a container is required with backend azure",
+		"storage::azure::storage_account: a storage account is required with backend azure",
 		"metrics::retention: must be positive",
 		"metrics::max_series: -2 is not a count",
 		"memory::limit_percentage: cannot be set with memory::limit_mib",

@@ -299,7 +299,10 @@ func (s *Storage) Shutdown(context.Context) error {
 }
 
 func openBucket(ctx context.Context, cfg *Config) (*objstore.Store, error) {
-	sc := cfg.Storage
+	sc, err := cfg.Storage.resolved()
+	if err != nil {
+		return nil, fmt.Errorf("storage::bucket_url: %w", err)
+	}
 	prefixed := func(st *objstore.Store, prefix string) *objstore.Store {
 		if prefix == "" {
 			return st
