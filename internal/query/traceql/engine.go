@@ -122,7 +122,13 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		// most recent matching start decides the order.
 		latest := map[storage.TraceID]int64{}
 		pq, _ := pushdown(f.Expr, req.Start, req.End)
-		if coreOnly(f.Expr) {
+		exact := exactPushdown(f.Expr)
+		switch {
+		case exact:
+			// The store applies the whole filter: discovery reads each
+			// match's trace and start only.
+			pq.Projection = storage.ProjectTraceStart
+		case coreOnly(f.Expr):
 			// Discovery needs the filter's fields only; results are
 			// assembled from whole traces afterwards.
 			pq.Projection = storage.ProjectCore
@@ -141,7 +147,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		}
 		err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
 			res.InspectedSpans++
-			if f.Expr != nil && !matchSpan(f.Expr, one.with(s), 0, ev, lk) {
+			if f.Expr != nil && !exact && !matchSpan(f.Expr, one.with(s), 0, ev, lk) {
 				return more()
 			}
 			if t, ok := latest[s.TraceID]; !ok || s.StartUnixNano > t {

@@ -62,6 +62,54 @@ func pushdown(e Expr, start, end int64) (*storage.SpanQuery, int) {
 	return q, n
 }
 
+// exactPushdown reports whether pushdown(e) is not only necessary but
+// sufficient: e is a conjunction of conditions the store applies exactly
+// as TraceQL does (duration bounds, name, status, kind and trace ID
+// equalities, resource.service.name equality). A span the store returns
+// then matches e, and only its trace and start need reading. Attribute
+// matchers are left out: their typing is the store's, not TraceQL's.
+func exactPushdown(e Expr) bool {
+	if e == nil {
+		return true
+	}
+	for _, c := range conjuncts(e, nil) {
+		b, ok := c.(*BinaryExpr)
+		if !ok {
+			return false
+		}
+		field, lit, op := b.LHS, b.RHS, b.Op
+		if _, isLit := field.(*Literal); isLit {
+			field, lit = lit, field
+			op = flipped[op]
+		}
+		l, ok := lit.(*Literal)
+		if !ok {
+			return false
+		}
+		switch f := field.(type) {
+		case *IntrinsicRef:
+			switch {
+			case f.Intrinsic == IntrinsicDuration && (l.Value.Type == TypeDuration || l.Value.Type == TypeInt):
+				if op != "=" && op != "<" && op != "<=" && op != ">" && op != ">=" {
+					return false
+				}
+			case f.Intrinsic == IntrinsicName && op == "=" && l.Value.Type == TypeString:
+			case f.Intrinsic == IntrinsicStatus && op == "=" && l.Value.Type == TypeStatus:
+			case f.Intrinsic == IntrinsicKind && op == "=" && l.Value.Type == TypeKind:
+			default:
+				return false
+			}
+		case *Attribute:
+			if f.Parent || f.Scope != ScopeResource || f.Name != "service.name" || op != "=" || l.Value.Type != TypeString {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func pushIntrinsic(q *storage.SpanQuery, in Intrinsic, op string, v Static) bool {
 	switch in {
 	case IntrinsicDuration:

@@ -179,6 +179,11 @@ const (
 	// hands to Spans' callback (see Querier.Spans). Conditions of the
 	// query are still applied in full.
 	ProjectCore
+	// ProjectTraceStart fills only TraceID and StartUnixNano: what a
+	// search needs to find its traces when the query's conditions say all
+	// there is to say about a span (no Matchers). Like ProjectCore, the
+	// Span may be reused.
+	ProjectTraceStart
 )
 
 // Match evaluates every condition on s.
