@@ -127,7 +127,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		case exact:
 			// The store applies the whole filter: discovery reads each
 			// match's trace and start only.
-			pq.Projection = storage.ProjectTraceStart
+			pq.Projection, pq.Fields = storage.ProjectCore, storage.FieldTraceID|storage.FieldStart
 		case coreOnly(f.Expr):
 			// Discovery needs the filter's fields only; results are
 			// assembled from whole traces afterwards.
@@ -730,18 +730,29 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 	if f, ok := q.spanwise(); ok {
 		pq, _ := pushdown(f.Expr, start, req.End-1)
 		if m.Compare == nil && coreOnly(append([]Expr{f.Expr, m.Attr}, m.By...)...) {
+			// Only the columns the series need: their start, what they
+			// measure and group by, what the filter reads unless the store
+			// applies it whole, and the IDs when exemplars are asked for.
 			pq.Projection = storage.ProjectCore
+			pq.Fields = storage.FieldStart | coreFields(append([]Expr{m.Attr}, m.By...)...)
+			if !exactPushdown(f.Expr) {
+				pq.Fields |= coreFields(f.Expr)
+			}
+			if req.Exemplars > 0 {
+				pq.Fields |= storage.FieldTraceID | storage.FieldSpanID
+			}
 		}
 		ev, lk := false, false
 		if f.Expr != nil {
 			ev, lk = iterates(f.Expr)
 		}
+		exact := exactPushdown(f.Expr)
 		one := newSingle()
 		scan := func(spans func(context.Context, *storage.SpanQuery, func(*storage.Span) bool) error, add func(*Trace, int), stop func() bool) error {
 			return spans(ctx, pq, func(s *storage.Span) bool {
 				res.InspectedSpans++
 				tr := one.with(s)
-				if f.Expr == nil || matchSpan(f.Expr, tr, 0, ev, lk) {
+				if f.Expr == nil || exact || matchSpan(f.Expr, tr, 0, ev, lk) {
 					add(tr, 0)
 				}
 				return !stop()

@@ -62,6 +62,47 @@ func pushdown(e Expr, start, end int64) (*storage.SpanQuery, int) {
 	return q, n
 }
 
+// coreFields lists the core fields expressions read; they must be
+// coreOnly.
+func coreFields(es ...Expr) storage.CoreFields {
+	var f storage.CoreFields
+	var walk func(Expr)
+	walk = func(e Expr) {
+		switch x := e.(type) {
+		case *IntrinsicRef:
+			switch x.Intrinsic {
+			case IntrinsicDuration:
+				f |= storage.FieldStart | storage.FieldDuration
+			case IntrinsicName:
+				f |= storage.FieldName
+			case IntrinsicStatus:
+				f |= storage.FieldStatus
+			case IntrinsicKind:
+				f |= storage.FieldKind
+			case IntrinsicSpanID:
+				f |= storage.FieldSpanID
+			case IntrinsicTraceID:
+				f |= storage.FieldTraceID
+			case IntrinsicParentID:
+				f |= storage.FieldParentSpanID
+			}
+		case *Attribute:
+			f |= storage.FieldService
+		case *BinaryExpr:
+			walk(x.LHS)
+			walk(x.RHS)
+		case *UnaryExpr:
+			walk(x.Expr)
+		}
+	}
+	for _, e := range es {
+		if e != nil {
+			walk(e)
+		}
+	}
+	return f
+}
+
 // exactPushdown reports whether pushdown(e) is not only necessary but
 // sufficient: e is a conjunction of conditions the store applies exactly
 // as TraceQL does (duration bounds, name, status, kind and trace ID

@@ -101,3 +101,42 @@ func TestSpansPruneByPageBounds(t *testing.T) {
 	require.NoError(t, err)
 	require.NotZero(t, stats.BytesRead())
 }
+
+// TestCoreFields reads a block with the core projection narrowed to some
+// fields: those asked for equal a full read, the others stay empty, and
+// fewer bytes are read. The positions of coreColumns must follow the
+// CoreFields bits.
+func TestCoreFields(t *testing.T) {
+	require.Equal(t, storage.FieldService, storage.CoreFields(1)<<coreService)
+	require.Equal(t, storage.FieldDuration, storage.CoreFields(1)<<coreDuration)
+	require.Equal(t, storage.FieldTraceID, storage.CoreFields(1)<<coreTraceID)
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 2000)
+	b := writeTestBlock(t, st, spans, 5000)
+	full := map[storage.SpanID]storage.Span{}
+	fullStats := &storage.Stats{}
+	q := storage.SpanQuery{HasStatus: true, Status: storage.StatusError, Projection: storage.ProjectCore}
+	_, err = b.Spans(storage.WithStats(context.Background(), fullStats), &q, func(s *storage.Span) bool { full[s.SpanID] = *s; return true })
+	require.NoError(t, err)
+	require.NotEmpty(t, full)
+
+	q.Fields = storage.FieldSpanID | storage.FieldDuration | storage.FieldService
+	stats := &storage.Stats{}
+	n := 0
+	_, err = b.Spans(storage.WithStats(context.Background(), stats), &q, func(s *storage.Span) bool {
+		f, ok := full[s.SpanID]
+		require.True(t, ok)
+		require.Equal(t, f.StartUnixNano, s.StartUnixNano, "duration implies start")
+		require.Equal(t, f.EndUnixNano, s.EndUnixNano)
+		require.Equal(t, f.Resource.ServiceName(), s.Resource.ServiceName())
+		require.True(t, s.TraceID.IsEmpty())
+		require.Empty(t, s.Name)
+		require.Zero(t, s.StatusCode, "the condition held, but the field was not asked for")
+		n++
+		return true
+	})
+	require.NoError(t, err)
+	require.Equal(t, len(full), n)
+	require.Less(t, stats.BytesRead(), fullStats.BytesRead())
+}

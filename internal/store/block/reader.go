@@ -557,7 +557,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 		if !any {
 			continue
 		}
-		if (q.Projection == storage.ProjectCore || q.Projection == storage.ProjectTraceStart) && len(q.Matchers) == 0 {
+		if q.Projection == storage.ProjectCore && len(q.Matchers) == 0 {
 			cont, err := b.coreSpans(rg, i, keep, q, stats, &coreBuf, fn)
 			if err != nil {
 				return false, b.readErr(err)
@@ -706,12 +706,18 @@ func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.Sp
 	}
 	var pv pageValues
 	var dict dictStrings
-	cols := []int{coreTraceID, coreSpanID, coreParentID, coreName, coreKind, coreStatus, coreStart, coreDuration, coreService}
-	if q.Projection == storage.ProjectTraceStart {
-		cols = []int{coreTraceID, coreStart}
+	fields := q.Fields
+	if fields == 0 {
+		fields = ^storage.CoreFields(0)
 	}
-	for _, c := range cols {
-		col := coreColumns[c]
+	if fields&storage.FieldDuration != 0 {
+		fields |= storage.FieldStart // the end is start plus duration
+	}
+	for c, col := range coreColumns {
+		// coreColumns is in the order of the CoreFields bits.
+		if fields&(1<<c) == 0 {
+			continue
+		}
 		dict = dictStrings{}
 		read, err := b.keptPages(rg, i, col, keep, func(from int, pg parquet.Page) {
 			pv.load(pg, &dict)
@@ -765,12 +771,11 @@ func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.Sp
 			return false, err
 		}
 	}
-	// Without Matchers, every condition of q was applied exactly by the
-	// prefilter; Match checks the core read (and needs the fields a
-	// ProjectTraceStart read leaves out).
-	trust := q.Projection == storage.ProjectTraceStart
+	// Without Matchers every condition of q is on a flat column, and the
+	// prefilter applied them all: each kept row matches, whatever fields
+	// were read.
 	for k := range spans {
-		if (trust || q.Match(&spans[k])) && !fn(&spans[k]) {
+		if !fn(&spans[k]) {
 			return false, nil
 		}
 	}

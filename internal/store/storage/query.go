@@ -162,8 +162,10 @@ type SpanQuery struct {
 	MinDuration, MaxDuration int64
 	// Matchers compare attributes.
 	Matchers []*Matcher
-	// Projection says which parts of each span the caller reads.
+	// Projection says which parts of each span the caller reads, and
+	// Fields, with ProjectCore, which of the core ones.
 	Projection Projection
+	Fields     CoreFields
 }
 
 // Projection lets a reader ask for less than whole spans, so that the store
@@ -179,11 +181,26 @@ const (
 	// hands to Spans' callback (see Querier.Spans). Conditions of the
 	// query are still applied in full.
 	ProjectCore
-	// ProjectTraceStart fills only TraceID and StartUnixNano: what a
-	// search needs to find its traces when the query's conditions say all
-	// there is to say about a span (no Matchers). Like ProjectCore, the
-	// Span may be reused.
-	ProjectTraceStart
+)
+
+// CoreFields narrows a ProjectCore read to some of its fields, so that a
+// store reads fewer columns: a search that only needs each match's trace
+// and start, a metrics query grouped by service. Zero means all of them.
+// Conditions of the query are applied in full whatever is filled.
+type CoreFields uint16
+
+const (
+	FieldTraceID CoreFields = 1 << iota
+	FieldSpanID
+	FieldParentSpanID
+	FieldName
+	FieldKind
+	FieldStatus
+	FieldStart
+	// FieldDuration fills EndUnixNano; it implies FieldStart.
+	FieldDuration
+	// FieldService fills a Resource holding only service.name.
+	FieldService
 )
 
 // Match evaluates every condition on s.

@@ -33,8 +33,7 @@ type Querier interface {
 
 	// Spans calls fn for every span that matches q until fn returns false.
 	// The Span passed to fn, and everything it points to, may be retained
-	// by fn, except with q.Projection set to ProjectCore or
-	// ProjectTraceStart: then the Span
+	// by fn, except with q.Projection set to ProjectCore: then the Span
 	// itself is valid only until fn returns (a store may reuse it for the
 	// next), and fn copies what it keeps; its strings and Resource may
 	// still be retained. Order is unspecified, except that a store yields recent data
