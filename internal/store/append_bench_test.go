@@ -1,11 +1,13 @@
 package store
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/sightlinehq/sightline/internal/store/storage"
 	"github.com/sightlinehq/sightline/internal/store/wal"
 	"github.com/sightlinehq/sightline/internal/workload"
 )
@@ -40,4 +42,44 @@ func BenchmarkAppendTraces(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(spans), "ns/span")
+}
+
+// BenchmarkHeadScan reads every span of a head of about 160k spans (the
+// all-in-one's head size at 20k spans/s) as a metrics query and a search
+// do, in full and with the core projection. Every query reads the head:
+// its blocks may be cached, its head never is.
+//
+//	go test -run XXX -bench HeadScan ./internal/store/
+func BenchmarkHeadScan(b *testing.B) {
+	db := openTestDB(b, b.TempDir(), func(o *Options) {
+		o.WAL = wal.Options{Sync: wal.SyncInterval, SyncInterval: time.Hour}
+		o.MaxBlockBytes = 1 << 40
+		o.MaxBlockDuration = 24 * time.Hour
+	})
+	g := workload.New(9, time.Now(), workload.Options{})
+	for db.Stats().HeadSpans < 160_000 {
+		td, _ := g.Batch(100)
+		if err := db.AppendTraces(td); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := db.Stats().HeadSpans
+	for _, proj := range []storage.Projection{storage.ProjectAll, storage.ProjectCore} {
+		b.Run([]string{"all", "core"}[proj], func(b *testing.B) {
+			q, err := db.Querier(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			b.ReportAllocs()
+			for range b.N {
+				seen := 0
+				err := q.Spans(context.Background(), &storage.SpanQuery{Projection: proj}, func(*storage.Span) bool { seen++; return true })
+				if err != nil || seen != n {
+					b.Fatal(err, seen, n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/span")
+		})
+	}
 }

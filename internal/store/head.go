@@ -267,6 +267,11 @@ func (h *head) searchSpans(q *storage.SpanQuery, fn func(*storage.Span) bool) bo
 		c.Attrs = slices.Clone(s.Attrs)
 		return c
 	}
+	if q.Projection == storage.ProjectCore && len(q.Matchers) == 0 {
+		// Core fields only: the record's head, no attributes to copy.
+		// Match needs nothing more without matchers.
+		return scanHead(h, idx, n, skip, h.spans.decodeCore, q.Match, func(s *storage.Span) storage.Span { return *s }, fn)
+	}
 	return scanHead(h, idx, n, skip, h.spans.decode, q.Match, clone, fn)
 }
 

@@ -183,6 +183,25 @@ func (h *headSpans) decode(i int, dst *storage.Span) error {
 	return r.err
 }
 
+// decodeCore decodes a span's core fields only (storage.ProjectCore):
+// IDs, name, kind, status, start, end and resource; it stops before the
+// scope, attributes, events and links, which a core read leaves empty.
+func (h *headSpans) decodeCore(i int, dst *storage.Span) error {
+	e := h.entries.at(i)
+	r := recordReader{a: h.a, b: h.a.record(e.page, e.off)}
+	*dst = storage.Span{TraceID: e.TraceID, SpanID: e.SpanID, StartUnixNano: e.Start}
+	r.fixed(dst.ParentSpanID[:])
+	dst.EndUnixNano = e.Start + r.varint()
+	r.uvarint() // flags
+	dst.Kind = storage.SpanKind(r.byte())
+	dst.StatusCode = storage.StatusCode(r.byte())
+	dst.Name = r.ref()
+	r.str() // trace_state
+	r.str() // status_message
+	dst.Resource = r.resource()
+	return r.err
+}
+
 // compareEntries is block.CompareSpans on entries.
 func compareEntries(a, b *spanEntry) int {
 	if c := bytes.Compare(a.TraceID[:], b.TraceID[:]); c != 0 {

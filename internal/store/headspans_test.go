@@ -113,10 +113,15 @@ func checkHeadSpans(t *testing.T, seed uint64, n int) {
 		}
 	}
 	require.Equal(t, n, h.len())
-	var got storage.Span
+	var got, core storage.Span
 	for i := range want {
 		require.NoError(t, h.decode(i, &got))
 		requireSameSpan(t, &want[i], &got)
+		// The core decode reads the same record's head and nothing past.
+		require.NoError(t, h.decodeCore(i, &core))
+		w := got
+		w.Flags, w.TraceState, w.StatusMessage, w.Scope, w.Attrs, w.Events, w.Links = 0, "", "", nil, nil, nil, nil
+		require.Equal(t, w, core)
 	}
 	if n > 0 {
 		requireSameSpan(t, &want[0], &early[0])
