@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+
+	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
 // metricsAcc accumulates a metrics aggregate's series over steps of width
@@ -22,10 +24,27 @@ type metricsAcc struct {
 	order                []string
 	keyBuf               []byte
 	tooMany              error
+	// byRes memoizes the series of a resource when every by() field is a
+	// resource attribute, as in rate() by (resource.service.name): the
+	// series then depends on the span's resource alone, which stores
+	// share between spans, and its key need not be built per span.
+	byRes map[*storage.Resource]*seriesAcc
 }
 
+// maxResMemo bounds byRes.
+const maxResMemo = 4096
+
 func newMetricsAcc(m *MetricsAggregate, origin, step int64, n, maxSeries, exemplars int) *metricsAcc {
-	return &metricsAcc{m: m, origin: origin, step: step, n: n, maxSeries: maxSeries, exemplars: exemplars, series: map[string]*seriesAcc{}}
+	a := &metricsAcc{m: m, origin: origin, step: step, n: n, maxSeries: maxSeries, exemplars: exemplars, series: map[string]*seriesAcc{}}
+	resOnly := len(m.By) > 0 && m.Fn != "histogram_over_time"
+	for _, e := range m.By {
+		at, ok := e.(*Attribute)
+		resOnly = resOnly && ok && at.Scope == ScopeResource && !at.Parent
+	}
+	if resOnly {
+		a.byRes = map[*storage.Resource]*seriesAcc{}
+	}
+	return a
 }
 
 // newSeries makes the accumulator of a series first seen.
@@ -71,32 +90,18 @@ func (a *metricsAcc) add(tr *Trace, i int) {
 		}
 		val = f
 	}
-	// The series key is built in a reused buffer; labels are only
-	// materialised for a new series.
-	a.keyBuf = a.keyBuf[:0]
-	for _, e := range m.By {
-		a.keyBuf = eval(e, &c).appendKey(a.keyBuf)
-	}
-	le := 0.0
-	if m.Fn == "histogram_over_time" {
-		le = bucketUpper(val)
-		a.keyBuf = strconv.AppendFloat(a.keyBuf, le, 'g', -1, 64)
-	}
-	acc, ok := a.series[string(a.keyBuf)]
+	acc, ok := a.byRes[s.Resource]
 	if !ok {
-		var labels []Label
-		for _, e := range m.By {
-			if v := eval(e, &c); v.Type != TypeNil {
-				labels = append(labels, Label{Key: e.String(), Value: v})
-			}
-		}
-		if m.Fn == "histogram_over_time" {
-			labels = append(labels, Label{Key: "__bucket", Value: NewFloat(le)})
-		} else if len(m.By) == 0 {
-			labels = append(labels, Label{Key: "__name__", Value: NewString(m.Fn)})
-		}
-		if acc, ok = a.newSeries(string(a.keyBuf), labels); !ok {
+		acc, ok = a.seriesOf(&c, val)
+		if !ok {
 			return
+		}
+		if a.byRes != nil && s.Resource != nil {
+			if len(a.byRes) >= maxResMemo {
+				// Stores share resources, but nothing promises it.
+				clear(a.byRes)
+			}
+			a.byRes[s.Resource] = acc
 		}
 	}
 	if acc.count[b] == 0 && acc.min != nil {
@@ -119,6 +124,37 @@ func (a *metricsAcc) add(tr *Trace, i int) {
 		})
 		acc.exBkt = append(acc.exBkt, b)
 	}
+}
+
+// seriesOf finds or makes the series of the span c is on, which measured
+// val. The key is built in a reused buffer; labels are only materialised
+// for a new series.
+func (a *metricsAcc) seriesOf(c *evalCtx, val float64) (*seriesAcc, bool) {
+	m := a.m
+	a.keyBuf = a.keyBuf[:0]
+	for _, e := range m.By {
+		a.keyBuf = eval(e, c).appendKey(a.keyBuf)
+	}
+	le := 0.0
+	if m.Fn == "histogram_over_time" {
+		le = bucketUpper(val)
+		a.keyBuf = strconv.AppendFloat(a.keyBuf, le, 'g', -1, 64)
+	}
+	if acc, ok := a.series[string(a.keyBuf)]; ok {
+		return acc, true
+	}
+	var labels []Label
+	for _, e := range m.By {
+		if v := eval(e, c); v.Type != TypeNil {
+			labels = append(labels, Label{Key: e.String(), Value: v})
+		}
+	}
+	if m.Fn == "histogram_over_time" {
+		labels = append(labels, Label{Key: "__bucket", Value: NewFloat(le)})
+	} else if len(m.By) == 0 {
+		labels = append(labels, Label{Key: "__name__", Value: NewString(m.Fn)})
+	}
+	return a.newSeries(string(a.keyBuf), labels)
 }
 
 // merge adds p's series into a. p has a's step and an origin on a's step

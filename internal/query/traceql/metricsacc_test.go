@@ -3,6 +3,7 @@ package traceql
 import (
 	"context"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -150,4 +151,33 @@ func TestMetricsCacheBudget(t *testing.T) {
 	c.put("big", acc(50))
 	_, ok = c.get("big")
 	require.False(t, ok, "an entry past a quarter of the budget is not kept")
+}
+
+// TestMetricsByResource counts spans grouped by a resource attribute when
+// every span has its own Resource, past the memo's bound, and when many
+// share one: the series are the same either way.
+func TestMetricsByResource(t *testing.T) {
+	q, err := Parse(`{ } | count_over_time() by (resource.service.name)`)
+	require.NoError(t, err)
+	shared := []*storage.Resource{
+		{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str("a")}}},
+		{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str("b")}}},
+	}
+	for _, own := range []bool{false, true} {
+		a := newMetricsAcc(q.Metrics, 0, 10, 1, 0, 0)
+		one := newSingle()
+		n := 3 * maxResMemo
+		for i := range n {
+			r := shared[i%2]
+			if own {
+				r = &storage.Resource{Attrs: slices.Clone(r.Attrs)}
+			}
+			a.add(one.with(&storage.Span{StartUnixNano: 1, EndUnixNano: 2, Resource: r}), 0)
+		}
+		require.Len(t, a.series, 2)
+		for _, s := range a.series {
+			require.Equal(t, float64(n/2), s.count[0])
+		}
+		require.LessOrEqual(t, len(a.byRes), maxResMemo)
+	}
 }
