@@ -415,51 +415,58 @@ func coreTrace(q *Query, extra ...Expr) bool {
 			ok = false
 		}
 	}
+	eachPipelineExpr(q.Pipeline, func(e Expr, _ bool) { field(e) })
+	for _, e := range extra {
+		field(e)
+	}
+	return ok
+}
+
+// eachPipelineExpr calls fn with every expression a pipeline holds, in
+// nested pipelines too: its filters' and select()'s (output set: what a
+// result shows), and its aggregates' and by()'s.
+func eachPipelineExpr(p *Pipeline, fn func(e Expr, output bool)) {
 	var scalar func(ScalarExpr)
 	scalar = func(e ScalarExpr) {
 		switch x := e.(type) {
 		case *Aggregate:
-			field(x.Expr)
+			if x.Expr != nil {
+				fn(x.Expr, false)
+			}
 		case *ScalarBinary:
 			scalar(x.LHS)
 			scalar(x.RHS)
 		}
 	}
 	var set func(SpansetExpr)
-	var pipe func(*Pipeline)
 	set = func(e SpansetExpr) {
 		switch x := e.(type) {
 		case *SpansetFilter:
-			field(x.Expr)
+			if x.Expr != nil {
+				fn(x.Expr, true)
+			}
 		case *SpansetOp:
 			set(x.LHS)
 			set(x.RHS)
 		case *Pipeline:
-			pipe(x)
+			eachPipelineExpr(x, fn)
 		}
 	}
-	pipe = func(p *Pipeline) {
-		for _, st := range p.Stages {
-			switch s := st.(type) {
-			case *SpansetStage:
-				set(s.Expr)
-			case *ScalarFilter:
-				scalar(s.LHS)
-				scalar(s.RHS)
-			case *GroupBy:
-				field(s.Expr)
-			case *Select:
-				for _, f := range s.Fields {
-					field(f)
-				}
+	for _, st := range p.Stages {
+		switch s := st.(type) {
+		case *SpansetStage:
+			set(s.Expr)
+		case *ScalarFilter:
+			scalar(s.LHS)
+			scalar(s.RHS)
+		case *GroupBy:
+			fn(s.Expr, false)
+		case *Select:
+			for _, f := range s.Fields {
+				fn(f, true)
 			}
 		}
 	}
-	pipe(q.Pipeline)
-	for _, e := range extra {
-		field(e)
-	}
-	return ok
 }
 
 func allSpans(tr *Trace) []int {
@@ -517,34 +524,11 @@ func outputFields(q *Query) []Expr {
 			add(e)
 		}
 	}
-	var walkSet func(SpansetExpr)
-	var walkPipe func(*Pipeline)
-	walkSet = func(e SpansetExpr) {
-		switch x := e.(type) {
-		case *SpansetFilter:
-			if x.Expr != nil {
-				walkExpr(x.Expr)
-			}
-		case *SpansetOp:
-			walkSet(x.LHS)
-			walkSet(x.RHS)
-		case *Pipeline:
-			walkPipe(x)
+	eachPipelineExpr(q.Pipeline, func(e Expr, output bool) {
+		if output {
+			walkExpr(e)
 		}
-	}
-	walkPipe = func(p *Pipeline) {
-		for _, st := range p.Stages {
-			switch s := st.(type) {
-			case *SpansetStage:
-				walkSet(s.Expr)
-			case *Select:
-				for _, f := range s.Fields {
-					add(f)
-				}
-			}
-		}
-	}
-	walkPipe(q.Pipeline)
+	})
 	return out
 }
 
