@@ -198,7 +198,11 @@ func (h *head) logsByTraceID(id storage.TraceID, span storage.SpanID, dst []stor
 // match, so that a long search never stalls appends for long and fn runs
 // without the lock. Newest first lets a search that stops at its limit
 // find the latest traces and lines.
-func scanHead[T any](h *head, idx []int32, n int, skip func(int) bool, decode func(int, *T) error, match func(*T) bool, clone func(*T) T, fn func(*T) bool) bool {
+//
+// With reuse set, the values handed to fn live in a buffer that the next
+// chunk overwrites (storage.ProjectCore allows it); otherwise every chunk
+// has its own, so that fn may keep what it is given.
+func scanHead[T any](h *head, idx []int32, n int, skip func(int) bool, decode func(int, *T) error, match func(*T) bool, clone func(*T) T, reuse bool, fn func(*T) bool) bool {
 	const chunk = 4096
 	var (
 		out     []T
@@ -208,7 +212,11 @@ func scanHead[T any](h *head, idx []int32, n int, skip func(int) bool, decode fu
 		n = len(idx)
 	}
 	for hi := n; hi > 0; hi -= chunk {
-		out = out[:0]
+		if reuse {
+			out = out[:0]
+		} else {
+			out = nil
+		}
 		h.mu.RLock()
 		for k := hi - 1; k >= max(hi-chunk, 0); k-- {
 			i := k
@@ -270,9 +278,9 @@ func (h *head) searchSpans(q *storage.SpanQuery, fn func(*storage.Span) bool) bo
 	if q.Projection == storage.ProjectCore && len(q.Matchers) == 0 {
 		// Core fields only: the record's head, no attributes to copy.
 		// Match needs nothing more without matchers.
-		return scanHead(h, idx, n, skip, h.spans.decodeCore, q.Match, func(s *storage.Span) storage.Span { return *s }, fn)
+		return scanHead(h, idx, n, skip, h.spans.decodeCore, q.Match, func(s *storage.Span) storage.Span { return *s }, true, fn)
 	}
-	return scanHead(h, idx, n, skip, h.spans.decode, q.Match, clone, fn)
+	return scanHead(h, idx, n, skip, h.spans.decode, q.Match, clone, false, fn)
 }
 
 func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool) bool {
@@ -293,7 +301,7 @@ func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool)
 		c.Attrs = slices.Clone(l.Attrs)
 		return c
 	}
-	return scanHead(h, nil, n, skip, h.logs.decode, q.Match, clone, fn)
+	return scanHead(h, nil, n, skip, h.logs.decode, q.Match, clone, false, fn)
 }
 
 // sortedSpans and sortedLogs yield the head's records in block order. The
