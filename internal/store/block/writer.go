@@ -282,16 +282,18 @@ const writeBatch = 256
 // blocks at once. On 2M spans this took a compaction's heap from 73 to
 // 45 MiB for 3% more bytes on disk and the same time.
 //
-// Page statistics: Sightline's reader prunes with the block's own index
-// and bloom filter, never with Parquet's page statistics, and the min and
-// max of a page of byte arrays compare every value in it. In a CPU profile
-// of the all-in-one at 20k spans/s that was 5% of the process, on the
-// resource, scope and attribute columns, whose bounds no query could use.
+// Page statistics: Sightline's reader prunes byte-array columns with the
+// block's own index and bloom filter, never with Parquet's page
+// statistics, and the min and max of a page of byte arrays compare every
+// value in it. In a CPU profile of the all-in-one at 20k spans/s that was
+// 5% of the process, on the resource, scope and attribute columns, whose
+// bounds no query could use.
 // So page headers carry no statistics, and the column index has bounds
 // for every column but byte arrays: times, durations, IDs and codes, which
-// are cheap and which a reader could prune pages on. TraceByID does: it
-// reads only the trace_id pages whose bounds admit the ID, so trace_id
-// (fixed-length, not a byte array) must keep them.
+// are cheap and which readers prune pages on. TraceByID reads only the
+// trace_id pages whose bounds admit the ID, so trace_id (fixed-length, not
+// a byte array) must keep them; searches rule out duration, time, status
+// and kind pages by theirs (filter.go).
 //
 // Dictionaries stop at 16 KiB per column chunk; past it the rest of the
 // row group's pages are PLAIN. Names, services, routes and the resource
