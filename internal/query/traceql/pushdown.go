@@ -127,21 +127,29 @@ func exactPushdown(e Expr) bool {
 		if !ok {
 			return false
 		}
+		// The store reads a zero bound and an empty name as no condition
+		// at all, and a span's duration can be negative in bad data: only
+		// bounds that push as a positive number are exact.
 		switch f := field.(type) {
 		case *IntrinsicRef:
+			d := l.Value.N
 			switch {
 			case f.Intrinsic == IntrinsicDuration && (l.Value.Type == TypeDuration || l.Value.Type == TypeInt):
-				if op != "=" && op != "<" && op != "<=" && op != ">" && op != ">=" {
+				switch {
+				case (op == "=" || op == "<=" || op == ">=") && d > 0:
+				case op == ">" && d >= 0:
+				case op == "<" && d > 1:
+				default:
 					return false
 				}
-			case f.Intrinsic == IntrinsicName && op == "=" && l.Value.Type == TypeString:
+			case f.Intrinsic == IntrinsicName && op == "=" && l.Value.Type == TypeString && l.Value.S != "":
 			case f.Intrinsic == IntrinsicStatus && op == "=" && l.Value.Type == TypeStatus:
 			case f.Intrinsic == IntrinsicKind && op == "=" && l.Value.Type == TypeKind:
 			default:
 				return false
 			}
 		case *Attribute:
-			if f.Parent || f.Scope != ScopeResource || f.Name != "service.name" || op != "=" || l.Value.Type != TypeString {
+			if f.Parent || f.Scope != ScopeResource || f.Name != "service.name" || op != "=" || l.Value.Type != TypeString || l.Value.S == "" {
 				return false
 			}
 		default:

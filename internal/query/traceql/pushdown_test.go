@@ -16,6 +16,14 @@ func TestExactPushdown(t *testing.T) {
 		`{ resource.service.name = "checkout" && status = error && duration > 5ms }`: true,
 		`{ 5ms <= duration && duration < 1s && kind = server && name = "GET /" }`:    true,
 		`{ duration = 10 }`:                                 true,
+		`{ duration > 0 }`:                                  true,
+		`{ duration = 0 }`:                                  false, // a zero bound pushes as none
+		`{ duration <= 0 }`:                                 false,
+		`{ duration < 1 }`:                                  false,
+		`{ duration >= 0 }`:                                 false, // negative durations exist in bad data
+		`{ duration > -1 }`:                                 false,
+		`{ name = "" }`:                                     false, // an empty name pushes as none
+		`{ resource.service.name = "" }`:                    false,
 		`{ duration > 1.5 }`:                                false, // a float bound is not pushed
 		`{ status != error }`:                               false,
 		`{ resource.service.name != "a" }`:                  false,

@@ -41,6 +41,7 @@ func TestSpansMatchOracle(t *testing.T) {
 	queries := []storage.SpanQuery{
 		{TraceIDs: ids},
 		{TraceIDs: ids, HasStatus: true, Status: storage.StatusError},
+		{TraceIDs: ids, TraceID: ids[0]},
 		{ServiceName: "checkout"},
 		{HasStatus: true, Status: storage.StatusError},
 		{ServiceName: "checkout", HasStatus: true, Status: storage.StatusError, MinDuration: 5 * ms},

@@ -610,6 +610,10 @@ func matchRuns[R, T any](rg parquet.RowGroup, keep []bool, cache *resourceCache,
 // not at all when the row group lies inside it.
 func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *storage.SpanQuery, stats *storage.Stats) ([]bool, bool, error) {
 	var preds []colPred
+	if len(q.TraceIDs) > 0 && !q.TraceID.IsEmpty() {
+		// Both set: the set finds the rows, the one ID narrows them.
+		preds = append(preds, bytesEq("trace_id", q.TraceID[:]))
+	}
 	if q.HasStatus {
 		preds = append(preds, intRange("status_code", int64(q.Status), int64(q.Status)))
 	}
