@@ -22,6 +22,10 @@ import (
 // ErrNotExist is returned (wrapped) when an object is missing.
 var ErrNotExist = errors.New("object does not exist")
 
+// ErrExists is returned (wrapped) by Create when the object is already
+// there: another writer created it first.
+var ErrExists = errors.New("object already exists")
+
 // Store is a bucket plus what the block store needs on top of gocloud's
 // API: durable writes on the local filesystem, where fileblob's rename is
 // atomic but not synced, and direct file access for reads.
@@ -127,6 +131,60 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 // PutBytes is Put for a byte slice.
 func (s *Store) PutBytes(ctx context.Context, key string, b []byte) error {
 	return s.Put(ctx, key, bytes.NewReader(b))
+}
+
+// Create writes an object only if none exists under key, atomically
+// across processes sharing the bucket: of writers racing to create one
+// key, exactly one succeeds and the others get ErrExists. It is what a
+// lease over a shared bucket is built on (store.Lease). On the filesystem
+// the object is linked into place (link(2) fails if the name exists) after
+// its data is fsynced; elsewhere it is the backend's conditional write
+// (S3's If-None-Match, GCS's and Azure's generation preconditions).
+func (s *Store) Create(ctx context.Context, key string, b []byte) error {
+	if s.dir == "" {
+		w, err := s.bucket.NewWriter(ctx, key, &blob.WriterOptions{IfNotExist: true})
+		if err != nil {
+			return fmt.Errorf("create %s: %w", key, err)
+		}
+		if _, err := w.Write(b); err != nil {
+			w.Close()
+			return fmt.Errorf("create %s: %w", key, err)
+		}
+		if err := w.Close(); err != nil {
+			if gcerrors.Code(err) == gcerrors.FailedPrecondition {
+				return fmt.Errorf("create %s: %w", key, ErrExists)
+			}
+			return fmt.Errorf("create %s: %w", key, err)
+		}
+		return nil
+	}
+	path := s.path(key)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Link(f.Name(), path)
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create %s: %w", key, ErrExists)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	return syncDirs(s.dir, dir)
 }
 
 // syncDirs fsyncs dir and its parents up to root, so that a new block

@@ -39,6 +39,22 @@ func (db *DB) compactLevels(ctx context.Context, lo, hi int) {
 		db.compactMu[1].Lock()
 		defer db.compactMu[1].Unlock()
 	}
+	if !db.mayCompact() {
+		return
+	}
+	if db.opts.Shared {
+		// Merge what the bucket holds now: a compactor that has just
+		// taken over must not merge blocks its predecessor merged.
+		if err := db.syncBlocks(ctx); err != nil {
+			return
+		}
+		if err := db.cleanBucket(ctx); err != nil {
+			if !errors.Is(err, errLeaseLost) && ctx.Err() == nil {
+				db.setProblem("compaction", err)
+			}
+			return
+		}
+	}
 	for _, sig := range []block.Signal{block.Traces, block.Logs} {
 		for {
 			group := db.pickCompaction(sig, lo, hi)
@@ -46,6 +62,10 @@ func (db *DB) compactLevels(ctx context.Context, lo, hi int) {
 				break
 			}
 			if err := db.compact(ctx, sig, group); err != nil {
+				if errors.Is(err, errLeaseLost) {
+					db.log.Info("compaction stopped: the lease was lost", zap.Error(err))
+					return
+				}
 				if ctx.Err() == nil {
 					db.setProblem("compaction", err)
 				}
@@ -113,14 +133,26 @@ func (db *DB) compact(ctx context.Context, sig block.Signal, group []*blockRef) 
 		}
 	}()
 	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), PageFiles: db.pages}
-	var rows, size int64
+	if db.opts.Lease != nil {
+		opts.Commit = func(context.Context) error {
+			if !db.opts.Lease.Held() {
+				return errLeaseLost
+			}
+			return nil
+		}
+	}
+	var (
+		rows, size int64
+		metas      []*block.Meta
+	)
 	for _, b := range group {
 		opts.Level = max(opts.Level, b.Meta.Level+1)
-		opts.WALSegment = max(opts.WALSegment, b.Meta.WALSegment)
 		opts.Sources = append(opts.Sources, b.Meta.ID)
+		metas = append(metas, b.Meta)
 		rows += b.Meta.Rows
 		size += b.Meta.DataBytes
 	}
+	block.MergeWALClaims(&opts, metas)
 	// A block under half of CompactMaxBytes is merged again
 	// (pickCompaction): only the blocks that stay are worth zstd's default
 	// level.
@@ -162,13 +194,16 @@ func (db *DB) compact(ctx context.Context, sig block.Signal, group []*blockRef) 
 		return err
 	}
 	db.mu.Lock()
-	db.blocks = append(db.blocks, ref)
-	db.sortBlocks()
+	db.addBlocksLocked([]*blockRef{ref})
 	db.mu.Unlock()
+	var markErr error
+	if db.opts.Shared {
+		group, markErr = db.markReplaced(ctx, group, m.ID)
+	}
 	db.removeBlocks(group)
 	db.log.Info("compacted blocks", zap.String("signal", string(sig)), zap.Strings("sources", opts.Sources),
 		zap.String("block", m.ID), zap.Int("level", m.Level), zap.Int64("rows_in", rows), zap.Int64("rows_out", m.Rows))
-	return nil
+	return markErr
 }
 
 // mergeSorted merges the blocks' rows, each already in block order, into

@@ -99,6 +99,29 @@ type Options struct {
 	// CompactMinBlocks; a negative value never stalls.
 	StallBlocks int
 
+	// Shared says that other processes use the bucket too: ingesters
+	// writing blocks, queriers reading them, a compactor merging them
+	// (docs/scaling.md). The store then never deletes a block another
+	// process may be reading: it marks what it replaces (compacted.json)
+	// and only the compactor deletes marked blocks after DeleteDelay. It
+	// reloads the bucket's block list every PollInterval.
+	Shared bool
+	// Writer names this process among the bucket's writers: its level-0
+	// blocks carry it, and WAL replay trusts only its own blocks' claims.
+	// Required when Shared and ingesting.
+	Writer string
+	// PollInterval is how often a shared store lists the bucket for blocks
+	// written, merged and removed by other processes. 0 is 30 s.
+	PollInterval time.Duration
+	// DeleteDelay is how long a replaced block of a shared bucket, and an
+	// incomplete one, stays before the compactor deletes it: longer than a
+	// reader's PollInterval plus its longest query. 0 is 15 minutes.
+	DeleteDelay time.Duration
+	// Lease, if set, gates compaction and retention: they run only while
+	// this process holds it, so that one of several compactors of a
+	// shared bucket works and the others stand by.
+	Lease *Lease
+
 	Logger *zap.Logger
 	// OnProblem is called whenever the set of problems changes.
 	OnProblem func(problems []error)
@@ -123,6 +146,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.StallBlocks == 0 {
 		o.StallBlocks = 8 * o.CompactMinBlocks
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 30 * time.Second
+	}
+	if o.DeleteDelay <= 0 {
+		o.DeleteDelay = 15 * time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -201,7 +230,7 @@ func (b *blockRef) release() {
 		return
 	}
 	b.Close()
-	if b.deleted.Load() {
+	if b.deleted.Load() && !b.db.opts.Shared {
 		if err := block.Delete(context.Background(), b.db.opts.Bucket, b.Meta.Signal, b.Meta.ID); err != nil {
 			b.db.log.Warn("delete block", zap.String("block", b.Meta.ID), zap.Error(err))
 		}
@@ -217,6 +246,12 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	opts.setDefaults()
 	if opts.Bucket == nil {
 		return nil, errors.New("store: no bucket")
+	}
+	if opts.Lease != nil && !opts.Shared {
+		return nil, errors.New("store: a lease is for a shared bucket")
+	}
+	if opts.Shared && opts.CompactionInterval > 0 && opts.Lease == nil {
+		return nil, errors.New("store: background compaction of a shared bucket needs a lease")
 	}
 	db := &DB{opts: opts, log: opts.Logger, problems: map[string]error{}, kick: make(chan struct{}, 1), flushKick: make(chan struct{}, 1), compactKick: make(chan struct{}, 1), done: make(chan struct{})}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
@@ -240,6 +275,14 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	// Cut the head when it is full (kick) or old.
 	go db.every(min(opts.MaxBlockDuration/4, 15*time.Second), db.kick, func(context.Context) { db.maybeCut() })
 	go db.every(0, db.flushKick, func(ctx context.Context) { db.FlushHeads(ctx) })
+	if opts.Shared {
+		db.wg.Add(1)
+		go db.every(opts.PollInterval, nil, func(ctx context.Context) { db.syncBlocks(ctx) })
+	}
+	if opts.Lease != nil {
+		db.wg.Add(1)
+		go db.holdLease()
+	}
 	if opts.CompactionInterval > 0 {
 		db.wg.Add(2)
 		// Level 0 is merged as soon as a flush leaves enough of it, beside
@@ -324,6 +367,11 @@ func (db *DB) loadBlocks(ctx context.Context) error {
 			files[parts[1]] = append(files[parts[1]], parts[2])
 		}
 		for id, names := range files {
+			if db.opts.Shared && (!slices.Contains(names, block.MetaFile) || slices.Contains(names, block.CompactedFile)) {
+				// Another process may be writing it, or still reading it:
+				// the compactor deletes it when it is old enough.
+				continue
+			}
 			if !slices.Contains(names, block.MetaFile) {
 				// Written partly when the process stopped; the WAL still
 				// holds its data, or a compaction's sources do.
@@ -352,7 +400,7 @@ func (db *DB) loadBlocks(ctx context.Context) error {
 	for _, r := range refs {
 		if replaced[r.Meta.ID] {
 			// A compaction finished writing its output but not deleting
-			// its inputs.
+			// (or, in a shared bucket, marking) its inputs.
 			r.deleted.Store(true)
 			r.release()
 			continue
@@ -370,12 +418,13 @@ func (db *DB) sortBlocks() {
 	db.countLevel0()
 }
 
-// countLevel0 recounts the level-0 blocks per signal; the caller holds mu
-// for writing and has just changed the block set.
+// countLevel0 recounts the level-0 blocks per signal, this writer's own in
+// a shared bucket; the caller holds mu for writing and has just changed
+// the block set.
 func (db *DB) countLevel0() {
 	var n [2]int64
 	for _, b := range db.blocks {
-		if b.Meta.Level == 0 {
+		if b.Meta.Level == 0 && b.Meta.Writer == db.opts.Writer {
 			n[signalIndex(b.Meta.Signal)]++
 		}
 	}
@@ -406,7 +455,7 @@ func signalIndex(sig block.Signal) int {
 func (db *DB) replay(ctx context.Context) error {
 	done := map[block.Signal]int{}
 	for _, b := range db.blocks {
-		done[b.Meta.Signal] = max(done[b.Meta.Signal], b.Meta.WALSegment)
+		done[b.Meta.Signal] = max(done[b.Meta.Signal], b.Meta.WALClaim(db.opts.Writer))
 	}
 	segs, err := wal.Segments(db.walDir())
 	if err != nil {
@@ -507,8 +556,7 @@ func (db *DB) flushReplayed(ctx context.Context, seg int) error {
 	if err != nil {
 		return fmt.Errorf("write replayed wal to blocks: %w", err)
 	}
-	db.blocks = append(db.blocks, refs...)
-	db.sortBlocks()
+	db.addBlocksLocked(refs)
 	db.mem.Add(-h.mem)
 	if seg > 0 {
 		if err := wal.Remove(db.walDir(), seg); err != nil {
@@ -838,8 +886,7 @@ func (db *DB) FlushHeads(ctx context.Context) error {
 		db.setProblem("flush", nil)
 		db.mu.Lock()
 		db.flushing = db.flushing[1:]
-		db.blocks = append(db.blocks, refs...)
-		db.sortBlocks()
+		db.addBlocksLocked(refs)
 		db.mu.Unlock()
 		db.mem.Add(-h.mem)
 		db.kickLevel0()
@@ -852,7 +899,7 @@ func (db *DB) FlushHeads(ctx context.Context) error {
 // writeHead writes a cut head's spans and logs as blocks, the two at once.
 func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 	// Level-0 blocks are merged again: compressed for speed.
-	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), PageFiles: db.pages, WALSegment: h.lastSegment, Fast: true}
+	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), PageFiles: db.pages, Writer: db.opts.Writer, WALSegment: h.lastSegment, Fast: true}
 	var (
 		wg               sync.WaitGroup
 		spanRef, logRef  *blockRef
@@ -926,14 +973,37 @@ func (db *DB) Flush(ctx context.Context) error {
 	return db.FlushHeads(ctx)
 }
 
+// addBlocksLocked adds blocks to the set, but none whose ID it holds
+// already (a shared store's poll may have found a block first): those
+// references are released. The caller holds mu for writing.
+func (db *DB) addBlocksLocked(refs []*blockRef) {
+	for _, r := range refs {
+		if slices.ContainsFunc(db.blocks, func(b *blockRef) bool { return b.Meta.ID == r.Meta.ID }) {
+			r.release()
+			continue
+		}
+		db.blocks = append(db.blocks, r)
+	}
+	db.sortBlocks()
+}
+
 // removeBlocks drops blocks from the set; their objects go when the last
-// reader releases them.
+// reader releases them (in a shared bucket, when the compactor deletes
+// them after DeleteDelay). Blocks no longer in the set are skipped, so
+// that a merge and a poll may both remove one.
 func (db *DB) removeBlocks(gone []*blockRef) {
 	db.mu.Lock()
-	db.blocks = slices.DeleteFunc(db.blocks, func(b *blockRef) bool { return slices.Contains(gone, b) })
+	var removed []*blockRef
+	db.blocks = slices.DeleteFunc(db.blocks, func(b *blockRef) bool {
+		if slices.Contains(gone, b) {
+			removed = append(removed, b)
+			return true
+		}
+		return false
+	})
 	db.countLevel0()
 	db.mu.Unlock()
-	for _, b := range gone {
+	for _, b := range removed {
 		b.deleted.Store(true)
 		b.release()
 	}
@@ -944,6 +1014,9 @@ func (db *DB) removeBlocks(gone []*blockRef) {
 // retention size. Data inside the window is never deleted by age; the size
 // limit takes whole blocks, oldest first.
 func (db *DB) ApplyRetention(ctx context.Context) {
+	if !db.mayCompact() {
+		return
+	}
 	var gone []*blockRef
 	// A block in a running merge is left to the next pass: the merge
 	// removes it itself, and its output is judged then.
@@ -989,6 +1062,12 @@ func (db *DB) ApplyRetention(ctx context.Context) {
 		db.log.Info("retention: deleting block", zap.String("block", b.Meta.ID), zap.String("signal", string(b.Meta.Signal)),
 			zap.Time("max_time", time.Unix(0, b.Meta.MaxTime)), zap.Int64("bytes", b.Meta.DataBytes))
 	}
+	if db.opts.Shared {
+		var err error
+		if gone, err = db.markReplaced(ctx, gone, ""); err != nil {
+			db.log.Warn("retention", zap.Error(err))
+		}
+	}
 	db.removeBlocks(gone)
 }
 
@@ -1012,6 +1091,11 @@ func (db *DB) Close() error {
 	}
 	close(db.done)
 	db.wg.Wait()
+	if db.opts.Lease != nil {
+		if err := db.opts.Lease.Release(context.Background()); err != nil {
+			db.log.Warn("release lease", zap.Error(err))
+		}
+	}
 	db.pages.Close()
 	err := db.wal.Close()
 	db.mu.Lock()

@@ -18,11 +18,16 @@ const (
 
 // Object names inside a block's directory. meta.json is written last: a
 // block without it is incomplete and is ignored (and cleaned up).
+// compacted.json marks a block of a shared bucket that a compaction or
+// retention replaced: readers stop using it at once, and the compactor
+// deletes it once it is older than the delete delay, so that a reader
+// still working from an earlier listing finds it there (MarkCompacted).
 const (
-	MetaFile  = "meta.json"
-	DataFile  = "data.parquet"
-	BloomFile = "bloom"
-	IndexFile = "index.json"
+	MetaFile      = "meta.json"
+	DataFile      = "data.parquet"
+	BloomFile     = "bloom"
+	IndexFile     = "index.json"
+	CompactedFile = "compacted.json"
 )
 
 // Meta describes a block. It is the commit marker of the block.
@@ -42,15 +47,61 @@ type Meta struct {
 	// Level is 0 for a block cut from the head, n+1 for a compaction of
 	// level-n blocks.
 	Level int `json:"compaction_level"`
-	// WALSegment is the last WAL segment whose records are all in this block
-	// or in earlier blocks; replay skips segments up to it.
+	// Writer is the ingester whose head this block's data came from, "" for
+	// a store that is the only writer of its bucket; a merge of blocks of
+	// several writers has none.
+	Writer string `json:"writer,omitempty"`
+	// WALSegment is the last WAL segment of Writer whose records are all in
+	// this block or in earlier blocks; replay skips segments up to it.
 	WALSegment int `json:"wal_segment,omitempty"`
+	// WALSegments is WALSegment per writer, for a merge of blocks of
+	// several writers (WALClaims).
+	WALSegments map[string]int `json:"wal_segments,omitempty"`
 	// Sources lists the blocks a compaction replaced.
 	Sources                []string `json:"sources,omitempty"`
 	Services               []string `json:"services"`
 	SpanNames              []Op     `json:"operations,omitempty"`
 	AttributeNames         []string `json:"attribute_names"`
 	ResourceAttributeNames []string `json:"resource_attribute_names"`
+}
+
+// WALClaim is the last WAL segment of writer that the block holds all
+// of, or 0.
+func (m *Meta) WALClaim(writer string) int {
+	if m.Writer == writer && len(m.WALSegments) == 0 {
+		return m.WALSegment
+	}
+	return m.WALSegments[writer]
+}
+
+// MergeWALClaims sets opts' claims to those of a merge of blocks: the last
+// segment of each writer, one writer as Writer and WALSegment, several in
+// WALSegments.
+func MergeWALClaims(opts *WriteOptions, sources []*Meta) {
+	claims := map[string]int{}
+	for _, m := range sources {
+		if len(m.WALSegments) == 0 {
+			claims[m.Writer] = max(claims[m.Writer], m.WALSegment)
+		}
+		for w, seg := range m.WALSegments {
+			claims[w] = max(claims[w], seg)
+		}
+	}
+	opts.Writer, opts.WALSegment, opts.WALSegments = "", 0, nil
+	if len(claims) == 1 {
+		for w, seg := range claims {
+			opts.Writer, opts.WALSegment = w, seg
+		}
+		return
+	}
+	opts.WALSegments = claims
+}
+
+// Compacted is compacted.json: when a block was replaced, and by which
+// block ("" when retention removed it).
+type Compacted struct {
+	At   int64  `json:"compacted_unix_nano"`
+	Into string `json:"into,omitempty"`
 }
 
 // Op is a (service, span name, kind) triple, as the operations API needs.

@@ -2,12 +2,14 @@ package block
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -127,12 +129,33 @@ func (b *Block) Close() error {
 // Delete removes the block's objects, meta.json first so that a partly
 // deleted block is never mistaken for a complete one.
 func Delete(ctx context.Context, st *objstore.Store, sig Signal, id string) error {
-	for _, f := range []string{MetaFile, DataFile, BloomFile, IndexFile} {
+	for _, f := range []string{MetaFile, DataFile, BloomFile, IndexFile, CompactedFile} {
 		if err := st.Delete(ctx, Key(sig, id, f)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// MarkCompacted writes the block's compacted.json: into (or retention,
+// for "") replaced it at time at. Readers of a shared bucket drop a marked
+// block from their view; it is deleted later, by the compactor.
+func MarkCompacted(ctx context.Context, st *objstore.Store, sig Signal, id, into string, at time.Time) error {
+	b, _ := json.Marshal(Compacted{At: at.UnixNano(), Into: into})
+	return st.PutBytes(ctx, Key(sig, id, CompactedFile), b)
+}
+
+// ReadCompacted reads a block's compacted.json.
+func ReadCompacted(ctx context.Context, st *objstore.Store, sig Signal, id string) (Compacted, error) {
+	var c Compacted
+	b, err := st.Get(ctx, Key(sig, id, CompactedFile))
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, corrupt(id, fmt.Errorf("decode %s: %w", CompactedFile, err))
+	}
+	return c, nil
 }
 
 // Overlaps reports whether the block has data in [start, end] (0 = open).

@@ -32,10 +32,19 @@ type WriteOptions struct {
 	// Fast compresses for speed rather than size, for a block that will
 	// be merged again soon: a level-0 block, or a merge's output under
 	// half the largest a merge makes.
-	Fast       bool
-	Level      int
-	WALSegment int
-	Sources    []string
+	Fast  bool
+	Level int
+	// Writer, WALSegment and WALSegments are the WAL claims of Meta's
+	// fields of the same names.
+	Writer      string
+	WALSegment  int
+	WALSegments map[string]int
+	Sources     []string
+	// Commit, if set, is called before meta.json is written, which is
+	// what makes the block visible; an error leaves the block incomplete
+	// and is returned. A compactor checks there that it still holds its
+	// lease.
+	Commit func(context.Context) error
 }
 
 // DefaultRowGroupRows balances dictionary reuse (bigger is smaller on disk)
@@ -83,7 +92,7 @@ func newBuilder(sig Signal, opts WriteOptions) *builder {
 	return &builder{
 		meta: Meta{
 			Format: FormatVersion, ID: ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String(), Signal: sig,
-			Level: opts.Level, WALSegment: opts.WALSegment, Sources: opts.Sources,
+			Level: opts.Level, Writer: opts.Writer, WALSegment: opts.WALSegment, WALSegments: opts.WALSegments, Sources: opts.Sources,
 		},
 		opts: opts, curSvc: map[string]struct{}{}, services: map[string]struct{}{},
 		ops: map[Op]struct{}{}, attrs: map[string]struct{}{}, resAttrs: map[string]struct{}{},
@@ -209,6 +218,12 @@ func (b *builder) finish(ctx context.Context, st *objstore.Store, f *os.File) (*
 	mb, err := json.MarshalIndent(&b.meta, "", "  ")
 	if err != nil {
 		return nil, err
+	}
+	if b.opts.Commit != nil {
+		if err := b.opts.Commit(ctx); err != nil {
+			Delete(ctx, st, sig, id)
+			return nil, err
+		}
 	}
 	if err := st.PutBytes(ctx, Key(sig, id, MetaFile), mb); err != nil {
 		return nil, err
