@@ -9,6 +9,12 @@ import (
 // Config is the `sightline_storage` extension's configuration: where the
 // trace and log store and the metrics TSDB keep their data, and how.
 type Config struct {
+	// Role is this process's part in the bucket: all-in-one (the default:
+	// the bucket's only process), ingester, querier or compactor; the
+	// last three share a bucket with each other (docs/scaling.md).
+	Role string `mapstructure:"role"`
+	// Shared configures a role that shares its bucket.
+	Shared SharedConfig `mapstructure:"shared"`
 	// Path holds the WAL and temporary files, and the blocks when the
 	// storage backend is the filesystem.
 	Path       string           `mapstructure:"path"`
@@ -23,6 +29,36 @@ type Config struct {
 
 	_ struct{}
 }
+
+// Roles.
+const (
+	RoleAllInOne  = "all-in-one"
+	RoleIngester  = "ingester"
+	RoleQuerier   = "querier"
+	RoleCompactor = "compactor"
+)
+
+// SharedConfig is how a process of a shared bucket finds its place in it.
+type SharedConfig struct {
+	// InstanceID names this process among the bucket's ingesters and
+	// compactors: it is in each block an ingester writes, and in the
+	// compactor lease. It must be unique and, for an ingester, stable
+	// across restarts (a StatefulSet pod name). Default: the hostname.
+	InstanceID string `mapstructure:"instance_id"`
+	// PollInterval is how often the bucket is listed for blocks that other
+	// processes wrote, merged or removed.
+	PollInterval time.Duration `mapstructure:"poll_interval"`
+	// DeleteDelay is how long a merged or expired block stays before the
+	// compactor deletes it: longer than poll_interval plus the longest
+	// query, so that no query loses a block it listed.
+	DeleteDelay time.Duration `mapstructure:"delete_delay"`
+	// LeaseTTL is how long the compactor lease lasts without renewal: a
+	// standby compactor takes over this long after the holder dies.
+	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
+}
+
+// shared reports whether the role shares its bucket.
+func (c *Config) shared() bool { return c.Role != RoleAllInOne }
 
 // MetricsConfig configures the embedded Prometheus TSDB that metrics
 // pipelines write to, in <path>/metrics. The OTLP translation options are
@@ -152,8 +188,10 @@ type AzureConfig struct {
 
 func createDefaultConfig() *Config {
 	return &Config{
-		Path: "./sightline-data",
-		WAL:  WALConfig{Sync: "always", SyncInterval: time.Second, SegmentSize: 64 << 20},
+		Role:   RoleAllInOne,
+		Shared: SharedConfig{PollInterval: 30 * time.Second, DeleteDelay: 15 * time.Minute, LeaseTTL: time.Minute},
+		Path:   "./sightline-data",
+		WAL:    WALConfig{Sync: "always", SyncInterval: time.Second, SegmentSize: 64 << 20},
 		// Heads are cut at least every 30 s, so data reaches blocks soon
 		// and WAL replay after a crash stays short.
 		Block:      BlockConfig{MaxDuration: 30 * time.Second, MaxSize: 64 << 20, RowGroupSpans: 100_000},
@@ -177,6 +215,20 @@ func (c *Config) Validate() error {
 	}
 	if c.Path == "" {
 		bad("path", "must not be empty")
+	}
+	switch c.Role {
+	case RoleAllInOne, RoleIngester, RoleQuerier, RoleCompactor:
+	default:
+		bad("role", "%q is not one of all-in-one, ingester, querier, compactor", c.Role)
+	}
+	if c.Shared.PollInterval <= 0 {
+		bad("shared::poll_interval", "must be positive")
+	}
+	if c.Shared.LeaseTTL < 4*time.Second {
+		bad("shared::lease_ttl", "%v is below the 4s minimum: the holder renews every quarter of it", c.Shared.LeaseTTL)
+	}
+	if c.Shared.DeleteDelay < 2*c.Shared.PollInterval {
+		bad("shared::delete_delay", "%v is under twice poll_interval (%v): a querier could lose a block it listed before it polls again", c.Shared.DeleteDelay, c.Shared.PollInterval)
 	}
 	if c.Metrics.Retention <= 0 {
 		bad("metrics::retention", "must be positive")

@@ -32,6 +32,11 @@ func TestLoadConfig(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, StorageConfig{Backend: "s3", S3: S3Config{Bucket: "telemetry", Prefix: "sightline", Region: "eu-west-1", Endpoint: "minio:9000", ForcePathStyle: true}}, sc)
 
+	ingester := load("sightline_storage/ingester")
+	require.NoError(t, confmap.Validate(ingester))
+	require.Equal(t, RoleIngester, ingester.Role)
+	require.Equal(t, SharedConfig{InstanceID: "ingester-0", PollInterval: 15 * time.Second, DeleteDelay: 30 * time.Minute, LeaseTTL: time.Minute}, ingester.Shared)
+
 	custom := load("sightline_storage/custom")
 	require.NoError(t, confmap.Validate(custom))
 	want := createDefaultConfig()
@@ -50,6 +55,9 @@ func TestLoadConfig(t *testing.T) {
 	require.Error(t, err)
 	for _, msg := range []string{
 		"path: must not be empty",
+		`role: "gateway" is not one of all-in-one, ingester, querier, compactor`,
+		"shared::lease_ttl: 1s is below the 4s minimum",
+		"shared::delete_delay: 1m30s is under twice poll_interval (1m0s)",
 		`wal::sync: "sometimes" is not one of always, interval`,
 		"block::row_group_rows: 10 is below the minimum of 1000",
 		"compaction::stall_blocks: 3 is neither -1, 0 nor at least min_blocks (4)",

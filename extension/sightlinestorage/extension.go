@@ -140,7 +140,7 @@ func (s *Storage) Start(ctx context.Context, host component.Host) error {
 	}
 	budget := cfg.Memory.budget(memlimit.Container(), memlimit.Host())
 	s.set.Logger.Info("store memory budget", zap.Int64("budget_mib", budget>>20), zap.Int64("metrics_max_series", cfg.Metrics.maxSeries(budget)))
-	db, err := store.Open(ctx, store.Options{
+	opts := store.Options{
 		Dir:                cfg.Path,
 		Bucket:             bucket,
 		WAL:                wal.Options{Sync: sync, SyncInterval: cfg.WAL.SyncInterval, SegmentSize: cfg.WAL.SegmentSize},
@@ -157,7 +157,11 @@ func (s *Storage) Start(ctx context.Context, host component.Host) error {
 		StallBlocks:        cfg.Compaction.StallBlocks,
 		Logger:             s.set.Logger,
 		OnProblem:          s.report,
-	})
+	}
+	if err := cfg.applyRole(&opts, bucket); err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("open store at %s: %w", cfg.Path, err)
 	}

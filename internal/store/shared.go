@@ -250,7 +250,7 @@ func (db *DB) mayCompact() bool {
 func (db *DB) holdLease() {
 	defer db.wg.Done()
 	l := db.opts.Lease
-	held := false
+	held, first := false, true
 	tick := time.NewTicker(l.ttl / 4)
 	defer tick.Stop()
 	for {
@@ -258,8 +258,8 @@ func (db *DB) holdLease() {
 		if err != nil {
 			db.log.Warn("compactor lease", zap.Error(err))
 		}
-		if ok != held {
-			held = ok
+		if ok != held || first {
+			held, first = ok, false
 			if held {
 				db.log.Info("compactor lease taken: this process compacts the bucket")
 				db.kickLevel0()

@@ -1,0 +1,78 @@
+package sightlinestorage_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/extension/extensiontest"
+
+	"github.com/sightlinehq/sightline/extension/sightlinestorage"
+	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store"
+	"github.com/sightlinehq/sightline/internal/workload"
+)
+
+// startRole starts a storage extension in role on the file:// bucket at
+// bucketDir, as its own process would: its own data path.
+func startRole(t *testing.T, bucketDir, role, id string) (component.Component, *sightlinestorage.Storage) {
+	t.Helper()
+	f := sightlinestorage.NewFactory()
+	cfg := f.CreateDefaultConfig().(*sightlinestorage.Config)
+	cfg.Path = t.TempDir()
+	cfg.Role = role
+	cfg.Storage.BucketURL = "file://" + bucketDir
+	cfg.Shared = sightlinestorage.SharedConfig{InstanceID: id, PollInterval: 50 * time.Millisecond, DeleteDelay: time.Second, LeaseTTL: 4 * time.Second}
+	require.NoError(t, cfg.Validate())
+	ext, err := f.Create(context.Background(), extensiontest.NewNopSettings(f.Type()), cfg)
+	require.NoError(t, err)
+	require.NoError(t, ext.Start(context.Background(), host{}))
+	return ext, ext.(*sightlinestorage.Storage)
+}
+
+// Roles on one bucket: an ingester's blocks carry its ID and reach a
+// querier by polling; of two compactors one holds the lease, and the other
+// takes over when it stops.
+func TestRolesShareABucket(t *testing.T) {
+	ctx := context.Background()
+	bucketDir := filepath.Join(t.TempDir(), "bucket")
+	ingExt, ing := startRole(t, bucketDir, sightlinestorage.RoleIngester, "ingester-0")
+	defer ingExt.Shutdown(ctx)
+	qExt, querier := startRole(t, bucketDir, sightlinestorage.RoleQuerier, "querier-0")
+	defer qExt.Shutdown(ctx)
+
+	td, _ := workload.New(11, time.Now(), workload.Options{}).Batch(5)
+	require.NoError(t, ing.Store().AppendTraces(td))
+	require.NoError(t, ing.Store().Flush(ctx))
+	for _, m := range ing.Store().BlockMetas() {
+		require.Equal(t, "ingester-0", m.Writer)
+	}
+	waitFor(t, "the querier to find the ingester's block", func() bool {
+		return querier.Store().Stats().BlockSpans == int64(td.SpanCount())
+	})
+
+	bucket, err := objstore.OpenFilesystem(bucketDir)
+	require.NoError(t, err)
+	observer := store.NewLease(bucket, "compactor", "observer", time.Minute, nil)
+	holder := func() string {
+		h, _, err := observer.Holder(ctx)
+		require.NoError(t, err)
+		return h
+	}
+	c1Ext, _ := startRole(t, bucketDir, sightlinestorage.RoleCompactor, "compactor-1")
+	waitFor(t, "compactor-1 to take the lease", func() bool { return holder() == "compactor-1" })
+	c2Ext, _ := startRole(t, bucketDir, sightlinestorage.RoleCompactor, "compactor-2")
+	defer c2Ext.Shutdown(ctx)
+	require.Equal(t, "compactor-1", holder(), "a second compactor took the held lease")
+	require.NoError(t, c1Ext.Shutdown(ctx))
+	waitFor(t, "compactor-2 to take over", func() bool { return holder() == "compactor-2" })
+}
+
+// waitFor polls cond until it holds, failing t after 30 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	require.Eventually(t, cond, 30*time.Second, 20*time.Millisecond, "waiting for %s", what)
+}
