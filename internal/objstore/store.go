@@ -299,6 +299,9 @@ func (r *rangeReaderAt) ReadAt(p []byte, off int64) (int, error) {
 
 // List returns the keys under prefix that end in suffix.
 func (s *Store) List(ctx context.Context, prefix, suffix string) ([]string, error) {
+	if s.dir != "" {
+		return s.listFiles(prefix, suffix)
+	}
 	var keys []string
 	it := s.bucket.List(&blob.ListOptions{Prefix: prefix})
 	for {
@@ -313,6 +316,46 @@ func (s *Store) List(ctx context.Context, prefix, suffix string) ([]string, erro
 			keys = append(keys, obj.Key)
 		}
 	}
+}
+
+// listFiles lists the filesystem backend by walking its directories. Other
+// processes sharing the bucket create, rename and delete files while it
+// walks (a block written, a merge's inputs deleted): an entry that is gone
+// by the time it is looked at is skipped, where fileblob's listing fails
+// the whole call.
+func (s *Store) listFiles(prefix, suffix string) ([]string, error) {
+	start := s.dir
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = s.path(prefix[:i])
+	}
+	var keys []string
+	err := filepath.WalkDir(start, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				if p == start {
+					return filepath.SkipAll
+				}
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") || strings.HasSuffix(d.Name(), ".attrs") {
+			return nil
+		}
+		rel, err := filepath.Rel(s.dir, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if strings.HasPrefix(key, prefix) && strings.HasSuffix(key, suffix) {
+			keys = append(keys, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	return keys, nil
 }
 
 // Delete removes an object; a missing object is not an error.

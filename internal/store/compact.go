@@ -153,6 +153,7 @@ func (db *DB) compact(ctx context.Context, sig block.Signal, group []*blockRef) 
 		size += b.Meta.DataBytes
 	}
 	block.MergeWALClaims(&opts, metas)
+	opts.Level0 = block.MergeLevel0(metas)
 	// A block under half of CompactMaxBytes is merged again
 	// (pickCompaction): only the blocks that stay are worth zstd's default
 	// level.

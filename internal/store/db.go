@@ -185,6 +185,9 @@ type DB struct {
 	head     *head
 	flushing []*head
 	blocks   []*blockRef
+	// handoff are this ingester's replaced level-0 blocks that it still
+	// serves to queriers (handoff.go).
+	handoff []handoffBlock
 
 	probMu   sync.Mutex
 	problems map[string]error
@@ -858,6 +861,7 @@ func (db *DB) CutHead() error {
 	db.mu.Lock()
 	old := db.head
 	old.lastSegment = seg
+	old.blockIDs = [2]string{block.NewID(), block.NewID()}
 	db.head = newHead(db.opts.Now().UnixNano())
 	db.flushing = append(db.flushing, old)
 	db.mu.Unlock()
@@ -910,6 +914,8 @@ func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 		go func() {
 			defer wg.Done()
 			var decodeErr error
+			opts := opts
+			opts.ID = h.blockIDs[0]
 			m, err := block.WriteSpans(ctx, db.opts.Bucket, h.sortedSpans(&decodeErr), opts)
 			if err == nil && decodeErr != nil {
 				if m != nil {
@@ -925,6 +931,8 @@ func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 	}
 	if h.logs.len() > 0 {
 		var decodeErr error
+		opts := opts
+		opts.ID = h.blockIDs[1]
 		m, err := block.WriteLogs(ctx, db.opts.Bucket, h.sortedLogs(&decodeErr), opts)
 		if err == nil && decodeErr != nil {
 			if m != nil {
@@ -945,10 +953,16 @@ func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 		}
 	}
 	if err := errors.Join(spanErr, logsErr); err != nil {
-		// Neither block is published; a retry writes both again.
+		// Neither block is published; a retry writes both again, under
+		// the same IDs. In a shared bucket a reader may have listed the
+		// one that was written: it is deleted now rather than rewritten
+		// under it.
 		for _, r := range refs {
 			r.deleted.Store(true)
 			r.release()
+			if db.opts.Shared {
+				block.Delete(ctx, db.opts.Bucket, r.Meta.Signal, r.Meta.ID)
+			}
 		}
 		return nil, err
 	}
@@ -1100,7 +1114,10 @@ func (db *DB) Close() error {
 	err := db.wal.Close()
 	db.mu.Lock()
 	blocks := db.blocks
-	db.blocks = nil
+	for _, h := range db.handoff {
+		blocks = append(blocks, h.ref)
+	}
+	db.blocks, db.handoff = nil, nil
 	db.mu.Unlock()
 	for _, b := range blocks {
 		b.release()

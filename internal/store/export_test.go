@@ -1,6 +1,9 @@
 package store
 
-import "testing"
+import (
+	"context"
+	"testing"
+)
 
 // Helpers for the external tests (package store_test), which run the
 // store behind the storage extension and the exporter.
@@ -20,3 +23,7 @@ func (db *DB) HoldBlockWriter() (release func()) {
 
 // WaitUntil polls cond until it holds, failing t after 30 s.
 func WaitUntil(t *testing.T, what string, cond func() bool) { waitUntil(t, what, cond) }
+
+// SyncBlocks polls the bucket now, as a shared store does every
+// PollInterval.
+func (db *DB) SyncBlocks(ctx context.Context) error { return db.syncBlocks(ctx) }

@@ -28,6 +28,9 @@ type head struct {
 	// lastSegment is set when the head is cut: the last WAL segment whose
 	// records it holds.
 	lastSegment int
+	// blockIDs name, when the head is cut, the trace and log blocks it
+	// will be written as (signalIndex order).
+	blockIDs [2]string
 }
 
 func newHead(now int64) *head {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,9 +155,19 @@ func (db *DB) syncBlocks(ctx context.Context) error {
 	db.mu.Lock()
 	db.addBlocksLocked(add)
 	db.mu.Unlock()
+	var own []*blockRef
+	gone = slices.DeleteFunc(gone, func(b *blockRef) bool {
+		if db.ownLevel0(b.Meta) {
+			own = append(own, b)
+			return true
+		}
+		return false
+	})
 	if len(gone) > 0 {
 		db.removeBlocks(gone)
 	}
+	// An ingester keeps serving its own for a while (handoff.go).
+	db.retireOwn(own)
 	return nil
 }
 

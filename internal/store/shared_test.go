@@ -78,7 +78,9 @@ func TestSharedBucketEachSpanOnce(t *testing.T) {
 		l := NewLease(openBucket(t, bucket), "compactor", id, time.Minute, clock.Now)
 		return openSharedDB(t, bucket, clock, func(o *Options) { o.Lease = l }), l
 	}
+	// Each compactor contends for the lease as it opens: the first takes it.
 	comp1, lease1 := compactor("compactor-1")
+	require.True(t, try(t, lease1))
 	comp2, lease2 := compactor("compactor-2")
 
 	want := map[storage.TraceID]int{}

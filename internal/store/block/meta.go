@@ -58,7 +58,12 @@ type Meta struct {
 	// several writers (WALClaims).
 	WALSegments map[string]int `json:"wal_segments,omitempty"`
 	// Sources lists the blocks a compaction replaced.
-	Sources                []string `json:"sources,omitempty"`
+	Sources []string `json:"sources,omitempty"`
+	// Level0 lists every level-0 block whose data a merge holds, through
+	// all the merges between: a querier of a shared bucket asks whether
+	// an ingester's recent block is covered by what it reads
+	// (docs/scaling.md).
+	Level0                 []string `json:"level0,omitempty"`
 	Services               []string `json:"services"`
 	SpanNames              []Op     `json:"operations,omitempty"`
 	AttributeNames         []string `json:"attribute_names"`
@@ -95,6 +100,19 @@ func MergeWALClaims(opts *WriteOptions, sources []*Meta) {
 		return
 	}
 	opts.WALSegments = claims
+}
+
+// MergeLevel0 returns the level-0 blocks whose data a merge of sources
+// holds.
+func MergeLevel0(sources []*Meta) []string {
+	var out []string
+	for _, m := range sources {
+		if m.Level == 0 {
+			out = append(out, m.ID)
+		}
+		out = append(out, m.Level0...)
+	}
+	return out
 }
 
 // Compacted is compacted.json: when a block was replaced, and by which

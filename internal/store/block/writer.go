@@ -2,6 +2,7 @@ package block
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -34,6 +35,12 @@ type WriteOptions struct {
 	// half the largest a merge makes.
 	Fast  bool
 	Level int
+	// ID names the block; empty draws a new ULID. A head's blocks are
+	// named when it is cut, so that an ingester can say which block its
+	// cut head's data will be in before the block exists.
+	ID string
+	// Level0 lists the level-0 blocks a merge's output holds (Meta.Level0).
+	Level0 []string
 	// Writer, WALSegment and WALSegments are the WAL claims of Meta's
 	// fields of the same names.
 	Writer      string
@@ -46,6 +53,9 @@ type WriteOptions struct {
 	// lease.
 	Commit func(context.Context) error
 }
+
+// NewID returns a new block ID: a ULID, sortable by creation time.
+func NewID() string { return ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String() }
 
 // DefaultRowGroupRows balances dictionary reuse (bigger is smaller on disk)
 // against the work of finding one trace in a row group.
@@ -91,7 +101,7 @@ func newBuilder(sig Signal, opts WriteOptions) *builder {
 	}
 	return &builder{
 		meta: Meta{
-			Format: FormatVersion, ID: ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String(), Signal: sig,
+			Format: FormatVersion, ID: cmp.Or(opts.ID, NewID()), Signal: sig, Level0: opts.Level0,
 			Level: opts.Level, Writer: opts.Writer, WALSegment: opts.WALSegment, WALSegments: opts.WALSegments, Sources: opts.Sources,
 		},
 		opts: opts, curSvc: map[string]struct{}{}, services: map[string]struct{}{},

@@ -1,0 +1,213 @@
+package storage
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+)
+
+// NewMergeQuerier reads primary and others as one store, as Prometheus's
+// storage.NewMergeQuerier does for series: a querier of a shared bucket
+// reads its blocks (primary) and what each ingester holds that the blocks
+// do not (others). The parts must not overlap: a span stored in two of
+// them is yielded twice by Spans, though TraceByID removes such
+// duplicates as it does for retries. An error from one part is joined
+// with the others' results, as a damaged block's is, so that one
+// unreachable ingester makes answers partial, not absent. Close closes
+// them all.
+func NewMergeQuerier(primary Querier, others ...Querier) Querier {
+	return &mergeQuerier{all: append([]Querier{primary}, others...)}
+}
+
+type mergeQuerier struct {
+	all []Querier
+}
+
+// recentFirst orders the parts as Spans promises: the others (ingesters'
+// heads) before the primary's blocks.
+func (m *mergeQuerier) recentFirst() []Querier {
+	return append(slices.Clone(m.all[1:]), m.all[0])
+}
+
+func (m *mergeQuerier) TraceByID(ctx context.Context, id TraceID, start, end int64) ([]Span, error) {
+	var (
+		spans []Span
+		errs  []error
+	)
+	for _, q := range m.all {
+		s, err := q.TraceByID(ctx, id, start, end)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			errs = append(errs, err)
+		}
+		spans = append(spans, s...)
+	}
+	slices.SortFunc(spans, func(a, b Span) int {
+		return cmp.Or(cmp.Compare(a.StartUnixNano, b.StartUnixNano), slices.Compare(a.SpanID[:], b.SpanID[:]))
+	})
+	spans = slices.CompactFunc(spans, func(a, b Span) bool {
+		return a.SpanID == b.SpanID && a.StartUnixNano == b.StartUnixNano
+	})
+	if len(spans) == 0 {
+		if len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
+		return nil, ErrNotFound
+	}
+	return spans, errors.Join(errs...)
+}
+
+func (m *mergeQuerier) Spans(ctx context.Context, q *SpanQuery, fn func(*Span) bool) error {
+	var errs []error
+	for _, p := range m.recentFirst() {
+		stopped := false
+		err := p.Spans(ctx, q, func(s *Span) bool {
+			if !fn(s) {
+				stopped = true
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrBytesLimit) {
+				return err
+			}
+			errs = append(errs, err)
+		}
+		if stopped {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SpanParts hands out the primary's parts, if it has any, after one
+// changing part per other querier: what an ingester holds changes with
+// every append.
+func (m *mergeQuerier) SpanParts(start, end int64) []SpanPart {
+	var parts []SpanPart
+	for _, q := range m.all[1:] {
+		parts = append(parts, SpanPart{Spans: q.Spans})
+	}
+	if pq, ok := m.all[0].(PartedQuerier); ok {
+		return append(parts, pq.SpanParts(start, end)...)
+	}
+	return append(parts, SpanPart{Spans: m.all[0].Spans})
+}
+
+func (m *mergeQuerier) LogsByTrace(ctx context.Context, id TraceID, spanID SpanID, start, end int64) ([]LogRecord, error) {
+	var (
+		out  []LogRecord
+		errs []error
+	)
+	for _, q := range m.all {
+		recs, err := q.LogsByTrace(ctx, id, spanID, start, end)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			errs = append(errs, err)
+		}
+		out = append(out, recs...)
+	}
+	slices.SortStableFunc(out, func(a, b LogRecord) int { return cmp.Compare(a.Timestamp(), b.Timestamp()) })
+	return out, errors.Join(errs...)
+}
+
+func (m *mergeQuerier) Logs(ctx context.Context, q *LogQuery, fn func(*LogRecord) bool) error {
+	var errs []error
+	for _, p := range m.recentFirst() {
+		stopped := false
+		err := p.Logs(ctx, q, func(l *LogRecord) bool {
+			if !fn(l) {
+				stopped = true
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrBytesLimit) {
+				return err
+			}
+			errs = append(errs, err)
+		}
+		if stopped {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// union collects each part's list into one sorted, distinct list.
+func union[T any](ctx context.Context, m *mergeQuerier, get func(Querier) ([]T, error), compare func(a, b T) int) ([]T, error) {
+	var (
+		out  []T
+		errs []error
+	)
+	for _, q := range m.all {
+		vs, err := get(q)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			errs = append(errs, err)
+		}
+		out = append(out, vs...)
+	}
+	slices.SortFunc(out, compare)
+	return slices.CompactFunc(out, func(a, b T) bool { return compare(a, b) == 0 }), errors.Join(errs...)
+}
+
+func (m *mergeQuerier) Services(ctx context.Context, start, end int64) ([]string, error) {
+	return union(ctx, m, func(q Querier) ([]string, error) { return q.Services(ctx, start, end) }, cmp.Compare[string])
+}
+
+func (m *mergeQuerier) Operations(ctx context.Context, service string, start, end int64) ([]Operation, error) {
+	return union(ctx, m, func(q Querier) ([]Operation, error) { return q.Operations(ctx, service, start, end) },
+		func(a, b Operation) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind)) })
+}
+
+func (m *mergeQuerier) TagNames(ctx context.Context, start, end int64) (TagNames, error) {
+	var (
+		out  TagNames
+		errs []error
+	)
+	for _, q := range m.all {
+		n, err := q.TagNames(ctx, start, end)
+		if err != nil {
+			if ctx.Err() != nil {
+				return TagNames{}, ctx.Err()
+			}
+			errs = append(errs, err)
+		}
+		out.Span = append(out.Span, n.Span...)
+		out.Resource = append(out.Resource, n.Resource...)
+	}
+	for _, l := range []*[]string{&out.Span, &out.Resource} {
+		slices.Sort(*l)
+		*l = slices.Compact(*l)
+	}
+	return out, errors.Join(errs...)
+}
+
+func (m *mergeQuerier) TagValues(ctx context.Context, scope Scope, key string, start, end int64, limit int) ([]Value, error) {
+	vs, err := union(ctx, m, func(q Querier) ([]Value, error) { return q.TagValues(ctx, scope, key, start, end, limit) },
+		func(a, b Value) int {
+			return cmp.Or(cmp.Compare(a.AsString(), b.AsString()), cmp.Compare(a.Type, b.Type))
+		})
+	if limit > 0 && len(vs) > limit {
+		vs = vs[:limit]
+	}
+	return vs, err
+}
+
+func (m *mergeQuerier) Close() error {
+	var errs []error
+	for _, q := range m.all {
+		errs = append(errs, q.Close())
+	}
+	return errors.Join(errs...)
+}
