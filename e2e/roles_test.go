@@ -21,14 +21,18 @@ import (
 )
 
 // TestRolesOnASharedBucket runs the ingester, querier and compactor
-// builtins (test ports and a quick cadence aside) as four processes on one
-// file:// bucket: spans from the OTel Go SDK sent to the ingester are found
-// by ID through the querier exactly once, before and after the compactor
-// merges their blocks; of two compactors only one holds the lease, and the
-// other takes over when it stops.
+// builtins (test ports and a quick cadence aside) as six processes on one
+// file:// bucket. Spans from the OTel Go SDK sent to the ingester are found
+// by ID through both queriers exactly once: from the ingester's head
+// before they reach a block, from blocks once the compactor has merged
+// them, and after the ingester is killed with SIGKILL and restarted on
+// its WAL. Of two compactors only one holds the lease; the other takes
+// over when it stops.
 func TestRolesOnASharedBucket(t *testing.T) {
 	bucket := t.TempDir()
-	env := []string{"SIGHTLINE_BUCKET_URL=file://" + bucket}
+	handoff := freePort(t)
+	env := []string{"SIGHTLINE_BUCKET_URL=file://" + bucket, "HANDOFF_PORT=" + strconv.Itoa(handoff),
+		fmt.Sprintf("SIGHTLINE_INGESTERS=[http://127.0.0.1:%d]", handoff)}
 	role := func(name, id string, extra ...string) *instance {
 		configs := []string{"builtin:" + name, "testdata/overlay-role.yaml"}
 		if name != "compactor" {
@@ -44,7 +48,7 @@ func TestRolesOnASharedBucket(t *testing.T) {
 		}
 		var newest string
 		for _, e := range entries {
-			if !strings.HasPrefix(e.Name(), ".") && !strings.HasSuffix(e.Name(), ".attrs") && e.Name() > newest {
+			if !strings.HasPrefix(e.Name(), ".") && e.Name() > newest {
 				newest = e.Name()
 			}
 		}
@@ -65,30 +69,39 @@ func TestRolesOnASharedBucket(t *testing.T) {
 	c2.waitFor("compactor-2 to stand by", 30*time.Second, func() bool {
 		return strings.Contains(c2.out.String(), "standing by")
 	})
-	ing := role("ingester", "ingester-0")
-	qp := freePort(t)
-	role("querier", "querier-0", "QUERY_PORT="+strconv.Itoa(qp))
+	// The ingester keeps its WAL in one place across its restart.
+	ingData := filepath.Join(t.TempDir(), "ingester")
+	ing := role("ingester", "ingester-0", "SIGHTLINE_DATA="+ingData)
+	var (
+		apis     []*apiClient
+		queriers []*instance
+	)
+	for _, id := range []string{"querier-0", "querier-1"} {
+		qp := freePort(t)
+		queriers = append(queriers, role("querier", id, "QUERY_PORT="+strconv.Itoa(qp)))
+		apis = append(apis, &apiClient{t: t, http: &http.Client{Timeout: 10 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", qp)})
+	}
 
-	// 20 traces of 3 spans each.
+	// Traces of 3 spans each.
 	ctx := context.Background()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(mustExporter(t, ing.GRPC)),
-		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "checkout"))))
 	var ids []string
-	for i := range 20 {
-		ctx, root := tp.Tracer("e2e").Start(ctx, "POST /checkout", trace.WithAttributes(attribute.Int("order", i)))
-		for _, name := range []string{"reserve", "charge"} {
-			_, child := tp.Tracer("e2e").Start(ctx, name)
-			child.End()
+	send := func(port, n int) {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(mustExporter(t, port)),
+			sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "checkout"))))
+		for i := range n {
+			ctx, root := tp.Tracer("e2e").Start(ctx, "POST /checkout", trace.WithAttributes(attribute.Int("order", len(ids)+i)))
+			for _, name := range []string{"reserve", "charge"} {
+				_, child := tp.Tracer("e2e").Start(ctx, name)
+				child.End()
+			}
+			root.End()
+			ids = append(ids, root.SpanContext().TraceID().String())
 		}
-		root.End()
-		ids = append(ids, root.SpanContext().TraceID().String())
+		if err := tp.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := tp.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	api := &apiClient{t: t, http: &http.Client{Timeout: 10 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", qp)}
-	spans := func(id string) int {
+	spans := func(api *apiClient, id string) int {
 		var tr struct {
 			Batches []struct {
 				ScopeSpans []struct {
@@ -107,17 +120,26 @@ func TestRolesOnASharedBucket(t *testing.T) {
 		}
 		return n
 	}
+	// allOnce reports whether every trace sent has its 3 spans through
+	// both queriers; more than 3 fails the test at once.
 	allOnce := func() bool {
-		for _, id := range ids {
-			if n := spans(id); n != 3 {
-				return false
+		for _, api := range apis {
+			for _, id := range ids {
+				switch n := spans(api, id); {
+				case n > 3:
+					t.Fatalf("trace %s has %d spans through %s, want 3: a span was read twice", id, n, api.base)
+				case n < 3:
+					return false
+				}
 			}
 		}
 		return true
 	}
-	waitFor(t, "every trace through the querier, each span once", 60*time.Second, allOnce)
 
-	// The ingester cuts a block a second; the compactor merges them.
+	send(ing.GRPC, 20)
+	waitFor(t, "every trace through both queriers, each span once", 60*time.Second, allOnce)
+
+	// The compactor merges the ingester's level-0 blocks.
 	merged := func() bool {
 		metas, _ := filepath.Glob(filepath.Join(bucket, "traces", "*", "meta.json"))
 		for _, m := range metas {
@@ -131,23 +153,36 @@ func TestRolesOnASharedBucket(t *testing.T) {
 		}
 		return false
 	}
-	if !merged() {
-		// A second batch makes a second level-0 block to merge with.
-		tp2 := sdktrace.NewTracerProvider(sdktrace.WithSyncer(mustExporter(t, ing.GRPC)))
-		_, s := tp2.Tracer("e2e").Start(ctx, "GET /health")
-		s.End()
-		tp2.Shutdown(ctx)
+	for i := 0; !merged() && i < 30; i++ {
+		// More level-0 blocks to merge: the ingester cuts one a second.
+		send(ing.GRPC, 1)
+		waitFor(t, "the traces sent so far", 30*time.Second, allOnce)
 	}
 	waitFor(t, "the compactor to merge blocks", 60*time.Second, merged)
+	if !allOnce() {
+		t.Fatal("traces went missing through a querier after the merge")
+	}
 	if strings.Contains(c2.out.String(), "compacted blocks") {
 		t.Fatal("the standby compactor merged blocks")
 	}
-	// After the merge, and whenever the querier polls, each span once.
-	for _, id := range ids {
-		if n := spans(id); n != 3 {
-			t.Fatalf("trace %s has %d spans through the querier after compaction, want 3", id, n)
+	// Until now the ingester was always up: no answer may have missed it.
+	for _, q := range queriers {
+		if strings.Contains(q.out.String(), "trace read partially") {
+			t.Fatalf("a querier could not read the ingester:\n%s", q.out.String())
 		}
 	}
+
+	// SIGKILL the ingester right after it acknowledged more, then restart
+	// it on the same WAL: nothing acknowledged is lost or doubled.
+	send(ing.GRPC, 10)
+	if err := ing.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-ing.done
+	ing = role("ingester", "ingester-0", "SIGHTLINE_DATA="+ingData)
+	waitFor(t, "every trace through both queriers after the ingester's restart", 60*time.Second, allOnce)
+	send(ing.GRPC, 5)
+	waitFor(t, "traces sent to the restarted ingester", 60*time.Second, allOnce)
 
 	c1.stop()
 	c2.waitFor("compactor-2 to take over", 30*time.Second, func() bool { return holder() == "compactor-2" })

@@ -3,7 +3,10 @@ package sightlinestorage
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
+
+	"go.opentelemetry.io/collector/config/confighttp"
 )
 
 // Config is the `sightline_storage` extension's configuration: where the
@@ -55,6 +58,15 @@ type SharedConfig struct {
 	// LeaseTTL is how long the compactor lease lasts without renewal: a
 	// standby compactor takes over this long after the holder dies.
 	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
+	// Handoff is where an ingester serves queriers what the bucket does
+	// not hold yet: its heads and recent blocks (internal/store/headproto).
+	// TLS and auth as for any Collector HTTP server.
+	Handoff confighttp.ServerConfig `mapstructure:"handoff"`
+	// Ingesters are the handoff URLs a querier reads recent data from
+	// (http://ingester-0.ingester:3201), and IngesterClient how it
+	// connects to them (TLS, auth, timeout).
+	Ingesters      []string                `mapstructure:"ingesters"`
+	IngesterClient confighttp.ClientConfig `mapstructure:"ingester_client"`
 }
 
 // shared reports whether the role shares its bucket.
@@ -187,9 +199,14 @@ type AzureConfig struct {
 }
 
 func createDefaultConfig() *Config {
+	handoff := confighttp.NewDefaultServerConfig()
+	handoff.NetAddr.Endpoint = "localhost:3201"
+	client := confighttp.NewDefaultClientConfig()
+	client.Timeout = time.Minute
 	return &Config{
-		Role:   RoleAllInOne,
-		Shared: SharedConfig{PollInterval: 30 * time.Second, DeleteDelay: 15 * time.Minute, LeaseTTL: time.Minute},
+		Role: RoleAllInOne,
+		Shared: SharedConfig{PollInterval: 30 * time.Second, DeleteDelay: 15 * time.Minute, LeaseTTL: time.Minute,
+			Handoff: handoff, IngesterClient: client},
 		Path:   "./sightline-data",
 		WAL:    WALConfig{Sync: "always", SyncInterval: time.Second, SegmentSize: 64 << 20},
 		// Heads are cut at least every 30 s, so data reaches blocks soon
@@ -226,6 +243,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Shared.LeaseTTL < 4*time.Second {
 		bad("shared::lease_ttl", "%v is below the 4s minimum: the holder renews every quarter of it", c.Shared.LeaseTTL)
+	}
+	for i, u := range c.Shared.Ingesters {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			bad(fmt.Sprintf("shared::ingesters::%d", i), "%q is not an http:// or https:// URL of an ingester's handoff endpoint", u)
+		}
+	}
+	if len(c.Shared.Ingesters) > 0 && c.Role != RoleQuerier {
+		bad("shared::ingesters", "only a querier reads ingesters; this is a %s", c.Role)
 	}
 	if c.Shared.DeleteDelay < 2*c.Shared.PollInterval {
 		bad("shared::delete_delay", "%v is under twice poll_interval (%v): a querier could lose a block it listed before it polls again", c.Shared.DeleteDelay, c.Shared.PollInterval)

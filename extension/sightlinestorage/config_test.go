@@ -35,7 +35,14 @@ func TestLoadConfig(t *testing.T) {
 	ingester := load("sightline_storage/ingester")
 	require.NoError(t, confmap.Validate(ingester))
 	require.Equal(t, RoleIngester, ingester.Role)
-	require.Equal(t, SharedConfig{InstanceID: "ingester-0", PollInterval: 15 * time.Second, DeleteDelay: 30 * time.Minute, LeaseTTL: time.Minute}, ingester.Shared)
+	require.Equal(t, "ingester-0", ingester.Shared.InstanceID)
+	require.Equal(t, [3]time.Duration{15 * time.Second, 30 * time.Minute, time.Minute},
+		[3]time.Duration{ingester.Shared.PollInterval, ingester.Shared.DeleteDelay, ingester.Shared.LeaseTTL})
+	require.Equal(t, "0.0.0.0:3201", ingester.Shared.Handoff.NetAddr.Endpoint)
+
+	querier := load("sightline_storage/querier")
+	require.NoError(t, confmap.Validate(querier))
+	require.Equal(t, []string{"http://ingester-0.ingester:3201", "https://ingester-1.ingester:3201"}, querier.Shared.Ingesters)
 
 	custom := load("sightline_storage/custom")
 	require.NoError(t, confmap.Validate(custom))
@@ -58,6 +65,8 @@ func TestLoadConfig(t *testing.T) {
 		`role: "gateway" is not one of all-in-one, ingester, querier, compactor`,
 		"shared::lease_ttl: 1s is below the 4s minimum",
 		"shared::delete_delay: 1m30s is under twice poll_interval (1m0s)",
+		`shared::ingesters::0: "ingester-0:3201" is not an http:// or https:// URL`,
+		"shared::ingesters: only a querier reads ingesters; this is a gateway",
 		`wal::sync: "sometimes" is not one of always, interval`,
 		"block::row_group_rows: 10 is below the minimum of 1000",
 		"compaction::stall_blocks: 3 is neither -1, 0 nor at least min_blocks (4)",

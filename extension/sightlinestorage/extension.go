@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/sightlinehq/sightline/internal/otlpguard"
 	"github.com/sightlinehq/sightline/internal/store"
 	"github.com/sightlinehq/sightline/internal/store/block"
+	"github.com/sightlinehq/sightline/internal/store/headproto"
 	"github.com/sightlinehq/sightline/internal/store/wal"
 )
 
@@ -50,6 +52,10 @@ type Storage struct {
 	dash *dashboard.Store
 	// metricsReg is the self-metrics callback, unregistered at shutdown.
 	metricsReg metric.Registration
+	// handoff serves an ingester's heads to queriers; ingesters are what a
+	// querier reads them with (role.go).
+	handoff   *http.Server
+	ingesters []*headproto.Client
 
 	// mu guards host and the problems: the store reports problems from
 	// inside Open, before Start has returned.
@@ -190,6 +196,11 @@ func (s *Storage) Start(ctx context.Context, host component.Host) error {
 		return fmt.Errorf("built-in dashboards: %w", err)
 	}
 	s.db, s.mdb, s.dash = db, mdb, dashboard.New(bucket, builtin)
+	if err := s.startRole(ctx, host); err != nil {
+		db.Close()
+		mdb.Close()
+		return err
+	}
 	if err := s.registerMetrics(); err != nil {
 		s.set.Logger.Warn("store self-metrics", zap.Error(err))
 	}
@@ -295,7 +306,11 @@ func (s *Storage) Shutdown(context.Context) error {
 		s.metricsReg.Unregister()
 		s.metricsReg = nil
 	}
-	err := errors.Join(s.db.Close(), s.mdb.Close())
+	var herr error
+	if s.handoff != nil {
+		herr = s.handoff.Close()
+	}
+	err := errors.Join(herr, s.db.Close(), s.mdb.Close())
 	s.mu.Lock()
 	s.host = nil
 	s.mu.Unlock()

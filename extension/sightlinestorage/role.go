@@ -1,11 +1,19 @@
 package sightlinestorage
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
+
+	"go.opentelemetry.io/collector/component"
+	"go.uber.org/zap"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store"
+	"github.com/sightlinehq/sightline/internal/store/headproto"
+	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
 // applyRole sets what a role of a shared bucket changes in the store
@@ -42,4 +50,61 @@ func (c *Config) applyRole(o *store.Options, bucket *objstore.Store) error {
 		o.Lease = store.NewLease(bucket, "compactor", id, c.Shared.LeaseTTL, nil)
 	}
 	return nil
+}
+
+// startRole starts what the role serves or reads besides the store: an
+// ingester's handoff endpoint, a querier's clients of the ingesters.
+func (s *Storage) startRole(ctx context.Context, host component.Host) error {
+	sc := &s.cfg.Shared
+	switch s.cfg.Role {
+	case RoleIngester:
+		ln, err := sc.Handoff.ToListener(ctx)
+		if err != nil {
+			return fmt.Errorf("shared::handoff: %w", err)
+		}
+		srv, err := sc.Handoff.ToServer(ctx, host.GetExtensions(), s.set.TelemetrySettings, headproto.Handler(s.db))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("shared::handoff: %w", err)
+		}
+		s.handoff = srv
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.set.Logger.Error("handoff endpoint stopped", zap.Error(err))
+			}
+		}()
+		s.set.Logger.Info("serving the head to queriers", zap.String("endpoint", ln.Addr().String()))
+	case RoleQuerier:
+		if len(sc.Ingesters) == 0 {
+			return nil
+		}
+		hc, err := sc.IngesterClient.ToClient(ctx, host.GetExtensions(), s.set.TelemetrySettings)
+		if err != nil {
+			return fmt.Errorf("shared::ingester_client: %w", err)
+		}
+		for _, u := range sc.Ingesters {
+			s.ingesters = append(s.ingesters, headproto.NewClient(u, hc))
+		}
+	}
+	return nil
+}
+
+// Querier opens what the query engines read: the store, and for a querier
+// of a shared bucket also what each ingester holds that its snapshot of
+// the bucket does not (docs/scaling.md). An ingester that cannot be
+// reached makes the answer partial, with its error.
+func (s *Storage) Querier(ctx context.Context) (storage.Querier, error) {
+	if len(s.ingesters) == 0 {
+		return s.db.Querier(ctx)
+	}
+	local, covered := s.db.Covering(ctx)
+	remotes := make([]storage.Querier, len(s.ingesters))
+	for i, c := range s.ingesters {
+		q, err := c.Querier(ctx, covered)
+		if err != nil {
+			q = storage.FailingQuerier(err)
+		}
+		remotes[i] = q
+	}
+	return storage.NewMergeQuerier(local, remotes...), nil
 }

@@ -89,7 +89,7 @@ func (e *queryExtension) Start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return err
 	}
-	api := New(e.cfg, StoreSource(st.Store()), Stores{Traces: st.Store(), Metrics: st.Metrics(), Dashboards: st.Dashboards()}, e.set.BuildInfo, e.set.Logger)
+	api := New(e.cfg, st.Querier, Stores{Traces: st.Store(), Metrics: st.Metrics(), Dashboards: st.Dashboards()}, e.set.BuildInfo, e.set.Logger)
 	ln, err := e.cfg.ToListener(ctx)
 	if err != nil {
 		return err

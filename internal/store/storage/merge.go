@@ -211,3 +211,28 @@ func (m *mergeQuerier) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// FailingQuerier answers every call with err: a part of a merged view that
+// could not be opened (an unreachable ingester), so that the merge reports
+// it beside the other parts' results.
+func FailingQuerier(err error) Querier { return failing{err} }
+
+type failing struct{ err error }
+
+func (f failing) TraceByID(context.Context, TraceID, int64, int64) ([]Span, error) {
+	return nil, f.err
+}
+func (f failing) Spans(context.Context, *SpanQuery, func(*Span) bool) error { return f.err }
+func (f failing) LogsByTrace(context.Context, TraceID, SpanID, int64, int64) ([]LogRecord, error) {
+	return nil, f.err
+}
+func (f failing) Logs(context.Context, *LogQuery, func(*LogRecord) bool) error { return f.err }
+func (f failing) Services(context.Context, int64, int64) ([]string, error)     { return nil, f.err }
+func (f failing) Operations(context.Context, string, int64, int64) ([]Operation, error) {
+	return nil, f.err
+}
+func (f failing) TagNames(context.Context, int64, int64) (TagNames, error) { return TagNames{}, f.err }
+func (f failing) TagValues(context.Context, Scope, string, int64, int64, int) ([]Value, error) {
+	return nil, f.err
+}
+func (f failing) Close() error { return nil }
