@@ -207,8 +207,8 @@ func createDefaultConfig() *Config {
 		Role: RoleAllInOne,
 		Shared: SharedConfig{PollInterval: 30 * time.Second, DeleteDelay: 15 * time.Minute, LeaseTTL: time.Minute,
 			Handoff: handoff, IngesterClient: client},
-		Path:   "./sightline-data",
-		WAL:    WALConfig{Sync: "always", SyncInterval: time.Second, SegmentSize: 64 << 20},
+		Path: "./sightline-data",
+		WAL:  WALConfig{Sync: "always", SyncInterval: time.Second, SegmentSize: 64 << 20},
 		// Heads are cut at least every 30 s, so data reaches blocks soon
 		// and WAL replay after a crash stays short.
 		Block:      BlockConfig{MaxDuration: 30 * time.Second, MaxSize: 64 << 20, RowGroupSpans: 100_000},
