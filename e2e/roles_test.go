@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -195,4 +196,69 @@ func mustExporter(t *testing.T, port int) sdktrace.SpanExporter {
 		t.Fatal(err)
 	}
 	return te
+}
+
+// TestQuerierReadsMetricsAndLogs runs an ingester that remote-writes
+// metrics to Debian's Prometheus, as docs/scaling.md sets it up, and a
+// querier that reads them back by remote read: the OTel Go SDK's counter
+// sent to the ingester is answered by the querier's PromQL API (service.name
+// is the job label, as remote write makes it), and its
+// log records by the querier's Loki API, each once.
+func TestQuerierReadsMetricsAndLogs(t *testing.T) {
+	prom := promServer(t)
+	bucket := t.TempDir()
+	handoff := freePort(t)
+	env := []string{"SIGHTLINE_BUCKET_URL=file://" + bucket, "HANDOFF_PORT=" + strconv.Itoa(handoff), "PROM_URL=" + prom,
+		fmt.Sprintf("SIGHTLINE_INGESTERS=[http://127.0.0.1:%d]", handoff), "SIGHTLINE_METRICS_READ_URL=" + prom + "/api/v1/read"}
+	ing := start(t, []string{"builtin:ingester", "testdata/overlay-role.yaml", "testdata/overlay-ingester.yaml", "testdata/overlay-ingester-metrics.yaml"},
+		append(slices.Clone(env), "SIGHTLINE_INSTANCE_ID=ingester-0")...)
+	qp := freePort(t)
+	start(t, []string{"builtin:querier", "testdata/overlay-role.yaml", "testdata/overlay-querier.yaml"},
+		append(slices.Clone(env), "SIGHTLINE_INSTANCE_ID=querier-0", "QUERY_PORT="+strconv.Itoa(qp))...)
+	api := &apiClient{t: t, http: &http.Client{Timeout: 10 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", qp)}
+
+	sendSDKGRPC(t, ing, 5)
+	waitFor(t, "the counter through the querier's PromQL API", 60*time.Second, func() bool {
+		var res struct {
+			Data struct {
+				Result []struct {
+					Value [2]any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if api.get("/api/v1/query", url.Values{"query": {`delivery_requests_total{job="delivery-test"}`}}, &res) != http.StatusOK {
+			return false
+		}
+		if len(res.Data.Result) != 5 {
+			return false
+		}
+		for _, r := range res.Data.Result {
+			if r.Value[1] != "7" {
+				t.Fatalf("a counter series reads %v through the querier, want 7", r.Value[1])
+			}
+		}
+		return true
+	})
+	waitFor(t, "the log records through the querier's Loki API, each once", 60*time.Second, func() bool {
+		var res struct {
+			Data struct {
+				Result []struct {
+					Values [][2]string `json:"values"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		q := url.Values{"query": {`{service_name="delivery-test"} |= "log line"`},
+			"start": {strconv.FormatInt(time.Now().Add(-time.Hour).UnixNano(), 10)}}
+		if api.get("/loki/api/v1/query_range", q, &res) != http.StatusOK {
+			return false
+		}
+		n := 0
+		for _, r := range res.Data.Result {
+			n += len(r.Values)
+		}
+		if n > 5 {
+			t.Fatalf("%d log lines through the querier, want 5: a record was read twice", n)
+		}
+		return n == 5
+	})
 }

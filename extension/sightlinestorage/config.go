@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configopaque"
 )
 
 // Config is the `sightline_storage` extension's configuration: where the
@@ -81,12 +82,27 @@ type MetricsConfig struct {
 	PromoteAllResourceAttributes      bool          `mapstructure:"promote_all_resource_attributes"`
 	IgnoreResourceAttributes          []string      `mapstructure:"ignore_resource_attributes"`
 	KeepIdentifyingResourceAttributes bool          `mapstructure:"keep_identifying_resource_attributes"`
+	// RemoteRead, with a URL, has queries read a Prometheus-compatible
+	// TSDB by Prometheus's remote read instead of the embedded TSDB: the
+	// querier of a shared bucket, whose ingesters remote-write there
+	// (docs/scaling.md).
+	RemoteRead RemoteReadConfig `mapstructure:"remote_read"`
 	// MaxSeries bounds the series in the TSDB's head, each about 0.9 KiB
 	// of memory: a sample that would create one more is refused,
 	// permanently (resending cannot help until series go stale), and the
 	// rest of its request is stored. 0 sizes it from the memory budget, a
 	// series per KiB (131,072 with the default 128 MiB); -1 is no limit.
 	MaxSeries int64 `mapstructure:"max_series"`
+}
+
+// RemoteReadConfig is a Prometheus remote-read endpoint.
+type RemoteReadConfig struct {
+	// URL of the endpoint: http://prometheus:9090/api/v1/read.
+	URL     string        `mapstructure:"url"`
+	Timeout time.Duration `mapstructure:"timeout"`
+	// Headers are sent with every request (an Authorization header, a
+	// tenant header); their values are never logged.
+	Headers map[string]configopaque.String `mapstructure:"headers"`
 }
 
 // MemoryConfig is the store's memory budget: the heap it may hold for data
@@ -216,7 +232,7 @@ func createDefaultConfig() *Config {
 		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 4, MaxSize: 1 << 30},
 		Storage:    StorageConfig{Backend: "filesystem"},
 		// Prometheus's default retention.
-		Metrics: MetricsConfig{Retention: 15 * 24 * time.Hour},
+		Metrics: MetricsConfig{Retention: 15 * 24 * time.Hour, RemoteRead: RemoteReadConfig{Timeout: time.Minute}},
 		// A stack trace fits in 16 KiB (Tempo truncates at 2 KiB); the
 		// SDKs keep 128 attributes by default. A span with 100,000
 		// attributes took 22-30 CPU seconds to fetch.
@@ -257,6 +273,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Metrics.Retention <= 0 {
 		bad("metrics::retention", "must be positive")
+	}
+	if u := c.Metrics.RemoteRead.URL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			bad("metrics::remote_read::url", "%q is not an http:// or https:// URL of a remote-read endpoint", u)
+		}
+	}
+	if c.Metrics.RemoteRead.Timeout <= 0 {
+		bad("metrics::remote_read::timeout", "must be positive")
 	}
 	if c.Metrics.MaxSeries < -1 {
 		bad("metrics::max_series", "%d is not a count: set a positive limit, 0 to size it from the memory budget, or -1 for none", c.Metrics.MaxSeries)

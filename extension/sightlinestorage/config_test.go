@@ -53,7 +53,8 @@ func TestLoadConfig(t *testing.T) {
 	want.Retention = RetentionConfig{MaxAge: 72 * time.Hour, MaxSize: 100 << 30}
 	want.Compaction = CompactionConfig{Interval: 30 * time.Second, MinBlocks: 8, MaxSize: 2 << 30, StallBlocks: 48}
 	want.Storage = StorageConfig{Backend: "s3", S3: S3Config{Bucket: "telemetry", Prefix: "sightline", Region: "eu-west-1"}}
-	want.Metrics = MetricsConfig{Retention: 720 * time.Hour, PromoteResourceAttributes: []string{"k8s.namespace.name"}, MaxSeries: 500_000}
+	want.Metrics = MetricsConfig{Retention: 720 * time.Hour, PromoteResourceAttributes: []string{"k8s.namespace.name"}, MaxSeries: 500_000,
+		RemoteRead: RemoteReadConfig{Timeout: time.Minute}}
 	want.Memory = MemoryConfig{LimitMiB: 300}
 	want.Limits = LimitsConfig{MaxAttributeBytes: 2048, MaxAttributes: 128}
 	require.Equal(t, want, custom)

@@ -172,7 +172,13 @@ func (s *Storage) Start(ctx context.Context, host component.Host) error {
 		return fmt.Errorf("open store at %s: %w", cfg.Path, err)
 	}
 	mc := cfg.Metrics
+	readFrom, err := cfg.remoteRead()
+	if err != nil {
+		db.Close()
+		return err
+	}
 	mdb, err := metrics.Open(metrics.Options{
+		ReadFrom:  readFrom,
 		Dir:       filepath.Join(cfg.Path, "metrics"),
 		Retention: mc.Retention,
 		MaxSeries: mc.maxSeries(budget),

@@ -5,7 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
+
+	promconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	promcfg "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote"
 
 	"go.opentelemetry.io/collector/component"
 	"go.uber.org/zap"
@@ -107,4 +115,32 @@ func (s *Storage) Querier(ctx context.Context) (storage.Querier, error) {
 		remotes[i] = q
 	}
 	return storage.NewMergeQuerier(local, remotes...), nil
+}
+
+// remoteRead returns the remote TSDB queries read instead of the embedded
+// one (metrics::remote_read), or nil.
+func (c *Config) remoteRead() (promstorage.SampleAndChunkQueryable, error) {
+	rr := c.Metrics.RemoteRead
+	if rr.URL == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(rr.URL)
+	if err != nil {
+		return nil, fmt.Errorf("metrics::remote_read::url: %w", err)
+	}
+	headers := map[string]string{}
+	for k, v := range rr.Headers {
+		headers[k] = string(v)
+	}
+	rc, err := remote.NewReadClient("sightline", &remote.ClientConfig{
+		URL: &promconfig.URL{URL: u}, Timeout: model.Duration(rr.Timeout),
+		HTTPClientConfig: promconfig.DefaultHTTPClientConfig, Headers: headers,
+		// Prometheus's own bound on one streamed message.
+		ChunkedReadLimit: promcfg.DefaultChunkedReadLimit,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("metrics::remote_read: %w", err)
+	}
+	// readRecent: there is no local copy of recent samples to prefer.
+	return remote.NewSampleAndChunkQueryableClient(rc, labels.EmptyLabels(), nil, true, func() (int64, error) { return 0, nil }), nil
 }

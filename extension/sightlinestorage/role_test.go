@@ -25,7 +25,9 @@ func startRole(t *testing.T, bucketDir, role, id string) (component.Component, *
 	cfg.Path = t.TempDir()
 	cfg.Role = role
 	cfg.Storage.BucketURL = "file://" + bucketDir
-	cfg.Shared = sightlinestorage.SharedConfig{InstanceID: id, PollInterval: 50 * time.Millisecond, DeleteDelay: time.Second, LeaseTTL: 4 * time.Second}
+	sc := &cfg.Shared
+	sc.InstanceID, sc.PollInterval, sc.DeleteDelay, sc.LeaseTTL = id, 50*time.Millisecond, time.Second, 4*time.Second
+	sc.Handoff.NetAddr.Endpoint = "127.0.0.1:0"
 	require.NoError(t, cfg.Validate())
 	ext, err := f.Create(context.Background(), extensiontest.NewNopSettings(f.Type()), cfg)
 	require.NoError(t, err)

@@ -253,8 +253,17 @@ func (l *lazyTSDB) db() (*tsdb.DB, error) {
 // The queriers and appenders are scoped to the request's tenant when
 // tenancy is on (tenant_metrics.go).
 
+// queryable is what series are read from: the metrics store's
+// (metrics.DB.Queryable, a remote TSDB for a querier of a shared bucket).
+func (l *lazyTSDB) queryable() (storage.SampleAndChunkQueryable, error) {
+	if l.open == nil && l.a.stores.Metrics != nil {
+		return l.a.stores.Metrics.Queryable(), nil
+	}
+	return l.db()
+}
+
 func (l *lazyTSDB) Querier(mint, maxt int64) (storage.Querier, error) {
-	db, err := l.db()
+	db, err := l.queryable()
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +275,7 @@ func (l *lazyTSDB) Querier(mint, maxt int64) (storage.Querier, error) {
 }
 
 func (l *lazyTSDB) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, error) {
-	db, err := l.db()
+	db, err := l.queryable()
 	if err != nil {
 		return nil, err
 	}

@@ -51,6 +51,10 @@ type Options struct {
 	// OnProblem is called when writes start failing (with the error) and
 	// when they succeed again (with nil), for health reporting.
 	OnProblem func(error)
+	// ReadFrom, if set, is what queries read instead of the embedded TSDB:
+	// a Prometheus-compatible TSDB that the ingesters of a shared bucket
+	// remote-write to, read by remote read (Queryable).
+	ReadFrom storage.SampleAndChunkQueryable
 }
 
 // DB is an open metrics store. It is safe for concurrent use.
@@ -159,6 +163,15 @@ func (d *DB) TSDB() *tsdb.DB {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return d.tsdb
+}
+
+// Queryable is what PromQL and the rules read: the remote TSDB of
+// Options.ReadFrom, or else the embedded one.
+func (d *DB) Queryable() storage.SampleAndChunkQueryable {
+	if d.opts.ReadFrom != nil {
+		return d.opts.ReadFrom
+	}
+	return d.TSDB()
 }
 
 // Problem is the current write failure, or nil when writes succeed.
