@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/credentials"
 )
 
 // TestRolesOnASharedBucket runs the ingester, querier and compactor
@@ -261,4 +263,116 @@ func TestQuerierReadsMetricsAndLogs(t *testing.T) {
 		}
 		return n == 5
 	})
+}
+
+// TestGatewaysShardToIngesters runs two gateway builtins (TLS, bearer
+// token, tail sampling) that route what they keep by trace ID to three
+// ingesters with the load_balancing exporter, and a querier that reads the
+// bucket and all three ingesters: every trace sent through either gateway
+// is found complete, each span once, through the querier.
+func TestGatewaysShardToIngesters(t *testing.T) {
+	bucket := t.TempDir()
+	cert, key := writeSelfSignedCert(t, t.TempDir())
+	var (
+		handoffs []string
+		otlp     []string
+		env      = []string{"SIGHTLINE_BUCKET_URL=file://" + bucket}
+	)
+	for i := range 3 {
+		h := freePort(t)
+		ing := start(t, []string{"builtin:ingester", "testdata/overlay-role.yaml", "testdata/overlay-ingester.yaml"},
+			append(slices.Clone(env), "HANDOFF_PORT="+strconv.Itoa(h), fmt.Sprintf("SIGHTLINE_INSTANCE_ID=ingester-%d", i))...)
+		handoffs = append(handoffs, fmt.Sprintf("http://127.0.0.1:%d", h))
+		otlp = append(otlp, fmt.Sprintf("127.0.0.1:%d", ing.GRPC))
+	}
+	qp := freePort(t)
+	start(t, []string{"builtin:querier", "testdata/overlay-role.yaml", "testdata/overlay-querier.yaml"},
+		append(slices.Clone(env), "SIGHTLINE_INSTANCE_ID=querier-0", "QUERY_PORT="+strconv.Itoa(qp),
+			"SIGHTLINE_INGESTERS=["+strings.Join(handoffs, ",")+"]")...)
+	var gateways []*instance
+	for range 2 {
+		gateways = append(gateways, start(t, []string{"builtin:gateway", "testdata/overlay-gateway.yaml", "testdata/overlay-gateway-ingesters.yaml"},
+			"SIGHTLINE_TOKEN=shard-token", "SIGHTLINE_TLS_CERT_FILE="+cert, "SIGHTLINE_TLS_KEY_FILE="+key,
+			"QUERY_PORT="+strconv.Itoa(freePort(t)), "INGESTER_OTLP=["+strings.Join(otlp, ",")+"]"))
+	}
+
+	// 20 error traces of 3 spans through each gateway: tail sampling keeps
+	// every error trace.
+	ctx := context.Background()
+	creds, err := credentials.NewClientTLSFromFile(cert, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, gw := range gateways {
+		te, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(fmt.Sprintf("127.0.0.1:%d", gw.GRPC)),
+			otlptracegrpc.WithTLSCredentials(creds), otlptracegrpc.WithHeaders(map[string]string{"Authorization": "Bearer shard-token"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(te),
+			sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "checkout"))))
+		for range 20 {
+			ctx, root := tp.Tracer("e2e").Start(ctx, "POST /checkout")
+			for _, name := range []string{"reserve", "charge"} {
+				_, child := tp.Tracer("e2e").Start(ctx, name)
+				child.End()
+			}
+			root.SetStatus(codes.Error, "declined")
+			root.End()
+			ids = append(ids, root.SpanContext().TraceID().String())
+		}
+		if err := tp.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	api := &apiClient{t: t, http: &http.Client{Timeout: 10 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", qp)}
+	waitFor(t, "every trace through the querier, each span once", 90*time.Second, func() bool {
+		for _, id := range ids {
+			var tr struct {
+				Batches []struct {
+					ScopeSpans []struct {
+						Spans []json.RawMessage `json:"spans"`
+					} `json:"scopeSpans"`
+				} `json:"batches"`
+			}
+			if api.get("/api/traces/"+id, nil, &tr) != http.StatusOK {
+				return false
+			}
+			n := 0
+			for _, b := range tr.Batches {
+				for _, ss := range b.ScopeSpans {
+					n += len(ss.Spans)
+				}
+			}
+			if n > 3 {
+				t.Fatalf("trace %s has %d spans through the querier, want 3", id, n)
+			}
+			if n < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	// The traces were spread over the ingesters: each wrote blocks of its
+	// own (a trace of 3 spans stays whole on one).
+	writers := map[string]bool{}
+	metas, _ := filepath.Glob(filepath.Join(bucket, "traces", "*", "meta.json"))
+	for _, m := range metas {
+		var meta struct {
+			Writer      string         `json:"writer"`
+			WALSegments map[string]int `json:"wal_segments"`
+		}
+		if b, err := os.ReadFile(m); err == nil && json.Unmarshal(b, &meta) == nil {
+			writers[meta.Writer] = true
+			for w := range meta.WALSegments {
+				writers[w] = true
+			}
+		}
+	}
+	delete(writers, "")
+	if len(writers) != 3 {
+		t.Errorf("blocks written by %v, want all three ingesters", writers)
+	}
 }
