@@ -68,6 +68,22 @@ type SharedConfig struct {
 	// connects to them (TLS, auth, timeout).
 	Ingesters      []string                `mapstructure:"ingesters"`
 	IngesterClient confighttp.ClientConfig `mapstructure:"ingester_client"`
+	// IngestersDNS finds a querier's ingesters by a DNS name, besides
+	// Ingesters: every address it resolves to is an ingester, as the
+	// load_balancing exporter's DNS resolver finds its backends (a
+	// Kubernetes headless service).
+	IngestersDNS DNSConfig `mapstructure:"ingesters_dns"`
+}
+
+// DNSConfig names ingesters by a DNS name.
+type DNSConfig struct {
+	Hostname string `mapstructure:"hostname"`
+	// Port is the ingesters' handoff port.
+	Port int `mapstructure:"port"`
+	// Scheme is http or https.
+	Scheme string `mapstructure:"scheme"`
+	// Interval is how often the name is resolved again.
+	Interval time.Duration `mapstructure:"interval"`
 }
 
 // shared reports whether the role shares its bucket.
@@ -222,7 +238,8 @@ func createDefaultConfig() *Config {
 	return &Config{
 		Role: RoleAllInOne,
 		Shared: SharedConfig{PollInterval: 30 * time.Second, DeleteDelay: 15 * time.Minute, LeaseTTL: time.Minute,
-			Handoff: handoff, IngesterClient: client},
+			Handoff: handoff, IngesterClient: client,
+			IngestersDNS: DNSConfig{Port: 3201, Scheme: "http", Interval: 5 * time.Second}},
 		Path: "./sightline-data",
 		WAL:  WALConfig{Sync: "always", SyncInterval: time.Second, SegmentSize: 64 << 20},
 		// Heads are cut at least every 30 s, so data reaches blocks soon
@@ -267,6 +284,20 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Shared.Ingesters) > 0 && c.Role != RoleQuerier {
 		bad("shared::ingesters", "only a querier reads ingesters; this is a %s", c.Role)
+	}
+	if d := c.Shared.IngestersDNS; d.Hostname != "" {
+		if c.Role != RoleQuerier {
+			bad("shared::ingesters_dns::hostname", "only a querier reads ingesters; this is a %s", c.Role)
+		}
+		if d.Port < 1 || d.Port > 65535 {
+			bad("shared::ingesters_dns::port", "%d is not a port", d.Port)
+		}
+		if d.Scheme != "http" && d.Scheme != "https" {
+			bad("shared::ingesters_dns::scheme", "%q is not one of http, https", d.Scheme)
+		}
+		if d.Interval <= 0 {
+			bad("shared::ingesters_dns::interval", "must be positive")
+		}
 	}
 	if c.Shared.DeleteDelay < 2*c.Shared.PollInterval {
 		bad("shared::delete_delay", "%v is under twice poll_interval (%v): a querier could lose a block it listed before it polls again", c.Shared.DeleteDelay, c.Shared.PollInterval)

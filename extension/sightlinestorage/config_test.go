@@ -43,6 +43,8 @@ func TestLoadConfig(t *testing.T) {
 	querier := load("sightline_storage/querier")
 	require.NoError(t, confmap.Validate(querier))
 	require.Equal(t, []string{"http://ingester-0.ingester:3201", "https://ingester-1.ingester:3201"}, querier.Shared.Ingesters)
+	require.Equal(t, DNSConfig{Hostname: "sightline-ingester-headless.observability.svc.cluster.local", Port: 3201, Scheme: "http", Interval: 5 * time.Second},
+		querier.Shared.IngestersDNS)
 
 	custom := load("sightline_storage/custom")
 	require.NoError(t, confmap.Validate(custom))
@@ -68,6 +70,10 @@ func TestLoadConfig(t *testing.T) {
 		"shared::delete_delay: 1m30s is under twice poll_interval (1m0s)",
 		`shared::ingesters::0: "ingester-0:3201" is not an http:// or https:// URL`,
 		"shared::ingesters: only a querier reads ingesters; this is a gateway",
+		"shared::ingesters_dns::hostname: only a querier reads ingesters; this is a gateway",
+		"shared::ingesters_dns::port: 0 is not a port",
+		`shared::ingesters_dns::scheme: "ftp" is not one of http, https`,
+		"shared::ingesters_dns::interval: must be positive",
 		`wal::sync: "sometimes" is not one of always, interval`,
 		"block::row_group_rows: 10 is below the minimum of 1000",
 		"compaction::stall_blocks: 3 is neither -1, 0 nor at least min_blocks (4)",

@@ -56,6 +56,8 @@ type Storage struct {
 	// querier reads them with (role.go).
 	handoff   *http.Server
 	ingesters []*headproto.Client
+	dns       *dnsIngesters
+	dnsDone   chan struct{}
 
 	// mu guards host and the problems: the store reports problems from
 	// inside Open, before Start has returned.
@@ -315,6 +317,10 @@ func (s *Storage) Shutdown(context.Context) error {
 	var herr error
 	if s.handoff != nil {
 		herr = s.handoff.Close()
+	}
+	if s.dnsDone != nil {
+		close(s.dnsDone)
+		s.dnsDone = nil
 	}
 	err := errors.Join(herr, s.db.Close(), s.mdb.Close())
 	s.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 
 	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
@@ -83,7 +84,7 @@ func (s *Storage) startRole(ctx context.Context, host component.Host) error {
 		}()
 		s.set.Logger.Info("serving the head to queriers", zap.String("endpoint", ln.Addr().String()))
 	case RoleQuerier:
-		if len(sc.Ingesters) == 0 {
+		if len(sc.Ingesters) == 0 && sc.IngestersDNS.Hostname == "" {
 			return nil
 		}
 		hc, err := sc.IngesterClient.ToClient(ctx, host.GetExtensions(), s.set.TelemetrySettings)
@@ -93,8 +94,27 @@ func (s *Storage) startRole(ctx context.Context, host component.Host) error {
 		for _, u := range sc.Ingesters {
 			s.ingesters = append(s.ingesters, headproto.NewClient(u, hc))
 		}
+		if sc.IngestersDNS.Hostname != "" {
+			s.dns = newDNSIngesters(sc.IngestersDNS, hc, s.set.Logger)
+			// Not fatal: in Kubernetes the name may resolve only once the
+			// first ingester is ready.
+			if err := s.dns.refresh(ctx); err != nil {
+				s.set.Logger.Warn("ingesters not resolved yet", zap.Error(err))
+			}
+			s.dnsDone = make(chan struct{})
+			go s.dns.run(s.dnsDone)
+		}
 	}
 	return nil
+}
+
+// allIngesters are the ingesters a querier reads now: its list, and those
+// its DNS name resolves to.
+func (s *Storage) allIngesters() []*headproto.Client {
+	if s.dns == nil {
+		return s.ingesters
+	}
+	return append(slices.Clone(s.ingesters), s.dns.list()...)
 }
 
 // Querier opens what the query engines read: the store, and for a querier
@@ -102,17 +122,25 @@ func (s *Storage) startRole(ctx context.Context, host component.Host) error {
 // the bucket does not (docs/scaling.md). An ingester that cannot be
 // reached makes the answer partial, with its error.
 func (s *Storage) Querier(ctx context.Context) (storage.Querier, error) {
-	if len(s.ingesters) == 0 {
+	ingesters := s.allIngesters()
+	if len(ingesters) == 0 {
 		return s.db.Querier(ctx)
 	}
 	local, covered := s.db.Covering(ctx)
-	remotes := make([]storage.Querier, len(s.ingesters))
-	for i, c := range s.ingesters {
-		q, err := c.Querier(ctx, covered)
-		if err != nil {
+	var remotes []storage.Querier
+	seen := map[string]bool{}
+	for _, c := range ingesters {
+		q, instance, err := c.Querier(ctx, covered)
+		switch {
+		case err != nil:
 			q = storage.FailingQuerier(err)
+		case seen[instance]:
+			// One ingester at two addresses: read it once.
+			continue
+		default:
+			seen[instance] = true
 		}
-		remotes[i] = q
+		remotes = append(remotes, q)
 	}
 	return storage.NewMergeQuerier(local, remotes...), nil
 }

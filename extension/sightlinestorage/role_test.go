@@ -2,6 +2,8 @@ package sightlinestorage_test
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,12 +15,13 @@ import (
 	"github.com/sightlinehq/sightline/extension/sightlinestorage"
 	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store"
+	"github.com/sightlinehq/sightline/internal/store/storage"
 	"github.com/sightlinehq/sightline/internal/workload"
 )
 
 // startRole starts a storage extension in role on the file:// bucket at
 // bucketDir, as its own process would: its own data path.
-func startRole(t *testing.T, bucketDir, role, id string) (component.Component, *sightlinestorage.Storage) {
+func startRole(t *testing.T, bucketDir, role, id string, mod ...func(*sightlinestorage.Config)) (component.Component, *sightlinestorage.Storage) {
 	t.Helper()
 	f := sightlinestorage.NewFactory()
 	cfg := f.CreateDefaultConfig().(*sightlinestorage.Config)
@@ -28,6 +31,9 @@ func startRole(t *testing.T, bucketDir, role, id string) (component.Component, *
 	sc := &cfg.Shared
 	sc.InstanceID, sc.PollInterval, sc.DeleteDelay, sc.LeaseTTL = id, 50*time.Millisecond, time.Second, 4*time.Second
 	sc.Handoff.NetAddr.Endpoint = "127.0.0.1:0"
+	for _, m := range mod {
+		m(cfg)
+	}
 	require.NoError(t, cfg.Validate())
 	ext, err := f.Create(context.Background(), extensiontest.NewNopSettings(f.Type()), cfg)
 	require.NoError(t, err)
@@ -77,4 +83,32 @@ func TestRolesShareABucket(t *testing.T) {
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	require.Eventually(t, cond, 30*time.Second, 20*time.Millisecond, "waiting for %s", what)
+}
+
+// A querier that reaches one ingester at two addresses (a dual-stack DNS
+// name, a list naming it twice) reads it once.
+func TestQuerierReadsAnIngesterOnce(t *testing.T) {
+	ctx := context.Background()
+	bucketDir := filepath.Join(t.TempDir(), "bucket")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	ingExt, ing := startRole(t, bucketDir, sightlinestorage.RoleIngester, "ingester-0", func(c *sightlinestorage.Config) {
+		c.Shared.Handoff.NetAddr.Endpoint = fmt.Sprintf("127.0.0.1:%d", port)
+	})
+	defer ingExt.Shutdown(ctx)
+	qExt, querier := startRole(t, bucketDir, sightlinestorage.RoleQuerier, "querier-0", func(c *sightlinestorage.Config) {
+		c.Shared.Ingesters = []string{fmt.Sprintf("http://127.0.0.1:%d", port), fmt.Sprintf("http://localhost:%d", port)}
+	})
+	defer qExt.Shutdown(ctx)
+
+	td, _ := workload.New(12, time.Now(), workload.Options{}).Batch(5)
+	require.NoError(t, ing.Store().AppendTraces(td))
+	q, err := querier.Querier(ctx)
+	require.NoError(t, err)
+	defer q.Close()
+	n := 0
+	require.NoError(t, q.Spans(ctx, &storage.SpanQuery{}, func(*storage.Span) bool { n++; return true }))
+	require.Equal(t, td.SpanCount(), n, "the ingester's head read once through two addresses")
 }

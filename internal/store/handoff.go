@@ -93,6 +93,9 @@ func (db *DB) Handoff() *Handoff {
 	return h
 }
 
+// Writer is the ingester's instance ID (Options.Writer).
+func (db *DB) Writer() string { return db.opts.Writer }
+
 // Parts names what the snapshot holds: "" for the live head, then the
 // blocks cut heads will be written as and the level-0 blocks, trace
 // blocks and log blocks alike.

@@ -54,7 +54,8 @@ func TestQuerierSeesIngesterHandoffOnce(t *testing.T) {
 	run := func(name string) {
 		t.Helper()
 		local, covered := querierDB.Covering(ctx)
-		remote, err := client.Querier(ctx, covered)
+		remote, instance, err := client.Querier(ctx, covered)
+		require.Equal(t, "ingester-0", instance)
 		require.NoError(t, err)
 		q := storage.NewMergeQuerier(local, remote)
 		defer q.Close()
@@ -77,7 +78,7 @@ func TestQuerierSeesIngesterHandoffOnce(t *testing.T) {
 	run("a head cut and not yet written")
 	// Once a querier covers the cut head's blocks (it polled them while
 	// the ingester had not yet dropped the head), the head is not read.
-	all, err := client.Querier(ctx, func(string) bool { return true })
+	all, _, err := client.Querier(ctx, func(string) bool { return true })
 	require.NoError(t, err)
 	require.NoError(t, all.Spans(ctx, &storage.SpanQuery{}, func(s *storage.Span) bool {
 		t.Fatalf("span %s read from a part the querier covers", s.SpanID)

@@ -33,17 +33,16 @@ func NewClient(base string, hc *http.Client) *Client {
 func (c *Client) String() string { return c.base }
 
 // Querier lists the ingester's parts and returns a querier over those
-// covered does not cover (store.DB.Covering).
-func (c *Client) Querier(ctx context.Context, covered func(id string) bool) (storage.Querier, error) {
-	var parts struct {
-		Parts []string `json:"parts"`
-	}
+// covered does not cover (store.DB.Covering), and the ingester's instance
+// ID.
+func (c *Client) Querier(ctx context.Context, covered func(id string) bool) (storage.Querier, string, error) {
+	var parts partsAnswer
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+prefix+"parts", nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if err := c.do(req, func(body io.Reader) error { return json.NewDecoder(body).Decode(&parts) }); err != nil {
-		return nil, err
+	if err := c.do(req, func(body io.Reader) error { return json.NewDecoder(io.LimitReader(body, maxFrame)).Decode(&parts) }); err != nil {
+		return nil, "", err
 	}
 	q := &remoteQuerier{c: c}
 	for _, id := range parts.Parts {
@@ -51,7 +50,7 @@ func (c *Client) Querier(ctx context.Context, covered func(id string) bool) (sto
 			q.exclude = append(q.exclude, id)
 		}
 	}
-	return q, nil
+	return q, parts.Instance, nil
 }
 
 func (c *Client) do(req *http.Request, read func(io.Reader) error) error {

@@ -6,7 +6,7 @@
 //
 // Version 1 of the protocol, all under /internal/v1/:
 //
-//	GET  parts         → {"parts": ["", "<block ID>", ...]}
+//	GET  parts         → {"instance": "<ingester ID>", "parts": ["", "<block ID>", ...]}
 //	POST spans         {"exclude": [...], "query": SpanQuery}   → frames
 //	POST logs          {"exclude": [...], "query": LogQuery}    → frames
 //	POST services      {"exclude": [...], "start", "end"}       → ["svc", ...]
@@ -62,6 +62,14 @@ const chunkRows = 1000
 // ErrTruncated is returned when an answer ends without its end frame: the
 // ingester stopped or the connection broke mid-answer.
 var ErrTruncated = errors.New("ingester answer cut short")
+
+// partsAnswer names the ingester and its parts. The instance lets a
+// querier that reaches one ingester by two addresses (a dual-stack DNS
+// name) read it once.
+type partsAnswer struct {
+	Instance string   `json:"instance"`
+	Parts    []string `json:"parts"`
+}
 
 // request is the body of every POST.
 type request struct {

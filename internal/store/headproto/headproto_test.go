@@ -48,7 +48,7 @@ func TestCutShortAnswerIsAnError(t *testing.T) {
 				w.Write(body)
 			}))
 			defer srv.Close()
-			q, err := NewClient(srv.URL, srv.Client()).Querier(context.Background(), func(string) bool { return false })
+			q, _, err := NewClient(srv.URL, srv.Client()).Querier(context.Background(), func(string) bool { return false })
 			if err != nil {
 				t.Fatal(err)
 			}

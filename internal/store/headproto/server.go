@@ -26,7 +26,7 @@ func Handler(db *store.DB) http.Handler {
 	mux.HandleFunc("GET "+prefix+"parts", func(w http.ResponseWriter, r *http.Request) {
 		h := db.Handoff()
 		defer h.Close()
-		writeJSON(w, map[string][]string{"parts": h.Parts()})
+		writeJSON(w, partsAnswer{Instance: db.Writer(), Parts: h.Parts()})
 	})
 	// serve decodes a request and opens the querier over the parts of sig
 	// it does not exclude.
