@@ -28,8 +28,8 @@ import (
 // file:// bucket. Spans from the OTel Go SDK sent to the ingester are found
 // by ID through both queriers exactly once: from the ingester's head
 // before they reach a block, from blocks once the compactor has merged
-// them, and after the ingester is killed with SIGKILL and restarted on
-// its WAL. Of two compactors only one holds the lease; the other takes
+// them, after the ingester is killed with SIGKILL and restarted on its
+// WAL, and after a querier is killed and replaced. Of two compactors only one holds the lease; the other takes
 // over when it stops.
 func TestRolesOnASharedBucket(t *testing.T) {
 	bucket := t.TempDir()
@@ -79,8 +79,10 @@ func TestRolesOnASharedBucket(t *testing.T) {
 		apis     []*apiClient
 		queriers []*instance
 	)
+	var queryPorts []int
 	for _, id := range []string{"querier-0", "querier-1"} {
 		qp := freePort(t)
+		queryPorts = append(queryPorts, qp)
 		queriers = append(queriers, role("querier", id, "QUERY_PORT="+strconv.Itoa(qp)))
 		apis = append(apis, &apiClient{t: t, http: &http.Client{Timeout: 10 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", qp)})
 	}
@@ -186,6 +188,15 @@ func TestRolesOnASharedBucket(t *testing.T) {
 	waitFor(t, "every trace through both queriers after the ingester's restart", 60*time.Second, allOnce)
 	send(ing.GRPC, 5)
 	waitFor(t, "traces sent to the restarted ingester", 60*time.Second, allOnce)
+
+	// SIGKILL a querier: a new one on its port lists the bucket and
+	// answers as it did.
+	if err := queriers[1].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-queriers[1].done
+	queriers[1] = role("querier", "querier-1", "QUERY_PORT="+strconv.Itoa(queryPorts[1]))
+	waitFor(t, "every trace through the restarted querier", 60*time.Second, allOnce)
 
 	c1.stop()
 	c2.waitFor("compactor-2 to take over", 30*time.Second, func() bool { return holder() == "compactor-2" })
