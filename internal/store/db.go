@@ -57,6 +57,11 @@ var ErrOverBudget = errors.New("store memory budget reached")
 // clears as compaction catches up; the client should retry after a delay.
 var ErrBacklog = errors.New("store compaction backlog")
 
+// ErrSharedBucket is returned by Open when a store that is to be its
+// bucket's only process (Options.Shared unset) finds that ingesters or a
+// compactor share the bucket: it would delete and merge their blocks.
+var ErrSharedBucket = errors.New("the bucket is shared by other processes")
+
 // Options configure a DB.
 type Options struct {
 	// Dir holds the WAL and temporary files; it is always local.
@@ -354,6 +359,18 @@ func (db *DB) Problems() []error {
 // leftovers of interrupted writes and finishes interrupted compactions.
 func (db *DB) loadBlocks(ctx context.Context) error {
 	st := db.opts.Bucket
+	if !db.opts.Shared {
+		// A store that is its bucket's only process deletes what it finds
+		// half-written and merges and expires what it finds: in a bucket
+		// that roles share it would destroy their blocks.
+		leases, err := st.List(ctx, "leases/", "")
+		if err != nil {
+			return fmt.Errorf("list leases: %w", err)
+		}
+		if len(leases) > 0 {
+			return fmt.Errorf("%w: it holds a compactor lease (%s); run this process with role ingester, querier or compactor, or give it a bucket of its own", ErrSharedBucket, leases[0])
+		}
+	}
 	var refs []*blockRef
 	replaced := map[string]bool{}
 	for _, sig := range []block.Signal{block.Traces, block.Logs} {
@@ -391,6 +408,13 @@ func (db *DB) loadBlocks(ctx context.Context) error {
 					continue
 				}
 				return err
+			}
+			if !db.opts.Shared && (b.Meta.Writer != "" || len(b.Meta.WALSegments) > 0) {
+				b.Close()
+				for _, r := range refs {
+					r.release()
+				}
+				return fmt.Errorf("%w: block %s/%s was written by ingester %q; run this process with role ingester, querier or compactor, or give it a bucket of its own", ErrSharedBucket, sig, id, b.Meta.Writer)
 			}
 			for _, s := range b.Meta.Sources {
 				replaced[s] = true

@@ -214,3 +214,30 @@ func TestSharedCompactionNeedsALease(t *testing.T) {
 	_, err := Open(context.Background(), Options{Dir: t.TempDir(), Bucket: openBucket(t, t.TempDir()), Shared: true})
 	require.ErrorContains(t, err, "needs a lease")
 }
+
+// A store opened as its bucket's only process refuses a bucket that roles
+// share, where it would delete and merge their blocks: one with an
+// ingester's blocks, or with a compactor lease.
+func TestAllInOneRefusesASharedBucket(t *testing.T) {
+	ctx := context.Background()
+	for name, populate := range map[string]func(t *testing.T, bucket string){
+		"an ingester's blocks": func(t *testing.T, bucket string) {
+			ing := openSharedDB(t, bucket, newFakeClock(), func(o *Options) { o.Writer = "ingester-0" })
+			appendFlushed(t, ing, workload.New(50, time.Now(), workload.Options{}), 1)
+		},
+		"a compactor lease": func(t *testing.T, bucket string) {
+			l := NewLease(openBucket(t, bucket), "compactor", "compactor-0", time.Minute, nil)
+			ok, err := l.Try(ctx)
+			require.NoError(t, err)
+			require.True(t, ok)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bucket := filepath.Join(t.TempDir(), "bucket")
+			populate(t, bucket)
+			_, err := Open(ctx, Options{Dir: t.TempDir(), Bucket: openBucket(t, bucket), CompactionInterval: -1})
+			require.ErrorIs(t, err, ErrSharedBucket)
+			require.ErrorContains(t, err, "role ingester, querier or compactor")
+		})
+	}
+}
