@@ -25,11 +25,12 @@ for port in 3200 4317 13133 8888 3300 3201 4417 13134 13135 13136 8889 8890 8891
 		exit 1
 	fi
 done
-export SIGHTLINE_BUCKET_URL=file://$tmp/bucket
+# The all-in-one keeps its blocks under its data directory, apart from the
+# roles' bucket.
 SIGHTLINE_DATA=$tmp/aio "$tmp/sightline" >"$tmp/aio.log" 2>&1 &
 pids=($!)
 for role in ingester querier compactor; do
-	SIGHTLINE_DATA=$tmp/$role "$tmp/sightline" run --config builtin:$role --config bench/roles/$role.yaml >"$tmp/$role.log" 2>&1 &
+	SIGHTLINE_BUCKET_URL=file://$tmp/bucket SIGHTLINE_DATA=$tmp/$role "$tmp/sightline" run --config builtin:$role --config bench/roles/$role.yaml >"$tmp/$role.log" 2>&1 &
 	pids+=($!)
 done
 stop() {
