@@ -156,14 +156,7 @@ func TestRolesAnswerAsTheAllInOne(t *testing.T) {
 			return fmt.Sprint(out), len(out) > 0
 		}},
 		{"LogQL: count of lines by service", func(a *apiClient) (string, bool) {
-			var res struct {
-				Data struct {
-					Result []struct {
-						Metric map[string]string `json:"metric"`
-						Value  [2]any            `json:"value"`
-					} `json:"result"`
-				} `json:"data"`
-			}
+			var res vectorAnswer
 			p := url.Values{"query": {`sum by (service_name) (count_over_time({service_name=~".+"} [1h]))`}, "time": {secs(time.Now())}}
 			if code := a.get("/loki/api/v1/query", p, &res); code != http.StatusOK {
 				return fmt.Sprint("status ", code), false
@@ -176,14 +169,7 @@ func TestRolesAnswerAsTheAllInOne(t *testing.T) {
 			return fmt.Sprint(out), len(out) > 0
 		}},
 		{"PromQL: sum by region", func(a *apiClient) (string, bool) {
-			var res struct {
-				Data struct {
-					Result []struct {
-						Metric map[string]string `json:"metric"`
-						Value  [2]any            `json:"value"`
-					} `json:"result"`
-				} `json:"data"`
-			}
+			var res vectorAnswer
 			p := url.Values{"query": {`sum by (region) (orders_placed_total)`}}
 			if code := a.get("/api/v1/query", p, &res); code != http.StatusOK {
 				return fmt.Sprint("status ", code), false
@@ -219,4 +205,15 @@ func TestRolesAnswerAsTheAllInOne(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+}
+
+// vectorAnswer is an instant query's answer in Prometheus's shape, which
+// Loki's API shares.
+type vectorAnswer struct {
+	Data struct {
+		Result []struct {
+			Metric map[string]string `json:"metric"`
+			Value  [2]any            `json:"value"`
+		} `json:"result"`
+	} `json:"data"`
 }

@@ -61,11 +61,18 @@ func (m *mergeQuerier) TraceByID(ctx context.Context, id TraceID, start, end int
 }
 
 func (m *mergeQuerier) Spans(ctx context.Context, q *SpanQuery, fn func(*Span) bool) error {
+	return scan(ctx, m.recentFirst(), func(p Querier, f func(*Span) bool) error { return p.Spans(ctx, q, f) }, fn)
+}
+
+// scan reads each part in turn until fn stops it. One part's error is
+// joined with the others' results; cancellation and the read limit end
+// the scan.
+func scan[T any](ctx context.Context, parts []Querier, read func(Querier, func(*T) bool) error, fn func(*T) bool) error {
 	var errs []error
-	for _, p := range m.recentFirst() {
+	for _, p := range parts {
 		stopped := false
-		err := p.Spans(ctx, q, func(s *Span) bool {
-			if !fn(s) {
+		err := read(p, func(v *T) bool {
+			if !fn(v) {
 				stopped = true
 				return false
 			}
@@ -118,27 +125,7 @@ func (m *mergeQuerier) LogsByTrace(ctx context.Context, id TraceID, spanID SpanI
 }
 
 func (m *mergeQuerier) Logs(ctx context.Context, q *LogQuery, fn func(*LogRecord) bool) error {
-	var errs []error
-	for _, p := range m.recentFirst() {
-		stopped := false
-		err := p.Logs(ctx, q, func(l *LogRecord) bool {
-			if !fn(l) {
-				stopped = true
-				return false
-			}
-			return true
-		})
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, ErrBytesLimit) {
-				return err
-			}
-			errs = append(errs, err)
-		}
-		if stopped {
-			break
-		}
-	}
-	return errors.Join(errs...)
+	return scan(ctx, m.recentFirst(), func(p Querier, f func(*LogRecord) bool) error { return p.Logs(ctx, q, f) }, fn)
 }
 
 // union collects each part's list into one sorted, distinct list.
