@@ -106,31 +106,12 @@ func TestRolesOnASharedBucket(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	spans := func(api *apiClient, id string) int {
-		var tr struct {
-			Batches []struct {
-				ScopeSpans []struct {
-					Spans []json.RawMessage `json:"spans"`
-				} `json:"scopeSpans"`
-			} `json:"batches"`
-		}
-		if api.get("/api/traces/"+id, nil, &tr) != http.StatusOK {
-			return 0
-		}
-		n := 0
-		for _, b := range tr.Batches {
-			for _, ss := range b.ScopeSpans {
-				n += len(ss.Spans)
-			}
-		}
-		return n
-	}
 	// allOnce reports whether every trace sent has its 3 spans through
 	// both queriers; more than 3 fails the test at once.
 	allOnce := func() bool {
 		for _, api := range apis {
 			for _, id := range ids {
-				switch n := spans(api, id); {
+				switch n := traceSpans(api, id); {
 				case n > 3:
 					t.Fatalf("trace %s has %d spans through %s, want 3: a span was read twice", id, n, api.base)
 				case n < 3:
@@ -341,22 +322,7 @@ func TestGatewaysShardToIngesters(t *testing.T) {
 	api := &apiClient{t: t, http: &http.Client{Timeout: 10 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", qp)}
 	waitFor(t, "every trace through the querier, each span once", 90*time.Second, func() bool {
 		for _, id := range ids {
-			var tr struct {
-				Batches []struct {
-					ScopeSpans []struct {
-						Spans []json.RawMessage `json:"spans"`
-					} `json:"scopeSpans"`
-				} `json:"batches"`
-			}
-			if api.get("/api/traces/"+id, nil, &tr) != http.StatusOK {
-				return false
-			}
-			n := 0
-			for _, b := range tr.Batches {
-				for _, ss := range b.ScopeSpans {
-					n += len(ss.Spans)
-				}
-			}
+			n := traceSpans(api, id)
 			if n > 3 {
 				t.Fatalf("trace %s has %d spans through the querier, want 3", id, n)
 			}
@@ -386,4 +352,26 @@ func TestGatewaysShardToIngesters(t *testing.T) {
 	if len(writers) != 3 {
 		t.Errorf("blocks written by %v, want all three ingesters", writers)
 	}
+}
+
+// traceSpans counts the spans of a trace by ID through a Tempo API; 0
+// when it is not found.
+func traceSpans(api *apiClient, id string) int {
+	var tr struct {
+		Batches []struct {
+			ScopeSpans []struct {
+				Spans []json.RawMessage `json:"spans"`
+			} `json:"scopeSpans"`
+		} `json:"batches"`
+	}
+	if api.get("/api/traces/"+id, nil, &tr) != http.StatusOK {
+		return 0
+	}
+	n := 0
+	for _, b := range tr.Batches {
+		for _, ss := range b.ScopeSpans {
+			n += len(ss.Spans)
+		}
+	}
+	return n
 }

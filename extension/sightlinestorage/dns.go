@@ -2,6 +2,7 @@ package sightlinestorage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -40,7 +41,8 @@ func newDNSIngesters(cfg DNSConfig, hc *http.Client, log *zap.Logger) *dnsIngest
 func (d *dnsIngesters) refresh(ctx context.Context) error {
 	addrs, err := d.lookup(ctx, d.cfg.Hostname)
 	if err != nil {
-		if dnsErr, ok := err.(*net.DNSError); !ok || !dnsErr.IsNotFound {
+		var dnsErr *net.DNSError
+		if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
 			return fmt.Errorf("resolve ingesters %s: %w", d.cfg.Hostname, err)
 		}
 		addrs = nil

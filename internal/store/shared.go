@@ -93,13 +93,24 @@ func (db *DB) syncBlocks(ctx context.Context) error {
 	db.mu.RUnlock()
 
 	visible := map[string]bool{}
+	for _, lb := range listed {
+		if lb.complete && !lb.compacted {
+			visible[lb.id] = true
+		}
+	}
+	// Sources of any visible block are hidden, marked or not; those of the
+	// blocks held already are known before anything is opened.
+	replaced := map[string]bool{}
+	for id, b := range have {
+		if visible[id] {
+			for _, s := range b.Meta.Sources {
+				replaced[s] = true
+			}
+		}
+	}
 	var opened []*blockRef
 	for _, lb := range listed {
-		if !lb.complete || lb.compacted {
-			continue
-		}
-		visible[lb.id] = true
-		if have[lb.id] != nil {
+		if !visible[lb.id] || have[lb.id] != nil || replaced[lb.id] {
 			continue
 		}
 		b, err := block.Open(ctx, db.opts.Bucket, lb.sig, lb.id)
@@ -123,18 +134,9 @@ func (db *DB) syncBlocks(ctx context.Context) error {
 		r.refs.Store(1)
 		opened = append(opened, r)
 	}
-	// Sources of any visible block are hidden, marked or not.
-	replaced := map[string]bool{}
 	for _, r := range opened {
 		for _, s := range r.Meta.Sources {
 			replaced[s] = true
-		}
-	}
-	for id, b := range have {
-		if visible[id] {
-			for _, s := range b.Meta.Sources {
-				replaced[s] = true
-			}
 		}
 	}
 	var add, gone []*blockRef
@@ -264,8 +266,14 @@ func (db *DB) holdLease() {
 	held, first := false, true
 	tick := time.NewTicker(l.ttl / 4)
 	defer tick.Stop()
+	loop, stop := db.loopContext()
+	defer stop()
 	for {
-		ok, err := l.Try(context.Background())
+		// A bucket that hangs must not hang Close: a renewal that takes a
+		// quarter of the TTL has failed anyway.
+		ctx, cancel := context.WithTimeout(loop, l.ttl/4)
+		ok, err := l.Try(ctx)
+		cancel()
 		if err != nil {
 			db.log.Warn("compactor lease", zap.Error(err))
 		}
@@ -275,7 +283,9 @@ func (db *DB) holdLease() {
 				db.log.Info("compactor lease taken: this process compacts the bucket")
 				db.kickLevel0()
 			} else {
-				holder, gen, _ := l.Holder(context.Background())
+				hctx, cancel := context.WithTimeout(loop, l.ttl/4)
+				holder, gen, _ := l.Holder(hctx)
+				cancel()
 				db.log.Info("compactor lease not held: standing by", zap.String("holder", holder), zap.Uint64("generation", gen))
 			}
 		}
