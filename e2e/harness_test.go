@@ -106,6 +106,9 @@ type instance struct {
 
 	GRPC, HTTP, Health, Metrics int
 	Dir                         string
+
+	// args and env are what launch ran, for restart.
+	args, env []string
 }
 
 // start runs `sightline run` with the given --config arguments (paths or
@@ -132,6 +135,7 @@ func start(t *testing.T, configs []string, extraEnv ...string) *instance {
 func (in *instance) launch(args, extraEnv []string) *instance {
 	t := in.t
 	t.Helper()
+	in.args, in.env = args, extraEnv
 	in.cmd = exec.Command(binary, args...)
 	in.cmd.Env = append(os.Environ(),
 		"OTLP_GRPC_PORT="+strconv.Itoa(in.GRPC),
@@ -190,6 +194,33 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// kill ends the process with SIGKILL, as the kernel's OOM killer or a
+// node's loss would, and waits for it.
+func (in *instance) kill() {
+	in.t.Helper()
+	if err := in.cmd.Process.Kill(); err != nil {
+		in.t.Fatal(err)
+	}
+	<-in.done
+}
+
+// restart runs the same command again, on the same ports and in the same
+// directory, after the process has exited; it returns the new instance
+// once its health check answers.
+func (in *instance) restart() *instance {
+	in.t.Helper()
+	select {
+	case <-in.done:
+	default:
+		in.t.Fatal("restart of a process that still runs")
+	}
+	next := &instance{
+		t: in.t, out: &syncBuffer{}, done: make(chan struct{}),
+		GRPC: in.GRPC, HTTP: in.HTTP, Health: in.Health, Metrics: in.Metrics, Dir: in.Dir,
+	}
+	return next.launch(in.args, in.env)
 }
 
 // stop sends SIGTERM and requires a clean exit with status 0.

@@ -23,18 +23,25 @@ const chartDir = "../deploy/helm/sightline"
 // helmBinary finds the helm CLI: on PATH, or where scripts/test.sh
 // installs it ($(go env GOPATH)/bin).
 func helmBinary(t *testing.T) string {
+	return goTool(t, "helm", "scripts/test.sh installs it with go install helm.sh/helm/v4/cmd/helm")
+}
+
+// goTool finds a program the tests run that scripts/test.sh builds from a
+// Go module: on PATH, or in $(go env GOPATH)/bin. how says where it comes
+// from when it is missing.
+func goTool(t *testing.T, name, how string) string {
 	t.Helper()
-	if p, err := exec.LookPath("helm"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
 	gopath, err := exec.Command("go", "env", "GOPATH").Output()
 	if err == nil {
-		p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "helm")
+		p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", name)
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
-	t.Fatal("helm is not installed: scripts/test.sh installs it with go install helm.sh/helm/v4/cmd/helm")
+	t.Fatalf("%s is not installed: %s", name, how)
 	return ""
 }
 

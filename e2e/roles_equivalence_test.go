@@ -91,107 +91,124 @@ func TestRolesAnswerAsTheAllInOne(t *testing.T) {
 	api := func(port int) *apiClient {
 		return &apiClient{t: t, http: &http.Client{Timeout: 10 * time.Second}, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	}
-	both := []*apiClient{api(aioPort), api(qPort)}
-	secs := func(tm time.Time) string { return strconv.FormatInt(tm.Unix(), 10) }
-	window := url.Values{"start": {secs(from.Add(-time.Minute))}, "end": {secs(time.Now().Add(time.Minute))}}
-	with := func(kv ...string) url.Values {
-		v := url.Values{}
-		for k, vs := range window {
-			v[k] = vs
+	w := window{from.Add(-time.Minute), time.Now().Add(time.Minute)}
+	agree(t, api(aioPort), api(qPort), []question{
+		w.traceIDs("TraceQL: error spans", `{ status = error }`),
+		w.traceIDs("TraceQL: structural", `{ resource.service.name = "frontend" } >> { status = error }`),
+		w.traceIDs("TraceQL: duration", `{ duration > 5ms && kind = server }`),
+		w.traceQLCounts("TraceQL metrics: count by service", `{ } | count_over_time() by (resource.service.name)`),
+		w.logQLVector("LogQL: count of lines by service", `sum by (service_name) (count_over_time({service_name=~".+"} [1h]))`, "service_name", 0),
+		w.promQLVector("PromQL: sum by region", `sum by (region) (orders_placed_total)`, "region", 3),
+	})
+}
+
+// window is the time range the equivalence questions ask about.
+type window struct{ from, to time.Time }
+
+func (w window) params(kv ...string) url.Values {
+	v := url.Values{"start": {secs(w.from)}, "end": {secs(w.to)}}
+	for i := 0; i < len(kv); i += 2 {
+		v.Set(kv[i], kv[i+1])
+	}
+	return v
+}
+
+// question asks one API and reduces its answer to a string that two
+// answers can be compared by; ok is false while the answer is not yet one
+// to compare (an error status, or nothing found).
+type question struct {
+	name string
+	ask  func(a *apiClient) (answer string, ok bool)
+}
+
+// traceIDs asks a TraceQL search for up to 1000 traces; the answer is the
+// sorted trace IDs, a duplicate included.
+func (w window) traceIDs(name, q string) question {
+	return question{name, func(a *apiClient) (string, bool) {
+		var res struct {
+			Traces []struct {
+				TraceID string `json:"traceID"`
+			} `json:"traces"`
 		}
-		for i := 0; i < len(kv); i += 2 {
-			v.Set(kv[i], kv[i+1])
+		if code := a.get("/api/search", w.params("q", q, "limit", "1000"), &res); code != http.StatusOK {
+			return fmt.Sprint("status ", code), false
 		}
-		return v
-	}
-	// answer asks one API and reduces its answer to something comparable.
-	type question struct {
-		name string
-		ask  func(a *apiClient) (string, bool)
-	}
-	traceIDs := func(q string) func(a *apiClient) (string, bool) {
-		return func(a *apiClient) (string, bool) {
-			var res struct {
-				Traces []struct {
-					TraceID string `json:"traceID"`
-				} `json:"traces"`
-			}
-			if code := a.get("/api/search", with("q", q, "limit", "1000"), &res); code != http.StatusOK {
-				return fmt.Sprint("status ", code), false
-			}
-			var ids []string
-			for _, tr := range res.Traces {
-				ids = append(ids, tr.TraceID)
-			}
-			slices.Sort(ids)
-			return fmt.Sprint(len(ids), ids), len(ids) > 0
+		var ids []string
+		for _, tr := range res.Traces {
+			ids = append(ids, tr.TraceID)
 		}
-	}
-	questions := []question{
-		{"TraceQL: error spans", traceIDs(`{ status = error }`)},
-		{"TraceQL: structural", traceIDs(`{ resource.service.name = "frontend" } >> { status = error }`)},
-		{"TraceQL: duration", traceIDs(`{ duration > 5ms && kind = server }`)},
-		{"TraceQL metrics: count by service", func(a *apiClient) (string, bool) {
-			var res struct {
-				Series []struct {
-					Labels  []json.RawMessage `json:"labels"`
-					Samples []struct {
-						Value float64 `json:"value"`
-					} `json:"samples"`
-				} `json:"series"`
+		slices.Sort(ids)
+		return fmt.Sprint(len(ids), ids), len(ids) > 0
+	}}
+}
+
+// traceQLCounts asks a TraceQL metrics query over the window in one step;
+// the answer is each series' total.
+func (w window) traceQLCounts(name, q string) question {
+	return question{name, func(a *apiClient) (string, bool) {
+		var res struct {
+			Series []struct {
+				Labels  []json.RawMessage `json:"labels"`
+				Samples []struct {
+					Value float64 `json:"value"`
+				} `json:"samples"`
+			} `json:"series"`
+		}
+		if code := a.get("/api/metrics/query_range", w.params("q", q, "step", "1h"), &res); code != http.StatusOK {
+			return fmt.Sprint("status ", code), false
+		}
+		var out []string
+		for _, s := range res.Series {
+			total := 0.0
+			for _, v := range s.Samples {
+				total += v.Value
 			}
-			p := with("q", `{ } | count_over_time() by (resource.service.name)`, "step", "1h")
-			if code := a.get("/api/metrics/query_range", p, &res); code != http.StatusOK {
-				return fmt.Sprint("status ", code), false
-			}
-			var out []string
-			for _, s := range res.Series {
-				total := 0.0
-				for _, v := range s.Samples {
-					total += v.Value
-				}
-				out = append(out, fmt.Sprintf("%s=%v", s.Labels, total))
-			}
-			slices.Sort(out)
-			return fmt.Sprint(out), len(out) > 0
-		}},
-		{"LogQL: count of lines by service", func(a *apiClient) (string, bool) {
-			var res vectorAnswer
-			p := url.Values{"query": {`sum by (service_name) (count_over_time({service_name=~".+"} [1h]))`}, "time": {secs(time.Now())}}
-			if code := a.get("/loki/api/v1/query", p, &res); code != http.StatusOK {
-				return fmt.Sprint("status ", code), false
-			}
-			var out []string
-			for _, r := range res.Data.Result {
-				out = append(out, fmt.Sprintf("%s=%v", r.Metric["service_name"], r.Value[1]))
-			}
-			slices.Sort(out)
-			return fmt.Sprint(out), len(out) > 0
-		}},
-		{"PromQL: sum by region", func(a *apiClient) (string, bool) {
-			var res vectorAnswer
-			p := url.Values{"query": {`sum by (region) (orders_placed_total)`}}
-			if code := a.get("/api/v1/query", p, &res); code != http.StatusOK {
-				return fmt.Sprint("status ", code), false
-			}
-			var out []string
-			for _, r := range res.Data.Result {
-				out = append(out, fmt.Sprintf("%s=%v", r.Metric["region"], r.Value[1]))
-			}
-			slices.Sort(out)
-			return fmt.Sprint(out), len(out) == 3
-		}},
-	}
-	// Both take what they acknowledged in their own time (the querier
-	// reads the ingester at once, Prometheus a remote write later): ask
-	// until the answers agree, and show them if they never do.
+			out = append(out, fmt.Sprintf("%s=%v", s.Labels, total))
+		}
+		slices.Sort(out)
+		return fmt.Sprint(out), len(out) > 0
+	}}
+}
+
+// logQLVector and promQLVector ask an instant query at the window's end;
+// the answer is each series' label and value. want, when not 0, is how
+// many series an answer must have to be compared.
+func (w window) logQLVector(name, q, label string, want int) question {
+	return w.vector(name, "/loki/api/v1/query", q, label, want)
+}
+
+func (w window) promQLVector(name, q, label string, want int) question {
+	return w.vector(name, "/api/v1/query", q, label, want)
+}
+
+func (w window) vector(name, path, q, label string, want int) question {
+	return question{name, func(a *apiClient) (string, bool) {
+		var res vectorAnswer
+		if code := a.get(path, url.Values{"query": {q}, "time": {secs(time.Now())}}, &res); code != http.StatusOK {
+			return fmt.Sprint("status ", code), false
+		}
+		var out []string
+		for _, r := range res.Data.Result {
+			out = append(out, fmt.Sprintf("%s=%v", r.Metric[label], r.Value[1]))
+		}
+		slices.Sort(out)
+		return fmt.Sprint(out), len(out) > 0 && (want == 0 || len(out) == want)
+	}}
+}
+
+// agree asks both APIs each question until their answers are the same.
+// Each takes what it acknowledged in its own time (a querier reads the
+// ingesters at once, Prometheus a remote write later), so a difference
+// fails the test only if it lasts a minute; the answers are shown then.
+func agree(t *testing.T, a, b *apiClient, questions []question) {
+	t.Helper()
 	for _, q := range questions {
 		var answers [2]string
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			ok := true
-			for i, a := range both {
-				ans, answered := q.ask(a)
+			for i, api := range []*apiClient{a, b} {
+				ans, answered := q.ask(api)
 				ok = ok && answered
 				answers[i] = ans
 			}
@@ -200,7 +217,7 @@ func TestRolesAnswerAsTheAllInOne(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: the all-in-one and the querier disagree:\nall-in-one: %s\nquerier:    %s", q.name, answers[0], answers[1])
+				t.Fatalf("%s: the answers differ:\n%s: %s\n%s: %s", q.name, a.base, answers[0], b.base, answers[1])
 			}
 			time.Sleep(200 * time.Millisecond)
 		}

@@ -4,8 +4,8 @@
 # promtool the PromQL differential test runs against; Debian's Alertmanager,
 # which the UI test's rules notify; Debian's chromium and playwright-core
 # from npm for the UI's browser tests; podman, runc, rpm and systemd for
-# the image and package tests; helm), so CI and newcomers
-# run the same thing: `./scripts/test.sh`.
+# the image and package tests; helm; SeaweedFS's S3 server), so CI and
+# newcomers run the same thing: `./scripts/test.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +59,13 @@ if ! command -v helm >/dev/null 2>&1 && [ ! -x "$(go env GOPATH)/bin/helm" ]; th
 	echo "== go install helm"
 	go install helm.sh/helm/v4/cmd/helm@v4.3.2
 fi
+
+# SeaweedFS's S3 server is the bucket e2e/cluster_test.go's processes
+# share. Built from e2e/seaweedfs, a module of its own for the same reason;
+# every run, so that the binary is the version that module pins (the build
+# cache makes a later run a link).
+echo "== go build weed (SeaweedFS, e2e/seaweedfs)"
+go build -C e2e/seaweedfs -o "$(go env GOPATH)/bin/weed" github.com/seaweedfs/seaweedfs/weed
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
