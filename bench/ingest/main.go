@@ -8,6 +8,11 @@
 //
 //	go run ./bench/ingest -rate 20000 -duration 10m -pid $(pidof sightline) -csv rss.csv
 //
+// Given several addresses (ingesters of one shared bucket), it sends each
+// request, a batch of whole traces, to the next one in turn, as a
+// gateway's trace-ID load balancing places whole traces; given several
+// pids, it sums their RSS and CPU.
+//
 // bench/ingest/run.sh starts the all-in-one, runs this and charts the CSV
 // with gnuplot.
 package main
@@ -55,7 +60,7 @@ type sample struct {
 }
 
 func run() error {
-	addr := flag.String("addr", "127.0.0.1:4317", "OTLP gRPC address")
+	addrs := flag.String("addr", "127.0.0.1:4317", "OTLP gRPC addresses, comma-separated")
 	query := flag.String("query", "http://127.0.0.1:3200", "Tempo API base URL, for the read-back check")
 	rate := flag.Int("rate", 20_000, "spans per second offered")
 	overload := flag.Duration("overload", 0, "offer -overload-rate for this long first, then -rate")
@@ -63,18 +68,33 @@ func run() error {
 	duration := flag.Duration("duration", time.Minute, "how long to send in all")
 	workers := flag.Int("workers", 8, "concurrent clients")
 	batch := flag.Int("batch", 20, "traces per request (about 14 spans each)")
-	pid := flag.Int("pid", 0, "server process to sample (RSS, CPU)")
+	pidList := flag.String("pid", "", "server processes to sample (RSS, CPU), comma-separated")
 	csvPath := flag.String("csv", "", "write the per-second samples here")
 	check := flag.Int("check", 600, "acknowledged traces to read back by ID")
 	flag.Parse()
 
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
-	if err != nil {
-		return err
+	var pids []int
+	for _, f := range strings.Split(*pidList, ",") {
+		if f == "" {
+			continue
+		}
+		p, err := strconv.Atoi(f)
+		if err != nil {
+			return fmt.Errorf("-pid: %w", err)
+		}
+		pids = append(pids, p)
 	}
-	defer conn.Close()
-	tc := ptraceotlp.NewGRPCClient(conn)
+	var clients []ptraceotlp.GRPCClient
+	for _, addr := range strings.Split(*addrs, ",") {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		clients = append(clients, ptraceotlp.NewGRPCClient(conn))
+	}
+	var sent atomic.Uint64 // requests so far, to pick the next address
 
 	type req struct {
 		td  ptrace.Traces
@@ -140,6 +160,7 @@ func run() error {
 					}
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				tc := clients[(sent.Add(1)-1)%uint64(len(clients))]
 				_, err := tc.Export(ctx, ptraceotlp.NewExportRequestFromTraces(r.td))
 				cancel()
 				switch {
@@ -182,8 +203,9 @@ func run() error {
 			s := sample{t: time.Since(start).Seconds(), acked: acked.Load(), refused: refused.Load()}
 			s.ackedNow, s.refNow = s.acked-lastA, s.refused-lastR
 			lastA, lastR = s.acked, s.refused
-			if *pid > 0 {
-				s.rssMiB, s.anonMiB, s.cpuSec = procStats(*pid)
+			for _, p := range pids {
+				rss, anon, cpu := procStats(p)
+				s.rssMiB, s.anonMiB, s.cpuSec = s.rssMiB+rss, s.anonMiB+anon, s.cpuSec+cpu
 			}
 			samples = append(samples, s)
 		}
@@ -203,7 +225,7 @@ func run() error {
 	}
 	fmt.Printf("offered %d spans/s for %.0fs: acknowledged %d (%.0f spans/s), refused %d, failed %d\n",
 		*rate, el, acked.Load(), float64(acked.Load())/el, refused.Load(), failed.Load())
-	if *pid > 0 && acked.Load() > 0 {
+	if len(pids) > 0 && acked.Load() > 0 {
 		fmt.Printf("server: peak RSS %.0f MiB (anonymous %.0f MiB), CPU %.1f µs per acknowledged span\n", peak, peakAnon, (cpu1-cpu0)*1e6/float64(acked.Load()))
 	}
 	if *overload > 0 {
