@@ -132,7 +132,7 @@ func (db *DB) compact(ctx context.Context, sig block.Signal, group []*blockRef) 
 			b.release()
 		}
 	}()
-	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), PageFiles: db.pages}
+	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), PageFiles: db.pages, Format: db.opts.BlockFormat}
 	if db.opts.Lease != nil {
 		opts.Commit = func(context.Context) error {
 			if !db.opts.Lease.Held() {

@@ -73,6 +73,9 @@ type Options struct {
 	MaxBlockBytes    int64         // cut the head at this many OTLP bytes
 	MaxBlockDuration time.Duration // or when it is this old
 	RowGroupRows     int
+	// BlockFormat is the block format version written, the newest when
+	// 0 (block.WriteOptions.Format).
+	BlockFormat int
 
 	// MemoryBudget bounds the heap bytes held by the head and the cut heads
 	// waiting to be written, as estimated while they fill. At the budget
@@ -927,7 +930,7 @@ func (db *DB) FlushHeads(ctx context.Context) error {
 // writeHead writes a cut head's spans and logs as blocks, the two at once.
 func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 	// Level-0 blocks are merged again: compressed for speed.
-	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), PageFiles: db.pages, Writer: db.opts.Writer, WALSegment: h.lastSegment, Fast: true}
+	opts := block.WriteOptions{RowGroupRows: db.opts.RowGroupRows, TempDir: db.tmpDir(), PageFiles: db.pages, Writer: db.opts.Writer, WALSegment: h.lastSegment, Fast: true, Format: db.opts.BlockFormat}
 	var (
 		wg               sync.WaitGroup
 		spanRef, logRef  *blockRef

@@ -179,6 +179,13 @@ func (h *head) traceByID(id storage.TraceID, dst []storage.Span) []storage.Span 
 	return dst
 }
 
+// holdsTrace reports whether the head has spans of trace id.
+func (h *head) holdsTrace(id storage.TraceID) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.byTrace[id]) > 0
+}
+
 func (h *head) logsByTraceID(id storage.TraceID, span storage.SpanID, dst []storage.LogRecord) []storage.LogRecord {
 	h.mu.RLock()
 	defer h.mu.RUnlock()

@@ -80,6 +80,57 @@ func (q *querier) TraceByID(ctx context.Context, id storage.TraceID, start, end 
 	return spans, errors.Join(errs...)
 }
 
+// TraceSummaries answers from the blocks' trace tables. A trace table
+// describes the trace as its block holds it, so only a trace that no head
+// holds and that one block alone may hold (by the bloom filters: a false
+// positive elsewhere only leaves the trace to the caller) is summarized;
+// the caller assembles the others from their spans.
+func (q *querier) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn func(*storage.TraceSummary)) error {
+	const none, several = -1, -2
+	owner := make([]int, len(ids))
+	for i, id := range ids {
+		owner[i] = none
+		for _, h := range q.heads {
+			if h.holdsTrace(id) {
+				owner[i] = several
+				break
+			}
+		}
+	}
+	for bi, b := range q.blocks {
+		if b.Meta.Signal != block.Traces {
+			continue
+		}
+		for i, id := range ids {
+			if owner[i] != several && b.MayContain(id) {
+				if owner[i] == none {
+					owner[i] = bi
+				} else {
+					owner[i] = several
+				}
+			}
+		}
+	}
+	byBlock := map[int][]storage.TraceID{}
+	for i, o := range owner {
+		if o >= 0 && q.blocks[o].HasTraceTable() {
+			byBlock[o] = append(byBlock[o], ids[i]) // ids are sorted, so each list is
+		}
+	}
+	var errs []error
+	for bi, sub := range byBlock {
+		if err := q.blocks[bi].TraceSummaries(ctx, sub, fn); err != nil {
+			if ferr := fatal(ctx, err); ferr != nil {
+				return ferr
+			}
+			errs = append(errs, q.blockErr(q.blocks[bi], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var _ storage.TraceSummarizer = (*querier)(nil)
+
 // dedupeSpans sorts a trace's spans by start time and drops repeats of a
 // span ID with the same start (retries stored in two places).
 func dedupeSpans(spans []storage.Span) []storage.Span {

@@ -123,12 +123,20 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		latest := map[storage.TraceID]int64{}
 		pq, _ := pushdown(f.Expr, req.Start, req.End)
 		exact := exactPushdown(f.Expr)
+		// With trace summaries, the scan keeps each match as a result
+		// shows it, and a summarized trace is not assembled.
+		hs := newHits(sq, req, fields)
 		switch {
+		case exact && hs != nil && coreOnly(fields...):
+			// The store applies the whole filter; results need the
+			// matches' core fields.
+			pq.Projection, pq.Fields = storage.ProjectCore, hs.coreFields()
 		case exact:
 			// The store applies the whole filter: discovery reads each
 			// match's trace and start only.
 			pq.Projection, pq.Fields = storage.ProjectCore, storage.FieldTraceID|storage.FieldStart
-		case coreOnly(f.Expr):
+			hs = nil
+		case coreOnly(f.Expr) && (hs == nil || coreOnly(fields...)):
 			// Discovery needs the filter's fields only; results are
 			// assembled from whole traces afterwards.
 			pq.Projection = storage.ProjectCore
@@ -148,15 +156,26 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
 			res.InspectedSpans++
 			if f.Expr != nil && !exact && !matchSpan(f.Expr, one.with(s), 0, ev, lk) {
-				return more()
+				if !more() {
+					hs.stopped(s.TraceID)
+					return false
+				}
+				return true
 			}
 			if t, ok := latest[s.TraceID]; !ok || s.StartUnixNano > t {
 				latest[s.TraceID] = s.StartUnixNano
 			}
+			if hs != nil {
+				hs.add(s, one.with(s))
+			}
 			if atLimit < 0 && len(latest) >= req.Limit {
 				atLimit = res.InspectedSpans
 			}
-			return more()
+			if !more() {
+				hs.stopped(s.TraceID)
+				return false
+			}
+			return true
 		})
 		if err != nil {
 			return nil, err
@@ -171,6 +190,16 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			return slices.Compare(a[:], b[:])
 		})
 		// ids are in recency order and all match: the first Limit are it.
+		if hs != nil {
+			var done []TraceResult
+			done, rest, err := hs.results(ctx, sq, ids[:min(req.Limit, len(ids))], req.Start, req.End)
+			if err != nil {
+				return nil, err
+			}
+			res.Traces = append(res.Traces, done...)
+			res.InspectedTraces += len(done)
+			ids = append(rest, ids[min(req.Limit, len(ids)):]...)
+		}
 		res.Traces, err = evalCandidates(ctx, sq, q, ids, fields, req, res.Traces, &res.InspectedTraces, false)
 		if err != nil {
 			return nil, err
@@ -573,21 +602,7 @@ func traceResult(tr *Trace, sets []Spanset, fields []Expr, spss int, full bool) 
 			if spss > 0 && k >= spss {
 				break
 			}
-			s := tr.Spans[i]
-			span := ResultSpan{SpanID: s.SpanID, Name: s.Name, Start: s.StartUnixNano, Duration: s.Duration()}
-			if svc := s.Resource.ServiceName(); svc != "" {
-				span.Attrs = append(span.Attrs, Label{Key: "service.name", Value: NewString(svc)})
-			}
-			c := evalCtx{tr: tr, span: i}
-			for _, f := range fields {
-				if a, ok := f.(*Attribute); ok && a.Scope == ScopeResource && a.Name == "service.name" {
-					continue
-				}
-				if v := eval(f, &c); v.Type != TypeNil {
-					span.Attrs = append(span.Attrs, Label{Key: FieldKey(f), Value: v})
-				}
-			}
-			rs.Spans = append(rs.Spans, span)
+			rs.Spans = append(rs.Spans, resultSpan(tr, i, fields))
 		}
 		r.Spansets = append(r.Spansets, rs)
 	}

@@ -1,6 +1,7 @@
 package traceql_test
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/query/traceql"
@@ -22,8 +24,11 @@ import (
 // The evaluation suite runs TraceQL over the real store on a generated
 // dataset. Expected results come from the oracles below: plain Go over the
 // generated spans, sharing no code with the engine. The same queries run
-// while the data sits in the head, after it is flushed into blocks, and
-// after the blocks are compacted, and must give the same answers.
+// while the data sits in the head, after it is flushed into blocks of
+// format 1 (no trace table) and of format 2 (answered from trace tables
+// where a trace is in one block), and after blocks of both formats are
+// compacted, and must give the same answers: the matching spans, and each
+// trace's root, extent and spans per service as the whole trace has them.
 
 var t0 = time.Unix(1_700_000_000, 0)
 
@@ -323,59 +328,116 @@ var metricsCases = []metricsCase{
 
 func TestEvalOverStore(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
-	require.NoError(t, err)
-	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour, CompactMinBlocks: 2, RowGroupRows: 1000})
-	require.NoError(t, err)
-	defer db.Close()
-
 	d := &dataset{traces: map[storage.TraceID][]*storage.Span{}}
-	gen := workload.New(42, t0, workload.Options{})
-	for range 4 {
-		td, ld := gen.Batch(150)
-		require.NoError(t, db.AppendTraces(td))
-		require.NoError(t, db.AppendLogs(ld))
+	batches := func() []ptrace.Traces {
+		gen := workload.New(42, t0, workload.Options{})
+		var out []ptrace.Traces
+		for range 4 {
+			td, _ := gen.Batch(150)
+			out = append(out, td)
+		}
+		return out
+	}
+	for _, td := range batches() {
 		for _, s := range storage.AppendTraces(nil, td) {
 			d.traces[s.TraceID] = append(d.traces[s.TraceID], &s)
 		}
 	}
-
-	check := func(phase string) {
-		q, err := db.Querier(ctx)
+	open := func(dir string, format int) *store.DB {
+		bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
 		require.NoError(t, err)
-		defer q.Close()
+		db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour,
+			CompactMinBlocks: 2, RowGroupRows: 1000, BlockFormat: format})
+		require.NoError(t, err)
+		return db
+	}
+	// check runs every case; summarized says whether searches must have
+	// answered some traces from trace tables, or none. Metrics are
+	// checked where no span is stored twice (see the duplicates phase).
+	check := func(db *store.DB, phase string, summarized, metrics bool) {
+		sq, err := db.Querier(ctx)
+		require.NoError(t, err)
+		defer sq.Close()
+		q := &countingQuerier{Querier: sq}
 		for _, c := range searchCases {
 			checkSearch(t, phase, q, d, c)
+		}
+		if summarized {
+			require.NotZero(t, q.summarized, "%s: no trace was answered from a trace table", phase)
+		} else {
+			require.Zero(t, q.summarized, "%s: traces answered from trace tables", phase)
 		}
 		// Each metrics query runs without a cache, then twice with one:
 		// the first fills it with the blocks' partial series, the second
 		// answers from them, and all three must equal the oracle.
+		if !metrics {
+			return
+		}
 		cache := traceql.NewMetricsCache(8 << 20)
 		for _, c := range metricsCases {
-			checkMetrics(t, phase, q, d, c, nil)
-			checkMetrics(t, phase+" (cache filled)", q, d, c, cache)
-			checkMetrics(t, phase+" (from cache)", q, d, c, cache)
+			checkMetrics(t, phase, sq, d, c, nil)
+			checkMetrics(t, phase+" (cache filled)", sq, d, c, cache)
+			checkMetrics(t, phase+" (from cache)", sq, d, c, cache)
 		}
 		if phase != "head" {
 			require.NotZero(t, cache.Len(), "%s: no block was cached", phase)
 		}
 	}
-	check("head")
+
+	// Format 1 blocks, as an older build wrote them.
+	dir := t.TempDir()
+	db := open(dir, 1)
+	for _, td := range batches() {
+		require.NoError(t, db.AppendTraces(td))
+	}
+	check(db, "head", false, true)
 	require.NoError(t, db.Flush(ctx))
 	require.Equal(t, 0, db.Stats().HeadSpans)
-	check("blocks")
-	// Four more flushes of re-sent (duplicate) data make blocks for
-	// compaction to merge and deduplicate.
+	for _, m := range db.BlockMetas() {
+		require.Equal(t, 1, m.Format)
+	}
+	check(db, "format 1 blocks", false, true)
+	require.NoError(t, db.Close())
+
+	// Format 2 blocks of the same data, in a store of their own.
+	db2 := open(t.TempDir(), 0)
+	defer db2.Close()
+	for _, td := range batches() {
+		require.NoError(t, db2.AppendTraces(td))
+	}
+	require.NoError(t, db2.Flush(ctx))
+	check(db2, "format 2 blocks", true, true)
+
+	// The format 1 store reopened by this build: three more flushes of
+	// re-sent (duplicate) data make format 2 blocks for compaction to
+	// merge with the format 1 ones and deduplicate.
+	db = open(dir, 0)
+	defer db.Close()
 	for i := range 3 {
 		td, _ := workload.New(42, t0, workload.Options{}).Batch(150 * (i + 1))
 		require.NoError(t, db.AppendTraces(td))
 		require.NoError(t, db.Flush(ctx))
 	}
+	// Searches deduplicate spans stored twice; metrics count them twice
+	// until compaction merges them.
+	check(db, "format 1 and 2 blocks, duplicates", false, false)
 	before := len(db.BlockMetas())
 	db.Compact(ctx)
 	require.Less(t, len(db.BlockMetas()), before, "compaction merged nothing")
-	check("compacted")
+	check(db, "compacted", true, true)
+}
+
+// countingQuerier counts the traces the store summarized.
+type countingQuerier struct {
+	storage.Querier
+	summarized int
+}
+
+func (q *countingQuerier) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn func(*storage.TraceSummary)) error {
+	return q.Querier.(storage.TraceSummarizer).TraceSummaries(ctx, ids, func(s *storage.TraceSummary) {
+		q.summarized++
+		fn(s)
+	})
 }
 
 func checkSearch(t *testing.T, phase string, q storage.Querier, d *dataset, c searchCase) {
@@ -409,6 +471,80 @@ func checkSearch(t *testing.T, phase string, q storage.Querier, d *dataset, c se
 	}
 	require.Equal(t, len(want), len(got), "%s: %s: trace count", phase, c.query)
 	require.Equal(t, want, got, "%s: %s", phase, c.query)
+	for _, tr := range res.Traces {
+		checkTraceLevel(t, phase+": "+c.query, d.trace(tr.TraceID), tr)
+	}
+
+	// As Tempo's API asks: three spans per spanset. A spanwise search
+	// then answers traces from their summaries where the store has them;
+	// the spans shown are the first three matches in span order, and
+	// the match count is all of them.
+	res, err = traceql.Search(context.Background(), q, traceql.SearchRequest{Query: pq, Limit: 1 << 20, SpansPerSpanset: 3})
+	require.NoError(t, err)
+	require.Len(t, res.Traces, len(want), "%s: %s: trace count, 3 spans per spanset", phase, c.query)
+	for _, tr := range res.Traces {
+		what := phase + ": " + c.query + ", 3 spans per spanset"
+		checkTraceLevel(t, what, d.trace(tr.TraceID), tr)
+		matched := want[tr.TraceID.String()]
+		require.NotNil(t, matched, "%s: trace %s does not match", what, tr.TraceID)
+		if len(tr.Spansets) != 1 {
+			continue // by() groups: covered by the full answer above
+		}
+		ss := tr.Spansets[0]
+		require.Equal(t, len(matched), ss.Matched, "%s: trace %s: matched spans", what, tr.TraceID)
+		var first []*storage.Span
+		for _, s := range d.trace(tr.TraceID).spans {
+			if slices.Contains(matched, s.SpanID.String()) {
+				first = append(first, s)
+			}
+		}
+		slices.SortFunc(first, func(a, b *storage.Span) int {
+			if a.StartUnixNano != b.StartUnixNano {
+				return cmp.Compare(a.StartUnixNano, b.StartUnixNano)
+			}
+			return slices.Compare(a.SpanID[:], b.SpanID[:])
+		})
+		first = slices.CompactFunc(first, func(a, b *storage.Span) bool { return a.SpanID == b.SpanID })
+		var wantIDs, gotIDs []string
+		for _, s := range first[:min(3, len(first))] {
+			wantIDs = append(wantIDs, s.SpanID.String())
+		}
+		for _, s := range ss.Spans {
+			gotIDs = append(gotIDs, s.SpanID.String())
+		}
+		require.Equal(t, wantIDs, gotIDs, "%s: trace %s: spans shown", what, tr.TraceID)
+	}
+}
+
+// checkTraceLevel compares what a result says of its whole trace with
+// the trace itself: root, extent, and spans and errors per service.
+func checkTraceLevel(t *testing.T, what string, o *oTrace, tr traceql.TraceResult) {
+	t.Helper()
+	spans := slices.Clone(o.spans)
+	slices.SortFunc(spans, func(a, b *storage.Span) int {
+		if a.StartUnixNano != b.StartUnixNano {
+			return cmp.Compare(a.StartUnixNano, b.StartUnixNano)
+		}
+		return slices.Compare(a.SpanID[:], b.SpanID[:])
+	})
+	rootSvc, rootName := traceql.NoRoot, traceql.NoRoot
+	if i := slices.IndexFunc(spans, func(s *storage.Span) bool { return s.ParentSpanID.IsEmpty() }); i >= 0 {
+		rootSvc, rootName = svc(spans[i]), spans[i].Name
+	}
+	stats := map[string]traceql.ServiceStats{}
+	for _, s := range spans {
+		st := stats[svc(s)]
+		st.SpanCount++
+		if s.StatusCode == storage.StatusError {
+			st.ErrorCount++
+		}
+		stats[svc(s)] = st
+	}
+	require.Equal(t, rootSvc, tr.RootService, "%s: trace %s: root service", what, tr.TraceID)
+	require.Equal(t, rootName, tr.RootName, "%s: trace %s: root name", what, tr.TraceID)
+	require.Equal(t, o.start, tr.Start, "%s: trace %s: start", what, tr.TraceID)
+	require.Equal(t, o.end-o.start, tr.Duration, "%s: trace %s: duration", what, tr.TraceID)
+	require.Equal(t, stats, tr.ServiceStats, "%s: trace %s: spans per service", what, tr.TraceID)
 }
 
 func checkMetrics(t *testing.T, phase string, q storage.Querier, d *dataset, c metricsCase, cache *traceql.MetricsCache) {
@@ -458,4 +594,51 @@ func keys(m map[string][]float64) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// plainQuerier hides the store's trace summaries: every candidate trace
+// is assembled from its spans.
+type plainQuerier struct{ storage.Querier }
+
+// A search over a time range sees only the spans that start inside it,
+// so a trace that reaches outside is assembled whole rather than
+// answered from its summary and the spans the scan saw: both ways give
+// the same result.
+func TestSearchSummariesInTimeRange(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
+	require.NoError(t, err)
+	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour, RowGroupRows: 1000})
+	require.NoError(t, err)
+	defer db.Close()
+	td, _ := workload.New(42, t0, workload.Options{}).Batch(600)
+	require.NoError(t, db.AppendTraces(td))
+	require.NoError(t, db.Flush(ctx))
+	spans := storage.AppendTraces(nil, td)
+	lo, hi := spans[0].StartUnixNano, spans[0].EndUnixNano
+	for _, s := range spans {
+		lo, hi = min(lo, s.StartUnixNano), max(hi, s.EndUnixNano)
+	}
+	start, end := lo+(hi-lo)/3, lo+2*(hi-lo)/3
+
+	sq, err := db.Querier(ctx)
+	require.NoError(t, err)
+	defer sq.Close()
+	counted := &countingQuerier{Querier: sq}
+	for _, query := range []string{`{ }`, `{ status = error }`, `{ resource.service.name = "checkout" && duration > 1ms }`, `{ kind = server }`} {
+		pq, err := traceql.Parse(query)
+		require.NoError(t, err)
+		req := traceql.SearchRequest{Query: pq, Start: start, End: end, Limit: 1 << 20, SpansPerSpanset: 3}
+		got, err := traceql.Search(ctx, counted, req)
+		require.NoError(t, err)
+		want, err := traceql.Search(ctx, plainQuerier{sq}, req)
+		require.NoError(t, err)
+		require.NotEmpty(t, want.Traces, query)
+		byID := func(a, b traceql.TraceResult) int { return slices.Compare(a.TraceID[:], b.TraceID[:]) }
+		slices.SortFunc(got.Traces, byID)
+		slices.SortFunc(want.Traces, byID)
+		require.Equal(t, want.Traces, got.Traces, query)
+	}
+	require.NotZero(t, counted.summarized, "no trace was answered from its summary")
 }

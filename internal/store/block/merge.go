@@ -37,12 +37,16 @@ var spanSorting = parquet.SortingRowGroupConfig(
 // names) are the union of the sources', which is exact, since a dropped
 // duplicate carries the same names as the row that is kept.
 //
+// The data file's schema is the same in formats 1 and 2, so blocks of
+// both merge row by row; the trace table of the output is built from the
+// merged rows, whatever the sources had.
+//
 // It returns ErrNotMergeable, having written nothing, unless every block
-// has this format version and schema.
+// has a format version this build reads and this data schema.
 func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts WriteOptions) (m *Meta, err error) {
 	var rgs []parquet.RowGroup
 	for _, b := range blocks {
-		if b.Meta.Signal != Traces || b.Meta.Format != FormatVersion || !parquet.EqualNodes(b.file.Schema(), spanSchema) {
+		if b.Meta.Signal != Traces || b.Meta.Format < MinFormatVersion || b.Meta.Format > FormatVersion || !parquet.EqualNodes(b.file.Schema(), spanSchema) {
 			return nil, ErrNotMergeable
 		}
 		// A block's row groups are in order and do not overlap: read them
@@ -71,6 +75,10 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 		return nil, err
 	}
 	defer cleanup()
+	if err := b.withTraceTable(); err != nil {
+		return nil, err
+	}
+	defer b.table.close()
 	w := parquet.NewGenericWriter[spanRow](f, writerOptions[spanRow](opts)...)
 	rows := merged.Rows()
 	defer rows.Close()
@@ -107,6 +115,13 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 				svc, svcRaw = string(r.service), append(svcRaw[:0], r.service...)
 			}
 			b.add(r.traceID, r.start, r.start+r.duration, svc, nil, nil)
+			if b.table != nil {
+				name := ""
+				if r.root {
+					name = string(r.name) // only a root's name is kept
+				}
+				b.table.span(r.traceID, r.start, r.start+r.duration, r.root, name, svc, r.status)
+			}
 			pending = append(pending, row)
 			prev = r.traceID
 		}
@@ -132,13 +147,15 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 }
 
 // spanColumns are the leaf column indexes, in spanSchema, of what the
-// index and bloom filter need from a row.
-type spanColumns struct{ traceID, start, duration, service int }
+// index, bloom filter and trace table need from a row.
+type spanColumns struct{ traceID, start, duration, service, parent, name, status int }
 
 type spanKey struct {
 	traceID         storage.TraceID
 	start, duration int64
-	service         []byte
+	service, name   []byte
+	root            bool // the parent span ID is all zero
+	status          int32
 }
 
 // spanKeyColumns are found once: spanSchema is fixed at compile time.
@@ -147,7 +164,8 @@ var spanKeyColumns = func() spanColumns {
 	for _, x := range []struct {
 		name string
 		dst  *int
-	}{{"trace_id", &c.traceID}, {"start_unix_nano", &c.start}, {"duration_nano", &c.duration}, {"service_name", &c.service}} {
+	}{{"trace_id", &c.traceID}, {"start_unix_nano", &c.start}, {"duration_nano", &c.duration}, {"service_name", &c.service},
+		{"parent_span_id", &c.parent}, {"name", &c.name}, {"status_code", &c.status}} {
 		leaf, ok := spanSchema.Lookup(x.name)
 		if !ok {
 			panic("block: span schema has no column " + x.name)
@@ -171,6 +189,12 @@ func (c spanColumns) read(row parquet.Row) spanKey {
 			k.duration = v.Int64()
 		case c.service:
 			k.service = v.ByteArray()
+		case c.parent:
+			k.root = storage.SpanID(v.ByteArray()).IsEmpty()
+		case c.name:
+			k.name = v.ByteArray()
+		case c.status:
+			k.status = v.Int32()
 		}
 	}
 	return k

@@ -28,6 +28,8 @@ const (
 	BloomFile     = "bloom"
 	IndexFile     = "index.json"
 	CompactedFile = "compacted.json"
+	// TraceTableFile is a trace block's table of whole traces (format 2).
+	TraceTableFile = "traces.parquet"
 )
 
 // Meta describes a block. It is the commit marker of the block.
@@ -43,7 +45,10 @@ type Meta struct {
 	// with a trace ID (logs).
 	Traces    int64 `json:"traces"`
 	DataBytes int64 `json:"data_bytes"`
-	RowGroups int   `json:"row_groups"`
+	// TraceTableBytes is the size of traces.parquet (format 2 trace
+	// blocks); checked on open.
+	TraceTableBytes int64 `json:"trace_table_bytes,omitempty"`
+	RowGroups       int   `json:"row_groups"`
 	// Level is 0 for a block cut from the head, n+1 for a compaction of
 	// level-n blocks.
 	Level int `json:"compaction_level"`
@@ -179,8 +184,8 @@ func UnmarshalMeta(b []byte) (*Meta, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("decode meta: %w", err)
 	}
-	if m.Format != FormatVersion {
-		return nil, fmt.Errorf("block %s: format version %d, this build reads %d", m.ID, m.Format, FormatVersion)
+	if m.Format < MinFormatVersion || m.Format > FormatVersion {
+		return nil, fmt.Errorf("block %s: format version %d, this build reads %d to %d", m.ID, m.Format, MinFormatVersion, FormatVersion)
 	}
 	if m.Signal != Traces && m.Signal != Logs {
 		return nil, fmt.Errorf("block %s: unknown signal %q", m.ID, m.Signal)

@@ -28,6 +28,9 @@ type Block struct {
 	ra   objstore.ReaderAt
 	file *parquet.File
 	cols map[string]int
+	// traces is the trace table of a format-2 trace block, nil before.
+	traces   *parquet.File
+	tracesRA objstore.ReaderAt
 
 	closeOnce sync.Once
 }
@@ -82,6 +85,12 @@ func Open(ctx context.Context, st *objstore.Store, sig Signal, id string) (*Bloc
 			len(f.RowGroups()), f.NumRows(), len(b.Index.RowGroups), meta.Rows))
 	}
 	b.ra, b.file = ra, f
+	if meta.Signal == Traces && meta.Format >= 2 {
+		if err := b.openTraceTable(ctx); err != nil {
+			ra.Close()
+			return nil, corrupt(id, err)
+		}
+	}
 	b.cols = map[string]int{}
 	for _, c := range f.Schema().Columns() {
 		if len(c) == 1 {
@@ -122,6 +131,11 @@ func (b *Block) Close() error {
 		if b.ra != nil {
 			err = b.ra.Close()
 		}
+		if b.tracesRA != nil {
+			if cerr := b.tracesRA.Close(); err == nil {
+				err = cerr
+			}
+		}
 	})
 	return err
 }
@@ -129,7 +143,7 @@ func (b *Block) Close() error {
 // Delete removes the block's objects, meta.json first so that a partly
 // deleted block is never mistaken for a complete one.
 func Delete(ctx context.Context, st *objstore.Store, sig Signal, id string) error {
-	for _, f := range []string{MetaFile, DataFile, BloomFile, IndexFile, CompactedFile} {
+	for _, f := range []string{MetaFile, DataFile, BloomFile, IndexFile, TraceTableFile, CompactedFile} {
 		if err := st.Delete(ctx, Key(sig, id, f)); err != nil {
 			return err
 		}
@@ -376,17 +390,26 @@ func (b *Block) tracesRows(rg parquet.RowGroup, i int, ids []storage.TraceID, ke
 	if !ok {
 		return 0, 0, errNoColumn("trace_id")
 	}
-	cc := rg.ColumnChunks()[ci]
+	return markTraces(rg.ColumnChunks()[ci], ids, keep, b.colBytes(i, "trace_id"))
+}
+
+// markTraces is tracesRows over one trace_id column chunk, of the data
+// file or of the trace table: whole is what reading all of it counts,
+// when it has no page index to skip pages by.
+func markTraces(cc parquet.ColumnChunk, ids []storage.TraceID, keep []bool, whole int64) (found int, read int64, err error) {
 	cix, _ := cc.ColumnIndex()
 	oi, _ := cc.OffsetIndex()
 	if cix == nil || oi == nil || cix.NumPages() != oi.NumPages() {
-		err := b.scanColumn(rg, "trace_id", func(row int, v parquet.Value) {
-			if _, ok := slices.BinarySearchFunc(ids, storage.TraceID(v.ByteArray()), cmpID); ok {
+		pages := cc.Pages()
+		defer pages.Close()
+		err := scanPages(pages, 0, -1, func(row int, v parquet.Value) bool {
+			if _, ok := slices.BinarySearchFunc(ids, storage.TraceID(v.ByteArray()), cmpID); ok && row < len(keep) {
 				keep[row] = true
 				found++
 			}
+			return true
 		})
-		return found, b.colBytes(i, "trace_id"), err
+		return found, whole, err
 	}
 	pages := cc.Pages()
 	defer pages.Close()

@@ -11,7 +11,15 @@ import (
 // FormatVersion is written into every block's meta.json. Readers refuse
 // blocks of a version they do not know. Bump it on any change to the
 // schemas below or to the bloom and index files.
-const FormatVersion = 1
+//
+// Version 2 adds the trace table (traceRow, TraceTableFile) to trace
+// blocks; their data file and every log block are as in version 1.
+// Version 1 blocks stay readable: a search assembles their traces from
+// spans, and compaction rewrites them as version 2.
+const (
+	FormatVersion    = 2
+	MinFormatVersion = 1
+)
 
 // attrRow is one attribute. Key is the attribute key prefixed with one
 // byte, the storage.ValueType of the value: a key nearly always carries one

@@ -47,6 +47,11 @@ type WriteOptions struct {
 	WALSegment  int
 	WALSegments map[string]int
 	Sources     []string
+	// Format is the format version to write, FormatVersion when 0. A
+	// store writes an older one while readers that know only it remain
+	// (a rolling upgrade of a shared bucket's roles), and tests do, to
+	// check that older blocks stay readable.
+	Format int
 	// Commit, if set, is called before meta.json is written, which is
 	// what makes the block visible; an error leaves the block incomplete
 	// and is returned. A compactor checks there that it still holds its
@@ -91,6 +96,8 @@ type builder struct {
 	// keys are the attribute keys in attrs already, by address.
 	keys    keyCache
 	lastSvc string // in curSvc already
+	// table builds the trace table of a trace block of format 2 or later.
+	table *traceTable
 }
 
 const maxSeenRes = 4096
@@ -101,7 +108,7 @@ func newBuilder(sig Signal, opts WriteOptions) *builder {
 	}
 	return &builder{
 		meta: Meta{
-			Format: FormatVersion, ID: cmp.Or(opts.ID, NewID()), Signal: sig, Level0: opts.Level0,
+			Format: cmp.Or(opts.Format, FormatVersion), ID: cmp.Or(opts.ID, NewID()), Signal: sig, Level0: opts.Level0,
 			Level: opts.Level, Writer: opts.Writer, WALSegment: opts.WALSegment, WALSegments: opts.WALSegments, Sources: opts.Sources,
 		},
 		opts: opts, curSvc: map[string]struct{}{}, services: map[string]struct{}{},
@@ -159,6 +166,17 @@ func (b *builder) endRowGroup() {
 	b.cur.FirstRow = b.meta.Rows - b.cur.Rows
 	b.index.RowGroups = append(b.index.RowGroups, b.cur)
 	b.cur = IndexEntry{}
+}
+
+// withTraceTable starts the trace table of a trace block whose format has
+// one.
+func (b *builder) withTraceTable() error {
+	if b.meta.Signal != Traces || b.meta.Format < 2 {
+		return nil
+	}
+	var err error
+	b.table, err = newTraceTable(b.opts)
+	return err
 }
 
 func sortedKeys(m map[string]struct{}) []string {
@@ -224,6 +242,11 @@ func (b *builder) finish(ctx context.Context, st *objstore.Store, f *os.File) (*
 	}
 	if err := st.PutBytes(ctx, Key(sig, id, IndexFile), ib); err != nil {
 		return nil, err
+	}
+	if b.table != nil {
+		if b.meta.TraceTableBytes, err = b.table.finish(ctx, st, sig, id); err != nil {
+			return nil, err
+		}
 	}
 	mb, err := json.MarshalIndent(&b.meta, "", "  ")
 	if err != nil {
@@ -374,6 +397,10 @@ func WriteSpans(ctx context.Context, st *objstore.Store, spans iter.Seq[*storage
 		return nil, err
 	}
 	defer cleanup()
+	if err := b.withTraceTable(); err != nil {
+		return nil, err
+	}
+	defer b.table.close()
 	w := parquet.NewGenericWriter[spanRow](f, writerOptions[spanRow](opts)...)
 	rows := make([]spanRow, writeBatch)
 	enc := newEncoder()
@@ -410,6 +437,9 @@ func WriteSpans(ctx context.Context, st *objstore.Store, spans iter.Seq[*storage
 		}
 		svc := s.Resource.ServiceName()
 		b.add(s.TraceID, s.StartUnixNano, s.EndUnixNano, svc, s.Resource, s.Attrs)
+		if b.table != nil {
+			b.table.span(s.TraceID, s.StartUnixNano, s.EndUnixNano, s.ParentSpanID.IsEmpty(), s.Name, svc, int32(s.StatusCode))
+		}
 		b.ops[Op{Service: svc, Name: s.Name, Kind: s.Kind}] = struct{}{}
 		toSpanRow(&rows[n], s, enc)
 		n++
