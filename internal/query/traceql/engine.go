@@ -123,20 +123,21 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		latest := map[storage.TraceID]int64{}
 		pq, _ := pushdown(f.Expr, req.Start, req.End)
 		exact := exactPushdown(f.Expr)
-		// With trace summaries, the scan keeps each match as a result
-		// shows it, and a summarized trace is not assembled.
-		hs := newHits(sq, req, fields)
+		summarize := summarizable(sq, req, fields)
+		// A search for many traces keeps each match as a result shows it
+		// while it scans (see scanHits).
+		var pre *scanHits
+		if summarize && req.Limit >= scanHitsLimit && coreOnly(fields...) {
+			pre = newScanHits(req.Start, req.End)
+		}
 		switch {
-		case exact && hs != nil && coreOnly(fields...):
-			// The store applies the whole filter; results need the
-			// matches' core fields.
-			pq.Projection, pq.Fields = storage.ProjectCore, hs.coreFields()
+		case exact && pre != nil:
+			pq.Projection, pq.Fields = storage.ProjectCore, resultFields(fields)
 		case exact:
 			// The store applies the whole filter: discovery reads each
 			// match's trace and start only.
 			pq.Projection, pq.Fields = storage.ProjectCore, storage.FieldTraceID|storage.FieldStart
-			hs = nil
-		case coreOnly(f.Expr) && (hs == nil || coreOnly(fields...)):
+		case coreOnly(f.Expr):
 			// Discovery needs the filter's fields only; results are
 			// assembled from whole traces afterwards.
 			pq.Projection = storage.ProjectCore
@@ -156,26 +157,16 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
 			res.InspectedSpans++
 			if f.Expr != nil && !exact && !matchSpan(f.Expr, one.with(s), 0, ev, lk) {
-				if !more() {
-					hs.stopped(s.TraceID)
-					return false
-				}
-				return true
+				return pre.more(s, more())
 			}
 			if t, ok := latest[s.TraceID]; !ok || s.StartUnixNano > t {
 				latest[s.TraceID] = s.StartUnixNano
 			}
-			if hs != nil {
-				hs.add(s, one.with(s))
-			}
+			pre.add(one.with(s), fields, req.SpansPerSpanset)
 			if atLimit < 0 && len(latest) >= req.Limit {
 				atLimit = res.InspectedSpans
 			}
-			if !more() {
-				hs.stopped(s.TraceID)
-				return false
-			}
-			return true
+			return pre.more(s, more())
 		})
 		if err != nil {
 			return nil, err
@@ -190,15 +181,17 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			return slices.Compare(a[:], b[:])
 		})
 		// ids are in recency order and all match: the first Limit are it.
-		if hs != nil {
-			var done []TraceResult
-			done, rest, err := hs.results(ctx, sq, ids[:min(req.Limit, len(ids))], req.Start, req.End)
+		// Those the store summarizes are answered from their summaries
+		// and their matching spans; the rest are assembled.
+		if summarize {
+			n := min(req.Limit, len(ids))
+			done, rest, err := summarizedResults(ctx, sq, f, fields, req.SpansPerSpanset, ids[:n], pre, &res.InspectedSpans)
 			if err != nil {
 				return nil, err
 			}
 			res.Traces = append(res.Traces, done...)
 			res.InspectedTraces += len(done)
-			ids = append(rest, ids[min(req.Limit, len(ids)):]...)
+			ids = append(rest, ids[n:]...)
 		}
 		res.Traces, err = evalCandidates(ctx, sq, q, ids, fields, req, res.Traces, &res.InspectedTraces, false)
 		if err != nil {

@@ -600,10 +600,9 @@ func keys(m map[string][]float64) []string {
 // is assembled from its spans.
 type plainQuerier struct{ storage.Querier }
 
-// A search over a time range sees only the spans that start inside it,
-// so a trace that reaches outside is assembled whole rather than
-// answered from its summary and the spans the scan saw: both ways give
-// the same result.
+// A search over a time range finds traces by the spans that start inside
+// it, but a result shows all of its trace's matches, inside the range or
+// not, whether it is answered from a summary or assembled.
 func TestSearchSummariesInTimeRange(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()

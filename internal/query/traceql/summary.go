@@ -7,21 +7,87 @@ import (
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
-// A spanwise search decides each trace by its spans alone, and the spans
-// it scans are the trace's spanset. What a result shows beyond them (root,
-// extent, spans per service) is the trace's summary, which a store with
-// trace tables gives without handing out the trace's spans
-// (storage.TraceSummarizer). hits keeps what the scan saw of each
-// candidate trace, so that a summarized trace's result needs nothing
-// more; a trace the store does not summarize is assembled as before.
-type hits struct {
-	fields []Expr
-	spss   int
-	byID   map[storage.TraceID]*traceHits
-	// partial is the trace whose spans the scan was reading when it
-	// stopped: it may have matches the scan did not reach.
+// A spanwise search decides each trace by its spans alone: a trace's
+// spanset is its spans that pass the filter. What a result shows beyond
+// them (root, extent, spans per service) is the trace's summary, which a
+// store with trace tables gives without handing out the trace's spans
+// (storage.TraceSummarizer). So once the search has chosen its traces,
+// those the store summarizes need only their matching spans, read in one
+// store query restricted to them, and are not assembled.
+
+// summarizable reports whether a spanwise search can answer from
+// summaries: the store gives them, the result does not carry whole
+// traces, spansets are bounded (so that what is kept per trace is), and
+// every field a result span shows is the span's own.
+func summarizable(sq storage.Querier, req SearchRequest, fields []Expr) bool {
+	if _, ok := sq.(storage.TraceSummarizer); !ok || req.FullTraces || req.SpansPerSpanset <= 0 {
+		return false
+	}
+	for _, f := range fields {
+		if needsTrace(f) {
+			return false
+		}
+	}
+	return true
+}
+
+// scanHits keeps, during a spanwise search's scan, each candidate trace's
+// matches as a result shows them, so that a summarized trace needs no
+// second read of its spans. That pays when most candidates become
+// results: a search for many traces (scanHitsLimit), whose scan reads
+// the matches' result fields once instead of reading the chosen traces'
+// pages again. For a few traces out of an oversampled scan it would read
+// those fields for ten times the traces it returns.
+//
+// What a scan saw of a trace is all of its matches unless the scan
+// stopped inside the trace, or the trace reaches outside the search's
+// time range (the scan sees only spans starting inside it); such traces
+// are read again.
+type scanHits struct {
+	byID       map[storage.TraceID]*traceHits
+	start, end int64
 	partial    storage.TraceID
-	hasPartial bool
+	stopped    bool
+}
+
+// scanHitsLimit is the smallest limit for which a search keeps hits
+// while it scans.
+const scanHitsLimit = 100
+
+func newScanHits(start, end int64) *scanHits {
+	return &scanHits{byID: map[storage.TraceID]*traceHits{}, start: start, end: end}
+}
+
+// add records a match; tr is the one-span trace holding it. Nil-safe.
+func (h *scanHits) add(tr *Trace, fields []Expr, spss int) {
+	if h == nil {
+		return
+	}
+	id := tr.Spans[0].TraceID
+	th := h.byID[id]
+	if th == nil {
+		th = &traceHits{}
+		h.byID[id] = th
+	}
+	th.add(tr, fields, spss)
+}
+
+// more passes the scan's decision on, noting the trace it stops inside.
+// Nil-safe.
+func (h *scanHits) more(s *storage.Span, more bool) bool {
+	if h != nil && !more {
+		h.partial, h.stopped = s.TraceID, true
+	}
+	return more
+}
+
+// complete returns the trace's hits if the scan saw all its matches.
+func (h *scanHits) complete(sum *storage.TraceSummary) *traceHits {
+	if h == nil || h.stopped && sum.TraceID == h.partial ||
+		h.start != 0 && sum.Start < h.start || h.end != 0 && sum.End > h.end {
+		return nil
+	}
+	return h.byID[sum.TraceID]
 }
 
 // traceHits is one trace's matches: how many, and the first spss of them
@@ -31,28 +97,112 @@ type traceHits struct {
 	spans   []ResultSpan
 }
 
-// newHits returns nil unless the search can be answered from summaries:
-// the store gives them, the result does not carry whole traces, spansets
-// are bounded (so that what is kept per trace is), and every field a
-// result span shows is the span's own.
-func newHits(sq storage.Querier, req SearchRequest, fields []Expr) *hits {
-	if _, ok := sq.(storage.TraceSummarizer); !ok || req.FullTraces || req.SpansPerSpanset <= 0 {
-		return nil
-	}
-	for _, f := range fields {
-		if needsTrace(f) {
-			return nil
+// add records a matching span; tr is the one-span trace holding it.
+func (th *traceHits) add(tr *Trace, fields []Expr, spss int) {
+	s := tr.Spans[0]
+	th.matched++
+	before := func(r *ResultSpan) bool {
+		if r.Start != s.StartUnixNano {
+			return s.StartUnixNano < r.Start
 		}
+		return slices.Compare(s.SpanID[:], r.SpanID[:]) < 0
 	}
-	return &hits{fields: fields, spss: req.SpansPerSpanset, byID: map[storage.TraceID]*traceHits{}}
+	k := len(th.spans)
+	for k > 0 && before(&th.spans[k-1]) {
+		k--
+	}
+	if k >= spss {
+		return
+	}
+	th.spans = slices.Insert(th.spans, k, resultSpan(tr, 0, fields))
+	if len(th.spans) > spss {
+		th.spans = th.spans[:spss]
+	}
 }
 
-// coreFields are the core fields a summarized result needs of each
-// matching span, given the fields it shows.
-func (h *hits) coreFields() storage.CoreFields {
+// summarizedResults answers those of ids (the chosen traces, most recent
+// first) that the store summarizes, and returns them with the IDs still
+// to assemble, in their order. Their matching spans are those the scan
+// kept (pre, which may be nil) where it saw them all, and otherwise come
+// from one store query over the summarized traces with the filter pushed
+// down and no time bounds: a result's spanset is all of its trace's
+// matches, as an assembled trace's is.
+func summarizedResults(ctx context.Context, sq storage.Querier, f *SpansetFilter, fields []Expr, spss int, ids []storage.TraceID, pre *scanHits, inspected *int64) ([]TraceResult, []storage.TraceID, error) {
+	sorted := slices.Clone(ids)
+	slices.SortFunc(sorted, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
+	sorted = slices.Compact(sorted)
+	sums := map[storage.TraceID]*storage.TraceSummary{}
+	hits := make(map[storage.TraceID]*traceHits, len(sorted))
+	err := sq.(storage.TraceSummarizer).TraceSummaries(ctx, sorted, func(sum *storage.TraceSummary) {
+		c := *sum
+		c.Services = slices.Clone(sum.Services)
+		sums[sum.TraceID] = &c
+		if th := pre.complete(sum); th != nil {
+			hits[sum.TraceID] = th
+		}
+	})
+	if err != nil || len(sums) == 0 {
+		return nil, ids, err
+	}
+	// The summarized traces whose matches are still to read.
+	sorted = slices.DeleteFunc(sorted, func(id storage.TraceID) bool { return sums[id] == nil || hits[id] != nil })
+	if len(sorted) > 0 {
+		if err := readHits(ctx, sq, f, fields, spss, sorted, hits, inspected); err != nil {
+			return nil, nil, err
+		}
+	}
+	var out []TraceResult
+	var rest []storage.TraceID
+	for _, id := range ids {
+		if sum, th := sums[id], hits[id]; sum != nil && th != nil {
+			out = append(out, summaryResult(sum, th))
+		} else {
+			rest = append(rest, id)
+		}
+	}
+	return out, rest, nil
+}
+
+// readHits reads the matches of traces ids (sorted) into hits.
+func readHits(ctx context.Context, sq storage.Querier, f *SpansetFilter, fields []Expr, spss int, ids []storage.TraceID, hits map[storage.TraceID]*traceHits, inspected *int64) error {
+	sorted := ids
+
+	pq, _ := pushdown(f.Expr, 0, 0)
+	pq.TraceIDs = sorted
+	exact := exactPushdown(f.Expr)
+	if coreOnly(f.Expr) && coreOnly(fields...) {
+		pq.Projection = storage.ProjectCore
+		if exact {
+			pq.Fields = resultFields(fields)
+		}
+	}
+	ev, lk := false, false
+	if f.Expr != nil {
+		ev, lk = iterates(f.Expr)
+	}
+	one := newSingle()
+	return sq.Spans(ctx, pq, func(s *storage.Span) bool {
+		*inspected++
+		tr := one.with(s)
+		if f.Expr != nil && !exact && !matchSpan(f.Expr, tr, 0, ev, lk) {
+			return true
+		}
+		th := hits[s.TraceID]
+		if th == nil {
+			th = &traceHits{}
+			hits[s.TraceID] = th
+		}
+		th.add(tr, fields, spss)
+		return true
+	})
+}
+
+// resultFields are the core fields a result span needs, given the fields
+// it shows.
+func resultFields(fields []Expr) storage.CoreFields {
 	f := storage.FieldTraceID | storage.FieldSpanID | storage.FieldName | storage.FieldStart | storage.FieldDuration |
 		storage.FieldService | storage.FieldStatus | storage.FieldKind
-	for _, e := range h.fields {
+	for _, e := range fields {
 		if mentions(e, IntrinsicParentID) {
 			f |= storage.FieldParentSpanID
 		}
@@ -70,75 +220,6 @@ func mentions(e Expr, in Intrinsic) bool {
 		return mentions(x.Expr, in)
 	}
 	return false
-}
-
-// add records a matching span; tr is the one-span trace holding it.
-func (h *hits) add(s *storage.Span, tr *Trace) {
-	th := h.byID[s.TraceID]
-	if th == nil {
-		th = &traceHits{}
-		h.byID[s.TraceID] = th
-	}
-	th.matched++
-	before := func(r *ResultSpan) bool {
-		if r.Start != s.StartUnixNano {
-			return s.StartUnixNano < r.Start
-		}
-		return slices.Compare(s.SpanID[:], r.SpanID[:]) < 0
-	}
-	k := len(th.spans)
-	for k > 0 && before(&th.spans[k-1]) {
-		k--
-	}
-	if k >= h.spss {
-		return
-	}
-	th.spans = slices.Insert(th.spans, k, resultSpan(tr, 0, h.fields))
-	if len(th.spans) > h.spss {
-		th.spans = th.spans[:h.spss]
-	}
-}
-
-// stopped marks the trace of the span at which the scan stopped.
-func (h *hits) stopped(id storage.TraceID) {
-	if h != nil {
-		h.partial, h.hasPartial = id, true
-	}
-}
-
-// results answers as many of ids (the chosen traces, most recent first)
-// as the store summarizes, and returns them with the IDs still to
-// assemble, in their order.
-func (h *hits) results(ctx context.Context, sq storage.Querier, ids []storage.TraceID, start, end int64) ([]TraceResult, []storage.TraceID, error) {
-	sorted := slices.Clone(ids)
-	slices.SortFunc(sorted, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
-	sorted = slices.Compact(sorted)
-	done := map[storage.TraceID]TraceResult{}
-	err := sq.(storage.TraceSummarizer).TraceSummaries(ctx, sorted, func(sum *storage.TraceSummary) {
-		th := h.byID[sum.TraceID]
-		if th == nil || h.hasPartial && sum.TraceID == h.partial {
-			return
-		}
-		// The scan saw the trace's spans that start in [start, end]: all
-		// of them only if the whole trace lies inside.
-		if start != 0 && sum.Start < start || end != 0 && sum.End > end {
-			return
-		}
-		done[sum.TraceID] = summaryResult(sum, th)
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	var out []TraceResult
-	var rest []storage.TraceID
-	for _, id := range ids {
-		if r, ok := done[id]; ok {
-			out = append(out, r)
-		} else {
-			rest = append(rest, id)
-		}
-	}
-	return out, rest, nil
 }
 
 // summaryResult is traceResult for a trace known by its summary and its

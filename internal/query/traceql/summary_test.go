@@ -45,28 +45,28 @@ func (m *summarizingQuerier) TraceSummaries(ctx context.Context, ids []storage.T
 }
 
 // A search that stops at its limit may stop inside a trace, having seen
-// only some of its matching spans: that trace is assembled, not answered
-// from its summary and the spans seen, so the answer is the one a search
-// without summaries gives.
+// only some of its matching spans; its result still counts and shows the
+// trace's matches as a search without summaries does.
 func TestSearchStoppedInsideATrace(t *testing.T) {
 	svc := &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str("a")}}}
 	var spans []storage.Span
 	// Traces one after another, each of eight spans, later traces later:
-	// the trace at which a limit-1 search stops is also the most recent.
-	for tr := range 40 {
+	// the trace at which a search stops is also the most recent. Limits
+	// of 100 and more keep matches while scanning (scanHits).
+	for tr := range 1200 {
 		for i := range 8 {
-			s := storage.Span{TraceID: storage.TraceID{byte(tr), 7}, SpanID: storage.SpanID{byte(tr), byte(i), 1},
+			s := storage.Span{TraceID: storage.TraceID{byte(tr), byte(tr >> 8), 7}, SpanID: storage.SpanID{byte(tr), byte(tr >> 8), byte(i), 1},
 				Name: "op", StartUnixNano: int64(tr)*1e9 + int64(i)*1e6, Resource: svc}
 			s.EndUnixNano = s.StartUnixNano + 5e5
 			if i > 0 {
-				s.ParentSpanID = storage.SpanID{byte(tr), 0, 1}
+				s.ParentSpanID = storage.SpanID{byte(tr), byte(tr >> 8), 0, 1}
 			}
 			spans = append(spans, s)
 		}
 	}
 	plain := &memQuerier{spans: spans}
 	summarized := &summarizingQuerier{memQuerier{spans: spans}}
-	for _, limit := range []int{1, 2, 3} {
+	for _, limit := range []int{1, 3, scanHitsLimit} {
 		req := SearchRequest{Query: mustParse(t, `{ }`), Limit: limit, SpansPerSpanset: 3}
 		want, err := Search(context.Background(), plain, req)
 		require.NoError(t, err)

@@ -188,7 +188,12 @@ func (b *Block) keptPages(rg parquet.RowGroup, i int, col string, keep []bool, f
 	if !ok {
 		return 0, errNoColumn(col)
 	}
-	cc := rg.ColumnChunks()[ci]
+	return keptChunkPages(b.file, rg.ColumnChunks()[ci], i, ci, keep, fn)
+}
+
+// keptChunkPages is keptPages over column chunk cc, column ci of row
+// group i of f.
+func keptChunkPages(f *parquet.File, cc parquet.ColumnChunk, i, ci int, keep []bool, fn func(from int, pg parquet.Page)) (read int64, err error) {
 	pages := cc.Pages()
 	defer pages.Close()
 	oi, _ := cc.OffsetIndex()
@@ -197,10 +202,10 @@ func (b *Block) keptPages(rg parquet.RowGroup, i int, col string, keep []bool, f
 		for {
 			pg, err := pages.ReadPage()
 			if err == io.EOF {
-				return b.colBytes(i, col), nil
+				return chunkBytes(f, i, ci), nil
 			}
 			if err != nil {
-				return b.colBytes(i, col), err
+				return chunkBytes(f, i, ci), err
 			}
 			n := min(int(pg.NumRows()), len(keep)-row)
 			if n > 0 {
@@ -233,7 +238,7 @@ func (b *Block) keptPages(rg parquet.RowGroup, i int, col string, keep []bool, f
 			return read, err
 		}
 		if read == 0 {
-			read += b.dictBytes(i, ci, oi.Offset(0))
+			read += dictBytes(f, i, ci, oi.Offset(0))
 		}
 		read += oi.CompressedPageSize(p)
 		fn(from, pg)
@@ -243,10 +248,19 @@ func (b *Block) keptPages(rg parquet.RowGroup, i int, col string, keep []bool, f
 	return read, nil
 }
 
+// chunkBytes is the compressed size of column ci of row group i of f.
+func chunkBytes(f *parquet.File, i, ci int) int64 {
+	rgs := f.Metadata().RowGroups
+	if i >= len(rgs) || ci >= len(rgs[i].Columns) {
+		return 0
+	}
+	return rgs[i].Columns[ci].MetaData.TotalCompressedSize
+}
+
 // dictBytes is the size of the dictionary page of column ci in row group
-// i, which precedes the first data page at firstPage.
-func (b *Block) dictBytes(i, ci int, firstPage int64) int64 {
-	rgs := b.file.Metadata().RowGroups
+// i of f, which precedes the first data page at firstPage.
+func dictBytes(f *parquet.File, i, ci int, firstPage int64) int64 {
+	rgs := f.Metadata().RowGroups
 	if i >= len(rgs) || ci >= len(rgs[i].Columns) {
 		return 0
 	}
@@ -410,8 +424,14 @@ func (v *pageValues) int64At(k int) int64 {
 	case v.i32 != nil:
 		return int64(v.i32[k])
 	case k < len(v.boxed):
-		if v.boxed[k].Kind() == parquet.Int32 {
+		switch v.boxed[k].Kind() {
+		case parquet.Int32:
 			return int64(v.boxed[k].Int32())
+		case parquet.Boolean:
+			if v.boxed[k].Boolean() {
+				return 1
+			}
+			return 0
 		}
 		return v.boxed[k].Int64()
 	}

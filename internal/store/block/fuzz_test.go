@@ -58,3 +58,23 @@ func FuzzMeta(f *testing.F) {
 		unmarshalIndex(ix)
 	})
 }
+
+// FuzzServicesBlob: the trace table's spans-per-service decoder never
+// panics, and what the encoder writes decodes to what it was given.
+func FuzzServicesBlob(f *testing.F) {
+	f.Add(appendServices(nil, []storage.ServiceSpans{{Service: "cart", Spans: 3, Errors: 1}, {Service: "", Spans: 1}}))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		svc := decodeServices(p)
+		again := decodeServices(appendServices(nil, svc))
+		if len(again) != len(svc) {
+			t.Fatalf("re-encoded %d services, decoded %d", len(svc), len(again))
+		}
+		for i := range svc {
+			if svc[i] != again[i] {
+				t.Fatalf("service %d: %+v re-decoded as %+v", i, svc[i], again[i])
+			}
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -194,12 +195,11 @@ func (b *Block) readErr(err error) error {
 
 // colBytes is the compressed size of one column chunk of row group i.
 func (b *Block) colBytes(i int, col string) int64 {
-	rgs := b.file.Metadata().RowGroups
 	ci, ok := b.cols[col]
-	if i >= len(rgs) || !ok || ci >= len(rgs[i].Columns) {
+	if !ok {
 		return 0
 	}
-	return rgs[i].Columns[ci].MetaData.TotalCompressedSize
+	return chunkBytes(b.file, i, ci)
 }
 
 // rgBytes is the compressed size of row group i.
@@ -572,56 +572,130 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 		return true, nil
 	}
 	stats := storage.StatsFrom(ctx)
+	if q.Projection == storage.ProjectCore && len(q.Matchers) == 0 {
+		return b.coreScan(ctx, q, ids, stats, fn)
+	}
 	cache := newResourceCache()
-	var coreBuf []storage.Span // reused row group to row group; see ProjectCore
-	for i, e := range b.Index.RowGroups {
-		if !rowGroupMatches(&e, q.Start, q.End, q.ServiceName, q.TraceID) {
+	for i := range b.Index.RowGroups {
+		e := &b.Index.RowGroups[i]
+		rq := rowGroupQuery(e, q, ids)
+		if rq == nil {
 			continue
-		}
-		if len(ids) > 0 {
-			// The IDs inside the row group's trace range, if any.
-			lo, _ := slices.BinarySearchFunc(ids, e.MinTraceID, cmpID)
-			hi, found := slices.BinarySearchFunc(ids, e.MaxTraceID, cmpID)
-			if found {
-				hi++
-			}
-			if lo >= hi {
-				continue
-			}
-			rq := *q
-			rq.TraceIDs = ids[lo:hi]
-			q = &rq
 		}
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
 		rg := b.file.RowGroups()[i]
-		keep, any, err := b.prefilterSpans(rg, i, &e, q, stats)
+		keep, any, err := b.prefilterSpans(rg, i, e, rq, stats)
 		if err != nil {
 			return false, b.readErr(err)
 		}
 		if !any {
 			continue
 		}
-		if q.Projection == storage.ProjectCore && len(q.Matchers) == 0 {
-			cont, err := b.coreSpans(rg, i, keep, q, stats, &coreBuf, fn)
-			if err != nil {
-				return false, b.readErr(err)
-			}
-			if !cont {
-				return false, nil
-			}
-			continue
-		}
 		if err := stats.AddBytes(b.rgBytes(i)); err != nil {
 			return false, err
 		}
-		cont, err := matchRuns(rg, keep, cache, fromSpanRow, q.Match, fn)
+		cont, err := matchRuns(rg, keep, cache, fromSpanRow, rq.Match, fn)
 		if err != nil {
 			return false, b.readErr(err)
 		}
 		if !cont {
 			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// rowGroupQuery is q for row group e, or nil when the row group cannot
+// hold a match: with trace IDs, only those inside its trace range.
+func rowGroupQuery(e *IndexEntry, q *storage.SpanQuery, ids []storage.TraceID) *storage.SpanQuery {
+	if !rowGroupMatches(e, q.Start, q.End, q.ServiceName, q.TraceID) {
+		return nil
+	}
+	if len(ids) == 0 {
+		return q
+	}
+	lo, _ := slices.BinarySearchFunc(ids, e.MinTraceID, cmpID)
+	hi, found := slices.BinarySearchFunc(ids, e.MaxTraceID, cmpID)
+	if found {
+		hi++
+	}
+	if lo >= hi {
+		return nil
+	}
+	rq := *q
+	rq.TraceIDs = ids[lo:hi]
+	return &rq
+}
+
+// scanParallel is how many row groups a core scan reads at once. Reading
+// a row group is decompressing and decoding its pages, independent of any
+// other's; the spans still reach the caller in block order.
+var scanParallel = min(runtime.GOMAXPROCS(0), 4)
+
+// coreScan is Spans for a ProjectCore query without matchers: each row
+// group's kept rows are read from flat columns (coreSpans), scanParallel
+// row groups at a time, and handed to fn in block order. A search that
+// stops early has read at most scanParallel-1 row groups too many.
+func (b *Block) coreScan(ctx context.Context, q *storage.SpanQuery, ids []storage.TraceID, stats *storage.Stats, fn func(*storage.Span) bool) (bool, error) {
+	type job struct {
+		i     int
+		q     *storage.SpanQuery
+		spans []storage.Span
+		err   error
+	}
+	var jobs []job
+	for i := range b.Index.RowGroups {
+		if rq := rowGroupQuery(&b.Index.RowGroups[i], q, ids); rq != nil {
+			jobs = append(jobs, job{i: i, q: rq})
+		}
+	}
+	bufs := make([][]storage.Span, scanParallel) // one per slot, reused
+	run := func(j *job, slot int) {
+		defer func() {
+			if r := recover(); r != nil {
+				j.err = corrupt(b.Meta.ID, fmt.Errorf("%v", r))
+			}
+		}()
+		e := &b.Index.RowGroups[j.i]
+		rg := b.file.RowGroups()[j.i]
+		keep, any, err := b.prefilterSpans(rg, j.i, e, j.q, stats)
+		if err != nil || !any {
+			j.err = b.readErr(err)
+			return
+		}
+		j.spans, j.err = b.coreSpans(rg, j.i, keep, j.q, stats, &bufs[slot])
+		j.err = b.readErr(j.err)
+	}
+	for len(jobs) > 0 {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		batch := jobs[:min(scanParallel, len(jobs))]
+		jobs = jobs[len(batch):]
+		if len(batch) == 1 {
+			run(&batch[0], 0)
+		} else {
+			var wg sync.WaitGroup
+			for k := range batch {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					run(&batch[k], k)
+				}()
+			}
+			wg.Wait()
+		}
+		for k := range batch {
+			if batch[k].err != nil {
+				return false, batch[k].err
+			}
+			for s := range batch[k].spans {
+				if !fn(&batch[k].spans[s]) {
+					return false, nil
+				}
+			}
 		}
 	}
 	return true, nil
@@ -728,7 +802,7 @@ const (
 // The spans are built in *buf, which is reused from one call to the next:
 // ProjectCore's callers copy what they keep. Every field a core read sets
 // is set for each kept row, so a reused span carries nothing stale.
-func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, buf *[]storage.Span, fn func(*storage.Span) bool) (bool, error) {
+func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, buf *[]storage.Span) ([]storage.Span, error) {
 	idx := make([]int32, len(keep)) // row -> position in spans, -1 when not kept
 	n := int32(0)
 	for r, k := range keep {
@@ -815,21 +889,16 @@ func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.Sp
 			}
 		})
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		if err := stats.AddBytes(read); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
 	// Without Matchers every condition of q is on a flat column, and the
 	// prefilter applied them all: each kept row matches, whatever fields
 	// were read.
-	for k := range spans {
-		if !fn(&spans[k]) {
-			return false, nil
-		}
-	}
-	return true, nil
+	return spans, nil
 }
 
 // AllSpans calls fn for every span in block order; compaction uses it.

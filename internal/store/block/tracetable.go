@@ -2,6 +2,7 @@ package block
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -16,9 +17,16 @@ import (
 // The trace table (format 2, TraceTableFile) holds one row per trace of a
 // trace block: what a search result shows of a trace and what trace-level
 // conditions ask, so that a search answers from it instead of assembling
-// every matching trace from its spans, which read each candidate's rows in
-// every core column. Rows are sorted by trace ID, as the traces are in
+// every matching trace from its spans, which reads each candidate's rows
+// in every core column. Rows are sorted by trace ID, as the traces are in
 // data.parquet.
+//
+// Every column is flat and required, so that a lookup reads each column
+// page by page, only the pages holding the traces it wants, the way core
+// reads of span columns do (keptChunkPages). Pages are 8 KiB before
+// compression, an eighth of the data file's: a row is ~40 bytes and a
+// lookup wants a few rows scattered over the table, so a small page is
+// what one lookup decompresses per column (see writeTraceTable).
 type traceRow struct {
 	TraceID [16]byte `parquet:"trace_id"`
 	// Start is the earliest span start; Duration the latest span end
@@ -35,20 +43,16 @@ type traceRow struct {
 	RootName    string `parquet:"root_name,dict"`
 	Spans       int32  `parquet:"span_count"`
 	Errors      int32  `parquet:"error_count"`
-	// Services counts spans and errors per service, sorted by name: a
-	// search result's service stats. A repeated group rather than a blob,
-	// so that a reader can ask which traces touch a service.
-	Services []serviceRow `parquet:"services"`
+	// Services counts spans and errors per service, sorted by service,
+	// encoded as uvarint n | n × (str service | uvarint spans | uvarint
+	// errors): one flat column rather than a repeated group, which a
+	// page-wise reader could not align with rows. Traces of one shape
+	// repeat it, so it is dictionary-encoded.
+	Services []byte `parquet:"services,dict"`
 	// FirstRow is the trace's first row in data.parquet, counted from
 	// the file's start: with the next trace's, the exact rows a lookup
 	// by ID needs.
 	FirstRow int64 `parquet:"first_row,delta"`
-}
-
-type serviceRow struct {
-	Service string `parquet:"service,dict"`
-	Spans   int32  `parquet:"span_count"`
-	Errors  int32  `parquet:"error_count"`
 }
 
 // traceTable builds the trace table while a block's span rows stream
@@ -62,7 +66,7 @@ type traceTable struct {
 	rows    []traceRow
 	cur     traceRow
 	// svc holds the current trace's services; few, so a slice.
-	svc []serviceRow
+	svc []storage.ServiceSpans
 	// row counts the block's span rows so far.
 	row  int64
 	open bool
@@ -76,9 +80,10 @@ func newTraceTable(opts WriteOptions) (*traceTable, error) {
 	}
 	topts := opts
 	topts.PageFiles = nil // the data file's writer uses them
+	wopts := append(writerOptions[traceRow](topts), parquet.PageBufferSize(traceTablePage))
 	return &traceTable{
 		f: f, cleanup: cleanup,
-		w:    parquet.NewGenericWriter[traceRow](f, writerOptions[traceRow](topts)...),
+		w:    parquet.NewGenericWriter[traceRow](f, wopts...),
 		rows: make([]traceRow, 0, writeBatch),
 	}, nil
 }
@@ -103,9 +108,9 @@ func (t *traceTable) span(id storage.TraceID, start, end int64, root bool, name,
 	if isErr {
 		c.Errors++
 	}
-	k := slices.IndexFunc(t.svc, func(s serviceRow) bool { return s.Service == service })
+	k := slices.IndexFunc(t.svc, func(s storage.ServiceSpans) bool { return s.Service == service })
 	if k < 0 {
-		t.svc = append(t.svc, serviceRow{Service: service})
+		t.svc = append(t.svc, storage.ServiceSpans{Service: service})
 		k = len(t.svc) - 1
 	}
 	t.svc[k].Spans++
@@ -119,8 +124,8 @@ func (t *traceTable) endTrace() {
 	if !t.open || t.err != nil {
 		return
 	}
-	slices.SortFunc(t.svc, func(a, b serviceRow) int { return cmpString(a.Service, b.Service) })
-	t.cur.Services = slices.Clone(t.svc)
+	slices.SortFunc(t.svc, func(a, b storage.ServiceSpans) int { return cmpString(a.Service, b.Service) })
+	t.cur.Services = appendServices(nil, t.svc)
 	t.rows = append(t.rows, t.cur)
 	t.open = false
 	if len(t.rows) == cap(t.rows) {
@@ -207,6 +212,10 @@ func (b *Block) HasTraceTable() bool { return b.traces != nil }
 // TraceSummaries calls fn with the trace table's row of each of ids
 // (sorted, distinct) that the block holds. A block without a trace table
 // calls fn for none. The summary is valid until fn returns.
+//
+// The table is read column by column: the trace_id pages whose bounds
+// admit a wanted ID find the rows, then each other column is read in the
+// pages that hold them.
 func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn func(*storage.TraceSummary)) (err error) {
 	defer b.guard(&err)
 	if b.traces == nil || len(ids) == 0 {
@@ -217,73 +226,148 @@ func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn fu
 		return nil
 	}
 	stats := storage.StatsFrom(ctx)
-	ci := traceSchemaTraceID
-	var sum storage.TraceSummary
-	for _, rg := range b.traces.RowGroups() {
+	for i, rg := range b.traces.RowGroups() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		keep := make([]bool, rg.NumRows())
-		found, read, err := markTraces(rg.ColumnChunks()[ci], ids, keep, 0)
+		found, read, err := markTraces(rg.ColumnChunks()[traceColumns[0]], ids, keep, chunkBytes(b.traces, i, traceColumns[0]))
+		if err == nil {
+			err = stats.AddBytes(read)
+		}
 		if err != nil {
 			return b.readErr(err)
-		}
-		if err := stats.AddBytes(read); err != nil {
-			return err
 		}
 		if found == 0 {
 			continue
 		}
-		if err := stats.AddBytes(chunksBytes(rg, keep)); err != nil {
-			return err
-		}
-		_, err = readRuns(rg, keep, func(r *traceRow) bool {
-			sum = storage.TraceSummary{
-				TraceID: r.TraceID, Start: r.Start, End: r.Start + r.Duration,
-				HasRoot: r.HasRoot, RootService: r.RootService, RootName: r.RootName,
-				Spans: int(r.Spans), Errors: int(r.Errors), Services: sum.Services[:0],
-			}
-			for _, s := range r.Services {
-				sum.Services = append(sum.Services, storage.ServiceSpans{Service: s.Service, Spans: int(s.Spans), Errors: int(s.Errors)})
-			}
-			fn(&sum)
-			return true
-		})
+		sums, err := b.readSummaries(rg, i, keep, found, stats)
 		if err != nil {
 			return b.readErr(err)
+		}
+		for k := range sums {
+			fn(&sums[k])
 		}
 	}
 	return nil
 }
 
-var traceSchemaTraceID = func() int {
-	leaf, ok := traceSchema.Lookup("trace_id")
-	if !ok {
-		panic("block: trace table has no trace_id column")
+// readSummaries reads the kept rows of row group i of the trace table.
+func (b *Block) readSummaries(rg parquet.RowGroup, i int, keep []bool, n int, stats *storage.Stats) ([]storage.TraceSummary, error) {
+	sums := make([]storage.TraceSummary, 0, n)
+	at := make([]int32, len(keep)) // row -> index in sums
+	for r, k := range keep {
+		if k {
+			at[r] = int32(len(sums))
+			sums = append(sums, storage.TraceSummary{})
+		}
 	}
-	return leaf.ColumnIndex
+	var pv pageValues
+	var dict dictStrings
+	var svc map[string][]storage.ServiceSpans // decoded services blobs
+	for c, ci := range traceColumns {
+		dict = dictStrings{}
+		read, err := keptChunkPages(b.traces, rg.ColumnChunks()[ci], i, ci, keep, func(from int, pg parquet.Page) {
+			pv.load(pg, &dict)
+			for k := range min(int(pg.NumRows()), len(keep)-from) {
+				if !keep[from+k] {
+					continue
+				}
+				s := &sums[at[from+k]]
+				switch c {
+				case ttTraceID:
+					copy(s.TraceID[:], pv.bytesAt(k, pg))
+				case ttStart:
+					s.Start = pv.int64At(k)
+					s.End = s.Start
+				case ttDuration:
+					s.End += pv.int64At(k)
+				case ttHasRoot:
+					s.HasRoot = pv.int64At(k) != 0
+				case ttRootService:
+					s.RootService = pv.stringAt(k, pg)
+				case ttRootName:
+					s.RootName = pv.stringAt(k, pg)
+				case ttSpans:
+					s.Spans = int(pv.int64At(k))
+				case ttErrors:
+					s.Errors = int(pv.int64At(k))
+				case ttServices:
+					blob := pv.bytesAt(k, pg)
+					if svc == nil {
+						svc = map[string][]storage.ServiceSpans{}
+					}
+					d, ok := svc[string(blob)]
+					if !ok {
+						d = decodeServices(blob)
+						svc[string(blob)] = d
+					}
+					s.Services = d
+				}
+			}
+		})
+		if err == nil {
+			err = stats.AddBytes(read)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return sums, nil
+}
+
+// The trace table's columns a lookup reads, in the order of traceColumns.
+const (
+	ttTraceID = iota
+	ttStart
+	ttDuration
+	ttHasRoot
+	ttRootService
+	ttRootName
+	ttSpans
+	ttErrors
+	ttServices
+)
+
+// traceColumns are the leaf indexes of the trace table's columns, in the
+// order above; start precedes duration, which adds to it.
+var traceColumns = func() []int {
+	var out []int
+	for _, name := range []string{"trace_id", "start_unix_nano", "duration_nano", "has_root", "root_service", "root_name", "span_count", "error_count", "services"} {
+		leaf, ok := traceSchema.Lookup(name)
+		if !ok {
+			panic("block: trace table has no column " + name)
+		}
+		out = append(out, leaf.ColumnIndex)
+	}
+	return out
 }()
 
-// chunksBytes is the compressed size of the pages of every column of rg
-// that hold a kept row, dictionaries included; a column without an offset
-// index counts whole.
-func chunksBytes(rg parquet.RowGroup, keep []bool) int64 {
-	var n int64
-	for _, cc := range rg.ColumnChunks() {
-		oi, err := cc.OffsetIndex()
-		if err != nil || oi == nil || oi.NumPages() == 0 {
-			continue
-		}
-		for p := range oi.NumPages() {
-			from := int(oi.FirstRowIndex(p))
-			to := len(keep)
-			if p+1 < oi.NumPages() {
-				to = int(oi.FirstRowIndex(p + 1))
-			}
-			if from < to && to <= len(keep) && slices.Contains(keep[from:to], true) {
-				n += oi.CompressedPageSize(p)
-			}
-		}
+// traceTablePage is the trace table's page size before compression.
+const traceTablePage = 8 << 10
+
+func appendServices(dst []byte, svc []storage.ServiceSpans) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(svc)))
+	for _, s := range svc {
+		dst = appendStr(dst, s.Service)
+		dst = binary.AppendUvarint(dst, uint64(s.Spans))
+		dst = binary.AppendUvarint(dst, uint64(s.Errors))
 	}
-	return n
+	return dst
+}
+
+// decodeServices decodes a services blob; a damaged one decodes to what
+// precedes the damage.
+func decodeServices(b []byte) []storage.ServiceSpans {
+	r := blobReader{b: b}
+	n := r.uvarint()
+	out := make([]storage.ServiceSpans, 0, min(n, 64))
+	for range n {
+		s := storage.ServiceSpans{Service: r.str(), Spans: int(r.uvarint()), Errors: int(r.uvarint())}
+		if r.err != nil {
+			break
+		}
+		out = append(out, s)
+	}
+	return out
 }
