@@ -8,6 +8,8 @@ import (
 
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configopaque"
+
+	"github.com/sightlinehq/sightline/internal/store/block"
 )
 
 // Config is the `sightline_storage` extension's configuration: where the
@@ -168,6 +170,10 @@ type BlockConfig struct {
 	// MaxSize is the OTLP bytes in the head that trigger a cut.
 	MaxSize       int64 `mapstructure:"max_size"`
 	RowGroupSpans int   `mapstructure:"row_group_rows"`
+	// Format is the block format version written; 0 is the newest. An
+	// older one keeps a shared bucket readable by processes of an older
+	// build while a rolling upgrade replaces them.
+	Format int `mapstructure:"format"`
 }
 
 // RetentionConfig bounds what is kept. Zero disables a bound.
@@ -356,6 +362,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Block.RowGroupSpans < 1000 {
 		bad("block::row_group_rows", "%d is below the minimum of 1000", c.Block.RowGroupSpans)
+	}
+	if c.Block.Format != 0 && (c.Block.Format < block.MinFormatVersion || c.Block.Format > block.FormatVersion) {
+		bad("block::format", "%d is not a format this build writes (%d to %d)", c.Block.Format, block.MinFormatVersion, block.FormatVersion)
 	}
 	if c.Retention.MaxAge < 0 {
 		bad("retention::max_age", "must not be negative")

@@ -51,7 +51,7 @@ func TestLoadConfig(t *testing.T) {
 	want := createDefaultConfig()
 	want.Path = "/var/lib/sightline"
 	want.WAL = WALConfig{Sync: "interval", SyncInterval: 200 * time.Millisecond, SegmentSize: 128 << 20}
-	want.Block = BlockConfig{MaxDuration: 10 * time.Minute, MaxSize: 512 << 20, RowGroupSpans: 50000}
+	want.Block = BlockConfig{MaxDuration: 10 * time.Minute, MaxSize: 512 << 20, RowGroupSpans: 50000, Format: 1}
 	want.Retention = RetentionConfig{MaxAge: 72 * time.Hour, MaxSize: 100 << 30}
 	want.Compaction = CompactionConfig{Interval: 30 * time.Second, MinBlocks: 8, MaxSize: 2 << 30, StallBlocks: 48}
 	want.Storage = StorageConfig{Backend: "s3", S3: S3Config{Bucket: "telemetry", Prefix: "sightline", Region: "eu-west-1"}}
@@ -76,6 +76,7 @@ func TestLoadConfig(t *testing.T) {
 		"shared::ingesters_dns::interval: must be positive",
 		`wal::sync: "sometimes" is not one of always, interval`,
 		"block::row_group_rows: 10 is below the minimum of 1000",
+		"block::format: 3 is not a format this build writes (1 to 2)",
 		"compaction::stall_blocks: 3 is neither -1, 0 nor at least min_blocks (4)",
 		"storage::azure::container: a container is required with backend azure",
 		"storage::azure::storage_account: a storage account is required with backend azure",

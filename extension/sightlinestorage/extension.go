@@ -155,6 +155,7 @@ func (s *Storage) Start(ctx context.Context, host component.Host) error {
 		MaxBlockBytes:      cfg.Block.MaxSize,
 		MaxBlockDuration:   cfg.Block.MaxDuration,
 		RowGroupRows:       cfg.Block.RowGroupSpans,
+		BlockFormat:        cfg.Block.Format,
 		MemoryBudget:       budget,
 		Limits:             store.AttributeLimits{MaxAttributeBytes: cfg.Limits.MaxAttributeBytes, MaxAttributes: cfg.Limits.MaxAttributes},
 		RetentionAge:       cfg.Retention.MaxAge,

@@ -123,21 +123,24 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		latest := map[storage.TraceID]int64{}
 		pq, _ := pushdown(f.Expr, req.Start, req.End)
 		exact := exactPushdown(f.Expr)
-		summarize := summarizable(sq, req, fields)
 		// A search for many traces keeps each match as a result shows it
-		// while it scans (see scanHits).
+		// while it scans, and answers the traces the store summarizes
+		// from that (see scanHits).
 		var pre *scanHits
-		if summarize && req.Limit >= scanHitsLimit && coreOnly(fields...) {
+		summarize := req.Limit >= scanHitsLimit && summarizable(sq, req, fields)
+		if summarize {
 			pre = newScanHits(req.Start, req.End)
 		}
 		switch {
-		case exact && pre != nil:
+		case exact && pre != nil && coreOnly(fields...):
 			pq.Projection, pq.Fields = storage.ProjectCore, resultFields(fields)
+		case exact && pre != nil:
+			// Results show attributes: whole spans.
 		case exact:
 			// The store applies the whole filter: discovery reads each
 			// match's trace and start only.
 			pq.Projection, pq.Fields = storage.ProjectCore, storage.FieldTraceID|storage.FieldStart
-		case coreOnly(f.Expr):
+		case coreOnly(f.Expr) && (pre == nil || coreOnly(fields...)):
 			// Discovery needs the filter's fields only; results are
 			// assembled from whole traces afterwards.
 			pq.Projection = storage.ProjectCore

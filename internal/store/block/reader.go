@@ -635,9 +635,11 @@ func rowGroupQuery(e *IndexEntry, q *storage.SpanQuery, ids []storage.TraceID) *
 var scanParallel = min(runtime.GOMAXPROCS(0), 4)
 
 // coreScan is Spans for a ProjectCore query without matchers: each row
-// group's kept rows are read from flat columns (coreSpans), scanParallel
-// row groups at a time, and handed to fn in block order. A search that
-// stops early has read at most scanParallel-1 row groups too many.
+// group's kept rows are read from flat columns (coreSpans) and handed to
+// fn in block order. The first row group is read alone, since a search
+// often stops inside it; once fn has taken all of one, scanParallel row
+// groups are read at a time, and a scan that stops has read at most
+// scanParallel-1 too many.
 func (b *Block) coreScan(ctx context.Context, q *storage.SpanQuery, ids []storage.TraceID, stats *storage.Stats, fn func(*storage.Span) bool) (bool, error) {
 	type job struct {
 		i     int
@@ -668,11 +670,13 @@ func (b *Block) coreScan(ctx context.Context, q *storage.SpanQuery, ids []storag
 		j.spans, j.err = b.coreSpans(rg, j.i, keep, j.q, stats, &bufs[slot])
 		j.err = b.readErr(j.err)
 	}
+	width := 1
 	for len(jobs) > 0 {
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
-		batch := jobs[:min(scanParallel, len(jobs))]
+		batch := jobs[:min(width, len(jobs))]
+		width = scanParallel
 		jobs = jobs[len(batch):]
 		if len(batch) == 1 {
 			run(&batch[0], 0)
