@@ -177,6 +177,7 @@ func run(dir string, n, runs int) error {
 		{"`{ resource.service.name = \"frontend\" } >> { resource.service.name = \"payment\" && status = error }`, limit 20", runs, search(`{ resource.service.name = "frontend" } >> { resource.service.name = "payment" && status = error }`, 20)},
 		{"`{ resource.service.name = \"checkout\" } >> { status = error }`, limit 20", runs, search(`{ resource.service.name = "checkout" } >> { status = error }`, 20)},
 		{"`{ status = error } | by(resource.service.name) | count() > 2`, limit 20", runs, search(`{ status = error } | by(resource.service.name) | count() > 2`, 20)},
+		{"trace-level `{ traceDuration > 50ms && status = error }`, limit 20", runs, search(`{ traceDuration > 50ms && status = error }`, 20)},
 		{"`{ } | rate() by (resource.service.name)` over 1 h", max(runs/4, 3), metrics(`{ } | rate() by (resource.service.name)`, nil)},
 		{"`{ } | rate() by (resource.service.name)` over 1 h, repeated with the block cache", runs, metrics(`{ } | rate() by (resource.service.name)`, traceql.NewMetricsCache(32<<20))},
 		{"`{service_name=\"checkout\"} |= \"failed\"`, limit 100", runs, logs(`{service_name="checkout"} |= "failed"`, 100, nil)},

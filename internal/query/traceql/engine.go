@@ -204,7 +204,9 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		// Candidates come in rounds of growing size: a selective filter
 		// yields Limit traces from the first; each later round rescans,
 		// skipping what it has seen, and the last is unbounded.
-		qs, _ := candidates(q.Pipeline.Stages[0].(stageExpr).expr(), req.Start, req.End)
+		first := q.Pipeline.Stages[0].(stageExpr).expr()
+		qs, _ := candidates(first, req.Start, req.End)
+		conds := requiredTraceConds(first)
 		bounds := []int{req.Limit * 2, req.Limit * 20, 0}
 		if mostRecent {
 			bounds = []int{0}
@@ -233,7 +235,12 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 					break
 				}
 			}
-			var err error
+			// Trace-level conditions rule out candidates by their
+			// summaries before any is assembled.
+			fresh, err := pruneByTraceConds(ctx, sq, conds, fresh)
+			if err != nil {
+				return nil, err
+			}
 			res.Traces, err = evalCandidates(ctx, sq, q, fresh, fields, req, res.Traces, &res.InspectedTraces, mostRecent)
 			if err != nil {
 				return nil, err

@@ -641,3 +641,40 @@ func TestSearchSummariesInTimeRange(t *testing.T) {
 	}
 	require.NotZero(t, counted.summarized, "no trace was answered from its summary")
 }
+
+// Trace-level conditions rule candidates out by the trace tables'
+// summaries: fewer traces are assembled, and the answer is the same.
+func TestTraceConditionsPruneCandidates(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
+	require.NoError(t, err)
+	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour, RowGroupRows: 1000})
+	require.NoError(t, err)
+	defer db.Close()
+	td, _ := workload.New(42, t0, workload.Options{}).Batch(600)
+	require.NoError(t, db.AppendTraces(td))
+	require.NoError(t, db.Flush(ctx))
+	sq, err := db.Querier(ctx)
+	require.NoError(t, err)
+	defer sq.Close()
+	for _, query := range []string{
+		`{ traceDuration > 40ms && status = error }`,
+		`{ rootServiceName = "frontend" && rootName != "GET /" } >> { status = error }`,
+		`{ kind = server } !>> { traceDuration < 40ms && status = error }`,
+	} {
+		pq, err := traceql.Parse(query)
+		require.NoError(t, err)
+		req := traceql.SearchRequest{Query: pq, Limit: 1 << 20, SpansPerSpanset: 3}
+		got, err := traceql.Search(ctx, sq, req)
+		require.NoError(t, err)
+		want, err := traceql.Search(ctx, plainQuerier{sq}, req)
+		require.NoError(t, err)
+		byID := func(a, b traceql.TraceResult) int { return slices.Compare(a.TraceID[:], b.TraceID[:]) }
+		slices.SortFunc(got.Traces, byID)
+		slices.SortFunc(want.Traces, byID)
+		require.NotEmpty(t, want.Traces, "%s matches nothing; the case tests little", query)
+		require.Equal(t, want.Traces, got.Traces, query)
+		require.Less(t, got.InspectedTraces, want.InspectedTraces, "%s: the summaries ruled out no candidate", query)
+	}
+}

@@ -266,3 +266,109 @@ func resultSpan(tr *Trace, i int, fields []Expr) ResultSpan {
 	}
 	return span
 }
+
+// Trace-level conditions prune candidates by their summaries. A filter
+// conjunct that reads nothing but trace:duration, trace:rootName and
+// trace:rootService (and literals) holds for every span of a trace or
+// for none, so a trace whose summary fails it has no span that passes
+// the filter; where the filter must match for the query to (see
+// requiredTraceConds), the trace cannot match and is not assembled. A
+// summary describes the whole trace, so this is exact.
+
+// requiredTraceConds returns the trace-level conjuncts of the filters
+// that must match something for e to match: a filter, both sides of &&
+// and of the structural operators, the right side of the negated ones,
+// and the first stage of a nested pipeline.
+func requiredTraceConds(e SpansetExpr) []Expr {
+	switch x := e.(type) {
+	case *SpansetFilter:
+		var out []Expr
+		if x.Expr != nil {
+			for _, c := range conjuncts(x.Expr, nil) {
+				if traceLevelOnly(c) {
+					out = append(out, c)
+				}
+			}
+		}
+		return out
+	case *SpansetOp:
+		switch x.Op {
+		case "&&", ">", ">>", "<", "<<", "~":
+			return append(requiredTraceConds(x.LHS), requiredTraceConds(x.RHS)...)
+		case "!>", "!>>", "!<", "!<<", "!~":
+			return requiredTraceConds(x.RHS)
+		}
+	case *Pipeline:
+		if st, ok := x.Stages[0].(*SpansetStage); ok {
+			return requiredTraceConds(st.Expr)
+		}
+	}
+	return nil
+}
+
+// traceLevelOnly reports whether e reads only the trace-level intrinsics
+// a summary holds, and reads at least one.
+func traceLevelOnly(e Expr) bool {
+	some := false
+	var walk func(Expr) bool
+	walk = func(e Expr) bool {
+		switch x := e.(type) {
+		case *Literal:
+			return true
+		case *IntrinsicRef:
+			switch x.Intrinsic {
+			case IntrinsicTraceDuration, IntrinsicRootName, IntrinsicRootService:
+				some = true
+				return true
+			}
+			return false
+		case *BinaryExpr:
+			return walk(x.LHS) && walk(x.RHS)
+		case *UnaryExpr:
+			return walk(x.Expr)
+		}
+		return false
+	}
+	return walk(e) && some
+}
+
+// summaryTrace is a trace with only what a summary says: its extent and
+// its root span's name and service, enough to evaluate trace-level
+// conditions on.
+func summaryTrace(sum *storage.TraceSummary) *Trace {
+	root := &storage.Span{TraceID: sum.TraceID, Name: sum.RootName, StartUnixNano: sum.Start, EndUnixNano: sum.End, Resource: &storage.Resource{}}
+	if sum.RootService != "" {
+		root.Resource.Attrs = storage.Attrs{{Key: "service.name", Value: storage.Str(sum.RootService)}}
+	}
+	tr := &Trace{Spans: []*storage.Span{root}, parent: []int{-1}, left: []int{0}, right: []int{0}, children: []int{0}, Root: -1, Start: sum.Start, End: sum.End}
+	if sum.HasRoot {
+		tr.Root = 0
+	}
+	return tr
+}
+
+// pruneByTraceConds drops from ids the traces whose summaries fail one of
+// conds; traces the store does not summarize stay.
+func pruneByTraceConds(ctx context.Context, sq storage.Querier, conds []Expr, ids []storage.TraceID) ([]storage.TraceID, error) {
+	ts, ok := sq.(storage.TraceSummarizer)
+	if !ok || len(conds) == 0 || len(ids) == 0 {
+		return ids, nil
+	}
+	sorted := slices.Clone(ids)
+	slices.SortFunc(sorted, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
+	sorted = slices.Compact(sorted)
+	fail := map[storage.TraceID]bool{}
+	err := ts.TraceSummaries(ctx, sorted, func(sum *storage.TraceSummary) {
+		c := evalCtx{tr: summaryTrace(sum)}
+		for _, cond := range conds {
+			if !eval(cond, &c).IsTrue() {
+				fail[sum.TraceID] = true
+				return
+			}
+		}
+	})
+	if err != nil || len(fail) == 0 {
+		return ids, err
+	}
+	return slices.DeleteFunc(slices.Clone(ids), func(id storage.TraceID) bool { return fail[id] }), nil
+}
