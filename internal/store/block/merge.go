@@ -118,7 +118,7 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 			if b.table != nil {
 				name := ""
 				if r.root {
-					name = string(r.name) // only a root's name is kept
+					name = b.table.rootName(r.name) // only a root's name is kept
 				}
 				b.table.span(r.traceID, r.start, r.start+r.duration, r.root, name, svc, r.status)
 			}

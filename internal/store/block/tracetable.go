@@ -67,6 +67,10 @@ type traceTable struct {
 	cur     traceRow
 	// svc holds the current trace's services; few, so a slice.
 	svc []storage.ServiceSpans
+	// blobs holds the services blobs of the rows not yet written.
+	blobs []byte
+	// names interns root names given as bytes (rootName).
+	names map[string]string
 	// row counts the block's span rows so far.
 	row  int64
 	open bool
@@ -78,9 +82,8 @@ func newTraceTable(opts WriteOptions) (*traceTable, error) {
 	if err != nil {
 		return nil, err
 	}
-	topts := opts
-	topts.PageFiles = nil // the data file's writer uses them
-	wopts := append(writerOptions[traceRow](topts), parquet.PageBufferSize(traceTablePage))
+	// PageFiles is a pool: the table's columns take files of their own.
+	wopts := append(writerOptions[traceRow](opts), parquet.PageBufferSize(traceTablePage))
 	return &traceTable{
 		f: f, cleanup: cleanup,
 		w:    parquet.NewGenericWriter[traceRow](f, wopts...),
@@ -120,12 +123,30 @@ func (t *traceTable) span(id storage.TraceID, start, end int64, root bool, name,
 	t.row++
 }
 
+// rootName returns b as a string, allocating once per distinct name: a
+// merge reads names as bytes, and roots repeat a few dozen of them.
+func (t *traceTable) rootName(b []byte) string {
+	if s, ok := t.names[string(b)]; ok {
+		return s
+	}
+	if t.names == nil || len(t.names) >= maxSeenRes {
+		t.names = map[string]string{}
+	}
+	s := string(b)
+	t.names[s] = s
+	return s
+}
+
 func (t *traceTable) endTrace() {
 	if !t.open || t.err != nil {
 		return
 	}
 	slices.SortFunc(t.svc, func(a, b storage.ServiceSpans) int { return cmpString(a.Service, b.Service) })
-	t.cur.Services = appendServices(nil, t.svc)
+	// The blobs of a batch of rows share one buffer, reset once the
+	// batch is written.
+	n := len(t.blobs)
+	t.blobs = appendServices(t.blobs, t.svc)
+	t.cur.Services = t.blobs[n:len(t.blobs):len(t.blobs)]
 	t.rows = append(t.rows, t.cur)
 	t.open = false
 	if len(t.rows) == cap(t.rows) {
@@ -142,6 +163,7 @@ func (t *traceTable) flushRows() {
 	}
 	clear(t.rows)
 	t.rows = t.rows[:0]
+	t.blobs = t.blobs[:0]
 }
 
 // finish closes the table and uploads it; it returns its size.
