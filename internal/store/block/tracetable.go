@@ -49,10 +49,6 @@ type traceRow struct {
 	// page-wise reader could not align with rows. Traces of one shape
 	// repeat it, so it is dictionary-encoded.
 	Services []byte `parquet:"services,dict"`
-	// FirstRow is the trace's first row in data.parquet, counted from
-	// the file's start: with the next trace's, the exact rows a lookup
-	// by ID needs.
-	FirstRow int64 `parquet:"first_row,delta"`
 }
 
 // traceTable builds the trace table while a block's span rows stream
@@ -71,10 +67,8 @@ type traceTable struct {
 	blobs []byte
 	// names interns root names given as bytes (rootName).
 	names map[string]string
-	// row counts the block's span rows so far.
-	row  int64
-	open bool
-	err  error
+	open  bool
+	err   error
 }
 
 func newTraceTable(opts WriteOptions) (*traceTable, error) {
@@ -97,7 +91,7 @@ func newTraceTable(opts WriteOptions) (*traceTable, error) {
 func (t *traceTable) span(id storage.TraceID, start, end int64, root bool, name, service string, status int32) {
 	if !t.open || t.cur.TraceID != id {
 		t.endTrace()
-		t.cur = traceRow{TraceID: id, Start: start, Duration: end - start, FirstRow: t.row}
+		t.cur = traceRow{TraceID: id, Start: start, Duration: end - start}
 		t.svc = t.svc[:0]
 		t.open = true
 	}
@@ -120,7 +114,6 @@ func (t *traceTable) span(id storage.TraceID, start, end int64, root bool, name,
 	if isErr {
 		t.svc[k].Errors++
 	}
-	t.row++
 }
 
 // rootName returns b as a string, allocating once per distinct name: a
