@@ -596,6 +596,23 @@ func keys(m map[string][]float64) []string {
 	return out
 }
 
+// flushedStore is a store holding 600 workload traces in format 2
+// blocks, and the traces.
+func flushedStore(t *testing.T) (*store.DB, ptrace.Traces) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
+	require.NoError(t, err)
+	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour, RowGroupRows: 1000})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	td, _ := workload.New(42, t0, workload.Options{}).Batch(600)
+	require.NoError(t, db.AppendTraces(td))
+	require.NoError(t, db.Flush(ctx))
+	return db, td
+}
+
 // plainQuerier hides the store's trace summaries: every candidate trace
 // is assembled from its spans.
 type plainQuerier struct{ storage.Querier }
@@ -605,15 +622,7 @@ type plainQuerier struct{ storage.Querier }
 // not, whether it is answered from a summary or assembled.
 func TestSearchSummariesInTimeRange(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
-	require.NoError(t, err)
-	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour, RowGroupRows: 1000})
-	require.NoError(t, err)
-	defer db.Close()
-	td, _ := workload.New(42, t0, workload.Options{}).Batch(600)
-	require.NoError(t, db.AppendTraces(td))
-	require.NoError(t, db.Flush(ctx))
+	db, td := flushedStore(t)
 	spans := storage.AppendTraces(nil, td)
 	lo, hi := spans[0].StartUnixNano, spans[0].EndUnixNano
 	for _, s := range spans {
@@ -646,15 +655,7 @@ func TestSearchSummariesInTimeRange(t *testing.T) {
 // summaries: fewer traces are assembled, and the answer is the same.
 func TestTraceConditionsPruneCandidates(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
-	require.NoError(t, err)
-	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour, RowGroupRows: 1000})
-	require.NoError(t, err)
-	defer db.Close()
-	td, _ := workload.New(42, t0, workload.Options{}).Batch(600)
-	require.NoError(t, db.AppendTraces(td))
-	require.NoError(t, db.Flush(ctx))
+	db, _ := flushedStore(t)
 	sq, err := db.Querier(ctx)
 	require.NoError(t, err)
 	defer sq.Close()
