@@ -29,9 +29,11 @@ type Block struct {
 	ra   objstore.ReaderAt
 	file *parquet.File
 	cols map[string]int
-	// traces is the trace table of a format-2 trace block, nil before.
-	traces   *parquet.File
-	tracesRA objstore.ReaderAt
+	// traces is the trace table of a format-2 trace block, nil before,
+	// and traceCols the leaf indexes of its columns (traceColumnNames).
+	traces    *parquet.File
+	tracesRA  objstore.ReaderAt
+	traceCols []int
 
 	closeOnce sync.Once
 }

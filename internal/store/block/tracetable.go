@@ -207,11 +207,14 @@ func (b *Block) openTraceTable(ctx context.Context) error {
 		ra.Close()
 		return fmt.Errorf("trace table has %d rows, meta says %d traces", f.NumRows(), b.Meta.Traces)
 	}
-	if !parquet.EqualNodes(f.Schema(), traceSchema) {
-		ra.Close()
-		return fmt.Errorf("trace table schema is not this build's")
+	cols, ok := traceColumnsOf(f.Schema())
+	if !ok {
+		// A table without the columns this build reads (one a later or
+		// unreleased build wrote differently) is not damage: the block
+		// is read without it, as a format 1 block is.
+		return ra.Close()
 	}
-	b.tracesRA, b.traces = ra, f
+	b.tracesRA, b.traces, b.traceCols = ra, f, cols
 	return nil
 }
 
@@ -246,7 +249,7 @@ func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn fu
 			return err
 		}
 		keep := make([]bool, rg.NumRows())
-		found, read, err := markTraces(rg.ColumnChunks()[traceColumns[0]], ids, keep, chunkBytes(b.traces, i, traceColumns[0]))
+		found, read, err := markTraces(rg.ColumnChunks()[b.traceCols[ttTraceID]], ids, keep, chunkBytes(b.traces, i, b.traceCols[ttTraceID]))
 		if err == nil {
 			err = stats.AddBytes(read)
 		}
@@ -280,7 +283,7 @@ func (b *Block) readSummaries(rg parquet.RowGroup, i int, keep []bool, n int, st
 	var pv pageValues
 	var dict dictStrings
 	var svc map[string][]storage.ServiceSpans // decoded services blobs
-	for c, ci := range traceColumns {
+	for c, ci := range b.traceCols {
 		dict = dictStrings{}
 		read, err := keptChunkPages(b.traces, rg.ColumnChunks()[ci], i, ci, keep, func(from int, pg parquet.Page) {
 			pv.load(pg, &dict)
@@ -331,7 +334,8 @@ func (b *Block) readSummaries(rg parquet.RowGroup, i int, keep []bool, n int, st
 	return sums, nil
 }
 
-// The trace table's columns a lookup reads, in the order of traceColumns.
+// The trace table's columns a lookup reads, in the order of
+// traceColumnNames.
 const (
 	ttTraceID = iota
 	ttStart
@@ -344,19 +348,26 @@ const (
 	ttServices
 )
 
-// traceColumns are the leaf indexes of the trace table's columns, in the
+// traceColumnNames are the trace table's columns a lookup reads, in the
 // order above; start precedes duration, which adds to it.
-var traceColumns = func() []int {
-	var out []int
-	for _, name := range []string{"trace_id", "start_unix_nano", "duration_nano", "has_root", "root_service", "root_name", "span_count", "error_count", "services"} {
-		leaf, ok := traceSchema.Lookup(name)
-		if !ok {
-			panic("block: trace table has no column " + name)
+var traceColumnNames = []string{"trace_id", "start_unix_nano", "duration_nano", "has_root", "root_service", "root_name", "span_count", "error_count", "services"}
+
+// traceColumnsOf finds the leaf indexes of traceColumnNames in a trace
+// table's schema, by name, so that a table with columns added later
+// still reads. It reports false when one is missing or of another type,
+// or is not a flat required column.
+func traceColumnsOf(sch *parquet.Schema) ([]int, bool) {
+	out := make([]int, 0, len(traceColumnNames))
+	for _, name := range traceColumnNames {
+		want, _ := traceSchema.Lookup(name)
+		got, ok := sch.Lookup(name)
+		if !ok || got.Node.Type().Kind() != want.Node.Type().Kind() || got.MaxRepetitionLevel != 0 || got.MaxDefinitionLevel != 0 {
+			return nil, false
 		}
-		out = append(out, leaf.ColumnIndex)
+		out = append(out, got.ColumnIndex)
 	}
-	return out
-}()
+	return out, true
+}
 
 // traceTablePage is the trace table's page size before compression.
 const traceTablePage = 8 << 10

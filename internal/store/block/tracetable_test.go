@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
@@ -206,4 +207,52 @@ func TestTraceTableDamage(t *testing.T) {
 	_, err = Open(ctx, st, Traces, b.Meta.ID)
 	require.ErrorIs(t, err, storage.ErrCorrupt)
 	require.ErrorContains(t, err, "trace table")
+}
+
+// A trace table is read by its columns' names: one with a column added
+// reads, one missing a column or with one of another type is left
+// unused (the block reads as format 1 does), never taken for damage.
+func TestTraceTableColumnsByName(t *testing.T) {
+	cols, ok := traceColumnsOf(traceSchema)
+	require.True(t, ok)
+	require.Len(t, cols, len(traceColumnNames))
+
+	type withExtra struct {
+		TraceID     [16]byte `parquet:"trace_id"`
+		FirstRow    int64    `parquet:"first_row,delta"`
+		Start       int64    `parquet:"start_unix_nano"`
+		Duration    int64    `parquet:"duration_nano"`
+		HasRoot     bool     `parquet:"has_root"`
+		RootService string   `parquet:"root_service,dict"`
+		RootName    string   `parquet:"root_name,dict"`
+		Spans       int32    `parquet:"span_count"`
+		Errors      int32    `parquet:"error_count"`
+		Services    []byte   `parquet:"services,dict"`
+	}
+	sch := parquet.SchemaOf(withExtra{})
+	cols, ok = traceColumnsOf(sch)
+	require.True(t, ok)
+	leaf, _ := sch.Lookup("services")
+	require.Equal(t, leaf.ColumnIndex, cols[ttServices])
+
+	type missing struct {
+		TraceID [16]byte `parquet:"trace_id"`
+		Start   int64    `parquet:"start_unix_nano"`
+	}
+	_, ok = traceColumnsOf(parquet.SchemaOf(missing{}))
+	require.False(t, ok)
+
+	type otherType struct {
+		TraceID     [16]byte `parquet:"trace_id"`
+		Start       string   `parquet:"start_unix_nano"`
+		Duration    int64    `parquet:"duration_nano"`
+		HasRoot     bool     `parquet:"has_root"`
+		RootService string   `parquet:"root_service,dict"`
+		RootName    string   `parquet:"root_name,dict"`
+		Spans       int32    `parquet:"span_count"`
+		Errors      int32    `parquet:"error_count"`
+		Services    []byte   `parquet:"services,dict"`
+	}
+	_, ok = traceColumnsOf(parquet.SchemaOf(otherType{}))
+	require.False(t, ok)
 }
