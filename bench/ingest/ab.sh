@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Compares the all-in-one default of two commits on the same load, runs
-# interleaved (A B A B ...) so that the machine's drift falls on both
-# (docs/benchmarks.md):
+# interleaved A B, B A, A B ... so that the machine's drift falls on both
+# alike: with A B A B, a machine getting slower through the runs makes
+# every B look slower (docs/benchmarks.md, "Block format 2"). Compare
+# rounds in pairs.
 #
 #   bench/ingest/ab.sh REV_A REV_B [SECONDS [ROUNDS [RATE]]]
 #   bench/ingest/ab.sh 1dc96e0 b03b421 240 2 20000
@@ -26,7 +28,11 @@ if curl -sf http://localhost:13133/ >/dev/null 2>&1; then
 	exit 1
 fi
 for round in $(seq "$rounds"); do
-	for rev in "$a" "$b"; do
+	order=("$a" "$b")
+	if ((round % 2 == 0)); then
+		order=("$b" "$a")
+	fi
+	for rev in "${order[@]}"; do
 		rm -rf "$tmp/data"
 		SIGHTLINE_DATA=$tmp/data "$tmp/sightline-$rev" >"$tmp/sightline.log" 2>&1 &
 		pid=$!
