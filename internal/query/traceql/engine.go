@@ -127,7 +127,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		// while it scans, and answers the traces the store summarizes
 		// from that (see scanHits).
 		var pre *scanHits
-		summarize := req.Limit >= scanHitsLimit && summarizable(sq, req, fields)
+		summarize := req.Limit >= scanHitsLimit && req.SpansPerSpanset <= scanHitsMaxSpss && summarizable(sq, req, fields)
 		if summarize {
 			pre = newScanHits(req.Start, req.End)
 		}

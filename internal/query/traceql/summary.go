@@ -11,9 +11,9 @@ import (
 // spanset is its spans that pass the filter. What a result shows beyond
 // them (root, extent, spans per service) is the trace's summary, which a
 // store with trace tables gives without handing out the trace's spans
-// (storage.TraceSummarizer). So once the search has chosen its traces,
-// those the store summarizes need only their matching spans, read in one
-// store query restricted to them, and are not assembled.
+// (storage.TraceSummarizer). So the traces the store summarizes need
+// only their matching spans, which a search for many traces keeps while
+// it scans (scanHits), and are not assembled.
 
 // summarizable reports whether a spanwise search can answer from
 // summaries: the store gives them, the result does not carry whole
@@ -55,8 +55,17 @@ type scanHits struct {
 }
 
 // scanHitsLimit is the smallest limit for which a search keeps hits
-// while it scans.
-const scanHitsLimit = 100
+// while it scans, and scanHitsMaxSpss the most spans per spanset it keeps
+// them for (Tempo's API asks for 3): what it holds is at most
+// scanHitsMaxTraces traces of that many result spans each, whatever the
+// limit or a most_recent scan of everything. A trace past that bound is
+// not kept, and has its matches read after the scan.
+const (
+	scanHitsLimit   = 100
+	scanHitsMaxSpss = 20
+)
+
+var scanHitsMaxTraces = 10_000 // a variable for tests
 
 func newScanHits(start, end int64) *scanHits {
 	return &scanHits{byID: map[storage.TraceID]*traceHits{}, start: start, end: end}
@@ -70,6 +79,9 @@ func (h *scanHits) add(tr *Trace, fields []Expr, spss int) {
 	id := tr.Spans[0].TraceID
 	th := h.byID[id]
 	if th == nil {
+		if len(h.byID) >= scanHitsMaxTraces {
+			return
+		}
 		th = &traceHits{}
 		h.byID[id] = th
 	}
@@ -169,10 +181,8 @@ func summarizedResults(ctx context.Context, sq storage.Querier, f *SpansetFilter
 
 // readHits reads the matches of traces ids (sorted) into hits.
 func readHits(ctx context.Context, sq storage.Querier, f *SpansetFilter, fields []Expr, spss int, ids []storage.TraceID, hits map[storage.TraceID]*traceHits, inspected *int64) error {
-	sorted := ids
-
 	pq, _ := pushdown(f.Expr, 0, 0)
-	pq.TraceIDs = sorted
+	pq.TraceIDs = ids
 	exact := exactPushdown(f.Expr)
 	if coreOnly(f.Expr) && coreOnly(fields...) {
 		pq.Projection = storage.ProjectCore

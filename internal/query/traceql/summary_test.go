@@ -66,14 +66,17 @@ func TestSearchStoppedInsideATrace(t *testing.T) {
 	}
 	plain := &memQuerier{spans: spans}
 	summarized := &summarizingQuerier{memQuerier{spans: spans}}
-	for _, limit := range []int{1, 3, scanHitsLimit} {
+	defer func(n int) { scanHitsMaxTraces = n }(scanHitsMaxTraces)
+	for _, c := range []struct{ limit, maxTraces int }{{1, 10_000}, {3, 10_000}, {scanHitsLimit, 10_000}, {scanHitsLimit, 7}} {
+		limit := c.limit
+		scanHitsMaxTraces = c.maxTraces // 7: most traces are read after the scan
 		req := SearchRequest{Query: mustParse(t, `{ }`), Limit: limit, SpansPerSpanset: 3}
 		want, err := Search(context.Background(), plain, req)
 		require.NoError(t, err)
 		got, err := Search(context.Background(), summarized, req)
 		require.NoError(t, err)
 		require.Len(t, got.Traces, limit)
-		require.Equal(t, want.Traces, got.Traces, "limit %d", limit)
+		require.Equal(t, want.Traces, got.Traces, "limit %d, at most %d traces kept", limit, c.maxTraces)
 		for _, tr := range got.Traces {
 			require.Equal(t, 8, tr.Spansets[0].Matched, "limit %d: trace %s", limit, tr.TraceID)
 		}

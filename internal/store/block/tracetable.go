@@ -272,26 +272,23 @@ func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn fu
 
 // readSummaries reads the kept rows of row group i of the trace table.
 func (b *Block) readSummaries(rg parquet.RowGroup, i int, keep []bool, n int, stats *storage.Stats) ([]storage.TraceSummary, error) {
-	sums := make([]storage.TraceSummary, 0, n)
-	at := make([]int32, len(keep)) // row -> index in sums
-	for r, k := range keep {
-		if k {
-			at[r] = int32(len(sums))
-			sums = append(sums, storage.TraceSummary{})
-		}
-	}
+	sums := make([]storage.TraceSummary, n)
 	var pv pageValues
 	var dict dictStrings
 	var svc map[string][]storage.ServiceSpans // decoded services blobs
 	for c, ci := range b.traceCols {
 		dict = dictStrings{}
+		// Pages come in row order and every kept row is in one of them:
+		// the j-th kept row is sums[j].
+		j := 0
 		read, err := keptChunkPages(b.traces, rg.ColumnChunks()[ci], i, ci, keep, func(from int, pg parquet.Page) {
 			pv.load(pg, &dict)
 			for k := range min(int(pg.NumRows()), len(keep)-from) {
-				if !keep[from+k] {
+				if !keep[from+k] || j >= len(sums) {
 					continue
 				}
-				s := &sums[at[from+k]]
+				s := &sums[j]
+				j++
 				switch c {
 				case ttTraceID:
 					copy(s.TraceID[:], pv.bytesAt(k, pg))
