@@ -283,6 +283,85 @@ func anyKept(keep []bool) bool {
 	return bytes.IndexByte(unsafe.Slice((*byte)(unsafe.Pointer(&keep[0])), len(keep)), 1) >= 0
 }
 
+// pageBounds returns the page index of p's column in a row group, when p
+// is an integer predicate (the only ones with page bounds; see
+// writerOptions) and the chunk has one that agrees with its offset index.
+func (b *Block) pageBounds(chunks []parquet.ColumnChunk, p *colPred) (parquet.ColumnIndex, parquet.OffsetIndex, bool) {
+	ci, ok := b.cols[p.col]
+	if !ok || !p.isInt {
+		return nil, nil, false
+	}
+	cix, err := chunks[ci].ColumnIndex()
+	oi, err2 := chunks[ci].OffsetIndex()
+	if err != nil || err2 != nil || cix == nil || oi == nil || cix.NumPages() != oi.NumPages() {
+		return nil, nil, false
+	}
+	return cix, oi, true
+}
+
+// boundsExcludeAll reports whether some integer predicate's page bounds
+// rule out every page of the row group, before any row is looked at.
+func (b *Block) boundsExcludeAll(rg parquet.RowGroup, preds []colPred) bool {
+	chunks := rg.ColumnChunks()
+	for k := range preds {
+		p := &preds[k]
+		cix, _, ok := b.pageBounds(chunks, p)
+		if !ok || cix.NumPages() == 0 {
+			continue
+		}
+		all := true
+		for pg := range cix.NumPages() {
+			if !p.excludes(cix.MinValue(pg), cix.MaxValue(pg)) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// rowScratch holds a scan's per-row-group flags and positions, reused
+// from one row group to the next: a row group of 100k rows would
+// otherwise allocate (and the collector sweep) half a megabyte each.
+type rowScratch struct {
+	keep []bool
+	idx  []int32
+}
+
+// keepRows returns n flags, all false.
+func (sc *rowScratch) keepRows(n int) []bool {
+	if cap(sc.keep) < n {
+		sc.keep = make([]bool, n)
+	}
+	sc.keep = sc.keep[:n]
+	clear(sc.keep)
+	return sc.keep
+}
+
+// rowIndex returns n positions, to be set by the caller.
+func (sc *rowScratch) rowIndex(n int) []int32 {
+	if cap(sc.idx) < n {
+		sc.idx = make([]int32, n)
+	}
+	sc.idx = sc.idx[:n]
+	return sc.idx
+}
+
+// fillTrue sets every flag, doubling each copy (memmove, not a loop per
+// flag).
+func fillTrue(keep []bool) {
+	if len(keep) == 0 {
+		return
+	}
+	keep[0] = true
+	for n := 1; n < len(keep); n *= 2 {
+		copy(keep[n:], keep[:n])
+	}
+}
+
 // filterRows applies preds, in order, to the rows of row group i still
 // kept, and reports whether any row is left. Integer predicates first
 // drop the pages their bounds exclude, with no read; then each predicate
@@ -292,16 +371,11 @@ func (b *Block) filterRows(rg parquet.RowGroup, i int, keep []bool, preds []colP
 	chunks := rg.ColumnChunks()
 	for k := range preds {
 		p := &preds[k]
-		ci, ok := b.cols[p.col]
-		if !ok {
+		if _, ok := b.cols[p.col]; !ok {
 			return false, errNoColumn(p.col)
 		}
-		if !p.isInt {
-			continue
-		}
-		cix, err := chunks[ci].ColumnIndex()
-		oi, err2 := chunks[ci].OffsetIndex()
-		if err != nil || err2 != nil || cix == nil || oi == nil || cix.NumPages() != oi.NumPages() {
+		cix, oi, ok := b.pageBounds(chunks, p)
+		if !ok {
 			continue
 		}
 		for pg := range cix.NumPages() {

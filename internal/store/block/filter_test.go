@@ -2,6 +2,7 @@ package block
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -95,6 +96,23 @@ func TestSpansPruneByPageBounds(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 	require.Zero(t, stats.BytesRead(), "every duration page is ruled out by its bounds")
+
+	// Decided by the page index, the row groups cost no flag per row:
+	// the usual miss of a search stays cheap on blocks of millions of
+	// rows. A flag per row would allocate at least a byte per span.
+	for _, proj := range []storage.Projection{storage.ProjectAll, storage.ProjectCore} {
+		q := q
+		q.Projection = proj
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range 10 {
+			_, err = b.Spans(context.Background(), &q, func(*storage.Span) bool { return true })
+			require.NoError(t, err)
+		}
+		runtime.ReadMemStats(&after)
+		perScan := (after.TotalAlloc - before.TotalAlloc) / 10
+		require.Less(t, perScan, uint64(len(spans)/4), "bytes allocated by a scan that the page bounds decide (projection %v)", proj)
+	}
 
 	// One nanosecond less admits the longest span, and pages are read.
 	q.MinDuration = longest

@@ -578,6 +578,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 		return b.coreScan(ctx, q, ids, stats, fn)
 	}
 	cache := newResourceCache()
+	var sc rowScratch
 	for i := range b.Index.RowGroups {
 		e := &b.Index.RowGroups[i]
 		rq := rowGroupQuery(e, q, ids)
@@ -588,7 +589,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 			return false, err
 		}
 		rg := b.file.RowGroups()[i]
-		keep, any, err := b.prefilterSpans(rg, i, e, rq, stats)
+		keep, any, err := b.prefilterSpans(rg, i, e, rq, stats, &sc)
 		if err != nil {
 			return false, b.readErr(err)
 		}
@@ -656,6 +657,7 @@ func (b *Block) coreScan(ctx context.Context, q *storage.SpanQuery, ids []storag
 		}
 	}
 	bufs := make([][]storage.Span, scanParallel) // one per slot, reused
+	scratch := make([]rowScratch, scanParallel)
 	run := func(j *job, slot int) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -664,12 +666,12 @@ func (b *Block) coreScan(ctx context.Context, q *storage.SpanQuery, ids []storag
 		}()
 		e := &b.Index.RowGroups[j.i]
 		rg := b.file.RowGroups()[j.i]
-		keep, any, err := b.prefilterSpans(rg, j.i, e, j.q, stats)
+		keep, any, err := b.prefilterSpans(rg, j.i, e, j.q, stats, &scratch[slot])
 		if err != nil || !any {
 			j.err = b.readErr(err)
 			return
 		}
-		j.spans, j.err = b.coreSpans(rg, j.i, keep, j.q, stats, &bufs[slot])
+		j.spans, j.err = b.coreSpans(rg, j.i, keep, j.q, stats, &bufs[slot], &scratch[slot])
 		j.err = b.readErr(j.err)
 	}
 	width := 1
@@ -734,7 +736,7 @@ func matchRuns[R, T any](rg parquet.RowGroup, keep []bool, cache *resourceCache,
 // since each reads only the pages where rows are still kept: a trace ID,
 // a status (errors are few), a name, a service; a time window last, and
 // not at all when the row group lies inside it.
-func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *storage.SpanQuery, stats *storage.Stats) ([]bool, bool, error) {
+func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *storage.SpanQuery, stats *storage.Stats, sc *rowScratch) ([]bool, bool, error) {
 	var preds []colPred
 	if len(q.TraceIDs) > 0 && !q.TraceID.IsEmpty() {
 		// Both set: the set finds the rows, the one ID narrows them.
@@ -758,7 +760,12 @@ func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *sto
 	if (q.Start != 0 && e.MinTime < q.Start) || (q.End != 0 && e.MaxTime > q.End) {
 		preds = append(preds, timeRange("start_unix_nano", q.Start, q.End))
 	}
-	keep := make([]bool, e.Rows)
+	if b.boundsExcludeAll(rg, preds) {
+		// Nothing to read, nor a flag per row to clear: a search that
+		// no page's bounds admit (the usual miss) costs the page index.
+		return nil, false, nil
+	}
+	keep := sc.keepRows(int(e.Rows))
 	if len(q.TraceIDs) > 0 {
 		found, read, err := b.tracesRows(rg, i, q.TraceIDs, keep)
 		if err == nil {
@@ -777,9 +784,7 @@ func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *sto
 			return keep, false, err
 		}
 	} else {
-		for r := range keep {
-			keep[r] = true
-		}
+		fillTrue(keep)
 	}
 	any, err := b.filterRows(rg, i, keep, preds, stats)
 	return keep, any, err
@@ -808,8 +813,8 @@ const (
 // The spans are built in *buf, which is reused from one call to the next:
 // ProjectCore's callers copy what they keep. Every field a core read sets
 // is set for each kept row, so a reused span carries nothing stale.
-func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, buf *[]storage.Span) ([]storage.Span, error) {
-	idx := make([]int32, len(keep)) // row -> position in spans, -1 when not kept
+func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, buf *[]storage.Span, sc *rowScratch) ([]storage.Span, error) {
+	idx := sc.rowIndex(len(keep)) // row -> position in spans, -1 when not kept
 	n := int32(0)
 	for r, k := range keep {
 		idx[r] = -1
