@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
 	"github.com/stretchr/testify/require"
 
@@ -358,4 +360,57 @@ func TestFastBlocksReadBackTheSame(t *testing.T) {
 	fast, got := read(true)
 	require.Equal(t, want, got)
 	require.Greater(t, fast.DataBytes, small.DataBytes)
+}
+
+// TestColumnCodecs checks the codec each column chunk names, as
+// docs/storage-format.md documents it: the core columns that searches
+// decompress around scattered rows are Snappy (span IDs, which nothing
+// shrinks, uncompressed), the bulky rest zstd; the trace table likewise.
+// It holds for level-0 (fast) writes and for merges.
+func TestColumnCodecs(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 500)
+	ctx := context.Background()
+	var blocks []*Block
+	for _, fast := range []bool{false, true} {
+		m, err := WriteSpans(ctx, st, seqSpans(spans), WriteOptions{TempDir: t.TempDir(), Fast: fast})
+		require.NoError(t, err)
+		b, err := Open(ctx, st, Traces, m.ID)
+		require.NoError(t, err)
+		t.Cleanup(func() { b.Close() })
+		blocks = append(blocks, b)
+	}
+	m, err := MergeSpans(ctx, st, blocks, WriteOptions{TempDir: t.TempDir(), Level: 1})
+	require.NoError(t, err)
+	merged, err := Open(ctx, st, Traces, m.ID)
+	require.NoError(t, err)
+	t.Cleanup(func() { merged.Close() })
+	want := map[string]format.CompressionCodec{
+		"trace_id": format.Snappy, "span_id": format.Uncompressed, "parent_span_id": format.Snappy,
+		"start_unix_nano": format.Snappy, "duration_nano": format.Snappy, "name": format.Snappy,
+		"kind": format.Snappy, "status_code": format.Snappy, "service_name": format.Snappy,
+		"attrs.value": format.Zstd, "resource": format.Zstd, "status_message": format.Zstd,
+	}
+	wantTable := map[string]format.CompressionCodec{
+		"trace_id": format.Uncompressed, "start_unix_nano": format.Snappy, "services": format.Snappy,
+	}
+	codecs := func(f *parquet.File) map[string]format.CompressionCodec {
+		got := map[string]format.CompressionCodec{}
+		for _, c := range f.Metadata().RowGroups[0].Columns {
+			got[strings.Join(c.MetaData.PathInSchema, ".")] = c.MetaData.Codec
+		}
+		return got
+	}
+	for _, b := range append(blocks, merged) {
+		got := codecs(b.file)
+		for col, codec := range want {
+			require.Equal(t, codec, got[col], "data column %s of block level %d", col, b.Meta.Level)
+		}
+		require.NotNil(t, b.traces)
+		got = codecs(b.traces)
+		for col, codec := range wantTable {
+			require.Equal(t, codec, got[col], "trace table column %s of block level %d", col, b.Meta.Level)
+		}
+	}
 }
