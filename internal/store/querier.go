@@ -129,7 +129,34 @@ func (q *querier) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn 
 	return errors.Join(errs...)
 }
 
-var _ storage.TraceSummarizer = (*querier)(nil)
+// FindTraces reads the blocks' trace tables, from the most recent block.
+// Heads and blocks without a table give nothing: see storage.TraceFinder.
+func (q *querier) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(storage.TraceID) bool) error {
+	var errs []error
+	for i := len(q.blocks) - 1; i >= 0; i-- {
+		b := q.blocks[i]
+		if b.Meta.Signal != block.Traces || !b.HasTraceTable() {
+			continue
+		}
+		cont, err := b.FindTraces(ctx, f, fn)
+		if err != nil {
+			if ferr := fatal(ctx, err); ferr != nil {
+				return ferr
+			}
+			errs = append(errs, q.blockErr(b, err))
+			continue
+		}
+		if !cont {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var (
+	_ storage.TraceSummarizer = (*querier)(nil)
+	_ storage.TraceFinder     = (*querier)(nil)
+)
 
 // dedupeSpans sorts a trace's spans by start time and drops repeats of a
 // span ID with the same start (retries stored in two places).

@@ -211,6 +211,32 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		if mostRecent {
 			bounds = []int{0}
 		}
+		// A filter that requires a long trace finds its first candidates
+		// among the traces the store knows to be long, in rounds as the
+		// scan does (see tableCandidates); if they make the limit, no
+		// span is scanned.
+		tried := map[storage.TraceID]bool{}
+		for _, want := range []int{req.Limit * 2, req.Limit * 20} {
+			if mostRecent {
+				break
+			}
+			fresh, more, err := tableCandidates(ctx, sq, conds, qs, req.End, want, tried, seen, &res.InspectedSpans)
+			if err != nil {
+				return nil, err
+			}
+			if fresh, err = pruneByTraceConds(ctx, sq, conds, fresh); err != nil {
+				return nil, err
+			}
+			if res.Traces, err = evalCandidates(ctx, sq, q, fresh, fields, req, res.Traces, &res.InspectedTraces, false); err != nil {
+				return nil, err
+			}
+			if len(res.Traces) >= req.Limit {
+				bounds = nil
+			}
+			if len(res.Traces) >= req.Limit || !more {
+				break
+			}
+		}
 		for _, bound := range bounds {
 			capped := bound > 0
 			var fresh []storage.TraceID

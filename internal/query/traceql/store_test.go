@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
@@ -678,4 +679,136 @@ func TestTraceConditionsPruneCandidates(t *testing.T) {
 		require.Equal(t, want.Traces, got.Traces, query)
 		require.Less(t, got.InspectedTraces, want.InspectedTraces, "%s: the summaries ruled out no candidate", query)
 	}
+}
+
+// A search whose filter requires a long trace takes its first candidates
+// from the trace tables: with a small limit it answers with matching
+// traces, each as the full search shows it, without scanning spans for
+// candidates, which the search without the tables must.
+func TestTraceTablesFindLongTraces(t *testing.T) {
+	ctx := context.Background()
+	db, _ := flushedStore(t)
+	sq, err := db.Querier(ctx)
+	require.NoError(t, err)
+	defer sq.Close()
+	const query = `{ traceDuration > 15ms && status = error }`
+	pq, err := traceql.Parse(query)
+	require.NoError(t, err)
+	all, err := traceql.Search(ctx, plainQuerier{sq}, traceql.SearchRequest{Query: pq, Limit: 1 << 20, SpansPerSpanset: 3})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(all.Traces), 6, "too few matches for a limit of 3 to test anything")
+	byID := map[storage.TraceID]traceql.TraceResult{}
+	for _, tr := range all.Traces {
+		byID[tr.TraceID] = tr
+	}
+	req := traceql.SearchRequest{Query: pq, Limit: 3, SpansPerSpanset: 3}
+	counted := &scanCountingQuerier{Querier: sq}
+	got, err := traceql.Search(ctx, counted, req)
+	require.NoError(t, err)
+	require.Len(t, got.Traces, 3)
+	for _, tr := range got.Traces {
+		want, ok := byID[tr.TraceID]
+		require.True(t, ok, "%s is not a match", tr.TraceID)
+		require.Equal(t, want, tr)
+	}
+	require.Zero(t, counted.scans, "spans were scanned for candidates")
+	require.NotZero(t, counted.lookups, "the candidates' spans were not checked")
+
+	plain := &scanCountingQuerier{Querier: plainQuerier{sq}}
+	_, err = traceql.Search(ctx, plain, req)
+	require.NoError(t, err)
+	require.NotZero(t, plain.scans, "without the tables, the search scans for candidates")
+}
+
+// scanCountingQuerier counts span queries that scan (no trace IDs) and
+// those that look traces up, passing the trace tables through when the
+// querier it wraps has them.
+type scanCountingQuerier struct {
+	storage.Querier
+	scans, lookups int
+}
+
+func (q *scanCountingQuerier) Spans(ctx context.Context, sq *storage.SpanQuery, fn func(*storage.Span) bool) error {
+	if len(sq.TraceIDs) == 0 && sq.TraceID.IsEmpty() {
+		q.scans++
+	} else {
+		q.lookups++
+	}
+	return q.Querier.Spans(ctx, sq, fn)
+}
+
+func (q *scanCountingQuerier) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(storage.TraceID) bool) error {
+	tf, ok := q.Querier.(storage.TraceFinder)
+	if !ok {
+		return nil
+	}
+	return tf.FindTraces(ctx, f, fn)
+}
+
+func (q *scanCountingQuerier) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn func(*storage.TraceSummary)) error {
+	ts, ok := q.Querier.(storage.TraceSummarizer)
+	if !ok {
+		return nil
+	}
+	return ts.TraceSummaries(ctx, ids, fn)
+}
+
+// A trace split between two blocks, each part too short for the filter,
+// is not in either block's trace table as a long trace; the scan for
+// candidates that follows the tables still finds it.
+func TestTraceTablesMissSplitTraces(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
+	require.NoError(t, err)
+	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour})
+	require.NoError(t, err)
+	defer db.Close()
+	split := storage.TraceID{1, 2, 3}
+	whole := storage.TraceID{4, 5, 6}
+	part := func(id storage.TraceID, span byte, parent byte, at time.Duration, status ptrace.StatusCode) ptrace.Traces {
+		td := ptrace.NewTraces()
+		rs := td.ResourceSpans().AppendEmpty()
+		rs.Resource().Attributes().PutStr("service.name", "checkout")
+		s := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+		s.SetTraceID([16]byte(id))
+		s.SetSpanID([8]byte{span})
+		if parent != 0 {
+			s.SetParentSpanID([8]byte{parent})
+		}
+		s.SetName("op")
+		s.SetStartTimestamp(pcommon.NewTimestampFromTime(t0.Add(at)))
+		s.SetEndTimestamp(pcommon.NewTimestampFromTime(t0.Add(at + 10*time.Millisecond)))
+		s.Status().SetCode(status)
+		return td
+	}
+	// Block 1: the split trace's error root (10 ms) and a whole long trace.
+	require.NoError(t, db.AppendTraces(part(split, 1, 0, 0, ptrace.StatusCodeError)))
+	require.NoError(t, db.AppendTraces(part(whole, 1, 0, 0, ptrace.StatusCodeError)))
+	require.NoError(t, db.AppendTraces(part(whole, 2, 1, 90*time.Millisecond, ptrace.StatusCodeUnset)))
+	require.NoError(t, db.Flush(ctx))
+	// Block 2: the split trace's child, 100 ms later: 110 ms in all.
+	require.NoError(t, db.AppendTraces(part(split, 2, 1, 100*time.Millisecond, ptrace.StatusCodeUnset)))
+	require.NoError(t, db.Flush(ctx))
+
+	sq, err := db.Querier(ctx)
+	require.NoError(t, err)
+	defer sq.Close()
+	var tableIDs []storage.TraceID
+	require.NoError(t, sq.(storage.TraceFinder).FindTraces(ctx, &storage.TraceFilter{MinDuration: 50 * int64(time.Millisecond), Errors: true}, func(id storage.TraceID) bool {
+		tableIDs = append(tableIDs, id)
+		return true
+	}))
+	require.Equal(t, []storage.TraceID{whole}, tableIDs, "only the whole trace is long in a table")
+
+	pq, err := traceql.Parse(`{ traceDuration > 50ms && status = error }`)
+	require.NoError(t, err)
+	res, err := traceql.Search(ctx, sq, traceql.SearchRequest{Query: pq, Limit: 20})
+	require.NoError(t, err)
+	var got []storage.TraceID
+	for _, tr := range res.Traces {
+		got = append(got, tr.TraceID)
+	}
+	slices.SortFunc(got, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
+	require.Equal(t, []storage.TraceID{split, whole}, got)
 }

@@ -382,3 +382,93 @@ func pruneByTraceConds(ctx context.Context, sq storage.Querier, conds []Expr, id
 	}
 	return slices.DeleteFunc(slices.Clone(ids), func(id storage.TraceID) bool { return fail[id] }), nil
 }
+
+// tableCandidates finds candidates for a search whose filter requires
+// trace:duration above a bound, from the traces the store knows to last
+// that long (storage.TraceFinder): up to want traces not yet in tried,
+// which it adds them to. It keeps those that also have a span the
+// candidate queries qs select, the candidates the span scan would have
+// found among them, and marks them in seen. more reports whether the
+// store may hold further such traces. It finds none when the filter has
+// no such bound or the store keeps no trace-level figures.
+//
+// Every trace it returns is a candidate the scan would give as well, so
+// evaluating these first changes which matching traces fill the limit,
+// never whether a returned trace matches. What it misses (traces in
+// heads, or split between blocks) the scan finds afterwards.
+func tableCandidates(ctx context.Context, sq storage.Querier, conds []Expr, qs []*storage.SpanQuery, end int64, want int, tried, seen map[storage.TraceID]bool, inspected *int64) (fresh []storage.TraceID, more bool, err error) {
+	tf, ok := sq.(storage.TraceFinder)
+	if !ok || len(qs) == 0 {
+		return nil, false, nil
+	}
+	f := storage.TraceFilter{MinDuration: minTraceDuration(conds), End: end, Errors: true}
+	if f.MinDuration <= 0 {
+		return nil, false, nil
+	}
+	for _, pq := range qs {
+		// An error span is required only if every candidate query asks
+		// for one.
+		f.Errors = f.Errors && pq.HasStatus && pq.Status == storage.StatusError
+	}
+	var ids []storage.TraceID
+	err = tf.FindTraces(ctx, &f, func(id storage.TraceID) bool {
+		if !tried[id] {
+			tried[id] = true
+			ids = append(ids, id)
+		}
+		more = len(ids) >= want
+		return !more
+	})
+	if err != nil || len(ids) == 0 {
+		return nil, false, err
+	}
+	slices.SortFunc(ids, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
+	for _, pq := range qs {
+		q := *pq
+		q.TraceIDs = ids
+		err := sq.Spans(ctx, &q, func(s *storage.Span) bool {
+			*inspected++
+			if !seen[s.TraceID] {
+				seen[s.TraceID] = true
+				fresh = append(fresh, s.TraceID)
+			}
+			return true
+		})
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	return fresh, more, nil
+}
+
+// minTraceDuration returns the lower bound that conds (all required)
+// put on trace:duration: the largest of their trace:duration > d and
+// >= d comparisons with a literal, 0 when none.
+func minTraceDuration(conds []Expr) int64 {
+	var lo int64
+	for _, c := range conds {
+		b, ok := c.(*BinaryExpr)
+		if !ok {
+			continue
+		}
+		field, lit, op := b.LHS, b.RHS, b.Op
+		if _, isLit := field.(*Literal); isLit {
+			field, lit = lit, field
+			op = flipped[op]
+		}
+		ref, ok := field.(*IntrinsicRef)
+		l, ok2 := lit.(*Literal)
+		if !ok || !ok2 || ref.Intrinsic != IntrinsicTraceDuration || l.Value.Type != TypeDuration && l.Value.Type != TypeInt {
+			continue
+		}
+		switch op {
+		case ">":
+			if l.Value.N < 1<<63-1 {
+				lo = max(lo, l.Value.N+1)
+			}
+		case ">=", "=":
+			lo = max(lo, l.Value.N)
+		}
+	}
+	return lo
+}

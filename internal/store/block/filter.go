@@ -291,12 +291,36 @@ func (b *Block) pageBounds(chunks []parquet.ColumnChunk, p *colPred) (parquet.Co
 	if !ok || !p.isInt {
 		return nil, nil, false
 	}
-	cix, err := chunks[ci].ColumnIndex()
-	oi, err2 := chunks[ci].OffsetIndex()
+	return columnBounds(chunks[ci])
+}
+
+// columnBounds returns a column chunk's page index, when it has one
+// whose column and offset indexes agree.
+func columnBounds(cc parquet.ColumnChunk) (parquet.ColumnIndex, parquet.OffsetIndex, bool) {
+	cix, err := cc.ColumnIndex()
+	oi, err2 := cc.OffsetIndex()
 	if err != nil || err2 != nil || cix == nil || oi == nil || cix.NumPages() != oi.NumPages() {
 		return nil, nil, false
 	}
 	return cix, oi, true
+}
+
+// clearExcludedPages clears the flags of the rows of every page whose
+// bounds p excludes.
+func clearExcludedPages(p *colPred, cix parquet.ColumnIndex, oi parquet.OffsetIndex, keep []bool) {
+	for pg := range cix.NumPages() {
+		if !p.excludes(cix.MinValue(pg), cix.MaxValue(pg)) {
+			continue
+		}
+		from := int(oi.FirstRowIndex(pg))
+		to := len(keep)
+		if pg+1 < oi.NumPages() {
+			to = int(oi.FirstRowIndex(pg + 1))
+		}
+		if from < to && to <= len(keep) {
+			clear(keep[from:to])
+		}
+	}
 }
 
 // boundsExcludeAll reports whether some integer predicate's page bounds
@@ -374,22 +398,8 @@ func (b *Block) filterRows(rg parquet.RowGroup, i int, keep []bool, preds []colP
 		if _, ok := b.cols[p.col]; !ok {
 			return false, errNoColumn(p.col)
 		}
-		cix, oi, ok := b.pageBounds(chunks, p)
-		if !ok {
-			continue
-		}
-		for pg := range cix.NumPages() {
-			if !p.excludes(cix.MinValue(pg), cix.MaxValue(pg)) {
-				continue
-			}
-			from := int(oi.FirstRowIndex(pg))
-			to := len(keep)
-			if pg+1 < oi.NumPages() {
-				to = int(oi.FirstRowIndex(pg + 1))
-			}
-			if from < to && to <= len(keep) {
-				clear(keep[from:to])
-			}
+		if cix, oi, ok := b.pageBounds(chunks, p); ok {
+			clearExcludedPages(p, cix, oi, keep)
 		}
 	}
 	for k := range preds {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 
@@ -273,6 +274,94 @@ func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn fu
 		}
 	}
 	return nil
+}
+
+// FindTraces calls fn with the ID of each trace whose row in the trace
+// table f selects, in table order, and reports whether fn asked for more.
+// A row describes the trace as this block holds it: its duration is at
+// most the whole trace's, so a row that lasts MinDuration belongs to a
+// trace that does. A block without a trace table finds nothing.
+//
+// The duration and error columns are read first, skipping pages whose
+// bounds exclude the filter; trace IDs only in the pages that still hold
+// a selected row.
+func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(storage.TraceID) bool) (cont bool, err error) {
+	defer b.guard(&err)
+	if b.traces == nil || f.End != 0 && b.Meta.MinTime > f.End {
+		return true, nil
+	}
+	var preds []colPred
+	var cols []int
+	if f.MinDuration > 0 {
+		preds = append(preds, intRange("duration_nano", f.MinDuration, math.MaxInt64))
+		cols = append(cols, b.traceCols[ttDuration])
+	}
+	if f.Errors {
+		preds = append(preds, intRange("error_count", 1, math.MaxInt64))
+		cols = append(cols, b.traceCols[ttErrors])
+	}
+	if f.End != 0 {
+		preds = append(preds, intRange("start_unix_nano", math.MinInt64, f.End))
+		cols = append(cols, b.traceCols[ttStart])
+	}
+	stats := storage.StatsFrom(ctx)
+	var sc rowScratch
+	for i, rg := range b.traces.RowGroups() {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		keep := sc.keepRows(int(rg.NumRows()))
+		fillTrue(keep)
+		chunks := rg.ColumnChunks()
+		for k := range preds {
+			p := &preds[k]
+			if cix, oi, ok := columnBounds(chunks[cols[k]]); ok {
+				clearExcludedPages(p, cix, oi, keep)
+			}
+			if !anyKept(keep) {
+				break
+			}
+			var dict dictMatch
+			read, err := keptChunkPages(b.traces, chunks[cols[k]], i, cols[k], keep, func(from int, pg parquet.Page) {
+				n := min(int(pg.NumRows()), len(keep)-from)
+				p.page(pg, keep[from:from+n], &dict)
+			})
+			if err == nil {
+				err = stats.AddBytes(read)
+			}
+			if err != nil {
+				return false, b.readErr(err)
+			}
+		}
+		if !anyKept(keep) {
+			continue
+		}
+		var pv pageValues
+		stop := false
+		ci := b.traceCols[ttTraceID]
+		read, err := keptChunkPages(b.traces, chunks[ci], i, ci, keep, func(from int, pg parquet.Page) {
+			if stop {
+				return
+			}
+			pv.load(pg, nil)
+			for k := range min(int(pg.NumRows()), len(keep)-from) {
+				if keep[from+k] && !fn(storage.TraceID(pv.bytesAt(k, pg))) {
+					stop = true
+					return
+				}
+			}
+		})
+		if err == nil {
+			err = stats.AddBytes(read)
+		}
+		if err != nil {
+			return false, b.readErr(err)
+		}
+		if stop {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // readSummaries reads the kept rows of row group i of the trace table.

@@ -256,3 +256,67 @@ func TestTraceTableColumnsByName(t *testing.T) {
 	_, ok = traceColumnsOf(parquet.SchemaOf(otherType{}))
 	require.False(t, ok)
 }
+
+// TestFindTraces checks the trace table's filter against the traces
+// written: every trace whose extent, errors and start the filter admits,
+// and no other, over row groups of several pages, and that fn can stop
+// the search.
+func TestFindTraces(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 3000)
+	b := writeTestBlock(t, st, spans, 5000)
+	type fig struct {
+		start, end int64
+		errors     bool
+	}
+	figs := map[storage.TraceID]*fig{}
+	for i := range spans {
+		s := &spans[i]
+		f := figs[s.TraceID]
+		if f == nil {
+			f = &fig{start: s.StartUnixNano, end: s.EndUnixNano}
+			figs[s.TraceID] = f
+		}
+		f.start, f.end = min(f.start, s.StartUnixNano), max(f.end, s.EndUnixNano)
+		f.errors = f.errors || s.StatusCode == storage.StatusError
+	}
+	var mid int64
+	for _, f := range figs {
+		mid = max(mid, f.start)
+	}
+	mid -= (mid - spans[0].StartUnixNano) / 2
+	ms := int64(1_000_000)
+	for _, filter := range []storage.TraceFilter{
+		{MinDuration: 15 * ms},
+		{MinDuration: 5 * ms, Errors: true},
+		{Errors: true, End: mid},
+		{MinDuration: 2 * ms, End: mid},
+	} {
+		var want []storage.TraceID
+		for id, f := range figs {
+			if f.end-f.start >= filter.MinDuration && (!filter.Errors || f.errors) && (filter.End == 0 || f.start <= filter.End) {
+				want = append(want, id)
+			}
+		}
+		require.NotEmpty(t, want, "%+v selects nothing; the case tests nothing", filter)
+		require.Less(t, len(want), len(figs), "%+v selects everything; the case tests nothing", filter)
+		var got []storage.TraceID
+		cont, err := b.FindTraces(context.Background(), &filter, func(id storage.TraceID) bool {
+			got = append(got, id)
+			return true
+		})
+		require.NoError(t, err)
+		require.True(t, cont)
+		cmp := func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) }
+		slices.SortFunc(want, cmp)
+		require.True(t, slices.IsSortedFunc(got, cmp), "table order is trace ID order")
+		require.Equal(t, want, got, "%+v", filter)
+
+		n := 0
+		cont, err = b.FindTraces(context.Background(), &filter, func(storage.TraceID) bool { n++; return false })
+		require.NoError(t, err)
+		require.False(t, cont)
+		require.Equal(t, 1, n, "fn asked to stop")
+	}
+}

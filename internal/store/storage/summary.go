@@ -36,3 +36,27 @@ type TraceSummarizer interface {
 	// summary passed to fn is valid only until fn returns.
 	TraceSummaries(ctx context.Context, ids []TraceID, fn func(*TraceSummary)) error
 }
+
+// TraceFilter selects traces by what a store keeps about whole traces.
+// Zero fields select everything.
+type TraceFilter struct {
+	// MinDuration selects traces lasting at least this long (ns).
+	MinDuration int64
+	// Errors selects traces with at least one span with status error.
+	Errors bool
+	// End excludes traces that start after it (unix ns).
+	End int64
+}
+
+// TraceFinder is a Querier that can find traces by trace-level figures
+// without scanning their spans. A search whose filter requires a long
+// trace asks it for candidates before scanning spans for them.
+type TraceFinder interface {
+	// FindTraces calls fn with traces that f selects, from the most
+	// recent data first, until fn returns false. It may give an ID twice
+	// and may miss traces (those in data without trace-level figures, or
+	// whose parts in several places each fall short of MinDuration):
+	// callers take its IDs as likely candidates to check, never as the
+	// whole answer.
+	FindTraces(ctx context.Context, f *TraceFilter, fn func(TraceID) bool) error
+}
