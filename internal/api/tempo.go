@@ -650,14 +650,11 @@ func (a *API) tempoMetrics(w http.ResponseWriter, r *http.Request, instant bool)
 			}
 			series = append(series, ts)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"series": series,
-			"metrics": searchMetrics{
-				InspectedTraces: res.InspectedTraces,
-				InspectedBytes:  strconv.FormatInt(qr.stats.BytesRead(), 10),
-				InspectedSpans:  strconv.FormatInt(res.InspectedSpans, 10),
-				CompletedJobs:   1, TotalJobs: 1,
-			},
+		writeTempoMetrics(w, series, searchMetrics{
+			InspectedTraces: res.InspectedTraces,
+			InspectedBytes:  strconv.FormatInt(qr.stats.BytesRead(), 10),
+			InspectedSpans:  strconv.FormatInt(res.InspectedSpans, 10),
+			CompletedJobs:   1, TotalJobs: 1,
 		})
 		return nil
 	}()
