@@ -45,6 +45,18 @@ func (t *tenantQuerier) Spans(ctx context.Context, q *storage.SpanQuery, fn func
 	return t.Querier.Spans(ctx, &sq, fn)
 }
 
+// FindTraces passes the store's trace-level candidates on: they name
+// traces of every tenant, but a search checks each through Spans and
+// TraceByID, which read the tenant's spans only. Summaries are not
+// passed on: they count every tenant's spans of a trace.
+func (t *tenantQuerier) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(storage.TraceID) bool) error {
+	tf, ok := t.Querier.(storage.TraceFinder)
+	if !ok {
+		return nil
+	}
+	return tf.FindTraces(ctx, f, fn)
+}
+
 // SpanParts passes the store's parts on with the tenant's matcher added,
 // and the tenant in their IDs, so that what a reader keeps per part is
 // kept per tenant.

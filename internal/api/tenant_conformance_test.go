@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/query/traceql"
 	"github.com/sightlinehq/sightline/internal/store"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 	"github.com/sightlinehq/sightline/internal/store/storage/storagetest"
@@ -56,4 +57,59 @@ func TestTenantQuerierConformance(t *testing.T) {
 	run("head")
 	require.NoError(t, db.Flush(ctx))
 	run("blocks")
+}
+
+// A search that takes its candidates from the trace tables through the
+// tenant wrapper answers with the tenant's traces only: the tables name
+// every tenant's long traces, and each is checked through the wrapper.
+func TestTenantSearchFromTraceTables(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
+	require.NoError(t, err)
+	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour})
+	require.NoError(t, err)
+	defer db.Close()
+	owner := map[storage.TraceID]string{}
+	for i, tenant := range []string{"a", "b"} {
+		td, _ := workload.New(uint64(7+i), storagetest.T0, workload.Options{}).Batch(600)
+		for _, rs := range td.ResourceSpans().All() {
+			rs.Resource().Attributes().PutStr("tenant.id", tenant)
+			for _, ss := range rs.ScopeSpans().All() {
+				for _, s := range ss.Spans().All() {
+					owner[storage.TraceID(s.TraceID())] = tenant
+				}
+			}
+		}
+		require.NoError(t, db.AppendTraces(td))
+	}
+	require.NoError(t, db.Flush(ctx))
+	q, err := db.Querier(ctx)
+	require.NoError(t, err)
+	defer q.Close()
+	var long int
+	require.NoError(t, q.(storage.TraceFinder).FindTraces(ctx, &storage.TraceFilter{MinDuration: int64(8 * time.Millisecond), Errors: true}, func(id storage.TraceID) bool {
+		if owner[id] == "b" {
+			long++
+		}
+		return true
+	}))
+	require.NotZero(t, long, "the other tenant has no long trace; the case tests nothing")
+
+	pq, err := traceql.Parse(`{ traceDuration > 8ms && status = error }`)
+	require.NoError(t, err)
+	all, err := traceql.Search(ctx, newTenantQuerier(q, "tenant.id", "a"), traceql.SearchRequest{Query: pq, Limit: 1 << 20})
+	require.NoError(t, err)
+	require.Greater(t, len(all.Traces), 3, "too few matches for a limit of 3 to test anything")
+	match := map[storage.TraceID]bool{}
+	for _, tr := range all.Traces {
+		require.Equal(t, "a", owner[tr.TraceID], "trace %s", tr.TraceID)
+		match[tr.TraceID] = true
+	}
+	res, err := traceql.Search(ctx, newTenantQuerier(q, "tenant.id", "a"), traceql.SearchRequest{Query: pq, Limit: 3})
+	require.NoError(t, err)
+	require.Len(t, res.Traces, 3)
+	for _, tr := range res.Traces {
+		require.True(t, match[tr.TraceID], "trace %s of tenant %q", tr.TraceID, owner[tr.TraceID])
+	}
 }

@@ -60,6 +60,37 @@ func (m *mergeQuerier) TraceByID(ctx context.Context, id TraceID, start, end int
 	return spans, errors.Join(errs...)
 }
 
+// FindTraces asks each part that keeps trace-level figures (a shared
+// bucket's blocks; not ingesters' heads), in the order Spans reads them.
+func (m *mergeQuerier) FindTraces(ctx context.Context, f *TraceFilter, fn func(TraceID) bool) error {
+	var errs []error
+	for _, p := range m.recentFirst() {
+		tf, ok := p.(TraceFinder)
+		if !ok {
+			continue
+		}
+		stopped := false
+		err := tf.FindTraces(ctx, f, func(id TraceID) bool {
+			if !fn(id) {
+				stopped = true
+			}
+			return !stopped
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			errs = append(errs, err)
+		}
+		if stopped {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var _ TraceFinder = (*mergeQuerier)(nil)
+
 func (m *mergeQuerier) Spans(ctx context.Context, q *SpanQuery, fn func(*Span) bool) error {
 	return scan(ctx, m.recentFirst(), func(p Querier, f func(*Span) bool) error { return p.Spans(ctx, q, f) }, fn)
 }

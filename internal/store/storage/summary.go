@@ -57,6 +57,8 @@ type TraceFinder interface {
 	// and may miss traces (those in data without trace-level figures, or
 	// whose parts in several places each fall short of MinDuration):
 	// callers take its IDs as likely candidates to check, never as the
-	// whole answer.
+	// whole answer. A querier that reads part of a store (one tenant's
+	// spans) may pass on IDs of traces it cannot read: checking a
+	// candidate reads through it, and finds nothing of those.
 	FindTraces(ctx context.Context, f *TraceFilter, fn func(TraceID) bool) error
 }
