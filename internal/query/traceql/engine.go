@@ -218,7 +218,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		tried := map[storage.TraceID]bool{}
 		for _, want := range []int{req.Limit * 2, req.Limit * 20} {
 			if mostRecent {
-				break
+				break // it needs every candidate: the scan finds them all
 			}
 			fresh, more, err := tableCandidates(ctx, sq, conds, qs, req.End, want, tried, seen, &res.InspectedSpans)
 			if err != nil {

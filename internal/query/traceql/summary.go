@@ -386,7 +386,7 @@ func pruneByTraceConds(ctx context.Context, sq storage.Querier, conds []Expr, id
 // tableCandidates finds candidates for a search whose filter requires
 // trace:duration above a bound, from the traces the store knows to last
 // that long (storage.TraceFinder): up to want traces not yet in tried,
-// which it adds them to. It keeps those that also have a span the
+// adding them to it. It keeps those that also have a span the
 // candidate queries qs select, the candidates the span scan would have
 // found among them, and marks them in seen. more reports whether the
 // store may hold further such traces. It finds none when the filter has
