@@ -132,13 +132,25 @@ func (q *querier) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn 
 // FindTraces reads the blocks' trace tables, from the most recent block.
 // Heads and blocks without a table give nothing: see storage.TraceFinder.
 func (q *querier) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(storage.TraceID) bool) error {
+	return q.traceBlocks(ctx, func(b *blockRef) (bool, error) {
+		if !b.HasTraceTable() {
+			return true, nil
+		}
+		return b.FindTraces(ctx, f, fn)
+	})
+}
+
+// traceBlocks calls read with each trace block, the most recent first,
+// until it returns false. A block's error is joined with what the others
+// give, as damage is; cancellation and the read limit end the walk.
+func (q *querier) traceBlocks(ctx context.Context, read func(*blockRef) (bool, error)) error {
 	var errs []error
 	for i := len(q.blocks) - 1; i >= 0; i-- {
 		b := q.blocks[i]
-		if b.Meta.Signal != block.Traces || !b.HasTraceTable() {
+		if b.Meta.Signal != block.Traces {
 			continue
 		}
-		cont, err := b.FindTraces(ctx, f, fn)
+		cont, err := read(b)
 		if err != nil {
 			if ferr := fatal(ctx, err); ferr != nil {
 				return ferr
@@ -177,25 +189,7 @@ func (q *querier) Spans(ctx context.Context, sq *storage.SpanQuery, fn func(*sto
 			return err
 		}
 	}
-	var errs []error
-	for i := len(q.blocks) - 1; i >= 0; i-- {
-		b := q.blocks[i]
-		if b.Meta.Signal != block.Traces {
-			continue
-		}
-		cont, err := b.Spans(ctx, sq, fn)
-		if err != nil {
-			if ferr := fatal(ctx, err); ferr != nil {
-				return ferr
-			}
-			errs = append(errs, q.blockErr(b, err))
-			continue
-		}
-		if !cont {
-			break
-		}
-	}
-	return errors.Join(errs...)
+	return q.traceBlocks(ctx, func(b *blockRef) (bool, error) { return b.Spans(ctx, sq, fn) })
 }
 
 // SpanParts hands out the heads as one changing part and every trace

@@ -14,6 +14,26 @@ func conjuncts(e Expr, out []Expr) []Expr {
 
 var flipped = map[string]string{"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
 
+// comparison reads b as a field compared with a literal, the field on
+// the left: a literal on the left swaps the sides and flips the
+// operator. ok is false unless exactly one side is a literal (a literal
+// on the left of an operator that does not flip, such as a regex match,
+// is not read either way round).
+func comparison(b *BinaryExpr) (field Expr, lit *Literal, op string, ok bool) {
+	field, other, op := b.LHS, b.RHS, b.Op
+	if l, isLit := field.(*Literal); isLit {
+		if op, ok = flipped[op]; !ok {
+			return nil, nil, "", false
+		}
+		field, other = other, l
+	}
+	lit, ok = other.(*Literal)
+	if _, both := field.(*Literal); both {
+		return nil, nil, "", false
+	}
+	return field, lit, op, ok
+}
+
 // pushdown derives a storage query from a filter expression. The storage
 // query is a necessary condition: every span the expression matches also
 // matches it, so the engine may evaluate the expression only on what the
@@ -37,14 +57,7 @@ func pushdown(e Expr, start, end int64) (*storage.SpanQuery, int) {
 		if !ok {
 			continue
 		}
-		field, lit, op := b.LHS, b.RHS, b.Op
-		if _, isLit := field.(*Literal); isLit {
-			field, lit = lit, field
-			if f, ok := flipped[op]; ok {
-				op = f
-			}
-		}
-		l, ok := lit.(*Literal)
+		field, l, op, ok := comparison(b)
 		if !ok {
 			continue
 		}
@@ -118,12 +131,7 @@ func exactPushdown(e Expr) bool {
 		if !ok {
 			return false
 		}
-		field, lit, op := b.LHS, b.RHS, b.Op
-		if _, isLit := field.(*Literal); isLit {
-			field, lit = lit, field
-			op = flipped[op]
-		}
-		l, ok := lit.(*Literal)
+		field, l, op, ok := comparison(b)
 		if !ok {
 			return false
 		}

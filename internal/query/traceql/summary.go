@@ -451,14 +451,9 @@ func minTraceDuration(conds []Expr) int64 {
 		if !ok {
 			continue
 		}
-		field, lit, op := b.LHS, b.RHS, b.Op
-		if _, isLit := field.(*Literal); isLit {
-			field, lit = lit, field
-			op = flipped[op]
-		}
-		ref, ok := field.(*IntrinsicRef)
-		l, ok2 := lit.(*Literal)
-		if !ok || !ok2 || ref.Intrinsic != IntrinsicTraceDuration || l.Value.Type != TypeDuration && l.Value.Type != TypeInt {
+		field, l, op, ok := comparison(b)
+		ref, isRef := field.(*IntrinsicRef)
+		if !ok || !isRef || ref.Intrinsic != IntrinsicTraceDuration || l.Value.Type != TypeDuration && l.Value.Type != TypeInt {
 			continue
 		}
 		switch op {
