@@ -38,12 +38,7 @@ func TestTenantQuerierConformance(t *testing.T) {
 	otherT, otherL := workload.New(6, storagetest.T0, workload.Options{}).Batch(300)
 	tag(otherT, otherL, "b")
 
-	dir := t.TempDir()
-	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
-	require.NoError(t, err)
-	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openStore(t)
 	require.NoError(t, db.AppendTraces(d.Traces))
 	require.NoError(t, db.AppendLogs(d.Logs))
 	require.NoError(t, db.AppendTraces(otherT))
@@ -64,12 +59,7 @@ func TestTenantQuerierConformance(t *testing.T) {
 // every tenant's long traces, and each is checked through the wrapper.
 func TestTenantSearchFromTraceTables(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
-	require.NoError(t, err)
-	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openStore(t)
 	owner := map[storage.TraceID]string{}
 	for i, tenant := range []string{"a", "b"} {
 		td, _ := workload.New(uint64(7+i), storagetest.T0, workload.Options{}).Batch(600)
@@ -112,4 +102,17 @@ func TestTenantSearchFromTraceTables(t *testing.T) {
 	for _, tr := range res.Traces {
 		require.True(t, match[tr.TraceID], "trace %s of tenant %q", tr.TraceID, owner[tr.TraceID])
 	}
+}
+
+// openStore opens a store in a test directory that compacts nothing and
+// writes blocks only when flushed; the test's cleanup closes it.
+func openStore(t *testing.T) *store.DB {
+	t.Helper()
+	dir := t.TempDir()
+	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
+	require.NoError(t, err)
+	db, err := store.Open(context.Background(), store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
 }
