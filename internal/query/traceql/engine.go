@@ -220,7 +220,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			if mostRecent {
 				break // it needs every candidate: the scan finds them all
 			}
-			fresh, more, err := tableCandidates(ctx, sq, conds, qs, req.End, want, tried, seen, &res.InspectedSpans)
+			fresh, more, err := tableCandidates(ctx, sq, conds, qs, req.Start, req.End, want, tried, seen, &res.InspectedSpans)
 			if err != nil {
 				return nil, err
 			}

@@ -396,12 +396,12 @@ func pruneByTraceConds(ctx context.Context, sq storage.Querier, conds []Expr, id
 // evaluating these first changes which matching traces fill the limit,
 // never whether a returned trace matches. What it misses (traces in
 // heads, or split between blocks) the scan finds afterwards.
-func tableCandidates(ctx context.Context, sq storage.Querier, conds []Expr, qs []*storage.SpanQuery, end int64, want int, tried, seen map[storage.TraceID]bool, inspected *int64) (fresh []storage.TraceID, more bool, err error) {
+func tableCandidates(ctx context.Context, sq storage.Querier, conds []Expr, qs []*storage.SpanQuery, start, end int64, want int, tried, seen map[storage.TraceID]bool, inspected *int64) (fresh []storage.TraceID, more bool, err error) {
 	tf, ok := sq.(storage.TraceFinder)
 	if !ok || len(qs) == 0 {
 		return nil, false, nil
 	}
-	f := storage.TraceFilter{MinDuration: minTraceDuration(conds), End: end, Errors: true}
+	f := storage.TraceFilter{MinDuration: minTraceDuration(conds), Start: start, End: end, Errors: true}
 	if f.MinDuration <= 0 {
 		return nil, false, nil
 	}

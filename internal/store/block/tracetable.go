@@ -287,7 +287,7 @@ func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn fu
 // a selected row.
 func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(storage.TraceID) bool) (cont bool, err error) {
 	defer b.guard(&err)
-	if b.traces == nil || f.End != 0 && b.Meta.MinTime > f.End {
+	if b.traces == nil || f.End != 0 && b.Meta.MinTime > f.End || f.Start != 0 && b.Meta.MaxTime < f.Start {
 		return true, nil
 	}
 	var preds []colPred

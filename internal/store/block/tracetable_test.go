@@ -319,4 +319,14 @@ func TestFindTraces(t *testing.T) {
 		require.False(t, cont)
 		require.Equal(t, 1, n, "fn asked to stop")
 	}
+
+	// A window that starts after the block ends rules the block out.
+	count := func(f storage.TraceFilter) int {
+		n := 0
+		_, err := b.FindTraces(context.Background(), &f, func(storage.TraceID) bool { n++; return true })
+		require.NoError(t, err)
+		return n
+	}
+	require.Zero(t, count(storage.TraceFilter{Start: b.Meta.MaxTime + 1}))
+	require.Equal(t, len(figs), count(storage.TraceFilter{Start: b.Meta.MaxTime}))
 }

@@ -46,6 +46,10 @@ type TraceFilter struct {
 	Errors bool
 	// End excludes traces that start after it (unix ns).
 	End int64
+	// Start excludes what holds no span starting at or after it (unix
+	// ns); a store may apply it coarsely (by block), since what it gives
+	// are candidates.
+	Start int64
 }
 
 // TraceFinder is a Querier that can find traces by trace-level figures
