@@ -148,7 +148,7 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 
 // spanColumns are the leaf column indexes, in spanSchema, of what the
 // index, bloom filter and trace table need from a row.
-type spanColumns struct{ traceID, start, duration, service, parent, name, status int }
+type spanColumns struct{ traceID, start, duration, service, parent, name, status, last int }
 
 type spanKey struct {
 	traceID         storage.TraceID
@@ -171,16 +171,24 @@ var spanKeyColumns = func() spanColumns {
 			panic("block: span schema has no column " + x.name)
 		}
 		*x.dst = leaf.ColumnIndex
+		c.last = max(c.last, leaf.ColumnIndex)
 	}
 	return c
 }()
 
 // read picks the row's key columns. Each is a required, non-repeated
-// column, so it has exactly one value in the row.
+// column, so it has exactly one value in the row. A row's values are in
+// column order, and the key columns come before the attributes, events and
+// links, which hold most of a row's values: the scan stops after the last
+// key column.
 func (c spanColumns) read(row parquet.Row) spanKey {
 	var k spanKey
 	for _, v := range row {
-		switch v.Column() {
+		col := v.Column()
+		if col > c.last {
+			break
+		}
+		switch col {
 		case c.traceID:
 			copy(k.traceID[:], v.ByteArray())
 		case c.start:
