@@ -62,6 +62,11 @@ var ErrBacklog = errors.New("store compaction backlog")
 // compactor share the bucket: it would delete and merge their blocks.
 var ErrSharedBucket = errors.New("the bucket is shared by other processes")
 
+// defaultBlockReaders bounds the open blocks' Parquet readers of a store
+// without a memory budget: the footers of about 10M spans with all of
+// their page index.
+const defaultBlockReaders = 32 << 20
+
 // Options configure a DB.
 type Options struct {
 	// Dir holds the WAL and temporary files; it is always local.
@@ -83,6 +88,12 @@ type Options struct {
 	// quarter of it, so that one head can be written while the next fills
 	// and a third waits. 0 means no bound.
 	MemoryBudget int64
+	// BlockReaders bounds the bytes the Parquet readers of open blocks
+	// hold, their footers and page indexes (block.FileCache), which
+	// otherwise grow with all the data the store keeps: about 1.7 MiB per
+	// million spans. 0 is a quarter of MemoryBudget (32 MiB without one);
+	// negative keeps every open block's readers.
+	BlockReaders int64
 	// Limits bound attribute sizes and counts; over them, data is
 	// truncated on the way in (limits.go).
 	Limits AttributeLimits
@@ -177,6 +188,9 @@ type DB struct {
 	// pages are the files block writers buffer row groups' pages in,
 	// shared by the head's flushes and the merges.
 	pages *block.PageFiles
+	// files holds the Parquet readers of the open blocks (nil: each block
+	// holds its own).
+	files *block.FileCache
 
 	// appendMu orders appends against head cuts: an append holds it shared
 	// from its WAL write to its head insert, a cut holds it exclusively, so
@@ -270,6 +284,12 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 	os.RemoveAll(db.tmpDir())
 	db.pages = block.NewPageFiles(db.tmpDir())
+	if n := opts.BlockReaders; n >= 0 {
+		if n == 0 {
+			n = cmp.Or(opts.MemoryBudget/4, defaultBlockReaders)
+		}
+		db.files = block.NewFileCache(n)
+	}
 	if err := db.loadBlocks(ctx); err != nil {
 		return nil, err
 	}
@@ -404,7 +424,7 @@ func (db *DB) loadBlocks(ctx context.Context) error {
 				}
 				continue
 			}
-			b, err := block.Open(ctx, st, sig, id)
+			b, err := block.OpenCached(ctx, st, sig, id, db.files)
 			if err != nil {
 				if errors.Is(err, storage.ErrCorrupt) {
 					db.setProblem("block/"+id, fmt.Errorf("block %s/%s quarantined: %w", sig, id, err))
@@ -997,7 +1017,7 @@ func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 }
 
 func (db *DB) openRef(ctx context.Context, m *block.Meta) (*blockRef, error) {
-	b, err := block.Open(ctx, db.opts.Bucket, m.Signal, m.ID)
+	b, err := block.OpenCached(ctx, db.opts.Bucket, m.Signal, m.ID, db.files)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,9 @@ func openTestDB(t testing.TB, dir string, mod func(*Options)) *DB {
 	t.Helper()
 	st, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
 	require.NoError(t, err)
-	o := Options{Dir: dir, Bucket: st, CompactionInterval: -1, MaxBlockDuration: time.Hour}
+	// A one-byte reader cache keeps only the reader last used, so every
+	// test reads blocks whose readers are reopened as they are needed.
+	o := Options{Dir: dir, Bucket: st, CompactionInterval: -1, MaxBlockDuration: time.Hour, BlockReaders: 1}
 	if mod != nil {
 		mod(&o)
 	}

@@ -291,7 +291,7 @@ func TestTraceByIDReadsItsPages(t *testing.T) {
 	// 20k spans, so their chunk mixes dictionary and PLAIN pages, and both
 	// must read back.
 	mixed := false
-	for _, c := range b.file.Metadata().RowGroups[0].Columns {
+	for _, c := range b.pinned[dataFile].Metadata().RowGroups[0].Columns {
 		if slices.Equal(c.MetaData.PathInSchema, []string{"attrs", "value"}) {
 			mixed = slices.Contains(c.MetaData.Encoding, format.Plain) && slices.Contains(c.MetaData.Encoding, format.RLEDictionary)
 		}
@@ -299,7 +299,7 @@ func TestTraceByIDReadsItsPages(t *testing.T) {
 	require.True(t, mixed, "span attribute values use both encodings")
 	straddling := 0
 	for i, e := range b.Index.RowGroups {
-		cc := b.file.RowGroups()[i].ColumnChunks()[b.cols["trace_id"]]
+		cc := b.pinned[dataFile].RowGroups()[i].ColumnChunks()[b.cols["trace_id"]]
 		oi, err := cc.OffsetIndex()
 		require.NoError(t, err)
 		if e.Rows >= 20000 {
@@ -313,7 +313,7 @@ func TestTraceByIDReadsItsPages(t *testing.T) {
 			require.True(t, ok, "the trace_id column has a page index")
 			require.LessOrEqual(t, first, last)
 			if oi.NumPages() > 2 {
-				require.Less(t, size, b.colBytes(i, "trace_id"))
+				require.Less(t, size, b.colBytes(b.pinned[dataFile].RowGroups()[i], i, "trace_id"))
 			}
 			if last > first {
 				straddling++
@@ -332,7 +332,7 @@ func TestTraceByIDReadsItsPages(t *testing.T) {
 		// What is accounted is the pages that hold the trace, less than
 		// any full row group.
 		require.Positive(t, stats.BytesRead())
-		require.Less(t, stats.BytesRead(), b.rgBytes(0))
+		require.Less(t, stats.BytesRead(), rgBytes(b.pinned[dataFile].RowGroups()[0], 0))
 	}
 }
 
@@ -403,12 +403,12 @@ func TestColumnCodecs(t *testing.T) {
 		return got
 	}
 	for _, b := range append(blocks, merged) {
-		got := codecs(b.file)
+		got := codecs(b.pinned[dataFile])
 		for col, codec := range want {
 			require.Equal(t, codec, got[col], "data column %s of block level %d", col, b.Meta.Level)
 		}
-		require.NotNil(t, b.traces)
-		got = codecs(b.traces)
+		require.NotNil(t, b.pinned[traceTableFile])
+		got = codecs(b.pinned[traceTableFile])
 		for col, codec := range wantTable {
 			require.Equal(t, codec, got[col], "trace table column %s of block level %d", col, b.Meta.Level)
 		}

@@ -188,7 +188,7 @@ func (b *Block) keptPages(rg parquet.RowGroup, i int, col string, keep []bool, f
 	if !ok {
 		return 0, errNoColumn(col)
 	}
-	return keptChunkPages(b.file, rg.ColumnChunks()[ci], i, ci, keep, fn)
+	return keptChunkPages(fileOf(rg), rg.ColumnChunks()[ci], i, ci, keep, fn)
 }
 
 // keptChunkPages is keptPages over column chunk cc, column ci of row

@@ -46,13 +46,20 @@ var spanSorting = parquet.SortingRowGroupConfig(
 func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts WriteOptions) (m *Meta, err error) {
 	var rgs []parquet.RowGroup
 	for _, b := range blocks {
-		if b.Meta.Signal != Traces || b.Meta.Format < MinFormatVersion || b.Meta.Format > FormatVersion || !parquet.EqualNodes(b.file.Schema(), spanSchema) {
+		if b.Meta.Signal != Traces || b.Meta.Format < MinFormatVersion || b.Meta.Format > FormatVersion {
+			return nil, ErrNotMergeable
+		}
+		f, err := b.data()
+		if err != nil {
+			return nil, err
+		}
+		if !parquet.EqualNodes(f.Schema(), spanSchema) {
 			return nil, ErrNotMergeable
 		}
 		// A block's row groups are in order and do not overlap: read them
 		// one after another, so that a merge holds one row group's page
 		// buffers per block, not one per row group.
-		rgs = append(rgs, parquet.MultiRowGroup(b.file.RowGroups()...))
+		rgs = append(rgs, parquet.MultiRowGroup(f.RowGroups()...))
 	}
 	// A damaged page can make the Parquet reader panic: that is a read
 	// error of the merge, which keeps its sources.

@@ -39,7 +39,7 @@ func TestOpenBlockMemory(t *testing.T) {
 	}
 	opened := liveHeap()
 	for _, b := range blocks {
-		for _, rg := range b.file.RowGroups() {
+		for _, rg := range b.pinned[dataFile].RowGroups() {
 			for _, cc := range rg.ColumnChunks() {
 				_, err := cc.OffsetIndex()
 				require.NoError(t, err)

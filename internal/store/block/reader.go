@@ -27,13 +27,18 @@ type Block struct {
 	st    *objstore.Store
 
 	ra   objstore.ReaderAt
-	file *parquet.File
 	cols map[string]int
-	// traces is the trace table of a format-2 trace block, nil before,
+	// tracesRA is the trace table of a format-2 trace block, nil before,
 	// and traceCols the leaf indexes of its columns (traceColumnNames).
-	traces    *parquet.File
 	tracesRA  objstore.ReaderAt
 	traceCols []int
+
+	// The Parquet readers of the data file and the trace table: held by
+	// the block (pinned) when it was opened without a FileCache, else in
+	// files, where cached are the block's entries (data, trace table).
+	pinned [2]*parquet.File
+	files  *FileCache
+	cached [2]*cachedFile
 
 	closeOnce sync.Once
 }
@@ -42,10 +47,18 @@ func corrupt(id string, err error) error {
 	return fmt.Errorf("block %s: %w: %w", id, storage.ErrCorrupt, err)
 }
 
-// Open reads a block's meta, bloom filter and index and the Parquet footer.
-// Every structural problem is reported as storage.ErrCorrupt, so the caller
-// can tell damage from an unreachable bucket.
+// Open reads a block's meta, bloom filter and index and the Parquet footer,
+// and keeps them while the block is open. Every structural problem is
+// reported as storage.ErrCorrupt, so the caller can tell damage from an
+// unreachable bucket.
 func Open(ctx context.Context, st *objstore.Store, sig Signal, id string) (*Block, error) {
+	return OpenCached(ctx, st, sig, id, nil)
+}
+
+// OpenCached is Open for a block whose Parquet readers are held in files
+// (nil: by the block), which drops them past its limit; the block reopens
+// them from its files when a reader needs them again.
+func OpenCached(ctx context.Context, st *objstore.Store, sig Signal, id string, files *FileCache) (*Block, error) {
 	mb, err := st.Get(ctx, Key(sig, id, MetaFile))
 	if err != nil {
 		return nil, fmt.Errorf("block %s: %w", id, err)
@@ -54,7 +67,7 @@ func Open(ctx context.Context, st *objstore.Store, sig Signal, id string) (*Bloc
 	if err != nil {
 		return nil, corrupt(id, err)
 	}
-	b := &Block{Meta: meta, st: st}
+	b := &Block{Meta: meta, st: st, files: files}
 	bb, err := st.Get(ctx, Key(sig, id, BloomFile))
 	if err != nil {
 		return nil, corrupt(id, err)
@@ -87,7 +100,7 @@ func Open(ctx context.Context, st *objstore.Store, sig Signal, id string) (*Bloc
 		return nil, corrupt(id, fmt.Errorf("data file has %d row groups and %d rows, index says %d and %d",
 			len(f.RowGroups()), f.NumRows(), len(b.Index.RowGroups), meta.Rows))
 	}
-	b.ra, b.file = ra, f
+	b.ra = ra
 	if meta.Signal == Traces && meta.Format >= 2 {
 		if err := b.openTraceTable(ctx); err != nil {
 			ra.Close()
@@ -102,8 +115,51 @@ func Open(ctx context.Context, st *objstore.Store, sig Signal, id string) (*Bloc
 			}
 		}
 	}
+	b.keep(dataFile, f)
 	return b, nil
 }
+
+// The readers a block has, as indexes of Block.pinned and Block.cached.
+const (
+	dataFile = iota
+	traceTableFile
+)
+
+// keep holds f, just opened, as the block's reader k.
+func (b *Block) keep(k int, f *parquet.File) {
+	if b.files == nil {
+		b.pinned[k] = f
+		return
+	}
+	b.files.put(&b.cached[k], f, fileCharge(f))
+}
+
+// reader returns the block's reader k, reopening it if its cache dropped
+// it. The reader stays valid while the block is open, whatever the cache
+// does after.
+func (b *Block) reader(k int) (*parquet.File, error) {
+	if b.files == nil {
+		return b.pinned[k], nil
+	}
+	if f := b.files.get(&b.cached[k]); f != nil {
+		return f, nil
+	}
+	ra := b.ra
+	if k == traceTableFile {
+		ra = b.tracesRA
+	}
+	f, err := openParquet(ra)
+	if err != nil {
+		return nil, corrupt(b.Meta.ID, err)
+	}
+	return b.files.put(&b.cached[k], f, fileCharge(f)), nil
+}
+
+// data returns the data file's reader.
+func (b *Block) data() (*parquet.File, error) { return b.reader(dataFile) }
+
+// fileOf returns the reader a row group of a block was read from.
+func fileOf(rg parquet.RowGroup) *parquet.File { return rg.(*parquet.FileRowGroup).File() }
 
 // openParquet reads a data file's footer. The page index (each column
 // chunk's page bounds and offsets) is read when a reader first asks for a
@@ -137,6 +193,10 @@ func readBufferSize(ra objstore.ReaderAt) int {
 func (b *Block) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
+		if b.files != nil {
+			b.files.drop(&b.cached[dataFile])
+			b.files.drop(&b.cached[traceTableFile])
+		}
 		if b.ra != nil {
 			err = b.ra.Close()
 		}
@@ -201,18 +261,18 @@ func (b *Block) readErr(err error) error {
 	return corrupt(b.Meta.ID, err)
 }
 
-// colBytes is the compressed size of one column chunk of row group i.
-func (b *Block) colBytes(i int, col string) int64 {
+// colBytes is the compressed size of one column chunk of row group i, rg.
+func (b *Block) colBytes(rg parquet.RowGroup, i int, col string) int64 {
 	ci, ok := b.cols[col]
 	if !ok {
 		return 0
 	}
-	return chunkBytes(b.file, i, ci)
+	return chunkBytes(fileOf(rg), i, ci)
 }
 
-// rgBytes is the compressed size of row group i.
-func (b *Block) rgBytes(i int) int64 {
-	rgs := b.file.Metadata().RowGroups
+// rgBytes is the compressed size of row group i, rg.
+func rgBytes(rg parquet.RowGroup, i int) int64 {
+	rgs := fileOf(rg).Metadata().RowGroups
 	if i >= len(rgs) {
 		return 0
 	}
@@ -220,15 +280,15 @@ func (b *Block) rgBytes(i int) int64 {
 }
 
 // rowsBytes is the compressed size of what reading rows [from, to] of row
-// group i touches: in every column, the pages that hold them and the
+// group i, rg, touches: in every column, the pages that hold them and the
 // dictionary page. A column without an offset index counts whole.
-func (b *Block) rowsBytes(i int, from, to int64) int64 {
-	rgs := b.file.Metadata().RowGroups
+func rowsBytes(rg parquet.RowGroup, i int, from, to int64) int64 {
+	rgs := fileOf(rg).Metadata().RowGroups
 	if i >= len(rgs) {
 		return 0
 	}
 	var n int64
-	for c, cc := range b.file.RowGroups()[i].ColumnChunks() {
+	for c, cc := range rg.ColumnChunks() {
 		md := rgs[i].Columns[c].MetaData
 		oi, err := cc.OffsetIndex()
 		if err != nil || oi == nil || oi.NumPages() == 0 {
@@ -362,7 +422,7 @@ func (b *Block) traceRows(rg parquet.RowGroup, i int, id storage.TraceID, keep [
 				found++
 			}
 		})
-		return found, b.colBytes(i, "trace_id"), err
+		return found, b.colBytes(rg, i, "trace_id"), err
 	}
 	if first > last {
 		return 0, read, nil
@@ -398,7 +458,7 @@ func (b *Block) tracesRows(rg parquet.RowGroup, i int, ids []storage.TraceID, ke
 	if !ok {
 		return 0, 0, errNoColumn("trace_id")
 	}
-	return markTraces(rg.ColumnChunks()[ci], ids, keep, b.colBytes(i, "trace_id"))
+	return markTraces(rg.ColumnChunks()[ci], ids, keep, b.colBytes(rg, i, "trace_id"))
 }
 
 // markTraces is tracesRows over one trace_id column chunk, of the data
@@ -513,6 +573,7 @@ func (b *Block) TraceByID(ctx context.Context, id storage.TraceID, dst []storage
 	}
 	stats := storage.StatsFrom(ctx)
 	cache := newResourceCache()
+	var f *parquet.File
 	for i, e := range b.Index.RowGroups {
 		if cmpID(id, e.MinTraceID) < 0 || cmpID(id, e.MaxTraceID) > 0 {
 			continue
@@ -520,7 +581,12 @@ func (b *Block) TraceByID(ctx context.Context, id storage.TraceID, dst []storage
 		if err := ctx.Err(); err != nil {
 			return dst, err
 		}
-		rg := b.file.RowGroups()[i]
+		if f == nil {
+			if f, err = b.data(); err != nil {
+				return dst, err
+			}
+		}
+		rg := f.RowGroups()[i]
 		keep := make([]bool, e.Rows)
 		n, read, err := b.traceRows(rg, i, id, keep)
 		if err != nil {
@@ -533,7 +599,7 @@ func (b *Block) TraceByID(ctx context.Context, id storage.TraceID, dst []storage
 			continue
 		}
 		from := int64(slices.Index(keep, true))
-		if err := stats.AddBytes(b.rowsBytes(i, from, from+int64(n)-1)); err != nil {
+		if err := stats.AddBytes(rowsBytes(rg, i, from, from+int64(n)-1)); err != nil {
 			return dst, err
 		}
 		if _, err := readRuns(rg, keep, func(r *spanRow) bool {
@@ -584,7 +650,10 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 		return b.coreScan(ctx, q, ids, stats, fn)
 	}
 	cache := newResourceCache()
-	var sc rowScratch
+	var (
+		sc rowScratch
+		f  *parquet.File
+	)
 	for i := range b.Index.RowGroups {
 		e := &b.Index.RowGroups[i]
 		rq := rowGroupQuery(e, q, ids)
@@ -594,7 +663,12 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
-		rg := b.file.RowGroups()[i]
+		if f == nil {
+			if f, err = b.data(); err != nil {
+				return false, err
+			}
+		}
+		rg := f.RowGroups()[i]
 		keep, any, err := b.prefilterSpans(rg, i, e, rq, stats, &sc)
 		if err != nil {
 			return false, b.readErr(err)
@@ -602,7 +676,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 		if !any {
 			continue
 		}
-		if err := stats.AddBytes(b.rgBytes(i)); err != nil {
+		if err := stats.AddBytes(rgBytes(rg, i)); err != nil {
 			return false, err
 		}
 		cont, err := matchRuns(rg, keep, cache, fromSpanRow, rq.Match, fn)
@@ -662,6 +736,13 @@ func (b *Block) coreScan(ctx context.Context, q *storage.SpanQuery, ids []storag
 			jobs = append(jobs, job{i: i, q: rq})
 		}
 	}
+	if len(jobs) == 0 {
+		return true, nil
+	}
+	f, err := b.data()
+	if err != nil {
+		return false, err
+	}
 	bufs := make([][]storage.Span, scanParallel) // one per slot, reused
 	scratch := make([]rowScratch, scanParallel)
 	run := func(j *job, slot int) {
@@ -671,7 +752,7 @@ func (b *Block) coreScan(ctx context.Context, q *storage.SpanQuery, ids []storag
 			}
 		}()
 		e := &b.Index.RowGroups[j.i]
-		rg := b.file.RowGroups()[j.i]
+		rg := f.RowGroups()[j.i]
 		keep, any, err := b.prefilterSpans(rg, j.i, e, j.q, stats, &scratch[slot])
 		if err != nil || !any {
 			j.err = b.readErr(err)
@@ -927,7 +1008,11 @@ func (b *Block) AllSpans(ctx context.Context, fn func(*storage.Span) bool) (err 
 // allRows decodes every row of every row group, in order, into T.
 func allRows[R, T any](ctx context.Context, b *Block, conv func(*R, *resourceCache) T, fn func(*T) bool) error {
 	cache := newResourceCache()
-	for _, rg := range b.file.RowGroups() {
+	f, err := b.data()
+	if err != nil {
+		return err
+	}
+	for _, rg := range f.RowGroups() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -991,6 +1076,7 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 	}
 	stats := storage.StatsFrom(ctx)
 	cache := newResourceCache()
+	var f *parquet.File
 	for i, e := range b.Index.RowGroups {
 		if !rowGroupMatches(&e, q.Start, q.End, q.ServiceName, storage.TraceID{}) {
 			continue
@@ -998,7 +1084,12 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
-		rg := b.file.RowGroups()[i]
+		if f == nil {
+			if f, err = b.data(); err != nil {
+				return false, err
+			}
+		}
+		rg := f.RowGroups()[i]
 		var preds []colPred
 		if !q.TraceID.IsEmpty() {
 			preds = append(preds, bytesEq("trace_id", q.TraceID[:]))
@@ -1020,7 +1111,7 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 		if !any {
 			continue
 		}
-		if err := stats.AddBytes(b.rgBytes(i)); err != nil {
+		if err := stats.AddBytes(rgBytes(rg, i)); err != nil {
 			return false, err
 		}
 		cont, err := matchRuns(rg, keep, cache, fromLogRow, q.Match, fn)

@@ -220,7 +220,8 @@ func (b *Block) openTraceTable(ctx context.Context) error {
 		// is read without it, as a format 1 block is.
 		return ra.Close()
 	}
-	b.tracesRA, b.traces, b.traceCols = ra, f, cols
+	b.tracesRA, b.traceCols = ra, cols
+	b.keep(traceTableFile, f)
 	return nil
 }
 
@@ -231,7 +232,7 @@ var traceSchema = parquet.SchemaOf(traceRow{})
 func (b *Block) MayContain(id storage.TraceID) bool { return b.bloom.MayContain(id) }
 
 // HasTraceTable reports whether the block has a trace table (format 2).
-func (b *Block) HasTraceTable() bool { return b.traces != nil }
+func (b *Block) HasTraceTable() bool { return b.tracesRA != nil }
 
 // TraceSummaries calls fn with the trace table's row of each of ids
 // (sorted, distinct) that the block holds. A block without a trace table
@@ -242,20 +243,24 @@ func (b *Block) HasTraceTable() bool { return b.traces != nil }
 // pages that hold them.
 func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn func(*storage.TraceSummary)) (err error) {
 	defer b.guard(&err)
-	if b.traces == nil || len(ids) == 0 {
+	if b.tracesRA == nil || len(ids) == 0 {
 		return nil
 	}
 	ids = slices.DeleteFunc(slices.Clone(ids), func(id storage.TraceID) bool { return !b.bloom.MayContain(id) })
 	if len(ids) == 0 {
 		return nil
 	}
+	table, err := b.reader(traceTableFile)
+	if err != nil {
+		return err
+	}
 	stats := storage.StatsFrom(ctx)
-	for i, rg := range b.traces.RowGroups() {
+	for i, rg := range table.RowGroups() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		keep := make([]bool, rg.NumRows())
-		found, read, err := markTraces(rg.ColumnChunks()[b.traceCols[ttTraceID]], ids, keep, chunkBytes(b.traces, i, b.traceCols[ttTraceID]))
+		found, read, err := markTraces(rg.ColumnChunks()[b.traceCols[ttTraceID]], ids, keep, chunkBytes(table, i, b.traceCols[ttTraceID]))
 		if err == nil {
 			err = stats.AddBytes(read)
 		}
@@ -287,8 +292,12 @@ func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn fu
 // a selected row.
 func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(storage.TraceID) bool) (cont bool, err error) {
 	defer b.guard(&err)
-	if b.traces == nil || f.End != 0 && b.Meta.MinTime > f.End || f.Start != 0 && b.Meta.MaxTime < f.Start {
+	if b.tracesRA == nil || f.End != 0 && b.Meta.MinTime > f.End || f.Start != 0 && b.Meta.MaxTime < f.Start {
 		return true, nil
+	}
+	table, err := b.reader(traceTableFile)
+	if err != nil {
+		return false, err
 	}
 	var preds []colPred
 	var cols []int
@@ -306,7 +315,7 @@ func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(
 	}
 	stats := storage.StatsFrom(ctx)
 	var sc rowScratch
-	for i, rg := range b.traces.RowGroups() {
+	for i, rg := range table.RowGroups() {
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
@@ -322,7 +331,7 @@ func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(
 				break
 			}
 			var dict dictMatch
-			read, err := keptChunkPages(b.traces, chunks[cols[k]], i, cols[k], keep, func(from int, pg parquet.Page) {
+			read, err := keptChunkPages(table, chunks[cols[k]], i, cols[k], keep, func(from int, pg parquet.Page) {
 				n := min(int(pg.NumRows()), len(keep)-from)
 				p.page(pg, keep[from:from+n], &dict)
 			})
@@ -339,7 +348,7 @@ func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(
 		var pv pageValues
 		stop := false
 		ci := b.traceCols[ttTraceID]
-		read, err := keptChunkPages(b.traces, chunks[ci], i, ci, keep, func(from int, pg parquet.Page) {
+		read, err := keptChunkPages(table, chunks[ci], i, ci, keep, func(from int, pg parquet.Page) {
 			if stop {
 				return
 			}
@@ -375,7 +384,7 @@ func (b *Block) readSummaries(rg parquet.RowGroup, i int, keep []bool, n int, st
 		// Pages come in row order and every kept row is in one of them:
 		// the j-th kept row is sums[j].
 		j := 0
-		read, err := keptChunkPages(b.traces, rg.ColumnChunks()[ci], i, ci, keep, func(from int, pg parquet.Page) {
+		read, err := keptChunkPages(fileOf(rg), rg.ColumnChunks()[ci], i, ci, keep, func(from int, pg parquet.Page) {
 			pv.load(pg, &dict)
 			for k := range min(int(pg.NumRows()), len(keep)-from) {
 				if !keep[from+k] || j >= len(sums) {
