@@ -74,9 +74,14 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 	}
 
 	b := newBuilder(Traces, opts)
+	var traces int64
 	for _, src := range blocks {
 		b.unionNames(src.Meta)
+		traces += src.Meta.Traces
 	}
+	// A merged block has at most its sources' traces, and as many unless
+	// a trace spans several of them: size its bloom filter for that.
+	b.bloom = NewBloom(int(traces), bloomFP)
 	f, cleanup, err := tempFile(opts.TempDir)
 	if err != nil {
 		return nil, err
@@ -115,7 +120,7 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 				b.endRowGroup()
 			}
 			if newTrace {
-				b.traces = append(b.traces, r.traceID)
+				b.addTrace(r.traceID)
 			}
 			if !bytes.Equal(r.service, svcRaw) {
 				// Rows of a trace mostly share a service: convert on change.
