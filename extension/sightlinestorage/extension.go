@@ -242,7 +242,9 @@ func (s *Storage) registerMetrics() error {
 		metric.WithDescription("The limit on sightline_metrics_head_series (metrics::max_series); 0 is none."))
 	refusedSamples, err10 := m.Int64ObservableCounter("sightline_metrics_refused_samples",
 		metric.WithDescription("Metric samples refused, permanently, because they would have created a series past metrics::max_series."))
-	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10); err != nil {
+	readers, err11 := m.Int64ObservableGauge("sightline_store_block_readers", metric.WithUnit("By"),
+		metric.WithDescription("What the open blocks' Parquet readers (footers and page indexes) are charged in their cache; past a quarter of the store's budget the least recently used are dropped and reopened when read."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11); err != nil {
 		return err
 	}
 	spans := metric.WithAttributes(attribute.String("signal", "traces"))
@@ -252,6 +254,7 @@ func (s *Storage) registerMetrics() error {
 		o.ObserveInt64(mem, st.MemoryBytes)
 		o.ObserveInt64(budget, st.MemoryBudget)
 		o.ObserveInt64(pending, int64(st.PendingHeads))
+		o.ObserveInt64(readers, st.BlockReaderBytes)
 		o.ObserveInt64(refused, st.RefusedSpans, spans)
 		o.ObserveInt64(refused, st.RefusedLogs, logs)
 		for sig, name := range []string{"traces", "logs"} {
@@ -266,7 +269,7 @@ func (s *Storage) registerMetrics() error {
 		o.ObserveInt64(maxSeries, s.mdb.MaxSeries())
 		o.ObserveInt64(refusedSamples, s.mdb.SeriesLimitRefusals(), metric.WithAttributes(attribute.String("reason", "series_limit")))
 		return nil
-	}, mem, budget, pending, refused, refusedReqs, level0, stall, series, maxSeries, refusedSamples)
+	}, mem, budget, pending, refused, refusedReqs, level0, stall, series, maxSeries, refusedSamples, readers)
 	if err != nil {
 		return err
 	}

@@ -1186,6 +1186,9 @@ type Stats struct {
 	MemoryBytes, MemoryBudget int64
 	// PendingHeads are cut heads not yet written to blocks.
 	PendingHeads int
+	// BlockReaderBytes is what the open blocks' Parquet readers are
+	// charged in their cache, BlockReaderLimit its bound (0: none).
+	BlockReaderBytes, BlockReaderLimit int64
 	// Level0TraceBlocks and Level0LogBlocks wait to be merged; at
 	// StallBlocks of a signal its ingest is refused.
 	Level0TraceBlocks, Level0LogBlocks int64
@@ -1209,6 +1212,7 @@ func (db *DB) Stats() Stats {
 	defer db.mu.RUnlock()
 	s := Stats{RetentionAge: db.opts.RetentionAge, RetentionBytes: db.opts.RetentionBytes,
 		MemoryBytes: db.mem.Load(), MemoryBudget: db.opts.MemoryBudget, PendingHeads: len(db.flushing),
+		BlockReaderBytes: db.files.Used(), BlockReaderLimit: db.files.Limit(),
 		RefusedSpans: db.refusedSpans.Load(), RefusedLogs: db.refusedLogs.Load(),
 		TruncatedAttributes: db.truncatedAttrs.Load(), DroppedAttributes: db.droppedAttrs.Load(),
 		Level0TraceBlocks: db.level0[0].Load(), Level0LogBlocks: db.level0[1].Load(), StallBlocks: db.opts.StallBlocks}

@@ -500,3 +500,32 @@ func TestHeadYieldsNewestFirst(t *testing.T) {
 	}))
 	require.Equal(t, last, first)
 }
+
+// The open blocks' Parquet readers are held within their bound (a quarter
+// of the memory budget unless set), and every block still answers when
+// the bound holds the readers of fewer blocks than there are.
+func TestBlockReadersWithinBound(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), func(o *Options) { o.MemoryBudget, o.BlockReaders = 64<<20, 0 })
+	require.EqualValues(t, 16<<20, db.Stats().BlockReaderLimit)
+	require.NoError(t, db.Close())
+
+	db = openTestDB(t, t.TempDir(), func(o *Options) { o.BlockReaders = 40 << 10 })
+	g := workload.New(4, time.Now(), workload.Options{})
+	want := map[storage.TraceID]int{}
+	var lds []plog.Logs
+	for range 6 {
+		td, ld := g.Batch(150)
+		require.NoError(t, db.AppendTraces(td))
+		require.NoError(t, db.AppendLogs(ld))
+		for id, n := range traceIDs(td) {
+			want[id] += n
+		}
+		lds = append(lds, ld)
+		require.NoError(t, db.Flush(context.Background()))
+	}
+	requireAll(t, db, want, lds)
+	st := db.Stats()
+	require.Equal(t, 12, st.Blocks)
+	require.Positive(t, st.BlockReaderBytes)
+	require.LessOrEqual(t, st.BlockReaderBytes, st.BlockReaderLimit)
+}

@@ -44,11 +44,23 @@ type cachedFile struct {
 // whatever its size.
 func NewFileCache(limit int64) *FileCache { return &FileCache{limit: limit} }
 
-// Used returns the bytes the cache charges for the readers it holds.
+// Used returns the bytes the cache charges for the readers it holds (0
+// for a nil cache).
 func (c *FileCache) Used() int64 {
+	if c == nil {
+		return 0
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.used
+}
+
+// Limit returns the cache's bound (0 for a nil cache).
+func (c *FileCache) Limit() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.limit
 }
 
 // get returns the reader in slot, or nil.
