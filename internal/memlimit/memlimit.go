@@ -7,6 +7,7 @@ package memlimit
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -26,23 +27,50 @@ import (
 const EnvLimitMiB = "SIGHTLINE_MEMORY_LIMIT_MIB"
 
 // AllInOneLimitMiB is the all-in-one's limit outside a container: with the
-// store's 128 MiB budget it keeps RSS under 512 MiB at 20k spans/s and
-// under a 2x flood (docs/benchmarks.md). The Go soft limit is 75% of it;
-// RSS is about that plus 170 MiB of the binary's own code and tables,
-// mapped from its file.
+// store's 128 MiB budget it keeps RSS under 400 MiB at 20k spans/s and
+// under a 2x flood (docs/benchmarks.md).
 // It must match the default in all-in-one.yaml.
 const AllInOneLimitMiB = 400
 
-// softPercent of the process's limit is the Go soft memory limit. It is
-// below the memory_limiter's soft limit (the limit less its spike, 85% in
-// all-in-one.yaml), so that the garbage collector runs before the
-// memory_limiter sees garbage as usage: the other way round, the
-// memory_limiter refused data whenever the heap neared the collector's
+// softPercent of the process's limit is the most the Go soft memory limit
+// is. It is below the memory_limiter's soft limit (the limit less its
+// spike, 85% in all-in-one.yaml), so that the garbage collector runs
+// before the memory_limiter sees garbage as usage: the other way round,
+// the memory_limiter refused data whenever the heap neared the collector's
 // goal, in bursts, while the live heap was well under its limit.
 const softPercent = 75
 
+// residentPercent of the process's limit is what the Go soft limit and the
+// binary's resident pages share. The runtime governs only the memory it
+// allocates; the binary's code and tables, mapped from its file, are
+// resident beside it (130-140 MiB of the all-in-one's, RssFile) and count
+// in its RSS and in a container's memory as much. At 75% of 400 MiB with
+// nothing taken off, RSS peaked at 422-431 MiB at 20k spans/s. The rest of
+// the limit is the margin for pages mapped between two looks (Follow).
+const residentPercent = 95
+
+// minSoftPercent of the limit is the least the soft limit is, whatever
+// the binary maps: under it the collector would run without pause.
+const minSoftPercent = 50
+
+// softLimit is the Go soft limit for a process limited to limit bytes
+// whose binary has file bytes resident.
+func softLimit(limit, file int64) int64 {
+	soft := min(limit/100*softPercent, limit/100*residentPercent-file)
+	return max(soft, limit/100*minSoftPercent)
+}
+
+// followed is the process limit SetDefaults derived the soft limit from
+// (0: none), and set the soft limit it last set, which Follow keeps while
+// nothing else changes it.
+var followed struct {
+	sync.Mutex
+	limit, set int64
+}
+
 // SetDefaults sets the Go soft memory limit (unless GOMEMLIMIT is set) to
-// 75% of the process's limit, leaving the memory_limiter's hard limit as
+// 75% of the process's limit, less what the binary's resident pages take
+// past 20% of it (softLimit), leaving the memory_limiter's hard limit as
 // the backstop. The limit is EnvLimitMiB if set; else 80% of the
 // container's memory limit, which is also exported as EnvLimitMiB so the
 // config sees it; else AllInOneLimitMiB when allInOne, and none otherwise.
@@ -60,9 +88,75 @@ func SetDefaults(allInOne bool) int64 {
 	if mib == 0 || os.Getenv("GOMEMLIMIT") != "" {
 		return 0
 	}
-	soft := mib << 20 * softPercent / 100
+	file, _ := residentFile()
+	soft := softLimit(mib<<20, file)
+	followed.Lock()
+	followed.limit, followed.set = mib<<20, soft
+	followed.Unlock()
 	debug.SetMemoryLimit(soft)
 	return soft
+}
+
+// followInterval is how often Follow looks at the binary's resident pages.
+const followInterval = 10 * time.Second
+
+// Follow keeps the soft limit SetDefaults set in step with the binary's
+// resident pages until ctx is done: they grow after startup as code runs
+// for the first time, and the kernel may reclaim them. It stops early if
+// nothing was set, or once something else sets the limit.
+func Follow(ctx context.Context) {
+	t := time.NewTicker(followInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		file, ok := residentFile()
+		if !ok || !refresh(file) {
+			return
+		}
+	}
+}
+
+// refresh sets the soft limit for file bytes resident, unless the runtime's
+// limit is no longer the one last set; it reports whether to go on.
+func refresh(file int64) bool {
+	followed.Lock()
+	defer followed.Unlock()
+	if followed.limit == 0 || debug.SetMemoryLimit(-1) != followed.set {
+		return false
+	}
+	followed.set = softLimit(followed.limit, file)
+	debug.SetMemoryLimit(followed.set)
+	return true
+}
+
+// residentFile returns the process's resident file-backed memory, RssFile
+// in /proc/self/status.
+func residentFile() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	return parseRssFile(b)
+}
+
+func parseRssFile(status []byte) (int64, bool) {
+	for line := range bytes.Lines(status) {
+		rest, ok := bytes.CutPrefix(line, []byte("RssFile:"))
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(string(rest))
+		if len(fields) != 2 || fields[1] != "kB" {
+			return 0, false
+		}
+		kb, err := strconv.ParseInt(fields[0], 10, 64)
+		return kb << 10, err == nil
+	}
+	return 0, false
 }
 
 // LivePercent of the Go soft memory limit is the most live heap at which

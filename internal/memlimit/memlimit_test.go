@@ -35,6 +35,63 @@ func TestSetDefaults(t *testing.T) {
 	}
 }
 
+// The binary's resident pages come off the soft limit once they take more
+// than a fifth of the process's limit, down to half the limit at most.
+func TestSoftLimit(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct{ limit, file, want int64 }{
+		{400 * mib, 10 * mib, 300 * mib},
+		{400 * mib, 80 * mib, 300 * mib},
+		{400 * mib, 136 * mib, 244 * mib},
+		{400 * mib, 300 * mib, 200 * mib},
+		{4000 * mib, 136 * mib, 3000 * mib},
+	} {
+		if got := softLimit(c.limit, c.file); got != c.want {
+			t.Errorf("limit %d MiB, %d MiB resident: soft limit %d MiB, want %d MiB", c.limit/mib, c.file/mib, got/mib, c.want/mib)
+		}
+	}
+}
+
+func TestParseRssFile(t *testing.T) {
+	status := "Name:\tsightline\nVmRSS:\t  195208 kB\nRssAnon:\t   64044 kB\nRssFile:\t  131164 kB\nRssShmem:\t       0 kB\n"
+	if got, ok := parseRssFile([]byte(status)); !ok || got != 131164<<10 {
+		t.Errorf("RssFile %d, %v; want %d", got, ok, 131164<<10)
+	}
+	for _, bad := range []string{"", "VmRSS:\t 1 kB\n", "RssFile:\t12\n", "RssFile:\tx kB\n"} {
+		if got, ok := parseRssFile([]byte(bad)); ok {
+			t.Errorf("%q: RssFile %d, want none", bad, got)
+		}
+	}
+	if _, ok := residentFile(); !ok {
+		t.Error("no RssFile in /proc/self/status")
+	}
+}
+
+// Follow moves the soft limit SetDefaults set as the binary's resident
+// pages change, and leaves alone a limit set by anything else.
+func TestRefreshFollowsResidentPages(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOMEMLIMIT", "")
+	t.Setenv(EnvLimitMiB, "1000")
+	SetDefaults(false)
+	defer func() {
+		followed.Lock()
+		followed.limit = 0
+		followed.Unlock()
+	}()
+	const mib = 1 << 20
+	if !refresh(400*mib) || debug.SetMemoryLimit(-1) != softLimit(1000*mib, 400*mib) {
+		t.Fatalf("400 MiB resident: soft limit %d MiB, want %d MiB", debug.SetMemoryLimit(-1)/mib, softLimit(1000*mib, 400*mib)/mib)
+	}
+	if !refresh(100*mib) || debug.SetMemoryLimit(-1) != 750*mib {
+		t.Fatalf("100 MiB resident: soft limit %d MiB, want 750 MiB", debug.SetMemoryLimit(-1)/mib)
+	}
+	debug.SetMemoryLimit(123 * mib)
+	if refresh(400*mib) || debug.SetMemoryLimit(-1) != 123*mib {
+		t.Errorf("a limit set elsewhere was changed to %d MiB", debug.SetMemoryLimit(-1)/mib)
+	}
+}
+
 // The live heap is checked against the Go soft limit: a limit far under
 // this test's live heap refuses, a limit far over it admits, and no limit
 // admits.

@@ -189,6 +189,7 @@ func runCollector(cmd *cobra.Command, version string, uris []string) error {
 	}
 	ctx, stop := context.WithCancel(cmd.Context())
 	defer stop()
+	go memlimit.Follow(ctx)
 	go announceWhenRunning(ctx, col, cmd.OutOrStdout(), startupLine(version, conf))
 	return col.Run(cmd.Context())
 }
