@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,7 +25,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
 
-	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 	"github.com/sightlinehq/sightline/internal/workload"
@@ -35,12 +33,7 @@ import (
 // testStore holds two tenants' telemetry: every resource of the first
 // generator is tagged tenant.id=a, of the second tenant.id=b.
 func testStore(t *testing.T) (*store.DB, map[string][]storage.Span, time.Time) {
-	dir := t.TempDir()
-	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
-	require.NoError(t, err)
-	db, err := store.Open(context.Background(), store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour})
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
+	db := openStore(t)
 	t0 := time.Now().Add(-10 * time.Minute)
 	spans := map[string][]storage.Span{}
 	for i, tenant := range []string{"a", "b"} {
