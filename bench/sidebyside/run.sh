@@ -14,6 +14,12 @@
 # workload at RATE spans/s for DURATION, waits until each has written
 # everything to blocks, and runs every query RUNS times against each,
 # alternating between them.
+#
+# BASE=/path/to/an/older/sightline adds that build to the same run, for an
+# A/B of a change: once both have written their blocks, Sightline stops,
+# its data directory is copied, and the older build serves the copy on the
+# ports of bench/sidebyside/base.yaml while this tree's build serves the
+# original. All three are queried in turn.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${TEMPO:?set TEMPO to a tempo binary}"
@@ -24,7 +30,8 @@ tmp=$(mktemp -d)
 go build -o "$tmp/sightline" ./cmd/sightline
 go build -o "$tmp/sidebyside" ./bench/sidebyside
 sed "s#@DIR@#$tmp/tempo#g" bench/sidebyside/tempo.yaml >"$tmp/tempo.yaml"
-for port in 3200 4317 3210 4417 13133; do
+base=${BASE:-}
+for port in 3200 4317 3210 4417 13133 ${base:+3300 4327 13143}; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		echo "port $port is taken; stop what listens there first" >&2
 		exit 1
@@ -34,16 +41,18 @@ SIGHTLINE_DATA=$tmp/sightline-data "$tmp/sightline" >"$tmp/sightline.log" 2>&1 &
 sl=$!
 "$TEMPO" -config.file "$tmp/tempo.yaml" >"$tmp/tempo.log" 2>&1 &
 tp=$!
+bp=
 stop() {
-	kill $sl $tp 2>/dev/null || true
+	kill $sl $tp $bp 2>/dev/null || true
 	# Tempo's live store can take minutes to drain on SIGTERM; a benchmark
 	# does not need its data afterwards.
 	for _ in $(seq 30); do
-		kill -0 $sl 2>/dev/null || kill -0 $tp 2>/dev/null || break
+		kill -0 $sl 2>/dev/null || kill -0 $tp 2>/dev/null || { [ -n "$bp" ] && kill -0 $bp 2>/dev/null; } || break
 		sleep 1
 	done
-	kill -9 $sl $tp 2>/dev/null || true
+	kill -9 $sl $tp $bp 2>/dev/null || true
 	cp "$tmp/sightline.log" "$tmp/tempo.log" /tmp/ 2>/dev/null || true
+	[ -z "$bp" ] || cp "$tmp/base.log" /tmp/sightline-base.log 2>/dev/null || true
 	rm -rf "$tmp"
 }
 trap stop EXIT
@@ -62,4 +71,21 @@ until m=$(curl -sf http://127.0.0.1:3210/metrics) &&
 	sleep 2
 done
 du -sh "$tmp/sightline-data" "$tmp/tempo/blocks"
-"$tmp/sidebyside" query -http http://127.0.0.1:3200,http://127.0.0.1:3210 -names sightline,tempo -in "$tmp/data" -runs "$runs"
+urls=http://127.0.0.1:3200,http://127.0.0.1:3210
+names=sightline,tempo
+if [ -n "$base" ]; then
+	kill $sl
+	wait $sl || true
+	cp -a "$tmp/sightline-data" "$tmp/base-data"
+	SIGHTLINE_DATA=$tmp/sightline-data "$tmp/sightline" >>"$tmp/sightline.log" 2>&1 &
+	sl=$!
+	SIGHTLINE_DATA=$tmp/base-data "$base" --config builtin:all-in-one --config bench/sidebyside/base.yaml >"$tmp/base.log" 2>&1 &
+	bp=$!
+	until curl -sf http://127.0.0.1:13133/ >/dev/null && curl -sf http://127.0.0.1:13143/ >/dev/null; do
+		kill -0 $sl && kill -0 $bp || { tail -20 "$tmp/sightline.log" "$tmp/base.log"; exit 1; }
+		sleep 1
+	done
+	urls=$urls,http://127.0.0.1:3300
+	names=$names,base
+fi
+"$tmp/sidebyside" query -http "$urls" -names "$names" -in "$tmp/data" -runs "$runs"

@@ -189,7 +189,41 @@ func (q *querier) Spans(ctx context.Context, sq *storage.SpanQuery, fn func(*sto
 			return err
 		}
 	}
+	if block.IsCoreScan(sq) {
+		return q.coreScan(ctx, sq, fn)
+	}
 	return q.traceBlocks(ctx, func(b *blockRef) (bool, error) { return b.Spans(ctx, sq, fn) })
+}
+
+// coreScan reads a core scan's row groups across every trace block at
+// once, newest block first as traceBlocks does: the blocks a short window
+// holds are small (level-0 blocks have one or two row groups), and read
+// block by block they would leave a core idle.
+func (q *querier) coreScan(ctx context.Context, sq *storage.SpanQuery, fn func(*storage.Span) bool) error {
+	var parts []block.CorePart
+	refs := map[*block.Block]*blockRef{}
+	for i := len(q.blocks) - 1; i >= 0; i-- {
+		b := q.blocks[i]
+		if b.Meta.Signal != block.Traces {
+			continue
+		}
+		if p := b.CoreParts(sq); len(p) > 0 {
+			parts = append(parts, p...)
+			refs[b.Block] = b
+		}
+	}
+	var errs []error
+	err := block.ReadCoreParts(ctx, parts, fn, func(b *block.Block, err error) error {
+		if ferr := fatal(ctx, err); ferr != nil {
+			return ferr
+		}
+		errs = append(errs, q.blockErr(refs[b], err))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return errors.Join(errs...)
 }
 
 // SpanParts hands out the heads as one changing part and every trace

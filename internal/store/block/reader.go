@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -624,31 +623,47 @@ func cmpID(a, b storage.TraceID) int {
 	return 0
 }
 
+// admits reports whether b may hold a span q selects, from what is known
+// without reading its data: signal, time range, bloom filter, services.
+// ids are q.TraceIDs less those the bloom filter rules out; with q.TraceIDs
+// set and every one ruled out, b is not admitted.
+func (b *Block) admits(q *storage.SpanQuery) (ids []storage.TraceID, ok bool) {
+	if b.Meta.Signal != Traces || !b.Overlaps(q.Start, q.End) {
+		return nil, false
+	}
+	if !q.TraceID.IsEmpty() && !b.bloom.MayContain(q.TraceID) {
+		return nil, false
+	}
+	ids = q.TraceIDs
+	if len(ids) > 0 {
+		ids = slices.DeleteFunc(slices.Clone(ids), func(id storage.TraceID) bool { return !b.bloom.MayContain(id) })
+		if len(ids) == 0 {
+			return nil, false
+		}
+	}
+	if q.ServiceName != "" && !slices.Contains(b.Meta.Services, q.ServiceName) {
+		return nil, false
+	}
+	return ids, true
+}
+
 // Spans calls fn for each span matching q. It returns false when fn asked
 // to stop.
 func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storage.Span) bool) (_ bool, err error) {
 	defer b.guard(&err)
-	if b.Meta.Signal != Traces || !b.Overlaps(q.Start, q.End) {
-		return true, nil
+	if IsCoreScan(q) {
+		more := true
+		err := ReadCoreParts(ctx, b.CoreParts(q), func(s *storage.Span) bool {
+			more = fn(s)
+			return more
+		}, func(_ *Block, err error) error { return err })
+		return more && err == nil, err
 	}
-	if !q.TraceID.IsEmpty() && !b.bloom.MayContain(q.TraceID) {
-		return true, nil
-	}
-	ids := q.TraceIDs
-	if len(ids) > 0 {
-		// Only the IDs the bloom filter admits are looked for.
-		ids = slices.DeleteFunc(slices.Clone(ids), func(id storage.TraceID) bool { return !b.bloom.MayContain(id) })
-		if len(ids) == 0 {
-			return true, nil
-		}
-	}
-	if q.ServiceName != "" && !slices.Contains(b.Meta.Services, q.ServiceName) {
+	ids, ok := b.admits(q)
+	if !ok {
 		return true, nil
 	}
 	stats := storage.StatsFrom(ctx)
-	if q.Projection == storage.ProjectCore && len(q.Matchers) == 0 {
-		return b.coreScan(ctx, q, ids, stats, fn)
-	}
 	cache := newResourceCache()
 	var (
 		sc rowScratch
@@ -710,90 +725,6 @@ func rowGroupQuery(e *IndexEntry, q *storage.SpanQuery, ids []storage.TraceID) *
 	rq := *q
 	rq.TraceIDs = ids[lo:hi]
 	return &rq
-}
-
-// scanParallel is how many row groups a core scan reads at once. Reading
-// a row group is decompressing and decoding its pages, independent of any
-// other's; the spans still reach the caller in block order.
-var scanParallel = min(runtime.GOMAXPROCS(0), 4)
-
-// coreScan is Spans for a ProjectCore query without matchers: each row
-// group's kept rows are read from flat columns (coreSpans) and handed to
-// fn in block order. The first row group is read alone, since a search
-// often stops inside it; once fn has taken all of one, scanParallel row
-// groups are read at a time, and a scan that stops has read at most
-// scanParallel-1 too many.
-func (b *Block) coreScan(ctx context.Context, q *storage.SpanQuery, ids []storage.TraceID, stats *storage.Stats, fn func(*storage.Span) bool) (bool, error) {
-	type job struct {
-		i     int
-		q     *storage.SpanQuery
-		spans []storage.Span
-		err   error
-	}
-	var jobs []job
-	for i := range b.Index.RowGroups {
-		if rq := rowGroupQuery(&b.Index.RowGroups[i], q, ids); rq != nil {
-			jobs = append(jobs, job{i: i, q: rq})
-		}
-	}
-	if len(jobs) == 0 {
-		return true, nil
-	}
-	f, err := b.data()
-	if err != nil {
-		return false, err
-	}
-	bufs := make([][]storage.Span, scanParallel) // one per slot, reused
-	scratch := make([]rowScratch, scanParallel)
-	run := func(j *job, slot int) {
-		defer func() {
-			if r := recover(); r != nil {
-				j.err = corrupt(b.Meta.ID, fmt.Errorf("%v", r))
-			}
-		}()
-		e := &b.Index.RowGroups[j.i]
-		rg := f.RowGroups()[j.i]
-		keep, any, err := b.prefilterSpans(rg, j.i, e, j.q, stats, &scratch[slot])
-		if err != nil || !any {
-			j.err = b.readErr(err)
-			return
-		}
-		j.spans, j.err = b.coreSpans(rg, j.i, keep, j.q, stats, &bufs[slot], &scratch[slot])
-		j.err = b.readErr(j.err)
-	}
-	width := 1
-	for len(jobs) > 0 {
-		if err := ctx.Err(); err != nil {
-			return false, err
-		}
-		batch := jobs[:min(width, len(jobs))]
-		width = scanParallel
-		jobs = jobs[len(batch):]
-		if len(batch) == 1 {
-			run(&batch[0], 0)
-		} else {
-			var wg sync.WaitGroup
-			for k := range batch {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					run(&batch[k], k)
-				}()
-			}
-			wg.Wait()
-		}
-		for k := range batch {
-			if batch[k].err != nil {
-				return false, batch[k].err
-			}
-			for s := range batch[k].spans {
-				if !fn(&batch[k].spans[s]) {
-					return false, nil
-				}
-			}
-		}
-	}
-	return true, nil
 }
 
 func rowGroupMatches(e *IndexEntry, start, end int64, service string, id storage.TraceID) bool {
@@ -935,9 +866,46 @@ func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.Sp
 	if fields&storage.FieldDuration != 0 {
 		fields |= storage.FieldStart // the end is start plus duration
 	}
+	// A column the prefilter held to one value (an equality on service,
+	// name, kind or status) has that value in every kept row: it is set,
+	// not read. A search's results show the fields its filter names, so
+	// these are often asked for, and each read decodes every page that
+	// holds a kept row.
+	var fixedService *storage.Resource
+	if fields&storage.FieldService != 0 && q.ServiceName != "" {
+		fixedService = resource([]byte(q.ServiceName))
+	}
+	fixed := func(c int) bool {
+		switch c {
+		case coreName:
+			return q.Name != ""
+		case coreKind:
+			return q.HasKind
+		case coreStatus:
+			return q.HasStatus
+		case coreService:
+			return fixedService != nil
+		}
+		return false
+	}
+	for j := range spans {
+		s := &spans[j]
+		if fields&storage.FieldName != 0 && q.Name != "" {
+			s.Name = q.Name
+		}
+		if fields&storage.FieldKind != 0 && q.HasKind {
+			s.Kind = q.Kind
+		}
+		if fields&storage.FieldStatus != 0 && q.HasStatus {
+			s.StatusCode = q.Status
+		}
+		if fixedService != nil {
+			s.Resource = fixedService
+		}
+	}
 	for c, col := range coreColumns {
 		// coreColumns is in the order of the CoreFields bits.
-		if fields&(1<<c) == 0 {
+		if fields&(1<<c) == 0 || fixed(c) {
 			continue
 		}
 		dict = dictStrings{}
