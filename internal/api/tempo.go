@@ -631,26 +631,7 @@ func (a *API) tempoMetrics(w http.ResponseWriter, r *http.Request, instant bool)
 		if err != nil {
 			return err
 		}
-		series := make([]tempoSeries, 0, len(res.Series))
-		for _, s := range res.Series {
-			ts := tempoSeries{Labels: toKeyValues(s.Labels), PromLabels: promLabels(s.Labels)}
-			if instant {
-				v := 0.0
-				if len(s.Samples) > 0 {
-					v = s.Samples[0].Value
-				}
-				ts.Value = &v
-			} else {
-				for _, p := range s.Samples {
-					ts.Samples = append(ts.Samples, tempoSample{TimestampMs: strconv.FormatInt(p.TimestampMs, 10), Value: p.Value})
-				}
-				for _, e := range s.Exemplars {
-					ts.Exemplars = append(ts.Exemplars, tempoExemplar{Labels: toKeyValues(e.Labels), Value: e.Value, TimestampMs: strconv.FormatInt(e.TimestampMs, 10)})
-				}
-			}
-			series = append(series, ts)
-		}
-		writeTempoMetrics(w, series, searchMetrics{
+		writeTempoMetrics(w, res.Series, instant, searchMetrics{
 			InspectedTraces: res.InspectedTraces,
 			InspectedBytes:  strconv.FormatInt(qr.stats.BytesRead(), 10),
 			InspectedSpans:  strconv.FormatInt(res.InspectedSpans, 10),
@@ -661,12 +642,4 @@ func (a *API) tempoMetrics(w http.ResponseWriter, r *http.Request, instant bool)
 	if err != nil {
 		a.fail(w, r, styleText, err)
 	}
-}
-
-func promLabels(ls []traceql.Label) string {
-	parts := make([]string, 0, len(ls))
-	for _, l := range ls {
-		parts = append(parts, l.Key+"="+strconv.Quote(l.Value.Text()))
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
 }

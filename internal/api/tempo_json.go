@@ -5,23 +5,45 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"unicode/utf8"
+
+	"github.com/sightlinehq/sightline/internal/query/traceql"
 )
 
 // Tempo's metrics responses are large: a rate() by service over a few
 // minutes is thousands of samples and up to 100 exemplars a series, and
 // encoding/json's reflection over them took three quarters of a cached
-// query's time. writeTempoMetrics appends the same bytes directly; a
-// differential test (tempo_json_test.go) holds it to encoding/json's
-// output, HTML escaping and float formatting included.
+// query's time; building the response's structs first (a string per
+// timestamp, a pointer per label value) took half of what was left.
+// appendMetricsResult appends the same bytes straight from the engine's
+// series; a differential test (tempo_json_test.go) holds it to
+// encoding/json's output of toTempoSeries, HTML escaping and float
+// formatting included.
+
+// metricsBufs recycles response buffers: a cached rate() answers in tens
+// of microseconds, and growing a fresh buffer to a few hundred KiB cost
+// more than that. Buffers past maxPooledBuf are left to the collector, so
+// that one huge response does not stay held.
+var metricsBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+const maxPooledBuf = 4 << 20
 
 // writeTempoMetrics writes {"metrics":m,"series":series} as writeJSON
-// would.
-func writeTempoMetrics(w http.ResponseWriter, series []tempoSeries, m searchMetrics) {
-	b, ok := appendTempoMetrics(make([]byte, 0, 64<<10), series, m)
+// would with toTempoSeries(series, instant).
+func writeTempoMetrics(w http.ResponseWriter, series []traceql.Series, instant bool, m searchMetrics) {
+	buf := metricsBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= maxPooledBuf {
+			*buf = (*buf)[:0]
+			metricsBufs.Put(buf)
+		}
+	}()
+	b, ok := appendMetricsResult((*buf)[:0], series, instant, m)
+	*buf = b
 	if !ok {
 		// A value JSON cannot hold (NaN, ±Inf): encoding/json decides.
-		writeJSON(w, http.StatusOK, map[string]any{"series": series, "metrics": m})
+		writeJSON(w, http.StatusOK, map[string]any{"series": toTempoSeries(series, instant), "metrics": m})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -29,9 +51,50 @@ func writeTempoMetrics(w http.ResponseWriter, series []tempoSeries, m searchMetr
 	_, _ = w.Write(b)
 }
 
-// appendTempoMetrics appends the response and a newline, as
-// json.Encoder does; ok is false if a float is not finite.
-func appendTempoMetrics(b []byte, series []tempoSeries, m searchMetrics) (_ []byte, ok bool) {
+// toTempoSeries is the response's series as structs, for encoding/json.
+func toTempoSeries(series []traceql.Series, instant bool) []tempoSeries {
+	out := make([]tempoSeries, 0, len(series))
+	for _, s := range series {
+		ts := tempoSeries{Labels: toKeyValues(s.Labels), PromLabels: string(appendPromLabels(nil, s.Labels))}
+		if instant {
+			v := 0.0
+			if len(s.Samples) > 0 {
+				v = s.Samples[0].Value
+			}
+			ts.Value = &v
+		} else {
+			for _, p := range s.Samples {
+				ts.Samples = append(ts.Samples, tempoSample{TimestampMs: strconv.FormatInt(p.TimestampMs, 10), Value: p.Value})
+			}
+			for _, e := range s.Exemplars {
+				ts.Exemplars = append(ts.Exemplars, tempoExemplar{Labels: toKeyValues(e.Labels), Value: e.Value, TimestampMs: strconv.FormatInt(e.TimestampMs, 10)})
+			}
+		}
+		out = append(out, ts)
+	}
+	return out
+}
+
+// appendPromLabels appends a series' labels as Tempo's promLabels has
+// them: {key="value", ...}, values Go-quoted.
+func appendPromLabels(b []byte, ls []traceql.Label) []byte {
+	b = append(b, '{')
+	for i, l := range ls {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, l.Key...)
+		b = append(b, '=')
+		b = strconv.AppendQuote(b, l.Value.Text())
+	}
+	return append(b, '}')
+}
+
+// appendMetricsResult appends the response and a newline, as
+// json.Encoder does; ok is false if a float is not finite. An instant
+// query's series carry their first sample as value, and no samples nor
+// exemplars.
+func appendMetricsResult(b []byte, series []traceql.Series, instant bool, m searchMetrics) (_ []byte, ok bool) {
 	ok = true
 	b = append(b, `{"metrics":{`...)
 	if m.InspectedTraces != 0 {
@@ -49,102 +112,90 @@ func appendTempoMetrics(b []byte, series []tempoSeries, m searchMetrics) (_ []by
 	b = strconv.AppendInt(b, int64(m.CompletedJobs), 10)
 	b = append(b, `,"totalJobs":`...)
 	b = strconv.AppendInt(b, int64(m.TotalJobs), 10)
-	b = append(b, `},"series":`...)
-	if series == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i := range series {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			s := &series[i]
-			b = append(b, `{"labels":`...)
-			b = appendKeyValues(b, s.Labels, &ok)
-			if len(s.Samples) > 0 {
-				b = append(b, `,"samples":[`...)
-				for k := range s.Samples {
-					if k > 0 {
-						b = append(b, ',')
-					}
-					b = append(b, `{"timestampMs":`...)
-					b = appendJSONString(b, s.Samples[k].TimestampMs)
-					b = append(b, `,"value":`...)
-					b = appendJSONFloat(b, s.Samples[k].Value, &ok)
-					b = append(b, '}')
-				}
-				b = append(b, ']')
-			}
-			if len(s.Exemplars) > 0 {
-				b = append(b, `,"exemplars":[`...)
-				for k := range s.Exemplars {
-					if k > 0 {
-						b = append(b, ',')
-					}
-					e := &s.Exemplars[k]
-					b = append(b, `{"labels":`...)
-					b = appendKeyValues(b, e.Labels, &ok)
-					b = append(b, `,"value":`...)
-					b = appendJSONFloat(b, e.Value, &ok)
-					b = append(b, `,"timestampMs":`...)
-					b = appendJSONString(b, e.TimestampMs)
-					b = append(b, '}')
-				}
-				b = append(b, ']')
-			}
-			if s.PromLabels != "" {
-				b = append(b, `,"promLabels":`...)
-				b = appendJSONString(b, s.PromLabels)
-			}
-			if s.Value != nil {
-				b = append(b, `,"value":`...)
-				b = appendJSONFloat(b, *s.Value, &ok)
-			}
-			b = append(b, '}')
+	b = append(b, `},"series":[`...)
+	for i := range series {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		b = append(b, ']')
+		s := &series[i]
+		b = append(b, `{"labels":`...)
+		b = appendLabels(b, s.Labels, &ok)
+		if !instant && len(s.Samples) > 0 {
+			b = append(b, `,"samples":[`...)
+			for k := range s.Samples {
+				if k > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"timestampMs":"`...)
+				b = strconv.AppendInt(b, s.Samples[k].TimestampMs, 10)
+				b = append(b, `","value":`...)
+				b = appendJSONFloat(b, s.Samples[k].Value, &ok)
+				b = append(b, '}')
+			}
+			b = append(b, ']')
+		}
+		if !instant && len(s.Exemplars) > 0 {
+			b = append(b, `,"exemplars":[`...)
+			for k := range s.Exemplars {
+				if k > 0 {
+					b = append(b, ',')
+				}
+				e := &s.Exemplars[k]
+				b = append(b, `{"labels":`...)
+				b = appendLabels(b, e.Labels, &ok)
+				b = append(b, `,"value":`...)
+				b = appendJSONFloat(b, e.Value, &ok)
+				b = append(b, `,"timestampMs":"`...)
+				b = strconv.AppendInt(b, e.TimestampMs, 10)
+				b = append(b, `"}`...)
+			}
+			b = append(b, ']')
+		}
+		// promLabels is never empty ("{}" at least), so never omitted.
+		// It is built at the end of b, then quoted into place.
+		b = append(b, `,"promLabels":`...)
+		n := len(b)
+		b = appendPromLabels(b, s.Labels)
+		raw := string(b[n:]) // a copy: b is appended to below
+		b = appendJSONString(b[:n], raw)
+		if instant {
+			v := 0.0
+			if len(s.Samples) > 0 {
+				v = s.Samples[0].Value
+			}
+			b = append(b, `,"value":`...)
+			b = appendJSONFloat(b, v, &ok)
+		}
+		b = append(b, '}')
 	}
-	return append(b, "}\n"...), ok
+	return append(b, "]}\n"...), ok
 }
 
-func appendKeyValues(b []byte, kvs []keyValue, ok *bool) []byte {
-	if kvs == nil {
-		return append(b, "null"...)
-	}
+// appendLabels appends labels as toKeyValues makes them: OTLP's AnyValue
+// in JSON, integers as strings.
+func appendLabels(b []byte, ls []traceql.Label, ok *bool) []byte {
 	b = append(b, '[')
-	for i := range kvs {
+	for i := range ls {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"key":`...)
-		b = appendJSONString(b, kvs[i].Key)
-		b = append(b, `,"value":{`...)
-		v := &kvs[i].Value
-		comma := false
-		field := func(name string) {
-			if comma {
-				b = append(b, ',')
-			}
-			comma = true
+		b = appendJSONString(b, ls[i].Key)
+		v := &ls[i].Value
+		switch v.Type {
+		case traceql.TypeInt:
+			b = append(b, `,"value":{"intValue":"`...)
+			b = strconv.AppendInt(b, v.N, 10)
 			b = append(b, '"')
-			b = append(b, name...)
-			b = append(b, `":`...)
-		}
-		if v.StringValue != nil {
-			field("stringValue")
-			b = appendJSONString(b, *v.StringValue)
-		}
-		if v.IntValue != nil {
-			field("intValue")
-			b = appendJSONString(b, *v.IntValue)
-		}
-		if v.DoubleValue != nil {
-			field("doubleValue")
-			b = appendJSONFloat(b, *v.DoubleValue, ok)
-		}
-		if v.BoolValue != nil {
-			field("boolValue")
-			b = strconv.AppendBool(b, *v.BoolValue)
+		case traceql.TypeFloat:
+			b = append(b, `,"value":{"doubleValue":`...)
+			b = appendJSONFloat(b, v.F, ok)
+		case traceql.TypeBool:
+			b = append(b, `,"value":{"boolValue":`...)
+			b = strconv.AppendBool(b, v.N == 1)
+		default:
+			b = append(b, `,"value":{"stringValue":`...)
+			b = appendJSONString(b, v.Text())
 		}
 		b = append(b, "}}"...)
 	}
@@ -175,17 +226,30 @@ func appendJSONFloat(b []byte, f float64, ok *bool) []byte {
 }
 
 // appendJSONString quotes s as encoding/json does with HTML escaping: a
-// string of plain printable ASCII, nearly every label and number here, is
-// copied; any other goes through encoding/json.
+// string of printable ASCII, nearly every label and number here, is
+// copied, with '"' and '\\' escaped as encoding/json escapes them; any
+// other goes through encoding/json.
 func appendJSONString(b []byte, s string) []byte {
+	plain := true
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if c < 0x20 || c >= utf8.RuneSelf || c == '<' || c == '>' || c == '&' {
 			q, _ := json.Marshal(s)
 			return append(b, q...)
 		}
+		plain = plain && c != '"' && c != '\\'
 	}
 	b = append(b, '"')
-	b = append(b, s...)
+	if plain {
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, '\\', c)
+		} else {
+			b = append(b, c)
+		}
+	}
 	return append(b, '"')
 }

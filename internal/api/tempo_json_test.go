@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/sightlinehq/sightline/internal/query/traceql"
+	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
 // encodingJSON is what writeJSON writes for a metrics response.
@@ -26,7 +29,7 @@ var jsonStrings = []string{"", "checkout", "GET /api/cart", `a"b\c`, "<script>&a
 var jsonFloats = []float64{0, math.Copysign(0, -1), 1, -1, 0.5, 1.0 / 3, 123.33333333333333, 1e-6, 9.99e-7, 1e-7, 1.5e-300,
 	1e20, 1e21, 12345678901234567890123.0, -2.5e-8, math.MaxFloat64, math.SmallestNonzeroFloat64, 100}
 
-func randomSeries(r *rand.Rand) ([]tempoSeries, searchMetrics) {
+func randomSeries(r *rand.Rand) ([]traceql.Series, bool, searchMetrics) {
 	str := func() string { return jsonStrings[r.IntN(len(jsonStrings))] }
 	flt := func() float64 {
 		if r.IntN(3) == 0 {
@@ -34,72 +37,59 @@ func randomSeries(r *rand.Rand) ([]tempoSeries, searchMetrics) {
 		}
 		return jsonFloats[r.IntN(len(jsonFloats))]
 	}
-	kvs := func() []keyValue {
-		n := r.IntN(4)
-		if n == 3 {
-			return nil
-		}
-		out := make([]keyValue, 0, n)
-		for range n {
-			var v anyValue
-			switch r.IntN(4) {
+	labels := func() []traceql.Label {
+		var out []traceql.Label
+		for range r.IntN(4) {
+			var v traceql.Static
+			switch r.IntN(6) {
 			case 0:
-				s := str()
-				v.StringValue = &s
+				v = traceql.NewString(str())
 			case 1:
-				s := strconv.FormatInt(r.Int64()-r.Int64(), 10)
-				v.IntValue = &s
+				v = traceql.NewInt(r.Int64() - r.Int64())
 			case 2:
-				f := flt()
-				v.DoubleValue = &f
+				v = traceql.NewFloat(flt())
+			case 3:
+				v = traceql.NewBool(r.IntN(2) == 0)
+			case 4:
+				v = traceql.NewDuration(r.Int64N(1 << 40))
 			default:
-				b := r.IntN(2) == 0
-				v.BoolValue = &b
+				v = traceql.NewStatus(storage.StatusCode(r.IntN(3)))
 			}
-			out = append(out, keyValue{Key: str(), Value: v})
+			out = append(out, traceql.Label{Key: str(), Value: v})
 		}
 		return out
 	}
-	var series []tempoSeries
-	if r.IntN(8) > 0 {
-		series = []tempoSeries{}
-	}
+	var series []traceql.Series
 	for range r.IntN(4) {
-		s := tempoSeries{Labels: kvs()}
+		s := traceql.Series{Labels: labels()}
 		for range r.IntN(5) {
-			s.Samples = append(s.Samples, tempoSample{TimestampMs: strconv.FormatInt(r.Int64N(1<<45), 10), Value: flt()})
+			s.Samples = append(s.Samples, traceql.Sample{TimestampMs: r.Int64N(1<<45) - 1<<44, Value: flt()})
 		}
 		for range r.IntN(3) {
-			s.Exemplars = append(s.Exemplars, tempoExemplar{Labels: kvs(), Value: flt(), TimestampMs: strconv.FormatInt(r.Int64N(1<<45), 10)})
-		}
-		if r.IntN(2) == 0 {
-			s.PromLabels = str()
-		}
-		if r.IntN(3) == 0 {
-			v := flt()
-			s.Value = &v
+			s.Exemplars = append(s.Exemplars, traceql.Exemplar{Labels: labels(), Value: flt(), TimestampMs: r.Int64N(1 << 45)})
 		}
 		series = append(series, s)
 	}
 	m := searchMetrics{InspectedBytes: strconv.Itoa(r.IntN(1 << 20)), CompletedJobs: 1, TotalJobs: 1}
 	if r.IntN(2) == 0 {
 		m.InspectedTraces = r.IntN(1000)
-		m.InspectedSpans = strconv.Itoa(r.IntN(1 << 20))
+		m.InspectedSpans = str()
 	}
-	return series, m
+	return series, r.IntN(4) == 0, m
 }
 
 // TestTempoMetricsJSON holds the metrics encoder to encoding/json's
-// bytes over random responses: every field, omitted ones, nil slices,
-// strings that need escaping (HTML, control characters, bad UTF-8) and
+// bytes for the same series as structs, over random responses: every
+// field, omitted ones, empty slices, instant and range queries, strings
+// that need escaping (quotes, HTML, control characters, bad UTF-8) and
 // floats at the edges of the decimal and exponent forms.
 func TestTempoMetricsJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 3000 {
-		series, m := randomSeries(r)
-		got, ok := appendTempoMetrics(nil, series, m)
+		series, instant, m := randomSeries(r)
+		got, ok := appendMetricsResult(nil, series, instant, m)
 		require.True(t, ok)
-		want := encodingJSON(t, series, m)
+		want := encodingJSON(t, toTempoSeries(series, instant), m)
 		require.Equal(t, string(want), string(got), "case %d", i)
 	}
 }
@@ -108,14 +98,17 @@ func TestTempoMetricsJSON(t *testing.T) {
 // encoding/json's handling of it.
 func TestTempoMetricsJSONNotFinite(t *testing.T) {
 	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
-		v := f
-		for _, series := range [][]tempoSeries{
-			{{Labels: []keyValue{}, Samples: []tempoSample{{TimestampMs: "1", Value: f}}}},
-			{{Labels: []keyValue{}, Value: &v}},
-			{{Labels: []keyValue{{Key: "k", Value: anyValue{DoubleValue: &v}}}}},
+		for _, c := range []struct {
+			series  []traceql.Series
+			instant bool
+		}{
+			{[]traceql.Series{{Samples: []traceql.Sample{{TimestampMs: 1, Value: f}}}}, false},
+			{[]traceql.Series{{Samples: []traceql.Sample{{TimestampMs: 1, Value: f}}}}, true},
+			{[]traceql.Series{{Exemplars: []traceql.Exemplar{{Value: f}}}}, false},
+			{[]traceql.Series{{Labels: []traceql.Label{{Key: "k", Value: traceql.NewFloat(f)}}}}, false},
 		} {
-			_, ok := appendTempoMetrics(nil, series, searchMetrics{})
-			require.False(t, ok, "%v", f)
+			_, ok := appendMetricsResult(nil, c.series, c.instant, searchMetrics{})
+			require.False(t, ok, "%v %+v", f, c)
 		}
 	}
 }
@@ -131,38 +124,41 @@ func FuzzTempoMetricsJSON(f *testing.F) {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return
 		}
-		sv := s
-		series := []tempoSeries{{
-			Labels:     []keyValue{{Key: s, Value: anyValue{StringValue: &sv}}, {Key: "x", Value: anyValue{DoubleValue: &v}}},
-			Samples:    []tempoSample{{TimestampMs: strconv.FormatInt(ts, 10), Value: v}},
-			Exemplars:  []tempoExemplar{{Labels: []keyValue{}, Value: v, TimestampMs: s}},
-			PromLabels: s,
+		series := []traceql.Series{{
+			Labels:    []traceql.Label{{Key: s, Value: traceql.NewString(s)}, {Key: "x", Value: traceql.NewFloat(v)}},
+			Samples:   []traceql.Sample{{TimestampMs: ts, Value: v}},
+			Exemplars: []traceql.Exemplar{{Labels: []traceql.Label{{Key: "trace:id", Value: traceql.NewString(s)}}, Value: v, TimestampMs: ts}},
 		}}
 		m := searchMetrics{InspectedBytes: s, InspectedSpans: s, CompletedJobs: 1, TotalJobs: 1}
-		got, ok := appendTempoMetrics(nil, series, m)
-		if !ok {
-			t.Fatal("finite values refused")
-		}
-		if want := encodingJSON(t, series, m); !bytes.Equal(want, got) {
-			t.Fatalf("\nwant %s\ngot  %s", want, got)
+		for _, instant := range []bool{false, true} {
+			got, ok := appendMetricsResult(nil, series, instant, m)
+			if !ok {
+				t.Fatal("finite values refused")
+			}
+			if want := encodingJSON(t, toTempoSeries(series, instant), m); !bytes.Equal(want, got) {
+				t.Fatalf("\nwant %s\ngot  %s", want, got)
+			}
 		}
 	})
 }
 
 // BenchmarkTempoMetricsJSON encodes a rate() by service of 11 series over
 // 288 steps with 100 exemplars each, the size of bench/sidebyside's
-// metrics response (400 KB).
+// metrics response (400 KB): through structs and encoding/json, and
+// straight from the series.
 func BenchmarkTempoMetricsJSON(b *testing.B) {
-	var series []tempoSeries
+	var series []traceql.Series
 	for i := range 11 {
 		svc := "service-" + strconv.Itoa(i)
-		s := tempoSeries{Labels: []keyValue{{Key: "resource.service.name", Value: anyValue{StringValue: &svc}}}, PromLabels: `{resource.service.name="` + svc + `"}`}
+		s := traceql.Series{Labels: []traceql.Label{{Key: "resource.service.name", Value: traceql.NewString(svc)}}}
 		for k := range 288 {
-			s.Samples = append(s.Samples, tempoSample{TimestampMs: strconv.Itoa(1796414580000 + 3000*k), Value: 100 + float64(k)/3})
+			s.Samples = append(s.Samples, traceql.Sample{TimestampMs: int64(1796414580000 + 3000*k), Value: 100 + float64(k)/3})
 		}
 		for k := range 100 {
-			id, span := "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-			s.Exemplars = append(s.Exemplars, tempoExemplar{Labels: []keyValue{{Key: "trace:id", Value: anyValue{StringValue: &id}}, {Key: "span:id", Value: anyValue{StringValue: &span}}}, Value: float64(k), TimestampMs: strconv.Itoa(1796414580000 + 3000*k)})
+			s.Exemplars = append(s.Exemplars, traceql.Exemplar{Labels: []traceql.Label{
+				{Key: "trace:id", Value: traceql.NewString("4bf92f3577b34da6a3ce929d0e0e4736")},
+				{Key: "span:id", Value: traceql.NewString("00f067aa0ba902b7")},
+			}, Value: float64(k), TimestampMs: int64(1796414580000 + 3000*k)})
 		}
 		series = append(series, s)
 	}
@@ -170,14 +166,14 @@ func BenchmarkTempoMetricsJSON(b *testing.B) {
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
-			encodingJSON(b, series, m)
+			encodingJSON(b, toTempoSeries(series, false), m)
 		}
 	})
 	b.Run("append", func(b *testing.B) {
 		b.ReportAllocs()
 		buf := make([]byte, 0, 64<<10)
 		for range b.N {
-			buf, _ = appendTempoMetrics(buf[:0], series, m)
+			buf, _ = appendMetricsResult(buf[:0], series, false, m)
 		}
 	})
 }
