@@ -151,6 +151,7 @@ func query(args []string) error {
 	names := fs.String("names", "sightline", "their names, comma-separated")
 	in := fs.String("in", "", "the directory load wrote")
 	runs := fs.Int("runs", 50, "runs per query and backend")
+	only := fs.String("only", "", "run only the queries whose name contains this")
 	_ = fs.Parse(args)
 	rb, err := os.ReadFile(filepath.Join(*in, "range"))
 	if err != nil {
@@ -173,6 +174,9 @@ func query(args []string) error {
 	client := &http.Client{Timeout: 2 * time.Minute}
 	fmt.Printf("| query | %s |\n|---|%s\n", strings.Join(labels, " p50 / p99 / bytes / result | ")+" p50 / p99 / bytes / result", strings.Repeat("---|", len(labels)))
 	for _, qd := range queries {
+		if !strings.Contains(qd.name, *only) {
+			continue
+		}
 		lat := make([][]time.Duration, len(backends))
 		bytes := make([][]int64, len(backends))
 		result := make([]string, len(backends))

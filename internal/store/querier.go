@@ -117,14 +117,43 @@ func (q *querier) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn 
 			byBlock[o] = append(byBlock[o], ids[i]) // ids are sorted, so each list is
 		}
 	}
-	var errs []error
+	// Blocks are read a few at a time: a search for many traces finds
+	// them spread over every block, and each block's read is page
+	// decoding on one core. fn is called under a lock, so one summary at
+	// a time, as from a single reader.
+	var (
+		mu     sync.Mutex
+		failed = map[int]error{}
+		wg     sync.WaitGroup
+	)
+	slots := make(chan struct{}, block.ScanParallel())
+	locked := func(s *storage.TraceSummary) {
+		mu.Lock()
+		defer mu.Unlock()
+		fn(s)
+	}
 	for bi, sub := range byBlock {
-		if err := q.blocks[bi].TraceSummaries(ctx, sub, fn); err != nil {
-			if ferr := fatal(ctx, err); ferr != nil {
-				return ferr
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() {
+				<-slots
+				wg.Done()
+			}()
+			if err := q.blocks[bi].TraceSummaries(ctx, sub, locked); err != nil {
+				mu.Lock()
+				failed[bi] = err
+				mu.Unlock()
 			}
-			errs = append(errs, q.blockErr(q.blocks[bi], err))
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for bi, err := range failed {
+		if ferr := fatal(ctx, err); ferr != nil {
+			return ferr
 		}
+		errs = append(errs, q.blockErr(q.blocks[bi], err))
 	}
 	return errors.Join(errs...)
 }

@@ -81,6 +81,10 @@ func (p *CorePart) read(ctx context.Context, sc *coreScratch) (spans []storage.S
 // is decompressing and decoding its pages, on one core.
 var scanParallel = min(runtime.GOMAXPROCS(0), 4)
 
+// ScanParallel is how many reads of blocks' pages a query runs at once,
+// for callers that read several blocks themselves.
+func ScanParallel() int { return scanParallel }
+
 // ReadCoreParts reads parts, scanParallel at a time, and calls fn with
 // their spans in the order of parts; fn returning false ends the scan.
 // The spans are the store's to reuse once fn returns (ProjectCore's
