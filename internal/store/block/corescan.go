@@ -28,9 +28,6 @@ type CorePart struct {
 	q *storage.SpanQuery
 }
 
-// Block returns the block the part reads.
-func (p *CorePart) Block() *Block { return p.b }
-
 // CoreParts returns b's parts of the core scan q in block order: none
 // when b cannot hold a match (its time range, bloom filter, services or
 // row groups' bounds rule it out). q must be a core scan (IsCoreScan).
