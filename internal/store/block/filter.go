@@ -2,9 +2,11 @@ package block
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
@@ -365,13 +367,49 @@ func (sc *rowScratch) keepRows(n int) []bool {
 	return sc.keep
 }
 
-// rowIndex returns n positions, to be set by the caller.
-func (sc *rowScratch) rowIndex(n int) []int32 {
-	if cap(sc.idx) < n {
-		sc.idx = make([]int32, n)
-	}
-	sc.idx = sc.idx[:n]
+// keptRows returns the positions of keep's set flags, ascending, in
+// sc's reused slice.
+func (sc *rowScratch) keptRows(keep []bool) []int32 {
+	sc.idx = appendKept(sc.idx[:0], keep)
 	return sc.idx
+}
+
+// appendKept appends the positions of keep's set flags to dst,
+// ascending. It skips eight unset flags at a time, since a selective
+// search keeps a few rows in a hundred thousand.
+func appendKept(dst []int32, keep []bool) []int32 {
+	if len(keep) == 0 {
+		return dst
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&keep[0])), len(keep))
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if binary.LittleEndian.Uint64(b[i:]) == 0 {
+			continue
+		}
+		for k := i; k < i+8; k++ {
+			if b[k] != 0 {
+				dst = append(dst, int32(k))
+			}
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] != 0 {
+			dst = append(dst, int32(i))
+		}
+	}
+	return dst
+}
+
+// keptIn returns the part of kept, ascending row positions, in rows
+// [from, to), and its offset in kept.
+func keptIn(kept []int32, from, to int) (int, []int32) {
+	lo, _ := slices.BinarySearch(kept, int32(from))
+	hi := lo
+	for hi < len(kept) && int(kept[hi]) < to {
+		hi++
+	}
+	return lo, kept[lo:hi]
 }
 
 // fillTrue sets every flag, doubling each copy (memmove, not a loop per

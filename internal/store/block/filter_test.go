@@ -2,6 +2,7 @@ package block
 
 import (
 	"context"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"testing"
@@ -158,4 +159,45 @@ func TestCoreFields(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, len(full), n)
 	require.Less(t, stats.BytesRead(), fullStats.BytesRead())
+}
+
+// appendKept and keptIn must agree with a plain walk over the flags, for
+// sparse and dense flags and lengths that are not a multiple of eight.
+func TestKeptRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 7, 8, 9, 63, 1000} {
+		for _, density := range []float64{0, 0.01, 0.5, 1} {
+			keep := make([]bool, n)
+			var want []int32
+			for i := range keep {
+				keep[i] = rng.Float64() < density
+				if keep[i] {
+					want = append(want, int32(i))
+				}
+			}
+			got := appendKept([]int32{-1}, keep)
+			require.Equal(t, append([]int32{-1}, want...), got, "n=%d density=%v", n, density)
+			got = got[1:]
+			for range 20 {
+				from := rng.IntN(n + 1)
+				to := from + rng.IntN(n-from+1)
+				var in []int32
+				off := -1
+				for j, r := range want {
+					if int(r) >= from && int(r) < to {
+						if off < 0 {
+							off = j
+						}
+						in = append(in, r)
+					}
+				}
+				j0, gotIn := keptIn(got, from, to)
+				require.Equal(t, len(in), len(gotIn))
+				if len(in) > 0 {
+					require.Equal(t, in, gotIn)
+					require.Equal(t, off, j0)
+				}
+			}
+		}
+	}
 }

@@ -832,16 +832,11 @@ const (
 // ProjectCore's callers copy what they keep. Every field a core read sets
 // is set for each kept row, so a reused span carries nothing stale.
 func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, buf *[]storage.Span, sc *rowScratch) ([]storage.Span, error) {
-	idx := sc.rowIndex(len(keep)) // row -> position in spans, -1 when not kept
-	n := int32(0)
-	for r, k := range keep {
-		idx[r] = -1
-		if k {
-			idx[r] = n
-			n++
-		}
-	}
-	if cap(*buf) < int(n) {
+	// The j-th kept row is spans[j]; each page visits its kept rows only,
+	// not all of its rows.
+	kept := sc.keptRows(keep)
+	n := len(kept)
+	if cap(*buf) < n {
 		*buf = make([]storage.Span, n)
 	}
 	spans := (*buf)[:n]
@@ -916,12 +911,10 @@ func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.Sp
 				svcDict = pg.Dictionary()
 				svcByIdx = make([]*storage.Resource, svcDict.Len())
 			}
-			for k := range rows {
-				j := idx[from+k]
-				if j < 0 {
-					continue
-				}
-				s := &spans[j]
+			j0, in := keptIn(kept, from, from+rows)
+			for x, r := range in {
+				k := int(r) - from
+				s := &spans[j0+x]
 				switch c {
 				case coreTraceID:
 					copy(s.TraceID[:], pv.bytesAt(k, pg))

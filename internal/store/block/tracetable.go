@@ -270,7 +270,7 @@ func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn fu
 		if found == 0 {
 			continue
 		}
-		sums, err := b.readSummaries(rg, i, keep, found, stats)
+		sums, err := b.readSummaries(rg, i, keep, stats)
 		if err != nil {
 			return b.readErr(err)
 		}
@@ -374,24 +374,21 @@ func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(
 }
 
 // readSummaries reads the kept rows of row group i of the trace table.
-func (b *Block) readSummaries(rg parquet.RowGroup, i int, keep []bool, n int, stats *storage.Stats) ([]storage.TraceSummary, error) {
-	sums := make([]storage.TraceSummary, n)
+func (b *Block) readSummaries(rg parquet.RowGroup, i int, keep []bool, stats *storage.Stats) ([]storage.TraceSummary, error) {
+	kept := appendKept(nil, keep)
+	sums := make([]storage.TraceSummary, len(kept))
 	var pv pageValues
 	var dict dictStrings
 	var svc map[string][]storage.ServiceSpans // decoded services blobs
 	for c, ci := range b.traceCols {
 		dict = dictStrings{}
-		// Pages come in row order and every kept row is in one of them:
-		// the j-th kept row is sums[j].
-		j := 0
+		// The j-th kept row is sums[j].
 		read, err := keptChunkPages(fileOf(rg), rg.ColumnChunks()[ci], i, ci, keep, func(from int, pg parquet.Page) {
 			pv.load(pg, &dict)
-			for k := range min(int(pg.NumRows()), len(keep)-from) {
-				if !keep[from+k] || j >= len(sums) {
-					continue
-				}
-				s := &sums[j]
-				j++
+			j0, in := keptIn(kept, from, from+min(int(pg.NumRows()), len(keep)-from))
+			for x, r := range in {
+				k := int(r) - from
+				s := &sums[j0+x]
 				switch c {
 				case ttTraceID:
 					copy(s.TraceID[:], pv.bytesAt(k, pg))
