@@ -228,22 +228,26 @@ func appendJSONFloat(b []byte, f float64, ok *bool) []byte {
 // appendJSONString quotes s as encoding/json does with HTML escaping: a
 // string of printable ASCII, nearly every label and number here, is
 // copied, with '"' and '\\' escaped as encoding/json escapes them; any
-// other goes through encoding/json.
+// other goes through encoding/json. The common case, nothing to escape,
+// is one table lookup per byte (trace and span IDs fill most of a
+// metrics response).
 func appendJSONString(b []byte, s string) []byte {
-	plain := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= utf8.RuneSelf || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-		plain = plain && c != '"' && c != '\\'
+	i := 0
+	for i < len(s) && jsonPlain[s[i]] {
+		i++
 	}
-	b = append(b, '"')
-	if plain {
+	if i == len(s) {
+		b = append(b, '"')
 		b = append(b, s...)
 		return append(b, '"')
 	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == '"' || c == '\\' {
 			b = append(b, '\\', c)
@@ -253,3 +257,16 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	return append(b, '"')
 }
+
+// jsonPlain marks the bytes appendJSONString copies as they are:
+// printable ASCII but the quote, the backslash and the three that
+// encoding/json escapes for HTML.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = true
+	}
+	for _, c := range `"\<>&` {
+		t[c] = false
+	}
+	return t
+}()

@@ -935,7 +935,10 @@ func finish(m *MetricsAggregate, acc *seriesAcc, start, step int64, n int, insta
 		return math.NaN()
 	}
 	build := func(labels []Label, val func(int) float64) Series {
-		s := Series{Labels: labels}
+		s := Series{Labels: labels, Samples: make([]Sample, 0, n)}
+		if len(acc.ex) > 0 {
+			s.Exemplars = make([]Exemplar, 0, len(acc.ex))
+		}
 		for b := range n {
 			v := val(b)
 			if math.IsNaN(v) {
@@ -950,6 +953,13 @@ func finish(m *MetricsAggregate, acc *seriesAcc, start, step int64, n int, insta
 			if !math.IsNaN(e.Value) {
 				s.Exemplars = append(s.Exemplars, e)
 			}
+		}
+		// Sized once above; empty stays nil, as before.
+		if len(s.Samples) == 0 {
+			s.Samples = nil
+		}
+		if len(s.Exemplars) == 0 {
+			s.Exemplars = nil
 		}
 		return s
 	}

@@ -186,8 +186,16 @@ func (a *metricsAcc) merge(p *metricsAcc) {
 			acc.count[ab] += c
 		}
 		for i, e := range ps.ex {
-			ab := ps.exBkt[i] + off
-			if len(acc.ex) < a.exemplars && !slices.Contains(acc.exBkt, ab) {
+			if len(acc.ex) >= a.exemplars {
+				break
+			}
+			if acc.ex == nil {
+				// Sized for the usual limit (Tempo's default is 100), not
+				// for whatever a request asks.
+				c := min(a.exemplars, 128)
+				acc.ex, acc.exBkt = make([]Exemplar, 0, c), make([]int, 0, c)
+			}
+			if ab := ps.exBkt[i] + off; !slices.Contains(acc.exBkt, ab) {
 				acc.ex = append(acc.ex, e)
 				acc.exBkt = append(acc.exBkt, ab)
 			}
