@@ -355,6 +355,7 @@ func (b *Block) boundsExcludeAll(rg parquet.RowGroup, preds []colPred) bool {
 type rowScratch struct {
 	keep []bool
 	idx  []int32
+	saved savedInts
 }
 
 // keepRows returns n flags, all false.
@@ -365,6 +366,62 @@ func (sc *rowScratch) keepRows(n int) []bool {
 	sc.keep = sc.keep[:n]
 	clear(sc.keep)
 	return sc.keep
+}
+
+// copyInt64s copies the values of pg, a page of a required int64 column
+// decoded to a slice, to dst, and reports whether it could.
+func copyInt64s(dst []int64, pg parquet.Page) bool {
+	if pg.NumNulls() != 0 || pg.NumValues() != int64(len(dst)) || pg.Dictionary() != nil {
+		return false
+	}
+	data := pg.Data()
+	if data.Kind() != encoding.Int64 || len(data.Int64()) != len(dst) {
+		return false
+	}
+	copy(dst, data.Int64())
+	return true
+}
+
+// savedInts keeps the durations (0) and starts (1) a core scan's
+// prefilter decodes, by row of the row group, when the results need them
+// too: reading the kept rows would decode the same pages again. pred
+// names the predicate of each, -1 for none; ok says that every page the
+// predicate read went into vals, so every row kept afterwards has its
+// value there.
+type savedInts struct {
+	pred [2]int
+	vals [2][]int64
+	ok   [2]bool
+}
+
+// reset prepares for a row group of n rows whose predicates are preds;
+// want says which of the two columns the results read.
+func (sv *savedInts) reset(preds []colPred, want [2]bool, n int) {
+	sv.pred, sv.ok = [2]int{-1, -1}, [2]bool{}
+	for k := range preds {
+		for w, col := range [2]string{"duration_nano", "start_unix_nano"} {
+			if want[w] && preds[k].col == col {
+				sv.pred[w] = k
+				if cap(sv.vals[w]) < n {
+					sv.vals[w] = make([]int64, n)
+				}
+				sv.vals[w] = sv.vals[w][:n]
+			}
+		}
+	}
+}
+
+// which is the column predicate k saves, or -1.
+func (sv *savedInts) which(k int) int {
+	if sv == nil {
+		return -1
+	}
+	for w, p := range sv.pred {
+		if p == k {
+			return w
+		}
+	}
+	return -1
 }
 
 // keptRows returns the positions of keep's set flags, ascending, in
@@ -429,7 +486,10 @@ func fillTrue(keep []bool) {
 // drop the pages their bounds exclude, with no read; then each predicate
 // reads only the pages that still hold kept rows, so the more selective
 // one goes first.
-func (b *Block) filterRows(rg parquet.RowGroup, i int, keep []bool, preds []colPred, stats *storage.Stats) (bool, error) {
+//
+// With sv, the values of the predicates it names are kept as they are
+// decoded (savedInts).
+func (b *Block) filterRows(rg parquet.RowGroup, i int, keep []bool, preds []colPred, stats *storage.Stats, sv *savedInts) (bool, error) {
 	chunks := rg.ColumnChunks()
 	for k := range preds {
 		p := &preds[k]
@@ -446,9 +506,16 @@ func (b *Block) filterRows(rg parquet.RowGroup, i int, keep []bool, preds []colP
 		}
 		p := &preds[k]
 		var dict dictMatch
+		w := sv.which(k)
+		if w >= 0 {
+			sv.ok[w] = true
+		}
 		read, err := b.keptPages(rg, i, p.col, keep, func(from int, pg parquet.Page) {
 			n := min(int(pg.NumRows()), len(keep)-from)
 			p.page(pg, keep[from:from+n], &dict)
+			if w >= 0 && sv.ok[w] {
+				sv.ok[w] = copyInt64s(sv.vals[w][from:from+n], pg)
+			}
 		})
 		if err != nil {
 			return false, err
@@ -472,6 +539,7 @@ type pageValues struct {
 	data  []byte
 	offs  []uint32
 	idx   []int32
+	bits  []byte
 	dict  *dictStrings
 	boxed []parquet.Value
 }
@@ -514,6 +582,14 @@ func (v *pageValues) load(pg parquet.Page, dict *dictStrings) {
 		case data.Kind() == encoding.FixedLenByteArray:
 			v.fixed, v.size = data.FixedLenByteArray()
 			return
+		case data.Kind() == encoding.Boolean:
+			// Bit-packed, least significant bit first; a page read whole
+			// starts at its first bit (boxing each flag cost a trace
+			// summary read a fifth of its time).
+			if bits := data.Boolean(); len(bits) >= (n+7)/8 && len(bits) > 0 {
+				v.bits = bits
+				return
+			}
 		case data.Kind() == encoding.ByteArray:
 			v.data, v.offs = data.ByteArray()
 			if len(v.offs) == n+1 {
@@ -545,6 +621,8 @@ func (v *pageValues) int64At(k int) int64 {
 		return v.i64[k]
 	case v.i32 != nil:
 		return int64(v.i32[k])
+	case v.bits != nil:
+		return int64(v.bits[k>>3] >> (k & 7) & 1)
 	case k < len(v.boxed):
 		switch v.boxed[k].Kind() {
 		case parquet.Int32:

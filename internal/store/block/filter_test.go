@@ -54,6 +54,10 @@ func TestSpansMatchOracle(t *testing.T) {
 		{TraceID: some.TraceID, Name: some.Name},
 		{MinDuration: 10 * ms, MaxDuration: 20 * ms, ServiceName: some.Resource.ServiceName()},
 	}
+	byID := map[storage.SpanID]*storage.Span{}
+	for i := range spans {
+		byID[spans[i].SpanID] = &spans[i]
+	}
 	for _, q := range queries {
 		var want []storage.SpanID
 		for i := range spans {
@@ -69,6 +73,10 @@ func TestSpansMatchOracle(t *testing.T) {
 			var got []storage.SpanID
 			_, err := b.Spans(context.Background(), &q, func(s *storage.Span) bool {
 				got = append(got, s.SpanID)
+				// Start and end too: a core read takes them from the
+				// values its prefilter decoded when it filtered on them.
+				w := byID[s.SpanID]
+				require.Equal(t, [2]int64{w.StartUnixNano, w.EndUnixNano}, [2]int64{s.StartUnixNano, s.EndUnixNano}, "%+v", q)
 				return true
 			})
 			require.NoError(t, err)

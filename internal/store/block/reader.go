@@ -778,10 +778,22 @@ func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *sto
 	if (q.Start != 0 && e.MinTime < q.Start) || (q.End != 0 && e.MaxTime > q.End) {
 		preds = append(preds, timeRange("start_unix_nano", q.Start, q.End))
 	}
+	sc.saved.ok = [2]bool{}
 	if b.boundsExcludeAll(rg, preds) {
 		// Nothing to read, nor a flag per row to clear: a search that
 		// no page's bounds admit (the usual miss) costs the page index.
 		return nil, false, nil
+	}
+	// A core read of the rows kept would decode the duration and start
+	// pages the filter has just decoded: the filter keeps their values.
+	var sv *savedInts
+	if q.Projection == storage.ProjectCore {
+		fields := q.Fields
+		if fields == 0 {
+			fields = ^storage.CoreFields(0)
+		}
+		sv = &sc.saved
+		sv.reset(preds, [2]bool{fields&storage.FieldDuration != 0, fields&(storage.FieldStart|storage.FieldDuration) != 0}, int(e.Rows))
 	}
 	keep := sc.keepRows(int(e.Rows))
 	if len(q.TraceIDs) > 0 {
@@ -804,7 +816,7 @@ func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *sto
 	} else {
 		fillTrue(keep)
 	}
-	any, err := b.filterRows(rg, i, keep, preds, stats)
+	any, err := b.filterRows(rg, i, keep, preds, stats, sv)
 	return keep, any, err
 }
 
@@ -823,6 +835,17 @@ const (
 	coreDuration
 	coreService
 )
+
+// savedColumn is the index in rowScratch.saved of core column c, or -1.
+func savedColumn(c int) int {
+	switch c {
+	case coreDuration:
+		return 0
+	case coreStart:
+		return 1
+	}
+	return -1
+}
 
 // coreSpans answers a ProjectCore query from flat columns alone: the kept
 // rows' core fields are read column by column, from the pages that hold
@@ -901,6 +924,18 @@ func (b *Block) coreSpans(rg parquet.RowGroup, i int, keep []bool, q *storage.Sp
 	for c, col := range coreColumns {
 		// coreColumns is in the order of the CoreFields bits.
 		if fields&(1<<c) == 0 || fixed(c) {
+			continue
+		}
+		if w := savedColumn(c); w >= 0 && sc.saved.ok[w] {
+			vals := sc.saved.vals[w]
+			for j, r := range kept {
+				if c == coreStart {
+					spans[j].StartUnixNano = vals[r]
+					spans[j].EndUnixNano = vals[r]
+				} else {
+					spans[j].EndUnixNano += vals[r]
+				}
+			}
 			continue
 		}
 		dict = dictStrings{}
@@ -1065,7 +1100,7 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 		for r := range keep {
 			keep[r] = true
 		}
-		any, err := b.filterRows(rg, i, keep, preds, stats)
+		any, err := b.filterRows(rg, i, keep, preds, stats, nil)
 		if err != nil {
 			return false, b.readErr(err)
 		}
