@@ -211,6 +211,13 @@ func appendJSONFloat(b []byte, f float64, ok *bool) []byte {
 		*ok = false
 		return append(b, '0')
 	}
+	// Whole numbers, most samples of a count or rate per second and
+	// most exemplar values, print as integers: the same digits, without
+	// the shortest-float search (a fifth of a cached answer's CPU).
+	// Negative zero keeps its sign through the general path.
+	if abs := math.Abs(f); abs < 1<<53 && f == math.Trunc(f) && (f != 0 || !math.Signbit(f)) {
+		return strconv.AppendInt(b, int64(f), 10)
+	}
 	format := byte('f')
 	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
 		format = 'e'

@@ -27,13 +27,17 @@ var jsonStrings = []string{"", "checkout", "GET /api/cart", `a"b\c`, "<script>&a
 	"héllo wörld", "日本語", "\u2028\u2029", "bad \xff\xfe utf8", "trace:id", "{ } | rate()"}
 
 var jsonFloats = []float64{0, math.Copysign(0, -1), 1, -1, 0.5, 1.0 / 3, 123.33333333333333, 1e-6, 9.99e-7, 1e-7, 1.5e-300,
-	1e20, 1e21, 12345678901234567890123.0, -2.5e-8, math.MaxFloat64, math.SmallestNonzeroFloat64, 100}
+	1e20, 1e21, 12345678901234567890123.0, -2.5e-8, math.MaxFloat64, math.SmallestNonzeroFloat64, 100,
+	1<<53 - 1, 1 << 53, -(1<<53 - 1), 1<<53 + 2, 1e15, -123456, 695}
 
 func randomSeries(r *rand.Rand) ([]traceql.Series, bool, searchMetrics) {
 	str := func() string { return jsonStrings[r.IntN(len(jsonStrings))] }
 	flt := func() float64 {
-		if r.IntN(3) == 0 {
+		switch r.IntN(4) {
+		case 0:
 			return r.NormFloat64() * math.Pow(10, float64(r.IntN(60)-30))
+		case 1: // whole numbers, which take a path of their own
+			return float64(r.Int64N(1<<r.IntN(62)+1) - r.Int64N(1<<r.IntN(62)+1))
 		}
 		return jsonFloats[r.IntN(len(jsonFloats))]
 	}

@@ -711,7 +711,31 @@ type seriesAcc struct {
 	max    []float64
 	values [][]float64
 	ex     []Exemplar
-	exBkt  []int
+	exBkt  []int    // the step of each exemplar
+	exIn   []uint64 // which steps have one, a bit each
+}
+
+// hasExemplar reports whether step b has an exemplar: one per step, so
+// that a series' exemplars spread over its range.
+func (acc *seriesAcc) hasExemplar(b int) bool {
+	return b >= 0 && b>>6 < len(acc.exIn) && acc.exIn[b>>6]&(1<<(b&63)) != 0
+}
+
+// addExemplar adds e, of step b, to a series of n steps, at most max of
+// them.
+func (acc *seriesAcc) addExemplar(e Exemplar, b, n, max int) {
+	if acc.exIn == nil {
+		acc.exIn = make([]uint64, (n+63)>>6)
+		// Sized for the usual limit (Tempo's default is 100), not for
+		// whatever a request asks.
+		c := min(max, 128)
+		acc.ex, acc.exBkt = make([]Exemplar, 0, c), make([]int, 0, c)
+	}
+	acc.ex = append(acc.ex, e)
+	acc.exBkt = append(acc.exBkt, b)
+	if b >= 0 && b>>6 < len(acc.exIn) {
+		acc.exIn[b>>6] |= 1 << (b & 63)
+	}
 }
 
 // Metrics runs a metrics query.

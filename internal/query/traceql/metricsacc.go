@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"sync"
 
@@ -116,13 +115,12 @@ func (a *metricsAcc) add(tr *Trace, i int) {
 	if acc.values != nil {
 		acc.values[b] = append(acc.values[b], val)
 	}
-	if len(acc.ex) < a.exemplars && !slices.Contains(acc.exBkt, b) {
-		acc.ex = append(acc.ex, Exemplar{
+	if len(acc.ex) < a.exemplars && !acc.hasExemplar(b) {
+		acc.addExemplar(Exemplar{
 			Labels:      []Label{{Key: "trace:id", Value: NewString(s.TraceID.String())}, {Key: "span:id", Value: NewString(s.SpanID.String())}},
 			Value:       val,
 			TimestampMs: t / 1e6,
-		})
-		acc.exBkt = append(acc.exBkt, b)
+		}, b, a.n, a.exemplars)
 	}
 }
 
@@ -189,15 +187,9 @@ func (a *metricsAcc) merge(p *metricsAcc) {
 			if len(acc.ex) >= a.exemplars {
 				break
 			}
-			if acc.ex == nil {
-				// Sized for the usual limit (Tempo's default is 100), not
-				// for whatever a request asks.
-				c := min(a.exemplars, 128)
-				acc.ex, acc.exBkt = make([]Exemplar, 0, c), make([]int, 0, c)
-			}
-			if ab := ps.exBkt[i] + off; !slices.Contains(acc.exBkt, ab) {
-				acc.ex = append(acc.ex, e)
-				acc.exBkt = append(acc.exBkt, ab)
+			// A step outside a's range has no sample to go with.
+			if ab := ps.exBkt[i] + off; ab >= 0 && ab < a.n && !acc.hasExemplar(ab) {
+				acc.addExemplar(e, ab, a.n, a.exemplars)
 			}
 		}
 	}
@@ -214,7 +206,7 @@ func cacheable(m *MetricsAggregate) bool {
 func (a *metricsAcc) size() int64 {
 	var n int64 = 256
 	for k, s := range a.series {
-		n += int64(len(k)) + 128 + int64(len(s.labels))*64 + int64(len(s.ex))*160
+		n += int64(len(k)) + 128 + int64(len(s.labels))*64 + int64(len(s.ex))*160 + int64(len(s.exIn))*8
 		n += int64(len(s.count)) * 8
 		if s.sum != nil {
 			n += int64(len(s.count)) * 24
