@@ -353,8 +353,8 @@ func (b *Block) boundsExcludeAll(rg parquet.RowGroup, preds []colPred) bool {
 // from one row group to the next: a row group of 100k rows would
 // otherwise allocate (and the collector sweep) half a megabyte each.
 type rowScratch struct {
-	keep []bool
-	idx  []int32
+	keep  []bool
+	idx   []int32
 	saved savedInts
 }
 
