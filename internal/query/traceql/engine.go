@@ -721,14 +721,14 @@ func (acc *seriesAcc) hasExemplar(b int) bool {
 	return b >= 0 && b>>6 < len(acc.exIn) && acc.exIn[b>>6]&(1<<(b&63)) != 0
 }
 
-// addExemplar adds e, of step b, to a series of n steps, at most max of
-// them.
-func (acc *seriesAcc) addExemplar(e Exemplar, b, n, max int) {
+// addExemplar adds e, of step b, to a series of n steps that keeps at
+// most limit exemplars; the caller checks the limit.
+func (acc *seriesAcc) addExemplar(e Exemplar, b, n, limit int) {
 	if acc.exIn == nil {
 		acc.exIn = make([]uint64, (n+63)>>6)
 		// Sized for the usual limit (Tempo's default is 100), not for
 		// whatever a request asks.
-		c := min(max, 128)
+		c := min(limit, 128)
 		acc.ex, acc.exBkt = make([]Exemplar, 0, c), make([]int, 0, c)
 	}
 	acc.ex = append(acc.ex, e)
