@@ -713,6 +713,7 @@ type seriesAcc struct {
 	ex     []Exemplar
 	exBkt  []int    // the step of each exemplar
 	exIn   []uint64 // which steps have one, a bit each
+	exWant int      // exemplars wanted, in an exemplars' pass
 }
 
 // hasExemplar reports whether step b has an exemplar: one per step, so
@@ -781,6 +782,9 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 
 	if f, ok := q.spanwise(); ok {
 		pq, _ := pushdown(f.Expr, start, req.End-1)
+		// countsOnly is pq without the exemplars' IDs, when they are all
+		// it reads them for; exemplarQ, pq for the exemplars' pass.
+		var countsOnly, exemplarQ storage.SpanQuery
 		if m.Compare == nil && coreOnly(append([]Expr{f.Expr, m.Attr}, m.By...)...) {
 			// Only the columns the series need: their start, what they
 			// measure and group by, what the filter reads unless the store
@@ -790,8 +794,11 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 			if !exactPushdown(f.Expr) {
 				pq.Fields |= coreFields(f.Expr)
 			}
-			if req.Exemplars > 0 {
-				pq.Fields |= storage.FieldTraceID | storage.FieldSpanID
+			if ids := storage.FieldTraceID | storage.FieldSpanID; req.Exemplars > 0 && pq.Fields&ids != ids {
+				// The IDs are for the exemplars alone: a block's counts
+				// can be read without them (exemplarPass).
+				countsOnly = *pq
+				pq.Fields |= ids
 			}
 		}
 		ev, lk := false, false
@@ -800,15 +807,20 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 		}
 		exact := exactPushdown(f.Expr)
 		one := newSingle()
-		scan := func(spans func(context.Context, *storage.SpanQuery, func(*storage.Span) bool) error, add func(*Trace, int), stop func() bool) error {
-			return spans(ctx, pq, func(s *storage.Span) bool {
-				res.InspectedSpans++
+		scanQ := func(q *storage.SpanQuery, spans func(context.Context, *storage.SpanQuery, func(*storage.Span) bool) error, add func(*Trace, int), stop func() bool) error {
+			return spans(ctx, q, func(s *storage.Span) bool {
+				if q != &exemplarQ {
+					res.InspectedSpans++
+				}
 				tr := one.with(s)
 				if f.Expr == nil || exact || matchSpan(f.Expr, tr, 0, ev, lk) {
 					add(tr, 0)
 				}
 				return !stop()
 			})
+		}
+		scan := func(spans func(context.Context, *storage.SpanQuery, func(*storage.Span) bool) error, add func(*Trace, int), stop func() bool) error {
+			return scanQ(pq, spans, add, stop)
 		}
 		stop := func() bool { return acc.tooMany != nil }
 		parted, ok := sq.(storage.PartedQuerier)
@@ -828,7 +840,23 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 					if !ok {
 						origin := part.MinTime - part.MinTime%step
 						pa = newMetricsAcc(m, origin, step, int((part.MaxTime-origin)/step)+1, req.MaxSeries, req.Exemplars)
-						err := scan(part.Spans, pa.add, func() bool { return pa.tooMany != nil })
+						tooMany := func() bool { return pa.tooMany != nil }
+						var err error
+						if countsOnly.Projection == storage.ProjectCore {
+							// Counts from every span without its IDs, then
+							// the exemplars from as few spans as fill them.
+							// Both read in the same order, so the second
+							// picks the spans one pass would have.
+							pa.pass = passCounts
+							err = scanQ(&countsOnly, part.Spans, pa.add, tooMany)
+							if err == nil && !tooMany() && pa.exemplarPass() {
+								exemplarQ = *pq
+								err = scanQ(&exemplarQ, part.Spans, pa.add, func() bool { return pa.exPending == 0 })
+							}
+							pa.pass = passAll
+						} else {
+							err = scan(part.Spans, pa.add, tooMany)
+						}
 						if err != nil {
 							errs = append(errs, err)
 							continue

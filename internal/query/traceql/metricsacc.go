@@ -28,7 +28,20 @@ type metricsAcc struct {
 	// series then depends on the span's resource alone, which stores
 	// share between spans, and its key need not be built per span.
 	byRes map[*storage.Resource]*seriesAcc
+
+	// pass says what add does with a span: count it and keep it as an
+	// exemplar (passAll), only count it, or only keep it as an exemplar
+	// (exemplarPass). exPending is how many series still lack
+	// exemplars in the exemplars' pass.
+	pass      int8
+	exPending int
 }
+
+const (
+	passAll = iota
+	passCounts
+	passExemplars
+)
 
 // maxResMemo bounds byRes.
 const maxResMemo = 4096
@@ -62,6 +75,30 @@ func (a *metricsAcc) newSeries(key string, labels []Label) (*seriesAcc, bool) {
 	a.series[key] = acc
 	a.order = append(a.order, key)
 	return acc, true
+}
+
+// exemplarPass prepares a, whose spans were all counted in passCounts,
+// for a pass over the same spans in the same order that only picks
+// exemplars, and reports whether any are wanted. A series wants as many
+// as it has steps with spans, up to the limit: the pass can stop once
+// each has them (exPending 0), and picks what counting and picking at
+// once would have, the first span of each step in scan order until the
+// limit.
+func (a *metricsAcc) exemplarPass() bool {
+	a.pass, a.exPending = passExemplars, 0
+	for _, acc := range a.series {
+		acc.exWant = 0
+		for _, c := range acc.count {
+			if c > 0 {
+				acc.exWant++
+			}
+		}
+		acc.exWant = min(acc.exWant, a.exemplars)
+		if acc.exWant > len(acc.ex) {
+			a.exPending++
+		}
+	}
+	return a.exPending > 0
 }
 
 // add counts span i of tr, when it starts inside the accumulator's steps.
@@ -103,24 +140,29 @@ func (a *metricsAcc) add(tr *Trace, i int) {
 			a.byRes[s.Resource] = acc
 		}
 	}
-	if acc.count[b] == 0 && acc.min != nil {
-		acc.min[b], acc.max[b] = val, val
+	if a.pass != passExemplars {
+		if acc.count[b] == 0 && acc.min != nil {
+			acc.min[b], acc.max[b] = val, val
+		}
+		acc.count[b]++
+		if acc.sum != nil {
+			acc.sum[b] += val
+			acc.min[b] = math.Min(acc.min[b], val)
+			acc.max[b] = math.Max(acc.max[b], val)
+		}
+		if acc.values != nil {
+			acc.values[b] = append(acc.values[b], val)
+		}
 	}
-	acc.count[b]++
-	if acc.sum != nil {
-		acc.sum[b] += val
-		acc.min[b] = math.Min(acc.min[b], val)
-		acc.max[b] = math.Max(acc.max[b], val)
-	}
-	if acc.values != nil {
-		acc.values[b] = append(acc.values[b], val)
-	}
-	if len(acc.ex) < a.exemplars && !acc.hasExemplar(b) {
+	if a.pass != passCounts && len(acc.ex) < a.exemplars && !acc.hasExemplar(b) {
 		acc.addExemplar(Exemplar{
 			Labels:      []Label{{Key: "trace:id", Value: NewString(s.TraceID.String())}, {Key: "span:id", Value: NewString(s.SpanID.String())}},
 			Value:       val,
 			TimestampMs: t / 1e6,
 		}, b, a.n, a.exemplars)
+		if a.pass == passExemplars && len(acc.ex) == acc.exWant {
+			a.exPending--
+		}
 	}
 }
 
