@@ -46,16 +46,16 @@ func (b *Block) CoreParts(q *storage.SpanQuery) []CorePart {
 }
 
 // coreScratch is what reading a part reuses: the row flags and positions
-// and the spans built. One per part in flight.
+// and the rows read, column by column. One per part in flight.
 type coreScratch struct {
-	rows  rowScratch
-	spans []storage.Span
+	rows rowScratch
+	out  *coreRows // made for the first part with a kept row
 }
 
-// read returns the part's matching spans in block order, built in sc:
+// read returns the part's matching rows in block order, built in sc:
 // they are valid until sc is used again. The Stats of ctx account the
 // bytes read.
-func (p *CorePart) read(ctx context.Context, sc *coreScratch) (spans []storage.Span, err error) {
+func (p *CorePart) read(ctx context.Context, sc *coreScratch) (rows *coreRows, err error) {
 	defer p.b.guard(&err)
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -70,8 +70,13 @@ func (p *CorePart) read(ctx context.Context, sc *coreScratch) (spans []storage.S
 	if err != nil || !any {
 		return nil, p.b.readErr(err)
 	}
-	spans, err = p.b.coreSpans(rg, p.i, keep, p.q, stats, &sc.spans, &sc.rows)
-	return spans, p.b.readErr(err)
+	if sc.out == nil {
+		sc.out = &coreRows{}
+	}
+	if err := p.b.coreRead(rg, p.i, keep, p.q, stats, sc.out, &sc.rows); err != nil {
+		return nil, p.b.readErr(err)
+	}
+	return sc.out, nil
 }
 
 // scanParallel is how many parts a core scan reads at once: reading one
@@ -98,10 +103,10 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 		return nil
 	}
 	type result struct {
-		spans []storage.Span
-		sc    *coreScratch
-		err   error
-		done  chan struct{}
+		rows *coreRows
+		sc   *coreScratch
+		err  error
+		done chan struct{}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -116,7 +121,7 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 	ahead := 2 * scanParallel
 	free := make(chan *coreScratch, ahead)
 	for range ahead {
-		free <- &coreScratch{}
+		free <- nil // made when first taken: a scan of few parts needs few
 	}
 	slots := make(chan struct{}, scanParallel)
 	firstTaken := make(chan struct{})
@@ -130,6 +135,9 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 			var sc *coreScratch
 			select {
 			case sc = <-free:
+				if sc == nil {
+					sc = &coreScratch{}
+				}
 			case <-ctx.Done():
 			}
 			if sc != nil {
@@ -155,7 +163,7 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 				defer wg.Done()
 				r := &results[k]
 				r.sc = sc
-				r.spans, r.err = parts[k].read(ctx, sc)
+				r.rows, r.err = parts[k].read(ctx, sc)
 				<-slots
 				close(r.done)
 			}()
@@ -169,6 +177,7 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 	}()
 
 	failed := map[*Block]bool{}
+	var span storage.Span // every row handed on, in turn
 	for k := range parts {
 		r := &results[k]
 		<-r.done
@@ -181,13 +190,17 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 			}
 			failed[b] = true
 		default:
-			for s := range r.spans {
-				if !fn(&r.spans[s]) {
-					return nil
+			if rows := r.rows; rows != nil {
+				span = storage.Span{}
+				for j := range rows.n {
+					rows.span(j, &span)
+					if !fn(&span) {
+						return nil
+					}
 				}
 			}
 		}
-		r.spans = nil
+		r.rows = nil
 		if r.sc != nil {
 			free <- r.sc
 		}
