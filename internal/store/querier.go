@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -149,7 +150,8 @@ func (q *querier) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn 
 	}
 	wg.Wait()
 	var errs []error
-	for bi, err := range failed {
+	for _, bi := range slices.Sorted(maps.Keys(failed)) { // the order of the blocks, as one reader reports
+		err := failed[bi]
 		if ferr := fatal(ctx, err); ferr != nil {
 			return ferr
 		}

@@ -783,8 +783,8 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 	if f, ok := q.spanwise(); ok {
 		pq, _ := pushdown(f.Expr, start, req.End-1)
 		// countsOnly is pq without the exemplars' IDs, when they are all
-		// it reads them for; exemplarQ, pq for the exemplars' pass.
-		var countsOnly, exemplarQ storage.SpanQuery
+		// it reads them for.
+		var countsOnly storage.SpanQuery
 		if m.Compare == nil && coreOnly(append([]Expr{f.Expr, m.Attr}, m.By...)...) {
 			// Only the columns the series need: their start, what they
 			// measure and group by, what the filter reads unless the store
@@ -807,9 +807,11 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 		}
 		exact := exactPushdown(f.Expr)
 		one := newSingle()
-		scanQ := func(q *storage.SpanQuery, spans func(context.Context, *storage.SpanQuery, func(*storage.Span) bool) error, add func(*Trace, int), stop func() bool) error {
+		// scanQ reads spans with q; a pass that only picks exemplars from
+		// spans already counted does not count them as inspected again.
+		scanQ := func(q *storage.SpanQuery, inspect bool, spans func(context.Context, *storage.SpanQuery, func(*storage.Span) bool) error, add func(*Trace, int), stop func() bool) error {
 			return spans(ctx, q, func(s *storage.Span) bool {
-				if q != &exemplarQ {
+				if inspect {
 					res.InspectedSpans++
 				}
 				tr := one.with(s)
@@ -820,7 +822,7 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 			})
 		}
 		scan := func(spans func(context.Context, *storage.SpanQuery, func(*storage.Span) bool) error, add func(*Trace, int), stop func() bool) error {
-			return scanQ(pq, spans, add, stop)
+			return scanQ(pq, true, spans, add, stop)
 		}
 		stop := func() bool { return acc.tooMany != nil }
 		parted, ok := sq.(storage.PartedQuerier)
@@ -848,10 +850,9 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 							// Both read in the same order, so the second
 							// picks the spans one pass would have.
 							pa.pass = passCounts
-							err = scanQ(&countsOnly, part.Spans, pa.add, tooMany)
+							err = scanQ(&countsOnly, true, part.Spans, pa.add, tooMany)
 							if err == nil && !tooMany() && pa.exemplarPass() {
-								exemplarQ = *pq
-								err = scanQ(&exemplarQ, part.Spans, pa.add, func() bool { return pa.exPending == 0 })
+								err = scanQ(pq, false, part.Spans, pa.add, func() bool { return pa.exPending == 0 })
 							}
 							pa.pass = passAll
 						} else {
