@@ -4,6 +4,7 @@
 #
 #   bench/ingest/run.sh NAME [bench/ingest flags...]
 #   bench/ingest/run.sh rss-20k -rate 20000 -duration 10m
+#   OVERLAY=fanin8.yaml bench/ingest/run.sh fanin8-40k -rate 40000 -duration 10m
 #
 # It builds the binary and the load generator, starts `sightline` with no
 # arguments on a fresh data directory, offers the load, reads a sample of
@@ -22,7 +23,13 @@ if curl -sf http://localhost:13133/ >/dev/null 2>&1; then
 	echo "something already answers on :13133; stop it first" >&2
 	exit 1
 fi
-SIGHTLINE_DATA=$tmp/data "$tmp/sightline" >"$tmp/sightline.log" 2>&1 &
+# OVERLAY=file.yaml runs the all-in-one with that file over it (a setting
+# to compare against the default).
+args=()
+if [ -n "${OVERLAY:-}" ]; then
+	args=(--config builtin:all-in-one --config "$OVERLAY")
+fi
+SIGHTLINE_DATA=$tmp/data "$tmp/sightline" "${args[@]}" >"$tmp/sightline.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; cp "$tmp/sightline.log" "/tmp/sightline-$name.log"; rm -rf "$tmp"' EXIT
 for _ in $(seq 300); do
