@@ -645,7 +645,8 @@ type MetricsRequest struct {
 	Step       int64 // ns
 	// Instant evaluates one value over the whole range.
 	Instant bool
-	// Exemplars is the number of exemplars kept per series.
+	// Exemplars is the most exemplars the result holds, over all of its
+	// series (see capExemplars); a negative value leaves them unbounded.
 	Exemplars          int
 	MaxSeries          int
 	MaxInspectedTraces int
@@ -935,7 +936,69 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 	// Sorting first makes topk/bottomk break ties by labels.
 	slices.SortFunc(res.Series, func(a, b Series) int { return cmp.Compare(labelsKey(a.Labels), labelsKey(b.Labels)) })
 	res.Series = secondStage(q.Second, res.Series)
+	capExemplars(res.Series, req.Exemplars)
 	return res, nil
+}
+
+// capExemplars leaves at most limit exemplars in all of series together,
+// as Tempo's query frontend does: its exemplars parameter bounds a
+// query's exemplars, not each series'. The series share the limit
+// equally; one with fewer than its share keeps them all and leaves the
+// rest to the others, so that every series shown has exemplars. Those a
+// series keeps are spread evenly over its range, and are in time order.
+func capExemplars(series []Series, limit int) {
+	total := 0
+	for i := range series {
+		total += len(series[i].Exemplars)
+	}
+	if limit < 0 || total <= limit {
+		return
+	}
+	// The share q is the largest that fits: series shorter than it keep
+	// all of theirs, the others q each, and extra of them one more.
+	lens := make([]int, 0, len(series))
+	for i := range series {
+		lens = append(lens, len(series[i].Exemplars))
+	}
+	slices.Sort(lens)
+	left, over := limit, len(lens)
+	for _, n := range lens {
+		if n > left/over {
+			break
+		}
+		left -= n
+		over--
+	}
+	q, extra := left/over, left%over
+	for i := range series {
+		ex := series[i].Exemplars
+		// A single query's are in time order already (finish); an
+		// arithmetic's are both sides' one after the other.
+		byTime := func(a, b Exemplar) int { return cmp.Compare(a.TimestampMs, b.TimestampMs) }
+		if !slices.IsSortedFunc(ex, byTime) {
+			slices.SortStableFunc(ex, byTime)
+		}
+		keep := len(ex)
+		if keep > q {
+			keep = q
+			if extra > 0 {
+				keep++
+				extra--
+			}
+		}
+		if keep == len(ex) {
+			continue
+		}
+		// The j-th kept is the (j*len/keep)-th: distinct, first to last.
+		for j := range keep {
+			ex[j] = ex[j*len(ex)/keep]
+		}
+		clear(ex[keep:])
+		series[i].Exemplars = ex[:keep]
+		if keep == 0 {
+			series[i].Exemplars = nil
+		}
+	}
 }
 
 // bucketUpper is histogram_over_time's bucket: the next power of two.
@@ -987,6 +1050,25 @@ func finish(m *MetricsAggregate, acc *seriesAcc, start, step int64, n int, insta
 		}
 		return math.NaN()
 	}
+	// Exemplars go out in time order, which is step order: a series has
+	// at most one per step, found in whatever order the store read them.
+	// A table by step orders them in one pass; it is the size of one of
+	// the series' own per-step arrays.
+	var order []int32
+	if len(acc.ex) > 0 {
+		bySlot := make([]int32, n)
+		for i, b := range acc.exBkt {
+			if b >= 0 && b < n { // always: b indexes the series' counts
+				bySlot[b] = int32(i) + 1
+			}
+		}
+		order = make([]int32, 0, len(acc.ex))
+		for _, x := range bySlot {
+			if x > 0 {
+				order = append(order, x-1)
+			}
+		}
+	}
 	build := func(labels []Label, val func(int) float64) Series {
 		s := Series{Labels: labels, Samples: make([]Sample, 0, n)}
 		if len(acc.ex) > 0 {
@@ -999,7 +1081,8 @@ func finish(m *MetricsAggregate, acc *seriesAcc, start, step int64, n int, insta
 			}
 			s.Samples = append(s.Samples, Sample{TimestampMs: ts(b), Value: v})
 		}
-		for i, e := range acc.ex {
+		for _, i := range order {
+			e := acc.ex[i]
 			if m.Attr == nil || m.Fn == "histogram_over_time" {
 				e.Value = val(acc.exBkt[i])
 			}

@@ -61,6 +61,7 @@ func metricsMath(ctx context.Context, sq storage.Querier, req MetricsRequest) (*
 	}
 	slices.SortFunc(series, func(a, b Series) int { return cmp.Compare(labelsKey(a.Labels), labelsKey(b.Labels)) })
 	res.Series = secondStage(req.Query.Second, series)
+	capExemplars(res.Series, req.Exemplars)
 	return res, nil
 }
 

@@ -253,3 +253,62 @@ func TestExemplarPass(t *testing.T) {
 	slices.Sort(lens)
 	require.Equal(t, []int{3, limit}, lens, "b has 3 steps with spans, a more than the limit")
 }
+
+// TestMetricsExemplarsPerQuery checks that a request's exemplars bound
+// the whole result, as Tempo's do, shared among the series: a series
+// with few keeps all of its own, the others split the rest, and each
+// series' exemplars are in time order and spread over those it found.
+func TestMetricsExemplarsPerQuery(t *testing.T) {
+	// Service "few" has spans in 3 steps; "a" to "c" one in every step.
+	var spans []storage.Span
+	res := func(name string) *storage.Resource {
+		return &storage.Resource{Attrs: storage.Attrs{{Key: "service.name", Value: storage.Str(name)}}}
+	}
+	svcs := []*storage.Resource{res("a"), res("b"), res("c")}
+	step := int64(time.Second)
+	for i := range 100 {
+		for k, r := range svcs {
+			spans = append(spans, storage.Span{TraceID: storage.TraceID{byte(i), byte(k)}, SpanID: storage.SpanID{byte(i), byte(k)},
+				StartUnixNano: int64(i) * step, EndUnixNano: int64(i)*step + 1, Resource: r})
+		}
+		if i%40 == 0 {
+			spans = append(spans, storage.Span{TraceID: storage.TraceID{byte(i), 9}, SpanID: storage.SpanID{byte(i), 9},
+				StartUnixNano: int64(i) * step, EndUnixNano: int64(i)*step + 1, Resource: res("few")})
+		}
+	}
+	q, err := Parse(`{ } | rate() by (resource.service.name)`)
+	require.NoError(t, err)
+	for _, c := range []struct {
+		limit int
+		want  map[string]int // exemplars per series
+	}{
+		{100, map[string]int{"few": 3, "a": 33, "b": 32, "c": 32}},
+		{10, map[string]int{"few": 2, "a": 3, "b": 3, "c": 2}}, // shares of 2, the 2 left to the first
+		{4, map[string]int{"few": 1, "a": 1, "b": 1, "c": 1}},
+		{1000, map[string]int{"few": 3, "a": 100, "b": 100, "c": 100}}, // under the limit: as found
+		{0, map[string]int{}},
+	} {
+		r, err := Metrics(context.Background(), &memQuerier{spans: spans}, MetricsRequest{Query: q, Start: 0, End: 100 * step, Step: step, Exemplars: c.limit})
+		require.NoError(t, err)
+		require.Len(t, r.Series, 4)
+		got := map[string]int{}
+		for _, s := range r.Series {
+			name := s.Labels[0].Value.Text()
+			if len(s.Exemplars) == 0 {
+				continue
+			}
+			got[name] = len(s.Exemplars)
+			require.True(t, slices.IsSortedFunc(s.Exemplars, func(a, b Exemplar) int { return int(a.TimestampMs - b.TimestampMs) }), "limit %d %s: time order", c.limit, name)
+			if name != "few" && c.limit >= 100 {
+				// Spread: with one exemplar found in every step, the first
+				// kept is the first step's and the last lies in the last
+				// third of the range. (With a smaller limit each series
+				// finds only as many as the limit, in the steps it reads
+				// first, and what it keeps spreads over those.)
+				require.Equal(t, int64(0), s.Exemplars[0].TimestampMs, "limit %d %s", c.limit, name)
+				require.GreaterOrEqual(t, s.Exemplars[len(s.Exemplars)-1].TimestampMs, int64(66_000), "limit %d %s", c.limit, name)
+			}
+		}
+		require.Equal(t, c.want, got, "limit %d", c.limit)
+	}
+}
