@@ -167,3 +167,54 @@ func BenchmarkMergeSpans(b *testing.B) {
 	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e3/(float64(rows)*float64(b.N)), "µs/span")
 }
+
+// BenchmarkCoreScan reads a core scan over three blocks of about 70k
+// spans each (row groups of 25k rows): a search's discovery, which asks
+// for each match's trace and start. "all" takes every match, as a
+// most_recent search or an uncached metrics query does; "stop" stops
+// after the first 500, as a search for a few traces does, which is what
+// the read-ahead and the two windows of a part are for.
+func BenchmarkCoreScan(b *testing.B) {
+	spans, _ := genSpans(b, 15000)
+	st, err := objstore.OpenFilesystem(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var blocks []*Block
+	for k := range 3 {
+		part := spans[k*len(spans)/3 : (k+1)*len(spans)/3]
+		m, err := WriteSpans(context.Background(), st, seqSpans(part), WriteOptions{TempDir: b.TempDir(), RowGroupRows: 25_000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		blk, err := Open(context.Background(), st, Traces, m.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer blk.Close()
+		blocks = append(blocks, blk)
+	}
+	q := &storage.SpanQuery{MinDuration: int64(time.Millisecond), Projection: storage.ProjectCore, Fields: storage.FieldTraceID | storage.FieldStart}
+	var parts []CorePart
+	for _, blk := range blocks {
+		parts = append(parts, blk.CoreParts(q)...)
+	}
+	fail := func(_ *Block, err error) error { return err }
+	for _, c := range []struct {
+		name string
+		stop int
+	}{{"all", -1}, {"stop", 500}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var st storage.Stats
+			ctx := storage.WithStats(context.Background(), &st)
+			for range b.N {
+				n := 0
+				if err := ReadCoreParts(ctx, parts, func(*storage.Span) bool { n++; return n != c.stop }, fail); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(st.BytesRead())/float64(b.N), "bytes/op")
+		})
+	}
+}

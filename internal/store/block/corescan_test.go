@@ -3,6 +3,7 @@ package block
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -14,17 +15,26 @@ import (
 // TestReadCoreParts reads the parts of three blocks at once and checks
 // what the scan's callers rely on: spans come in the order of the parts,
 // exactly as reading block after block gives them; a consumer that stops
-// gets nothing more; a block that cannot be read is reported once and
-// skipped, or ends the scan when fail says so.
+// gets nothing more, and the reads stop soon after it; a block that cannot
+// be read is reported once and skipped, or ends the scan when fail says
+// so. Row groups of 500 rows are read whole (fewer than 2*headMin); of
+// 8,000, in two windows, and their columns of IDs are in more than one
+// page each, so that a head reads less than its row group.
 func TestReadCoreParts(t *testing.T) {
+	for _, c := range []struct{ traces, rg int }{{600, 500}, {4000, 8000}} {
+		t.Run(strconv.Itoa(c.rg), func(t *testing.T) { testReadCoreParts(t, c.traces, c.rg) })
+	}
+}
+
+func testReadCoreParts(t *testing.T, traces, rg int) {
 	st, err := objstore.OpenFilesystem(t.TempDir())
 	require.NoError(t, err)
-	spans, _ := genSpans(t, 600)
+	spans, _ := genSpans(t, traces)
 	third := len(spans) / 3
 	blocks := []*Block{
-		writeTestBlock(t, st, spans[:third], 500),
-		writeTestBlock(t, st, spans[third:2*third], 500),
-		writeTestBlock(t, st, spans[2*third:], 500),
+		writeTestBlock(t, st, spans[:third], rg),
+		writeTestBlock(t, st, spans[third:2*third], rg),
+		writeTestBlock(t, st, spans[2*third:], rg),
 	}
 	ctx := context.Background()
 	q := &storage.SpanQuery{Projection: storage.ProjectCore}
@@ -34,7 +44,7 @@ func TestReadCoreParts(t *testing.T) {
 	var perBlock [][]storage.SpanID
 	for _, b := range blocks {
 		p := b.CoreParts(q)
-		require.Greater(t, len(p), scanParallel, "a block's parts outnumber the reads at once, or the test reads nothing ahead")
+		require.Greater(t, len(p), 1)
 		parts = append(parts, p...)
 		var ids []storage.SpanID
 		sq := *q
@@ -43,6 +53,7 @@ func TestReadCoreParts(t *testing.T) {
 		require.NoError(t, err)
 		perBlock = append(perBlock, ids)
 	}
+	require.Greater(t, len(parts), 2*scanParallel, "the parts outnumber the reads run ahead, or the test reads nothing ahead")
 	var want []storage.SpanID
 	for _, ids := range perBlock {
 		want = append(want, ids...)
@@ -68,6 +79,62 @@ func TestReadCoreParts(t *testing.T) {
 	got, err = read(stop, noFail)
 	require.NoError(t, err)
 	require.Equal(t, want[:stop], got)
+
+	// What a scan that stops reads: inside the first part, that part
+	// alone, and only its head when it has two windows; inside the
+	// second, not the four parts the reads run ahead once a scan is well
+	// under way.
+	partBytes := make([]int64, len(parts))
+	for k := range parts {
+		var st storage.Stats
+		require.NoError(t, ReadCoreParts(storage.WithStats(ctx, &st), parts[k:k+1], func(*storage.Span) bool { return true }, noFail))
+		partBytes[k] = st.BytesRead()
+		require.Positive(t, partBytes[k])
+	}
+	readStats := func(stopAfter int) int64 {
+		var st storage.Stats
+		n := 0
+		require.NoError(t, ReadCoreParts(storage.WithStats(ctx, &st), parts, func(*storage.Span) bool { n++; return n != stopAfter }, noFail))
+		return st.BytesRead()
+	}
+	rows0 := 0
+	require.NoError(t, ReadCoreParts(ctx, parts[:1], func(*storage.Span) bool { rows0++; return true }, noFail))
+	if rg >= 2*headMin {
+		// A part read in two windows: a scan that ends once the head is
+		// handed on reads no page of the rest.
+		var st storage.Stats
+		ctx, cancel := context.WithCancel(storage.WithStats(ctx, &st))
+		heads := 0
+		_, err := parts[0].read(ctx, &coreScratch{}, true, func(h *coreRows, more bool) {
+			heads++
+			require.Positive(t, h.n)
+			require.True(t, more)
+			cancel()
+		})
+		require.ErrorIs(t, err, context.Canceled)
+		require.Equal(t, 1, heads)
+		require.Positive(t, st.BytesRead())
+		require.Less(t, st.BytesRead(), partBytes[0], "the head alone")
+	}
+	for range 20 { // what runs ahead, and how far, is up to the scheduler
+		got := readStats(1)
+		if rg < 2*headMin {
+			require.Equal(t, partBytes[0], got, "stopped in the first part")
+		} else {
+			require.LessOrEqual(t, got, partBytes[0], "stopped in the first part")
+		}
+		got = readStats(rows0 + 1)
+		if rg < 2*headMin {
+			// The first part taken whole leaves room for the second
+			// alone: nothing else is read.
+			require.Equal(t, partBytes[0]+partBytes[1], got, "stopped in the second part")
+		} else {
+			// The first part's head asked for more: the second part
+			// starts beside its rest, and the third once it is read.
+			require.Greater(t, got, partBytes[0])
+			require.LessOrEqual(t, got, partBytes[0]+partBytes[1]+partBytes[2], "stopped in the second part")
+		}
+	}
 
 	// The middle block's file is gone from under it: reported once, and
 	// the others still read in full.

@@ -2,6 +2,7 @@ package block
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -185,23 +186,26 @@ func (c *dictMatch) of(d parquet.Dictionary, p *colPred) []bool {
 // when the chunk has an offset index. It reports the compressed bytes it
 // read: those pages and the dictionary page, or the whole chunk when there
 // is no index to skip by.
-func (b *Block) keptPages(rg parquet.RowGroup, i int, col string, keep []bool, fn func(from int, pg parquet.Page)) (read int64, err error) {
+func (b *Block) keptPages(ctx context.Context, rg parquet.RowGroup, i int, col string, keep []bool, fn func(from int, pg parquet.Page)) (read int64, err error) {
 	ci, ok := b.cols[col]
 	if !ok {
 		return 0, errNoColumn(col)
 	}
-	return keptChunkPages(fileOf(rg), rg.ColumnChunks()[ci], i, ci, keep, fn)
+	return keptChunkPages(ctx, fileOf(rg), rg.ColumnChunks()[ci], i, ci, keep, fn)
 }
 
 // keptChunkPages is keptPages over column chunk cc, column ci of row
 // group i of f.
-func keptChunkPages(f *parquet.File, cc parquet.ColumnChunk, i, ci int, keep []bool, fn func(from int, pg parquet.Page)) (read int64, err error) {
+func keptChunkPages(ctx context.Context, f *parquet.File, cc parquet.ColumnChunk, i, ci int, keep []bool, fn func(from int, pg parquet.Page)) (read int64, err error) {
 	pages := cc.Pages()
 	defer pages.Close()
 	oi, _ := cc.OffsetIndex()
 	if oi == nil || oi.NumPages() == 0 {
 		row := 0
 		for {
+			if err := ctx.Err(); err != nil {
+				return chunkBytes(f, i, ci), err
+			}
 			pg, err := pages.ReadPage()
 			if err == io.EOF {
 				return chunkBytes(f, i, ci), nil
@@ -226,6 +230,9 @@ func keptChunkPages(f *parquet.File, cc parquet.ColumnChunk, i, ci int, keep []b
 		}
 		if from >= to || to > len(keep) || !anyKept(keep[from:to]) {
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return read, err
 		}
 		if from != next {
 			if err := pages.SeekToRow(int64(from)); err != nil {
@@ -489,7 +496,7 @@ func fillTrue(keep []bool) {
 //
 // With sv, the values of the predicates it names are kept as they are
 // decoded (savedInts).
-func (b *Block) filterRows(rg parquet.RowGroup, i int, keep []bool, preds []colPred, stats *storage.Stats, sv *savedInts) (bool, error) {
+func (b *Block) filterRows(ctx context.Context, rg parquet.RowGroup, i int, keep []bool, preds []colPred, stats *storage.Stats, sv *savedInts) (bool, error) {
 	chunks := rg.ColumnChunks()
 	for k := range preds {
 		p := &preds[k]
@@ -510,7 +517,7 @@ func (b *Block) filterRows(rg parquet.RowGroup, i int, keep []bool, preds []colP
 		if w >= 0 {
 			sv.ok[w] = true
 		}
-		read, err := b.keptPages(rg, i, p.col, keep, func(from int, pg parquet.Page) {
+		read, err := b.keptPages(ctx, rg, i, p.col, keep, func(from int, pg parquet.Page) {
 			n := min(int(pg.NumRows()), len(keep)-from)
 			p.page(pg, keep[from:from+n], &dict)
 			if w >= 0 && sv.ok[w] {

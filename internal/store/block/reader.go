@@ -684,7 +684,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 			}
 		}
 		rg := f.RowGroups()[i]
-		keep, any, err := b.prefilterSpans(rg, i, e, rq, stats, &sc)
+		keep, any, err := b.prefilterSpans(ctx, rg, i, e, rq, stats, &sc)
 		if err != nil {
 			return false, b.readErr(err)
 		}
@@ -754,7 +754,7 @@ func matchRuns[R, T any](rg parquet.RowGroup, keep []bool, cache *resourceCache,
 // since each reads only the pages where rows are still kept: a trace ID,
 // a status (errors are few), a name, a service; a time window last, and
 // not at all when the row group lies inside it.
-func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *storage.SpanQuery, stats *storage.Stats, sc *rowScratch) ([]bool, bool, error) {
+func (b *Block) prefilterSpans(ctx context.Context, rg parquet.RowGroup, i int, e *IndexEntry, q *storage.SpanQuery, stats *storage.Stats, sc *rowScratch) ([]bool, bool, error) {
 	var preds []colPred
 	if len(q.TraceIDs) > 0 && !q.TraceID.IsEmpty() {
 		// Both set: the set finds the rows, the one ID narrows them.
@@ -816,7 +816,7 @@ func (b *Block) prefilterSpans(rg parquet.RowGroup, i int, e *IndexEntry, q *sto
 	} else {
 		fillTrue(keep)
 	}
-	any, err := b.filterRows(rg, i, keep, preds, stats, sv)
+	any, err := b.filterRows(ctx, rg, i, keep, preds, stats, sv)
 	return keep, any, err
 }
 
@@ -930,8 +930,9 @@ func grow[T any](s []T, n int) []T {
 // coreRead answers a ProjectCore query from flat columns alone: the kept
 // rows' core fields are read column by column, from the pages that hold
 // them, never decoding attributes, events or links, into out, whose
-// slices are reused from one call to the next.
-func (b *Block) coreRead(rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, out *coreRows, sc *rowScratch) error {
+// slices are reused from one call to the next. It ends with ctx's error,
+// checked between pages, when a scan that has stopped cancels it.
+func (b *Block) coreRead(ctx context.Context, rg parquet.RowGroup, i int, keep []bool, q *storage.SpanQuery, stats *storage.Stats, out *coreRows, sc *rowScratch) error {
 	// The j-th kept row is row j of out; each page visits its kept rows
 	// only, not all of its rows.
 	kept := sc.keptRows(keep)
@@ -1031,7 +1032,7 @@ func (b *Block) coreRead(rg parquet.RowGroup, i int, keep []bool, q *storage.Spa
 			continue
 		}
 		dict = dictStrings{}
-		read, err := b.keptPages(rg, i, col, keep, func(from int, pg parquet.Page) {
+		read, err := b.keptPages(ctx, rg, i, col, keep, func(from int, pg parquet.Page) {
 			pv.load(pg, &dict)
 			rows := min(int(pg.NumRows()), len(keep)-from)
 			if c == coreService && pv.idx != nil && pg.Dictionary() != svcDict {
@@ -1191,7 +1192,7 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 		for r := range keep {
 			keep[r] = true
 		}
-		any, err := b.filterRows(rg, i, keep, preds, stats, nil)
+		any, err := b.filterRows(ctx, rg, i, keep, preds, stats, nil)
 		if err != nil {
 			return false, b.readErr(err)
 		}

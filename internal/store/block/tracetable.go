@@ -270,7 +270,7 @@ func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn fu
 		if found == 0 {
 			continue
 		}
-		sums, err := b.readSummaries(rg, i, keep, stats)
+		sums, err := b.readSummaries(ctx, rg, i, keep, stats)
 		if err != nil {
 			return b.readErr(err)
 		}
@@ -331,7 +331,7 @@ func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(
 				break
 			}
 			var dict dictMatch
-			read, err := keptChunkPages(table, chunks[cols[k]], i, cols[k], keep, func(from int, pg parquet.Page) {
+			read, err := keptChunkPages(ctx, table, chunks[cols[k]], i, cols[k], keep, func(from int, pg parquet.Page) {
 				n := min(int(pg.NumRows()), len(keep)-from)
 				p.page(pg, keep[from:from+n], &dict)
 			})
@@ -348,7 +348,7 @@ func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(
 		var pv pageValues
 		stop := false
 		ci := b.traceCols[ttTraceID]
-		read, err := keptChunkPages(table, chunks[ci], i, ci, keep, func(from int, pg parquet.Page) {
+		read, err := keptChunkPages(ctx, table, chunks[ci], i, ci, keep, func(from int, pg parquet.Page) {
 			if stop {
 				return
 			}
@@ -374,7 +374,7 @@ func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(
 }
 
 // readSummaries reads the kept rows of row group i of the trace table.
-func (b *Block) readSummaries(rg parquet.RowGroup, i int, keep []bool, stats *storage.Stats) ([]storage.TraceSummary, error) {
+func (b *Block) readSummaries(ctx context.Context, rg parquet.RowGroup, i int, keep []bool, stats *storage.Stats) ([]storage.TraceSummary, error) {
 	kept := appendKept(nil, keep)
 	sums := make([]storage.TraceSummary, len(kept))
 	var pv pageValues
@@ -383,7 +383,7 @@ func (b *Block) readSummaries(rg parquet.RowGroup, i int, keep []bool, stats *st
 	for c, ci := range b.traceCols {
 		dict = dictStrings{}
 		// The j-th kept row is sums[j].
-		read, err := keptChunkPages(fileOf(rg), rg.ColumnChunks()[ci], i, ci, keep, func(from int, pg parquet.Page) {
+		read, err := keptChunkPages(ctx, fileOf(rg), rg.ColumnChunks()[ci], i, ci, keep, func(from int, pg parquet.Page) {
 			pv.load(pg, &dict)
 			j0, in := keptIn(kept, from, from+min(int(pg.NumRows()), len(keep)-from))
 			for x, r := range in {
