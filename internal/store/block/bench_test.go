@@ -180,23 +180,10 @@ func BenchmarkCoreScan(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var blocks []*Block
-	for k := range 3 {
-		part := spans[k*len(spans)/3 : (k+1)*len(spans)/3]
-		m, err := WriteSpans(context.Background(), st, seqSpans(part), WriteOptions{TempDir: b.TempDir(), RowGroupRows: 25_000})
-		if err != nil {
-			b.Fatal(err)
-		}
-		blk, err := Open(context.Background(), st, Traces, m.ID)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer blk.Close()
-		blocks = append(blocks, blk)
-	}
 	q := &storage.SpanQuery{MinDuration: int64(time.Millisecond), Projection: storage.ProjectCore, Fields: storage.FieldTraceID | storage.FieldStart}
 	var parts []CorePart
-	for _, blk := range blocks {
+	for k := range 3 {
+		blk := writeTestBlock(b, st, spans[k*len(spans)/3:(k+1)*len(spans)/3], 25_000)
 		parts = append(parts, blk.CoreParts(q)...)
 	}
 	fail := func(_ *Block, err error) error { return err }

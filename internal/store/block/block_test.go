@@ -60,7 +60,7 @@ func normalize(s storage.Span) storage.Span {
 	return s
 }
 
-func writeTestBlock(t *testing.T, st *objstore.Store, spans []storage.Span, rg int) *Block {
+func writeTestBlock(t testing.TB, st *objstore.Store, spans []storage.Span, rg int) *Block {
 	ctx := context.Background()
 	m, err := WriteSpans(ctx, st, seqSpans(spans), WriteOptions{RowGroupRows: rg, TempDir: t.TempDir()})
 	require.NoError(t, err)
