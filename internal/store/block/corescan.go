@@ -100,8 +100,10 @@ func (p *CorePart) read(ctx context.Context, sc *coreScratch, split bool, head f
 	// trace IDs, the widest core column, begins, so that no page of it is
 	// read twice.
 	cut := len(keep)
-	if kept := sc.rows.keptRows(keep); split && len(kept) >= 2*headMin {
-		cut = p.b.pageStart(rg, "trace_id", int(kept[max(len(kept)/headShare, headMin)]))
+	if split {
+		if kept := sc.rows.keptRows(keep); len(kept) >= 2*headMin {
+			cut = p.b.pageStart(rg, "trace_id", int(kept[max(len(kept)/headShare, headMin)]))
+		}
 	}
 	if cut < len(keep) {
 		sc.restFlags = append(sc.restFlags[:0], keep[cut:]...)
