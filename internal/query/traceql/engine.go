@@ -970,11 +970,11 @@ func capExemplars(series []Series, limit int) {
 		over--
 	}
 	q, extra := left/over, left%over
+	byTime := func(a, b Exemplar) int { return cmp.Compare(a.TimestampMs, b.TimestampMs) }
 	for i := range series {
 		ex := series[i].Exemplars
 		// A single query's are in time order already (finish); an
 		// arithmetic's are both sides' one after the other.
-		byTime := func(a, b Exemplar) int { return cmp.Compare(a.TimestampMs, b.TimestampMs) }
 		if !slices.IsSortedFunc(ex, byTime) {
 			slices.SortStableFunc(ex, byTime)
 		}

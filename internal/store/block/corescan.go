@@ -168,8 +168,8 @@ func ScanParallel() int { return scanParallel }
 // both cores busy from the first part's rest on, while a search that
 // stops in the head of the part after the newest block (the usual case)
 // has read nothing past it. A read of given traces (SpanQuery.TraceIDs
-// or TraceID), which wants all of its parts, runs ahead in full from the start. A read
-// that the scan's end cancels stops between pages.
+// or TraceID), which wants all of its parts, runs ahead in full from the
+// start. A read that the scan's end cancels stops between pages.
 //
 // A part that fails goes to fail with its block: fail returns nil to skip
 // the rest of that block and go on with the others, or an error to end
@@ -200,9 +200,8 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 		results[k].ready, results[k].done = make(chan struct{}), make(chan struct{})
 	}
 	// A scratch is a part's leave to be read ahead of fn: one to begin
-	// with, one more as fn shows it wants more, until there are ahead of
-	// them.
-	// Each is made when first taken: a scan of few parts needs few.
+	// with, one more as fn shows it wants more, up to ahead of them. Each
+	// is made when first taken: a scan of few parts needs few.
 	ahead := 2 * scanParallel
 	free := make(chan *coreScratch, ahead)
 	var granted atomic.Int32 // set by fn's side, read by the dispatcher
@@ -299,7 +298,7 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 			return nil
 		}
 		if r.more {
-			grant() // fn wants more than a head: read on while the rest is
+			grant() // fn wants more than a head: the next part may start
 		}
 		<-r.done
 		switch {
