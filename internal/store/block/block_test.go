@@ -237,10 +237,21 @@ func TestCoreProjection(t *testing.T) {
 	require.NoError(t, err)
 	spans, _ := genSpans(t, 2000)
 	b := writeTestBlock(t, st, spans, 3000)
+	// Reads of given traces take their trace IDs from the lookup that
+	// found their rows, or from the query when it names one trace.
+	var ids []storage.TraceID
+	for i := 0; i < len(spans); i += 97 {
+		ids = append(ids, spans[i].TraceID)
+	}
+	slices.SortFunc(ids, cmpID)
+	ids = slices.Compact(ids)
 	for _, q := range []storage.SpanQuery{
 		{},
 		{ServiceName: "checkout", HasStatus: true, Status: storage.StatusError},
 		{HasKind: true, Kind: 2, MinDuration: int64(time.Millisecond)},
+		{TraceIDs: ids},
+		{TraceIDs: ids, MinDuration: int64(time.Millisecond)},
+		{TraceID: spans[77].TraceID},
 	} {
 		full := map[storage.SpanID]storage.Span{}
 		fullStats := &storage.Stats{}

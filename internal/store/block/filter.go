@@ -363,6 +363,19 @@ type rowScratch struct {
 	keep  []bool
 	idx   []int32
 	saved savedInts
+	// runs holds, when traceOK, where the traces a read of given trace
+	// IDs found begin (markTraces): the row group being read was marked
+	// so, and its rows' trace IDs need not be decoded.
+	runs    []traceRun
+	traceOK bool
+}
+
+// A traceRun is the first row of one trace's run of rows, and the index
+// of its ID in the IDs asked for. Rows are sorted by trace, so a trace's
+// rows are one run, and a row belongs to the last run that begins at or
+// before it.
+type traceRun struct {
+	row, id int32
 }
 
 // keepRows returns n flags, all false.

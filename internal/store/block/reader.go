@@ -452,27 +452,32 @@ func (b *Block) traceRows(rg parquet.RowGroup, i int, id storage.TraceID, keep [
 // trace_id column: a page whose bounds in the column index admit none of
 // the IDs is not read, and no page is read twice however many of the
 // traces it holds.
-func (b *Block) tracesRows(rg parquet.RowGroup, i int, ids []storage.TraceID, keep []bool) (found int, read int64, err error) {
+//
+// runs, when not nil, has appended to it where each trace found begins
+// (traceRun), so that a read of the rows' trace IDs need not decode the
+// column again.
+func (b *Block) tracesRows(rg parquet.RowGroup, i int, ids []storage.TraceID, keep []bool, runs *[]traceRun) (found int, read int64, err error) {
 	ci, ok := b.cols["trace_id"]
 	if !ok {
 		return 0, 0, errNoColumn("trace_id")
 	}
-	return markTraces(rg.ColumnChunks()[ci], ids, keep, b.colBytes(rg, i, "trace_id"))
+	return markTraces(rg.ColumnChunks()[ci], ids, keep, runs, b.colBytes(rg, i, "trace_id"))
 }
 
 // markTraces is tracesRows over one trace_id column chunk, of the data
 // file or of the trace table: whole is what reading all of it counts,
 // when it has no page index to skip pages by.
-func markTraces(cc parquet.ColumnChunk, ids []storage.TraceID, keep []bool, whole int64) (found int, read int64, err error) {
+func markTraces(cc parquet.ColumnChunk, ids []storage.TraceID, keep []bool, runs *[]traceRun, whole int64) (found int, read int64, err error) {
 	cix, _ := cc.ColumnIndex()
 	oi, _ := cc.OffsetIndex()
 	if cix == nil || oi == nil || cix.NumPages() != oi.NumPages() {
 		pages := cc.Pages()
 		defer pages.Close()
 		err := scanPages(pages, 0, -1, func(row int, v parquet.Value) bool {
-			if _, ok := slices.BinarySearchFunc(ids, storage.TraceID(v.ByteArray()), cmpID); ok && row < len(keep) {
+			if k, ok := slices.BinarySearchFunc(ids, storage.TraceID(v.ByteArray()), cmpID); ok && row < len(keep) {
 				keep[row] = true
 				found++
+				addRun(runs, row, k)
 			}
 			return true
 		})
@@ -520,12 +525,24 @@ func markTraces(cc parquet.ColumnChunk, ids []storage.TraceID, keep []bool, whol
 			if k < len(ids) && ids[k] == v {
 				keep[from+r] = true
 				found++
+				addRun(runs, from+r, k)
 			}
 		}
 		next = from + int(pg.NumRows())
 		parquet.Release(pg)
 	}
 	return found, read, nil
+}
+
+// addRun notes, when runs is not nil, that row holds trace k: a new run
+// when the previous row noted held another.
+func addRun(runs *[]traceRun, row, k int) {
+	if runs == nil {
+		return
+	}
+	if n := len(*runs); n == 0 || (*runs)[n-1].id != int32(k) {
+		*runs = append(*runs, traceRun{row: int32(row), id: int32(k)})
+	}
 }
 
 // idPages finds the pages of a trace_id column chunk whose bounds admit
@@ -779,6 +796,7 @@ func (b *Block) prefilterSpans(ctx context.Context, rg parquet.RowGroup, i int, 
 		preds = append(preds, timeRange("start_unix_nano", q.Start, q.End))
 	}
 	sc.saved.ok = [2]bool{}
+	sc.traceOK = false
 	if b.boundsExcludeAll(rg, preds) {
 		// Nothing to read, nor a flag per row to clear: a search that
 		// no page's bounds admit (the usual miss) costs the page index.
@@ -797,13 +815,15 @@ func (b *Block) prefilterSpans(ctx context.Context, rg parquet.RowGroup, i int, 
 	}
 	keep := sc.keepRows(int(e.Rows))
 	if len(q.TraceIDs) > 0 {
-		found, read, err := b.tracesRows(rg, i, q.TraceIDs, keep)
+		sc.runs = sc.runs[:0]
+		found, read, err := b.tracesRows(rg, i, q.TraceIDs, keep, &sc.runs)
 		if err == nil {
 			err = stats.AddBytes(read)
 		}
 		if err != nil || found == 0 {
 			return keep, false, err
 		}
+		sc.traceOK = true
 	} else if !q.TraceID.IsEmpty() {
 		// Rows are sorted by trace: the page index finds the trace's run.
 		found, read, err := b.traceRows(rg, i, q.TraceID, keep)
@@ -859,6 +879,7 @@ type coreRows struct {
 	fields storage.CoreFields // the columns read: which slices below hold values
 	// The fields a filter fixes, and which they are.
 	fixed     storage.CoreFields
+	fixTrace  storage.TraceID
 	fixName   string
 	fixKind   storage.SpanKind
 	fixStatus storage.StatusCode
@@ -879,6 +900,9 @@ type coreRows struct {
 // row of r, which are all set again.
 func (r *coreRows) span(j int, s *storage.Span) {
 	if x := r.fixed; x != 0 {
+		if x&storage.FieldTraceID != 0 {
+			s.TraceID = r.fixTrace
+		}
 		if x&storage.FieldName != 0 {
 			s.Name = r.fixName
 		}
@@ -964,6 +988,10 @@ func (b *Block) coreRead(ctx context.Context, rg parquet.RowGroup, i int, keep [
 	// not read. A search's results show the fields its filter names, so
 	// these are often asked for, and each read decodes every page that
 	// holds a kept row.
+	if fields&storage.FieldTraceID != 0 && !q.TraceID.IsEmpty() {
+		out.fixed |= storage.FieldTraceID
+		out.fixTrace = q.TraceID
+	}
 	if fields&storage.FieldName != 0 && q.Name != "" {
 		out.fixed |= storage.FieldName
 		out.fixName = q.Name
@@ -982,6 +1010,8 @@ func (b *Block) coreRead(ctx context.Context, rg parquet.RowGroup, i int, keep [
 	}
 	fixed := func(c int) bool {
 		switch c {
+		case coreTraceID:
+			return out.fixed&storage.FieldTraceID != 0
 		case coreName:
 			return q.Name != ""
 		case coreKind:
@@ -1019,6 +1049,18 @@ func (b *Block) coreRead(ctx context.Context, rg parquet.RowGroup, i int, keep [
 		if c != coreDuration {
 			// Start and duration both make start and end: FieldStart.
 			out.fields |= 1 << c
+		}
+		if c == coreTraceID && sc.traceOK {
+			// The rows were found by their trace IDs (tracesRows), which
+			// noted whose each is: the column is not decoded twice.
+			run := 0
+			for j, r := range kept {
+				for run+1 < len(sc.runs) && sc.runs[run+1].row <= r {
+					run++
+				}
+				out.traceID[j] = q.TraceIDs[sc.runs[run].id]
+			}
+			continue
 		}
 		if w := savedColumn(c); w >= 0 && sc.saved.ok[w] {
 			vals := sc.saved.vals[w]

@@ -260,7 +260,7 @@ func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn fu
 			return err
 		}
 		keep := make([]bool, rg.NumRows())
-		found, read, err := markTraces(rg.ColumnChunks()[b.traceCols[ttTraceID]], ids, keep, chunkBytes(table, i, b.traceCols[ttTraceID]))
+		found, read, err := markTraces(rg.ColumnChunks()[b.traceCols[ttTraceID]], ids, keep, nil, chunkBytes(table, i, b.traceCols[ttTraceID]))
 		if err == nil {
 			err = stats.AddBytes(read)
 		}
