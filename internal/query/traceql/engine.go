@@ -84,6 +84,67 @@ type ResultSpan struct {
 	Attrs    []Label
 }
 
+// recentFloor raises a spanwise search's floor (storage.SpanQuery.Floor)
+// to the oldest start among its limit most recent traces, so that the
+// store skips blocks and row groups too old to change the answer: the
+// oversampling of a search past its first block, and a most_recent
+// search's scan of everything, stop at the blocks that can still matter.
+//
+// It keeps, in a min-heap, the largest first-seen starts of limit
+// traces. A trace's latest matching start only rises from its first, so
+// the limit-th largest first-seen start is at most the limit-th largest
+// latest: a span starting before it can neither make its trace one of
+// the limit most recent nor reorder them.
+type recentFloor struct {
+	h     []int64
+	limit int
+	f     *storage.StartFloor
+}
+
+func newRecentFloor(limit int) *recentFloor {
+	return &recentFloor{limit: limit, h: make([]int64, 0, min(limit, 1024)), f: &storage.StartFloor{}}
+}
+
+// add records the first matching start of a trace new to the search.
+func (r *recentFloor) add(t int64) {
+	h := r.h
+	if len(h) < r.limit {
+		h = append(h, t)
+		for i := len(h) - 1; i > 0; {
+			p := (i - 1) / 2
+			if h[p] <= h[i] {
+				break
+			}
+			h[p], h[i] = h[i], h[p]
+			i = p
+		}
+		r.h = h
+		if len(h) == r.limit {
+			r.f.Raise(h[0])
+		}
+		return
+	}
+	if t <= h[0] {
+		return
+	}
+	h[0] = t
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= len(h) {
+			break
+		}
+		if c+1 < len(h) && h[c+1] < h[c] {
+			c++
+		}
+		if h[i] <= h[c] {
+			break
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+	r.f.Raise(h[0])
+}
+
 // oversample is how many times its limit a spanwise search reads
 // candidate traces before it keeps the latest, reading at most
 // oversampleSpans spans more once it has its limit.
@@ -123,6 +184,8 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		latest := map[storage.TraceID]int64{}
 		pq, _ := pushdown(f.Expr, req.Start, req.End)
 		exact := exactPushdown(f.Expr)
+		floor := newRecentFloor(req.Limit)
+		pq.Floor = floor.f
 		// A search for many traces keeps each match as a result shows it
 		// while it scans, and answers the traces the store summarizes
 		// from that (see scanHits).
@@ -130,6 +193,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		summarize := req.Limit >= scanHitsLimit && req.SpansPerSpanset <= scanHitsMaxSpss && summarizable(sq, req, fields)
 		if summarize {
 			pre = newScanHits(req.Start, req.End)
+			pre.floor = floor.f
 		}
 		switch {
 		case exact && pre != nil && coreOnly(fields...):
@@ -162,7 +226,10 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			if f.Expr != nil && !exact && !matchSpan(f.Expr, one.with(s), 0, ev, lk) {
 				return pre.more(s, more())
 			}
-			if t, ok := latest[s.TraceID]; !ok || s.StartUnixNano > t {
+			if t, ok := latest[s.TraceID]; !ok {
+				latest[s.TraceID] = s.StartUnixNano
+				floor.add(s.StartUnixNano)
+			} else if s.StartUnixNano > t {
 				latest[s.TraceID] = s.StartUnixNano
 			}
 			pre.add(one.with(s), fields, req.SpansPerSpanset)

@@ -812,3 +812,61 @@ func TestTraceTablesMissSplitTraces(t *testing.T) {
 	slices.SortFunc(got, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
 	require.Equal(t, []storage.TraceID{split, whole}, got)
 }
+
+// noFloor hides the search's floor from the store, which then reads
+// every block in range.
+type noFloor struct{ storage.Querier }
+
+func (q noFloor) Spans(ctx context.Context, sq *storage.SpanQuery, fn func(*storage.Span) bool) error {
+	c := *sq
+	c.Floor = nil
+	return q.Querier.Spans(ctx, &c, fn)
+}
+
+// A search raises the store's floor to the oldest of the traces it would
+// answer with, and the store skips the blocks below it: a most_recent
+// search over blocks of four different hours reads the newest ones only,
+// and answers exactly as it does reading them all. Summaries are hidden
+// from both sides (noFloor hides them too), so that only the floor
+// differs.
+func TestSearchFloorSkipsOlderBlocks(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
+	require.NoError(t, err)
+	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour, RowGroupRows: 1000})
+	require.NoError(t, err)
+	defer db.Close()
+	for h := range 4 {
+		td, _ := workload.New(uint64(h), t0.Add(time.Duration(h)*time.Hour), workload.Options{}).Batch(150)
+		require.NoError(t, db.AppendTraces(td))
+		require.NoError(t, db.Flush(ctx))
+	}
+	require.GreaterOrEqual(t, len(db.BlockMetas()), 4)
+	sq, err := db.Querier(ctx)
+	require.NoError(t, err)
+	defer sq.Close()
+	for _, c := range []struct {
+		query string
+		limit int
+	}{
+		{`{ status = error } with(most_recent=true)`, 20},
+		{`{ kind = server } with(most_recent=true)`, 50},
+		{`{ span.http.request.method = "POST" } with(most_recent=true)`, 10},
+		{`{ resource.service.name = "checkout" && duration > 1ms } with(most_recent=true)`, 5},
+		{`{ }`, 20},
+	} {
+		pq, err := traceql.Parse(c.query)
+		require.NoError(t, err)
+		req := traceql.SearchRequest{Query: pq, Limit: c.limit, SpansPerSpanset: 3}
+		got, err := traceql.Search(ctx, plainQuerier{sq}, req)
+		require.NoError(t, err)
+		want, err := traceql.Search(ctx, noFloor{sq}, req)
+		require.NoError(t, err)
+		require.Len(t, want.Traces, c.limit, c.query)
+		require.Equal(t, want.Traces, got.Traces, c.query)
+		if strings.Contains(c.query, "most_recent") {
+			require.Less(t, got.InspectedSpans*2, want.InspectedSpans, "%s: the older blocks were read", c.query)
+		}
+	}
+}

@@ -44,14 +44,17 @@ func summarizable(sq storage.Querier, req SearchRequest, fields []Expr) bool {
 // traces assembles them as before.
 //
 // What a scan saw of a trace is all of its matches unless the scan
-// stopped inside the trace, or the trace reaches outside the search's
-// time range (the scan sees only spans starting inside it); such traces
-// are read again.
+// stopped inside the trace, the trace reaches outside the search's time
+// range (the scan sees only spans starting inside it), or it starts
+// below the search's floor (the store may have skipped spans that old);
+// such traces are read again.
 type scanHits struct {
 	byID       map[storage.TraceID]*traceHits
 	start, end int64
 	partial    storage.TraceID
 	stopped    bool
+	// floor is the search's: the store may have skipped spans below it.
+	floor *storage.StartFloor
 }
 
 // scanHitsLimit is the smallest limit for which a search keeps hits
@@ -100,7 +103,8 @@ func (h *scanHits) more(s *storage.Span, more bool) bool {
 // complete returns the trace's hits if the scan saw all its matches.
 func (h *scanHits) complete(sum *storage.TraceSummary) *traceHits {
 	if h == nil || h.stopped && sum.TraceID == h.partial ||
-		h.start != 0 && sum.Start < h.start || h.end != 0 && sum.End > h.end {
+		h.start != 0 && sum.Start < h.start || h.end != 0 && sum.End > h.end ||
+		sum.Start < h.floor.Load() {
 		return nil
 	}
 	return h.byID[sum.TraceID]

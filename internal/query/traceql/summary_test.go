@@ -2,6 +2,7 @@ package traceql
 
 import (
 	"context"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -88,4 +89,26 @@ func mustParse(t *testing.T, s string) *Query {
 	q, err := Parse(s)
 	require.NoError(t, err)
 	return q
+}
+
+// recentFloor's floor is always the limit-th largest start it was given,
+// or zero before it has limit of them.
+func TestRecentFloor(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, limit := range []int{1, 2, 7, 20} {
+		r := newRecentFloor(limit)
+		var seen []int64
+		for range 500 {
+			v := rng.Int64N(1000)
+			r.add(v)
+			seen = append(seen, v)
+			want := int64(0)
+			if len(seen) >= limit {
+				s := slices.Clone(seen)
+				slices.Sort(s)
+				want = s[len(s)-limit]
+			}
+			require.Equal(t, want, r.f.Load(), "limit %d after %d values", limit, len(seen))
+		}
+	}
 }

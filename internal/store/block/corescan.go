@@ -48,6 +48,12 @@ func (b *Block) CoreParts(q *storage.SpanQuery) []CorePart {
 	return parts
 }
 
+// belowFloor reports whether the query's floor (SpanQuery.Floor) has
+// risen past every span of the part.
+func (p *CorePart) belowFloor() bool {
+	return p.q.Floor.Excludes(p.b.Index.RowGroups[p.i].MaxTime)
+}
+
 // coreScratch is what reading a part reuses: the row flags and positions
 // and the rows read, column by column, of its two windows. One per part
 // in flight.
@@ -179,6 +185,9 @@ func ScanParallel() int { return scanParallel }
 // or TraceID), which wants all of its parts, runs ahead in full from the
 // start. A read that the scan's end cancels stops between pages.
 //
+// A part that the query's floor (SpanQuery.Floor) has risen past is not
+// read if it has not started, and not handed on if it has.
+//
 // A part that fails goes to fail with its block: fail returns nil to skip
 // the rest of that block and go on with the others, or an error to end
 // the scan with it. A part that fails in its rest has handed on its head.
@@ -261,6 +270,15 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 				}
 				return
 			}
+			if parts[k].belowFloor() {
+				// Nothing in it is wanted any more: no read. The floor is
+				// looked at once the part could start, the latest it can.
+				<-slots
+				free <- sc
+				close(results[k].ready)
+				close(results[k].done)
+				continue
+			}
 			// Not yet running ahead: this part may be where fn stops.
 			split := granted.Load() == 1
 			wg.Add(1)
@@ -307,15 +325,17 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 		r := &results[k]
 		b := parts[k].b
 		<-r.ready
-		if !failed[b] && !hand(r.head) {
+		// The floor may have risen past the part while it was read.
+		below := parts[k].belowFloor()
+		if !failed[b] && !below && !hand(r.head) {
 			return nil
 		}
-		if r.more {
+		if r.more && !below {
 			grant() // fn wants more than a head: the next part may start
 		}
 		<-r.done
 		switch {
-		case failed[b]:
+		case failed[b], below:
 		case r.err != nil:
 			if err := fail(b, r.err); err != nil {
 				return err
@@ -328,7 +348,7 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 		if r.sc != nil {
 			free <- r.sc
 		}
-		if k > 0 && !r.more {
+		if k > 0 && !r.more && !below {
 			grant() // a part after the first taken whole
 		}
 	}

@@ -3,8 +3,10 @@ package block
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -154,4 +156,60 @@ func testReadCoreParts(t *testing.T, traces, rg int) {
 	got, err = read(-1, func(*Block, error) error { return end })
 	require.ErrorIs(t, err, end)
 	require.Equal(t, perBlock[0], got)
+}
+
+// A part all of whose spans start below the query's floor is neither read
+// nor handed on, whether the floor was raised before the scan or while
+// it ran; the row-at-a-time path skips such row groups too.
+func TestReadCorePartsBelowFloor(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 300)
+	older := slices.Clone(spans)
+	for i := range older {
+		older[i].StartUnixNano -= int64(time.Hour)
+		older[i].EndUnixNano -= int64(time.Hour)
+	}
+	bNew := writeTestBlock(t, st, spans, 500)
+	bOld := writeTestBlock(t, st, older, 500)
+	require.Less(t, bOld.Meta.MaxTime, bNew.Meta.MinTime)
+
+	scan := func(floor *storage.StartFloor, raise func()) (n int, bytes int64) {
+		stats := &storage.Stats{}
+		ctx := storage.WithStats(context.Background(), stats)
+		q := &storage.SpanQuery{Projection: storage.ProjectCore, Floor: floor}
+		parts := append(bNew.CoreParts(q), bOld.CoreParts(q)...)
+		require.Greater(t, len(parts), 2)
+		err := ReadCoreParts(ctx, parts, func(s *storage.Span) bool {
+			require.GreaterOrEqual(t, s.EndUnixNano, floor.Load(), "a span below the floor was handed on")
+			n++
+			if n == 1 && raise != nil {
+				raise()
+			}
+			return true
+		}, func(b *Block, err error) error { return err })
+		require.NoError(t, err)
+		return n, stats.BytesRead()
+	}
+	all, allBytes := scan(nil, nil)
+	require.Equal(t, 2*len(spans), all)
+
+	before := &storage.StartFloor{}
+	before.Raise(bNew.Meta.MinTime)
+	n, b := scan(before, nil)
+	require.Equal(t, len(spans), n, "the newer block's spans, and no older one")
+	require.Less(t, b, allBytes*2/3, "the older block was read")
+
+	during := &storage.StartFloor{}
+	n, _ = scan(during, func() { during.Raise(bNew.Meta.MinTime) })
+	require.Equal(t, len(spans), n, "raised at the first span: the older block is left out")
+
+	for _, p := range []storage.Projection{storage.ProjectAll, storage.ProjectCore} {
+		stats := &storage.Stats{}
+		got := 0
+		_, err := bOld.Spans(storage.WithStats(context.Background(), stats), &storage.SpanQuery{Projection: p, Floor: before}, func(*storage.Span) bool { got++; return true })
+		require.NoError(t, err)
+		require.Zero(t, got)
+		require.Zero(t, stats.BytesRead())
+	}
 }

@@ -689,7 +689,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 	for i := range b.Index.RowGroups {
 		e := &b.Index.RowGroups[i]
 		rq := rowGroupQuery(e, q, ids)
-		if rq == nil {
+		if rq == nil || q.Floor.Excludes(e.MaxTime) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Scope says where an attribute lives.
@@ -166,6 +167,41 @@ type SpanQuery struct {
 	// Fields, with ProjectCore, which of the core ones.
 	Projection Projection
 	Fields     CoreFields
+	// Floor, when not nil, is a start time below which the caller no
+	// longer wants spans, raised while the query runs: a store may skip a
+	// part (a block, a row group) whose spans all start before it, and
+	// need not skip anything. A search for the most recent traces raises
+	// it to the start of the oldest of the ones it would answer with, so
+	// that blocks too old to change its answer are not read.
+	Floor *StartFloor
+}
+
+// StartFloor is SpanQuery.Floor: a time that only rises, safe for
+// concurrent use. Nil or zero excludes nothing.
+type StartFloor struct{ v atomic.Int64 }
+
+// Raise sets the floor to t if t is higher.
+func (f *StartFloor) Raise(t int64) {
+	for {
+		old := f.v.Load()
+		if t <= old || f.v.CompareAndSwap(old, t) {
+			return
+		}
+	}
+}
+
+// Load returns the floor; 0 when f is nil.
+func (f *StartFloor) Load() int64 {
+	if f == nil {
+		return 0
+	}
+	return f.v.Load()
+}
+
+// Excludes reports whether spans that all start (and end) at or before
+// maxTime are below the floor.
+func (f *StartFloor) Excludes(maxTime int64) bool {
+	return f != nil && maxTime < f.v.Load()
 }
 
 // Projection lets a reader ask for less than whole spans, so that the store
