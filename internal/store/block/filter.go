@@ -559,6 +559,7 @@ type pageValues struct {
 	data  []byte
 	offs  []uint32
 	idx   []int32
+	dictI []int32 // an integer dictionary's entries, which idx indexes
 	bits  []byte
 	dict  *dictStrings
 	boxed []parquet.Value
@@ -590,8 +591,18 @@ func (v *pageValues) load(pg parquet.Page, dict *dictStrings) {
 		data := pg.Data()
 		switch {
 		case pg.Dictionary() != nil && data.Kind() == encoding.Int32:
-			v.idx = data.Int32()
-			return
+			// Integer columns may be dictionary-encoded too: the format
+			// leaves encodings to the writer. An INT32 dictionary's
+			// entries are read as they are; an INT64 one's are boxed.
+			switch dd := pg.Dictionary().Page().Data(); dd.Kind() {
+			case encoding.Int32:
+				v.idx, v.dictI = data.Int32(), dd.Int32()
+				return
+			case encoding.Int64:
+			default:
+				v.idx = data.Int32()
+				return
+			}
 		case pg.Dictionary() != nil:
 		case data.Kind() == encoding.Int64:
 			v.i64 = data.Int64()
@@ -641,6 +652,11 @@ func (v *pageValues) int64At(k int) int64 {
 		return v.i64[k]
 	case v.i32 != nil:
 		return int64(v.i32[k])
+	case v.dictI != nil:
+		if x := v.idx[k]; x >= 0 && int(x) < len(v.dictI) {
+			return int64(v.dictI[x])
+		}
+		return 0
 	case v.bits != nil:
 		return int64(v.bits[k>>3] >> (k & 7) & 1)
 	case k < len(v.boxed):
