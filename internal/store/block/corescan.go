@@ -55,13 +55,12 @@ func (p *CorePart) belowFloor() bool {
 }
 
 // coreScratch is what reading a part reuses: the row flags and positions
-// and the rows read, column by column, of its two windows. One per part
-// in flight.
+// and the rows read, column by column, of two windows (one handed on
+// while the next is read). One per part in flight.
 type coreScratch struct {
-	rows      rowScratch
-	head      *coreRows // made for the first part with a kept row
-	rest      *coreRows // made for the first part read in two windows
-	restFlags []bool    // the flags of the rest while the head is read
+	rows  rowScratch
+	win   [2]*coreRows // made as first needed
+	flags []bool       // the part's kept rows while a window's are read
 }
 
 // coreScratches keeps scratches from one scan to the next. A search
@@ -73,72 +72,100 @@ type coreScratch struct {
 var coreScratches = sync.Pool{New: func() any { return &coreScratch{} }}
 
 // A part read before fn has asked for more than one read at a time has
-// its kept rows read in two windows: the first eighth of them, handed on
-// as soon as they are read, then the rest. A search that has what it
-// wants a few rows into a part (it stops, typically, in the part after
-// the newest block's) has not decoded the result columns of its whole
-// row group. The cost is a page of each column but trace IDs decoded
-// twice, which is why parts read once a scan is running ahead are read
-// whole. Parts that keep fewer than headMin*2 rows are read whole too.
+// its kept rows read in windows of growing size: the first eighth of
+// them (at least headMin), as many again, then a quarter, then the rest,
+// each handed on as soon as it is read while the next is read. A search
+// that has what it wants a few rows into a part has not decoded the
+// result columns of its whole row group: one that stops in the newest
+// block, a fifth of the way in, reads two windows of it, not all. Each
+// window begins where a page of trace IDs, the widest core column,
+// begins, so no page of it is read twice; a page of each other column is
+// read by both windows it straddles, which is why parts read once a scan
+// is running ahead are read whole. Parts that keep fewer than headMin*2
+// rows are read whole too.
 const (
 	headShare = 8
 	headMin   = 256
 )
 
-// read reads the part's matching rows in block order into sc, calling
-// head with the first window's, and whether a rest follows, before it
-// reads the rest; it returns the rest's (nil when the part was read
-// whole, or has no match). Without split it reads one window. The rows
-// are valid until sc is used again. The Stats of ctx account the bytes
-// read, a page that both windows need twice.
-func (p *CorePart) read(ctx context.Context, sc *coreScratch, split bool, head func(rows *coreRows, more bool)) (rest *coreRows, err error) {
+// read reads the part's matching rows in block order into sc and calls
+// emit with each window's, and whether it is the last; without split the
+// part is one window. Two buffers alternate: before it reads the third
+// window and each after it into the buffer of two windows back, read
+// calls reuse, which returns once that window's rows have been taken, or
+// false when ctx is done (the read then ends with ctx's error). The
+// Stats of ctx account the bytes read, a page that two windows need
+// twice.
+func (p *CorePart) read(ctx context.Context, sc *coreScratch, split bool, emit func(rows *coreRows, last bool), reuse func() bool) (err error) {
 	defer p.b.guard(&err)
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	f, err := p.b.data()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	stats := storage.StatsFrom(ctx)
 	rg := f.RowGroups()[p.i]
 	keep, any, err := p.b.prefilterSpans(ctx, rg, p.i, &p.b.Index.RowGroups[p.i], p.q, stats, &sc.rows)
 	if err != nil || !any {
-		return nil, p.b.readErr(err)
+		return p.b.readErr(err)
 	}
-	if sc.head == nil {
-		sc.head = &coreRows{}
+	cuts := p.windows(rg, sc, keep, split)
+	if len(cuts) > 0 {
+		sc.flags = append(sc.flags[:0], keep...)
 	}
-	// The cut is the first row of the rest: the head window's flags are
-	// keep's up to it, the rest's keep's from it. It is where a page of
-	// trace IDs, the widest core column, begins, so that no page of it is
-	// read twice.
-	cut := len(keep)
-	if split {
-		if kept := sc.rows.keptRows(keep); len(kept) >= 2*headMin {
-			cut = p.b.pageStart(rg, "trace_id", int(kept[max(len(kept)/headShare, headMin)]))
+	from := 0
+	for w := 0; ; w++ {
+		to := len(keep)
+		if w < len(cuts) {
+			to = cuts[w]
+		}
+		if len(cuts) > 0 {
+			clear(keep)
+			copy(keep[from:to], sc.flags[from:to])
+		}
+		if w >= 2 && !reuse() {
+			return ctx.Err()
+		}
+		buf := sc.win[w%2]
+		if buf == nil {
+			buf = &coreRows{}
+			sc.win[w%2] = buf
+		}
+		if err := p.b.coreRead(ctx, rg, p.i, keep, p.q, stats, buf, &sc.rows); err != nil {
+			return p.b.readErr(err)
+		}
+		last := to == len(keep)
+		emit(buf, last)
+		if last {
+			return nil
+		}
+		from = to
+	}
+}
+
+// windows returns where the part's windows after the first begin, empty
+// for a part read whole.
+func (p *CorePart) windows(rg parquet.RowGroup, sc *coreScratch, keep []bool, split bool) []int {
+	if !split {
+		return nil
+	}
+	kept := sc.rows.keptRows(keep)
+	if len(kept) < 2*headMin {
+		return nil
+	}
+	var cuts []int
+	for k := max(len(kept)/headShare, headMin); k < len(kept); k *= 2 {
+		cut := p.b.pageStart(rg, "trace_id", int(kept[k]))
+		if cut >= len(keep) {
+			break
+		}
+		if len(cuts) == 0 || cut > cuts[len(cuts)-1] {
+			cuts = append(cuts, cut)
 		}
 	}
-	if cut < len(keep) {
-		sc.restFlags = append(sc.restFlags[:0], keep[cut:]...)
-		clear(keep[cut:])
-	}
-	if err := p.b.coreRead(ctx, rg, p.i, keep, p.q, stats, sc.head, &sc.rows); err != nil {
-		return nil, p.b.readErr(err)
-	}
-	head(sc.head, cut < len(keep))
-	if cut == len(keep) {
-		return nil, nil
-	}
-	clear(keep[:cut])
-	copy(keep[cut:], sc.restFlags)
-	if sc.rest == nil {
-		sc.rest = &coreRows{}
-	}
-	if err := p.b.coreRead(ctx, rg, p.i, keep, p.q, stats, sc.rest, &sc.rows); err != nil {
-		return nil, p.b.readErr(err)
-	}
-	return sc.rest, nil
+	return cuts
 }
 
 // pageStart returns the first row at or after row that begins a page of
@@ -196,15 +223,18 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 	if len(parts) == 0 {
 		return nil
 	}
-	// A part's head rows, and more, may be taken once ready is closed; its
-	// rest, and its error, once done is.
+	// A part's windows come on wins, which is closed after the last, its
+	// error set first. Each window taken is acknowledged on taken: the
+	// reader reuses a window's buffer two windows later (CorePart.read).
+	type window struct {
+		rows *coreRows
+		last bool
+	}
 	type result struct {
-		head, rest *coreRows
-		more       bool // a rest follows the head
-		sc         *coreScratch
-		err        error
-		ready      chan struct{}
-		done       chan struct{}
+		wins  chan window
+		taken chan struct{}
+		sc    *coreScratch
+		err   error
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -218,7 +248,7 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 	}()
 	results := make([]result, len(parts))
 	for k := range results {
-		results[k].ready, results[k].done = make(chan struct{}), make(chan struct{})
+		results[k].wins, results[k].taken = make(chan window, 2), make(chan struct{}, 2)
 	}
 	// A scratch is a part's leave to be read ahead of fn: one to begin
 	// with, one more as fn shows it wants more, up to ahead of them. Each
@@ -265,8 +295,7 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 				// Stopped: every part not started ends as cancelled.
 				for j := k; j < len(parts); j++ {
 					results[j].err = ctx.Err()
-					close(results[j].ready)
-					close(results[j].done)
+					close(results[j].wins)
 				}
 				return
 			}
@@ -275,8 +304,7 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 				// looked at once the part could start, the latest it can.
 				<-slots
 				free <- sc
-				close(results[k].ready)
-				close(results[k].done)
+				close(results[k].wins)
 				continue
 			}
 			// Not yet running ahead: this part may be where fn stops.
@@ -286,16 +314,20 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 				defer wg.Done()
 				r := &results[k]
 				r.sc = sc
-				ready := false
-				r.rest, r.err = parts[k].read(ctx, sc, split, func(head *coreRows, more bool) {
-					r.head, r.more, ready = head, more, true
-					close(r.ready)
+				// wins never holds more than two windows: the third is
+				// read only once the first has been taken.
+				r.err = parts[k].read(ctx, sc, split, func(rows *coreRows, last bool) {
+					r.wins <- window{rows, last}
+				}, func() bool {
+					select {
+					case <-r.taken:
+						return true
+					case <-ctx.Done():
+						return false
+					}
 				})
 				<-slots
-				if !ready {
-					close(r.ready)
-				}
-				close(r.done)
+				close(r.wins)
 			}()
 		}
 	}()
@@ -324,31 +356,29 @@ func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span)
 	for k := range parts {
 		r := &results[k]
 		b := parts[k].b
-		<-r.ready
-		// The floor may have risen past the part while it was read.
-		below := parts[k].belowFloor()
-		if !failed[b] && !below && !hand(r.head) {
-			return nil
+		windows, below := 0, false
+		for w := range r.wins {
+			// The floor may have risen past the part while it was read.
+			below = below || parts[k].belowFloor()
+			if !failed[b] && !below && !hand(w.rows) {
+				return nil
+			}
+			r.taken <- struct{}{}
+			if windows == 0 && !w.last && !below {
+				grant() // fn wants more than a window: the next part may start
+			}
+			windows++
 		}
-		if r.more && !below {
-			grant() // fn wants more than a head: the next part may start
-		}
-		<-r.done
-		switch {
-		case failed[b], below:
-		case r.err != nil:
+		if r.err != nil && !failed[b] && !below {
 			if err := fail(b, r.err); err != nil {
 				return err
 			}
 			failed[b] = true
-		case !hand(r.rest):
-			return nil
 		}
-		r.head, r.rest = nil, nil
 		if r.sc != nil {
 			free <- r.sc
 		}
-		if k > 0 && !r.more && !below {
+		if k > 0 && windows <= 1 && !below {
 			grant() // a part after the first taken whole
 		}
 	}

@@ -102,21 +102,24 @@ func testReadCoreParts(t *testing.T, traces, rg int) {
 	rows0 := 0
 	require.NoError(t, ReadCoreParts(ctx, parts[:1], func(*storage.Span) bool { rows0++; return true }, noFail))
 	if rg >= 2*headMin {
-		// A part read in two windows: a scan that ends once the head is
-		// handed on reads no page of the rest.
+		// A part read in windows: a scan that ends once the first is
+		// handed on reads no page of the others.
 		var st storage.Stats
 		ctx, cancel := context.WithCancel(storage.WithStats(ctx, &st))
 		heads := 0
-		_, err := parts[0].read(ctx, &coreScratch{}, true, func(h *coreRows, more bool) {
+		err := parts[0].read(ctx, &coreScratch{}, true, func(h *coreRows, last bool) {
 			heads++
 			require.Positive(t, h.n)
-			require.True(t, more)
+			require.False(t, last)
 			cancel()
-		})
+		}, func() bool { return ctx.Err() == nil })
 		require.ErrorIs(t, err, context.Canceled)
 		require.Equal(t, 1, heads)
 		require.Positive(t, st.BytesRead())
-		require.Less(t, st.BytesRead(), partBytes[0], "the head alone")
+		require.Less(t, st.BytesRead(), partBytes[0], "the first window alone")
+
+		sizes := checkWindows(t, parts[0])
+		require.Len(t, sizes, 2, "a row group of two pages of trace IDs")
 	}
 	for range 20 { // what runs ahead, and how far, is up to the scheduler
 		got := readStats(1)
@@ -211,5 +214,66 @@ func TestReadCorePartsBelowFloor(t *testing.T) {
 		require.NoError(t, err)
 		require.Zero(t, got)
 		require.Zero(t, stats.BytesRead())
+	}
+}
+
+// checkWindows reads p in windows and whole, checks that the windows
+// hand on every kept row once, in order, as the whole read does, and
+// returns the windows' sizes.
+func checkWindows(t *testing.T, p CorePart) []int {
+	t.Helper()
+	read := func(split bool) (sizes []int, ids []storage.SpanID) {
+		// Each window is taken before the next is read: reuse has
+		// nothing to wait for.
+		require.NoError(t, p.read(context.Background(), &coreScratch{}, split, func(h *coreRows, last bool) {
+			sizes = append(sizes, h.n)
+			var s storage.Span
+			for j := range h.n {
+				h.span(j, &s)
+				ids = append(ids, s.SpanID)
+			}
+		}, func() bool { return true }))
+		return sizes, ids
+	}
+	sizes, ids := read(true)
+	whole, wids := read(false)
+	require.Len(t, whole, 1)
+	require.Equal(t, wids, ids)
+	return sizes
+}
+
+// A part of many pages of trace IDs is read in windows that grow: an
+// eighth of its kept rows, as many again, a quarter, then the rest, each
+// cut where a page of trace IDs begins.
+func TestCorePartWindows(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 3000)
+	b := writeTestBlock(t, st, spans, len(spans))
+	parts := b.CoreParts(&storage.SpanQuery{Projection: storage.ProjectCore})
+	require.Len(t, parts, 1)
+	sizes := checkWindows(t, parts[0])
+	require.Len(t, sizes, 4, "windows %v", sizes)
+	// Through ReadCoreParts, where the third window is read into the
+	// first's buffer once that has been taken: the same rows, in order,
+	// however far the reader gets ahead of a consumer that keeps each
+	// span.
+	var want, got []storage.Span
+	require.NoError(t, parts[0].read(context.Background(), &coreScratch{}, false, func(h *coreRows, _ bool) {
+		for j := range h.n {
+			var s storage.Span
+			h.span(j, &s)
+			want = append(want, s)
+		}
+	}, func() bool { return true }))
+	require.NoError(t, ReadCoreParts(context.Background(), parts, func(s *storage.Span) bool {
+		got = append(got, *s)
+		return true
+	}, func(b *Block, err error) error { return err }))
+	require.Equal(t, want, got)
+	n := len(spans)
+	for w, share := range []float64{1.0 / 8, 1.0 / 8, 1.0 / 4} {
+		// Within a page of trace IDs (64 KiB of 16-byte IDs) of its share.
+		require.InDelta(t, share*float64(n), float64(sizes[w]), 4096, "window %d of %v", w, sizes)
 	}
 }
