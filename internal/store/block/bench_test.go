@@ -173,7 +173,7 @@ func BenchmarkMergeSpans(b *testing.B) {
 // for each match's trace and start. "all" takes every match, as a
 // most_recent search or an uncached metrics query does; "stop" stops
 // after the first 500, as a search for a few traces does, which is what
-// the read-ahead and the two windows of a part are for.
+// the read-ahead and the windows of a part are for.
 func BenchmarkCoreScan(b *testing.B) {
 	spans, _ := genSpans(b, 15000)
 	st, err := objstore.OpenFilesystem(b.TempDir())

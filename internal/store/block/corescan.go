@@ -203,12 +203,12 @@ func ScanParallel() int { return scanParallel }
 //
 // The first part is read alone, since a search often stops inside it or
 // just after it. The reads let run ahead of fn grow by one each time fn
-// shows it wants more than a part's head (it takes a head that a rest
-// follows, or the whole of a part after the first), up to 2*scanParallel
-// parts, which bounds the memory held: a scan that reads everything has
-// both cores busy from the first part's rest on, while a search that
-// stops in the head of the part after the newest block (the usual case)
-// has read nothing past it. A read of given traces (SpanQuery.TraceIDs
+// shows it wants more than a part's first window (it takes a window that
+// others follow, or the whole of a part after the first), up to
+// 2*scanParallel parts, which bounds the memory held: a scan that reads
+// everything has both cores busy from the first part's second window
+// on, while a search that stops early in the part after the newest
+// block has read nothing past it. A read of given traces (SpanQuery.TraceIDs
 // or TraceID), which wants all of its parts, runs ahead in full from the
 // start. A read that the scan's end cancels stops between pages.
 //
@@ -217,7 +217,8 @@ func ScanParallel() int { return scanParallel }
 //
 // A part that fails goes to fail with its block: fail returns nil to skip
 // the rest of that block and go on with the others, or an error to end
-// the scan with it. A part that fails in its rest has handed on its head.
+// the scan with it. A part that fails after its first window has handed
+// on the windows before.
 // No read is in flight when ReadCoreParts returns.
 func ReadCoreParts(ctx context.Context, parts []CorePart, fn func(*storage.Span) bool, fail func(*Block, error) error) error {
 	if len(parts) == 0 {

@@ -83,7 +83,7 @@ func testReadCoreParts(t *testing.T, traces, rg int) {
 	require.Equal(t, want[:stop], got)
 
 	// What a scan that stops reads: inside the first part, that part
-	// alone, and only its head when it has two windows; inside the
+	// alone, and only its first window when it has two; inside the
 	// second, not the four parts the reads run ahead once a scan is well
 	// under way.
 	partBytes := make([]int64, len(parts))
