@@ -602,16 +602,24 @@ func keys(m map[string][]float64) []string {
 func flushedStore(t *testing.T) (*store.DB, ptrace.Traces) {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
-	require.NoError(t, err)
-	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour, RowGroupRows: 1000})
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
+	db := openTestStore(t)
 	td, _ := workload.New(42, t0, workload.Options{}).Batch(600)
 	require.NoError(t, db.AppendTraces(td))
 	require.NoError(t, db.Flush(ctx))
 	return db, td
+}
+
+// openTestStore opens an empty store that compacts nothing, with row
+// groups of 1,000 spans; it is closed when the test ends.
+func openTestStore(t *testing.T) *store.DB {
+	t.Helper()
+	dir := t.TempDir()
+	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
+	require.NoError(t, err)
+	db, err := store.Open(context.Background(), store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour, RowGroupRows: 1000})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // plainQuerier hides the store's trace summaries: every candidate trace
@@ -831,12 +839,7 @@ func (q noFloor) Spans(ctx context.Context, sq *storage.SpanQuery, fn func(*stor
 // differs.
 func TestSearchFloorSkipsOlderBlocks(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
-	require.NoError(t, err)
-	db, err := store.Open(ctx, store.Options{Dir: dir, Bucket: bucket, CompactionInterval: -1, MaxBlockDuration: time.Hour, RowGroupRows: 1000})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openTestStore(t)
 	for h := range 4 {
 		td, _ := workload.New(uint64(h), t0.Add(time.Duration(h)*time.Hour), workload.Options{}).Batch(150)
 		require.NoError(t, db.AppendTraces(td))
