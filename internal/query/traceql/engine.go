@@ -2,6 +2,7 @@ package traceql
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -96,53 +97,44 @@ type ResultSpan struct {
 // latest: a span starting before it can neither make its trace one of
 // the limit most recent nor reorder them.
 type recentFloor struct {
-	h     []int64
+	h     startHeap
 	limit int
 	f     *storage.StartFloor
 }
 
 func newRecentFloor(limit int) *recentFloor {
-	return &recentFloor{limit: limit, h: make([]int64, 0, min(limit, 1024)), f: &storage.StartFloor{}}
+	return &recentFloor{limit: limit, h: make(startHeap, 0, min(limit, 1024)), f: &storage.StartFloor{}}
 }
 
 // add records the first matching start of a trace new to the search.
 func (r *recentFloor) add(t int64) {
-	h := r.h
-	if len(h) < r.limit {
-		h = append(h, t)
-		for i := len(h) - 1; i > 0; {
-			p := (i - 1) / 2
-			if h[p] <= h[i] {
-				break
-			}
-			h[p], h[i] = h[i], h[p]
-			i = p
+	switch {
+	case len(r.h) < r.limit:
+		heap.Push(&r.h, t)
+		if len(r.h) < r.limit {
+			return
 		}
-		r.h = h
-		if len(h) == r.limit {
-			r.f.Raise(h[0])
-		}
+	case t > r.h[0]:
+		r.h[0] = t
+		heap.Fix(&r.h, 0)
+	default:
 		return
 	}
-	if t <= h[0] {
-		return
-	}
-	h[0] = t
-	for i := 0; ; {
-		c := 2*i + 1
-		if c >= len(h) {
-			break
-		}
-		if c+1 < len(h) && h[c+1] < h[c] {
-			c++
-		}
-		if h[i] <= h[c] {
-			break
-		}
-		h[i], h[c] = h[c], h[i]
-		i = c
-	}
-	r.f.Raise(h[0])
+	r.f.Raise(r.h[0])
+}
+
+// startHeap is a min-heap of starts (container/heap).
+type startHeap []int64
+
+func (h startHeap) Len() int           { return len(h) }
+func (h startHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h startHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *startHeap) Push(x any)        { *h = append(*h, x.(int64)) }
+func (h *startHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // oversample is how many times its limit a spanwise search reads
