@@ -327,19 +327,12 @@ func (a *API) tempoSearch(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		out := struct {
-			Traces  []tempoTraceMeta `json:"traces"`
-			Metrics searchMetrics    `json:"metrics"`
-		}{Traces: []tempoTraceMeta{}, Metrics: searchMetrics{
+		writeTempoSearch(w, res.Traces, searchMetrics{
 			InspectedTraces: res.InspectedTraces,
 			InspectedBytes:  strconv.FormatInt(qr.stats.BytesRead(), 10),
 			InspectedSpans:  strconv.FormatInt(res.InspectedSpans, 10),
 			CompletedJobs:   1, TotalJobs: 1,
-		}}
-		for _, t := range res.Traces {
-			out.Traces = append(out.Traces, toTempoMeta(t))
-		}
-		writeJSON(w, http.StatusOK, out)
+		})
 		return nil
 	}()
 	if err != nil {

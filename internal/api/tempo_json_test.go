@@ -181,3 +181,144 @@ func BenchmarkTempoMetricsJSON(b *testing.B) {
 		}
 	})
 }
+
+// searchJSON is what writeJSON writes for a search response.
+func searchJSON(t testing.TB, traces []traceql.TraceResult, m searchMetrics) []byte {
+	metas := []tempoTraceMeta{}
+	for _, tr := range traces {
+		metas = append(metas, toTempoMeta(tr))
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(true)
+	require.NoError(t, enc.Encode(tempoSearchResponse{Traces: metas, Metrics: m}))
+	return buf.Bytes()
+}
+
+func randomTraces(r *rand.Rand) []traceql.TraceResult {
+	str := func() string { return jsonStrings[r.IntN(len(jsonStrings))] }
+	labels := func() []traceql.Label {
+		series, _, _ := randomSeries(r)
+		for _, s := range series {
+			if len(s.Labels) > 0 {
+				return s.Labels
+			}
+		}
+		return nil
+	}
+	var out []traceql.TraceResult
+	for range r.IntN(4) {
+		var id storage.TraceID
+		for k := range id[r.IntN(len(id)):] {
+			id[k] = byte(r.IntN(256))
+		}
+		t := traceql.TraceResult{TraceID: id, RootService: str(), RootName: str(), Start: r.Int64() - r.Int64(), Duration: r.Int64N(1 << 40)}
+		for range r.IntN(3) {
+			ss := traceql.ResultSpanset{Matched: r.IntN(50), Attrs: labels()}
+			for range r.IntN(4) {
+				var sid storage.SpanID
+				for k := range sid {
+					sid[k] = byte(r.IntN(256))
+				}
+				ss.Spans = append(ss.Spans, traceql.ResultSpan{SpanID: sid, Name: str(), Start: r.Int64(), Duration: r.Int64N(1 << 40), Attrs: labels()})
+			}
+			t.Spansets = append(t.Spansets, ss)
+		}
+		if n := r.IntN(4); n > 0 {
+			t.ServiceStats = map[string]traceql.ServiceStats{}
+			for range n {
+				t.ServiceStats[str()] = traceql.ServiceStats{SpanCount: r.IntN(100), ErrorCount: r.IntN(3)}
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// TestTempoSearchJSON holds the search encoder to encoding/json's bytes
+// for the same traces as toTempoMeta's structs: trace IDs with leading
+// zero bytes, omitted names, attributes and spansets, service stats in
+// key order, and strings that need escaping.
+func TestTempoSearchJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range 3000 {
+		traces := randomTraces(r)
+		_, _, m := randomSeries(r)
+		got, ok := appendSearchResult(nil, traces, m)
+		require.True(t, ok)
+		require.Equal(t, string(searchJSON(t, traces, m)), string(got), "case %d", i)
+	}
+	// A float JSON cannot hold is reported, for encoding/json's handling.
+	for _, f := range []float64{math.NaN(), math.Inf(1)} {
+		nan := []traceql.Label{{Key: "x", Value: traceql.NewFloat(f)}}
+		for _, tr := range []traceql.TraceResult{
+			{Spansets: []traceql.ResultSpanset{{Attrs: nan}}},
+			{Spansets: []traceql.ResultSpanset{{Spans: []traceql.ResultSpan{{Attrs: nan}}}}},
+		} {
+			_, ok := appendSearchResult(nil, []traceql.TraceResult{tr}, searchMetrics{})
+			require.False(t, ok)
+		}
+	}
+}
+
+func FuzzTempoSearchJSON(f *testing.F) {
+	for _, s := range jsonStrings {
+		f.Add(s, int64(1700000000000000000), 2.5)
+	}
+	f.Fuzz(func(t *testing.T, s string, ts int64, v float64) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return
+		}
+		attrs := []traceql.Label{{Key: s, Value: traceql.NewString(s)}, {Key: "x", Value: traceql.NewFloat(v)}}
+		traces := []traceql.TraceResult{{
+			RootService: s, RootName: s, Start: ts, Duration: ts,
+			Spansets:     []traceql.ResultSpanset{{Spans: []traceql.ResultSpan{{Name: s, Start: ts, Attrs: attrs}}, Matched: 1, Attrs: attrs}},
+			ServiceStats: map[string]traceql.ServiceStats{s: {SpanCount: 1}, "b": {SpanCount: 2, ErrorCount: 1}},
+		}}
+		m := searchMetrics{InspectedBytes: s, InspectedSpans: s, CompletedJobs: 1, TotalJobs: 1}
+		got, ok := appendSearchResult(nil, traces, m)
+		if !ok {
+			t.Fatal("finite values refused")
+		}
+		if want := searchJSON(t, traces, m); !bytes.Equal(want, got) {
+			t.Fatalf("\nwant %s\ngot  %s", want, got)
+		}
+	})
+}
+
+// BenchmarkTempoSearchJSON encodes a limit-20 answer of
+// `{ status = error }` as bench/sidebyside gets it (about 22 KB): 20
+// traces of three matching spans each with their status, and the
+// services of each trace.
+func BenchmarkTempoSearchJSON(b *testing.B) {
+	var traces []traceql.TraceResult
+	for i := range 20 {
+		t := traceql.TraceResult{TraceID: storage.TraceID{byte(i), 0xbf, 0x92, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47},
+			RootService: "frontend", RootName: "GET /api/cart", Start: 1796414580000000000 + int64(i)*1e6, Duration: 12345678,
+			ServiceStats: map[string]traceql.ServiceStats{}}
+		ss := traceql.ResultSpanset{Matched: 3}
+		for k := range 3 {
+			ss.Spans = append(ss.Spans, traceql.ResultSpan{SpanID: storage.SpanID{byte(k), 1, 2, 3, 4, 5, 6, 7}, Name: "oteldemo.CartService/GetCart",
+				Start: t.Start + int64(k)*1000, Duration: 2345678, Attrs: []traceql.Label{{Key: "status", Value: traceql.NewStatus(storage.StatusError)}}})
+		}
+		t.Spansets = []traceql.ResultSpanset{ss}
+		for _, svc := range []string{"frontend", "cart", "checkout", "payment", "currency"} {
+			t.ServiceStats[svc] = traceql.ServiceStats{SpanCount: 3, ErrorCount: 1}
+		}
+		traces = append(traces, t)
+	}
+	m := searchMetrics{InspectedTraces: 20, InspectedBytes: "1153433", InspectedSpans: "415", CompletedJobs: 1, TotalJobs: 1}
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			searchJSON(b, traces, m)
+		}
+	})
+	b.Run("append", func(b *testing.B) {
+		b.ReportAllocs()
+		buf := make([]byte, 0, 64<<10)
+		for range b.N {
+			buf, _ = appendSearchResult(buf[:0], traces, m)
+		}
+	})
+}
