@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -275,5 +277,38 @@ func TestCorePartWindows(t *testing.T) {
 	for w, share := range []float64{1.0 / 8, 1.0 / 8, 1.0 / 4} {
 		// Within a page of trace IDs (64 KiB of 16-byte IDs) of its share.
 		require.InDelta(t, share*float64(n), float64(sizes[w]), 4096, "window %d of %v", w, sizes)
+	}
+}
+
+// A scan that stops in the second window of its first part has started
+// no other part: the reads run ahead only once fn has taken two windows
+// of a part with more to come. Each part started takes a scratch, and
+// the scan's first comes from a pool made empty here, so the pool's New
+// counts the parts started.
+func TestReadCorePartsStopInSecondWindow(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 3000)
+	first := writeTestBlock(t, st, spans, len(spans))
+	second := writeTestBlock(t, st, spans[:1000], 500)
+	q := &storage.SpanQuery{Projection: storage.ProjectCore}
+	parts := append(first.CoreParts(q), second.CoreParts(q)...)
+	require.Len(t, parts, 3)
+	sizes := checkWindows(t, parts[0])
+	require.Greater(t, len(sizes), 2)
+
+	saved := coreScratches
+	t.Cleanup(func() { coreScratches = saved })
+	var made atomic.Int32
+	for range 20 {
+		made.Store(0)
+		coreScratches = sync.Pool{New: func() any { made.Add(1); return &coreScratch{} }}
+		n, stop := 0, sizes[0]+sizes[1]/2
+		require.NoError(t, ReadCoreParts(context.Background(), parts, func(*storage.Span) bool {
+			n++
+			return n < stop
+		}, func(b *Block, err error) error { return err }))
+		require.Equal(t, stop, n)
+		require.EqualValues(t, 1, made.Load(), "a part after the first was started")
 	}
 }
