@@ -69,7 +69,7 @@ type coreScratch struct {
 // a megabyte per search on row groups of 24k rows), and the collector's
 // time went with them. What the pool holds is what scans in flight held,
 // until the next collections empty it.
-var coreScratches = sync.Pool{New: func() any { return &coreScratch{} }}
+var coreScratches = &sync.Pool{New: func() any { return &coreScratch{} }}
 
 // A part read before fn has asked for more than one read at a time has
 // its kept rows read in windows of growing size: the first eighth of

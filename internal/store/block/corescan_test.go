@@ -302,7 +302,7 @@ func TestReadCorePartsStopInSecondWindow(t *testing.T) {
 	var made atomic.Int32
 	for range 20 {
 		made.Store(0)
-		coreScratches = sync.Pool{New: func() any { made.Add(1); return &coreScratch{} }}
+		coreScratches = &sync.Pool{New: func() any { made.Add(1); return &coreScratch{} }}
 		n, stop := 0, sizes[0]+sizes[1]/2
 		require.NoError(t, ReadCoreParts(context.Background(), parts, func(*storage.Span) bool {
 			n++
