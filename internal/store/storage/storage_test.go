@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -44,6 +45,41 @@ func ptraceJSON(t *testing.T, td ptrace.Traces) string {
 	b, err := (&ptrace.JSONMarshaler{}).MarshalTraces(td)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// The Into conversions give what the plain ones give, with every span's or
+// record's attributes in one array appended to the caller's: what was in
+// it stays, and appending to one span's attributes never reaches the
+// next's.
+func TestAppendInto(t *testing.T) {
+	td, ld := workload.New(2, time.Unix(1_700_000_000, 0), workload.Options{}).Batch(20)
+	prior := Attrs{{Key: "kept", Value: Value{Type: TypeStr, Str: "x"}}}
+
+	want := AppendTraces(nil, td)
+	spans, attrs := AppendTracesInto(nil, prior, td)
+	require.Equal(t, len(want), len(spans))
+	n := len(prior)
+	for i := range want {
+		require.Equal(t, want[i].Attrs, spans[i].Attrs, "span %d", i)
+		n += len(want[i].Attrs)
+	}
+	require.Len(t, attrs, n)
+	require.Equal(t, prior[0], attrs[0])
+	for i := range spans[:len(spans)-1] {
+		next := slices.Clone(spans[i+1].Attrs)
+		_ = append(spans[i].Attrs, Attr{Key: "extra"})
+		require.Equal(t, next, spans[i+1].Attrs, "span %d's append reached span %d", i, i+1)
+	}
+
+	wantLogs := AppendLogs(nil, ld)
+	logs, lattrs := AppendLogsInto(nil, nil, ld)
+	require.Equal(t, wantLogs, logs)
+	require.NotEmpty(t, lattrs)
+	for i := range logs[:len(logs)-1] {
+		next := slices.Clone(logs[i+1].Attrs)
+		_ = append(logs[i].Attrs, Attr{Key: "extra"})
+		require.Equal(t, next, logs[i+1].Attrs, "record %d's append reached record %d", i, i+1)
+	}
 }
 
 func TestMatcher(t *testing.T) {
