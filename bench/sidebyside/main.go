@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -152,6 +153,7 @@ func query(args []string) error {
 	in := fs.String("in", "", "the directory load wrote")
 	runs := fs.Int("runs", 50, "runs per query and backend")
 	only := fs.String("only", "", "run only the queries whose name contains this")
+	pidList := fs.String("pids", "", "the servers' process IDs, one per -http URL, comma-separated: adds each one's CPU per request, from /proc (needs many -runs: the kernel counts in 10 ms ticks)")
 	_ = fs.Parse(args)
 	rb, err := os.ReadFile(filepath.Join(*in, "range"))
 	if err != nil {
@@ -171,6 +173,12 @@ func query(args []string) error {
 	if len(labels) != len(backends) {
 		return errors.New("-names needs one name per -http URL")
 	}
+	var pids []string
+	if *pidList != "" {
+		if pids = strings.Split(*pidList, ","); len(pids) != len(backends) {
+			return errors.New("-pids needs one process ID per -http URL")
+		}
+	}
 	client := &http.Client{Timeout: 2 * time.Minute}
 	fmt.Printf("| query | %s |\n|---|%s\n", strings.Join(labels, " p50 / p99 / bytes / result | ")+" p50 / p99 / bytes / result", strings.Repeat("---|", len(labels)))
 	for _, qd := range queries {
@@ -180,6 +188,10 @@ func query(args []string) error {
 		lat := make([][]time.Duration, len(backends))
 		bytes := make([][]int64, len(backends))
 		result := make([]string, len(backends))
+		cpu0, err := cpuTicks(pids)
+		if err != nil {
+			return err
+		}
 		for r := range *runs {
 			for b, base := range backends {
 				u := base
@@ -202,15 +214,48 @@ func query(args []string) error {
 				result[b] = res
 			}
 		}
+		cpu1, err := cpuTicks(pids)
+		if err != nil {
+			return err
+		}
 		row := "| " + qd.name + " |"
 		for b := range backends {
 			slices.Sort(lat[b])
 			slices.Sort(bytes[b])
-			row += fmt.Sprintf(" %s / %s / %s / %s |", round(lat[b][len(lat[b])/2]), round(lat[b][len(lat[b])*99/100]), mib(bytes[b][len(bytes[b])/2]), result[b])
+			row += fmt.Sprintf(" %s / %s / %s / %s", round(lat[b][len(lat[b])/2]), round(lat[b][len(lat[b])*99/100]), mib(bytes[b][len(bytes[b])/2]), result[b])
+			if pids != nil {
+				// Ticks are USER_HZ, 100 a second on Linux.
+				row += fmt.Sprintf(" / CPU %s a request", round(time.Duration(cpu1[b]-cpu0[b])*10*time.Millisecond/time.Duration(*runs)))
+			}
+			row += " |"
 		}
 		fmt.Println(row)
 	}
 	return nil
+}
+
+// cpuTicks reads the user and system CPU ticks each process has used.
+func cpuTicks(pids []string) ([]int64, error) {
+	out := make([]int64, len(pids))
+	for i, pid := range pids {
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return nil, err
+		}
+		// The command may hold spaces; the fields after it do not.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			return nil, fmt.Errorf("/proc/%s/stat: too few fields", pid)
+		}
+		for _, k := range []int{11, 12} { // utime, stime: fields 14 and 15
+			n, err := strconv.ParseInt(f[k], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("/proc/%s/stat: %w", pid, err)
+			}
+			out[i] += n
+		}
+	}
+	return out, nil
 }
 
 func get(c *http.Client, u string) ([]byte, error) {
