@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -12,14 +13,21 @@ import (
 	"github.com/sightlinehq/sightline/internal/workload"
 )
 
-// BenchmarkAppendTraces is the store's ingest path for one request of 20
-// workload traces (about 280 spans): attribute limits, the WAL encoding,
-// the conversion to stored spans and the head insert. The WAL does not
-// fsync and the head is never cut, so this measures the CPU and the
-// allocations per request, not the disk.
+// BenchmarkAppendTraces is the store's ingest path for one request:
+// attribute limits, the WAL encoding, the conversion to stored spans and
+// the head insert. A request is 20 workload traces (about 280 spans), as
+// an SDK or bench/ingest sends them, or 600 (about 8,400 spans), a
+// Collector's batch. The WAL does not fsync and the head is never cut, so
+// this measures the CPU and the allocations per request, not the disk.
 //
 //	go test -run XXX -bench AppendTraces -benchtime 3000x ./internal/store/
 func BenchmarkAppendTraces(b *testing.B) {
+	for _, traces := range []int{20, 600} {
+		b.Run("traces="+strconv.Itoa(traces), func(b *testing.B) { benchmarkAppendTraces(b, traces) })
+	}
+}
+
+func benchmarkAppendTraces(b *testing.B, traces int) {
 	db := openTestDB(b, b.TempDir(), func(o *Options) {
 		o.WAL = wal.Options{Sync: wal.SyncInterval, SyncInterval: time.Hour}
 		o.MaxBlockBytes = 1 << 40
@@ -34,7 +42,7 @@ func BenchmarkAppendTraces(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		td, _ = g.Batch(20)
+		td, _ = g.Batch(traces)
 		spans += td.SpanCount()
 		b.StartTimer()
 		if err := db.AppendTraces(td); err != nil {
