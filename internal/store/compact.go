@@ -154,10 +154,13 @@ func (db *DB) compact(ctx context.Context, sig block.Signal, group []*blockRef) 
 	}
 	block.MergeWALClaims(&opts, metas)
 	opts.Level0 = block.MergeLevel0(metas)
-	// A block under half of CompactMaxBytes is merged again
-	// (pickCompaction): only the blocks that stay are worth zstd's default
-	// level.
-	opts.Fast = size < db.opts.CompactMaxBytes/2
+	// A block is merged again when CompactMinBlocks of its level fit in
+	// CompactMaxBytes together (pickCompaction); only the blocks that stay
+	// are worth zstd's default level. Under half of CompactMaxBytes, as
+	// this read before, also took the blocks that no group of
+	// CompactMinBlocks can hold: at 20k spans/s the 10M-span blocks of
+	// level 3, which stayed at the fast codec's size.
+	opts.Fast = size*int64(db.opts.CompactMinBlocks) <= db.opts.CompactMaxBytes
 	var (
 		m       *block.Meta
 		err     error

@@ -15,6 +15,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store/storage"
@@ -30,9 +31,9 @@ type WriteOptions struct {
 	// PageFiles buffers the pages of the row group being written; nil
 	// creates a file per column and row group in TempDir.
 	PageFiles *PageFiles
-	// Fast compresses for speed rather than size, for a block that will
-	// be merged again soon: a level-0 block, or a merge's output under
-	// half the largest a merge makes.
+	// Fast compresses for speed rather than size (Snappy instead of
+	// zstd), for a block that will be merged again soon: a level-0
+	// block, or a merge's output small enough to be merged again.
 	Fast  bool
 	Level int
 	// ID names the block; empty draws a new ULID. A head's blocks are
@@ -66,8 +67,8 @@ func NewID() string { return ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reade
 // against the work of finding one trace in a row group.
 const DefaultRowGroupRows = 100_000
 
-// Blocks are zstd at its default level (codec, in zstd.go), or its
-// fastest for blocks that will be merged again (fastCodec):
+// Blocks are zstd at its default level (codec, in zstd.go), or Snappy
+// for blocks that will be merged again (fastCodec):
 // SpeedBetterCompression costs ~2× CPU on the flush path for a few percent
 // on these columns (see docs/benchmarks.md).
 
@@ -376,7 +377,7 @@ const writeBatch = 256
 // of 39.4, BenchmarkWriteSpans), and the write was no slower; a 64 KiB cap
 // saved no bytes over 16 and gave 2.1 ms.
 func writerOptions[T any](opts WriteOptions) []parquet.WriterOption {
-	c := codec
+	var c compress.Codec = codec
 	if opts.Fast {
 		c = fastCodec
 	}
