@@ -23,34 +23,42 @@ import (
 // encoding/json's output of toTempoSeries, HTML escaping and float
 // formatting included.
 
-// metricsBufs recycles response buffers: a cached rate() answers in tens
+// responseBufs recycles response buffers: a cached rate() answers in tens
 // of microseconds, and growing a fresh buffer to a few hundred KiB cost
 // more than that. Buffers past maxPooledBuf are left to the collector, so
 // that one huge response does not stay held.
-var metricsBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+var responseBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 const maxPooledBuf = 4 << 20
 
-// writeTempoMetrics writes {"metrics":m,"series":series} as writeJSON
-// would with toTempoSeries(series, instant).
-func writeTempoMetrics(w http.ResponseWriter, series []traceql.Series, instant bool, m searchMetrics) {
-	buf := metricsBufs.Get().(*[]byte)
+// writeAppended writes, as a 200 JSON response, what appendTo appends to
+// a pooled buffer; if appendTo reports a value JSON cannot hold (NaN,
+// ±Inf), fallback writes the response instead, through encoding/json.
+func writeAppended(w http.ResponseWriter, appendTo func([]byte) ([]byte, bool), fallback func()) {
+	buf := responseBufs.Get().(*[]byte)
 	defer func() {
 		if cap(*buf) <= maxPooledBuf {
 			*buf = (*buf)[:0]
-			metricsBufs.Put(buf)
+			responseBufs.Put(buf)
 		}
 	}()
-	b, ok := appendMetricsResult((*buf)[:0], series, instant, m)
+	b, ok := appendTo((*buf)[:0])
 	*buf = b
 	if !ok {
-		// A value JSON cannot hold (NaN, ±Inf): encoding/json decides.
-		writeJSON(w, http.StatusOK, map[string]any{"series": toTempoSeries(series, instant), "metrics": m})
+		fallback()
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
+}
+
+// writeTempoMetrics writes {"metrics":m,"series":series} as writeJSON
+// would with toTempoSeries(series, instant).
+func writeTempoMetrics(w http.ResponseWriter, series []traceql.Series, instant bool, m searchMetrics) {
+	writeAppended(w, func(b []byte) ([]byte, bool) { return appendMetricsResult(b, series, instant, m) }, func() {
+		writeJSON(w, http.StatusOK, map[string]any{"series": toTempoSeries(series, instant), "metrics": m})
+	})
 }
 
 // toTempoSeries is the response's series as structs, for encoding/json.
@@ -186,26 +194,13 @@ func appendSearchMetrics(b []byte, m searchMetrics) []byte {
 // structs (built first, a string per number) was a tenth of the server's
 // CPU for a limit-20 search.
 func writeTempoSearch(w http.ResponseWriter, traces []traceql.TraceResult, m searchMetrics) {
-	buf := metricsBufs.Get().(*[]byte)
-	defer func() {
-		if cap(*buf) <= maxPooledBuf {
-			*buf = (*buf)[:0]
-			metricsBufs.Put(buf)
-		}
-	}()
-	b, ok := appendSearchResult((*buf)[:0], traces, m)
-	*buf = b
-	if !ok {
+	writeAppended(w, func(b []byte) ([]byte, bool) { return appendSearchResult(b, traces, m) }, func() {
 		metas := make([]tempoTraceMeta, 0, len(traces))
 		for _, t := range traces {
 			metas = append(metas, toTempoMeta(t))
 		}
 		writeJSON(w, http.StatusOK, tempoSearchResponse{Traces: metas, Metrics: m})
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b)
+	})
 }
 
 // tempoSearchResponse is a search response as structs, for encoding/json.

@@ -47,13 +47,12 @@ var (
 type s2Codec struct{ snappy.Codec }
 
 func (*s2Codec) Encode(dst, src []byte) ([]byte, error) {
-	if n := s2.MaxEncodedLen(len(src)); cap(dst) < n {
-		if n < 0 {
-			return nil, errors.New("snappy: page too large to encode")
-		}
-		dst = make([]byte, n)
+	if s2.MaxEncodedLen(len(src)) < 0 {
+		// EncodeSnappy would panic; pages are far smaller than this.
+		return nil, errors.New("snappy: page too large to encode")
 	}
-	return s2.EncodeSnappy(dst[:cap(dst)], src), nil
+	// EncodeSnappy writes into dst when its capacity allows.
+	return s2.EncodeSnappy(dst, src), nil
 }
 
 func (c *pageCodec) Encode(dst, src []byte) ([]byte, error) {
