@@ -894,9 +894,22 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 			var errs []error
 			for _, part := range parted.SpanParts(start, req.End-1) {
 				if part.ID == "" || part.MinTime < start || part.MaxTime >= req.End {
-					if err := scan(part.Spans, add, stop); err != nil {
+					// Read every time, and merged as a cached part is, so
+					// that exemplars are picked in part order.
+					pa := newMetricsAcc(m, start, step, n, req.MaxSeries, req.Exemplars)
+					if err := scan(part.Spans, func(tr *Trace, i int) {
+						if tr.Spans[i].StartUnixNano < req.End {
+							pa.add(tr, i)
+						}
+					}, func() bool { return pa.tooMany != nil }); err != nil {
 						errs = append(errs, err)
+						continue
 					}
+					if pa.tooMany != nil {
+						acc.tooMany = pa.tooMany
+						break
+					}
+					acc.merge(pa)
 				} else {
 					pa, ok := req.Cache.get(part.ID + key)
 					if !ok {
@@ -986,6 +999,21 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 	if acc.tooMany != nil {
 		return nil, acc.tooMany
 	}
+	if len(acc.parts) > 0 {
+		// The exemplars of merged parts: when capExemplars decides by
+		// steps alone which it keeps, only those, with the series in
+		// the order it sees them.
+		keys, limit := acc.order, -1
+		if len(q.Second) == 0 && (m.Attr == nil || m.Fn == "histogram_over_time") {
+			keys, limit = slices.Clone(acc.order), req.Exemplars
+			lk := make(map[string]string, len(keys))
+			for _, k := range keys {
+				lk[k] = labelsKey(acc.series[k].labels)
+			}
+			slices.SortFunc(keys, func(a, b string) int { return cmp.Compare(lk[a], lk[b]) })
+		}
+		acc.pickExemplars(keys, limit)
+	}
 	for _, k := range acc.order {
 		res.Series = append(res.Series, finish(m, acc.series[k], start, step, n, req.Instant)...)
 	}
@@ -993,7 +1021,7 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 		res.Series = cmpAcc.series(func(b int) int64 { return (start + int64(b)*step) / 1e6 })
 	}
 	// Sorting first makes topk/bottomk break ties by labels.
-	slices.SortFunc(res.Series, func(a, b Series) int { return cmp.Compare(labelsKey(a.Labels), labelsKey(b.Labels)) })
+	sortSeries(res.Series)
 	res.Series = secondStage(q.Second, res.Series)
 	capExemplars(res.Series, req.Exemplars)
 	return res, nil
@@ -1013,15 +1041,43 @@ func capExemplars(series []Series, limit int) {
 	if limit < 0 || total <= limit {
 		return
 	}
-	// The share q is the largest that fits: series shorter than it keep
-	// all of theirs, the others q each, and extra of them one more.
-	lens := make([]int, 0, len(series))
+	lens := make([]int, len(series))
 	for i := range series {
-		lens = append(lens, len(series[i].Exemplars))
+		lens[i] = len(series[i].Exemplars)
 	}
-	slices.Sort(lens)
-	left, over := limit, len(lens)
-	for _, n := range lens {
+	keep := exemplarShares(lens, limit)
+	byTime := func(a, b Exemplar) int { return cmp.Compare(a.TimestampMs, b.TimestampMs) }
+	for i := range series {
+		ex := series[i].Exemplars
+		if keep[i] == len(ex) {
+			continue
+		}
+		// A single query's are in time order already (finish); an
+		// arithmetic's are both sides' one after the other.
+		if !slices.IsSortedFunc(ex, byTime) {
+			slices.SortStableFunc(ex, byTime)
+		}
+		// The j-th kept is the (j*len/keep)-th: distinct, first to last.
+		for j := range keep[i] {
+			ex[j] = ex[j*len(ex)/keep[i]]
+		}
+		clear(ex[keep[i]:])
+		series[i].Exemplars = ex[:keep[i]]
+		if keep[i] == 0 {
+			series[i].Exemplars = nil
+		}
+	}
+}
+
+// exemplarShares says how many exemplars each series keeps when the
+// series, holding lens of them, may keep limit together, limit being
+// less than their sum. The share q is the largest that fits: series
+// with fewer keep all of theirs, the others q each, and the first
+// extra of those (in the order given) one more.
+func exemplarShares(lens []int, limit int) []int {
+	sorted := slices.Sorted(slices.Values(lens))
+	left, over := limit, len(sorted)
+	for _, n := range sorted {
 		if n > left/over {
 			break
 		}
@@ -1029,35 +1085,34 @@ func capExemplars(series []Series, limit int) {
 		over--
 	}
 	q, extra := left/over, left%over
-	byTime := func(a, b Exemplar) int { return cmp.Compare(a.TimestampMs, b.TimestampMs) }
-	for i := range series {
-		ex := series[i].Exemplars
-		// A single query's are in time order already (finish); an
-		// arithmetic's are both sides' one after the other.
-		if !slices.IsSortedFunc(ex, byTime) {
-			slices.SortStableFunc(ex, byTime)
-		}
-		keep := len(ex)
-		if keep > q {
-			keep = q
+	keep := make([]int, len(lens))
+	for i, n := range lens {
+		keep[i] = n
+		if n > q {
+			keep[i] = q
 			if extra > 0 {
-				keep++
+				keep[i]++
 				extra--
 			}
 		}
-		if keep == len(ex) {
-			continue
-		}
-		// The j-th kept is the (j*len/keep)-th: distinct, first to last.
-		for j := range keep {
-			ex[j] = ex[j*len(ex)/keep]
-		}
-		clear(ex[keep:])
-		series[i].Exemplars = ex[:keep]
-		if keep == 0 {
-			series[i].Exemplars = nil
-		}
 	}
+	return keep
+}
+
+// sortSeries orders series by their labels, working out each one's key
+// once rather than at every comparison.
+func sortSeries(series []Series) {
+	keys := make([]string, len(series))
+	idx := make([]int, len(series))
+	for i := range series {
+		keys[i], idx[i] = labelsKey(series[i].Labels), i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(keys[a], keys[b]) })
+	sorted := make([]Series, len(series))
+	for i, j := range idx {
+		sorted[i] = series[j]
+	}
+	copy(series, sorted)
 }
 
 // bucketUpper is histogram_over_time's bucket: the next power of two.

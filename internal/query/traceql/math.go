@@ -1,7 +1,6 @@
 package traceql
 
 import (
-	"cmp"
 	"context"
 	"math"
 	"slices"
@@ -59,7 +58,7 @@ func metricsMath(ctx context.Context, sq storage.Querier, req MetricsRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(series, func(a, b Series) int { return cmp.Compare(labelsKey(a.Labels), labelsKey(b.Labels)) })
+	sortSeries(series)
 	res.Series = secondStage(req.Query.Second, series)
 	capExemplars(res.Series, req.Exemplars)
 	return res, nil

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"fmt"
 	"math"
+	mathbits "math/bits"
 	"strconv"
 	"sync"
 
@@ -35,6 +36,19 @@ type metricsAcc struct {
 	// exemplars in the exemplars' pass.
 	pass      int8
 	exPending int
+
+	// parts are the partial accumulators merged into a, in merge order.
+	// Their exemplars are not copied when they are merged but picked
+	// when the query finishes (pickExemplars), so that the many a
+	// per-query limit leaves out are never copied at all.
+	parts []mergedPart
+}
+
+// mergedPart is a partial accumulator merged into a query's, with the
+// query's step where its own steps start.
+type mergedPart struct {
+	p   *metricsAcc
+	off int
 }
 
 const (
@@ -199,7 +213,8 @@ func (a *metricsAcc) seriesOf(c *evalCtx, val float64) (*seriesAcc, bool) {
 
 // merge adds p's series into a. p has a's step and an origin on a's step
 // grid, and its steps lie inside a's; p is not changed, since the cache
-// hands it to other queries too.
+// hands it to other queries too. Its exemplars are picked later, by
+// pickExemplars: an accumulator that merges parts adds no spans itself.
 func (a *metricsAcc) merge(p *metricsAcc) {
 	off := int((p.origin - a.origin) / a.step)
 	for _, k := range p.order {
@@ -225,13 +240,87 @@ func (a *metricsAcc) merge(p *metricsAcc) {
 			}
 			acc.count[ab] += c
 		}
-		for i, e := range ps.ex {
-			if len(acc.ex) >= a.exemplars {
-				break
+	}
+	a.parts = append(a.parts, mergedPart{p: p, off: off})
+}
+
+// exRef is an exemplar of a merged part: the part, and its index in the
+// part's series.
+type exRef struct{ part, i int32 }
+
+// pickExemplars gives the series named by keys the exemplars of the
+// parts merged into a. A series takes, in merge order, the first
+// exemplar of each step it has none of yet, until it has a.exemplars:
+// what adding the parts' spans to a in that order would have kept. With
+// limit >= 0, the series, in the order of keys, then keep only what
+// capExemplars(limit) would leave them of those, and only those are
+// copied: a rate() by service over cached blocks otherwise copied a
+// hundred exemplars a series to keep nine. The caller passes limit < 0
+// when something other than the steps decides what capExemplars keeps
+// (values left out as NaN, series a second stage drops).
+func (a *metricsAcc) pickExemplars(keys []string, limit int) {
+	if len(a.parts) == 0 || a.exemplars <= 0 {
+		return
+	}
+	// taken marks the steps a series has an exemplar for, and at holds
+	// it: one a step, so that walking taken finds them in time order.
+	taken := make([]uint64, (a.n+63)>>6)
+	at := make([]exRef, a.n)
+	gather := func(k string) int {
+		clear(taken)
+		n := 0
+		for pi, mp := range a.parts {
+			ps, ok := mp.p.series[k]
+			if !ok {
+				continue
 			}
-			// A step outside a's range has no sample to go with.
-			if ab := ps.exBkt[i] + off; ab >= 0 && ab < a.n && !acc.hasExemplar(ab) {
-				acc.addExemplar(e, ab, a.n, a.exemplars)
+			for i, b := range ps.exBkt {
+				if n >= a.exemplars {
+					return n
+				}
+				// A step outside a's range has no sample to go with.
+				ab := b + mp.off
+				if ab < 0 || ab >= a.n || taken[ab>>6]&(1<<(ab&63)) != 0 {
+					continue
+				}
+				taken[ab>>6] |= 1 << (ab & 63)
+				at[ab] = exRef{part: int32(pi), i: int32(i)}
+				n++
+			}
+		}
+		return n
+	}
+	var keep []int
+	if limit >= 0 {
+		lens, total := make([]int, len(keys)), 0
+		for si, k := range keys {
+			lens[si] = gather(k)
+			total += lens[si]
+		}
+		if total > limit {
+			keep = exemplarShares(lens, limit)
+		}
+	}
+	for si, k := range keys {
+		n := gather(k)
+		kn := n
+		if keep != nil {
+			kn = keep[si]
+		}
+		acc := a.series[k]
+		acc.ex, acc.exBkt = make([]Exemplar, 0, kn), make([]int, 0, kn)
+		// As capExemplars: the j-th kept is the (j*n/kn)-th in time
+		// order, which is step order.
+		c := 0
+		for w, bits := range taken {
+			for ; bits != 0 && len(acc.ex) < kn; bits &= bits - 1 {
+				if j := len(acc.ex); c == j*n/kn {
+					b := w<<6 + mathbits.TrailingZeros64(bits)
+					r := at[b]
+					acc.ex = append(acc.ex, a.parts[r.part].p.series[k].ex[r.i])
+					acc.exBkt = append(acc.exBkt, b)
+				}
+				c++
 			}
 		}
 	}
