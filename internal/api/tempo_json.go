@@ -109,6 +109,7 @@ func appendMetricsResult(b []byte, series []traceql.Series, instant bool, m sear
 	b = append(b, `{"metrics":`...)
 	b = appendSearchMetrics(b, m)
 	b = append(b, `,"series":[`...)
+	var ms msFormatter
 	for i := range series {
 		if i > 0 {
 			b = append(b, ',')
@@ -123,7 +124,7 @@ func appendMetricsResult(b []byte, series []traceql.Series, instant bool, m sear
 					b = append(b, ',')
 				}
 				b = append(b, `{"timestampMs":"`...)
-				b = strconv.AppendInt(b, s.Samples[k].TimestampMs, 10)
+				b = ms.append(b, s.Samples[k].TimestampMs)
 				b = append(b, `","value":`...)
 				b = appendJSONFloat(b, s.Samples[k].Value, &ok)
 				b = append(b, '}')
@@ -142,7 +143,7 @@ func appendMetricsResult(b []byte, series []traceql.Series, instant bool, m sear
 				b = append(b, `,"value":`...)
 				b = appendJSONFloat(b, e.Value, &ok)
 				b = append(b, `,"timestampMs":"`...)
-				b = strconv.AppendInt(b, e.TimestampMs, 10)
+				b = ms.append(b, e.TimestampMs)
 				b = append(b, `"}`...)
 			}
 			b = append(b, ']')
@@ -416,3 +417,33 @@ var jsonPlain = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// msFormatter formats millisecond timestamps in decimal as
+// strconv.AppendInt does, faster for a run that shares its leading
+// digits, as the steps of a series do: the digits above the last six
+// (which change every 17 minutes) are formatted once per change, the
+// last six as digit pairs. A metrics response's timestamps were a tenth
+// of a cached rate()'s CPU with AppendInt. The zero value is ready.
+type msFormatter struct {
+	hi   int64
+	n    int      // len of hi in text; 0 until the first call
+	text [20]byte // hi in decimal
+}
+
+// digitPairs holds "00" to "99" back to back.
+const digitPairs = "00010203040506070809" + "10111213141516171819" + "20212223242526272829" +
+	"30313233343536373839" + "40414243444546474849" + "50515253545556575859" +
+	"60616263646566676869" + "70717273747576777879" + "80818283848586878889" + "90919293949596979899"
+
+func (f *msFormatter) append(b []byte, ms int64) []byte {
+	if ms < 1e6 {
+		return strconv.AppendInt(b, ms, 10)
+	}
+	hi, lo := ms/1e6, ms%1e6
+	if hi != f.hi || f.n == 0 {
+		f.hi, f.n = hi, len(strconv.AppendInt(f.text[:0], hi, 10))
+	}
+	b = append(b, f.text[:f.n]...)
+	x, y, z := 2*(lo/1e4), 2*(lo/100%100), 2*(lo%100)
+	return append(b, digitPairs[x], digitPairs[x+1], digitPairs[y], digitPairs[y+1], digitPairs[z], digitPairs[z+1])
+}

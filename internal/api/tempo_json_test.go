@@ -98,6 +98,50 @@ func TestTempoMetricsJSON(t *testing.T) {
 	}
 }
 
+// TestMsFormatter holds msFormatter to strconv.AppendInt over runs of
+// timestamps one formatter carries its state through: a series' steps,
+// the edges of its six-digit split, and random values in any order.
+func TestMsFormatter(t *testing.T) {
+	vals := []int64{0, 1, 9, 10, 999_999, 1_000_000, 1_000_001, 1_999_999, 2_000_000, 10_000_000, -1, -999_999, -1_000_000, -1_000_001, math.MinInt64, math.MaxInt64, math.MaxInt64 - 1}
+	for k := range 300 {
+		vals = append(vals, 1796510953000+int64(k)*1000, 1796510953000+int64(k)*333_333)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 3000 {
+		vals = append(vals, r.Int64N(1<<62), -r.Int64N(1<<62), r.Int64N(1e7), 1_000_000*r.Int64N(1e7)+r.Int64N(3)-1)
+	}
+	var f msFormatter
+	var got, want []byte
+	for _, v := range vals {
+		got, want = f.append(got[:0], v), strconv.AppendInt(want[:0], v, 10)
+		require.Equal(t, string(want), string(got), "%d", v)
+	}
+}
+
+// BenchmarkMsFormatter formats a series' 288 step timestamps.
+func BenchmarkMsFormatter(b *testing.B) {
+	buf := make([]byte, 0, 8<<10)
+	b.Run("AppendInt", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			buf = buf[:0]
+			for k := range int64(288) {
+				buf = strconv.AppendInt(buf, 1796510953000+k*1000, 10)
+			}
+		}
+	})
+	b.Run("msFormatter", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			buf = buf[:0]
+			var f msFormatter
+			for k := range int64(288) {
+				buf = f.append(buf, 1796510953000+k*1000)
+			}
+		}
+	})
+}
+
 // A value JSON cannot hold is reported, so the response falls back to
 // encoding/json's handling of it.
 func TestTempoMetricsJSONNotFinite(t *testing.T) {
