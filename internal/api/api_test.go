@@ -318,3 +318,30 @@ func TestJSONResponsesAreUTF8(t *testing.T) {
 		require.Contains(t, string(b), "\uFFFD", path)
 	}
 }
+
+// TestParseTime covers the forms of time the query APIs take: unix
+// seconds (with a fraction), unix nanoseconds and RFC3339; anything else
+// is a bad request.
+func TestParseTime(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+	}{
+		{"", 0},
+		{"1796510953", 1796510953e9},
+		{"1796510953.25", 1796510953250000000},
+		{"-1.5", -1500000000},
+		{"1796510953123456789", 1796510953123456789},
+		{"2026-12-06T02:29:55Z", 1796524195e9},
+		{"2026-12-06T02:29:55.5+01:00", 1796520595500000000},
+	} {
+		got, err := parseTime("start", c.in)
+		require.NoError(t, err, c.in)
+		require.Equal(t, c.want, got, c.in)
+	}
+	for _, in := range []string{"abc", "2026-12-06", "02:29:55", "NaN", "1e400", "99999999999.5", "2026-12-06T02:29:55"} {
+		_, err := parseTime("start", in)
+		require.Error(t, err, in)
+		require.Contains(t, err.Error(), "invalid start", in)
+	}
+}

@@ -374,8 +374,12 @@ func parseTime(name, s string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UnixNano(), nil
+	// RFC3339 always has a colon, a number never: a number is not handed
+	// to time.Parse, whose failure allocates its error.
+	if strings.IndexByte(s, ':') >= 0 {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			return t.UnixNano(), nil
+		}
 	}
 	if !strings.ContainsAny(s, ".eE") && len(strings.TrimPrefix(s, "-")) > 10 {
 		n, err := strconv.ParseInt(s, 10, 64)
@@ -383,11 +387,15 @@ func parseTime(name, s string) (int64, error) {
 			return n, nil
 		}
 	}
+	// Seconds past 9e9 (the year 2255) overflow int64 nanoseconds. The
+	// whole seconds and the fraction are scaled apart: f*1e9 at once
+	// rounds 1796510953.25 to ...249999872.
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e11 {
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 9e9 {
 		return 0, badRequest("invalid %s %q: want unix seconds, unix nanoseconds or RFC3339", name, s)
 	}
-	return int64(math.Round(f * 1e9)), nil
+	sec, frac := math.Modf(f)
+	return int64(sec)*1e9 + int64(math.Round(frac*1e9)), nil
 }
 
 // unixParam reads an integer unix time in the given unit (nanoseconds
