@@ -345,3 +345,48 @@ func TestParseTime(t *testing.T) {
 		require.Contains(t, err.Error(), "invalid start", in)
 	}
 }
+
+// TestParseStep covers steps as durations and as seconds, and refuses
+// those that are not a positive whole number of nanoseconds int64 holds.
+func TestParseStep(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+	}{
+		{"", 0},
+		{"15s", 15e9},
+		{"1m", 60e9},
+		{"30", 30e9},
+		{"0.5", 5e8},
+		{"1e-9", 1},
+		{"9e9", 9e18},
+	} {
+		got, err := parseStep(c.in)
+		require.NoError(t, err, c.in)
+		require.Equal(t, c.want, got, c.in)
+	}
+	for _, in := range []string{"0", "-1", "-5s", "0s", "1e-12", "1e10", "1e300", "+Inf", "NaN", "abc"} {
+		_, err := parseStep(in)
+		require.Error(t, err, in)
+	}
+}
+
+// A step too large or too small for nanoseconds is refused, not turned
+// into one that slips past the points-per-series limit: a step of 1e300
+// became negative, and the LogQL engine evaluated two days in steps of a
+// second (172,801 points a series, where 11,000 is the limit).
+func TestStepOutOfRange(t *testing.T) {
+	db, _, _ := testStore(t)
+	srv := newTestAPI(t, db, nil)
+	now := time.Now().Unix()
+	span := url.Values{"start": {strconv.FormatInt(now-2*86400, 10)}, "end": {strconv.FormatInt(now, 10)}}
+	for _, step := range []string{"1e300", "1e10", "1e-12"} {
+		q := url.Values{"query": {`count_over_time({service_name=~".+"}[1m])`}, "step": {step}, "start": span["start"], "end": span["end"]}
+		code, body := get(t, srv, "/loki/api/v1/query_range", q, "")
+		require.Equal(t, http.StatusBadRequest, code, "step %s: %.300s", step, body)
+		require.Contains(t, string(body), "invalid step", step)
+		q = url.Values{"q": {`{ } | rate()`}, "step": {step}, "start": span["start"], "end": span["end"]}
+		code, body = get(t, srv, "/api/metrics/query_range", q, "")
+		require.Equal(t, http.StatusBadRequest, code, "step %s: %.300s", step, body)
+	}
+}

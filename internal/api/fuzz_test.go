@@ -3,8 +3,11 @@ package api
 import (
 	"bytes"
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -61,6 +64,36 @@ func FuzzWriteEndpoints(f *testing.F) {
 		h.ServeHTTP(rec, req)
 		if rec.Code >= 500 {
 			t.Fatalf("%s: %d %s", req.URL.Path, rec.Code, rec.Body.String())
+		}
+	})
+}
+
+// FuzzTimeAndStep holds the query APIs' time and step parsers to their
+// contracts on any text: no panic, a step that is positive when given
+// (the points-per-series limit divides by it), and a time of RFC3339
+// text or a number that round-trips within a microsecond of what it says.
+func FuzzTimeAndStep(f *testing.F) {
+	for _, s := range []string{"", "15s", "0.5", "1e300", "1e-12", "-1", "NaN", "1796510953.25", "1796510953123456789", "2026-12-06T02:29:55Z", "9e9", "99999999999.5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if step, err := parseStep(s); err == nil && (step < 0 || step == 0 && s != "") {
+			t.Fatalf("step %q parsed as %d", s, step)
+		}
+		ns, err := parseTime("start", s)
+		if err != nil || s == "" {
+			return
+		}
+		if f, ferr := strconv.ParseFloat(s, 64); ferr == nil && !strings.ContainsAny(s, ":") {
+			// Seconds (or, as a whole number of more than 10 digits,
+			// nanoseconds): the result is the number, to float precision.
+			want := f * 1e9
+			if !strings.ContainsAny(s, ".eE") && len(strings.TrimLeft(s, "+-")) > 10 {
+				want = f
+			}
+			if diff := math.Abs(float64(ns) - want); diff > 1e3 && diff > math.Abs(want)*1e-15 {
+				t.Fatalf("time %q parsed as %d, want about %g", s, ns, want)
+			}
 		}
 	})
 }

@@ -423,9 +423,13 @@ func parseStep(s string) (int64, error) {
 		}
 		return int64(d), nil
 	}
+	// Seconds whose nanoseconds int64 cannot hold (1e300) converted to a
+	// negative step, and those under a nanosecond (1e-12) to 0: either
+	// passed the points-per-series check, and the engines then took a
+	// step of their own choosing, a second, over the whole range.
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f <= 0 || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, badRequest("invalid step %q: want a duration or a positive number of seconds", s)
+	if err != nil || math.IsNaN(f) || !(f*1e9 >= 1 && f*1e9 < math.MaxInt64) {
+		return 0, badRequest("invalid step %q: want a duration or a number of seconds from 1e-9 to 9e9", s)
 	}
 	return int64(f * 1e9), nil
 }
