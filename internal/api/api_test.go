@@ -390,3 +390,33 @@ func TestStepOutOfRange(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, code, "step %s: %.300s", step, body)
 	}
 }
+
+// A range whose length int64 cannot hold is still held to max_time_range,
+// and Jaeger's millisecond parameters are refused where nanoseconds would
+// overflow, rather than wrapping into a range that passes.
+func TestTimeRangeOverflow(t *testing.T) {
+	db, _, _ := testStore(t)
+	srv := newTestAPI(t, db, func(c *Config) { c.Limits.MaxTimeRange = time.Hour })
+	wide := url.Values{"start": {"-9000000000000000000"}, "end": {"9000000000000000000"}}
+	for _, c := range []struct {
+		path string
+		q    url.Values
+	}{
+		{"/loki/api/v1/query_range", url.Values{"query": {`{service_name=~".+"}`}}},
+		{"/api/metrics/query_range", url.Values{"q": {"{ } | rate()"}}},
+	} {
+		c.q["start"], c.q["end"] = wide["start"], wide["end"]
+		code, body := get(t, srv, c.path, c.q, "")
+		require.GreaterOrEqual(t, code, 400, "%s: %.300s", c.path, body)
+		require.Less(t, code, 500, "%s: %.300s", c.path, body)
+		require.Contains(t, string(body), "exceeds the limit of 1h0m0s", c.path)
+	}
+	for _, q := range []url.Values{
+		{"endTs": {"9999999999999999"}},
+		{"endTs": {"-9999999999999999"}},
+		{"lookback": {"9223372036854775807"}},
+	} {
+		code, body := get(t, srv, "/jaeger/api/dependencies", q, "")
+		require.Equal(t, http.StatusBadRequest, code, "%v: %.300s", q, body)
+	}
+}

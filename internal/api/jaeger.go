@@ -485,8 +485,9 @@ func (a *API) jaegerDependencies(w http.ResponseWriter, r *http.Request) {
 	err := func() error {
 		end := a.now().UnixNano()
 		if s := r.FormValue("endTs"); s != "" {
+			// Milliseconds past 9e12 (the year 2255) overflow nanoseconds.
 			ms, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
+			if err != nil || ms < -9e12 || ms > 9e12 {
 				return badRequest("invalid endTs %q", s)
 			}
 			end = ms * 1e6
@@ -494,7 +495,7 @@ func (a *API) jaegerDependencies(w http.ResponseWriter, r *http.Request) {
 		lookback := int64(24 * time.Hour)
 		if s := r.FormValue("lookback"); s != "" {
 			ms, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || ms <= 0 {
+			if err != nil || ms <= 0 || ms > 9e12 {
 				return badRequest("invalid lookback %q", s)
 			}
 			lookback = ms * 1e6

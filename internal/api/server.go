@@ -340,7 +340,10 @@ func (a *API) checkRange(start, end int64) error {
 	if start != 0 && end != 0 && end < start {
 		return badRequest("end must not be before start")
 	}
-	if m := a.cfg.Limits.MaxTimeRange; m > 0 && start != 0 && end != 0 && end-start > int64(m) {
+	// The difference of two int64 can pass int64 (start -9e18, end 9e18
+	// came out negative, under any limit); with end >= start, as uint64
+	// it is exact.
+	if m := a.cfg.Limits.MaxTimeRange; m > 0 && start != 0 && end != 0 && uint64(end-start) > uint64(m) {
 		return fmt.Errorf("%w: the query time range %s exceeds the limit of %s", errLimit, time.Duration(end-start), m)
 	}
 	return nil
