@@ -404,6 +404,7 @@ func TestTimeRangeOverflow(t *testing.T) {
 	}{
 		{"/loki/api/v1/query_range", url.Values{"query": {`{service_name=~".+"}`}}},
 		{"/api/metrics/query_range", url.Values{"q": {"{ } | rate()"}}},
+		{"/api/v1/query_range", url.Values{"query": {"up"}, "step": {"60"}}},
 	} {
 		c.q["start"], c.q["end"] = wide["start"], wide["end"]
 		code, body := get(t, srv, c.path, c.q, "")

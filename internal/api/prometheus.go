@@ -108,7 +108,8 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 		// applies to it as to any other range.
 		start, err1 := parseTime("start", req.FormValue("start"))
 		end, err2 := parseTime("end", req.FormValue("end"))
-		if m := a.cfg.Limits.MaxTimeRange; err1 == nil && err2 == nil && m > 0 && end-start > int64(m) {
+		// As checkRange: the length compared as unsigned is exact.
+		if m := a.cfg.Limits.MaxTimeRange; err1 == nil && err2 == nil && m > 0 && end >= start && uint64(end-start) > uint64(m) {
 			a.fail(w, req, styleJSON, fmt.Errorf("%w: the query time range %s exceeds the limit of %s", errLimit, time.Duration(end-start), m))
 			return
 		}
