@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
 
+	"github.com/sightlinehq/sightline/internal/query/traceql"
 	"github.com/sightlinehq/sightline/internal/store"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 	"github.com/sightlinehq/sightline/internal/workload"
@@ -419,5 +420,29 @@ func TestTimeRangeOverflow(t *testing.T) {
 	} {
 		code, body := get(t, srv, "/jaeger/api/dependencies", q, "")
 		require.Equal(t, http.StatusBadRequest, code, "%v: %.300s", q, body)
+	}
+}
+
+// TestLegacyQuery covers Tempo's pre-TraceQL search parameters: each tag
+// becomes a condition with its value quoted or checked, so no value is
+// read as query text.
+func TestLegacyQuery(t *testing.T) {
+	for _, c := range []struct{ tags, min, want string }{
+		{`name="GET /cart" status=error`, "", `{ name = "GET /cart" && status = error }`},
+		{`kind=server http.route="/a b" "x"=1`, "5ms", `{ kind = server && .http.route = "/a b" && ."\"x\"" = "1" && duration >= 5000000ns }`},
+		{`service.name="} || { true"`, "", `{ .service.name = "} || { true" }`},
+		{``, "", `{  }`},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/api/search?"+url.Values{"tags": {c.tags}, "minDuration": {c.min}}.Encode(), nil)
+		got, err := legacyQuery(r)
+		require.NoError(t, err, c.tags)
+		require.Equal(t, c.want, got, c.tags)
+		_, err = traceql.Parse(got)
+		require.NoError(t, err, got)
+	}
+	for _, tags := range []string{`status="error } || { true"`, `kind=sever`, `status=ERROR`} {
+		r := httptest.NewRequest(http.MethodGet, "/api/search?"+url.Values{"tags": {tags}}.Encode(), nil)
+		_, err := legacyQuery(r)
+		require.Error(t, err, tags)
 	}
 }

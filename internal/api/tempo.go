@@ -216,12 +216,15 @@ func legacyQuery(r *http.Request) (string, error) {
 			continue
 		}
 		switch k {
-		case "name", "status", "kind":
-			if k == "name" {
-				conds = append(conds, "name = "+strconv.Quote(v))
-			} else {
-				conds = append(conds, k+" = "+v)
+		case "name":
+			conds = append(conds, "name = "+strconv.Quote(v))
+		case "status", "kind":
+			// Enum names go into the query as they are, so they are
+			// checked: a value is never query text of its own.
+			if !slices.Contains(legacyEnums[k], v) {
+				return "", badRequest("invalid %s %q: want one of %s", k, v, strings.Join(legacyEnums[k], ", "))
 			}
+			conds = append(conds, k+" = "+v)
 		default:
 			conds = append(conds, "."+quoteAttr(k)+" = "+strconv.Quote(v))
 		}
@@ -236,6 +239,12 @@ func legacyQuery(r *http.Request) (string, error) {
 		}
 	}
 	return "{ " + strings.Join(conds, " && ") + " }", nil
+}
+
+// legacyEnums are the values TraceQL names for status and kind.
+var legacyEnums = map[string][]string{
+	"status": {"error", "ok", "unset"},
+	"kind":   {"unspecified", "internal", "server", "client", "producer", "consumer"},
 }
 
 func quoteAttr(k string) string {
