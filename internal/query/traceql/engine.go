@@ -770,10 +770,13 @@ type seriesAcc struct {
 	min    []float64
 	max    []float64
 	values [][]float64
-	ex     []Exemplar
-	exBkt  []int    // the step of each exemplar
-	exIn   []uint64 // which steps have one, a bit each
-	exWant int      // exemplars wanted, in an exemplars' pass
+	// sketches replace values once a query holds too many (sketchAll):
+	// one per step with spans.
+	sketches []*sketch
+	ex       []Exemplar
+	exBkt    []int    // the step of each exemplar
+	exIn     []uint64 // which steps have one, a bit each
+	exWant   int      // exemplars wanted, in an exemplars' pass
 }
 
 // hasExemplar reports whether step b has an exemplar: one per step, so
@@ -1222,7 +1225,15 @@ func finish(m *MetricsAggregate, acc *seriesAcc, start, step int64, n int, insta
 	out := make([]Series, 0, len(m.Quantiles))
 	for _, qv := range m.Quantiles {
 		labels := append(slices.Clone(acc.labels), Label{Key: "p", Value: NewFloat(qv)})
-		out = append(out, build(labels, func(b int) float64 { return Quantile(acc.values[b], qv) }))
+		out = append(out, build(labels, func(b int) float64 {
+			if acc.sketches != nil {
+				if sk := acc.sketches[b]; sk != nil {
+					return sk.quantile(qv)
+				}
+				return math.NaN()
+			}
+			return Quantile(acc.values[b], qv)
+		}))
 	}
 	return out
 }

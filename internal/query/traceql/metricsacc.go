@@ -37,6 +37,12 @@ type metricsAcc struct {
 	pass      int8
 	exPending int
 
+	// held counts the values quantile_over_time keeps exactly; once it
+	// passes maxExactValues, sketched is set and every series' values
+	// are folded into sketches (see sketch.go).
+	held     int
+	sketched bool
+
 	// parts are the partial accumulators merged into a, in merge order.
 	// Their exemplars are not copied when they are merged but picked
 	// when the query finishes (pickExemplars), so that the many a
@@ -84,11 +90,40 @@ func (a *metricsAcc) newSeries(key string, labels []Label) (*seriesAcc, bool) {
 	case "min_over_time", "max_over_time", "sum_over_time", "avg_over_time":
 		acc.sum, acc.min, acc.max = make([]float64, a.n), make([]float64, a.n), make([]float64, a.n)
 	case "quantile_over_time":
-		acc.values = make([][]float64, a.n)
+		if a.sketched {
+			acc.sketches = make([]*sketch, a.n)
+		} else {
+			acc.values = make([][]float64, a.n)
+		}
 	}
 	a.series[key] = acc
 	a.order = append(a.order, key)
 	return acc, true
+}
+
+// sketchAll folds the values of every series into a sketch per step, and
+// has a keep sketches from here on: past maxExactValues a query's
+// quantiles are within sketchAlpha, and its memory no longer grows with
+// its spans.
+func (a *metricsAcc) sketchAll() {
+	a.sketched = true
+	for _, acc := range a.series {
+		if acc.values == nil {
+			continue
+		}
+		acc.sketches = make([]*sketch, a.n)
+		for b, vs := range acc.values {
+			if len(vs) == 0 {
+				continue
+			}
+			sk := &sketch{}
+			for _, v := range vs {
+				sk.add(v)
+			}
+			acc.sketches[b] = sk
+		}
+		acc.values = nil
+	}
 }
 
 // exemplarPass prepares a, whose spans were all counted in passCounts,
@@ -164,8 +199,17 @@ func (a *metricsAcc) add(tr *Trace, i int) {
 			acc.min[b] = math.Min(acc.min[b], val)
 			acc.max[b] = math.Max(acc.max[b], val)
 		}
-		if acc.values != nil {
+		switch {
+		case acc.values != nil:
 			acc.values[b] = append(acc.values[b], val)
+			if a.held++; a.held > maxExactValues {
+				a.sketchAll()
+			}
+		case acc.sketches != nil:
+			if acc.sketches[b] == nil {
+				acc.sketches[b] = &sketch{}
+			}
+			acc.sketches[b].add(val)
 		}
 	}
 	if a.pass != passCounts && len(acc.ex) < a.exemplars && !acc.hasExemplar(b) {
