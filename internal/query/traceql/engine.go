@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -123,6 +124,44 @@ func (r *recentFloor) add(t int64) {
 	r.f.Raise(r.h[0])
 }
 
+// recentTraces is a spanwise search's latest matching start per trace,
+// and the floor those starts raise (recentFloor).
+//
+// A most_recent search reads every match above its floor, and latest
+// kept every trace it saw: with trace IDs that grow with time (X-Ray's
+// begin with the second), each span raised the floor and added a trace,
+// all of them. With sweep set, the traces whose latest start lies below
+// the floor, which cannot be among the limit most recent, are dropped
+// whenever latest has doubled since the last sweep (and is at least
+// 4096, or four times the limit); a trace that matches again later is
+// added again, as new. A search that stops at its oversampling holds a
+// bounded number of traces already.
+type recentTraces struct {
+	latest  map[storage.TraceID]int64
+	floor   *recentFloor
+	sweep   bool
+	sweepAt int
+}
+
+func newRecentTraces(limit int, sweep bool) *recentTraces {
+	return &recentTraces{latest: map[storage.TraceID]int64{}, floor: newRecentFloor(limit), sweep: sweep, sweepAt: max(4*limit, 4096)}
+}
+
+// see records a match of trace id that starts at t.
+func (r *recentTraces) see(id storage.TraceID, t int64) {
+	if old, ok := r.latest[id]; ok {
+		r.latest[id] = max(old, t)
+		return
+	}
+	r.latest[id] = t
+	r.floor.add(t)
+	if r.sweep && len(r.latest) >= r.sweepAt {
+		fl := r.floor.f.Load()
+		maps.DeleteFunc(r.latest, func(_ storage.TraceID, t int64) bool { return t < fl })
+		r.sweepAt = max(2*len(r.latest), r.sweepAt)
+	}
+}
+
 // startHeap is a min-heap of starts (container/heap).
 type startHeap []int64
 
@@ -173,10 +212,11 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 	if f, ok := q.spanwise(); ok {
 		// Every span that passes the filter makes its trace a result; the
 		// most recent matching start decides the order.
-		latest := map[storage.TraceID]int64{}
+		recent := newRecentTraces(req.Limit, mostRecent)
+		latest := recent.latest
 		pq, _ := pushdown(f.Expr, req.Start, req.End)
 		exact := exactPushdown(f.Expr)
-		floor := newRecentFloor(req.Limit)
+		floor := recent.floor
 		pq.Floor = floor.f
 		// A search for many traces keeps each match as a result shows it
 		// while it scans, and answers the traces the store summarizes
@@ -218,12 +258,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			if f.Expr != nil && !exact && !matchSpan(f.Expr, one.with(s), 0, ev, lk) {
 				return pre.more(s, more())
 			}
-			if t, ok := latest[s.TraceID]; !ok {
-				latest[s.TraceID] = s.StartUnixNano
-				floor.add(s.StartUnixNano)
-			} else if s.StartUnixNano > t {
-				latest[s.TraceID] = s.StartUnixNano
-			}
+			recent.see(s.TraceID, s.StartUnixNano)
 			pre.add(one.with(s), fields, req.SpansPerSpanset)
 			if atLimit < 0 && len(latest) >= req.Limit {
 				atLimit = res.InspectedSpans
@@ -296,8 +331,19 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 				break
 			}
 		}
+		// An unbounded round (the last, or most_recent's only one) still
+		// keeps at most maxCandidates(req) trace IDs: a scan of
+		// everything collected every trace it saw, tens of millions in
+		// a query's timeout. Past the cap, a round that does not make
+		// the limit (or must see everything) fails as one that
+		// inspects too many traces does.
+		maxCands := maxCandidates(req)
 		for _, bound := range bounds {
 			capped := bound > 0
+			atCap := maxCands > 0 && (!capped || bound > maxCands)
+			if atCap {
+				capped, bound = true, maxCands
+			}
 			var fresh []storage.TraceID
 			full := true
 			for _, pq := range qs {
@@ -333,6 +379,9 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			if full || len(res.Traces) >= req.Limit && !mostRecent {
 				break
 			}
+			if atCap {
+				return nil, fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, maxCands)
+			}
 		}
 	}
 	slices.SortStableFunc(res.Traces, func(a, b TraceResult) int { return cmp.Compare(b.Start, a.Start) })
@@ -340,6 +389,14 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		res.Traces = res.Traces[:req.Limit]
 	}
 	return res, nil
+}
+
+// maxCandidates bounds the trace IDs a search collects in one round of
+// candidates: four times what it may inspect, since trace-level
+// conditions rule some out before any is inspected; 0 when inspection
+// is unbounded.
+func maxCandidates(req SearchRequest) int {
+	return 4 * req.MaxInspectedTraces
 }
 
 // evalCandidates assembles candidate traces and keeps those the pipeline

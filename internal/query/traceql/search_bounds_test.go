@@ -1,0 +1,105 @@
+package traceql
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sightlinehq/sightline/internal/store/storage"
+)
+
+// TestRecentTracesSweep feeds a most_recent search's tracker matches whose
+// traces come in the order their starts do (IDs that grow with time):
+// with sweeping it holds a bounded number of traces however many it
+// sees, and in any order its limit most recent are those of a tracker
+// that keeps everything.
+func TestRecentTracesSweep(t *testing.T) {
+	const limit = 20
+	r := newRecentTraces(limit, true)
+	most := 0
+	for i := range 200_000 {
+		r.see(storage.TraceID{byte(i >> 16), byte(i >> 8), byte(i)}, int64(i))
+		most = max(most, len(r.latest))
+	}
+	require.LessOrEqual(t, most, 2*4096, "a sweep keeps what may still be among the most recent")
+
+	top := func(latest map[storage.TraceID]int64) []storage.TraceID {
+		ids := slices.Collect(maps.Keys(latest))
+		slices.SortFunc(ids, func(a, b storage.TraceID) int {
+			if c := cmp.Compare(latest[b], latest[a]); c != 0 {
+				return c
+			}
+			return slices.Compare(a[:], b[:])
+		})
+		return ids[:min(limit, len(ids))]
+	}
+	rnd := rand.New(rand.NewPCG(11, 12))
+	for round := range 5 {
+		swept, all := newRecentTraces(limit, true), newRecentTraces(limit, false)
+		for range 50_000 {
+			// Traces match again, later or earlier, as spans of one do.
+			id := storage.TraceID{byte(round), byte(rnd.IntN(100))}
+			binary.BigEndian.PutUint32(id[4:], uint32(rnd.IntN(30_000)))
+			start := int64(rnd.IntN(1_000_000))
+			if round%2 == 1 {
+				start = int64(binary.BigEndian.Uint32(id[4:]))*10 + int64(rnd.IntN(40))
+			}
+			swept.see(id, start)
+			all.see(id, start)
+		}
+		want := top(all.latest)
+		require.Equal(t, want, top(swept.latest), "round %d", round)
+		for _, id := range want {
+			require.Equal(t, all.latest[id], swept.latest[id], "round %d", round)
+		}
+	}
+}
+
+// countingQuerier counts the spans its store hands to searches.
+type countingQuerier struct {
+	memQuerier
+	spans int
+}
+
+func (c *countingQuerier) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storage.Span) bool) error {
+	return c.memQuerier.Spans(ctx, q, func(s *storage.Span) bool {
+		c.spans++
+		return fn(s)
+	})
+}
+
+// TestSearchCandidatesBounded runs a structural most_recent search, which
+// needs every candidate trace, over more traces than it may inspect: it
+// fails as too many traces, having stopped collecting candidates at four
+// times that bound instead of reading every trace ID in range into
+// memory first. A search that finds its limit early still answers.
+func TestSearchCandidatesBounded(t *testing.T) {
+	var spans []storage.Span
+	for i := range 2000 {
+		id := storage.TraceID{byte(i >> 8), byte(i), 1}
+		root, child := storage.SpanID{byte(i >> 8), byte(i), 1}, storage.SpanID{byte(i >> 8), byte(i), 2}
+		start := int64(i) * int64(time.Millisecond)
+		spans = append(spans,
+			storage.Span{TraceID: id, SpanID: root, Name: "root", StartUnixNano: start, EndUnixNano: start + 10},
+			storage.Span{TraceID: id, SpanID: child, ParentSpanID: root, Name: "child", StartUnixNano: start + 1, EndUnixNano: start + 5})
+	}
+	q, err := Parse(`{ name = "root" } > { name = "child" } with(most_recent=true)`)
+	require.NoError(t, err)
+	cq := &countingQuerier{memQuerier: memQuerier{spans: spans}}
+	_, err = Search(context.Background(), cq, SearchRequest{Query: q, Limit: 5, MaxInspectedTraces: 10})
+	require.ErrorIs(t, err, ErrTooManyTraces)
+	require.Less(t, cq.spans, 1000, "candidates are collected up to the bound, not from every span in range")
+
+	q, err = Parse(`{ name = "root" } > { name = "child" }`)
+	require.NoError(t, err)
+	res, err := Search(context.Background(), &memQuerier{spans: spans}, SearchRequest{Query: q, Limit: 5, MaxInspectedTraces: 10})
+	require.NoError(t, err)
+	require.Len(t, res.Traces, 5)
+}
