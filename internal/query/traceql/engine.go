@@ -1017,6 +1017,10 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 		qs, _ := candidates(q.Pipeline.Stages[0].(stageExpr).expr(), start, req.End-1)
 		seen := map[storage.TraceID]bool{}
 		var ids []storage.TraceID
+		// Every candidate is inspected: one past the bound settles the
+		// answer, and the scan stops there rather than collecting every
+		// trace ID in range first.
+		over := func() bool { return req.MaxInspectedTraces > 0 && len(ids) > req.MaxInspectedTraces }
 		for _, pq := range qs {
 			if err := sq.Spans(ctx, pq, func(s *storage.Span) bool {
 				res.InspectedSpans++
@@ -1024,13 +1028,13 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 					seen[s.TraceID] = true
 					ids = append(ids, s.TraceID)
 				}
-				return true
+				return !over()
 			}); err != nil {
 				return nil, err
 			}
-		}
-		if req.MaxInspectedTraces > 0 && len(ids) > req.MaxInspectedTraces {
-			return nil, fmt.Errorf("%w: %d candidate traces, the limit is %d; narrow the time range or the filter", ErrTooManyTraces, len(ids), req.MaxInspectedTraces)
+			if over() {
+				return nil, fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
+			}
 		}
 		core := m.Compare == nil && coreTrace(q, append([]Expr{m.Attr}, m.By...)...)
 		for _, id := range ids {

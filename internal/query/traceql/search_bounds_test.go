@@ -103,3 +103,30 @@ func TestSearchCandidatesBounded(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, res.Traces, 5)
 }
+
+// TestMetricsCandidatesBounded is the same for a structural metrics
+// query, which inspects every candidate: one past the bound fails it,
+// and the scan stops there.
+func TestMetricsCandidatesBounded(t *testing.T) {
+	var spans []storage.Span
+	for i := range 2000 {
+		id := storage.TraceID{byte(i >> 8), byte(i), 1}
+		root, child := storage.SpanID{byte(i >> 8), byte(i), 1}, storage.SpanID{byte(i >> 8), byte(i), 2}
+		start := int64(i) * int64(time.Millisecond)
+		spans = append(spans,
+			storage.Span{TraceID: id, SpanID: root, Name: "root", StartUnixNano: start, EndUnixNano: start + 10},
+			storage.Span{TraceID: id, SpanID: child, ParentSpanID: root, Name: "child", StartUnixNano: start + 1, EndUnixNano: start + 5})
+	}
+	q, err := Parse(`{ name = "root" } > { name = "child" } | rate()`)
+	require.NoError(t, err)
+	cq := &countingQuerier{memQuerier: memQuerier{spans: spans}}
+	req := MetricsRequest{Query: q, Start: 0, End: int64(3 * time.Second), Step: int64(time.Second), MaxInspectedTraces: 10}
+	_, err = Metrics(context.Background(), cq, req)
+	require.ErrorIs(t, err, ErrTooManyTraces)
+	require.Less(t, cq.spans, 100, "the candidate scan stops one trace past the bound")
+
+	req.MaxInspectedTraces = 2000
+	res, err := Metrics(context.Background(), &memQuerier{spans: spans}, req)
+	require.NoError(t, err)
+	require.Len(t, res.Series, 1)
+}
