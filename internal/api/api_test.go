@@ -446,3 +446,29 @@ func TestLegacyQuery(t *testing.T) {
 		require.Error(t, err, tags)
 	}
 }
+
+// Jaeger's search by trace IDs answers the traces found and leaves out
+// those that are not, takes no more IDs than a search may return traces,
+// and fails on a malformed ID instead of answering without it.
+func TestJaegerTraceIDs(t *testing.T) {
+	db, spans, _ := testStore(t)
+	srv := newTestAPI(t, db, func(c *Config) { c.Limits.MaxResults = 3 })
+	found := spans["a"][0].TraceID.String()
+	missing := "0123456789abcdef0123456789abcdef"
+	code, body := get(t, srv, "/jaeger/api/traces", url.Values{"traceID": {found, missing}}, "")
+	require.Equal(t, http.StatusOK, code, "%.300s", body)
+	var res struct {
+		Data []struct {
+			TraceID string `json:"traceID"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(body, &res))
+	require.Len(t, res.Data, 1)
+	require.Equal(t, traceIDHex(spans["a"][0].TraceID), strings.TrimLeft(res.Data[0].TraceID, "0"))
+
+	code, body = get(t, srv, "/jaeger/api/traces", url.Values{"traceID": {found, "not-hex"}}, "")
+	require.Equal(t, http.StatusBadRequest, code, "%.300s", body)
+	code, body = get(t, srv, "/jaeger/api/traces", url.Values{"traceID": {found, missing, missing, missing}}, "")
+	require.GreaterOrEqual(t, code, 400, "%.300s", body)
+	require.Less(t, code, 500, "%.300s", body)
+}

@@ -286,6 +286,14 @@ func jaegerTagValue(s string) traceql.Static {
 func (a *API) jaegerSearch(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	if ids := r.Form["traceID"]; len(ids) > 0 {
+		// Each ID is a lookup and a whole trace in the answer: as many
+		// as a search may return. A trace not found is left out, as
+		// Jaeger does; any other failure (a malformed ID, the query's
+		// timeout) fails the request rather than shortening the answer.
+		if err := a.checkLimit(len(ids)); err != nil {
+			a.fail(w, r, styleJaeger, err)
+			return
+		}
 		qr, err := a.open(r)
 		if err != nil {
 			a.fail(w, r, styleJaeger, err)
@@ -295,9 +303,14 @@ func (a *API) jaegerSearch(w http.ResponseWriter, r *http.Request) {
 		out := []jaegerTrace{}
 		for _, s := range ids {
 			spans, err := a.traceByID(r, qr, s, 0, 0)
-			if err == nil {
-				out = append(out, toJaeger(spans))
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
 			}
+			if err != nil {
+				a.fail(w, r, styleJaeger, err)
+				return
+			}
+			out = append(out, toJaeger(spans))
 		}
 		jaegerOK(w, out, len(out))
 		return
