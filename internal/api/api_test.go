@@ -472,3 +472,18 @@ func TestJaegerTraceIDs(t *testing.T) {
 	require.GreaterOrEqual(t, code, 400, "%.300s", body)
 	require.Less(t, code, 500, "%.300s", body)
 }
+
+// Tag values are held until the answer, so their limit is a result
+// count like any other: past max_results it is refused.
+func TestTagValuesLimit(t *testing.T) {
+	db, _, _ := testStore(t)
+	srv := newTestAPI(t, db, func(c *Config) { c.Limits.MaxResults = 50 })
+	for _, path := range []string{"/api/search/tag/service.name/values", "/api/v2/search/tag/resource.service.name/values"} {
+		code, body := get(t, srv, path, url.Values{"limit": {"50"}}, "")
+		require.Equal(t, http.StatusOK, code, "%s: %.300s", path, body)
+		code, body = get(t, srv, path, url.Values{"limit": {"100000000"}}, "")
+		require.GreaterOrEqual(t, code, 400, "%s: %.300s", path, body)
+		require.Less(t, code, 500, "%s: %.300s", path, body)
+		require.Contains(t, string(body), "exceeds the maximum", path)
+	}
+}

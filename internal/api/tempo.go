@@ -486,6 +486,11 @@ func (a *API) tempoTagValues(w http.ResponseWriter, r *http.Request, v2 bool) {
 		if limit == 0 {
 			limit = 1000
 		}
+		// The distinct values are held until the answer: a tag as
+		// varied as a URL gives as many as the limit allows.
+		if err := a.checkLimit(limit); err != nil {
+			return err
+		}
 		var field traceql.Expr
 		if v2 {
 			field, err = traceql.ParseField(tag)
