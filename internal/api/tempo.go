@@ -487,9 +487,11 @@ func (a *API) tempoTagValues(w http.ResponseWriter, r *http.Request, v2 bool) {
 			limit = 1000
 		}
 		// The distinct values are held until the answer: a tag as
-		// varied as a URL gives as many as the limit allows.
-		if err := a.checkLimit(limit); err != nil {
-			return err
+		// varied as a URL gives as many as the limit allows. Grafana
+		// asks for 5,000 whatever max_results is, so the limit is
+		// lowered to it rather than refused.
+		if m := a.cfg.Limits.MaxResults; m > 0 {
+			limit = min(limit, m)
 		}
 		var field traceql.Expr
 		if v2 {
