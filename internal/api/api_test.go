@@ -491,3 +491,31 @@ func TestTagValuesLimit(t *testing.T) {
 		require.Len(t, res.TagValues, 2, path)
 	}
 }
+
+// A trace looked up by ID with more spans than max_spans_per_trace is
+// refused (422) on Tempo's and Jaeger's trace endpoints, not read whole.
+func TestMaxSpansPerTrace(t *testing.T) {
+	db, spans, _ := testStore(t)
+	count := map[storage.TraceID]int{}
+	for _, s := range spans["a"] {
+		count[s.TraceID]++
+	}
+	var id storage.TraceID
+	for k, n := range count {
+		if n >= 3 {
+			id = k
+			break
+		}
+	}
+	require.False(t, id.IsEmpty(), "the workload has traces of several spans")
+	paths := []string{"/api/traces/" + id.String(), "/api/v2/traces/" + id.String(), "/jaeger/api/traces/" + id.String()}
+	tight := newTestAPI(t, db, func(c *Config) { c.Limits.MaxSpansPerTrace = count[id] - 1 })
+	roomy := newTestAPI(t, db, func(c *Config) { c.Limits.MaxSpansPerTrace = count[id] })
+	for _, p := range paths {
+		code, body := get(t, tight, p, nil, "")
+		require.Equal(t, http.StatusUnprocessableEntity, code, "%s: %.300s", p, body)
+		require.Contains(t, string(body), "trace too large", p)
+		code, body = get(t, roomy, p, nil, "")
+		require.Equal(t, http.StatusOK, code, "%s: %.300s", p, body)
+	}
+}

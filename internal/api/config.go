@@ -49,6 +49,11 @@ type Limits struct {
 	// MaxInspectedTraces caps the traces a structural or trace-level query
 	// assembles.
 	MaxInspectedTraces int `mapstructure:"max_inspected_traces"`
+	// MaxSpansPerTrace refuses a trace looked up by ID (Tempo's and
+	// Jaeger's trace endpoints) with more spans, before they are read: a
+	// runaway trace of millions of spans would otherwise be held whole
+	// for its answer. Tempo bounds bytes per trace (5 MB) the same way.
+	MaxSpansPerTrace int `mapstructure:"max_spans_per_trace"`
 	// MaxQueryBytes and MaxQueryDepth bound a PromQL expression's length
 	// and bracket nesting, checked before Prometheus parses it (TraceQL and
 	// LogQL have their own caps in their parsers).
@@ -157,6 +162,9 @@ func (c *Config) Validate() error {
 	}
 	if l.MaxInspectedTraces < 0 {
 		errs = append(errs, errors.New("limits::max_inspected_traces: must not be negative"))
+	}
+	if l.MaxSpansPerTrace < 0 {
+		errs = append(errs, errors.New("limits::max_spans_per_trace: must not be negative"))
 	}
 	if c.Tenancy.Enabled {
 		if c.Tenancy.Header == "" {

@@ -58,6 +58,7 @@ func createDefaultConfig() component.Config {
 			MaxSamples:         50_000_000,
 			Timeout:            30 * time.Second,
 			MaxInspectedTraces: 100_000,
+			MaxSpansPerTrace:   100_000,
 			MetricsCacheBytes:  32 << 20,
 		},
 		Tenancy: Tenancy{Header: "X-Scope-OrgID", ResourceAttribute: "tenant.id"},

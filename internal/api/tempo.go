@@ -54,6 +54,7 @@ func (a *API) traceByID(r *http.Request, qr *query, idText string, start, end in
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}
+	qr.stats.MaxTraceSpans = a.cfg.Limits.MaxSpansPerTrace
 	spans, err := qr.q.TraceByID(qr.ctx, id, start, end)
 	if err != nil && len(spans) == 0 {
 		return nil, err

@@ -187,3 +187,52 @@ func BenchmarkTraceByIDHugeSpan(b *testing.B) {
 		})
 	}
 }
+
+// TestTraceSpansLimit looks a trace of 300 spans up by ID under a query
+// span bound, with the trace in the head, in a block, and split between
+// the two: past the bound the lookup fails with ErrTraceTooLarge (a block
+// before decoding its rows), within it the trace comes back whole.
+func TestTraceSpansLimit(t *testing.T) {
+	id := storage.TraceID{0xcc, 1}
+	batch := func(from int) ptrace.Traces {
+		td := ptrace.NewTraces()
+		ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
+		for i := from; i < from+150; i++ {
+			s := ss.Spans().AppendEmpty()
+			s.SetTraceID(pcommon.TraceID(id))
+			s.SetSpanID(pcommon.SpanID{byte(i >> 8), byte(i), 1})
+			s.SetName("op")
+			s.SetStartTimestamp(pcommon.Timestamp(1_700_000_000_000_000_000 + int64(i)))
+			s.SetEndTimestamp(pcommon.Timestamp(1_700_000_000_000_000_000 + int64(i) + 10))
+		}
+		return td
+	}
+	for _, where := range []string{"head", "block", "both"} {
+		db := openTestDB(t, t.TempDir(), nil)
+		require.NoError(t, db.AppendTraces(batch(0)))
+		if where != "head" {
+			require.NoError(t, db.Flush(t.Context()))
+		}
+		require.NoError(t, db.AppendTraces(batch(150)))
+		if where == "block" {
+			require.NoError(t, db.Flush(t.Context()))
+		}
+		q, err := db.Querier(t.Context())
+		require.NoError(t, err)
+		for _, c := range []struct {
+			max  int
+			fail bool
+		}{{0, false}, {300, false}, {299, true}, {100, true}} {
+			ctx := storage.WithStats(t.Context(), &storage.Stats{MaxTraceSpans: c.max})
+			spans, err := q.TraceByID(ctx, id, 0, 0)
+			if c.fail {
+				require.ErrorIs(t, err, storage.ErrTraceTooLarge, "%s, max %d", where, c.max)
+				require.Empty(t, spans)
+				continue
+			}
+			require.NoError(t, err, "%s, max %d", where, c.max)
+			require.Len(t, spans, 300, "%s, max %d", where, c.max)
+		}
+		q.Close()
+	}
+}

@@ -57,6 +57,9 @@ func (q *querier) TraceByID(ctx context.Context, id storage.TraceID, start, end 
 	for _, h := range q.heads {
 		spans = h.traceByID(id, spans)
 	}
+	if err := storage.StatsFrom(ctx).CheckTraceSpans(len(spans)); err != nil {
+		return nil, err
+	}
 	var errs []error
 	for _, b := range q.blocks {
 		if b.Meta.Signal != block.Traces || !b.Overlaps(start, end) {
@@ -458,7 +461,7 @@ func fatal(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if errors.Is(err, storage.ErrBytesLimit) {
+	if errors.Is(err, storage.ErrBytesLimit) || errors.Is(err, storage.ErrTraceTooLarge) {
 		return err
 	}
 	return nil

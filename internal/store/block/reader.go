@@ -614,6 +614,11 @@ func (b *Block) TraceByID(ctx context.Context, id storage.TraceID, dst []storage
 		if n == 0 {
 			continue
 		}
+		// Counted before any row is decoded: a runaway trace is refused,
+		// not read whole.
+		if err := stats.CheckTraceSpans(len(dst) + n); err != nil {
+			return dst, err
+		}
 		from := int64(slices.Index(keep, true))
 		if err := stats.AddBytes(rowsBytes(rg, i, from, from+int64(n)-1)); err != nil {
 			return dst, err

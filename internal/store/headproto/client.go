@@ -144,10 +144,18 @@ func (q *remoteQuerier) Spans(ctx context.Context, sq *storage.SpanQuery, fn fun
 
 func (q *remoteQuerier) TraceByID(ctx context.Context, id storage.TraceID, start, end int64) ([]storage.Span, error) {
 	var out []storage.Span
+	var tooLarge error
+	stats := storage.StatsFrom(ctx)
 	err := q.Spans(ctx, &storage.SpanQuery{TraceID: id}, func(s *storage.Span) bool {
+		if tooLarge = stats.CheckTraceSpans(len(out) + 1); tooLarge != nil {
+			return false
+		}
 		out = append(out, *s)
 		return true
 	})
+	if err == nil {
+		err = tooLarge
+	}
 	if err == nil && len(out) == 0 {
 		err = storage.ErrNotFound
 	}

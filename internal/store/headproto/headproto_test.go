@@ -99,3 +99,37 @@ func FuzzFrames(f *testing.F) {
 		})
 	})
 }
+
+// An ingester's share of a trace is held to the query's span bound: the
+// client stops reading it past the bound and reports the trace too large.
+func TestRemoteTraceSpansLimit(t *testing.T) {
+	td, _ := workload.New(3, time.Unix(1_700_000_000, 0), workload.Options{}).Batch(1)
+	n := td.SpanCount()
+	require := func(ok bool, format string, args ...any) {
+		t.Helper()
+		if !ok {
+			t.Fatalf(format, args...)
+		}
+	}
+	require(n >= 3, "the workload's trace has %d spans", n)
+	id := storage.TraceID(td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID())
+	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	require(err == nil, "%v", err)
+	var body bytes.Buffer
+	require(writeFrame(&body, frameTraces, b) == nil, "frame")
+	body.Write([]byte{frameEnd, 0})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == prefix+"parts" {
+			w.Write([]byte(`{"parts": [""]}`))
+			return
+		}
+		w.Write(body.Bytes())
+	}))
+	defer srv.Close()
+	q, _, err := NewClient(srv.URL, srv.Client()).Querier(context.Background(), func(string) bool { return false })
+	require(err == nil, "%v", err)
+	spans, err := q.TraceByID(storage.WithStats(context.Background(), &storage.Stats{MaxTraceSpans: n}), id, 0, 0)
+	require(err == nil && len(spans) == n, "within the bound: %d spans, %v", len(spans), err)
+	_, err = q.TraceByID(storage.WithStats(context.Background(), &storage.Stats{MaxTraceSpans: n - 1}), id, 0, 0)
+	require(errors.Is(err, storage.ErrTraceTooLarge), "past the bound: %v", err)
+}

@@ -35,15 +35,22 @@ func (m *mergeQuerier) TraceByID(ctx context.Context, id TraceID, start, end int
 		spans []Span
 		errs  []error
 	)
+	stats := StatsFrom(ctx)
 	for _, q := range m.all {
 		s, err := q.TraceByID(ctx, id, start, end)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			if errors.Is(err, ErrTraceTooLarge) {
+				return nil, err // not a part's damage: the answer is refused
+			}
 			errs = append(errs, err)
 		}
 		spans = append(spans, s...)
+		if err := stats.CheckTraceSpans(len(spans)); err != nil {
+			return nil, err
+		}
 	}
 	slices.SortFunc(spans, func(a, b Span) int {
 		return cmp.Or(cmp.Compare(a.StartUnixNano, b.StartUnixNano), slices.Compare(a.SpanID[:], b.SpanID[:]))

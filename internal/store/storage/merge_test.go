@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -51,4 +52,43 @@ func TestMergeQuerierFindTraces(t *testing.T) {
 	err := m.(TraceFinder).FindTraces(ctx, &TraceFilter{}, func(id TraceID) bool { got = append(got, id); return true })
 	require.ErrorIs(t, err, boom)
 	require.Equal(t, []TraceID{{1}, {2}}, got, "the other parts still answer")
+}
+
+// tracePart is a merge part that holds spans of one trace, or fails.
+type tracePart struct {
+	Querier
+	spans []Span
+	err   error
+}
+
+func (p tracePart) TraceByID(context.Context, TraceID, int64, int64) ([]Span, error) {
+	return p.spans, p.err
+}
+
+// A trace assembled from several parts is held to the query's span bound
+// over all of them, and a part that refuses the trace as too large
+// refuses the answer: it is not one part's damage to report beside the
+// others' spans.
+func TestMergeQuerierTraceSpansLimit(t *testing.T) {
+	part := func(from, n int) tracePart {
+		var p tracePart
+		for i := from; i < from+n; i++ {
+			p.spans = append(p.spans, Span{SpanID: SpanID{byte(i)}, StartUnixNano: int64(i)})
+		}
+		return p
+	}
+	m := NewMergeQuerier(part(0, 60), part(60, 60))
+	spans, err := m.TraceByID(WithStats(context.Background(), &Stats{MaxTraceSpans: 120}), TraceID{1}, 0, 0)
+	require.NoError(t, err)
+	require.Len(t, spans, 120)
+	_, err = m.TraceByID(WithStats(context.Background(), &Stats{MaxTraceSpans: 100}), TraceID{1}, 0, 0)
+	require.ErrorIs(t, err, ErrTraceTooLarge)
+
+	m = NewMergeQuerier(part(0, 10), tracePart{err: fmt.Errorf("%w: more than 5 spans", ErrTraceTooLarge)})
+	_, err = m.TraceByID(context.Background(), TraceID{1}, 0, 0)
+	require.ErrorIs(t, err, ErrTraceTooLarge)
+	m = NewMergeQuerier(part(0, 10), tracePart{err: errors.New("ingester unreachable")})
+	spans, err = m.TraceByID(context.Background(), TraceID{1}, 0, 0)
+	require.Error(t, err)
+	require.Len(t, spans, 10, "other errors leave the answer partial")
 }

@@ -10,6 +10,10 @@ import (
 // ErrBytesLimit is returned when a query reads more than its Stats allow.
 var ErrBytesLimit = errors.New("query read limit exceeded")
 
+// ErrTraceTooLarge is returned when a trace looked up by ID has more spans
+// than its query's Stats allow (MaxTraceSpans).
+var ErrTraceTooLarge = errors.New("trace too large")
+
 // Stats counts what a query read from storage. Attach one to the context
 // with WithStats; the store adds the compressed size of every column chunk
 // it scans and of every row group it decodes rows from. A Stats is safe for
@@ -19,6 +23,19 @@ type Stats struct {
 	// MaxBytes, when positive, makes reads fail with ErrBytesLimit once
 	// the total passes it.
 	MaxBytes int64
+	// MaxTraceSpans, when positive, makes a lookup of a trace by ID fail
+	// with ErrTraceTooLarge once it would hold more spans: the store
+	// checks before it decodes a row group's share of the trace.
+	MaxTraceSpans int
+}
+
+// CheckTraceSpans returns ErrTraceTooLarge when a trace of n spans passes
+// MaxTraceSpans. It is a no-op on nil.
+func (s *Stats) CheckTraceSpans(n int) error {
+	if s == nil || s.MaxTraceSpans <= 0 || n <= s.MaxTraceSpans {
+		return nil
+	}
+	return fmt.Errorf("%w: more than %d spans", ErrTraceTooLarge, s.MaxTraceSpans)
 }
 
 type statsKey struct{}
