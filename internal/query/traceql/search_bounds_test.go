@@ -75,14 +75,11 @@ func (c *countingQuerier) Spans(ctx context.Context, q *storage.SpanQuery, fn fu
 	})
 }
 
-// TestSearchCandidatesBounded runs a structural most_recent search, which
-// needs every candidate trace, over more traces than it may inspect: it
-// fails as too many traces, having stopped collecting candidates at four
-// times that bound instead of reading every trace ID in range into
-// memory first. A search that finds its limit early still answers.
-func TestSearchCandidatesBounded(t *testing.T) {
+// rootChildTraces makes n traces of a root span and its child, a
+// millisecond apart.
+func rootChildTraces(n int) []storage.Span {
 	var spans []storage.Span
-	for i := range 2000 {
+	for i := range n {
 		id := storage.TraceID{byte(i >> 8), byte(i), 1}
 		root, child := storage.SpanID{byte(i >> 8), byte(i), 1}, storage.SpanID{byte(i >> 8), byte(i), 2}
 		start := int64(i) * int64(time.Millisecond)
@@ -90,6 +87,16 @@ func TestSearchCandidatesBounded(t *testing.T) {
 			storage.Span{TraceID: id, SpanID: root, Name: "root", StartUnixNano: start, EndUnixNano: start + 10},
 			storage.Span{TraceID: id, SpanID: child, ParentSpanID: root, Name: "child", StartUnixNano: start + 1, EndUnixNano: start + 5})
 	}
+	return spans
+}
+
+// TestSearchCandidatesBounded runs a structural most_recent search, which
+// needs every candidate trace, over more traces than it may inspect: it
+// fails as too many traces, having stopped collecting candidates at four
+// times that bound instead of reading every trace ID in range into
+// memory first. A search that finds its limit early still answers.
+func TestSearchCandidatesBounded(t *testing.T) {
+	spans := rootChildTraces(2000)
 	q, err := Parse(`{ name = "root" } > { name = "child" } with(most_recent=true)`)
 	require.NoError(t, err)
 	cq := &countingQuerier{memQuerier: memQuerier{spans: spans}}
@@ -108,15 +115,7 @@ func TestSearchCandidatesBounded(t *testing.T) {
 // query, which inspects every candidate: one past the bound fails it,
 // and the scan stops there.
 func TestMetricsCandidatesBounded(t *testing.T) {
-	var spans []storage.Span
-	for i := range 2000 {
-		id := storage.TraceID{byte(i >> 8), byte(i), 1}
-		root, child := storage.SpanID{byte(i >> 8), byte(i), 1}, storage.SpanID{byte(i >> 8), byte(i), 2}
-		start := int64(i) * int64(time.Millisecond)
-		spans = append(spans,
-			storage.Span{TraceID: id, SpanID: root, Name: "root", StartUnixNano: start, EndUnixNano: start + 10},
-			storage.Span{TraceID: id, SpanID: child, ParentSpanID: root, Name: "child", StartUnixNano: start + 1, EndUnixNano: start + 5})
-	}
+	spans := rootChildTraces(2000)
 	q, err := Parse(`{ name = "root" } > { name = "child" } | rate()`)
 	require.NoError(t, err)
 	cq := &countingQuerier{memQuerier: memQuerier{spans: spans}}
