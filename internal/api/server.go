@@ -198,7 +198,7 @@ func status(err error) int {
 	case errors.Is(err, dashboard.ErrTooMany):
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, errLimit), errors.Is(err, storage.ErrBytesLimit), errors.Is(err, storage.ErrTraceTooLarge),
-		errors.Is(err, traceql.ErrTooManyTraces), errors.Is(err, traceql.ErrTooManySeries),
+		errors.Is(err, traceql.ErrTooManyTraces), errors.Is(err, traceql.ErrTooManySeries), errors.Is(err, traceql.ErrTooManyValues),
 		errors.Is(err, logql.ErrTooManySeries):
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, context.DeadlineExceeded):

@@ -25,6 +25,10 @@ var ErrTooManyTraces = errors.New("query inspects too many traces")
 // than MetricsRequest.MaxSeries.
 var ErrTooManySeries = errors.New("query yields too many series")
 
+// ErrTooManyValues is returned when a metrics query would hold more
+// values than its bound (quantile_over_time's sketches, maxSketchSlots).
+var ErrTooManyValues = errors.New("query holds too many values")
+
 // NoRoot is the root service and name of a trace whose root span has not
 // been stored, as Tempo spells it.
 const NoRoot = "<root span not yet received>"

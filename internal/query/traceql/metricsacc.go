@@ -42,6 +42,7 @@ type metricsAcc struct {
 	// are folded into sketches (see sketch.go).
 	held     int
 	sketched bool
+	slots    int // bucket slots of all sketches (maxSketchSlots)
 
 	// parts are the partial accumulators merged into a, in merge order.
 	// Their exemplars are not copied when they are merged but picked
@@ -118,11 +119,18 @@ func (a *metricsAcc) sketchAll() {
 			}
 			sk := &sketch{}
 			for _, v := range vs {
-				sk.add(v)
+				a.sketchAdd(sk, v)
 			}
 			acc.sketches[b] = sk
 		}
 		acc.values = nil
+	}
+}
+
+// sketchAdd adds v to sk and holds the query's sketches to maxSketchSlots.
+func (a *metricsAcc) sketchAdd(sk *sketch, v float64) {
+	if a.slots += sk.add(v); a.slots > maxSketchSlots && a.tooMany == nil {
+		a.tooMany = fmt.Errorf("%w: quantile_over_time's sketches hold more than %d buckets; raise the step or narrow the query", ErrTooManyValues, maxSketchSlots)
 	}
 }
 
@@ -209,7 +217,7 @@ func (a *metricsAcc) add(tr *Trace, i int) {
 			if acc.sketches[b] == nil {
 				acc.sketches[b] = &sketch{}
 			}
-			acc.sketches[b].add(val)
+			a.sketchAdd(acc.sketches[b], val)
 		}
 	}
 	if a.pass != passCounts && len(acc.ex) < a.exemplars && !acc.hasExemplar(b) {

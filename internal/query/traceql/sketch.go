@@ -12,6 +12,13 @@ import "math"
 // quantile from power-of-two buckets.
 var maxExactValues = 1 << 20 // a variable for tests
 
+// maxSketchSlots bounds the buckets a query's sketches hold together
+// (8 bytes each): a step's sketch spans the magnitudes of its values, up
+// to sketchMaxBuckets a sign, so steps times series of them could pass
+// what the exact values held. Past it the query fails with
+// ErrTooManyValues, as one with too many series does.
+var maxSketchSlots = 1 << 22 // a variable for tests
+
 const (
 	sketchAlpha = 0.01
 	// sketchMaxBuckets bounds a side's buckets; past it the lowest
@@ -40,10 +47,12 @@ type sketchBuckets struct {
 	counts []float64
 }
 
-func (s *sketch) add(v float64) {
+// add counts v and returns how many bucket slots the sketch grew by.
+func (s *sketch) add(v float64) int {
+	before := len(s.pos.counts) + len(s.neg.counts)
 	switch {
 	case math.IsNaN(v):
-		return // a NaN has no rank; the exact path sorts it first
+		return 0 // a NaN has no rank; the exact path sorts it first
 	case v > 0:
 		s.pos.add(sketchKey(v))
 	case v < 0:
@@ -52,6 +61,7 @@ func (s *sketch) add(v float64) {
 		s.zeros++
 	}
 	s.n++
+	return len(s.pos.counts) + len(s.neg.counts) - before
 }
 
 // sketchKey is the bucket of magnitude v > 0; infinities and magnitudes

@@ -120,3 +120,47 @@ func TestQuantileSketched(t *testing.T) {
 		require.NotNil(t, s.sketches)
 	}
 }
+
+// TestSketchSlotsBudget spreads each step's values over many magnitudes,
+// so that the folded sketches hold more buckets than the values did:
+// the query counts every bucket slot they take, and past maxSketchSlots
+// it fails with ErrTooManyValues instead of growing with steps times
+// series.
+func TestSketchSlotsBudget(t *testing.T) {
+	var spans []storage.Span
+	for i := range 4000 {
+		start := int64(i) * int64(10*time.Millisecond)
+		dur := int64(1) << (i % 40) // 1 ns to 9 minutes within each step
+		spans = append(spans, storage.Span{TraceID: storage.TraceID{byte(i), byte(i >> 8)}, SpanID: storage.SpanID{byte(i), byte(i >> 8)},
+			StartUnixNano: start, EndUnixNano: start + dur})
+	}
+	q, err := Parse(`{ } | quantile_over_time(duration, .99)`)
+	require.NoError(t, err)
+	defer func(e, s int) { maxExactValues, maxSketchSlots = e, s }(maxExactValues, maxSketchSlots)
+	maxExactValues = 100
+
+	acc := newMetricsAcc(q.Metrics, 0, int64(time.Second), 40, 0, 0)
+	one := newSingle()
+	for i := range spans {
+		acc.add(one.with(&spans[i]), 0)
+	}
+	require.NoError(t, acc.tooMany)
+	held := 0
+	for _, s := range acc.series {
+		for _, sk := range s.sketches {
+			if sk != nil {
+				held += len(sk.pos.counts) + len(sk.neg.counts)
+			}
+		}
+	}
+	require.Equal(t, held, acc.slots, "every slot is counted")
+	require.Greater(t, held, 4000, "wide steps take more slots than their values")
+
+	maxSketchSlots = held / 2
+	req := MetricsRequest{Query: q, Start: 0, End: int64(40 * time.Second), Step: int64(time.Second)}
+	_, err = Metrics(context.Background(), &memQuerier{spans: spans}, req)
+	require.ErrorIs(t, err, ErrTooManyValues)
+	maxSketchSlots = held
+	_, err = Metrics(context.Background(), &memQuerier{spans: spans}, req)
+	require.NoError(t, err)
+}
