@@ -222,8 +222,8 @@ func legacyQuery(r *http.Request) (string, error) {
 		case "status", "kind":
 			// Enum names go into the query as they are, so they are
 			// checked: a value is never query text of its own.
-			if !slices.Contains(legacyEnums[k], v) {
-				return "", badRequest("invalid %s %q: want one of %s", k, v, strings.Join(legacyEnums[k], ", "))
+			if !traceql.IsEnumName(k, v) {
+				return "", badRequest("invalid %s %q: not a TraceQL %s name", k, v, k)
 			}
 			conds = append(conds, k+" = "+v)
 		default:
@@ -240,12 +240,6 @@ func legacyQuery(r *http.Request) (string, error) {
 		}
 	}
 	return "{ " + strings.Join(conds, " && ") + " }", nil
-}
-
-// legacyEnums are the values TraceQL names for status and kind.
-var legacyEnums = map[string][]string{
-	"status": {"error", "ok", "unset"},
-	"kind":   {"unspecified", "internal", "server", "client", "producer", "consumer"},
 }
 
 func quoteAttr(k string) string {

@@ -74,6 +74,21 @@ func (s Static) IsTrue() bool { return s.Type == TypeBool && s.N == 1 }
 var statusNames = map[string]storage.StatusCode{"unset": storage.StatusUnset, "ok": storage.StatusOK, "error": storage.StatusError}
 var kindNames = map[string]storage.SpanKind{"unspecified": 0, "internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
 
+// IsEnumName reports whether name is TraceQL's name for a value of the
+// intrinsic status or kind: what may stand unquoted after "status =" or
+// "kind =" in a query.
+func IsEnumName(intrinsic, name string) bool {
+	switch intrinsic {
+	case "status":
+		_, ok := statusNames[name]
+		return ok
+	case "kind":
+		_, ok := kindNames[name]
+		return ok
+	}
+	return false
+}
+
 // StatusName and KindName are the TraceQL spellings.
 func StatusName(c storage.StatusCode) string {
 	for k, v := range statusNames {
