@@ -518,4 +518,31 @@ func TestMaxSpansPerTrace(t *testing.T) {
 		code, body = get(t, roomy, p, nil, "")
 		require.Equal(t, http.StatusOK, code, "%s: %.300s", p, body)
 	}
+
+	// A search leaves the trace out rather than failing, Tempo's and
+	// Jaeger's alike (structural: the candidates are assembled).
+	var service string
+	for _, s := range spans["a"] {
+		if s.TraceID == id && s.ParentSpanID.IsEmpty() {
+			service = s.Resource.ServiceName()
+		}
+	}
+	now := time.Now()
+	searches := []struct {
+		path   string
+		params url.Values
+	}{
+		{"/api/search", url.Values{"q": {`{ } > { }`}, "limit": {"100"},
+			"start": {strconv.FormatInt(now.Add(-time.Hour).Unix(), 10)}, "end": {strconv.FormatInt(now.Add(time.Minute).Unix(), 10)}}},
+		{"/jaeger/api/traces", url.Values{"service": {service}, "limit": {"100"}, "lookback": {"2h"}}},
+	}
+	for _, s := range searches {
+		var found [2]bool
+		for k, srv := range []*httptest.Server{tight, roomy} {
+			code, body := get(t, srv, s.path, s.params, "")
+			require.Equal(t, http.StatusOK, code, "%s: %.300s", s.path, body)
+			found[k] = strings.Contains(string(body), id.String())
+		}
+		require.Equal(t, [2]bool{false, true}, found, "%s: the trace is left out under the bound only", s.path)
+	}
 }

@@ -53,6 +53,7 @@ type Limits struct {
 	// Jaeger's trace endpoints) with more spans, before they are read: a
 	// runaway trace of millions of spans would otherwise be held whole
 	// for its answer. Tempo bounds bytes per trace (5 MB) the same way.
+	// A search or structural metrics query leaves such a trace out.
 	MaxSpansPerTrace int `mapstructure:"max_spans_per_trace"`
 	// MaxQueryBytes and MaxQueryDepth bound a PromQL expression's length
 	// and bracket nesting, checked before Prometheus parses it (TraceQL and

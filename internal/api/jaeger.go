@@ -220,6 +220,7 @@ func (a *API) findTraces(r *http.Request, jq jaegerQuery) ([][]storage.Span, err
 	if err != nil {
 		return nil, err
 	}
+	a.skipped(r, res.SkippedTraces)
 	out := make([][]storage.Span, len(res.Traces))
 	for i, t := range res.Traces {
 		out[i] = t.Spans

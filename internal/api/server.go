@@ -292,7 +292,10 @@ func (a *API) open(r *http.Request) (*query, error) {
 	if a.cfg.Limits.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, a.cfg.Limits.Timeout)
 	}
-	st := &storage.Stats{MaxBytes: a.cfg.Limits.MaxBytesScanned}
+	// The bound on spans a trace holds the lookups by ID and the traces a
+	// search or a structural metrics query assembles (ErrTraceTooLarge:
+	// 422 by ID, left out of a search and logged by skipped).
+	st := &storage.Stats{MaxBytes: a.cfg.Limits.MaxBytesScanned, MaxTraceSpans: a.cfg.Limits.MaxSpansPerTrace}
 	ctx = storage.WithStats(ctx, st)
 	tenant, err := a.tenant(r)
 	if err != nil {
@@ -308,6 +311,16 @@ func (a *API) open(r *http.Request) (*query, error) {
 		q = newTenantQuerier(q, a.cfg.Tenancy.ResourceAttribute, tenant)
 	}
 	return &query{ctx: ctx, q: q, stats: st, cancel: cancel}, nil
+}
+
+// skipped logs the traces a query left out for holding more spans than
+// limits::max_spans_per_trace. The answer is otherwise complete; each of
+// them, asked for by ID, is refused with 422.
+func (a *API) skipped(r *http.Request, traces int) {
+	if traces > 0 {
+		a.logger.Warn("traces left out of a query for holding more spans than limits::max_spans_per_trace",
+			zap.String("path", r.URL.Path), zap.Int("traces", traces), zap.Int("max_spans_per_trace", a.cfg.Limits.MaxSpansPerTrace))
+	}
 }
 
 // tenant returns the request's tenant when tenancy is on ("" when off):

@@ -54,7 +54,6 @@ func (a *API) traceByID(r *http.Request, qr *query, idText string, start, end in
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}
-	qr.stats.MaxTraceSpans = a.cfg.Limits.MaxSpansPerTrace
 	spans, err := qr.q.TraceByID(qr.ctx, id, start, end)
 	if err != nil && len(spans) == 0 {
 		return nil, err
@@ -331,6 +330,7 @@ func (a *API) tempoSearch(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
+		a.skipped(r, res.SkippedTraces)
 		writeTempoSearch(w, res.Traces, searchMetrics{
 			InspectedTraces: res.InspectedTraces,
 			InspectedBytes:  strconv.FormatInt(qr.stats.BytesRead(), 10),
@@ -635,6 +635,7 @@ func (a *API) tempoMetrics(w http.ResponseWriter, r *http.Request, instant bool)
 		if err != nil {
 			return err
 		}
+		a.skipped(r, res.SkippedTraces)
 		writeTempoMetrics(w, res.Series, instant, searchMetrics{
 			InspectedTraces: res.InspectedTraces,
 			InspectedBytes:  strconv.FormatInt(qr.stats.BytesRead(), 10),

@@ -56,6 +56,9 @@ type SearchResult struct {
 	Traces          []TraceResult
 	InspectedTraces int
 	InspectedSpans  int64
+	// SkippedTraces counts candidate traces left out for holding more
+	// spans than the query's bound (storage.Stats.MaxTraceSpans).
+	SkippedTraces int
 }
 
 // TraceResult is one matching trace.
@@ -294,7 +297,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			res.InspectedTraces += len(done)
 			ids = append(rest, ids[n:]...)
 		}
-		res.Traces, err = evalCandidates(ctx, sq, q, ids, fields, req, res.Traces, &res.InspectedTraces, false)
+		err = evalCandidates(ctx, sq, q, ids, fields, req, res, false)
 		if err != nil {
 			return nil, err
 		}
@@ -325,7 +328,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			if fresh, err = pruneByTraceConds(ctx, sq, conds, fresh); err != nil {
 				return nil, err
 			}
-			if res.Traces, err = evalCandidates(ctx, sq, q, fresh, fields, req, res.Traces, &res.InspectedTraces, false); err != nil {
+			if err = evalCandidates(ctx, sq, q, fresh, fields, req, res, false); err != nil {
 				return nil, err
 			}
 			if len(res.Traces) >= req.Limit {
@@ -376,7 +379,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			if err != nil {
 				return nil, err
 			}
-			res.Traces, err = evalCandidates(ctx, sq, q, fresh, fields, req, res.Traces, &res.InspectedTraces, mostRecent)
+			err = evalCandidates(ctx, sq, q, fresh, fields, req, res, mostRecent)
 			if err != nil {
 				return nil, err
 			}
@@ -403,27 +406,30 @@ func maxCandidates(req SearchRequest) int {
 	return 4 * req.MaxInspectedTraces
 }
 
-// evalCandidates assembles candidate traces and keeps those the pipeline
-// matches, until out holds Limit traces.
+// evalCandidates assembles candidate traces and adds those the pipeline
+// matches to res.Traces, until it holds Limit traces.
 // With exhaustive set it evaluates them all (most_recent over candidates
-// in no particular order).
-func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []storage.TraceID, fields []Expr, req SearchRequest, out []TraceResult, inspected *int, exhaustive bool) ([]TraceResult, error) {
+// in no particular order). A candidate past the query's bound on spans a
+// trace (storage.Stats.MaxTraceSpans) is not assembled: it is left out
+// and counted in res.SkippedTraces, as a lookup of it by ID is refused.
+func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []storage.TraceID, fields []Expr, req SearchRequest, res *SearchResult, exhaustive bool) error {
 	// Traces are fetched and evaluated fetchParallel at a time (lookups
 	// are I/O and decode bound); results keep candidate order.
 	type result struct {
-		tr  *TraceResult
-		err error
+		tr      *TraceResult
+		skipped bool
+		err     error
 	}
 	if !req.FullTraces && coreTrace(q) {
-		return evalCandidatesCore(ctx, sq, q, ids, fields, req, out, inspected, exhaustive)
+		return evalCandidatesCore(ctx, sq, q, ids, fields, req, res, exhaustive)
 	}
 	for i := 0; i < len(ids); i += fetchParallel {
-		if len(out) >= req.Limit && !exhaustive {
+		if len(res.Traces) >= req.Limit && !exhaustive {
 			break
 		}
 		batch := ids[i:min(i+fetchParallel, len(ids))]
-		if req.MaxInspectedTraces > 0 && *inspected+len(batch) > req.MaxInspectedTraces {
-			return nil, fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
+		if req.MaxInspectedTraces > 0 && res.InspectedTraces+len(batch) > req.MaxInspectedTraces {
+			return fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
 		}
 		results := make([]result, len(batch))
 		var wg sync.WaitGroup
@@ -432,10 +438,14 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 			go func() {
 				defer wg.Done()
 				tr, err := fetchTrace(ctx, sq, id, false)
-				if err != nil {
-					if !errors.Is(err, storage.ErrNotFound) {
-						results[k].err = err
-					}
+				switch {
+				case errors.Is(err, storage.ErrTraceTooLarge):
+					results[k].skipped = true
+					return
+				case errors.Is(err, storage.ErrNotFound):
+					return
+				case err != nil:
+					results[k].err = err
 					return
 				}
 				if sets := evalPipeline(q.Pipeline, tr, []Spanset{{Spans: allSpans(tr)}}); len(sets) > 0 {
@@ -445,17 +455,20 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 			}()
 		}
 		wg.Wait()
-		*inspected += len(batch)
+		res.InspectedTraces += len(batch)
 		for _, r := range results {
 			if r.err != nil {
-				return nil, r.err
+				return r.err
 			}
-			if r.tr != nil && (len(out) < req.Limit || exhaustive) {
-				out = append(out, *r.tr)
+			if r.skipped {
+				res.SkippedTraces++
+			}
+			if r.tr != nil && (len(res.Traces) < req.Limit || exhaustive) {
+				res.Traces = append(res.Traces, *r.tr)
 			}
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // evalCandidatesCore is evalCandidates for a pipeline over core fields:
@@ -463,33 +476,52 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 // traces (storage.SpanQuery.TraceIDs), which reads each page of the core
 // columns once however many of the traces it holds. A batch is what is
 // still missing of the limit, at least fetchParallel and at most
-// coreBatch traces.
-func evalCandidatesCore(ctx context.Context, sq storage.Querier, q *Query, ids []storage.TraceID, fields []Expr, req SearchRequest, out []TraceResult, inspected *int, exhaustive bool) ([]TraceResult, error) {
+// coreBatch traces. A trace whose spans pass the query's bound stops
+// being collected there and is left out.
+func evalCandidatesCore(ctx context.Context, sq storage.Querier, q *Query, ids []storage.TraceID, fields []Expr, req SearchRequest, res *SearchResult, exhaustive bool) error {
+	stats := storage.StatsFrom(ctx)
 	for len(ids) > 0 {
-		if len(out) >= req.Limit && !exhaustive {
+		if len(res.Traces) >= req.Limit && !exhaustive {
 			break
 		}
-		n := min(len(ids), coreBatch, max(fetchParallel, req.Limit-len(out)))
+		n := min(len(ids), coreBatch, max(fetchParallel, req.Limit-len(res.Traces)))
 		batch := ids[:n]
 		ids = ids[n:]
-		if req.MaxInspectedTraces > 0 && *inspected+len(batch) > req.MaxInspectedTraces {
-			return nil, fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
+		if req.MaxInspectedTraces > 0 && res.InspectedTraces+len(batch) > req.MaxInspectedTraces {
+			return fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
 		}
 		sorted := slices.Clone(batch)
 		slices.SortFunc(sorted, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
 		sorted = slices.Compact(sorted)
 		byTrace := make(map[storage.TraceID][]storage.Span, len(sorted))
+		tooLarge := map[storage.TraceID]bool{}
 		err := sq.Spans(ctx, &storage.SpanQuery{TraceIDs: sorted, Projection: storage.ProjectCore}, func(s *storage.Span) bool {
-			byTrace[s.TraceID] = append(byTrace[s.TraceID], *s)
+			if tooLarge[s.TraceID] {
+				return true
+			}
+			spans := append(byTrace[s.TraceID], *s)
+			if stats.CheckTraceSpans(len(spans)) != nil {
+				// Repeats of a span (retries) count too: the bound is
+				// on what the batch holds, before they are dropped.
+				tooLarge[s.TraceID] = true
+				delete(byTrace, s.TraceID)
+				return true
+			}
+			byTrace[s.TraceID] = spans
 			return true
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		*inspected += len(batch)
+		res.InspectedTraces += len(batch)
 		for _, id := range batch {
+			if tooLarge[id] {
+				res.SkippedTraces++
+				delete(tooLarge, id) // a batch may name a trace twice
+				continue
+			}
 			spans := dedupeSpans(byTrace[id])
-			if len(spans) == 0 || len(out) >= req.Limit && !exhaustive {
+			if len(spans) == 0 || len(res.Traces) >= req.Limit && !exhaustive {
 				continue
 			}
 			ptrs := make([]*storage.Span, len(spans))
@@ -498,11 +530,11 @@ func evalCandidatesCore(ctx context.Context, sq storage.Querier, q *Query, ids [
 			}
 			tr := NewTrace(ptrs)
 			if sets := evalPipeline(q.Pipeline, tr, []Spanset{{Spans: allSpans(tr)}}); len(sets) > 0 {
-				out = append(out, traceResult(tr, sets, fields, req.SpansPerSpanset, req.FullTraces))
+				res.Traces = append(res.Traces, traceResult(tr, sets, fields, req.SpansPerSpanset, req.FullTraces))
 			}
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // coreBatch bounds the traces one batch of evalCandidatesCore assembles,
@@ -524,15 +556,25 @@ func (s *Select) expr() SpansetExpr       { return &SpansetFilter{} }
 // fetchTrace assembles a trace: whole, or, with core set, only its spans'
 // core fields (IDs, name, kind, status, timing, service), which is what a
 // pipeline over core fields and its search result read. A core fetch reads
-// a few columns of the trace's rows instead of all of them.
+// a few columns of the trace's rows instead of all of them. Either fails
+// with storage.ErrTraceTooLarge past the query's bound on spans a trace
+// (storage.Stats.MaxTraceSpans), without holding more than that.
 func fetchTrace(ctx context.Context, sq storage.Querier, id storage.TraceID, core bool) (*Trace, error) {
 	var spans []storage.Span
 	var err error
 	if core {
+		stats := storage.StatsFrom(ctx)
+		var tooLarge error
 		err = sq.Spans(ctx, &storage.SpanQuery{TraceID: id, Projection: storage.ProjectCore}, func(s *storage.Span) bool {
+			if tooLarge = stats.CheckTraceSpans(len(spans) + 1); tooLarge != nil {
+				return false
+			}
 			spans = append(spans, *s)
 			return true
 		})
+		if err == nil && tooLarge != nil {
+			return nil, tooLarge
+		}
 		spans = dedupeSpans(spans)
 		if err == nil && len(spans) == 0 {
 			err = storage.ErrNotFound
@@ -803,6 +845,10 @@ type MetricsResult struct {
 	Series          []Series
 	InspectedTraces int
 	InspectedSpans  int64
+	// SkippedTraces counts the traces a structural query left out for
+	// holding more spans than the query's bound
+	// (storage.Stats.MaxTraceSpans).
+	SkippedTraces int
 }
 
 // DefaultStep picks a step for a range the way Tempo does: about 240 points.
@@ -1043,10 +1089,13 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 		core := m.Compare == nil && coreTrace(q, append([]Expr{m.Attr}, m.By...)...)
 		for _, id := range ids {
 			tr, err := fetchTrace(ctx, sq, id, core)
-			if err != nil {
-				if errors.Is(err, storage.ErrNotFound) {
-					continue
-				}
+			switch {
+			case errors.Is(err, storage.ErrTraceTooLarge):
+				res.SkippedTraces++
+				continue
+			case errors.Is(err, storage.ErrNotFound):
+				continue
+			case err != nil:
 				return nil, err
 			}
 			res.InspectedTraces++

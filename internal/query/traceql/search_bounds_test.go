@@ -129,3 +129,66 @@ func TestMetricsCandidatesBounded(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, res.Series, 1)
 }
+
+// spanBoundQuerier looks traces up by ID as the store does under a
+// query's bound on spans a trace (storage.Stats.MaxTraceSpans): past it,
+// ErrTraceTooLarge instead of the spans.
+type spanBoundQuerier struct{ memQuerier }
+
+func (q *spanBoundQuerier) TraceByID(ctx context.Context, id storage.TraceID, start, end int64) ([]storage.Span, error) {
+	spans, err := q.memQuerier.TraceByID(ctx, id, start, end)
+	if err == nil {
+		err = storage.StatsFrom(ctx).CheckTraceSpans(len(spans))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return spans, nil
+}
+
+// TestSearchSkipsLargeTraces runs searches and a structural metrics query
+// whose candidates include one trace of more spans than the query's bound:
+// that trace is left out and counted, and every other one is answered as
+// without the bound, whether candidates are assembled from core columns,
+// whole (Jaeger's full traces) or one at a time (metrics).
+func TestSearchSkipsLargeTraces(t *testing.T) {
+	spans := rootChildTraces(50)
+	big := storage.TraceID{0xff, 1}
+	root := storage.SpanID{0xff, 1}
+	spans = append(spans, storage.Span{TraceID: big, SpanID: root, Name: "root", StartUnixNano: 1, EndUnixNano: 100})
+	for i := range 500 {
+		spans = append(spans, storage.Span{TraceID: big, SpanID: storage.SpanID{0xfe, byte(i >> 8), byte(i)}, ParentSpanID: root,
+			Name: "child", StartUnixNano: 2, EndUnixNano: 50})
+	}
+	bounded := storage.WithStats(context.Background(), &storage.Stats{MaxTraceSpans: 100})
+	q, err := Parse(`{ name = "root" } > { name = "child" }`)
+	require.NoError(t, err)
+	for _, full := range []bool{false, true} {
+		sq := &spanBoundQuerier{memQuerier{spans: spans}}
+		req := SearchRequest{Query: q, Limit: 1000, FullTraces: full}
+		all, err := Search(context.Background(), sq, req)
+		require.NoError(t, err)
+		require.Len(t, all.Traces, 51, "full=%v", full)
+		require.Zero(t, all.SkippedTraces)
+
+		res, err := Search(bounded, sq, req)
+		require.NoError(t, err, "full=%v", full)
+		require.Equal(t, 1, res.SkippedTraces, "full=%v", full)
+		want := slices.DeleteFunc(all.Traces, func(r TraceResult) bool { return r.TraceID == big })
+		require.Equal(t, want, res.Traces, "full=%v: the others are answered as without the bound", full)
+	}
+
+	mq, err := Parse(`{ name = "root" } > { name = "child" } | count_over_time()`)
+	require.NoError(t, err)
+	req := MetricsRequest{Query: mq, Start: 0, End: int64(time.Minute), Step: int64(time.Minute), MaxInspectedTraces: 1000}
+	cq := &countingQuerier{memQuerier: memQuerier{spans: spans}}
+	res, err := Metrics(bounded, cq, req)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.SkippedTraces)
+	require.Len(t, res.Series, 1)
+	var n float64
+	for _, s := range res.Series[0].Samples {
+		n += s.Value
+	}
+	require.Equal(t, float64(50), n, "the 50 small traces' children, none of the large one's")
+}

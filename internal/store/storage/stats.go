@@ -25,7 +25,8 @@ type Stats struct {
 	MaxBytes int64
 	// MaxTraceSpans, when positive, makes a lookup of a trace by ID fail
 	// with ErrTraceTooLarge once it would hold more spans: the store
-	// checks before it decodes a row group's share of the trace.
+	// checks before it decodes a row group's share of the trace. Query
+	// engines that assemble candidate traces leave out one past it.
 	MaxTraceSpans int
 }
 
