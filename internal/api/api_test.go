@@ -546,3 +546,52 @@ func TestMaxSpansPerTrace(t *testing.T) {
 		require.Equal(t, [2]bool{false, true}, found, "%s: the trace is left out under the bound only", s.path)
 	}
 }
+
+// TestTraceLogsLimit reads the UI's logs of a trace with more records than
+// max_results: the oldest max_results come back, oldest first, and with
+// tenancy on they are the tenant's oldest, not the trace's.
+func TestTraceLogsLimit(t *testing.T) {
+	db := openStore(t)
+	id := storage.TraceID{0xab, 7}
+	t0 := time.Now().Add(-time.Minute)
+	ld := plog.NewLogs()
+	for _, tenant := range []string{"b", "a"} {
+		rl := ld.ResourceLogs().AppendEmpty()
+		rl.Resource().Attributes().PutStr("tenant.id", tenant)
+		lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
+		for i := 9; i >= 0; i-- { // newest first
+			lr := lrs.AppendEmpty()
+			lr.SetTraceID(pcommon.TraceID(id))
+			off := time.Duration(i) * time.Second
+			if tenant == "a" {
+				off += 500 * time.Millisecond // b's records are older
+			}
+			lr.SetTimestamp(pcommon.NewTimestampFromTime(t0.Add(off)))
+			lr.Body().SetStr(tenant + strconv.Itoa(i))
+		}
+	}
+	require.NoError(t, db.AppendLogs(ld))
+	bodies := func(b []byte) []string {
+		logs, err := (&plog.JSONUnmarshaler{}).UnmarshalLogs(b)
+		require.NoError(t, err, "%s", b)
+		var out []string
+		for _, rl := range logs.ResourceLogs().All() {
+			for _, sl := range rl.ScopeLogs().All() {
+				for _, lr := range sl.LogRecords().All() {
+					out = append(out, lr.Body().Str())
+				}
+			}
+		}
+		return out
+	}
+	path := "/api/sightline/v1/traces/" + id.String() + "/logs"
+	code, b := get(t, newTestAPI(t, db, func(c *Config) { c.Limits.MaxResults = 3 }), path, nil, "")
+	require.Equal(t, http.StatusOK, code, "%s", b)
+	// Grouped by resource in the answer: the set is what is kept.
+	require.ElementsMatch(t, []string{"b0", "a0", "b1"}, bodies(b))
+
+	srv := newTestAPI(t, db, func(c *Config) { c.Limits.MaxResults = 3; c.Tenancy.Enabled = true })
+	code, b = get(t, srv, path, nil, "a")
+	require.Equal(t, http.StatusOK, code, "%s", b)
+	require.Equal(t, []string{"a0", "a1", "a2"}, bodies(b))
+}

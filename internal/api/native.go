@@ -107,12 +107,9 @@ func (a *API) traceLogs(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		defer qr.close()
-		logs, err := qr.q.LogsByTrace(qr.ctx, id, span, 0, 0)
+		logs, err := qr.q.LogsByTrace(qr.ctx, id, span, 0, 0, a.cfg.Limits.MaxResults)
 		if err != nil && len(logs) == 0 {
 			return err
-		}
-		if limit := a.cfg.Limits.MaxResults; limit > 0 && len(logs) > limit {
-			logs = logs[:limit]
 		}
 		b, err := (&plog.JSONMarshaler{}).MarshalLogs(storage.LogsToPdata(logs))
 		if err != nil {

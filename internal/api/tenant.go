@@ -80,9 +80,15 @@ func (t *tenantQuerier) SpanParts(start, end int64) []storage.SpanPart {
 	return parts
 }
 
-func (t *tenantQuerier) LogsByTrace(ctx context.Context, id storage.TraceID, span storage.SpanID, start, end int64) ([]storage.LogRecord, error) {
-	logs, err := t.Querier.LogsByTrace(ctx, id, span, start, end)
-	return slices.DeleteFunc(logs, func(l storage.LogRecord) bool { return !t.owns(l.Resource) }), err
+// LogsByTrace reads the tenant's records only (Logs adds its matcher), so
+// that the limit oldest are the tenant's.
+func (t *tenantQuerier) LogsByTrace(ctx context.Context, id storage.TraceID, span storage.SpanID, start, end int64, limit int) ([]storage.LogRecord, error) {
+	out := storage.OldestLogs{Limit: limit}
+	err := t.Logs(ctx, &storage.LogQuery{TraceID: id, SpanID: span, Start: start, End: end}, func(l *storage.LogRecord) bool {
+		out.Add(l)
+		return true
+	})
+	return out.Result(), err
 }
 
 func (t *tenantQuerier) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.LogRecord) bool) error {

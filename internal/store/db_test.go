@@ -65,7 +65,7 @@ func requireAll(t *testing.T, db *DB, want map[storage.TraceID]int, ld []plog.Lo
 		for _, rl := range l.ResourceLogs().All() {
 			for _, sl := range rl.ScopeLogs().All() {
 				for _, r := range sl.LogRecords().All() {
-					got, err := q.LogsByTrace(context.Background(), storage.TraceID(r.TraceID()), storage.SpanID(r.SpanID()), 0, 0)
+					got, err := q.LogsByTrace(context.Background(), storage.TraceID(r.TraceID()), storage.SpanID(r.SpanID()), 0, 0, 0)
 					require.NoError(t, err)
 					require.NotEmpty(t, got, "log of span %s", r.SpanID())
 				}

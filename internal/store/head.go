@@ -299,6 +299,16 @@ func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool)
 		h.mu.RUnlock()
 		return true
 	}
+	// A trace's records are found through the head's trace index, not
+	// by walking every record.
+	var idx []int32
+	if !q.TraceID.IsEmpty() {
+		idx = slices.Clone(h.logsByTrace[q.TraceID])
+		if len(idx) == 0 {
+			h.mu.RUnlock()
+			return true
+		}
+	}
 	n := h.logs.len()
 	h.mu.RUnlock()
 	skip := func(i int) bool {
@@ -311,7 +321,7 @@ func (h *head) searchLogs(q *storage.LogQuery, fn func(*storage.LogRecord) bool)
 		c.Attrs = slices.Clone(l.Attrs)
 		return c
 	}
-	return scanHead(h, nil, n, skip, h.logs.decode, q.Match, clone, false, fn)
+	return scanHead(h, idx, n, skip, h.logs.decode, q.Match, clone, false, fn)
 }
 
 // sortedSpans and sortedLogs yield the head's records in block order. The

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -234,5 +236,52 @@ func TestTraceSpansLimit(t *testing.T) {
 			require.Len(t, spans, 300, "%s, max %d", where, c.max)
 		}
 		q.Close()
+	}
+}
+
+// TestLogsByTraceLimit reads a trace's log records, spread over a block
+// and the head, with and without a limit: the limited answer is the
+// oldest records of the whole one, in its order, whatever the part that
+// held them.
+func TestLogsByTraceLimit(t *testing.T) {
+	id := storage.TraceID{0xdd, 2}
+	batch := func(from int) plog.Logs {
+		ld := plog.NewLogs()
+		sl := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
+		for i := from; i < from+400; i++ {
+			r := sl.LogRecords().AppendEmpty()
+			r.SetTraceID(pcommon.TraceID(id))
+			r.SetSpanID(pcommon.SpanID{byte(i % 3), 1})
+			// Interleaved across the two batches, with ties.
+			r.SetTimestamp(pcommon.Timestamp(1_700_000_000_000_000_000 + int64(i%200)*1000))
+			r.Body().SetStr(fmt.Sprintf("line %d", i))
+		}
+		return ld
+	}
+	db := openTestDB(t, t.TempDir(), nil)
+	require.NoError(t, db.AppendLogs(batch(0)))
+	require.NoError(t, db.Flush(t.Context()))
+	require.NoError(t, db.AppendLogs(batch(400)))
+	q, err := db.Querier(t.Context())
+	require.NoError(t, err)
+	defer q.Close()
+	for _, span := range []storage.SpanID{{}, {1, 1}} {
+		all, err := q.LogsByTrace(t.Context(), id, span, 0, 0, 0)
+		require.NoError(t, err)
+		wantN := 800
+		if !span.IsEmpty() {
+			wantN = 267
+		}
+		require.Equal(t, wantN, len(all))
+		require.True(t, slices.IsSortedFunc(all, func(a, b storage.LogRecord) int { return cmp.Compare(a.Timestamp(), b.Timestamp()) }))
+		for _, limit := range []int{1, 50, 799, 5000} {
+			got, err := q.LogsByTrace(t.Context(), id, span, 0, 0, limit)
+			require.NoError(t, err)
+			want := all[:min(limit, len(all))]
+			require.Len(t, got, len(want), "span %v, limit %d", span, limit)
+			for i := range want {
+				require.Equal(t, want[i].Timestamp(), got[i].Timestamp(), "span %v, limit %d, record %d", span, limit, i)
+			}
+		}
 	}
 }

@@ -295,36 +295,34 @@ func (q *querier) SpanParts(start, end int64) []storage.SpanPart {
 	return parts
 }
 
-func (q *querier) LogsByTrace(ctx context.Context, id storage.TraceID, span storage.SpanID, start, end int64) ([]storage.LogRecord, error) {
-	var out []storage.LogRecord
+// LogsByTrace reads the heads' records of the trace (held in memory
+// anyway), then each block's, keeping the limit oldest as it goes.
+func (q *querier) LogsByTrace(ctx context.Context, id storage.TraceID, span storage.SpanID, start, end int64, limit int) ([]storage.LogRecord, error) {
+	out := storage.OldestLogs{Limit: limit}
+	var recs []storage.LogRecord
 	for _, h := range q.heads {
-		out = h.logsByTraceID(id, span, out)
+		recs = h.logsByTraceID(id, span, recs[:0])
+		for i := range recs {
+			out.Add(&recs[i])
+		}
 	}
 	var errs []error
+	lq := &storage.LogQuery{TraceID: id, SpanID: span}
 	for _, b := range q.blocks {
 		if b.Meta.Signal != block.Logs || !b.Overlaps(start, end) {
 			continue
 		}
-		var err error
-		out, err = b.LogsByTrace(ctx, id, span, out)
-		if err != nil {
+		if _, err := b.Logs(ctx, lq, func(l *storage.LogRecord) bool {
+			out.Add(l)
+			return true
+		}); err != nil {
 			if ferr := fatal(ctx, err); ferr != nil {
 				return nil, ferr
 			}
 			errs = append(errs, q.blockErr(b, err))
 		}
 	}
-	slices.SortStableFunc(out, func(a, b storage.LogRecord) int {
-		ta, tb := a.Timestamp(), b.Timestamp()
-		switch {
-		case ta < tb:
-			return -1
-		case ta > tb:
-			return 1
-		}
-		return 0
-	})
-	return out, errors.Join(errs...)
+	return out.Result(), errors.Join(errs...)
 }
 
 func (q *querier) Logs(ctx context.Context, lq *storage.LogQuery, fn func(*storage.LogRecord) bool) error {

@@ -105,7 +105,7 @@ func (m *memQuerier) Spans(_ context.Context, q *storage.SpanQuery, fn func(*sto
 	return nil
 }
 
-func (m *memQuerier) LogsByTrace(context.Context, storage.TraceID, storage.SpanID, int64, int64) ([]storage.LogRecord, error) {
+func (m *memQuerier) LogsByTrace(context.Context, storage.TraceID, storage.SpanID, int64, int64, int) ([]storage.LogRecord, error) {
 	return nil, nil
 }
 func (m *memQuerier) Logs(context.Context, *storage.LogQuery, func(*storage.LogRecord) bool) error {

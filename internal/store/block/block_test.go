@@ -172,7 +172,11 @@ func TestLogsRoundTrip(t *testing.T) {
 	}))
 	require.Equal(t, len(logs), n)
 	target := logs[len(logs)/2]
-	got, err := b.LogsByTrace(ctx, target.TraceID, target.SpanID, nil)
+	var got []storage.LogRecord
+	_, err = b.Logs(ctx, &storage.LogQuery{TraceID: target.TraceID, SpanID: target.SpanID}, func(l *storage.LogRecord) bool {
+		got = append(got, *l)
+		return true
+	})
 	require.NoError(t, err)
 	require.NotEmpty(t, got)
 	for _, l := range got {

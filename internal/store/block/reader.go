@@ -1186,17 +1186,6 @@ func readAll[R any](r *parquet.GenericReader[R], fn func(*R) bool) (bool, error)
 	}
 }
 
-// LogsByTrace appends the block's log records with this trace (and span,
-// when spanID is set) to dst.
-func (b *Block) LogsByTrace(ctx context.Context, id storage.TraceID, spanID storage.SpanID, dst []storage.LogRecord) (_ []storage.LogRecord, err error) {
-	q := &storage.LogQuery{TraceID: id, SpanID: spanID}
-	_, err = b.Logs(ctx, q, func(l *storage.LogRecord) bool {
-		dst = append(dst, *l)
-		return true
-	})
-	return dst, err
-}
-
 // Logs calls fn for each log record matching q.
 func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.LogRecord) bool) (_ bool, err error) {
 	defer b.guard(&err)

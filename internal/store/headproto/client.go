@@ -183,13 +183,13 @@ func (q *remoteQuerier) Logs(ctx context.Context, lq *storage.LogQuery, fn func(
 	})
 }
 
-func (q *remoteQuerier) LogsByTrace(ctx context.Context, id storage.TraceID, spanID storage.SpanID, start, end int64) ([]storage.LogRecord, error) {
-	var out []storage.LogRecord
+func (q *remoteQuerier) LogsByTrace(ctx context.Context, id storage.TraceID, spanID storage.SpanID, start, end int64, limit int) ([]storage.LogRecord, error) {
+	out := storage.OldestLogs{Limit: limit}
 	err := q.Logs(ctx, &storage.LogQuery{TraceID: id, SpanID: spanID}, func(l *storage.LogRecord) bool {
-		out = append(out, *l)
+		out.Add(l)
 		return true
 	})
-	return out, err
+	return out.Result(), err
 }
 
 func (q *remoteQuerier) meta(ctx context.Context, path string, r *request, v any) error {

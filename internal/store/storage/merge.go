@@ -143,23 +143,22 @@ func (m *mergeQuerier) SpanParts(start, end int64) []SpanPart {
 	return append(parts, SpanPart{Spans: m.all[0].Spans})
 }
 
-func (m *mergeQuerier) LogsByTrace(ctx context.Context, id TraceID, spanID SpanID, start, end int64) ([]LogRecord, error) {
-	var (
-		out  []LogRecord
-		errs []error
-	)
+func (m *mergeQuerier) LogsByTrace(ctx context.Context, id TraceID, spanID SpanID, start, end int64, limit int) ([]LogRecord, error) {
+	var errs []error
+	out := OldestLogs{Limit: limit}
 	for _, q := range m.all {
-		recs, err := q.LogsByTrace(ctx, id, spanID, start, end)
+		recs, err := q.LogsByTrace(ctx, id, spanID, start, end, limit)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			errs = append(errs, err)
 		}
-		out = append(out, recs...)
+		for i := range recs {
+			out.Add(&recs[i])
+		}
 	}
-	slices.SortStableFunc(out, func(a, b LogRecord) int { return cmp.Compare(a.Timestamp(), b.Timestamp()) })
-	return out, errors.Join(errs...)
+	return out.Result(), errors.Join(errs...)
 }
 
 func (m *mergeQuerier) Logs(ctx context.Context, q *LogQuery, fn func(*LogRecord) bool) error {
@@ -248,7 +247,7 @@ func (f failing) TraceByID(context.Context, TraceID, int64, int64) ([]Span, erro
 	return nil, f.err
 }
 func (f failing) Spans(context.Context, *SpanQuery, func(*Span) bool) error { return f.err }
-func (f failing) LogsByTrace(context.Context, TraceID, SpanID, int64, int64) ([]LogRecord, error) {
+func (f failing) LogsByTrace(context.Context, TraceID, SpanID, int64, int64, int) ([]LogRecord, error) {
 	return nil, f.err
 }
 func (f failing) Logs(context.Context, *LogQuery, func(*LogRecord) bool) error { return f.err }

@@ -43,8 +43,11 @@ type Querier interface {
 	Spans(ctx context.Context, q *SpanQuery, fn func(*Span) bool) error
 
 	// LogsByTrace returns the log records with this trace ID, and span ID
-	// when spanID is not the zero SpanID.
-	LogsByTrace(ctx context.Context, id TraceID, spanID SpanID, start, end int64) ([]LogRecord, error)
+	// when spanID is not the zero SpanID, oldest first: the limit oldest
+	// when limit is positive (OldestLogs), every one otherwise. A
+	// positive limit bounds what the call holds beyond the
+	// implementation's own memory, however many records the trace has.
+	LogsByTrace(ctx context.Context, id TraceID, spanID SpanID, start, end int64, limit int) ([]LogRecord, error)
 
 	// Logs calls fn for every log record that matches q until fn returns false.
 	Logs(ctx context.Context, q *LogQuery, fn func(*LogRecord) bool) error

@@ -181,7 +181,7 @@ func RunQuerier(t *testing.T, q storage.Querier, d Data) {
 				want++
 			}
 		}
-		got, err := q.LogsByTrace(ctx, l.TraceID, storage.SpanID{}, 0, 0)
+		got, err := q.LogsByTrace(ctx, l.TraceID, storage.SpanID{}, 0, 0, 0)
 		require.NoError(t, err)
 		require.Len(t, got, want)
 		for _, x := range got {
