@@ -595,3 +595,44 @@ func TestTraceLogsLimit(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, "%s", b)
 	require.Equal(t, []string{"a0", "a1", "a2"}, bodies(b))
 }
+
+// TestSpansPerSpanset holds a Tempo search's spss to Tempo's rules: above
+// max_spans_per_spanset it is refused with Tempo's message, 0 is Tempo's
+// default of 3, and up to the bound it is what each spanset carries.
+func TestSpansPerSpanset(t *testing.T) {
+	db, _, t0 := testStore(t)
+	srv := newTestAPI(t, db, nil)
+	params := func(spss string) url.Values {
+		return url.Values{"q": {`{ }`}, "limit": {"50"}, "spss": {spss},
+			"start": {strconv.FormatInt(t0.Add(-time.Minute).Unix(), 10)}, "end": {strconv.FormatInt(time.Now().Unix()+60, 10)}}
+	}
+	code, body := get(t, srv, "/api/search", params("101"), "")
+	require.Equal(t, http.StatusBadRequest, code, "%s", body)
+	require.Contains(t, string(body), "spans per span set exceeds 100. received 101")
+
+	most := func(spss string) (returned, matched int) {
+		code, body := get(t, srv, "/api/search", params(spss), "")
+		require.Equal(t, http.StatusOK, code, "%s", body)
+		var res struct {
+			Traces []struct {
+				SpanSets []struct {
+					Spans   []json.RawMessage `json:"spans"`
+					Matched int               `json:"matched"`
+				} `json:"spanSets"`
+			} `json:"traces"`
+		}
+		require.NoError(t, json.Unmarshal(body, &res))
+		require.NotEmpty(t, res.Traces)
+		for _, tr := range res.Traces {
+			for _, ss := range tr.SpanSets {
+				returned, matched = max(returned, len(ss.Spans)), max(matched, ss.Matched)
+			}
+		}
+		return returned, matched
+	}
+	returned, matched := most("0")
+	require.Equal(t, 3, returned, "0 is Tempo's default")
+	require.Greater(t, matched, 3, "the workload has traces of more spans")
+	returned, _ = most("100")
+	require.Equal(t, matched, returned, "up to the bound, every matching span")
+}

@@ -55,6 +55,10 @@ type Limits struct {
 	// for its answer. Tempo bounds bytes per trace (5 MB) the same way.
 	// A search or structural metrics query leaves such a trace out.
 	MaxSpansPerTrace int `mapstructure:"max_spans_per_trace"`
+	// MaxSpansPerSpanset refuses a Tempo search whose spss (matching spans
+	// returned per trace) is larger, as Tempo's max_spans_per_span_set
+	// does: each of up to max_results traces carries that many spans.
+	MaxSpansPerSpanset int `mapstructure:"max_spans_per_spanset"`
 	// MaxQueryBytes and MaxQueryDepth bound a PromQL expression's length
 	// and bracket nesting, checked before Prometheus parses it (TraceQL and
 	// LogQL have their own caps in their parsers).
@@ -166,6 +170,9 @@ func (c *Config) Validate() error {
 	}
 	if l.MaxSpansPerTrace < 0 {
 		errs = append(errs, errors.New("limits::max_spans_per_trace: must not be negative"))
+	}
+	if l.MaxSpansPerSpanset < 0 {
+		errs = append(errs, errors.New("limits::max_spans_per_spanset: must not be negative"))
 	}
 	if c.Tenancy.Enabled {
 		if c.Tenancy.Header == "" {

@@ -34,7 +34,7 @@ func TestLoadConfig(t *testing.T) {
 	want := createDefaultConfig().(*Config)
 	want.NetAddr.Endpoint = "0.0.0.0:3201"
 	want.Storage = component.MustNewIDWithName("sightline_storage", "archive")
-	want.Limits = Limits{MaxTimeRange: 24 * time.Hour, MaxResults: 100, MaxSeries: 50, Timeout: 5 * time.Second, MaxBytesScanned: 1 << 30, MaxInspectedTraces: 1000, MaxSpansPerTrace: 20000, MaxSamples: 1_000_000, MaxQueryBytes: 4096, MaxQueryDepth: 32, MetricsCacheBytes: 1 << 20}
+	want.Limits = Limits{MaxTimeRange: 24 * time.Hour, MaxResults: 100, MaxSeries: 50, Timeout: 5 * time.Second, MaxBytesScanned: 1 << 30, MaxInspectedTraces: 1000, MaxSpansPerTrace: 20000, MaxSpansPerSpanset: 10, MaxSamples: 1_000_000, MaxQueryBytes: 4096, MaxQueryDepth: 32, MetricsCacheBytes: 1 << 20}
 	want.Tenancy = Tenancy{Enabled: true, Header: "X-Tenant", ResourceAttribute: "org.id"}
 	want.Rules = alerting.Config{
 		Files: []string{"../../examples/rules/*.yml"}, EvaluationInterval: 30 * time.Second,
@@ -53,6 +53,7 @@ func TestLoadConfig(t *testing.T) {
 		"limits::timeout: must not be negative",
 		"limits::metrics_cache_bytes: must not be negative",
 		"limits::max_spans_per_trace: must not be negative",
+		"limits::max_spans_per_spanset: must not be negative",
 		"tenancy::header: must be set when tenancy is enabled",
 		"tenancy::resource_attribute: must be set when tenancy is enabled",
 		`rules::files[0]: "testdata/nowhere/*.yml" matches no file`,

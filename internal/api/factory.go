@@ -59,6 +59,7 @@ func createDefaultConfig() component.Config {
 			Timeout:            30 * time.Second,
 			MaxInspectedTraces: 100_000,
 			MaxSpansPerTrace:   100_000,
+			MaxSpansPerSpanset: 100, // Tempo's default
 			MetricsCacheBytes:  32 << 20,
 		},
 		Tenancy: Tenancy{Header: "X-Scope-OrgID", ResourceAttribute: "tenant.id"},

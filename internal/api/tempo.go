@@ -300,6 +300,12 @@ func (a *API) tempoSearch(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
+		if spss == 0 {
+			spss = 3 // Tempo's default, as Tempo reads 0
+		}
+		if m := a.cfg.Limits.MaxSpansPerSpanset; m > 0 && spss > m {
+			return badRequest("spans per span set exceeds %d. received %d", m, spss)
+		}
 		start, end, err := tempoRange(r)
 		if err != nil {
 			return err
