@@ -477,42 +477,29 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 // columns once however many of the traces it holds. A batch is what is
 // still missing of the limit, at least fetchParallel and at most
 // coreBatch traces. A trace whose spans pass the query's bound stops
-// being collected there and is left out.
+// being collected there and is left out. A batch of several traces that
+// passes coreBatchSpans in all is given up and read again in halves, so
+// large traces are assembled fewer at a time.
 func evalCandidatesCore(ctx context.Context, sq storage.Querier, q *Query, ids []storage.TraceID, fields []Expr, req SearchRequest, res *SearchResult, exhaustive bool) error {
-	stats := storage.StatsFrom(ctx)
+	size := coreBatch
 	for len(ids) > 0 {
 		if len(res.Traces) >= req.Limit && !exhaustive {
 			break
 		}
-		n := min(len(ids), coreBatch, max(fetchParallel, req.Limit-len(res.Traces)))
+		n := min(len(ids), size, max(fetchParallel, req.Limit-len(res.Traces)))
 		batch := ids[:n]
-		ids = ids[n:]
 		if req.MaxInspectedTraces > 0 && res.InspectedTraces+len(batch) > req.MaxInspectedTraces {
 			return fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
 		}
-		sorted := slices.Clone(batch)
-		slices.SortFunc(sorted, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
-		sorted = slices.Compact(sorted)
-		byTrace := make(map[storage.TraceID][]storage.Span, len(sorted))
-		tooLarge := map[storage.TraceID]bool{}
-		err := sq.Spans(ctx, &storage.SpanQuery{TraceIDs: sorted, Projection: storage.ProjectCore}, func(s *storage.Span) bool {
-			if tooLarge[s.TraceID] {
-				return true
-			}
-			spans := append(byTrace[s.TraceID], *s)
-			if stats.CheckTraceSpans(len(spans)) != nil {
-				// Repeats of a span (retries) count too: the bound is
-				// on what the batch holds, before they are dropped.
-				tooLarge[s.TraceID] = true
-				delete(byTrace, s.TraceID)
-				return true
-			}
-			byTrace[s.TraceID] = spans
-			return true
-		})
+		byTrace, tooLarge, err := collectCore(ctx, sq, batch)
+		if errors.Is(err, errBatchTooLarge) {
+			size = max(1, n/2)
+			continue
+		}
 		if err != nil {
 			return err
 		}
+		ids = ids[n:]
 		res.InspectedTraces += len(batch)
 		for _, id := range batch {
 			if tooLarge[id] {
@@ -537,9 +524,52 @@ func evalCandidatesCore(ctx context.Context, sq storage.Querier, q *Query, ids [
 	return nil
 }
 
+// errBatchTooLarge is collectCore giving up a batch of several traces
+// whose spans pass coreBatchSpans.
+var errBatchTooLarge = errors.New("candidate batch too large")
+
+// collectCore reads the core fields of the spans of batch's traces, by
+// trace. A trace past the query's bound on spans a trace
+// (storage.Stats.MaxTraceSpans) is dropped as soon as it passes it and
+// marked in tooLarge. Repeats of a span (retries) count: the bounds are
+// on what is held, before they are dropped.
+func collectCore(ctx context.Context, sq storage.Querier, batch []storage.TraceID) (byTrace map[storage.TraceID][]storage.Span, tooLarge map[storage.TraceID]bool, err error) {
+	stats := storage.StatsFrom(ctx)
+	sorted := slices.Clone(batch)
+	slices.SortFunc(sorted, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
+	sorted = slices.Compact(sorted)
+	byTrace = make(map[storage.TraceID][]storage.Span, len(sorted))
+	tooLarge = map[storage.TraceID]bool{}
+	held := 0
+	err = sq.Spans(ctx, &storage.SpanQuery{TraceIDs: sorted, Projection: storage.ProjectCore}, func(s *storage.Span) bool {
+		if tooLarge[s.TraceID] {
+			return true
+		}
+		spans := append(byTrace[s.TraceID], *s)
+		if stats.CheckTraceSpans(len(spans)) != nil {
+			tooLarge[s.TraceID] = true
+			held -= len(spans) - 1
+			delete(byTrace, s.TraceID)
+			return true
+		}
+		byTrace[s.TraceID] = spans
+		held++
+		return held <= coreBatchSpans || len(sorted) == 1
+	})
+	if err == nil && held > coreBatchSpans && len(sorted) > 1 {
+		err = errBatchTooLarge
+	}
+	return byTrace, tooLarge, err
+}
+
 // coreBatch bounds the traces one batch of evalCandidatesCore assembles,
-// and so the spans it holds at once.
+// and coreBatchSpans the spans a batch of several holds at once (core
+// fields only: about 40 MB). A search's thousand traces of the usual
+// dozens of spans are a tenth of it; a few traces near
+// max_spans_per_trace make the batch shrink.
 const coreBatch = 1000
+
+var coreBatchSpans = 200_000 // a variable for tests
 
 // fetchParallel is how many candidate traces a search assembles at once.
 const fetchParallel = 4

@@ -192,3 +192,57 @@ func TestSearchSkipsLargeTraces(t *testing.T) {
 	}
 	require.Equal(t, float64(50), n, "the 50 small traces' children, none of the large one's")
 }
+
+// TestCoreBatchShrinks assembles candidate traces from core columns where
+// a batch of all of them would hold more spans than a batch may: each
+// read holds at most that bound (one span past it, where it stops), the
+// batches shrink until they fit, and the answer is the one without the
+// bound.
+func TestCoreBatchShrinks(t *testing.T) {
+	var spans []storage.Span
+	for i := range 12 {
+		id := storage.TraceID{0xee, byte(i)}
+		root := storage.SpanID{0xee, byte(i)}
+		spans = append(spans, storage.Span{TraceID: id, SpanID: root, Name: "root", StartUnixNano: int64(i), EndUnixNano: 1000})
+		for k := range 300 {
+			spans = append(spans, storage.Span{TraceID: id, SpanID: storage.SpanID{byte(i), byte(k >> 8), byte(k)}, ParentSpanID: root,
+				Name: "child", StartUnixNano: int64(i) + 1, EndUnixNano: 500})
+		}
+	}
+	q, err := Parse(`{ name = "root" } > { name = "child" }`)
+	require.NoError(t, err)
+	req := SearchRequest{Query: q, Limit: 100, SpansPerSpanset: 3}
+	want, err := Search(context.Background(), &memQuerier{spans: spans}, req)
+	require.NoError(t, err)
+	require.Len(t, want.Traces, 12)
+
+	defer func(n int) { coreBatchSpans = n }(coreBatchSpans)
+	coreBatchSpans = 1000 // three of the traces
+	bq := &batchQuerier{memQuerier: memQuerier{spans: spans}}
+	got, err := Search(context.Background(), bq, req)
+	require.NoError(t, err)
+	require.Equal(t, want.Traces, got.Traces)
+	require.Equal(t, 12, got.InspectedTraces, "a batch given up is not counted as inspected")
+	require.LessOrEqual(t, bq.most, coreBatchSpans+1)
+	require.Greater(t, bq.reads, 1, "the batch shrank")
+}
+
+// batchQuerier records the most spans one read of several traces' spans
+// handed over.
+type batchQuerier struct {
+	memQuerier
+	most, reads int
+}
+
+func (b *batchQuerier) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storage.Span) bool) error {
+	if len(q.TraceIDs) == 0 {
+		return b.memQuerier.Spans(ctx, q, fn)
+	}
+	n := 0
+	b.reads++
+	defer func() { b.most = max(b.most, n) }()
+	return b.memQuerier.Spans(ctx, q, func(s *storage.Span) bool {
+		n++
+		return fn(s)
+	})
+}
