@@ -536,9 +536,12 @@ func TestMaxSpansPerTrace(t *testing.T) {
 			"start": {strconv.FormatInt(now.Add(-time.Hour).Unix(), 10)}, "end": {strconv.FormatInt(now.Add(time.Minute).Unix(), 10)}}},
 		{"/jaeger/api/traces", url.Values{"service": {service}, "limit": {"100"}, "lookback": {"2h"}}},
 	}
+	// A Jaeger search's answer holds at most the bound in all
+	// (TestJaegerAnswerSpans): roomy enough here for every trace.
+	roomier := newTestAPI(t, db, func(c *Config) { c.Limits.MaxSpansPerTrace = len(spans["a"]) + len(spans["b"]) })
 	for _, s := range searches {
 		var found [2]bool
-		for k, srv := range []*httptest.Server{tight, roomy} {
+		for k, srv := range []*httptest.Server{tight, roomier} {
 			code, body := get(t, srv, s.path, s.params, "")
 			require.Equal(t, http.StatusOK, code, "%s: %.300s", s.path, body)
 			found[k] = strings.Contains(string(body), id.String())
@@ -635,4 +638,61 @@ func TestSpansPerSpanset(t *testing.T) {
 	require.Greater(t, matched, 3, "the workload has traces of more spans")
 	returned, _ = most("100")
 	require.Equal(t, matched, returned, "up to the bound, every matching span")
+}
+
+// TestJaegerAnswerSpans holds a Jaeger answer to max_spans_per_trace in
+// all, as one trace is held: a search ends before the trace that would
+// pass it (fewer traces than its limit), and a lookup of several trace
+// IDs that pass it together is refused.
+func TestJaegerAnswerSpans(t *testing.T) {
+	db, spans, _ := testStore(t)
+	count := map[storage.TraceID]int{}
+	for _, s := range spans["a"] {
+		count[s.TraceID]++
+	}
+	total, largest := 0, 0
+	for _, n := range count {
+		total += n
+		largest = max(largest, n)
+	}
+	bound := largest + 1
+	require.Less(t, 2*bound, total, "the workload's traces outnumber the bound")
+	answer := func(srv *httptest.Server, params url.Values) (traces, spans int) {
+		code, body := get(t, srv, "/jaeger/api/traces", params, "")
+		require.Equal(t, http.StatusOK, code, "%s", body)
+		var res struct {
+			Data []struct {
+				Spans []json.RawMessage `json:"spans"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal(body, &res))
+		for _, tr := range res.Data {
+			spans += len(tr.Spans)
+		}
+		return len(res.Data), spans
+	}
+	search := url.Values{"service": {"frontend"}, "limit": {"100"}, "lookback": {"2h"}}
+	open := newTestAPI(t, db, nil)
+	allTraces, allSpans := answer(open, search)
+	require.Greater(t, allSpans, bound, "the unbounded answer passes the bound")
+	bounded := newTestAPI(t, db, func(c *Config) { c.Limits.MaxSpansPerTrace = bound })
+	n, got := answer(bounded, search)
+	require.LessOrEqual(t, got, bound)
+	require.Positive(t, n)
+	require.Less(t, n, allTraces)
+
+	// Trace IDs asked for by name: refused once they pass it together.
+	var ids []string
+	sum := 0
+	for id, c := range count {
+		ids = append(ids, id.String())
+		if sum += c; sum > bound {
+			break
+		}
+	}
+	code, body := get(t, bounded, "/jaeger/api/traces", url.Values{"traceID": ids}, "")
+	require.Equal(t, http.StatusUnprocessableEntity, code, "%s", body)
+	require.Contains(t, string(body), "max_spans_per_trace")
+	traces, _ := answer(bounded, url.Values{"traceID": ids[:1]})
+	require.Equal(t, 1, traces)
 }

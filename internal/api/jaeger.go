@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
 
 	"github.com/sightlinehq/sightline/internal/query/traceql"
 	"github.com/sightlinehq/sightline/internal/store/storage"
@@ -204,7 +205,9 @@ func (jq *jaegerQuery) tag(k, v string) error {
 }
 
 // findTraces runs the search through the TraceQL engine, which assembles
-// each matching trace whole.
+// each matching trace whole. All the traces returned hold at most
+// limits::max_spans_per_trace spans, as one trace does: the search ends
+// before the trace that would pass it.
 func (a *API) findTraces(r *http.Request, jq jaegerQuery) ([][]storage.Span, error) {
 	q, err := traceql.AllOf(jq.conds...)
 	if err != nil {
@@ -216,11 +219,17 @@ func (a *API) findTraces(r *http.Request, jq jaegerQuery) ([][]storage.Span, err
 	}
 	defer qr.close()
 	res, err := traceql.Search(qr.ctx, qr.q, traceql.SearchRequest{Query: q, Start: jq.start, End: jq.end, Limit: jq.limit,
-		MaxInspectedTraces: a.cfg.Limits.MaxInspectedTraces, FullTraces: true})
+		MaxInspectedTraces: a.cfg.Limits.MaxInspectedTraces, FullTraces: true, MaxResultSpans: a.cfg.Limits.MaxSpansPerTrace})
 	if err != nil {
 		return nil, err
 	}
 	a.skipped(r, res.SkippedTraces)
+	if res.Truncated {
+		// Fewer traces than the limit, as a search may answer; the
+		// answer holds no more spans than one trace may.
+		a.logger.Warn("a Jaeger search answered with fewer traces than its limit: their spans reached limits::max_spans_per_trace",
+			zap.Int("traces", len(res.Traces)), zap.Int("limit", jq.limit), zap.Int("max_spans_per_trace", a.cfg.Limits.MaxSpansPerTrace))
+	}
 	out := make([][]storage.Span, len(res.Traces))
 	for i, t := range res.Traces {
 		out[i] = t.Spans
@@ -301,11 +310,21 @@ func (a *API) jaegerSearch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer qr.close()
+		// The answer as a whole holds no more spans than one trace may
+		// (limits::max_spans_per_trace); past it the request is refused
+		// rather than answered with traces missing.
 		out := []jaegerTrace{}
+		total := 0
 		for _, s := range ids {
 			spans, err := a.traceByID(r, qr, s, 0, 0)
 			if errors.Is(err, storage.ErrNotFound) {
 				continue
+			}
+			if err == nil {
+				total += len(spans)
+				if m := a.cfg.Limits.MaxSpansPerTrace; m > 0 && total > m {
+					err = fmt.Errorf("%w: the traces asked for hold more than %d spans in all (limits::max_spans_per_trace)", errLimit, m)
+				}
 			}
 			if err != nil {
 				a.fail(w, r, styleJaeger, err)

@@ -49,6 +49,11 @@ type SearchRequest struct {
 	// TraceResult.Spans, as the Jaeger API answers a search. The traces
 	// are assembled to evaluate the query anyway; this keeps them.
 	FullTraces bool
+	// MaxResultSpans bounds, with FullTraces, the spans of all the
+	// traces returned (0: no bound): the search ends before the trace
+	// that would pass it, as at its limit, and sets
+	// SearchResult.Truncated.
+	MaxResultSpans int
 }
 
 // SearchResult holds the matching traces, most recent first.
@@ -59,7 +64,16 @@ type SearchResult struct {
 	// SkippedTraces counts candidate traces left out for holding more
 	// spans than the query's bound (storage.Stats.MaxTraceSpans).
 	SkippedTraces int
+	// Truncated reports that the search ended at
+	// SearchRequest.MaxResultSpans, with fewer traces than its limit.
+	Truncated bool
+
+	spans int // of the full traces returned
 }
+
+// enough reports whether the search has what it may return: its limit
+// of traces, or its bound on their spans.
+func (r *SearchResult) enough(limit int) bool { return len(r.Traces) >= limit || r.Truncated }
 
 // TraceResult is one matching trace.
 type TraceResult struct {
@@ -331,10 +345,10 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			if err = evalCandidates(ctx, sq, q, fresh, fields, req, res, false); err != nil {
 				return nil, err
 			}
-			if len(res.Traces) >= req.Limit {
+			if res.enough(req.Limit) {
 				bounds = nil
 			}
-			if len(res.Traces) >= req.Limit || !more {
+			if res.enough(req.Limit) || !more {
 				break
 			}
 		}
@@ -383,7 +397,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 			if err != nil {
 				return nil, err
 			}
-			if full || len(res.Traces) >= req.Limit && !mostRecent {
+			if full || res.enough(req.Limit) && !mostRecent {
 				break
 			}
 			if atCap {
@@ -424,7 +438,7 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 		return evalCandidatesCore(ctx, sq, q, ids, fields, req, res, exhaustive)
 	}
 	for i := 0; i < len(ids); i += fetchParallel {
-		if len(res.Traces) >= req.Limit && !exhaustive {
+		if res.Truncated || len(res.Traces) >= req.Limit && !exhaustive {
 			break
 		}
 		batch := ids[i:min(i+fetchParallel, len(ids))]
@@ -463,9 +477,15 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 			if r.skipped {
 				res.SkippedTraces++
 			}
-			if r.tr != nil && (len(res.Traces) < req.Limit || exhaustive) {
-				res.Traces = append(res.Traces, *r.tr)
+			if r.tr == nil || res.Truncated || len(res.Traces) >= req.Limit && !exhaustive {
+				continue
 			}
+			if req.FullTraces && req.MaxResultSpans > 0 && res.spans+len(r.tr.Spans) > req.MaxResultSpans {
+				res.Truncated = true
+				continue
+			}
+			res.spans += len(r.tr.Spans)
+			res.Traces = append(res.Traces, *r.tr)
 		}
 	}
 	return nil

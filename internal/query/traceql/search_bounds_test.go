@@ -246,3 +246,38 @@ func (b *batchQuerier) Spans(ctx context.Context, q *storage.SpanQuery, fn func(
 		return fn(s)
 	})
 }
+
+// TestResultSpansBound runs a search for full traces (as Jaeger's) under a
+// bound on the spans of its whole answer: it ends before the trace that
+// would pass it, with fewer traces than its limit, and says so; without
+// the bound it answers the limit.
+func TestResultSpansBound(t *testing.T) {
+	var spans []storage.Span
+	for i := range 10 {
+		id := storage.TraceID{0xdd, byte(i)}
+		root := storage.SpanID{0xdd, byte(i)}
+		spans = append(spans, storage.Span{TraceID: id, SpanID: root, Name: "root", StartUnixNano: int64(i), EndUnixNano: 1000})
+		for k := range 29 {
+			spans = append(spans, storage.Span{TraceID: id, SpanID: storage.SpanID{byte(i), byte(k), 1}, ParentSpanID: root,
+				Name: "child", StartUnixNano: int64(i) + 1, EndUnixNano: 500})
+		}
+	}
+	for _, text := range []string{`{ name = "root" }`, `{ name = "root" } > { name = "child" }`} {
+		q, err := Parse(text)
+		require.NoError(t, err)
+		req := SearchRequest{Query: q, Limit: 10, FullTraces: true}
+		all, err := Search(context.Background(), &memQuerier{spans: spans}, req)
+		require.NoError(t, err)
+		require.Len(t, all.Traces, 10, text)
+		require.False(t, all.Truncated)
+
+		req.MaxResultSpans = 100
+		res, err := Search(context.Background(), &memQuerier{spans: spans}, req)
+		require.NoError(t, err)
+		require.True(t, res.Truncated, text)
+		require.Len(t, res.Traces, 3, "%s: three traces of 30 spans fit in 100", text)
+		for _, tr := range res.Traces {
+			require.Len(t, tr.Spans, 30, text)
+		}
+	}
+}
