@@ -53,7 +53,8 @@ type Limits struct {
 	// Jaeger's trace endpoints) with more spans, before they are read: a
 	// runaway trace of millions of spans would otherwise be held whole
 	// for its answer. Tempo bounds bytes per trace (5 MB) the same way.
-	// A search or structural metrics query leaves such a trace out.
+	// A search or structural metrics query leaves such a trace out, and
+	// a Jaeger answer (whole traces) holds at most this many in all.
 	MaxSpansPerTrace int `mapstructure:"max_spans_per_trace"`
 	// MaxSpansPerSpanset refuses a Tempo search whose spss (matching spans
 	// returned per trace) is larger, as Tempo's max_spans_per_span_set
