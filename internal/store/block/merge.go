@@ -226,12 +226,13 @@ func (b *builder) unionNames(m *Meta) {
 		b.services[s] = struct{}{}
 	}
 	for _, op := range m.SpanNames {
-		b.ops[op] = struct{}{}
+		b.op(op)
 	}
 	for _, a := range m.AttributeNames {
-		b.attrs[a] = struct{}{}
+		b.name(b.attrs, a)
 	}
 	for _, a := range m.ResourceAttributeNames {
-		b.resAttrs[a] = struct{}{}
+		b.name(b.resAttrs, a)
 	}
+	b.meta.NamesTruncated = b.meta.NamesTruncated || m.NamesTruncated
 }

@@ -73,6 +73,10 @@ type Meta struct {
 	SpanNames              []Op     `json:"operations,omitempty"`
 	AttributeNames         []string `json:"attribute_names"`
 	ResourceAttributeNames []string `json:"resource_attribute_names"`
+	// NamesTruncated: SpanNames, AttributeNames or ResourceAttributeNames
+	// reached their bound (10,000 each) and left names out; the block
+	// holds more than they list.
+	NamesTruncated bool `json:"names_truncated,omitempty"`
 }
 
 // WALClaim is the last WAL segment of writer that the block holds all

@@ -109,6 +109,39 @@ type builder struct {
 
 const maxSeenRes = 4096
 
+// maxNames bounds each name list of a block's meta: operations, span
+// attribute names and resource attribute names. The lists answer
+// listings only (Jaeger's operations, Tempo's tag names) and never rule a
+// block out of a read, while a span name or attribute key that carries an
+// ID ("GET /users/12345") made one entry a span: millions in a merge's
+// memory, then in every open block's meta. Past the bound new names are
+// dropped and Meta.NamesTruncated says the lists are incomplete.
+const maxNames = 10_000
+
+// name adds k to set, one of the builder's name lists, within maxNames.
+func (b *builder) name(set map[string]struct{}, k string) {
+	if _, ok := set[k]; ok {
+		return
+	}
+	if len(set) >= maxNames {
+		b.meta.NamesTruncated = true
+		return
+	}
+	set[k] = struct{}{}
+}
+
+// op is name for the operations.
+func (b *builder) op(op Op) {
+	if _, ok := b.ops[op]; ok {
+		return
+	}
+	if len(b.ops) >= maxNames {
+		b.meta.NamesTruncated = true
+		return
+	}
+	b.ops[op] = struct{}{}
+}
+
 func newBuilder(sig Signal, opts WriteOptions) *builder {
 	if opts.RowGroupRows <= 0 {
 		opts.RowGroupRows = DefaultRowGroupRows
@@ -145,7 +178,7 @@ func (b *builder) add(traceID storage.TraceID, t, end int64, service string, res
 	b.meta.Rows++
 	for i := range attrs {
 		if !b.keys.seen(attrs[i].Key) {
-			b.attrs[attrs[i].Key] = struct{}{}
+			b.name(b.attrs, attrs[i].Key)
 		}
 	}
 	if res != nil {
@@ -155,7 +188,7 @@ func (b *builder) add(traceID storage.TraceID, t, end int64, service string, res
 			}
 			b.seenRes[res] = struct{}{}
 			for i := range res.Attrs {
-				b.resAttrs[res.Attrs[i].Key] = struct{}{}
+				b.name(b.resAttrs, res.Attrs[i].Key)
 			}
 		}
 	}
@@ -464,7 +497,7 @@ func WriteSpans(ctx context.Context, st *objstore.Store, spans iter.Seq[*storage
 		if b.table != nil {
 			b.table.span(s.TraceID, s.StartUnixNano, s.EndUnixNano, s.ParentSpanID.IsEmpty(), s.Name, svc, int32(s.StatusCode))
 		}
-		b.ops[Op{Service: svc, Name: s.Name, Kind: s.Kind}] = struct{}{}
+		b.op(Op{Service: svc, Name: s.Name, Kind: s.Kind})
 		toSpanRow(&rows[n], s, enc)
 		n++
 		if n == len(rows) {
