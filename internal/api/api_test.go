@@ -544,7 +544,9 @@ func TestMaxSpansPerTrace(t *testing.T) {
 		for k, srv := range []*httptest.Server{tight, roomier} {
 			code, body := get(t, srv, s.path, s.params, "")
 			require.Equal(t, http.StatusOK, code, "%s: %.300s", s.path, body)
-			found[k] = strings.Contains(string(body), id.String())
+			// Tempo's search prints IDs without leading zeros; the
+			// rest of the ID is in Jaeger's form too.
+			found[k] = strings.Contains(string(body), traceIDHex(id))
 		}
 		require.Equal(t, [2]bool{false, true}, found, "%s: the trace is left out under the bound only", s.path)
 	}
