@@ -358,23 +358,23 @@ func sortedSeq[T any](order []int32, decode func(int, *T) error, errp *error) it
 // the querier's name lists. The caller holds the read lock.
 func (h *head) services(set map[string]struct{}) {
 	for r := range h.spans.res {
-		set[h.arena.res[r].ServiceName()] = struct{}{}
+		listName(set, h.arena.res[r].ServiceName())
 	}
 }
 
 func (h *head) operations(service string, set storage.OperationSet) {
 	for op := range h.spans.ops {
-		if service == "" || op.service == service {
+		if (service == "" || op.service == service) && len(set) < storage.MaxListed {
 			set[storage.Operation{Name: op.name, Kind: op.kind}] = struct{}{}
 		}
 	}
 }
 
 func (h *head) tagNames(span, res map[string]struct{}) {
-	h.spans.eachSpanKey(func(k string) { span[k] = struct{}{} })
+	h.spans.eachSpanKey(func(k string) { listName(span, k) })
 	for r := range h.spans.res {
 		for _, a := range h.arena.res[r].Attrs {
-			res[a.Key] = struct{}{}
+			listName(res, a.Key)
 		}
 	}
 }

@@ -285,3 +285,46 @@ func TestLogsByTraceLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestListingsBounded lists services, operations and tag names over a
+// head and a block whose spans each carry names of their own: under a
+// bound of 50 every list stops at it, and without it every name is
+// listed.
+func TestListingsBounded(t *testing.T) {
+	batch := func(from int) ptrace.Traces {
+		td := ptrace.NewTraces()
+		for i := from; i < from+100; i++ {
+			rs := td.ResourceSpans().AppendEmpty()
+			rs.Resource().Attributes().PutStr("service.name", fmt.Sprintf("svc-%d", i))
+			rs.Resource().Attributes().PutStr(fmt.Sprintf("pod.%d", i), "x")
+			s := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+			s.SetTraceID(pcommon.TraceID{0xee, byte(i >> 8), byte(i)})
+			s.SetSpanID(pcommon.SpanID{byte(i >> 8), byte(i), 1})
+			s.SetName(fmt.Sprintf("GET /users/%d", i))
+			s.Attributes().PutStr(fmt.Sprintf("user.%d", i), "y")
+			s.SetStartTimestamp(pcommon.Timestamp(1_700_000_000_000_000_000 + int64(i)))
+			s.SetEndTimestamp(pcommon.Timestamp(1_700_000_000_000_000_000 + int64(i) + 10))
+		}
+		return td
+	}
+	db := openTestDB(t, t.TempDir(), nil)
+	require.NoError(t, db.AppendTraces(batch(0)))
+	require.NoError(t, db.Flush(t.Context()))
+	require.NoError(t, db.AppendTraces(batch(100)))
+	q, err := db.Querier(t.Context())
+	require.NoError(t, err)
+	defer q.Close()
+	lens := func() []int {
+		svcs, err := q.Services(t.Context(), 0, 0)
+		require.NoError(t, err)
+		ops, err := q.Operations(t.Context(), "", 0, 0)
+		require.NoError(t, err)
+		names, err := q.TagNames(t.Context(), 0, 0)
+		require.NoError(t, err)
+		return []int{len(svcs), len(ops), len(names.Span), len(names.Resource)}
+	}
+	require.Equal(t, []int{200, 200, 200, 201}, lens(), "service.name is a resource key too")
+	defer func(n int) { storage.MaxListed = n }(storage.MaxListed)
+	storage.MaxListed = 50
+	require.Equal(t, []int{50, 50, 50, 50}, lens())
+}

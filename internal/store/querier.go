@@ -364,7 +364,7 @@ func (q *querier) Services(ctx context.Context, start, end int64) ([]string, err
 	for _, b := range q.blocks {
 		if b.Meta.Signal == block.Traces && b.Overlaps(start, end) {
 			for _, s := range b.Meta.Services {
-				set[s] = struct{}{}
+				listName(set, s)
 			}
 		}
 	}
@@ -384,7 +384,7 @@ func (q *querier) Operations(ctx context.Context, service string, start, end int
 	for _, b := range q.blocks {
 		if b.Meta.Signal == block.Traces && b.Overlaps(start, end) {
 			for _, op := range b.Meta.SpanNames {
-				if service == "" || op.Service == service {
+				if (service == "" || op.Service == service) && len(set) < storage.MaxListed {
 					set[storage.Operation{Name: op.Name, Kind: op.Kind}] = struct{}{}
 				}
 			}
@@ -405,10 +405,10 @@ func (q *querier) TagNames(ctx context.Context, start, end int64) (storage.TagNa
 	for _, b := range q.blocks {
 		if b.Meta.Signal == block.Traces && b.Overlaps(start, end) {
 			for _, k := range b.Meta.AttributeNames {
-				span[k] = struct{}{}
+				listName(span, k)
 			}
 			for _, k := range b.Meta.ResourceAttributeNames {
-				res[k] = struct{}{}
+				listName(res, k)
 			}
 		}
 	}
@@ -441,6 +441,14 @@ func (q *querier) TagValues(ctx context.Context, scope storage.Scope, key string
 		return 0
 	})
 	return out, err
+}
+
+// listName adds k to a listing's set while it holds fewer than
+// storage.MaxListed names.
+func listName(set map[string]struct{}, k string) {
+	if len(set) < storage.MaxListed {
+		set[k] = struct{}{}
+	}
 }
 
 func sortedSet(m map[string]struct{}) []string {

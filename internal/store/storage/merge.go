@@ -182,7 +182,8 @@ func union[T any](ctx context.Context, m *mergeQuerier, get func(Querier) ([]T, 
 		out = append(out, vs...)
 	}
 	slices.SortFunc(out, compare)
-	return slices.CompactFunc(out, func(a, b T) bool { return compare(a, b) == 0 }), errors.Join(errs...)
+	out = slices.CompactFunc(out, func(a, b T) bool { return compare(a, b) == 0 })
+	return out[:min(len(out), MaxListed)], errors.Join(errs...)
 }
 
 func (m *mergeQuerier) Services(ctx context.Context, start, end int64) ([]string, error) {
@@ -213,6 +214,7 @@ func (m *mergeQuerier) TagNames(ctx context.Context, start, end int64) (TagNames
 	for _, l := range []*[]string{&out.Span, &out.Resource} {
 		slices.Sort(*l)
 		*l = slices.Compact(*l)
+		*l = (*l)[:min(len(*l), MaxListed)]
 	}
 	return out, errors.Join(errs...)
 }

@@ -92,3 +92,53 @@ func TestMergeQuerierTraceSpansLimit(t *testing.T) {
 	require.Error(t, err)
 	require.Len(t, spans, 10, "other errors leave the answer partial")
 }
+
+// listPart is a merge part that lists n names of its own from from.
+type listPart struct {
+	Querier
+	from, n int
+}
+
+func (p listPart) names(prefix string) []string {
+	var out []string
+	for i := p.from; i < p.from+p.n; i++ {
+		out = append(out, fmt.Sprintf("%s%04d", prefix, i))
+	}
+	return out
+}
+
+func (p listPart) Services(context.Context, int64, int64) ([]string, error) {
+	return p.names("svc-"), nil
+}
+
+func (p listPart) Operations(context.Context, string, int64, int64) ([]Operation, error) {
+	var out []Operation
+	for _, n := range p.names("op-") {
+		out = append(out, Operation{Name: n})
+	}
+	return out, nil
+}
+
+func (p listPart) TagNames(context.Context, int64, int64) (TagNames, error) {
+	return TagNames{Span: p.names("span."), Resource: p.names("res.")}, nil
+}
+
+// TestMergeQuerierListingsBounded merges parts whose listings are each
+// within MaxListed but together past it: the merged listings stop at it,
+// and without the bound they hold every name once.
+func TestMergeQuerierListingsBounded(t *testing.T) {
+	m := NewMergeQuerier(listPart{from: 0, n: 40}, listPart{from: 20, n: 40})
+	lens := func() []int {
+		svcs, err := m.Services(context.Background(), 0, 0)
+		require.NoError(t, err)
+		ops, err := m.Operations(context.Background(), "", 0, 0)
+		require.NoError(t, err)
+		names, err := m.TagNames(context.Background(), 0, 0)
+		require.NoError(t, err)
+		return []int{len(svcs), len(ops), len(names.Span), len(names.Resource)}
+	}
+	require.Equal(t, []int{60, 60, 60, 60}, lens())
+	defer func(n int) { MaxListed = n }(MaxListed)
+	MaxListed = 50
+	require.Equal(t, []int{50, 50, 50, 50}, lens())
+}

@@ -68,6 +68,12 @@ type Querier interface {
 	Close() error
 }
 
+// MaxListed bounds each list Services, Operations and TagNames return
+// (each scope's, in TagNames): past it a Querier stops adding names, so
+// that a listing of names with IDs in them is not as large as the data
+// itself. Which names are kept then is unspecified. A variable for tests.
+var MaxListed = 100_000
+
 // SpanPart is one part of a Querier's spans. A part with an ID never
 // changes while it exists, and no other part ever has its ID, so that a
 // reader may keep what it derives from the part's spans (a metrics query's
