@@ -401,7 +401,7 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 				break
 			}
 			if atCap {
-				return nil, fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, maxCands)
+				return nil, tooManyCandidates(maxCands)
 			}
 		}
 	}
@@ -410,6 +410,12 @@ func Search(ctx context.Context, sq storage.Querier, req SearchRequest) (*Search
 		res.Traces = res.Traces[:req.Limit]
 	}
 	return res, nil
+}
+
+// tooManyCandidates is the error of a query with more than n candidate
+// traces.
+func tooManyCandidates(n int) error {
+	return fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, n)
 }
 
 // maxCandidates bounds the trace IDs a search collects in one round of
@@ -443,7 +449,7 @@ func evalCandidates(ctx context.Context, sq storage.Querier, q *Query, ids []sto
 		}
 		batch := ids[i:min(i+fetchParallel, len(ids))]
 		if req.MaxInspectedTraces > 0 && res.InspectedTraces+len(batch) > req.MaxInspectedTraces {
-			return fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
+			return tooManyCandidates(req.MaxInspectedTraces)
 		}
 		results := make([]result, len(batch))
 		var wg sync.WaitGroup
@@ -509,7 +515,7 @@ func evalCandidatesCore(ctx context.Context, sq storage.Querier, q *Query, ids [
 		n := min(len(ids), size, max(fetchParallel, req.Limit-len(res.Traces)))
 		batch := ids[:n]
 		if req.MaxInspectedTraces > 0 && res.InspectedTraces+len(batch) > req.MaxInspectedTraces {
-			return fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
+			return tooManyCandidates(req.MaxInspectedTraces)
 		}
 		byTrace, tooLarge, err := collectCore(ctx, sq, batch)
 		if errors.Is(err, errBatchTooLarge) {
@@ -1133,7 +1139,7 @@ func Metrics(ctx context.Context, sq storage.Querier, req MetricsRequest) (*Metr
 				return nil, err
 			}
 			if over() {
-				return nil, fmt.Errorf("%w: more than %d candidate traces; narrow the time range or the filter", ErrTooManyTraces, req.MaxInspectedTraces)
+				return nil, tooManyCandidates(req.MaxInspectedTraces)
 			}
 		}
 		core := m.Compare == nil && coreTrace(q, append([]Expr{m.Attr}, m.By...)...)
