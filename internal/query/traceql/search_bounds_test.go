@@ -90,6 +90,18 @@ func rootChildTraces(n int) []storage.Span {
 	return spans
 }
 
+// fanTrace makes trace id of a root span starting at start and children
+// under it.
+func fanTrace(id storage.TraceID, start int64, children int) []storage.Span {
+	root := storage.SpanID{0xff}
+	spans := []storage.Span{{TraceID: id, SpanID: root, Name: "root", StartUnixNano: start, EndUnixNano: start + 1000}}
+	for k := range children {
+		spans = append(spans, storage.Span{TraceID: id, SpanID: storage.SpanID{1, byte(k >> 8), byte(k)}, ParentSpanID: root,
+			Name: "child", StartUnixNano: start + 1, EndUnixNano: start + 500})
+	}
+	return spans
+}
+
 // TestSearchCandidatesBounded runs a structural most_recent search, which
 // needs every candidate trace, over more traces than it may inspect: it
 // fails as too many traces, having stopped collecting candidates at four
@@ -152,14 +164,8 @@ func (q *spanBoundQuerier) TraceByID(ctx context.Context, id storage.TraceID, st
 // without the bound, whether candidates are assembled from core columns,
 // whole (Jaeger's full traces) or one at a time (metrics).
 func TestSearchSkipsLargeTraces(t *testing.T) {
-	spans := rootChildTraces(50)
 	big := storage.TraceID{0xff, 1}
-	root := storage.SpanID{0xff, 1}
-	spans = append(spans, storage.Span{TraceID: big, SpanID: root, Name: "root", StartUnixNano: 1, EndUnixNano: 100})
-	for i := range 500 {
-		spans = append(spans, storage.Span{TraceID: big, SpanID: storage.SpanID{0xfe, byte(i >> 8), byte(i)}, ParentSpanID: root,
-			Name: "child", StartUnixNano: 2, EndUnixNano: 50})
-	}
+	spans := append(rootChildTraces(50), fanTrace(big, 1, 500)...)
 	bounded := storage.WithStats(context.Background(), &storage.Stats{MaxTraceSpans: 100})
 	q, err := Parse(`{ name = "root" } > { name = "child" }`)
 	require.NoError(t, err)
@@ -201,13 +207,7 @@ func TestSearchSkipsLargeTraces(t *testing.T) {
 func TestCoreBatchShrinks(t *testing.T) {
 	var spans []storage.Span
 	for i := range 12 {
-		id := storage.TraceID{0xee, byte(i)}
-		root := storage.SpanID{0xee, byte(i)}
-		spans = append(spans, storage.Span{TraceID: id, SpanID: root, Name: "root", StartUnixNano: int64(i), EndUnixNano: 1000})
-		for k := range 300 {
-			spans = append(spans, storage.Span{TraceID: id, SpanID: storage.SpanID{byte(i), byte(k >> 8), byte(k)}, ParentSpanID: root,
-				Name: "child", StartUnixNano: int64(i) + 1, EndUnixNano: 500})
-		}
+		spans = append(spans, fanTrace(storage.TraceID{0xee, byte(i)}, int64(i), 300)...)
 	}
 	q, err := Parse(`{ name = "root" } > { name = "child" }`)
 	require.NoError(t, err)
@@ -254,13 +254,7 @@ func (b *batchQuerier) Spans(ctx context.Context, q *storage.SpanQuery, fn func(
 func TestResultSpansBound(t *testing.T) {
 	var spans []storage.Span
 	for i := range 10 {
-		id := storage.TraceID{0xdd, byte(i)}
-		root := storage.SpanID{0xdd, byte(i)}
-		spans = append(spans, storage.Span{TraceID: id, SpanID: root, Name: "root", StartUnixNano: int64(i), EndUnixNano: 1000})
-		for k := range 29 {
-			spans = append(spans, storage.Span{TraceID: id, SpanID: storage.SpanID{byte(i), byte(k), 1}, ParentSpanID: root,
-				Name: "child", StartUnixNano: int64(i) + 1, EndUnixNano: 500})
-		}
+		spans = append(spans, fanTrace(storage.TraceID{0xdd, byte(i)}, int64(i), 29)...)
 	}
 	for _, text := range []string{`{ name = "root" }`, `{ name = "root" } > { name = "child" }`} {
 		q, err := Parse(text)
