@@ -173,7 +173,9 @@ func BenchmarkMergeSpans(b *testing.B) {
 // for each match's trace and start. "all" takes every match, as a
 // most_recent search or an uncached metrics query does; "stop" stops
 // after the first 500, as a search for a few traces does, which is what
-// the read-ahead and the windows of a part are for.
+// the read-ahead and the windows of a part are for. "sparse" is a
+// search for many traces of a selective filter, which reads a result's
+// fields for a few rows of every page.
 func BenchmarkCoreScan(b *testing.B) {
 	spans, _ := genSpans(b, 15000)
 	st, err := objstore.OpenFilesystem(b.TempDir())
@@ -182,22 +184,34 @@ func BenchmarkCoreScan(b *testing.B) {
 	}
 	q := &storage.SpanQuery{MinDuration: int64(time.Millisecond), Projection: storage.ProjectCore, Fields: storage.FieldTraceID | storage.FieldStart}
 	var parts []CorePart
+	var blocks []*Block
 	for k := range 3 {
 		blk := writeTestBlock(b, st, spans[k*len(spans)/3:(k+1)*len(spans)/3], 25_000)
 		parts = append(parts, blk.CoreParts(q)...)
+		blocks = append(blocks, blk)
+	}
+	// A search for many traces of one service's slow errors keeps a
+	// few rows scattered over every page, and reads what a result span
+	// shows of each.
+	sparse := &storage.SpanQuery{ServiceName: "checkout", HasStatus: true, Status: storage.StatusError, MinDuration: int64(5 * time.Millisecond),
+		Projection: storage.ProjectCore, Fields: storage.FieldTraceID | storage.FieldSpanID | storage.FieldName | storage.FieldStart | storage.FieldDuration | storage.FieldKind}
+	var sparseParts []CorePart
+	for _, blk := range blocks {
+		sparseParts = append(sparseParts, blk.CoreParts(sparse)...)
 	}
 	fail := func(_ *Block, err error) error { return err }
 	for _, c := range []struct {
-		name string
-		stop int
-	}{{"all", -1}, {"stop", 500}} {
+		name  string
+		stop  int
+		parts []CorePart
+	}{{"all", -1, parts}, {"stop", 500, parts}, {"sparse", -1, sparseParts}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			var st storage.Stats
 			ctx := storage.WithStats(context.Background(), &st)
 			for range b.N {
 				n := 0
-				if err := ReadCoreParts(ctx, parts, func(*storage.Span) bool { n++; return n != c.stop }, fail); err != nil {
+				if err := ReadCoreParts(ctx, c.parts, func(*storage.Span) bool { n++; return n != c.stop }, fail); err != nil {
 					b.Fatal(err)
 				}
 			}

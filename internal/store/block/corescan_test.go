@@ -22,7 +22,7 @@ import (
 // gets nothing more, and the reads stop soon after it; a block that cannot
 // be read is reported once and skipped, or ends the scan when fail says
 // so. Row groups of 500 rows are read whole (fewer than 2*headMin); of
-// 8,000, in two windows, and their columns of IDs are in more than one
+// 8,000, in four windows, and their columns of IDs are in more than one
 // page each, so that a head reads less than its row group.
 func TestReadCoreParts(t *testing.T) {
 	for _, c := range []struct{ traces, rg int }{{600, 500}, {4000, 8000}} {
@@ -121,7 +121,7 @@ func testReadCoreParts(t *testing.T, traces, rg int) {
 		require.Less(t, st.BytesRead(), partBytes[0], "the first window alone")
 
 		sizes := checkWindows(t, parts[0])
-		require.Len(t, sizes, 2, "a row group of two pages of trace IDs")
+		require.Len(t, sizes, 4, "a row group of eight pages of trace IDs: an eighth, as many again, a quarter, the rest")
 	}
 	for range 20 { // what runs ahead, and how far, is up to the scheduler
 		got := readStats(1)

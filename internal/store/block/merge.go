@@ -96,6 +96,7 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 	defer rows.Close()
 	buf := make([]parquet.Row, writeBatch)
 	pending := make([]parquet.Row, 0, writeBatch)
+	var cut pageCutter
 	var (
 		prev   storage.TraceID
 		svc    string
@@ -117,6 +118,7 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 				if err := w.Flush(); err != nil {
 					return nil, fmt.Errorf("write block: %w", err)
 				}
+				cut.rowGroupEnded()
 				b.endRowGroup()
 			}
 			if newTrace {
@@ -139,6 +141,9 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 		}
 		// The rows read are reused by the next ReadRows: write them first.
 		if _, err := w.WriteRows(pending); err != nil {
+			return nil, fmt.Errorf("write block: %w", err)
+		}
+		if err := cut.wrote(w, len(pending)); err != nil {
 			return nil, fmt.Errorf("write block: %w", err)
 		}
 		pending = pending[:0]

@@ -432,6 +432,72 @@ func writerOptions[T any](opts WriteOptions) []parquet.WriterOption {
 	return o
 }
 
+// Some core columns are read a few rows at a time: a search reads its
+// kept rows' trace and span IDs, names and starts after its filter, and
+// a lookup by trace ID reads one trace's rows. A page is the unit a
+// reader decodes (and checksums and decompresses), so a 64 KiB page of
+// span IDs (8,192 rows) was decoded whole for each kept row in it: a
+// search for 1,000 traces, whose matches are spread over every page, read
+// every page of every core column (44 MB for 2.4M spans). The pages of
+// these columns end every sparsePageRows rows instead, or at 64 KiB,
+// whichever comes first. The filter columns (service, status, duration)
+// are read whole by the filters that name them, where more pages would
+// only be more page headers to decode, and the other columns keep 64 KiB
+// pages, which their compression needs.
+//
+// On the side-by-side load (2.4M spans) a search for 1,000 traces read
+// 26.8 MiB instead of 49.9 and a limit-20 one 1.7 instead of 3.6, for
+// 1.2% more bytes per span (the extra page headers and index entries;
+// the IDs are random and compress no better in larger pages). Pages of
+// 2,048 rows read a quarter more for the same time; smaller ones would
+// spend what they save on page headers, whose decoding is already a
+// tenth of such a search.
+const sparsePageRows = 1024
+
+// sparseLeaves are the leaf indexes in spanSchema of the columns whose
+// pages end every sparsePageRows rows.
+var sparseLeaves = func() []int {
+	var out []int
+	for _, name := range []string{"trace_id", "span_id", "parent_span_id", "name", "kind", "start_unix_nano"} {
+		leaf, ok := spanSchema.Lookup(name)
+		if !ok {
+			panic("block: no column " + name)
+		}
+		out = append(out, leaf.ColumnIndex)
+	}
+	return out
+}()
+
+// pageCutter ends the sparse columns' pages every sparsePageRows rows
+// of a span block's writer. The writer's pages end by size only, so the
+// cutter flushes those columns' buffered pages itself once the rows
+// written since the last cut reach sparsePageRows; pages then hold
+// between sparsePageRows and sparsePageRows+writeBatch-1 rows.
+type pageCutter struct{ rows int }
+
+// columnWriters is a Parquet writer, generic or not.
+type columnWriters interface {
+	ColumnWriters() []*parquet.ColumnWriter
+}
+
+// wrote notes n rows written to w and cuts the pages when due.
+func (c *pageCutter) wrote(w columnWriters, n int) error {
+	if c.rows += n; c.rows < sparsePageRows {
+		return nil
+	}
+	c.rows = 0
+	cws := w.ColumnWriters()
+	for _, leaf := range sparseLeaves {
+		if err := cws[leaf].Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowGroupEnded restarts the count: a row group's end flushes every page.
+func (c *pageCutter) rowGroupEnded() { c.rows = 0 }
+
 // byteArrayColumns lists the paths of T's byte-array columns.
 func byteArrayColumns[T any]() [][]string {
 	sch := parquet.SchemaOf(new(T))
@@ -463,11 +529,15 @@ func WriteSpans(ctx context.Context, st *objstore.Store, spans iter.Seq[*storage
 	enc := newEncoder()
 	n := 0
 	var prev *storage.Span
+	var cut pageCutter
 	flushRows := func() error {
 		if n == 0 {
 			return nil
 		}
-		_, err := w.Write(rows[:n])
+		if _, err := w.Write(rows[:n]); err != nil {
+			return err
+		}
+		err := cut.wrote(w, n)
 		n = 0
 		return err
 	}
@@ -487,6 +557,7 @@ func WriteSpans(ctx context.Context, st *objstore.Store, spans iter.Seq[*storage
 			if err := w.Flush(); err != nil {
 				return nil, fmt.Errorf("write block: %w", err)
 			}
+			cut.rowGroupEnded()
 			b.endRowGroup()
 		}
 		if newTrace {
