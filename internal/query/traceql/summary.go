@@ -216,13 +216,21 @@ func readHits(ctx context.Context, sq storage.Querier, f *SpansetFilter, fields 
 }
 
 // resultFields are the core fields a result span needs, given the fields
-// it shows.
+// it shows: its own (ID, name, start, duration, service) and the
+// intrinsics those fields name. Kind and status are read only when named:
+// a search for many traces reads them for a few rows of every page.
 func resultFields(fields []Expr) storage.CoreFields {
 	f := storage.FieldTraceID | storage.FieldSpanID | storage.FieldName | storage.FieldStart | storage.FieldDuration |
-		storage.FieldService | storage.FieldStatus | storage.FieldKind
+		storage.FieldService
 	for _, e := range fields {
 		if mentions(e, IntrinsicParentID) {
 			f |= storage.FieldParentSpanID
+		}
+		if mentions(e, IntrinsicKind) {
+			f |= storage.FieldKind
+		}
+		if mentions(e, IntrinsicStatus) {
+			f |= storage.FieldStatus
 		}
 	}
 	return f
