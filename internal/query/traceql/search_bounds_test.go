@@ -275,3 +275,29 @@ func TestResultSpansBound(t *testing.T) {
 		}
 	}
 }
+
+// A search for many traces answers from the store's trace summaries
+// without assembling its results (summarizedResults), yet leaves out a
+// trace past the query's bound as a search for a few traces does, which
+// assembles them: the answer does not depend on the limit.
+func TestSummarizedSearchSkipsLargeTraces(t *testing.T) {
+	big := storage.TraceID{0xff, 1}
+	spans := append(rootChildTraces(150), fanTrace(big, int64(time.Second), 500)...)
+	q, err := Parse(`{ name = "child" }`)
+	require.NoError(t, err)
+	sq := &summarizingQuerier{memQuerier{spans: spans}}
+	for _, limit := range []int{scanHitsLimit, 1000} {
+		req := SearchRequest{Query: q, Limit: limit, SpansPerSpanset: 3}
+		all, err := Search(context.Background(), sq, req)
+		require.NoError(t, err)
+		require.Len(t, all.Traces, min(limit, 151))
+		require.True(t, slices.ContainsFunc(all.Traces, func(r TraceResult) bool { return r.TraceID == big }), "limit %d: the large trace is the most recent", limit)
+
+		bounded := storage.WithStats(context.Background(), &storage.Stats{MaxTraceSpans: 100})
+		res, err := Search(bounded, sq, req)
+		require.NoError(t, err)
+		require.Equal(t, 1, res.SkippedTraces, "limit %d", limit)
+		want := slices.DeleteFunc(all.Traces, func(r TraceResult) bool { return r.TraceID == big })
+		require.Equal(t, want, res.Traces[:len(want)], "limit %d: the others are answered as without the bound", limit)
+	}
+}

@@ -147,13 +147,23 @@ func (th *traceHits) add(tr *Trace, fields []Expr, spss int) {
 // from one store query over the summarized traces with the filter pushed
 // down and no time bounds: a result's spanset is all of its trace's
 // matches, as an assembled trace's is.
+//
+// A trace of more spans than the query's bound (Stats.MaxTraceSpans) is
+// left to be assembled, which leaves it out and counts it: answered from
+// its summary it would cost nothing, but a search would then return it
+// or not by its limit (summaries serve limits of scanHitsLimit and more),
+// and a lookup of it by ID is refused.
 func summarizedResults(ctx context.Context, sq storage.Querier, f *SpansetFilter, fields []Expr, spss int, ids []storage.TraceID, pre *scanHits, inspected *int64) ([]TraceResult, []storage.TraceID, error) {
 	sorted := slices.Clone(ids)
 	slices.SortFunc(sorted, func(a, b storage.TraceID) int { return slices.Compare(a[:], b[:]) })
 	sorted = slices.Compact(sorted)
 	sums := map[storage.TraceID]*storage.TraceSummary{}
 	hits := make(map[storage.TraceID]*traceHits, len(sorted))
+	stats := storage.StatsFrom(ctx)
 	err := sq.(storage.TraceSummarizer).TraceSummaries(ctx, sorted, func(sum *storage.TraceSummary) {
+		if stats.CheckTraceSpans(sum.Spans) != nil {
+			return
+		}
 		c := *sum
 		c.Services = slices.Clone(sum.Services)
 		sums[sum.TraceID] = &c
