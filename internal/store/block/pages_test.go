@@ -14,7 +14,7 @@ import (
 // spans and in merged ones, so that a sparse read decodes a page of about
 // a thousand rows per kept row; the other columns keep their pages of up
 // to 64 KiB.
-func TestCorePageRows(t *testing.T) {
+func TestSparsePageRows(t *testing.T) {
 	ctx := context.Background()
 	st, err := objstore.OpenFilesystem(t.TempDir())
 	require.NoError(t, err)
