@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -697,4 +698,43 @@ func TestJaegerAnswerSpans(t *testing.T) {
 	require.Contains(t, string(body), "max_spans_per_trace")
 	traces, _ := answer(bounded, url.Values{"traceID": ids[:1]})
 	require.Equal(t, 1, traces)
+}
+
+// A span whose attributes are doubles JSON has no number for (NaN, ±Inf,
+// which OTLP carries) is answered by every API that shows them: Tempo's
+// search as Tempo writes them ("NaN", "Infinity"), Jaeger's as text tags.
+// Each was a 200 with no body.
+func TestNonFiniteAttributes(t *testing.T) {
+	db := openStore(t)
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "nan")
+	sp := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	sp.SetTraceID(pcommon.TraceID{1, 2, 3})
+	sp.SetSpanID(pcommon.SpanID{4, 5, 6})
+	sp.SetName("op")
+	t0 := time.Now().Add(-time.Minute)
+	sp.SetStartTimestamp(pcommon.NewTimestampFromTime(t0))
+	sp.SetEndTimestamp(pcommon.NewTimestampFromTime(t0.Add(time.Millisecond)))
+	sp.Attributes().PutDouble("x", math.NaN())
+	sp.Attributes().PutDouble("y", math.Inf(-1))
+	require.NoError(t, db.AppendTraces(td))
+	srv := newTestAPI(t, db, nil)
+	rng := url.Values{"start": {strconv.FormatInt(t0.Add(-time.Minute).Unix(), 10)}, "end": {strconv.FormatInt(t0.Add(time.Minute).Unix(), 10)}}
+
+	q := url.Values{"q": {`{ resource.service.name = "nan" } | select(span.x, span.y)`}, "start": rng["start"], "end": rng["end"]}
+	code, b := get(t, srv, "/api/search", q, "")
+	require.Equal(t, http.StatusOK, code, "%s", b)
+	require.True(t, json.Valid(b), "%s", b)
+	require.Contains(t, string(b), `{"key":"x","value":{"doubleValue":"NaN"}}`)
+	require.Contains(t, string(b), `{"key":"y","value":{"doubleValue":"-Infinity"}}`)
+
+	us := func(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
+	for _, path := range []string{"/jaeger/api/traces/01020300000000000000000000000000", "/jaeger/api/traces"} {
+		code, b = get(t, srv, path, url.Values{"service": {"nan"}, "start": {us(t0.Add(-time.Minute))}, "end": {us(t0.Add(time.Minute))}}, "")
+		require.Equal(t, http.StatusOK, code, "%s: %s", path, b)
+		require.True(t, json.Valid(b), "%s: %s", path, b)
+		require.Contains(t, string(b), `{"key":"x","type":"string","value":"NaN"}`, path)
+		require.Contains(t, string(b), `{"key":"y","type":"string","value":"-Inf"}`, path)
+	}
 }

@@ -423,6 +423,12 @@ func jaegerValue(k string, v storage.Value) jaegerKV {
 	case storage.TypeInt:
 		return jaegerKV{k, "int64", v.Int}
 	case storage.TypeDouble:
+		if math.IsNaN(v.Double) || math.IsInf(v.Double, 0) {
+			// JSON has no number for them, and Jaeger's model no string
+			// form of a float64: the tag says it as text, as Jaeger UI
+			// would show it.
+			return jaegerKV{k, "string", strconv.FormatFloat(v.Double, 'g', -1, 64)}
+		}
 		return jaegerKV{k, "float64", v.Double}
 	case storage.TypeBool:
 		return jaegerKV{k, "bool", v.Int != 0}

@@ -265,11 +265,19 @@ func validUTF8(b []byte) []byte {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	// Encoded whole before the status is sent: a value encoding/json
+	// refuses (a non-finite float a client sent) would otherwise leave a
+	// 200 with an empty body, which clients read as an empty answer.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(true)
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, fmt.Sprintf("encode response: %v", err), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(true)
-	_ = enc.Encode(v)
+	_, _ = w.Write(buf.Bytes())
 }
 
 // query is the per-request context of a read: a Querier, scoped to the

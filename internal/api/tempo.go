@@ -2,6 +2,8 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -124,10 +126,31 @@ func (a *API) tempoTrace(w http.ResponseWriter, r *http.Request, v2 bool) {
 
 // anyValue is OTLP's AnyValue in JSON, as Tempo returns attribute values.
 type anyValue struct {
-	StringValue *string  `json:"stringValue,omitempty"`
-	IntValue    *string  `json:"intValue,omitempty"`
-	DoubleValue *float64 `json:"doubleValue,omitempty"`
-	BoolValue   *bool    `json:"boolValue,omitempty"`
+	StringValue *string    `json:"stringValue,omitempty"`
+	IntValue    *string    `json:"intValue,omitempty"`
+	DoubleValue *jsonFloat `json:"doubleValue,omitempty"`
+	BoolValue   *bool      `json:"boolValue,omitempty"`
+}
+
+// jsonFloat is a double as protobuf's JSON mapping writes it, and so as
+// Tempo's responses have it: a number as encoding/json writes a float64
+// when finite, else one of the strings "NaN", "Infinity" and
+// "-Infinity". A client may send any of them as an attribute value, and
+// encoding/json refuses them: a response holding one was a 200 with no
+// body.
+type jsonFloat float64
+
+func (f jsonFloat) MarshalJSON() ([]byte, error) {
+	switch v := float64(f); {
+	case math.IsNaN(v):
+		return []byte(`"NaN"`), nil
+	case math.IsInf(v, 1):
+		return []byte(`"Infinity"`), nil
+	case math.IsInf(v, -1):
+		return []byte(`"-Infinity"`), nil
+	default:
+		return json.Marshal(v)
+	}
 }
 
 type keyValue struct {
@@ -141,7 +164,7 @@ func toAnyValue(v traceql.Static) anyValue {
 		s := strconv.FormatInt(v.N, 10)
 		return anyValue{IntValue: &s}
 	case traceql.TypeFloat:
-		f := v.F
+		f := jsonFloat(v.F)
 		return anyValue{DoubleValue: &f}
 	case traceql.TypeBool:
 		b := v.N == 1
@@ -540,13 +563,13 @@ func (a *API) tempoTagValues(w http.ResponseWriter, r *http.Request, v2 bool) {
 }
 
 type tempoSample struct {
-	TimestampMs string  `json:"timestampMs"`
-	Value       float64 `json:"value"`
+	TimestampMs string    `json:"timestampMs"`
+	Value       jsonFloat `json:"value"`
 }
 
 type tempoExemplar struct {
 	Labels      []keyValue `json:"labels"`
-	Value       float64    `json:"value"`
+	Value       jsonFloat  `json:"value"`
 	TimestampMs string     `json:"timestampMs"`
 }
 
@@ -555,7 +578,7 @@ type tempoSeries struct {
 	Samples    []tempoSample   `json:"samples,omitempty"`
 	Exemplars  []tempoExemplar `json:"exemplars,omitempty"`
 	PromLabels string          `json:"promLabels,omitempty"`
-	Value      *float64        `json:"value,omitempty"`
+	Value      *jsonFloat      `json:"value,omitempty"`
 }
 
 func (a *API) tempoMetrics(w http.ResponseWriter, r *http.Request, instant bool) {

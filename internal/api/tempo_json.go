@@ -32,8 +32,9 @@ var responseBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); ret
 const maxPooledBuf = 4 << 20
 
 // writeAppended writes, as a 200 JSON response, what appendTo appends to
-// a pooled buffer; if appendTo reports a value JSON cannot hold (NaN,
-// ±Inf), fallback writes the response instead, through encoding/json.
+// a pooled buffer; if appendTo reports a value it does not write (NaN,
+// ±Inf), fallback writes the response instead, through encoding/json,
+// whose structs write them as protobuf's JSON mapping does (jsonFloat).
 func writeAppended(w http.ResponseWriter, appendTo func([]byte) ([]byte, bool), fallback func()) {
 	buf := responseBufs.Get().(*[]byte)
 	defer func() {
@@ -71,13 +72,14 @@ func toTempoSeries(series []traceql.Series, instant bool) []tempoSeries {
 			if len(s.Samples) > 0 {
 				v = s.Samples[0].Value
 			}
-			ts.Value = &v
+			jv := jsonFloat(v)
+			ts.Value = &jv
 		} else {
 			for _, p := range s.Samples {
-				ts.Samples = append(ts.Samples, tempoSample{TimestampMs: strconv.FormatInt(p.TimestampMs, 10), Value: p.Value})
+				ts.Samples = append(ts.Samples, tempoSample{TimestampMs: strconv.FormatInt(p.TimestampMs, 10), Value: jsonFloat(p.Value)})
 			}
 			for _, e := range s.Exemplars {
-				ts.Exemplars = append(ts.Exemplars, tempoExemplar{Labels: toKeyValues(e.Labels), Value: e.Value, TimestampMs: strconv.FormatInt(e.TimestampMs, 10)})
+				ts.Exemplars = append(ts.Exemplars, tempoExemplar{Labels: toKeyValues(e.Labels), Value: jsonFloat(e.Value), TimestampMs: strconv.FormatInt(e.TimestampMs, 10)})
 			}
 		}
 		out = append(out, ts)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 
@@ -159,6 +161,50 @@ func TestTempoMetricsJSONNotFinite(t *testing.T) {
 			require.False(t, ok, "%v %+v", f, c)
 		}
 	}
+}
+
+// A value a client may send that JSON has no number for (NaN, ±Inf, as
+// an attribute's double) is written as protobuf's JSON mapping writes it,
+// as Tempo does, in metrics and search responses alike; before, the
+// response was a 200 with no body.
+func TestTempoNonFiniteValues(t *testing.T) {
+	for _, c := range []struct {
+		f    float64
+		want string
+	}{{math.NaN(), `"NaN"`}, {math.Inf(1), `"Infinity"`}, {math.Inf(-1), `"-Infinity"`}} {
+		label := []traceql.Label{{Key: "x", Value: traceql.NewFloat(c.f)}}
+		w := httptest.NewRecorder()
+		writeTempoMetrics(w, []traceql.Series{{Labels: label,
+			Samples:   []traceql.Sample{{TimestampMs: 1000, Value: c.f}},
+			Exemplars: []traceql.Exemplar{{Labels: label, Value: c.f, TimestampMs: 1000}}}}, false, searchMetrics{InspectedBytes: "0"})
+		require.Equal(t, http.StatusOK, w.Code)
+		var m struct {
+			Series []struct {
+				Labels    []json.RawMessage                 `json:"labels"`
+				Samples   []struct{ Value json.RawMessage } `json:"samples"`
+				Exemplars []struct{ Value json.RawMessage } `json:"exemplars"`
+			} `json:"series"`
+		}
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &m), "%s", w.Body)
+		require.Len(t, m.Series, 1)
+		require.Equal(t, c.want, string(m.Series[0].Samples[0].Value))
+		require.Equal(t, c.want, string(m.Series[0].Exemplars[0].Value))
+		require.Equal(t, `{"key":"x","value":{"doubleValue":`+c.want+`}}`, string(m.Series[0].Labels[0]))
+
+		w = httptest.NewRecorder()
+		writeTempoSearch(w, []traceql.TraceResult{{Spansets: []traceql.ResultSpanset{{Matched: 1, Spans: []traceql.ResultSpan{{Name: "op", Attrs: label}}}}}}, searchMetrics{InspectedBytes: "0"})
+		require.Equal(t, http.StatusOK, w.Code)
+		require.True(t, json.Valid(w.Body.Bytes()), "%s", w.Body)
+		require.Contains(t, w.Body.String(), `{"key":"x","value":{"doubleValue":`+c.want+`}}`)
+	}
+}
+
+// writeJSON never sends a 200 it cannot follow with its body.
+func TestWriteJSONRefusedValue(t *testing.T) {
+	w := httptest.NewRecorder()
+	writeJSON(w, http.StatusOK, map[string]any{"v": math.NaN()})
+	require.Equal(t, http.StatusInternalServerError, w.Code)
+	require.Contains(t, w.Body.String(), "encode response")
 }
 
 func FuzzTempoMetricsJSON(f *testing.F) {
