@@ -163,6 +163,26 @@ func TestTempoMetricsJSONNotFinite(t *testing.T) {
 	}
 }
 
+// An appended response says its length, so that it is not sent in
+// chunks; one that falls back to encoding/json (a value JSON cannot
+// hold) is the same response as before, streamed.
+func TestTempoMetricsContentLength(t *testing.T) {
+	series := []traceql.Series{{Labels: []traceql.Label{{Key: "k", Value: traceql.NewString("v")}},
+		Samples: []traceql.Sample{{TimestampMs: 1700000000000, Value: 2.5}}}}
+	w := httptest.NewRecorder()
+	writeTempoMetrics(w, series, false, searchMetrics{InspectedBytes: "1"})
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Equal(t, strconv.Itoa(w.Body.Len()), w.Header().Get("Content-Length"))
+	require.True(t, json.Valid(w.Body.Bytes()))
+
+	series[0].Samples[0].Value = math.Inf(1)
+	w = httptest.NewRecorder()
+	writeTempoMetrics(w, series, false, searchMetrics{InspectedBytes: "1"})
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Empty(t, w.Header().Get("Content-Length"), "the fallback streams")
+	require.True(t, json.Valid(w.Body.Bytes()))
+}
+
 // A value a client may send that JSON has no number for (NaN, ±Inf, as
 // an attribute's double) is written as protobuf's JSON mapping writes it,
 // as Tempo does, in metrics and search responses alike; before, the
