@@ -231,19 +231,27 @@ func FuzzTempoMetricsJSON(f *testing.F) {
 	for _, s := range jsonStrings {
 		f.Add(s, 1.5, int64(1700000000000))
 	}
-	for _, v := range jsonFloats {
+	for _, v := range append(jsonFloats, math.NaN(), math.Inf(1), math.Inf(-1)) {
 		f.Add("svc", v, int64(0))
 	}
 	f.Fuzz(func(t *testing.T, s string, v float64, ts int64) {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return
-		}
 		series := []traceql.Series{{
 			Labels:    []traceql.Label{{Key: s, Value: traceql.NewString(s)}, {Key: "x", Value: traceql.NewFloat(v)}},
 			Samples:   []traceql.Sample{{TimestampMs: ts, Value: v}},
 			Exemplars: []traceql.Exemplar{{Labels: []traceql.Label{{Key: "trace:id", Value: traceql.NewString(s)}}, Value: v, TimestampMs: ts}},
 		}}
 		m := searchMetrics{InspectedBytes: s, InspectedSpans: s, CompletedJobs: 1, TotalJobs: 1}
+		// Whatever the values, the response is a 200 of valid JSON.
+		for _, instant := range []bool{false, true} {
+			w := httptest.NewRecorder()
+			writeTempoMetrics(w, series, instant, m)
+			if w.Code != http.StatusOK || !json.Valid(w.Body.Bytes()) {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return // the appender leaves these to encoding/json's structs
+		}
 		for _, instant := range []bool{false, true} {
 			got, ok := appendMetricsResult(nil, series, instant, m)
 			if !ok {
@@ -375,10 +383,10 @@ func FuzzTempoSearchJSON(f *testing.F) {
 	for _, s := range jsonStrings {
 		f.Add(s, int64(1700000000000000000), 2.5)
 	}
+	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		f.Add("x", int64(0), v)
+	}
 	f.Fuzz(func(t *testing.T, s string, ts int64, v float64) {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return
-		}
 		attrs := []traceql.Label{{Key: s, Value: traceql.NewString(s)}, {Key: "x", Value: traceql.NewFloat(v)}}
 		traces := []traceql.TraceResult{{
 			RootService: s, RootName: s, Start: ts, Duration: ts,
@@ -386,6 +394,15 @@ func FuzzTempoSearchJSON(f *testing.F) {
 			ServiceStats: map[string]traceql.ServiceStats{s: {SpanCount: 1}, "b": {SpanCount: 2, ErrorCount: 1}},
 		}}
 		m := searchMetrics{InspectedBytes: s, InspectedSpans: s, CompletedJobs: 1, TotalJobs: 1}
+		// Whatever the values, the response is a 200 of valid JSON.
+		w := httptest.NewRecorder()
+		writeTempoSearch(w, traces, m)
+		if w.Code != http.StatusOK || !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return // the appender leaves these to encoding/json's structs
+		}
 		got, ok := appendSearchResult(nil, traces, m)
 		if !ok {
 			t.Fatal("finite values refused")
