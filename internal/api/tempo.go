@@ -149,6 +149,8 @@ func (f jsonFloat) MarshalJSON() ([]byte, error) {
 	case math.IsInf(v, -1):
 		return []byte(`"-Infinity"`), nil
 	default:
+		// encoding/json's own formatting, not appendJSONFloat's: these
+		// structs are the oracle the appenders are tested against.
 		return json.Marshal(v)
 	}
 }

@@ -364,8 +364,8 @@ func (h *head) services(set map[string]struct{}) {
 
 func (h *head) operations(service string, set storage.OperationSet) {
 	for op := range h.spans.ops {
-		if (service == "" || op.service == service) && len(set) < storage.MaxListed {
-			set[storage.Operation{Name: op.name, Kind: op.kind}] = struct{}{}
+		if service == "" || op.service == service {
+			listName(set, storage.Operation{Name: op.name, Kind: op.kind})
 		}
 	}
 }

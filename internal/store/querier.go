@@ -384,8 +384,8 @@ func (q *querier) Operations(ctx context.Context, service string, start, end int
 	for _, b := range q.blocks {
 		if b.Meta.Signal == block.Traces && b.Overlaps(start, end) {
 			for _, op := range b.Meta.SpanNames {
-				if (service == "" || op.Service == service) && len(set) < storage.MaxListed {
-					set[storage.Operation{Name: op.Name, Kind: op.Kind}] = struct{}{}
+				if service == "" || op.Service == service {
+					listName(set, storage.Operation{Name: op.Name, Kind: op.Kind})
 				}
 			}
 		}
@@ -445,7 +445,7 @@ func (q *querier) TagValues(ctx context.Context, scope storage.Scope, key string
 
 // listName adds k to a listing's set while it holds fewer than
 // storage.MaxListed names.
-func listName(set map[string]struct{}, k string) {
+func listName[K comparable](set map[K]struct{}, k K) {
 	if len(set) < storage.MaxListed {
 		set[k] = struct{}{}
 	}

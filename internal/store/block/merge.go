@@ -231,13 +231,13 @@ func (b *builder) unionNames(m *Meta) {
 		b.services[s] = struct{}{}
 	}
 	for _, op := range m.SpanNames {
-		b.op(op)
+		addName(&b.meta, b.ops, op)
 	}
 	for _, a := range m.AttributeNames {
-		b.name(b.attrs, a)
+		addName(&b.meta, b.attrs, a)
 	}
 	for _, a := range m.ResourceAttributeNames {
-		b.name(b.resAttrs, a)
+		addName(&b.meta, b.resAttrs, a)
 	}
 	b.meta.NamesTruncated = b.meta.NamesTruncated || m.NamesTruncated
 }

@@ -118,28 +118,17 @@ const maxSeenRes = 4096
 // dropped and Meta.NamesTruncated says the lists are incomplete.
 const maxNames = 10_000
 
-// name adds k to set, one of the builder's name lists, within maxNames.
-func (b *builder) name(set map[string]struct{}, k string) {
+// addName adds k to set, one of a builder's name lists, within maxNames,
+// and notes in meta when it is left out.
+func addName[K comparable](meta *Meta, set map[K]struct{}, k K) {
 	if _, ok := set[k]; ok {
 		return
 	}
 	if len(set) >= maxNames {
-		b.meta.NamesTruncated = true
+		meta.NamesTruncated = true
 		return
 	}
 	set[k] = struct{}{}
-}
-
-// op is name for the operations.
-func (b *builder) op(op Op) {
-	if _, ok := b.ops[op]; ok {
-		return
-	}
-	if len(b.ops) >= maxNames {
-		b.meta.NamesTruncated = true
-		return
-	}
-	b.ops[op] = struct{}{}
 }
 
 func newBuilder(sig Signal, opts WriteOptions) *builder {
@@ -178,7 +167,7 @@ func (b *builder) add(traceID storage.TraceID, t, end int64, service string, res
 	b.meta.Rows++
 	for i := range attrs {
 		if !b.keys.seen(attrs[i].Key) {
-			b.name(b.attrs, attrs[i].Key)
+			addName(&b.meta, b.attrs, attrs[i].Key)
 		}
 	}
 	if res != nil {
@@ -188,7 +177,7 @@ func (b *builder) add(traceID storage.TraceID, t, end int64, service string, res
 			}
 			b.seenRes[res] = struct{}{}
 			for i := range res.Attrs {
-				b.name(b.resAttrs, res.Attrs[i].Key)
+				addName(&b.meta, b.resAttrs, res.Attrs[i].Key)
 			}
 		}
 	}
@@ -568,7 +557,7 @@ func WriteSpans(ctx context.Context, st *objstore.Store, spans iter.Seq[*storage
 		if b.table != nil {
 			b.table.span(s.TraceID, s.StartUnixNano, s.EndUnixNano, s.ParentSpanID.IsEmpty(), s.Name, svc, int32(s.StatusCode))
 		}
-		b.op(Op{Service: svc, Name: s.Name, Kind: s.Kind})
+		addName(&b.meta, b.ops, Op{Service: svc, Name: s.Name, Kind: s.Kind})
 		toSpanRow(&rows[n], s, enc)
 		n++
 		if n == len(rows) {
