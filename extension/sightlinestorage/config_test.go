@@ -76,7 +76,7 @@ func TestLoadConfig(t *testing.T) {
 		"shared::ingesters_dns::interval: must be positive",
 		`wal::sync: "sometimes" is not one of always, interval`,
 		"block::row_group_rows: 10 is below the minimum of 1000",
-		"block::format: 3 is not a format this build writes (1 to 2)",
+		"block::format: 4 is not a format this build writes (1 to 3)",
 		"compaction::stall_blocks: 3 is neither -1, 0 nor at least min_blocks (4)",
 		"storage::azure::container: a container is required with backend azure",
 		"storage::azure::storage_account: a storage account is required with backend azure",

@@ -3,6 +3,7 @@ package traceql_test
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"math"
 	"path/filepath"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/query/traceql"
 	"github.com/sightlinehq/sightline/internal/store"
+	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 	"github.com/sightlinehq/sightline/internal/workload"
 )
@@ -400,28 +402,44 @@ func TestEvalOverStore(t *testing.T) {
 	check(db, "format 1 blocks", false, true)
 	require.NoError(t, db.Close())
 
-	// Format 2 blocks of the same data, in a store of their own.
-	db2 := open(t.TempDir(), 0)
-	defer db2.Close()
-	for _, td := range batches() {
-		require.NoError(t, db2.AppendTraces(td))
+	// Format 2 and 3 blocks of the same data, each in a store of its own.
+	for _, format := range []int{2, 0} {
+		db := open(t.TempDir(), format)
+		for _, td := range batches() {
+			require.NoError(t, db.AppendTraces(td))
+		}
+		require.NoError(t, db.Flush(ctx))
+		for _, m := range db.BlockMetas() {
+			require.Equal(t, cmp.Or(format, block.FormatVersion), m.Format)
+		}
+		check(db, fmt.Sprintf("format %d blocks", cmp.Or(format, block.FormatVersion)), true, true)
+		require.NoError(t, db.Close())
 	}
-	require.NoError(t, db2.Flush(ctx))
-	check(db2, "format 2 blocks", true, true)
 
-	// The format 1 store reopened by this build: three more flushes of
-	// re-sent (duplicate) data make format 2 blocks for compaction to
-	// merge with the format 1 ones and deduplicate.
+	// The format 1 store reopened by a build held at format 2, then by
+	// this one: flushes of re-sent (duplicate) data make format 2 and 3
+	// blocks for compaction to merge with the format 1 ones and
+	// deduplicate.
+	db = open(dir, 2)
+	td, _ := workload.New(42, t0, workload.Options{}).Batch(150)
+	require.NoError(t, db.AppendTraces(td))
+	require.NoError(t, db.Flush(ctx))
+	require.NoError(t, db.Close())
 	db = open(dir, 0)
 	defer db.Close()
-	for i := range 3 {
-		td, _ := workload.New(42, t0, workload.Options{}).Batch(150 * (i + 1))
+	for i := range 2 {
+		td, _ := workload.New(42, t0, workload.Options{}).Batch(150 * (i + 2))
 		require.NoError(t, db.AppendTraces(td))
 		require.NoError(t, db.Flush(ctx))
 	}
+	formats := map[int]bool{}
+	for _, m := range db.BlockMetas() {
+		formats[m.Format] = true
+	}
+	require.Equal(t, map[int]bool{1: true, 2: true, block.FormatVersion: true}, formats)
 	// Searches deduplicate spans stored twice; metrics count them twice
 	// until compaction merges them.
-	check(db, "format 1 and 2 blocks, duplicates", false, false)
+	check(db, "format 1, 2 and 3 blocks, duplicates", false, false)
 	before := len(db.BlockMetas())
 	db.Compact(ctx)
 	require.Less(t, len(db.BlockMetas()), before, "compaction merged nothing")

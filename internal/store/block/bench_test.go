@@ -2,6 +2,7 @@ package block
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -91,6 +92,56 @@ func BenchmarkTraceByID(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(spans)), "spans")
+}
+
+// BenchmarkTraceSummaries describes 1,000 traces spread over a block of
+// 30,000 (about 420k spans) from its trace table, as a search for 1,000
+// traces does, in each format with a trace table: every page of the
+// table's columns holds some of them.
+func BenchmarkTraceSummaries(b *testing.B) {
+	spans, _ := genSpans(b, 30000)
+	st, err := objstore.OpenFilesystem(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ids []storage.TraceID
+	for i := 0; i < len(spans); i++ {
+		if i == 0 || spans[i].TraceID != spans[i-1].TraceID {
+			ids = append(ids, spans[i].TraceID)
+		}
+	}
+	slices.SortFunc(ids, cmpID)
+	ids = slices.Compact(ids)
+	var want []storage.TraceID
+	for i := 0; i < len(ids); i += len(ids) / 1000 {
+		want = append(want, ids[i])
+	}
+	for _, format := range []int{2, FormatVersion} {
+		b.Run(fmt.Sprintf("format%d", format), func(b *testing.B) {
+			m, err := WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: b.TempDir(), Format: format})
+			if err != nil {
+				b.Fatal(err)
+			}
+			blk, err := Open(context.Background(), st, Traces, m.ID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer blk.Close()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				n, services := 0, 0
+				err := blk.TraceSummaries(context.Background(), want, func(s *storage.TraceSummary) {
+					n++
+					services += len(s.Services)
+				})
+				if err != nil || n != len(want) || services < n {
+					b.Fatalf("%d summaries of %d, %d services: %v", n, len(want), services, err)
+				}
+			}
+			b.ReportMetric(float64(m.TraceTableBytes)/float64(m.Traces), "table-B/trace")
+		})
+	}
 }
 
 // BenchmarkWriteLevel0 writes small blocks (about 24k spans, one row

@@ -78,3 +78,26 @@ func FuzzServicesBlob(f *testing.F) {
 		}
 	})
 }
+
+// FuzzServiceSetBlobs: the trace table's service set and counts decoders
+// never panic, whatever pair of blobs they get, and what the encoders
+// write decodes to what they were given.
+func FuzzServiceSetBlobs(f *testing.F) {
+	svc := []storage.ServiceSpans{{Service: "cart", Spans: 3, Errors: 1}, {Service: "", Spans: 1}}
+	f.Add(appendServiceSet(nil, svc), appendServiceCounts(nil, svc))
+	f.Add(appendServiceSet(nil, svc), appendServiceCounts(nil, svc[:1])) // counts short of the set
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}, []byte{0x80})
+	f.Add([]byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, set, counts []byte) {
+		got := decodeServiceCounts(nil, decodeServiceSet(set), counts)
+		again := decodeServiceCounts(nil, decodeServiceSet(appendServiceSet(nil, got)), appendServiceCounts(nil, got))
+		if len(again) != len(got) {
+			t.Fatalf("re-encoded %d services, decoded %d", len(got), len(again))
+		}
+		for i := range got {
+			if got[i] != again[i] {
+				t.Fatalf("service %d: %+v re-decoded as %+v", i, got[i], again[i])
+			}
+		}
+	})
+}

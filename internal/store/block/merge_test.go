@@ -87,7 +87,7 @@ func TestMergeSpansMatchesWriteSpans(t *testing.T) {
 
 // Blocks of a format version this build does not know are left to the
 // span-by-span merge (formats 1 and 2 share the data schema and merge row
-// by row: TestTraceTableOfMergedFormat1Blocks).
+// by row: TestTraceTableOfMergedOlderBlocks).
 func TestMergeSpansRefusesOtherFormats(t *testing.T) {
 	st, err := objstore.OpenFilesystem(t.TempDir())
 	require.NoError(t, err)

@@ -12,12 +12,14 @@ import (
 // blocks of a version they do not know. Bump it on any change to the
 // schemas below or to the bloom and index files.
 //
-// Version 2 adds the trace table (traceRow, TraceTableFile) to trace
+// Version 2 adds the trace table (traceRowV2, TraceTableFile) to trace
 // blocks; their data file and every log block are as in version 1.
-// Version 1 blocks stay readable: a search assembles their traces from
-// spans, and compaction rewrites them as version 2.
+// Version 3 splits the trace table's spans per service into a column of
+// service sets and one of their counts (traceRow). Versions 1 and 2 stay
+// readable: a search assembles version 1's traces from spans, and
+// compaction rewrites both as version 3.
 const (
-	FormatVersion    = 2
+	FormatVersion    = 3
 	MinFormatVersion = 1
 )
 

@@ -49,12 +49,38 @@ type traceRow struct {
 	RootName    string `parquet:"root_name,dict,snappy"`
 	Spans       int32  `parquet:"span_count,snappy"`
 	Errors      int32  `parquet:"error_count,snappy"`
-	// Services counts spans and errors per service, sorted by service,
-	// encoded as uvarint n | n × (str service | uvarint spans | uvarint
-	// errors): one flat column rather than a repeated group, which a
-	// page-wise reader could not align with rows. Traces of one shape
-	// repeat it, so it is dictionary-encoded.
-	Services []byte `parquet:"services,dict,snappy"`
+	// ServiceSet names the trace's services, sorted: uvarint n | n × str
+	// service. ServiceCounts holds each one's spans and errors in that
+	// order: n × (uvarint spans | uvarint errors). Both are flat columns
+	// rather than a repeated group, which a page-wise reader could not
+	// align with rows. They are apart because traces of one shape share
+	// the set but rarely the counts: format 2's one column of both
+	// overflowed its dictionary (5.8 MB plain per 2.4M spans) and was
+	// most of what a search for 1,000 traces read of the table. The set's
+	// dictionary holds each shape once, a row costs an index, and a page
+	// of indexes covers thousands of traces. The counts are a few bytes
+	// a row, which Snappy would shrink less than it costs to undo.
+	ServiceSet    []byte `parquet:"service_set,dict,uncompressed"`
+	ServiceCounts []byte `parquet:"service_counts,uncompressed"`
+
+	// services is the row's format 2 column (traceRowV2.Services), set
+	// only when writing format 2.
+	services []byte
+}
+
+// traceRowV2 is a row of a format 2 trace table: traceRow with one
+// column, services, in place of ServiceSet and ServiceCounts, encoded as
+// uvarint n | n × (str service | uvarint spans | uvarint errors).
+type traceRowV2 struct {
+	TraceID     [16]byte `parquet:"trace_id,uncompressed"`
+	Start       int64    `parquet:"start_unix_nano,snappy"`
+	Duration    int64    `parquet:"duration_nano,snappy"`
+	HasRoot     bool     `parquet:"has_root,snappy"`
+	RootService string   `parquet:"root_service,dict,snappy"`
+	RootName    string   `parquet:"root_name,dict,snappy"`
+	Spans       int32    `parquet:"span_count,snappy"`
+	Errors      int32    `parquet:"error_count,snappy"`
+	Services    []byte   `parquet:"services,dict,snappy"`
 }
 
 // traceTable builds the trace table while a block's span rows stream
@@ -65,8 +91,11 @@ type traceTable struct {
 	f       *os.File
 	cleanup func()
 	w       *parquet.GenericWriter[traceRow]
-	rows    []traceRow
-	cur     traceRow
+	// w2 and rows2 write format 2 instead of w (WriteOptions.Format).
+	w2    *parquet.GenericWriter[traceRowV2]
+	rows2 []traceRowV2
+	rows  []traceRow
+	cur   traceRow
 	// svc holds the current trace's services; few, so a slice.
 	svc []storage.ServiceSpans
 	// blobs holds the services blobs of the rows not yet written.
@@ -83,12 +112,14 @@ func newTraceTable(opts WriteOptions) (*traceTable, error) {
 		return nil, err
 	}
 	// PageFiles is a pool: the table's columns take files of their own.
-	wopts := append(writerOptions[traceRow](opts), parquet.PageBufferSize(traceTablePage))
-	return &traceTable{
-		f: f, cleanup: cleanup,
-		w:    parquet.NewGenericWriter[traceRow](f, wopts...),
-		rows: make([]traceRow, 0, writeBatch),
-	}, nil
+	t := &traceTable{f: f, cleanup: cleanup, rows: make([]traceRow, 0, writeBatch)}
+	if opts.Format == 2 {
+		t.w2 = parquet.NewGenericWriter[traceRowV2](f, append(writerOptions[traceRowV2](opts), parquet.PageBufferSize(traceTablePage))...)
+		t.rows2 = make([]traceRowV2, 0, writeBatch)
+	} else {
+		t.w = parquet.NewGenericWriter[traceRow](f, append(writerOptions[traceRow](opts), parquet.PageBufferSize(traceTablePage))...)
+	}
+	return t, nil
 }
 
 // span adds the next span row of the block, which arrive in block order:
@@ -144,8 +175,16 @@ func (t *traceTable) endTrace() {
 	// The blobs of a batch of rows share one buffer, reset once the
 	// batch is written.
 	n := len(t.blobs)
-	t.blobs = appendServices(t.blobs, t.svc)
-	t.cur.Services = t.blobs[n:len(t.blobs):len(t.blobs)]
+	if t.w2 != nil {
+		t.blobs = appendServices(t.blobs, t.svc)
+		t.cur.services = t.blobs[n:len(t.blobs):len(t.blobs)]
+	} else {
+		t.blobs = appendServiceSet(t.blobs, t.svc)
+		m := len(t.blobs)
+		t.blobs = appendServiceCounts(t.blobs, t.svc)
+		t.cur.ServiceSet = t.blobs[n:m:m]
+		t.cur.ServiceCounts = t.blobs[m:len(t.blobs):len(t.blobs)]
+	}
 	t.rows = append(t.rows, t.cur)
 	t.open = false
 	if len(t.rows) == cap(t.rows) {
@@ -157,7 +196,19 @@ func (t *traceTable) flushRows() {
 	if len(t.rows) == 0 || t.err != nil {
 		return
 	}
-	if _, err := t.w.Write(t.rows); err != nil {
+	var err error
+	if t.w2 != nil {
+		for _, r := range t.rows {
+			t.rows2 = append(t.rows2, traceRowV2{TraceID: r.TraceID, Start: r.Start, Duration: r.Duration, HasRoot: r.HasRoot,
+				RootService: r.RootService, RootName: r.RootName, Spans: r.Spans, Errors: r.Errors, Services: r.services})
+		}
+		_, err = t.w2.Write(t.rows2)
+		clear(t.rows2)
+		t.rows2 = t.rows2[:0]
+	} else {
+		_, err = t.w.Write(t.rows)
+	}
+	if err != nil {
 		t.err = fmt.Errorf("write trace table: %w", err)
 	}
 	clear(t.rows)
@@ -172,7 +223,13 @@ func (t *traceTable) finish(ctx context.Context, st *objstore.Store, sig Signal,
 	if t.err != nil {
 		return 0, t.err
 	}
-	if err := t.w.Close(); err != nil {
+	var err error
+	if t.w2 != nil {
+		err = t.w2.Close()
+	} else {
+		err = t.w.Close()
+	}
+	if err != nil {
 		return 0, fmt.Errorf("write trace table: %w", err)
 	}
 	fi, err := t.f.Stat()
@@ -213,7 +270,7 @@ func (b *Block) openTraceTable(ctx context.Context) error {
 		ra.Close()
 		return fmt.Errorf("trace table has %d rows, meta says %d traces", f.NumRows(), b.Meta.Traces)
 	}
-	cols, ok := traceColumnsOf(f.Schema())
+	cols, ok := traceColumnsOf(f.Schema(), b.Meta.Format)
 	if !ok {
 		// A table without the columns this build reads (one a later or
 		// unreleased build wrote differently) is not damage: the block
@@ -225,7 +282,10 @@ func (b *Block) openTraceTable(ctx context.Context) error {
 	return nil
 }
 
-var traceSchema = parquet.SchemaOf(traceRow{})
+var (
+	traceSchema   = parquet.SchemaOf(traceRow{})
+	traceSchemaV2 = parquet.SchemaOf(traceRowV2{})
+)
 
 // MayContain reports whether the block may hold trace id (its bloom
 // filter: false positives, never false negatives).
@@ -379,7 +439,11 @@ func (b *Block) readSummaries(ctx context.Context, rg parquet.RowGroup, i int, k
 	sums := make([]storage.TraceSummary, len(kept))
 	var pv pageValues
 	var dict dictStrings
-	var svc map[string][]storage.ServiceSpans // decoded services blobs
+	v2 := len(b.traceCols) == len(traceColumnNamesV2)
+	var svc map[string][]storage.ServiceSpans // decoded format 2 services blobs
+	var sets map[string][]string              // decoded service sets
+	var setOf [][]string                      // each kept row's, while its counts are read
+	var all []storage.ServiceSpans            // what the summaries' Services slice
 	for c, ci := range b.traceCols {
 		dict = dictStrings{}
 		// The j-th kept row is sums[j].
@@ -409,15 +473,36 @@ func (b *Block) readSummaries(ctx context.Context, rg parquet.RowGroup, i int, k
 					s.Errors = int(pv.int64At(k))
 				case ttServices:
 					blob := pv.bytesAt(k, pg)
-					if svc == nil {
-						svc = map[string][]storage.ServiceSpans{}
+					if v2 {
+						if svc == nil {
+							svc = map[string][]storage.ServiceSpans{}
+						}
+						d, ok := svc[string(blob)]
+						if !ok {
+							d = decodeServices(blob)
+							svc[string(blob)] = d
+						}
+						s.Services = d
+						break
 					}
-					d, ok := svc[string(blob)]
+					// A set repeats over traces of one shape: each is
+					// decoded once.
+					if sets == nil {
+						sets, setOf = map[string][]string{}, make([][]string, len(sums))
+					}
+					d, ok := sets[string(blob)]
 					if !ok {
-						d = decodeServices(blob)
-						svc[string(blob)] = d
+						d = decodeServiceSet(blob)
+						sets[string(blob)] = d
 					}
-					s.Services = d
+					setOf[j0+x] = d
+				case ttServiceCounts:
+					if setOf == nil {
+						break
+					}
+					from := len(all)
+					all = decodeServiceCounts(all, setOf[j0+x], pv.bytesAt(k, pg))
+					s.Services = all[from:len(all):len(all)]
 				}
 			}
 		})
@@ -442,21 +527,32 @@ const (
 	ttRootName
 	ttSpans
 	ttErrors
-	ttServices
+	ttServices      // service_set; in format 2, services
+	ttServiceCounts // service_counts; none in format 2
 )
 
 // traceColumnNames are the trace table's columns a lookup reads, in the
-// order above; start precedes duration, which adds to it.
-var traceColumnNames = []string{"trace_id", "start_unix_nano", "duration_nano", "has_root", "root_service", "root_name", "span_count", "error_count", "services"}
+// order above; start precedes duration, which adds to it, and the
+// service set precedes the counts, which it names. traceColumnNamesV2
+// are a format 2 table's.
+var (
+	traceColumnNames   = []string{"trace_id", "start_unix_nano", "duration_nano", "has_root", "root_service", "root_name", "span_count", "error_count", "service_set", "service_counts"}
+	traceColumnNamesV2 = []string{"trace_id", "start_unix_nano", "duration_nano", "has_root", "root_service", "root_name", "span_count", "error_count", "services"}
+)
 
-// traceColumnsOf finds the leaf indexes of traceColumnNames in a trace
-// table's schema, by name, so that a table with columns added later
-// still reads. It reports false when one is missing or of another type,
-// or is not a flat required column.
-func traceColumnsOf(sch *parquet.Schema) ([]int, bool) {
-	out := make([]int, 0, len(traceColumnNames))
-	for _, name := range traceColumnNames {
-		want, _ := traceSchema.Lookup(name)
+// traceColumnsOf finds the leaf indexes of the trace table columns of
+// block format format (traceColumnNames, or traceColumnNamesV2 for
+// format 2) in a trace table's schema, by name, so that a table with
+// columns added later still reads. It reports false when one is missing
+// or of another type, or is not a flat required column.
+func traceColumnsOf(sch *parquet.Schema, format int) ([]int, bool) {
+	names, want := traceColumnNames, traceSchema
+	if format == 2 {
+		names, want = traceColumnNamesV2, traceSchemaV2
+	}
+	out := make([]int, 0, len(names))
+	for _, name := range names {
+		want, _ := want.Lookup(name)
 		got, ok := sch.Lookup(name)
 		if !ok || got.Node.Type().Kind() != want.Node.Type().Kind() || got.MaxRepetitionLevel != 0 || got.MaxDefinitionLevel != 0 {
 			return nil, false
@@ -479,8 +575,58 @@ func appendServices(dst []byte, svc []storage.ServiceSpans) []byte {
 	return dst
 }
 
-// decodeServices decodes a services blob; a damaged one decodes to what
-// precedes the damage.
+// appendServiceSet appends svc's service_set: its names.
+func appendServiceSet(dst []byte, svc []storage.ServiceSpans) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(svc)))
+	for _, s := range svc {
+		dst = appendStr(dst, s.Service)
+	}
+	return dst
+}
+
+// appendServiceCounts appends svc's service_counts: each one's spans and
+// errors.
+func appendServiceCounts(dst []byte, svc []storage.ServiceSpans) []byte {
+	for _, s := range svc {
+		dst = binary.AppendUvarint(dst, uint64(s.Spans))
+		dst = binary.AppendUvarint(dst, uint64(s.Errors))
+	}
+	return dst
+}
+
+// decodeServiceSet decodes a service_set blob; a damaged one decodes to
+// what precedes the damage.
+func decodeServiceSet(b []byte) []string {
+	r := blobReader{b: b}
+	n := r.uvarint()
+	out := make([]string, 0, min(n, 64))
+	for range n {
+		s := r.str()
+		if r.err != nil {
+			break
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// decodeServiceCounts appends to dst the services of names with their
+// counts from a service_counts blob, in order; damaged or short counts
+// end the list where they do.
+func decodeServiceCounts(dst []storage.ServiceSpans, names []string, counts []byte) []storage.ServiceSpans {
+	r := blobReader{b: counts}
+	for _, name := range names {
+		s := storage.ServiceSpans{Service: name, Spans: int(r.uvarint()), Errors: int(r.uvarint())}
+		if r.err != nil {
+			break
+		}
+		dst = append(dst, s)
+	}
+	return dst
+}
+
+// decodeServices decodes a format 2 services blob; a damaged one decodes
+// to what precedes the damage.
 func decodeServices(b []byte) []storage.ServiceSpans {
 	r := blobReader{b: b}
 	n := r.uvarint()

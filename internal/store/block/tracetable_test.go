@@ -2,6 +2,7 @@ package block
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -115,15 +116,27 @@ func oddTraces(spans []storage.Span) []storage.Span {
 // The trace table of a written block holds, for every trace, what its
 // spans say, and TraceSummaries finds any subset of them.
 func TestTraceTable(t *testing.T) {
+	for _, format := range []int{2, FormatVersion} {
+		t.Run(fmt.Sprintf("format %d", format), func(t *testing.T) { testTraceTable(t, format) })
+	}
+}
+
+func testTraceTable(t *testing.T, format int) {
+	ctx := context.Background()
 	st, err := objstore.OpenFilesystem(t.TempDir())
 	require.NoError(t, err)
 	spans, _ := genSpans(t, 3000)
 	spans = oddTraces(spans)
 	sortSpans(spans)
-	b := writeTestBlock(t, st, spans, 5000)
-	require.Equal(t, FormatVersion, b.Meta.Format)
+	m, err := WriteSpans(ctx, st, seqSpans(spans), WriteOptions{RowGroupRows: 5000, TempDir: t.TempDir(), Format: format})
+	require.NoError(t, err)
+	b, err := Open(ctx, st, Traces, m.ID)
+	require.NoError(t, err)
+	defer b.Close()
+	require.Equal(t, format, b.Meta.Format)
 	require.True(t, b.HasTraceTable())
 	require.NotZero(t, b.Meta.TraceTableBytes)
+	require.Len(t, b.traceCols, map[int]int{2: len(traceColumnNamesV2), FormatVersion: len(traceColumnNames)}[format])
 
 	want := oracleSummaries(spans)
 	ids := sortedIDs(want)
@@ -151,10 +164,17 @@ func TestTraceTable(t *testing.T) {
 	require.NotZero(t, rootless, "the data has no rootless trace; the case tests nothing")
 }
 
-// Format 1 blocks have no trace table and answer no summaries; merged,
-// with traces split between them and a retried batch, they make a format
-// 2 block whose table describes the merged traces.
-func TestTraceTableOfMergedFormat1Blocks(t *testing.T) {
+// Format 1 blocks have no trace table and answer no summaries, format 2
+// blocks describe their own traces; merged, with traces split between
+// them and a retried batch, either make a block of the current format
+// whose table describes the merged traces.
+func TestTraceTableOfMergedOlderBlocks(t *testing.T) {
+	for _, format := range []int{1, 2} {
+		t.Run(fmt.Sprintf("format %d", format), func(t *testing.T) { testTraceTableOfMerged(t, format) })
+	}
+}
+
+func testTraceTableOfMerged(t *testing.T, format int) {
 	ctx := context.Background()
 	st, err := objstore.OpenFilesystem(t.TempDir())
 	require.NoError(t, err)
@@ -172,14 +192,19 @@ func TestTraceTableOfMergedFormat1Blocks(t *testing.T) {
 	var blocks []*Block
 	for _, p := range parts {
 		sortSpans(p)
-		m, err := WriteSpans(ctx, st, seqSpans(p), WriteOptions{RowGroupRows: 1000, TempDir: t.TempDir(), Format: 1})
+		m, err := WriteSpans(ctx, st, seqSpans(p), WriteOptions{RowGroupRows: 1000, TempDir: t.TempDir(), Format: format})
 		require.NoError(t, err)
-		require.Equal(t, 1, m.Format)
+		require.Equal(t, format, m.Format)
 		b, err := Open(ctx, st, Traces, m.ID)
 		require.NoError(t, err)
 		defer b.Close()
-		require.False(t, b.HasTraceTable())
-		require.Empty(t, readSummaries(t, b, sortedIDs(oracleSummaries(p))))
+		want := oracleSummaries(p)
+		if format == 1 {
+			require.False(t, b.HasTraceTable())
+			require.Empty(t, readSummaries(t, b, sortedIDs(want)))
+		} else {
+			require.Equal(t, want, readSummaries(t, b, sortedIDs(want)))
+		}
 		blocks = append(blocks, b)
 	}
 	m, err := MergeSpans(ctx, st, blocks, WriteOptions{RowGroupRows: 1000, TempDir: t.TempDir(), Level: 1})
@@ -213,9 +238,17 @@ func TestTraceTableDamage(t *testing.T) {
 // reads, one missing a column or with one of another type is left
 // unused (the block reads as format 1 does), never taken for damage.
 func TestTraceTableColumnsByName(t *testing.T) {
-	cols, ok := traceColumnsOf(traceSchema)
+	cols, ok := traceColumnsOf(traceSchema, FormatVersion)
 	require.True(t, ok)
 	require.Len(t, cols, len(traceColumnNames))
+	cols, ok = traceColumnsOf(traceSchemaV2, 2)
+	require.True(t, ok)
+	require.Len(t, cols, len(traceColumnNamesV2))
+	// Each format's table is read by its own names only.
+	_, ok = traceColumnsOf(traceSchemaV2, FormatVersion)
+	require.False(t, ok)
+	_, ok = traceColumnsOf(traceSchema, 2)
+	require.False(t, ok)
 
 	type withExtra struct {
 		TraceID     [16]byte `parquet:"trace_id"`
@@ -227,19 +260,22 @@ func TestTraceTableColumnsByName(t *testing.T) {
 		RootName    string   `parquet:"root_name,dict"`
 		Spans       int32    `parquet:"span_count"`
 		Errors      int32    `parquet:"error_count"`
-		Services    []byte   `parquet:"services,dict"`
+		Services    []byte   `parquet:"service_set,dict"`
+		Counts      []byte   `parquet:"service_counts"`
 	}
 	sch := parquet.SchemaOf(withExtra{})
-	cols, ok = traceColumnsOf(sch)
+	cols, ok = traceColumnsOf(sch, FormatVersion)
 	require.True(t, ok)
-	leaf, _ := sch.Lookup("services")
+	leaf, _ := sch.Lookup("service_set")
 	require.Equal(t, leaf.ColumnIndex, cols[ttServices])
+	leaf, _ = sch.Lookup("service_counts")
+	require.Equal(t, leaf.ColumnIndex, cols[ttServiceCounts])
 
 	type missing struct {
 		TraceID [16]byte `parquet:"trace_id"`
 		Start   int64    `parquet:"start_unix_nano"`
 	}
-	_, ok = traceColumnsOf(parquet.SchemaOf(missing{}))
+	_, ok = traceColumnsOf(parquet.SchemaOf(missing{}), FormatVersion)
 	require.False(t, ok)
 
 	type otherType struct {
@@ -251,9 +287,10 @@ func TestTraceTableColumnsByName(t *testing.T) {
 		RootName    string   `parquet:"root_name,dict"`
 		Spans       int32    `parquet:"span_count"`
 		Errors      int32    `parquet:"error_count"`
-		Services    []byte   `parquet:"services,dict"`
+		Services    []byte   `parquet:"service_set,dict"`
+		Counts      []byte   `parquet:"service_counts"`
 	}
-	_, ok = traceColumnsOf(parquet.SchemaOf(otherType{}))
+	_, ok = traceColumnsOf(parquet.SchemaOf(otherType{}), FormatVersion)
 	require.False(t, ok)
 }
 
