@@ -70,7 +70,9 @@ type traceRow struct {
 
 // traceRowV2 is a row of a format 2 trace table: traceRow with one
 // column, services, in place of ServiceSet and ServiceCounts, encoded as
-// uvarint n | n × (str service | uvarint spans | uvarint errors).
+// uvarint n | n × (str service | uvarint spans | uvarint errors). It
+// repeats traceRow's other fields rather than sharing them: a written
+// format's schema must not move when the next one's does.
 type traceRowV2 struct {
 	TraceID     [16]byte `parquet:"trace_id,uncompressed"`
 	Start       int64    `parquet:"start_unix_nano,snappy"`
