@@ -413,7 +413,7 @@ func TestColumnCodecs(t *testing.T) {
 		"attrs.value": format.Zstd, "resource": format.Zstd, "status_message": format.Zstd,
 	}
 	wantTable := map[string]format.CompressionCodec{
-		"trace_id": format.Uncompressed, "start_unix_nano": format.Snappy,
+		"trace_id": format.Uncompressed, "start_unix_nano": format.Uncompressed, "has_root": format.Snappy,
 		"service_set": format.Uncompressed, "service_counts": format.Uncompressed,
 	}
 	codecs := func(f *parquet.File) map[string]format.CompressionCodec {
