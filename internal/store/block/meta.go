@@ -28,7 +28,8 @@ const (
 	BloomFile     = "bloom"
 	IndexFile     = "index.json"
 	CompactedFile = "compacted.json"
-	// TraceTableFile is a trace block's table of whole traces (format 2).
+	// TraceTableFile is a trace block's table of whole traces (format 2
+	// and later).
 	TraceTableFile = "traces.parquet"
 )
 
@@ -45,7 +46,7 @@ type Meta struct {
 	// with a trace ID (logs).
 	Traces    int64 `json:"traces"`
 	DataBytes int64 `json:"data_bytes"`
-	// TraceTableBytes is the size of traces.parquet (format 2 trace
+	// TraceTableBytes is the size of traces.parquet (format 2+ trace
 	// blocks); checked on open.
 	TraceTableBytes int64 `json:"trace_table_bytes,omitempty"`
 	RowGroups       int   `json:"row_groups"`

@@ -27,7 +27,7 @@ type Block struct {
 
 	ra   objstore.ReaderAt
 	cols map[string]int
-	// tracesRA is the trace table of a format-2 trace block, nil before,
+	// tracesRA is the trace table of a format 2+ trace block, nil before,
 	// and traceCols the leaf indexes of its columns (traceColumnNames).
 	tracesRA  objstore.ReaderAt
 	traceCols []int

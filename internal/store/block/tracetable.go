@@ -15,12 +15,12 @@ import (
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
-// The trace table (format 2, TraceTableFile) holds one row per trace of a
-// trace block: what a search result shows of a trace and what trace-level
-// conditions ask, so that a search answers from it instead of assembling
-// every matching trace from its spans, which reads each candidate's rows
-// in every core column. Rows are sorted by trace ID, as the traces are in
-// data.parquet.
+// The trace table (format 2 and later, TraceTableFile) holds one row per
+// trace of a trace block: what a search result shows of a trace and what
+// trace-level conditions ask, so that a search answers from it instead of
+// assembling every matching trace from its spans, which reads each
+// candidate's rows in every core column. Rows are sorted by trace ID, as
+// the traces are in data.parquet.
 //
 // Every column is flat and required, so that a lookup reads each column
 // page by page, only the pages holding the traces it wants, the way core
@@ -258,7 +258,7 @@ func (t *traceTable) close() {
 	}
 }
 
-// openTraceTable opens a format-2 block's trace table.
+// openTraceTable opens a format 2+ block's trace table.
 func (b *Block) openTraceTable(ctx context.Context) error {
 	ra, err := b.st.OpenReaderAt(ctx, Key(b.Meta.Signal, b.Meta.ID, TraceTableFile))
 	if err != nil {
@@ -298,7 +298,8 @@ var (
 // filter: false positives, never false negatives).
 func (b *Block) MayContain(id storage.TraceID) bool { return b.bloom.MayContain(id) }
 
-// HasTraceTable reports whether the block has a trace table (format 2).
+// HasTraceTable reports whether the block has a trace table (format 2
+// and later).
 func (b *Block) HasTraceTable() bool { return b.tracesRA != nil }
 
 // TraceSummaries calls fn with the trace table's row of each of ids
@@ -446,7 +447,7 @@ func (b *Block) readSummaries(ctx context.Context, rg parquet.RowGroup, i int, k
 	sums := make([]storage.TraceSummary, len(kept))
 	var pv pageValues
 	var dict dictStrings
-	v2 := len(b.traceCols) == len(traceColumnNamesV2)
+	v2 := b.Meta.Format == 2
 	var svc map[string][]storage.ServiceSpans // decoded format 2 services blobs
 	var sets map[string][]string              // decoded service sets
 	var setOf [][]string                      // each kept row's, while its counts are read
