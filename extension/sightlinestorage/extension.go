@@ -244,7 +244,9 @@ func (s *Storage) registerMetrics() error {
 		metric.WithDescription("Metric samples refused, permanently, because they would have created a series past metrics::max_series."))
 	readers, err11 := m.Int64ObservableGauge("sightline_store_block_readers", metric.WithUnit("By"),
 		metric.WithDescription("What the open blocks' Parquet readers (footers and page indexes) are charged in their cache; past a quarter of the store's budget the least recently used are dropped and reopened when read."))
-	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11); err != nil {
+	retried, err12 := m.Int64ObservableCounter("sightline_store_retried",
+		metric.WithDescription("Spans and log records sent again in a request the store had taken already (a client's retry), answered as taken and not stored twice."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11, err12); err != nil {
 		return err
 	}
 	spans := metric.WithAttributes(attribute.String("signal", "traces"))
@@ -257,6 +259,8 @@ func (s *Storage) registerMetrics() error {
 		o.ObserveInt64(readers, st.BlockReaderBytes)
 		o.ObserveInt64(refused, st.RefusedSpans, spans)
 		o.ObserveInt64(refused, st.RefusedLogs, logs)
+		o.ObserveInt64(retried, st.RetriedSpans, spans)
+		o.ObserveInt64(retried, st.RetriedLogs, logs)
 		for sig, name := range []string{"traces", "logs"} {
 			for r, n := range st.RefusedRequests[sig] {
 				o.ObserveInt64(refusedReqs, n, metric.WithAttributes(attribute.String("signal", name), attribute.String("reason", store.RefusalReason(r).String())))
@@ -269,7 +273,7 @@ func (s *Storage) registerMetrics() error {
 		o.ObserveInt64(maxSeries, s.mdb.MaxSeries())
 		o.ObserveInt64(refusedSamples, s.mdb.SeriesLimitRefusals(), metric.WithAttributes(attribute.String("reason", "series_limit")))
 		return nil
-	}, mem, budget, pending, refused, refusedReqs, level0, stall, series, maxSeries, refusedSamples, readers)
+	}, mem, budget, pending, refused, refusedReqs, level0, stall, series, maxSeries, refusedSamples, readers, retried)
 	if err != nil {
 		return err
 	}

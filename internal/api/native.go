@@ -55,6 +55,8 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		"refused_requests":     st.RefusedTraceRequests + st.RefusedLogRequests,
 		"attributes_truncated": st.TruncatedAttributes,
 		"attributes_dropped":   st.DroppedAttributes,
+		"retried_spans":        st.RetriedSpans,
+		"retried_logs":         st.RetriedLogs,
 	}
 	if m := a.stores.Metrics; m != nil {
 		h := m.TSDB().Head()

@@ -220,6 +220,10 @@ type DB struct {
 	// refusedRequests the requests refused by Admit, before decoding.
 	refusedSpans, refusedLogs atomic.Int64
 	refusedRequests           [2][numRefusalReasons]atomic.Int64
+	// recent remembers the requests appended last, and retried counts the
+	// spans and log records of repeats answered from it (retries.go).
+	recent                    *recentPayloads
+	retriedSpans, retriedLogs atomic.Int64
 	// truncatedAttrs and droppedAttrs count the attribute limits' work.
 	truncatedAttrs, droppedAttrs atomic.Int64
 
@@ -278,7 +282,8 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if opts.Shared && opts.CompactionInterval > 0 && opts.Lease == nil {
 		return nil, errors.New("store: background compaction of a shared bucket needs a lease")
 	}
-	db := &DB{opts: opts, log: opts.Logger, problems: map[string]error{}, kick: make(chan struct{}, 1), flushKick: make(chan struct{}, 1), compactKick: make(chan struct{}, 1), done: make(chan struct{})}
+	db := &DB{opts: opts, log: opts.Logger, problems: map[string]error{}, kick: make(chan struct{}, 1), flushKick: make(chan struct{}, 1), compactKick: make(chan struct{}, 1), done: make(chan struct{}),
+		recent: newRecentPayloads()}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -539,6 +544,10 @@ func (db *DB) replay(ctx context.Context) error {
 		err := wal.Replay(db.walDir(), seg, func(typ byte, p []byte) error {
 			bytes += int64(len(p))
 			records++
+			if typ == recTraces || typ == recLogs {
+				// Taken before the restart: a retry of it is a repeat.
+				db.recent.add(db.recent.key(typ, p))
+			}
 			switch typ {
 			case recTraces:
 				if seg <= done[block.Traces] {
@@ -697,10 +706,18 @@ func (db *DB) AppendTraces(td ptrace.Traces) error {
 	if err != nil {
 		return fmt.Errorf("encode traces: %w", err)
 	}
+	key := db.recent.key(recTraces, payload)
+	if db.recent.has(key) {
+		db.retriedSpans.Add(int64(td.SpanCount()))
+		return nil
+	}
 	spans, attrs := storage.AppendTracesInto(spanBufs.get(td.SpanCount()), attrBufs.get(0), td)
 	err = db.append(recTraces, payload, func(h *head) int64 { return h.appendSpans(spans, len(payload)) })
 	spanBufs.put(spans)
 	attrBufs.put(attrs)
+	if err == nil {
+		db.recent.add(key)
+	}
 	return err
 }
 
@@ -778,10 +795,18 @@ func (db *DB) AppendLogs(ld plog.Logs) error {
 	if err != nil {
 		return fmt.Errorf("encode logs: %w", err)
 	}
+	key := db.recent.key(recLogs, payload)
+	if db.recent.has(key) {
+		db.retriedLogs.Add(int64(ld.LogRecordCount()))
+		return nil
+	}
 	logs, attrs := storage.AppendLogsInto(logBufs.get(ld.LogRecordCount()), attrBufs.get(0), ld)
 	err = db.append(recLogs, payload, func(h *head) int64 { return h.appendLogs(logs, len(payload)) })
 	logBufs.put(logs)
 	attrBufs.put(attrs)
+	if err == nil {
+		db.recent.add(key)
+	}
 	return err
 }
 
@@ -1208,6 +1233,9 @@ type Stats struct {
 	// TruncatedAttributes and DroppedAttributes were cut to the
 	// attribute limits on the way in.
 	TruncatedAttributes, DroppedAttributes int64
+	// RetriedSpans and RetriedLogs came in requests the store had taken
+	// already (a client's retry) and were not stored again (retries.go).
+	RetriedSpans, RetriedLogs int64
 }
 
 // Stats returns current counts.
@@ -1219,6 +1247,7 @@ func (db *DB) Stats() Stats {
 		BlockReaderBytes: db.files.Used(), BlockReaderLimit: db.files.Limit(),
 		RefusedSpans: db.refusedSpans.Load(), RefusedLogs: db.refusedLogs.Load(),
 		TruncatedAttributes: db.truncatedAttrs.Load(), DroppedAttributes: db.droppedAttrs.Load(),
+		RetriedSpans: db.retriedSpans.Load(), RetriedLogs: db.retriedLogs.Load(),
 		Level0TraceBlocks: db.level0[0].Load(), Level0LogBlocks: db.level0[1].Load(), StallBlocks: db.opts.StallBlocks}
 	for sig := range s.RefusedRequests {
 		for r := range s.RefusedRequests[sig] {

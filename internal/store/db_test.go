@@ -131,8 +131,15 @@ func TestCompactionMergesAndDedupes(t *testing.T) {
 			retry = td
 		}
 		if i == 2 {
-			// A client retry that lands in a later block.
+			// A client's retry of the first request, in a later head: the
+			// store remembers taking it and stores nothing. A collector
+			// that re-batched the same spans sends another request, which
+			// is stored, and compaction drops the repeats.
 			require.NoError(t, db.AppendTraces(retry))
+			require.Equal(t, int64(retry.SpanCount()), db.Stats().RetriedSpans)
+			rebatched := ptrace.NewTraces()
+			retry.ResourceSpans().At(0).CopyTo(rebatched.ResourceSpans().AppendEmpty())
+			require.NoError(t, db.AppendTraces(rebatched))
 		}
 		for id, n := range traceIDs(td) {
 			want[id] += n
@@ -156,7 +163,7 @@ func TestCompactionMergesAndDedupes(t *testing.T) {
 	for _, n := range want {
 		total += n
 	}
-	require.Equal(t, int64(total), db.Stats().BlockSpans, "the retried batch is stored once")
+	require.Equal(t, int64(total), db.Stats().BlockSpans, "the re-batched spans are stored once")
 	require.Empty(t, db.Problems())
 }
 
@@ -367,6 +374,7 @@ func TestFullDiskRefusesWithRetryableError(t *testing.T) {
 	q.Close()
 	full = false
 	require.NoError(t, db.AppendTraces(during))
+	require.Zero(t, db.Stats().RetriedSpans, "a request that failed is not taken for a retry")
 	require.Empty(t, db.Problems(), "the problem clears once writes succeed")
 	requireAll(t, db, traceIDs(before), nil)
 	requireAll(t, db, traceIDs(during), nil)
