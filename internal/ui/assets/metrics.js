@@ -119,6 +119,8 @@ const SELF = [
   ['Refused at the store\'s budget / s (spans, logs)', anyOf(['sightline_store_refused_total'])],
   // Refused before they were read, so counted as requests, not items.
   ['Requests refused unread (budget, backlog, memory) / s', anyOf(['sightline_store_refused_requests_total'])],
+  // Clients' retries of requests the store had taken: answered, not stored twice.
+  ['Retried, already stored / s (spans, logs)', anyOf(['sightline_store_retried_total'])],
   // Ingest stalls when this reaches sightline_store_stall_blocks.
   ['Level-0 blocks waiting to be merged', 'sum(sightline_store_level0_blocks)'],
   // The metrics TSDB's bound: new series past metrics::max_series are refused.
