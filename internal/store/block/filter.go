@@ -13,6 +13,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
 
+	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
@@ -191,16 +192,20 @@ func (b *Block) keptPages(ctx context.Context, rg parquet.RowGroup, i int, col s
 	if !ok {
 		return 0, errNoColumn(col)
 	}
-	return keptChunkPages(ctx, fileOf(rg), rg.ColumnChunks()[ci], i, ci, keep, fn)
+	return keptChunkPages(ctx, fileOf(rg), rg.ColumnChunks()[ci], i, ci, b.direct(), keep, fn)
 }
 
+// direct reports whether the block's pages may be read one at a time
+// (chunkPages): its files are local.
+func (b *Block) direct() bool { return b.ra != nil && objstore.IsLocal(b.ra) }
+
 // keptChunkPages is keptPages over column chunk cc, column ci of row
-// group i of f.
-func keptChunkPages(ctx context.Context, f *parquet.File, cc parquet.ColumnChunk, i, ci int, keep []bool, fn func(from int, pg parquet.Page)) (read int64, err error) {
-	pages := cc.Pages()
-	defer pages.Close()
+// group i of f; direct is Block.direct.
+func keptChunkPages(ctx context.Context, f *parquet.File, cc parquet.ColumnChunk, i, ci int, direct bool, keep []bool, fn func(from int, pg parquet.Page)) (read int64, err error) {
 	oi, _ := cc.OffsetIndex()
 	if oi == nil || oi.NumPages() == 0 {
+		pages := cc.Pages()
+		defer pages.Close()
 		row := 0
 		for {
 			if err := ctx.Err(); err != nil {
@@ -221,7 +226,8 @@ func keptChunkPages(ctx context.Context, f *parquet.File, cc parquet.ColumnChunk
 			parquet.Release(pg)
 		}
 	}
-	next := 0 // the row the page reader is positioned at
+	pages := openChunkPages(f, cc, oi, i, ci, direct)
+	defer pages.close()
 	for p := range oi.NumPages() {
 		from := int(oi.FirstRowIndex(p))
 		to := len(keep)
@@ -234,12 +240,7 @@ func keptChunkPages(ctx context.Context, f *parquet.File, cc parquet.ColumnChunk
 		if err := ctx.Err(); err != nil {
 			return read, err
 		}
-		if from != next {
-			if err := pages.SeekToRow(int64(from)); err != nil {
-				return read, err
-			}
-		}
-		pg, err := pages.ReadPage()
+		pg, err := pages.page(p)
 		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -251,7 +252,6 @@ func keptChunkPages(ctx context.Context, f *parquet.File, cc parquet.ColumnChunk
 		}
 		read += oi.CompressedPageSize(p)
 		fn(from, pg)
-		next = from + int(pg.NumRows())
 		parquet.Release(pg)
 	}
 	return read, nil

@@ -461,13 +461,14 @@ func (b *Block) tracesRows(rg parquet.RowGroup, i int, ids []storage.TraceID, ke
 	if !ok {
 		return 0, 0, errNoColumn("trace_id")
 	}
-	return markTraces(rg.ColumnChunks()[ci], ids, keep, runs, b.colBytes(rg, i, "trace_id"))
+	return markTraces(rg.ColumnChunks()[ci], i, b.direct(), ids, keep, runs, b.colBytes(rg, i, "trace_id"))
 }
 
 // markTraces is tracesRows over one trace_id column chunk, of the data
-// file or of the trace table: whole is what reading all of it counts,
-// when it has no page index to skip pages by.
-func markTraces(cc parquet.ColumnChunk, ids []storage.TraceID, keep []bool, runs *[]traceRun, whole int64) (found int, read int64, err error) {
+// file or of the trace table, in row group i; direct is Block.direct.
+// whole is what reading all of it counts, when it has no page index to
+// skip pages by.
+func markTraces(cc parquet.ColumnChunk, i int, direct bool, ids []storage.TraceID, keep []bool, runs *[]traceRun, whole int64) (found int, read int64, err error) {
 	cix, _ := cc.ColumnIndex()
 	oi, _ := cc.OffsetIndex()
 	if cix == nil || oi == nil || cix.NumPages() != oi.NumPages() {
@@ -483,10 +484,10 @@ func markTraces(cc parquet.ColumnChunk, ids []storage.TraceID, keep []bool, runs
 		})
 		return found, whole, err
 	}
-	pages := cc.Pages()
-	defer pages.Close()
+	pages := openChunkPages(cc.(*parquet.FileColumnChunk).File(), cc, oi, i, cc.Column(), direct)
+	defer pages.close()
 	var pv pageValues
-	next, j := 0, 0
+	j := 0
 	for p := range oi.NumPages() {
 		lo, hi := cix.MinValue(p).ByteArray(), cix.MaxValue(p).ByteArray()
 		if len(lo) == len(storage.TraceID{}) && len(hi) == len(lo) {
@@ -501,12 +502,7 @@ func markTraces(cc parquet.ColumnChunk, ids []storage.TraceID, keep []bool, runs
 			}
 		}
 		from := int(oi.FirstRowIndex(p))
-		if from != next {
-			if err := pages.SeekToRow(int64(from)); err != nil {
-				return found, read, err
-			}
-		}
-		pg, err := pages.ReadPage()
+		pg, err := pages.page(p)
 		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -528,7 +524,6 @@ func markTraces(cc parquet.ColumnChunk, ids []storage.TraceID, keep []bool, runs
 				addRun(runs, from+r, k)
 			}
 		}
-		next = from + int(pg.NumRows())
 		parquet.Release(pg)
 	}
 	return found, read, nil
