@@ -32,7 +32,10 @@ func NewTrace(spans []*storage.Span) *Trace {
 		return slices.Compare(a.SpanID[:], b.SpanID[:])
 	})
 	n := len(spans)
-	t := &Trace{Spans: spans, parent: make([]int, n), left: make([]int, n), right: make([]int, n), children: make([]int, n), Root: -1}
+	// One array for the per-span numbers and the children lists: a search
+	// assembles many small traces, each once.
+	ints := make([]int, 7*n+1)
+	t := &Trace{Spans: spans, parent: ints[:n:n], left: ints[n : 2*n : 2*n], right: ints[2*n : 3*n : 3*n], children: ints[3*n : 4*n : 4*n], Root: -1}
 	byID := make(map[storage.SpanID]int, n)
 	for i, s := range spans {
 		byID[s.SpanID] = i
@@ -43,7 +46,6 @@ func NewTrace(spans []*storage.Span) *Trace {
 			t.End = s.EndUnixNano
 		}
 	}
-	kids := make([][]int, n)
 	var roots []int
 	for i, s := range spans {
 		p, ok := byID[s.ParentSpanID]
@@ -56,22 +58,35 @@ func NewTrace(spans []*storage.Span) *Trace {
 			continue
 		}
 		t.parent[i] = p
-		kids[p] = append(kids[p], i)
 		t.children[p]++
 	}
+	// The children of span p, in span order, are kidList[kidsAt[p]:kidsAt[p+1]].
+	kidsAt, kidList, fill := ints[4*n:5*n+1], ints[5*n+1:6*n+1], ints[6*n+1:]
+	for p := range n {
+		kidsAt[p+1] = kidsAt[p] + t.children[p]
+	}
+	copy(fill, kidsAt[:n])
+	for i, p := range t.parent {
+		if p >= 0 {
+			kidList[fill[p]] = i
+			fill[p]++
+		}
+	}
+	kids := func(p int) []int { return kidList[kidsAt[p]:kidsAt[p+1]] }
 	// Nested-set numbering by depth-first walk, iterative so that deep
 	// traces cannot overflow the stack. Parent cycles leave spans
 	// unnumbered (0), which no structural operator then relates.
 	counter := 0
 	type frame struct{ span, next int }
+	var stack []frame
 	for _, r := range roots {
-		stack := []frame{{r, 0}}
+		stack = append(stack[:0], frame{r, 0})
 		counter++
 		t.left[r] = counter
 		for len(stack) > 0 {
 			f := &stack[len(stack)-1]
-			if f.next < len(kids[f.span]) {
-				c := kids[f.span][f.next]
+			if k := kids(f.span); f.next < len(k) {
+				c := k[f.next]
 				f.next++
 				counter++
 				t.left[c] = counter
