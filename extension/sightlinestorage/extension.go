@@ -246,7 +246,11 @@ func (s *Storage) registerMetrics() error {
 		metric.WithDescription("What the open blocks' Parquet readers (footers and page indexes) are charged in their cache; past a quarter of the store's budget the least recently used are dropped and reopened when read."))
 	retried, err12 := m.Int64ObservableCounter("sightline_store_retried",
 		metric.WithDescription("Spans and log records sent again in a request the store had taken already (a client's retry), answered as taken and not stored twice."))
-	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11, err12); err != nil {
+	pageCache, err13 := m.Int64ObservableGauge("sightline_store_page_cache", metric.WithUnit("By"),
+		metric.WithDescription("What the pages queries decoded and kept for the next take; past an eighth of the store's budget the least recently used are dropped."))
+	pageLookups, err14 := m.Int64ObservableCounter("sightline_store_page_cache_lookups",
+		metric.WithDescription("Lookups of decoded pages in the page cache, by result (hit, miss)."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11, err12, err13, err14); err != nil {
 		return err
 	}
 	spans := metric.WithAttributes(attribute.String("signal", "traces"))
@@ -257,6 +261,9 @@ func (s *Storage) registerMetrics() error {
 		o.ObserveInt64(budget, st.MemoryBudget)
 		o.ObserveInt64(pending, int64(st.PendingHeads))
 		o.ObserveInt64(readers, st.BlockReaderBytes)
+		o.ObserveInt64(pageCache, st.PageCacheBytes)
+		o.ObserveInt64(pageLookups, st.PageCacheHits, metric.WithAttributes(attribute.String("result", "hit")))
+		o.ObserveInt64(pageLookups, st.PageCacheMisses, metric.WithAttributes(attribute.String("result", "miss")))
 		o.ObserveInt64(refused, st.RefusedSpans, spans)
 		o.ObserveInt64(refused, st.RefusedLogs, logs)
 		o.ObserveInt64(retried, st.RetriedSpans, spans)
@@ -273,7 +280,7 @@ func (s *Storage) registerMetrics() error {
 		o.ObserveInt64(maxSeries, s.mdb.MaxSeries())
 		o.ObserveInt64(refusedSamples, s.mdb.SeriesLimitRefusals(), metric.WithAttributes(attribute.String("reason", "series_limit")))
 		return nil
-	}, mem, budget, pending, refused, refusedReqs, level0, stall, series, maxSeries, refusedSamples, readers, retried)
+	}, mem, budget, pending, refused, refusedReqs, level0, stall, series, maxSeries, refusedSamples, readers, retried, pageCache, pageLookups)
 	if err != nil {
 		return err
 	}

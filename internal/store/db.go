@@ -67,6 +67,10 @@ var ErrSharedBucket = errors.New("the bucket is shared by other processes")
 // their page index.
 const defaultBlockReaders = 32 << 20
 
+// defaultPageCache bounds the decoded pages a store without a memory
+// budget keeps (Options.PageCache).
+const defaultPageCache = 16 << 20
+
 // Options configure a DB.
 type Options struct {
 	// Dir holds the WAL and temporary files; it is always local.
@@ -94,6 +98,10 @@ type Options struct {
 	// million spans. 0 is a quarter of MemoryBudget (32 MiB without one);
 	// negative keeps every open block's readers.
 	BlockReaders int64
+	// PageCache bounds the bytes of the pages queries decoded that are
+	// kept for the next (block.PageCache). 0 is an eighth of MemoryBudget
+	// (16 MiB without one); negative keeps none.
+	PageCache int64
 	// Limits bound attribute sizes and counts; over them, data is
 	// truncated on the way in (limits.go).
 	Limits AttributeLimits
@@ -190,7 +198,8 @@ type DB struct {
 	pages *block.PageFiles
 	// files holds the Parquet readers of the open blocks (nil: each block
 	// holds its own).
-	files *block.FileCache
+	files     *block.FileCache
+	pageCache *block.PageCache
 
 	// appendMu orders appends against head cuts: an append holds it shared
 	// from its WAL write to its head insert, a cut holds it exclusively, so
@@ -294,6 +303,9 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 			n = cmp.Or(opts.MemoryBudget/4, defaultBlockReaders)
 		}
 		db.files = block.NewFileCache(n)
+	}
+	if n := opts.PageCache; n >= 0 {
+		db.pageCache = block.NewPageCache(cmp.Or(n, opts.MemoryBudget/8, defaultPageCache))
 	}
 	if err := db.loadBlocks(ctx); err != nil {
 		return nil, err
@@ -429,7 +441,7 @@ func (db *DB) loadBlocks(ctx context.Context) error {
 				}
 				continue
 			}
-			b, err := block.OpenCached(ctx, st, sig, id, db.files)
+			b, err := block.OpenCached(ctx, st, sig, id, db.caches())
 			if err != nil {
 				if errors.Is(err, storage.ErrCorrupt) {
 					db.setProblem("block/"+id, fmt.Errorf("block %s/%s quarantined: %w", sig, id, err))
@@ -1046,7 +1058,7 @@ func (db *DB) writeHead(ctx context.Context, h *head) ([]*blockRef, error) {
 }
 
 func (db *DB) openRef(ctx context.Context, m *block.Meta) (*blockRef, error) {
-	b, err := block.OpenCached(ctx, db.opts.Bucket, m.Signal, m.ID, db.files)
+	b, err := block.OpenCached(ctx, db.opts.Bucket, m.Signal, m.ID, db.caches())
 	if err != nil {
 		return nil, err
 	}
@@ -1218,6 +1230,11 @@ type Stats struct {
 	// BlockReaderBytes is what the open blocks' Parquet readers are
 	// charged in their cache, BlockReaderLimit its bound (0: none).
 	BlockReaderBytes, BlockReaderLimit int64
+	// PageCacheBytes is what the decoded pages kept take, PageCacheLimit
+	// their bound (0: none kept), and PageCacheHits and PageCacheMisses
+	// count the lookups of pages that found one kept and that did not.
+	PageCacheBytes, PageCacheLimit int64
+	PageCacheHits, PageCacheMisses int64
 	// Level0TraceBlocks and Level0LogBlocks wait to be merged; at
 	// StallBlocks of a signal its ingest is refused.
 	Level0TraceBlocks, Level0LogBlocks int64
@@ -1238,6 +1255,9 @@ type Stats struct {
 	RetriedSpans, RetriedLogs int64
 }
 
+// caches are what the store's blocks share.
+func (db *DB) caches() block.Caches { return block.Caches{Files: db.files, Pages: db.pageCache} }
+
 // Stats returns current counts.
 func (db *DB) Stats() Stats {
 	db.mu.RLock()
@@ -1245,6 +1265,8 @@ func (db *DB) Stats() Stats {
 	s := Stats{RetentionAge: db.opts.RetentionAge, RetentionBytes: db.opts.RetentionBytes,
 		MemoryBytes: db.mem.Load(), MemoryBudget: db.opts.MemoryBudget, PendingHeads: len(db.flushing),
 		BlockReaderBytes: db.files.Used(), BlockReaderLimit: db.files.Limit(),
+		PageCacheBytes: db.pageCache.Used(), PageCacheLimit: db.pageCache.Limit(),
+		PageCacheHits: db.pageCache.Hits(), PageCacheMisses: db.pageCache.Misses(),
 		RefusedSpans: db.refusedSpans.Load(), RefusedLogs: db.refusedLogs.Load(),
 		TruncatedAttributes: db.truncatedAttrs.Load(), DroppedAttributes: db.droppedAttrs.Load(),
 		RetriedSpans: db.retriedSpans.Load(), RetriedLogs: db.retriedLogs.Load(),

@@ -537,3 +537,45 @@ func TestBlockReadersWithinBound(t *testing.T) {
 	require.Positive(t, st.BlockReaderBytes)
 	require.LessOrEqual(t, st.BlockReaderBytes, st.BlockReaderLimit)
 }
+
+// The pages queries decode are kept within their bound (an eighth of the
+// memory budget unless set), and a query that runs again finds them: the
+// same answer, from the cache. Off, nothing is kept.
+func TestPageCacheWithinBound(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), func(o *Options) { o.MemoryBudget = 64 << 20 })
+	require.EqualValues(t, 8<<20, db.Stats().PageCacheLimit)
+	require.NoError(t, db.Close())
+	db = openTestDB(t, t.TempDir(), func(o *Options) { o.PageCache = -1 })
+	require.Zero(t, db.Stats().PageCacheLimit)
+	require.NoError(t, db.Close())
+
+	db = openTestDB(t, t.TempDir(), func(o *Options) { o.PageCache = 64 << 10 })
+	g := workload.New(5, time.Now(), workload.Options{})
+	for range 4 {
+		td, _ := g.Batch(200)
+		require.NoError(t, db.AppendTraces(td))
+		require.NoError(t, db.Flush(context.Background()))
+	}
+	q, err := db.Querier(context.Background())
+	require.NoError(t, err)
+	defer q.Close()
+	errorSpans := func() []storage.Span {
+		ctx := storage.WithStats(context.Background(), &storage.Stats{})
+		var out []storage.Span
+		require.NoError(t, q.Spans(ctx, &storage.SpanQuery{Projection: storage.ProjectCore, HasStatus: true, Status: storage.StatusError}, func(s *storage.Span) bool {
+			out = append(out, *s)
+			return true
+		}))
+		return out
+	}
+	first := errorSpans()
+	require.NotEmpty(t, first)
+	st := db.Stats()
+	require.Positive(t, st.PageCacheBytes)
+	require.LessOrEqual(t, st.PageCacheBytes, st.PageCacheLimit)
+	again := errorSpans()
+	require.ElementsMatch(t, first, again)
+	after := db.Stats()
+	require.Greater(t, after.PageCacheHits, st.PageCacheHits)
+	require.LessOrEqual(t, after.PageCacheBytes, after.PageCacheLimit)
+}

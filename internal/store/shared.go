@@ -113,7 +113,7 @@ func (db *DB) syncBlocks(ctx context.Context) error {
 		if !visible[lb.id] || have[lb.id] != nil || replaced[lb.id] {
 			continue
 		}
-		b, err := block.OpenCached(ctx, db.opts.Bucket, lb.sig, lb.id, db.files)
+		b, err := block.OpenCached(ctx, db.opts.Bucket, lb.sig, lb.id, db.caches())
 		switch {
 		case errors.Is(err, objstore.ErrNotExist):
 			// Deleted since the listing.

@@ -41,7 +41,7 @@ func TestFileCacheBoundsReaders(t *testing.T) {
 	files := NewFileCache(one * 3 / 2)
 	var blocks []*Block
 	for _, id := range ids {
-		b, err := OpenCached(ctx, st, Traces, id, files)
+		b, err := OpenCached(ctx, st, Traces, id, Caches{Files: files})
 		require.NoError(t, err)
 		blocks = append(blocks, b)
 		require.LessOrEqual(t, files.Used(), one*3/2)

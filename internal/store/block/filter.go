@@ -13,7 +13,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
 
-	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
@@ -192,16 +191,12 @@ func (b *Block) keptPages(ctx context.Context, rg parquet.RowGroup, i int, col s
 	if !ok {
 		return 0, errNoColumn(col)
 	}
-	return keptChunkPages(ctx, fileOf(rg), rg.ColumnChunks()[ci], i, ci, b.direct(), keep, fn)
+	return keptChunkPages(ctx, fileOf(rg), rg.ColumnChunks()[ci], i, ci, b.pageSource(dataFile, storage.StatsFrom(ctx)), keep, fn)
 }
 
-// direct reports whether the block's pages may be read one at a time
-// (chunkPages): its files are local.
-func (b *Block) direct() bool { return b.ra != nil && objstore.IsLocal(b.ra) }
-
 // keptChunkPages is keptPages over column chunk cc, column ci of row
-// group i of f; direct is Block.direct.
-func keptChunkPages(ctx context.Context, f *parquet.File, cc parquet.ColumnChunk, i, ci int, direct bool, keep []bool, fn func(from int, pg parquet.Page)) (read int64, err error) {
+// group i of f, read as src says.
+func keptChunkPages(ctx context.Context, f *parquet.File, cc parquet.ColumnChunk, i, ci int, src pageSource, keep []bool, fn func(from int, pg parquet.Page)) (read int64, err error) {
 	oi, _ := cc.OffsetIndex()
 	if oi == nil || oi.NumPages() == 0 {
 		pages := cc.Pages()
@@ -226,7 +221,7 @@ func keptChunkPages(ctx context.Context, f *parquet.File, cc parquet.ColumnChunk
 			parquet.Release(pg)
 		}
 	}
-	pages := openChunkPages(f, cc, oi, i, ci, direct)
+	pages := openChunkPages(f, cc, oi, i, ci, src)
 	defer pages.close()
 	for p := range oi.NumPages() {
 		from := int(oi.FirstRowIndex(p))

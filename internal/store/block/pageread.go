@@ -4,12 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"sync"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/encoding"
 	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
 // Reading pages by the offset index.
@@ -31,6 +35,29 @@ import (
 // FilePages, so every valid file still reads; a page that is damaged is
 // an error either way.
 
+// pageSource is how a block's file is read by pages: directly (local
+// files), and through which cache, under which identity of the file, for
+// the query that stats accounts (which keeps pages in the cache up to a
+// quarter of it: Stats.KeepCached).
+type pageSource struct {
+	direct bool
+	cache  *PageCache
+	file   uint64
+	stats  *storage.Stats
+}
+
+// pageSource returns how file k (dataFile, traceTableFile) is read for
+// the query stats accounts.
+func (b *Block) pageSource(k int, stats *storage.Stats) pageSource {
+	return pageSource{direct: b.ra != nil && objstore.IsLocal(b.ra), cache: b.pages, file: b.fileKeys[k], stats: stats}
+}
+
+// keep reports whether a decoded page or dictionary of size bytes goes
+// into the cache.
+func (s *pageSource) keep(size int64) bool {
+	return s.cache != nil && s.stats.KeepCached(size, s.cache.Limit()/4)
+}
+
 // chunkPages reads pages of one column chunk by their offset index. A
 // page it returns is valid until the next call or close.
 type chunkPages struct {
@@ -38,6 +65,7 @@ type chunkPages struct {
 	cc     parquet.ColumnChunk
 	oi     parquet.OffsetIndex
 	ci     int
+	src    pageSource
 	direct bool // pages are read here (else through FilePages)
 	typ    parquet.Type
 	codec  compress.Codec
@@ -72,12 +100,12 @@ var pageScratches = sync.Pool{New: func() any { return new(pageScratch) }}
 var errNotDirect = errors.New("page not read directly")
 
 // openChunkPages reads column ci of row group i of f, whose offset index
-// is oi. direct is whether f reads from a local file, where a read of one
-// page costs a system call and not a request.
-func openChunkPages(f *parquet.File, cc parquet.ColumnChunk, oi parquet.OffsetIndex, i, ci int, direct bool) *chunkPages {
-	c := &chunkPages{f: f, cc: cc, oi: oi, ci: ci}
+// is oi, as src says: directly only from a local file, where a read of
+// one page costs a system call and not a request.
+func openChunkPages(f *parquet.File, cc parquet.ColumnChunk, oi parquet.OffsetIndex, i, ci int, src pageSource) *chunkPages {
+	c := &chunkPages{f: f, cc: cc, oi: oi, ci: ci, src: src}
 	rgs := f.Metadata().RowGroups
-	if !direct || i >= len(rgs) || ci >= len(rgs[i].Columns) || oi.NumPages() == 0 {
+	if !src.direct || i >= len(rgs) || ci >= len(rgs[i].Columns) || oi.NumPages() == 0 {
 		return c
 	}
 	col := &rgs[i].Columns[ci]
@@ -177,6 +205,35 @@ func (c *chunkPages) body(raw []byte, h *pageHeader, n int, compressed bool, pla
 }
 
 func (c *chunkPages) readDirect(p int) (parquet.Page, error) {
+	key := pageKey{file: c.src.file, off: c.oi.Offset(p)}
+	if cp := c.src.cache.get(key); cp != nil {
+		return cp.page(c.typ, c.ci), nil
+	}
+	pg, err := c.decodeDirect(p)
+	if err != nil || c.src.cache == nil {
+		return pg, err
+	}
+	// The cache keeps copies: the page's values are in the scratch,
+	// which the next page reuses.
+	cp := &cachedPage{key: key, n: int(pg.NumValues())}
+	if d := pg.Dictionary(); d != nil {
+		if c.src.keep(4*int64(cp.n) + cachedPageOverhead) {
+			cp.dict, cp.idx = d, slices.Clone(c.sc.idx[:cp.n])
+			c.src.cache.put(cp)
+		}
+		return pg, nil
+	}
+	vals := pg.Data()
+	b, o := vals.Data()
+	if c.src.keep(int64(len(b)) + 4*int64(len(o)) + cachedPageOverhead) {
+		cp.vals, cp.offs = slices.Clone(b), slices.Clone(o)
+		c.src.cache.put(cp)
+	}
+	return pg, nil
+}
+
+// decodeDirect reads and decodes page p, into the scratch.
+func (c *chunkPages) decodeDirect(p int) (parquet.Page, error) {
 	raw, err := c.readAt(c.sc.raw, c.oi.Offset(p), c.oi.CompressedPageSize(p))
 	if err != nil {
 		return nil, err
@@ -240,6 +297,11 @@ func (c *chunkPages) dictionary() (parquet.Dictionary, error) {
 	if c.dictLen == 0 {
 		return nil, errNotDirect
 	}
+	key := pageKey{file: c.src.file, off: c.dictAt}
+	if cp := c.src.cache.get(key); cp != nil {
+		c.dict = cp.dict
+		return c.dict, nil
+	}
 	// Read into a buffer of its own: the page that asked for it may be
 	// in the scratch's.
 	raw, err := c.readAt(nil, c.dictAt, c.dictLen)
@@ -267,6 +329,9 @@ func (c *chunkPages) dictionary() (parquet.Dictionary, error) {
 		return nil, fmt.Errorf("dictionary of column %d: %w", c.ci, err)
 	}
 	c.dict = c.typ.NewDictionary(c.ci, nv, vals)
+	if size := dictSize(nv, data) + cachedPageOverhead; c.src.keep(size) {
+		c.src.cache.put(&cachedPage{key: key, dict: c.dict, dictOnly: true, size: size})
+	}
 	return c.dict, nil
 }
 

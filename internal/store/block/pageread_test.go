@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
+	"github.com/sightlinehq/sightline/internal/store/storage"
 )
 
 // pageValuesOf returns a page's values, copied.
@@ -37,9 +38,20 @@ func pageValuesOf(t *testing.T, pg parquet.Page) []parquet.Value {
 // Every page of every column chunk, read by the offset index, holds what
 // FilePages reads there: in the data files and trace tables of a block
 // written for the head (S2), one written to stay (zstd) and a merge of
-// them, read in both directions. The columns this package writes flat are
-// read without FilePages; the nested ones (levels) through it.
+// them, read in both directions, without a page cache and with one the
+// blocks and files share (read twice: decoded, then from the cache). The
+// columns this package writes flat are read without FilePages; the
+// nested ones (levels) through it.
 func TestChunkPagesReadWhatFilePagesRead(t *testing.T) {
+	t.Run("uncached", func(t *testing.T) { testChunkPages(t, nil, 1) })
+	cache := NewPageCache(64 << 20)
+	t.Run("cached", func(t *testing.T) { testChunkPages(t, cache, 2) })
+	require.Positive(t, cache.Hits())
+	require.Positive(t, cache.Misses())
+	require.Positive(t, cache.Used())
+}
+
+func testChunkPages(t *testing.T, cache *PageCache, passes int) {
 	st, err := objstore.OpenFilesystem(t.TempDir())
 	require.NoError(t, err)
 	spans, _ := genSpans(t, 400)
@@ -51,7 +63,7 @@ func TestChunkPagesReadWhatFilePagesRead(t *testing.T) {
 		b, err := Open(ctx, st, Traces, m.ID)
 		require.NoError(t, err)
 		t.Cleanup(func() { b.Close() })
-		require.True(t, b.direct())
+		require.True(t, b.pageSource(dataFile, nil).direct)
 		blocks = append(blocks, b)
 	}
 	m, err := MergeSpans(ctx, st, blocks, WriteOptions{TempDir: t.TempDir(), Level: 1, RowGroupRows: 2000})
@@ -63,50 +75,52 @@ func TestChunkPagesReadWhatFilePagesRead(t *testing.T) {
 
 	viaFilePages := map[string]bool{}
 	pages := 0
-	for _, b := range blocks {
-		for fi, f := range []*parquet.File{b.pinned[dataFile], b.pinned[traceTableFile]} {
-			require.NotNil(t, f)
-			for i, rg := range f.RowGroups() {
-				for ci, cc := range rg.ColumnChunks() {
-					name := strings.Join(f.Metadata().RowGroups[i].Columns[ci].MetaData.PathInSchema, ".")
-					if fi == 1 {
-						name = "table." + name
-					}
-					oi, err := cc.OffsetIndex()
-					require.NoError(t, err, name)
-					var want [][]parquet.Value
-					fp := cc.Pages()
-					for {
-						pg, err := fp.ReadPage()
-						if err != nil {
-							break
+	for range passes {
+		for _, b := range blocks {
+			for fi, f := range []*parquet.File{b.pinned[dataFile], b.pinned[traceTableFile]} {
+				require.NotNil(t, f)
+				for i, rg := range f.RowGroups() {
+					for ci, cc := range rg.ColumnChunks() {
+						name := strings.Join(f.Metadata().RowGroups[i].Columns[ci].MetaData.PathInSchema, ".")
+						if fi == 1 {
+							name = "table." + name
 						}
-						want = append(want, pageValuesOf(t, pg))
-					}
-					require.NoError(t, fp.Close())
-					require.Equal(t, len(want), oi.NumPages(), name)
-					c := openChunkPages(f, cc, oi, i, ci, true)
-					order := make([]int, 0, 2*len(want))
-					for p := len(want) - 1; p >= 0; p-- {
-						order = append(order, p)
-					}
-					for p := range want {
-						order = append(order, p)
-					}
-					for _, p := range order {
-						pg, err := c.page(p)
-						require.NoError(t, err, "%s page %d", name, p)
-						got := pageValuesOf(t, pg)
-						require.Equal(t, len(want[p]), len(got), "%s page %d", name, p)
-						for k := range got {
-							require.True(t, parquet.Equal(want[p][k], got[k]), "%s page %d value %d: %v, want %v", name, p, k, got[k], want[p][k])
+						oi, err := cc.OffsetIndex()
+						require.NoError(t, err, name)
+						var want [][]parquet.Value
+						fp := cc.Pages()
+						for {
+							pg, err := fp.ReadPage()
+							if err != nil {
+								break
+							}
+							want = append(want, pageValuesOf(t, pg))
 						}
-						pages++
+						require.NoError(t, fp.Close())
+						require.Equal(t, len(want), oi.NumPages(), name)
+						c := openChunkPages(f, cc, oi, i, ci, pageSource{direct: true, cache: cache, file: b.fileKeys[fi], stats: &storage.Stats{}})
+						order := make([]int, 0, 2*len(want))
+						for p := len(want) - 1; p >= 0; p-- {
+							order = append(order, p)
+						}
+						for p := range want {
+							order = append(order, p)
+						}
+						for _, p := range order {
+							pg, err := c.page(p)
+							require.NoError(t, err, "%s page %d", name, p)
+							got := pageValuesOf(t, pg)
+							require.Equal(t, len(want[p]), len(got), "%s page %d", name, p)
+							for k := range got {
+								require.True(t, parquet.Equal(want[p][k], got[k]), "%s page %d value %d: %v, want %v", name, p, k, got[k], want[p][k])
+							}
+							pages++
+						}
+						if c.fp != nil {
+							viaFilePages[name] = true
+						}
+						c.close()
 					}
-					if c.fp != nil {
-						viaFilePages[name] = true
-					}
-					c.close()
 				}
 			}
 		}
@@ -146,7 +160,7 @@ func TestChunkPagesRefuseDamagedPages(t *testing.T) {
 			bcc := bf.RowGroups()[0].ColumnChunks()[ci]
 			boi, err := bcc.OffsetIndex()
 			require.NoError(t, err)
-			c := openChunkPages(bf, bcc, boi, 0, ci, true)
+			c := openChunkPages(bf, bcc, boi, 0, ci, pageSource{direct: true})
 			_, err = c.page(0)
 			c.close()
 			require.Error(t, err, "%s damaged at %d", col, damage-at)
@@ -230,4 +244,43 @@ func FuzzPageHeader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkPageHeader(t, b)
 	})
+}
+
+// The cache holds what its limit allows, dropping the least recently used
+// entries first, and keeps nothing larger than itself.
+func TestPageCacheIsBounded(t *testing.T) {
+	c := NewPageCache(10 * (1000 + cachedPageOverhead))
+	put := func(off int64) { c.put(&cachedPage{key: pageKey{file: 1, off: off}, n: 250, vals: make([]byte, 1000)}) }
+	for off := range int64(10) {
+		put(off)
+	}
+	require.Equal(t, c.Limit(), c.Used())
+	require.NotNil(t, c.get(pageKey{file: 1, off: 0})) // now the most recent
+	put(10)
+	require.Nil(t, c.get(pageKey{file: 1, off: 1}), "the least recently used is dropped")
+	require.NotNil(t, c.get(pageKey{file: 1, off: 0}))
+	require.NotNil(t, c.get(pageKey{file: 1, off: 10}))
+	require.Nil(t, c.get(pageKey{file: 2, off: 10}), "another file's page at that offset")
+	c.put(&cachedPage{key: pageKey{file: 1, off: 99}, vals: make([]byte, 20000)})
+	require.Nil(t, c.get(pageKey{file: 1, off: 99}))
+	require.LessOrEqual(t, c.Used(), c.Limit())
+	for off := range int64(1000) {
+		put(100 + off)
+	}
+	require.LessOrEqual(t, c.Used(), c.Limit())
+	require.Equal(t, int64(3), c.Hits())
+	require.Equal(t, int64(3), c.Misses())
+
+	// A query keeps at most a quarter of the cache; a read outside one
+	// keeps nothing.
+	src := pageSource{cache: NewPageCache(4000), stats: &storage.Stats{}}
+	require.True(t, src.keep(600))
+	require.True(t, src.keep(400))
+	require.False(t, src.keep(1))
+	require.False(t, (&pageSource{cache: src.cache}).keep(1))
+
+	var none *PageCache
+	none.put(&cachedPage{})
+	require.Nil(t, none.get(pageKey{}))
+	require.Nil(t, NewPageCache(0))
 }

@@ -38,6 +38,10 @@ type Block struct {
 	pinned [2]*parquet.File
 	files  *FileCache
 	cached [2]*cachedFile
+	// pages keeps the pages read of the block's files, found by fileKeys
+	// (data file, trace table).
+	pages    *PageCache
+	fileKeys [2]uint64
 
 	closeOnce sync.Once
 }
@@ -51,13 +55,24 @@ func corrupt(id string, err error) error {
 // reported as storage.ErrCorrupt, so the caller can tell damage from an
 // unreachable bucket.
 func Open(ctx context.Context, st *objstore.Store, sig Signal, id string) (*Block, error) {
-	return OpenCached(ctx, st, sig, id, nil)
+	return OpenCached(ctx, st, sig, id, Caches{})
 }
 
-// OpenCached is Open for a block whose Parquet readers are held in files
-// (nil: by the block), which drops them past its limit; the block reopens
-// them from its files when a reader needs them again.
-func OpenCached(ctx context.Context, st *objstore.Store, sig Signal, id string, files *FileCache) (*Block, error) {
+// Caches are what the blocks of a store share to bound their memory:
+// the Parquet readers of their files and their decoded pages. Either may
+// be nil.
+type Caches struct {
+	// Files holds the blocks' Parquet readers and drops them past its
+	// limit; the block reopens them from its files when a reader needs
+	// them again. Nil: each block holds its own.
+	Files *FileCache
+	// Pages keeps pages its readers decoded. Nil: none is kept.
+	Pages *PageCache
+}
+
+// OpenCached is Open for a block whose readers and pages are held in
+// caches shared with other blocks.
+func OpenCached(ctx context.Context, st *objstore.Store, sig Signal, id string, caches Caches) (*Block, error) {
 	mb, err := st.Get(ctx, Key(sig, id, MetaFile))
 	if err != nil {
 		return nil, fmt.Errorf("block %s: %w", id, err)
@@ -66,7 +81,7 @@ func OpenCached(ctx context.Context, st *objstore.Store, sig Signal, id string, 
 	if err != nil {
 		return nil, corrupt(id, err)
 	}
-	b := &Block{Meta: meta, st: st, files: files}
+	b := &Block{Meta: meta, st: st, files: caches.Files, pages: caches.Pages, fileKeys: [2]uint64{newFileKey(), newFileKey()}}
 	bb, err := st.Get(ctx, Key(sig, id, BloomFile))
 	if err != nil {
 		return nil, corrupt(id, err)
@@ -455,20 +470,20 @@ func (b *Block) traceRows(rg parquet.RowGroup, i int, id storage.TraceID, keep [
 //
 // runs, when not nil, has appended to it where each trace found begins
 // (traceRun), so that a read of the rows' trace IDs need not decode the
-// column again.
-func (b *Block) tracesRows(rg parquet.RowGroup, i int, ids []storage.TraceID, keep []bool, runs *[]traceRun) (found int, read int64, err error) {
+// column again. stats accounts the query (pageSource).
+func (b *Block) tracesRows(rg parquet.RowGroup, i int, ids []storage.TraceID, keep []bool, runs *[]traceRun, stats *storage.Stats) (found int, read int64, err error) {
 	ci, ok := b.cols["trace_id"]
 	if !ok {
 		return 0, 0, errNoColumn("trace_id")
 	}
-	return markTraces(rg.ColumnChunks()[ci], i, b.direct(), ids, keep, runs, b.colBytes(rg, i, "trace_id"))
+	return markTraces(rg.ColumnChunks()[ci], i, b.pageSource(dataFile, stats), ids, keep, runs, b.colBytes(rg, i, "trace_id"))
 }
 
 // markTraces is tracesRows over one trace_id column chunk, of the data
-// file or of the trace table, in row group i; direct is Block.direct.
-// whole is what reading all of it counts, when it has no page index to
-// skip pages by.
-func markTraces(cc parquet.ColumnChunk, i int, direct bool, ids []storage.TraceID, keep []bool, runs *[]traceRun, whole int64) (found int, read int64, err error) {
+// file or of the trace table, in row group i, read as src says. whole is
+// what reading all of it counts, when it has no page index to skip pages
+// by.
+func markTraces(cc parquet.ColumnChunk, i int, src pageSource, ids []storage.TraceID, keep []bool, runs *[]traceRun, whole int64) (found int, read int64, err error) {
 	cix, _ := cc.ColumnIndex()
 	oi, _ := cc.OffsetIndex()
 	if cix == nil || oi == nil || cix.NumPages() != oi.NumPages() {
@@ -484,7 +499,7 @@ func markTraces(cc parquet.ColumnChunk, i int, direct bool, ids []storage.TraceI
 		})
 		return found, whole, err
 	}
-	pages := openChunkPages(cc.(*parquet.FileColumnChunk).File(), cc, oi, i, cc.Column(), direct)
+	pages := openChunkPages(cc.(*parquet.FileColumnChunk).File(), cc, oi, i, cc.Column(), src)
 	defer pages.close()
 	var pv pageValues
 	j := 0
@@ -816,7 +831,7 @@ func (b *Block) prefilterSpans(ctx context.Context, rg parquet.RowGroup, i int, 
 	keep := sc.keepRows(int(e.Rows))
 	if len(q.TraceIDs) > 0 {
 		sc.runs = sc.runs[:0]
-		found, read, err := b.tracesRows(rg, i, q.TraceIDs, keep, &sc.runs)
+		found, read, err := b.tracesRows(rg, i, q.TraceIDs, keep, &sc.runs, stats)
 		if err == nil {
 			err = stats.AddBytes(read)
 		}

@@ -328,7 +328,7 @@ func (b *Block) TraceSummaries(ctx context.Context, ids []storage.TraceID, fn fu
 			return err
 		}
 		keep := make([]bool, rg.NumRows())
-		found, read, err := markTraces(rg.ColumnChunks()[b.traceCols[ttTraceID]], i, b.direct(), ids, keep, nil, chunkBytes(table, i, b.traceCols[ttTraceID]))
+		found, read, err := markTraces(rg.ColumnChunks()[b.traceCols[ttTraceID]], i, b.pageSource(traceTableFile, storage.StatsFrom(ctx)), ids, keep, nil, chunkBytes(table, i, b.traceCols[ttTraceID]))
 		if err == nil {
 			err = stats.AddBytes(read)
 		}
@@ -399,7 +399,7 @@ func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(
 				break
 			}
 			var dict dictMatch
-			read, err := keptChunkPages(ctx, table, chunks[cols[k]], i, cols[k], b.direct(), keep, func(from int, pg parquet.Page) {
+			read, err := keptChunkPages(ctx, table, chunks[cols[k]], i, cols[k], b.pageSource(traceTableFile, storage.StatsFrom(ctx)), keep, func(from int, pg parquet.Page) {
 				n := min(int(pg.NumRows()), len(keep)-from)
 				p.page(pg, keep[from:from+n], &dict)
 			})
@@ -416,7 +416,7 @@ func (b *Block) FindTraces(ctx context.Context, f *storage.TraceFilter, fn func(
 		var pv pageValues
 		stop := false
 		ci := b.traceCols[ttTraceID]
-		read, err := keptChunkPages(ctx, table, chunks[ci], i, ci, b.direct(), keep, func(from int, pg parquet.Page) {
+		read, err := keptChunkPages(ctx, table, chunks[ci], i, ci, b.pageSource(traceTableFile, storage.StatsFrom(ctx)), keep, func(from int, pg parquet.Page) {
 			if stop {
 				return
 			}
@@ -455,7 +455,7 @@ func (b *Block) readSummaries(ctx context.Context, rg parquet.RowGroup, i int, k
 	for c, ci := range b.traceCols {
 		dict = dictStrings{}
 		// The j-th kept row is sums[j].
-		read, err := keptChunkPages(ctx, fileOf(rg), rg.ColumnChunks()[ci], i, ci, b.direct(), keep, func(from int, pg parquet.Page) {
+		read, err := keptChunkPages(ctx, fileOf(rg), rg.ColumnChunks()[ci], i, ci, b.pageSource(traceTableFile, storage.StatsFrom(ctx)), keep, func(from int, pg parquet.Page) {
 			pv.load(pg, &dict)
 			j0, in := keptIn(kept, from, from+min(int(pg.NumRows()), len(keep)-from))
 			for x, r := range in {

@@ -19,7 +19,8 @@ var ErrTraceTooLarge = errors.New("trace too large")
 // it scans and of every row group it decodes rows from. A Stats is safe for
 // concurrent use.
 type Stats struct {
-	bytes atomic.Int64
+	bytes  atomic.Int64
+	cached atomic.Int64
 	// MaxBytes, when positive, makes reads fail with ErrBytesLimit once
 	// the total passes it.
 	MaxBytes int64
@@ -50,6 +51,14 @@ func WithStats(ctx context.Context, s *Stats) context.Context {
 func StatsFrom(ctx context.Context) *Stats {
 	s, _ := ctx.Value(statsKey{}).(*Stats)
 	return s
+}
+
+// KeepCached reports whether the query may keep n more bytes of what it
+// decoded in a cache shared with other queries, each query keeping at
+// most limit: a query that reads more than the cache holds would only
+// copy its pages in to push them out again. It is false on nil.
+func (s *Stats) KeepCached(n, limit int64) bool {
+	return s != nil && s.cached.Add(n) <= limit
 }
 
 // BytesRead returns the bytes accounted so far.
