@@ -48,18 +48,18 @@ var fileKeys atomic.Uint64
 // newFileKey returns a file identity no other file of the process has.
 func newFileKey() uint64 { return fileKeys.Add(1) }
 
-// cachedPage is a decoded page, or a chunk's dictionary (dictOnly). A
-// dictionary-encoded page is its indexes and the dictionary they index;
-// any other its values as encoding.Values holds them.
+// cachedPage is a decoded page, or a chunk's dictionary (dict alone,
+// found by the dictionary page's offset). A dictionary-encoded page is
+// its indexes and the dictionary they index; any other its values as
+// encoding.Values holds them.
 type cachedPage struct {
-	key      pageKey
-	n        int
-	vals     []byte
-	offs     []uint32
-	idx      []int32
-	dict     parquet.Dictionary
-	dictOnly bool
-	size     int64
+	key  pageKey
+	n    int
+	vals []byte
+	offs []uint32
+	idx  []int32
+	dict parquet.Dictionary
+	size int64
 }
 
 // cachedPageOverhead is what an entry costs beyond its values: the entry,

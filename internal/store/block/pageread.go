@@ -330,7 +330,7 @@ func (c *chunkPages) dictionary() (parquet.Dictionary, error) {
 	}
 	c.dict = c.typ.NewDictionary(c.ci, nv, vals)
 	if size := dictSize(nv, data) + cachedPageOverhead; c.src.keep(size) {
-		c.src.cache.put(&cachedPage{key: key, dict: c.dict, dictOnly: true, size: size})
+		c.src.cache.put(&cachedPage{key: key, dict: c.dict, size: size})
 	}
 	return c.dict, nil
 }

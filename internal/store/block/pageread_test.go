@@ -3,9 +3,11 @@ package block
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
@@ -283,4 +285,85 @@ func TestPageCacheIsBounded(t *testing.T) {
 	none.put(&cachedPage{})
 	require.Nil(t, none.get(pageKey{}))
 	require.Nil(t, NewPageCache(0))
+}
+
+// Readers that share a cache, at once, each read what FilePages reads,
+// while the cache, a fraction of what they read, drops pages under them.
+func TestPageCacheSharedByConcurrentReaders(t *testing.T) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 300)
+	b := writeTestBlock(t, st, spans, 1000)
+	f := b.pinned[dataFile]
+	type chunk struct {
+		i, ci int
+		cc    parquet.ColumnChunk
+		oi    parquet.OffsetIndex
+		want  [][]parquet.Value
+	}
+	var chunks []chunk
+	for _, col := range coreColumns {
+		ci := b.cols[col]
+		for i, rg := range f.RowGroups() {
+			cc := rg.ColumnChunks()[ci]
+			oi, err := cc.OffsetIndex()
+			require.NoError(t, err)
+			c := chunk{i: i, ci: ci, cc: cc, oi: oi}
+			fp := cc.Pages()
+			for {
+				pg, err := fp.ReadPage()
+				if err != nil {
+					break
+				}
+				c.want = append(c.want, pageValuesOf(t, pg))
+			}
+			require.NoError(t, fp.Close())
+			chunks = append(chunks, c)
+		}
+	}
+	cache := NewPageCache(256 << 10)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range 3 {
+				src := pageSource{direct: true, cache: cache, file: b.fileKeys[dataFile], stats: &storage.Stats{}}
+				for k := range chunks {
+					c := &chunks[(k+g*7+round)%len(chunks)]
+					cp := openChunkPages(f, c.cc, c.oi, c.i, c.ci, src)
+					for p, want := range c.want {
+						pg, err := cp.page(p)
+						if err != nil {
+							errs <- err
+							cp.close()
+							return
+						}
+						got := pageValuesOf(t, pg)
+						if len(got) != len(want) {
+							errs <- fmt.Errorf("column %d page %d: %d values, want %d", c.ci, p, len(got), len(want))
+							cp.close()
+							return
+						}
+						for v := range got {
+							if !parquet.Equal(got[v], want[v]) {
+								errs <- fmt.Errorf("column %d page %d value %d: %v, want %v", c.ci, p, v, got[v], want[v])
+								cp.close()
+								return
+							}
+						}
+					}
+					cp.close()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Positive(t, cache.Hits())
+	require.LessOrEqual(t, cache.Used(), cache.Limit())
 }
