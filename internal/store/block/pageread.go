@@ -87,6 +87,9 @@ type pageScratch struct {
 	raw, plain, vals []byte
 	offs             []uint32
 	idx              []int32
+	// A levelCursor's: a page's levels and a row's values.
+	reps, defs []byte
+	row        []parquet.Value
 }
 
 // maxPooledScratch bounds the buffers a pageScratch keeps between reads:
@@ -136,7 +139,7 @@ func (c *chunkPages) close() {
 	}
 	if sc := c.sc; sc != nil {
 		c.sc = nil
-		if cap(sc.raw) <= maxPooledScratch && cap(sc.plain) <= maxPooledScratch && cap(sc.vals) <= maxPooledScratch {
+		if max(cap(sc.raw), cap(sc.plain), cap(sc.vals), cap(sc.reps), cap(sc.defs), 24*cap(sc.row)) <= maxPooledScratch {
 			pageScratches.Put(sc)
 		}
 	}
@@ -181,27 +184,32 @@ func (c *chunkPages) readAt(buf []byte, off, n int64) ([]byte, error) {
 }
 
 // body checks a page's header against the bytes read and its checksum,
-// and returns its values' bytes: in raw, or decompressed into plain
+// and returns its first lv bytes (a data page v2's levels, which are never
+// compressed) and its values' bytes: in raw, or decompressed into plain
 // (grown as needed; inflated says which).
-func (c *chunkPages) body(raw []byte, h *pageHeader, n int, compressed bool, plain []byte) (data []byte, inflated bool, err error) {
+func (c *chunkPages) body(raw []byte, h *pageHeader, n, lv int, compressed bool, plain []byte) (levels, data []byte, inflated bool, err error) {
 	if int64(n)+int64(h.compressedSize) != int64(len(raw)) || h.compressedSize < 0 || h.uncompressedSize < 0 {
-		return nil, false, errNotDirect // not one page as the index says: FilePages judges it
+		return nil, nil, false, errNotDirect // not one page as the index says: FilePages judges it
 	}
 	data = raw[n:]
 	if h.crc != 0 && uint32(h.crc) != crc32.ChecksumIEEE(data) {
-		return nil, false, fmt.Errorf("crc32 checksum mismatch in page of column %d: %w", c.ci, parquet.ErrCorrupted)
+		return nil, nil, false, fmt.Errorf("crc32 checksum mismatch in page of column %d: %w", c.ci, parquet.ErrCorrupted)
 	}
+	if lv < 0 || lv > len(data) || lv > int(h.uncompressedSize) {
+		return nil, nil, false, fmt.Errorf("page of column %d: %d bytes of levels in %d: %w", c.ci, lv, len(data), parquet.ErrCorrupted)
+	}
+	levels, data = data[:lv], data[lv:]
 	if !compressed || c.codec.CompressionCodec() == format.Uncompressed {
-		return data, false, nil
+		return levels, data, false, nil
 	}
 	out, err := c.codec.Decode(plain[:0], data)
 	if err != nil {
-		return nil, false, fmt.Errorf("decompressing page of column %d: %w", c.ci, err)
+		return nil, nil, false, fmt.Errorf("decompressing page of column %d: %w", c.ci, err)
 	}
-	if len(out) != int(h.uncompressedSize) {
-		return nil, false, fmt.Errorf("page of column %d decompressed to %d bytes, not %d: %w", c.ci, len(out), h.uncompressedSize, parquet.ErrCorrupted)
+	if want := int(h.uncompressedSize) - lv; len(out) != want {
+		return nil, nil, false, fmt.Errorf("page of column %d decompressed to %d bytes, not %d: %w", c.ci, len(out), want, parquet.ErrCorrupted)
 	}
-	return out, true, nil
+	return levels, out, true, nil
 }
 
 func (c *chunkPages) readDirect(p int) (parquet.Page, error) {
@@ -244,18 +252,29 @@ func (c *chunkPages) decodeDirect(p int) (parquet.Page, error) {
 		h.numNulls != 0 || h.numValues != h.numRows || h.numValues < 0 {
 		return nil, errNotDirect
 	}
-	data, inflated, err := c.body(raw, &h, n, h.isCompressed, c.sc.plain)
+	_, data, inflated, err := c.body(raw, &h, n, 0, h.isCompressed, c.sc.plain)
 	if err != nil {
 		return nil, err
 	}
 	if inflated {
 		c.sc.plain = data
 	}
-	nv := int(h.numValues)
+	return c.decodeValues(&h, data, int(h.numValues))
+}
+
+// decodeValues decodes the nv values of a data page, data, in the
+// encoding its header h names, into the scratch: a page of dictionary
+// indexes or of the values themselves.
+func (c *chunkPages) decodeValues(h *pageHeader, data []byte, nv int) (parquet.Page, error) {
 	if h.encoding == format.RLEDictionary || h.encoding == format.PlainDictionary {
 		dict, err := c.dictionary()
 		if err != nil {
 			return nil, err
+		}
+		if len(data) > 0 {
+			if _, err := hybridCount(data[1:], int(data[0])); err != nil {
+				return nil, fmt.Errorf("page of column %d: %w", c.ci, err)
+			}
 		}
 		idx, err := parquet.RLEDictionary.DecodeInt32(c.sc.idx[:0], data)
 		if err != nil {
@@ -312,7 +331,7 @@ func (c *chunkPages) dictionary() (parquet.Dictionary, error) {
 	if err != nil || h.typ != format.DictionaryPage || !h.dict || h.numValues < 0 {
 		return nil, errNotDirect
 	}
-	data, _, err := c.body(raw, &h, n, true, nil)
+	_, data, _, err := c.body(raw, &h, n, 0, true, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -633,7 +633,7 @@ func (b *Block) TraceByID(ctx context.Context, id storage.TraceID, dst []storage
 		if err := stats.AddBytes(rowsBytes(rg, i, from, from+int64(n)-1)); err != nil {
 			return dst, err
 		}
-		if _, err := readRuns(rg, keep, func(r *spanRow) bool {
+		if _, err := readRows(f, rg, i, keep, b.pageSource(dataFile, stats), func(r *spanRow) bool {
 			dst = append(dst, fromSpanRow(r, cache))
 			return true
 		}); err != nil {
@@ -726,7 +726,7 @@ func (b *Block) Spans(ctx context.Context, q *storage.SpanQuery, fn func(*storag
 		if err := stats.AddBytes(rgBytes(rg, i)); err != nil {
 			return false, err
 		}
-		cont, err := matchRuns(rg, keep, cache, fromSpanRow, rq.Match, fn)
+		cont, err := matchRuns(f, rg, i, keep, b.pageSource(dataFile, stats), cache, fromSpanRow, rq.Match, fn)
 		if err != nil {
 			return false, b.readErr(err)
 		}
@@ -774,8 +774,8 @@ func rowGroupMatches(e *IndexEntry, start, end int64, service string, id storage
 
 // matchRuns decodes the kept rows, applies the full query and hands
 // matches to fn; false means fn asked to stop.
-func matchRuns[R, T any](rg parquet.RowGroup, keep []bool, cache *resourceCache, conv func(*R, *resourceCache) T, match func(*T) bool, fn func(*T) bool) (bool, error) {
-	return readRuns(rg, keep, func(r *R) bool {
+func matchRuns[R, T any](f *parquet.File, rg parquet.RowGroup, i int, keep []bool, src pageSource, cache *resourceCache, conv func(*R, *resourceCache) T, match func(*T) bool, fn func(*T) bool) (bool, error) {
+	return readRows(f, rg, i, keep, src, func(r *R) bool {
 		v := conv(r, cache)
 		return !match(&v) || fn(&v)
 	})
@@ -1248,7 +1248,7 @@ func (b *Block) Logs(ctx context.Context, q *storage.LogQuery, fn func(*storage.
 		if err := stats.AddBytes(rgBytes(rg, i)); err != nil {
 			return false, err
 		}
-		cont, err := matchRuns(rg, keep, cache, fromLogRow, q.Match, fn)
+		cont, err := matchRuns(f, rg, i, keep, b.pageSource(dataFile, stats), cache, fromLogRow, q.Match, fn)
 		if err != nil {
 			return false, b.readErr(err)
 		}
