@@ -287,6 +287,16 @@ func anyKept(keep []bool) bool {
 	return bytes.IndexByte(unsafe.Slice((*byte)(unsafe.Pointer(&keep[0])), len(keep)), 1) >= 0
 }
 
+// countKept returns how many rows are kept, counting the flags as bytes
+// as anyKept searches them: a trace lookup counts a row group's 100,000
+// for its 15 rows.
+func countKept(keep []bool) int {
+	if len(keep) == 0 {
+		return 0
+	}
+	return bytes.Count(unsafe.Slice((*byte)(unsafe.Pointer(&keep[0])), len(keep)), []byte{1})
+}
+
 // pageBounds returns the page index of p's column in a row group, when p
 // is an integer predicate (the only ones with page bounds; see
 // writerOptions) and the chunk has one that agrees with its offset index.

@@ -172,8 +172,9 @@ func TestCoreFields(t *testing.T) {
 	require.Less(t, stats.BytesRead(), fullStats.BytesRead())
 }
 
-// appendKept and keptIn must agree with a plain walk over the flags, for
-// sparse and dense flags and lengths that are not a multiple of eight.
+// appendKept, countKept and keptIn must agree with a plain walk over the
+// flags, for sparse and dense flags and lengths that are not a multiple of
+// eight.
 func TestKeptRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, n := range []int{0, 1, 7, 8, 9, 63, 1000} {
@@ -188,6 +189,7 @@ func TestKeptRows(t *testing.T) {
 			}
 			got := appendKept([]int32{-1}, keep)
 			require.Equal(t, append([]int32{-1}, want...), got, "n=%d density=%v", n, density)
+			require.Equal(t, len(want), countKept(keep), "n=%d density=%v", n, density)
 			got = got[1:]
 			for range 20 {
 				from := rng.IntN(n + 1)

@@ -53,10 +53,10 @@ func TestChunkPagesReadWhatFilePagesRead(t *testing.T) {
 	require.Positive(t, cache.Used())
 }
 
-func testChunkPages(t *testing.T, cache *PageCache, passes int) {
-	st, err := objstore.OpenFilesystem(t.TempDir())
-	require.NoError(t, err)
-	spans, _ := genSpans(t, 400)
+// codecBlocks writes two thirds of spans as a block for the head (S2) and
+// as one to stay (zstd), in row groups of 1,500, and merges the two in row
+// groups of 2,000: the three ways a block's pages come to be written.
+func codecBlocks(t *testing.T, st *objstore.Store, spans []storage.Span) []*Block {
 	ctx := context.Background()
 	var blocks []*Block
 	for _, fast := range []bool{true, false} {
@@ -73,7 +73,14 @@ func testChunkPages(t *testing.T, cache *PageCache, passes int) {
 	merged, err := Open(ctx, st, Traces, m.ID)
 	require.NoError(t, err)
 	t.Cleanup(func() { merged.Close() })
-	blocks = append(blocks, merged)
+	return append(blocks, merged)
+}
+
+func testChunkPages(t *testing.T, cache *PageCache, passes int) {
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 400)
+	blocks := codecBlocks(t, st, spans)
 
 	viaFilePages := map[string]bool{}
 	pages := 0
