@@ -21,7 +21,10 @@ cd "$(dirname "$0")/../.."
 : "${TEMPO:?set TEMPO to a tempo binary}"
 secs=${1:-240} rounds=${2:-2} rate=${3:-20000}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+pid=
+# A failed run (a read-back that finds a trace incomplete) stops the
+# script: leave no server behind on the ports.
+trap '[ -z "$pid" ] || kill -9 $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
 CGO_ENABLED=0 go build -o "$tmp/sightline" ./cmd/sightline
 go build -o "$tmp/ingest" ./bench/ingest
 for port in 3200 4317 3210 4417 13133; do
@@ -42,7 +45,7 @@ run() {
 		SIGHTLINE_DATA=$tmp/data "$tmp/sightline" >"$tmp/server.log" 2>&1 &
 		ready=http://127.0.0.1:13133/ addr=127.0.0.1:4317 query=http://127.0.0.1:3200
 	fi
-	local pid=$!
+	pid=$!
 	until curl -sf "$ready" >/dev/null; do
 		kill -0 $pid || { tail -20 "$tmp/server.log"; exit 1; }
 		sleep 0.5
@@ -58,6 +61,7 @@ run() {
 	done
 	kill -9 $pid 2>/dev/null || true
 	wait $pid 2>/dev/null || true
+	pid=
 }
 for round in $(seq "$rounds"); do
 	if ((round % 2 == 1)); then
