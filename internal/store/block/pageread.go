@@ -272,7 +272,7 @@ func (c *chunkPages) decodeValues(h *pageHeader, data []byte, nv int) (parquet.P
 			return nil, err
 		}
 		if len(data) > 0 {
-			if _, err := hybridCount(data[1:], int(data[0])); err != nil {
+			if err := checkRuns(data[1:], int(data[0])); err != nil {
 				return nil, fmt.Errorf("page of column %d: %w", c.ci, err)
 			}
 		}

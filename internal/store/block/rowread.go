@@ -361,7 +361,7 @@ func decodeLevels(dst, src []byte, max byte, n int) ([]byte, error) {
 		return dst[:0], nil
 	}
 	width := bits.Len8(max)
-	if _, err := hybridCount(src, width); err != nil {
+	if err := checkRuns(src, width); err != nil {
 		return nil, err
 	}
 	enc := rle.Encoding{BitWidth: width}
@@ -377,20 +377,20 @@ func decodeLevels(dst, src []byte, max byte, n int) ([]byte, error) {
 
 var errRuns = fmt.Errorf("malformed RLE runs: %w", parquet.ErrCorrupted)
 
-// hybridCount returns how many values the runs of src, in the RLE and
-// bit-packed hybrid encoding of width bits, hold, from their headers
-// alone, and checks that each run is there whole: parquet-go's decoders
+// checkRuns checks, from their headers, that each run of src, in the RLE
+// and bit-packed hybrid encoding of width bits, is there whole and that
+// together they hold at most maxPageEntries values: parquet-go's decoders
 // size their output by the headers and read a run without checking that
 // it is.
-func hybridCount(src []byte, width int) (int64, error) {
+func checkRuns(src []byte, width int) error {
 	if width < 0 || width > 32 {
-		return 0, errRuns
+		return errRuns
 	}
 	var n int64
 	for len(src) > 0 {
 		h, k := binary.Uvarint(src)
 		if k <= 0 || h>>1 > maxPageEntries {
-			return n, errRuns
+			return errRuns
 		}
 		src = src[k:]
 		if h>>1 == 0 {
@@ -404,11 +404,11 @@ func hybridCount(src []byte, width int) (int64, error) {
 			n += int64(h >> 1)
 		}
 		if size > int64(len(src)) || n > maxPageEntries+8 {
-			return n, errRuns
+			return errRuns
 		}
 		src = src[size:]
 	}
-	return n, nil
+	return nil
 }
 
 // valueAt returns value i of vals, which holds values of kind k, as
