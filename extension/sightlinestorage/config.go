@@ -187,9 +187,13 @@ type CompactionConfig struct {
 	Interval  time.Duration `mapstructure:"interval"`
 	MinBlocks int           `mapstructure:"min_blocks"`
 	MaxSize   int64         `mapstructure:"max_size"`
+	// Level0Blocks is how many level-0 blocks (one per cut head) one merge
+	// takes; 0 is min_blocks. The upper levels merge min_blocks at a time.
+	Level0Blocks int `mapstructure:"level0_blocks"`
 	// StallBlocks is the count of level-0 blocks of one signal, waiting to
 	// be merged, at which its ingest is refused retryably until compaction
-	// catches up. 0 is 8 times min_blocks; -1 never stalls.
+	// catches up. 0 is 8 times min_blocks or twice level0_blocks, whichever
+	// is more; -1 never stalls.
 	StallBlocks int `mapstructure:"stall_blocks"`
 }
 
@@ -378,8 +382,15 @@ func (c *Config) Validate() error {
 	if c.Compaction.MinBlocks < 2 {
 		bad("compaction::min_blocks", "%d is below 2", c.Compaction.MinBlocks)
 	}
-	if n := c.Compaction.StallBlocks; n < -1 || (n > 0 && n < c.Compaction.MinBlocks) {
-		bad("compaction::stall_blocks", "%d is neither -1, 0 nor at least min_blocks (%d): level 0 would stall before it could be merged", n, c.Compaction.MinBlocks)
+	level0 := c.Compaction.Level0Blocks
+	if level0 < 2 {
+		level0 = c.Compaction.MinBlocks
+	}
+	if n := c.Compaction.Level0Blocks; n != 0 && n < 2 {
+		bad("compaction::level0_blocks", "%d is neither 0 nor at least 2", n)
+	}
+	if n := c.Compaction.StallBlocks; n < -1 || (n > 0 && n < level0) {
+		bad("compaction::stall_blocks", "%d is neither -1, 0 nor at least level0_blocks (%d): level 0 would stall before it could be merged", n, level0)
 	}
 	// A bucket URL stands for backend and its section; whatever it
 	// resolves to is checked as if written out.

@@ -53,7 +53,7 @@ func TestLoadConfig(t *testing.T) {
 	want.WAL = WALConfig{Sync: "interval", SyncInterval: 200 * time.Millisecond, SegmentSize: 128 << 20}
 	want.Block = BlockConfig{MaxDuration: 10 * time.Minute, MaxSize: 512 << 20, RowGroupSpans: 50000, Format: 1}
 	want.Retention = RetentionConfig{MaxAge: 72 * time.Hour, MaxSize: 100 << 30}
-	want.Compaction = CompactionConfig{Interval: 30 * time.Second, MinBlocks: 8, MaxSize: 2 << 30, StallBlocks: 48}
+	want.Compaction = CompactionConfig{Interval: 30 * time.Second, MinBlocks: 8, Level0Blocks: 16, MaxSize: 2 << 30, StallBlocks: 48}
 	want.Storage = StorageConfig{Backend: "s3", S3: S3Config{Bucket: "telemetry", Prefix: "sightline", Region: "eu-west-1"}}
 	want.Metrics = MetricsConfig{Retention: 720 * time.Hour, PromoteResourceAttributes: []string{"k8s.namespace.name"}, MaxSeries: 500_000,
 		RemoteRead: RemoteReadConfig{Timeout: time.Minute}}
@@ -77,7 +77,8 @@ func TestLoadConfig(t *testing.T) {
 		`wal::sync: "sometimes" is not one of always, interval`,
 		"block::row_group_rows: 10 is below the minimum of 1000",
 		"block::format: 4 is not a format this build writes (1 to 3)",
-		"compaction::stall_blocks: 3 is neither -1, 0 nor at least min_blocks (4)",
+		"compaction::level0_blocks: 1 is neither 0 nor at least 2",
+		"compaction::stall_blocks: 3 is neither -1, 0 nor at least level0_blocks (4)",
 		"storage::azure::container: a container is required with backend azure",
 		"storage::azure::storage_account: a storage account is required with backend azure",
 		"metrics::retention: must be positive",

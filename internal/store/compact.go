@@ -14,12 +14,13 @@ import (
 )
 
 // Compact merges small blocks. Blocks of one signal and level, in time
-// order, are merged CompactMinBlocks at a time (up to CompactMaxBytes)
-// into one block of the next level; duplicate spans from
-// retries are dropped on the way. The new block lists its sources, so that
-// a crash between writing it and deleting them is finished at startup.
-// Compact runs every level until nothing is left to merge; the background
-// loops split the same work in two (compactLevels).
+// order, are merged CompactMinBlocks at a time (CompactLevel0Blocks at
+// level 0), up to CompactMaxBytes, into one block of the next level;
+// duplicate spans from retries are dropped on the way. The new block
+// lists its sources, so that a crash between writing it and deleting them
+// is finished at startup. Compact runs every level until nothing is left
+// to merge; the background loops split the same work in two
+// (compactLevels).
 func (db *DB) Compact(ctx context.Context) {
 	db.compactLevels(ctx, 0, math.MaxInt)
 }
@@ -76,12 +77,13 @@ func (db *DB) compactLevels(ctx context.Context, lo, hi int) {
 	}
 }
 
-// A merge takes CompactMinBlocks blocks of one level, or up to
-// minFanIn when that is fewer (tests merge pairs). The fan-in is the size
-// ratio between levels, so it sets how often a span is rewritten before
-// it rests in a block of CompactMaxBytes: log_fanin(final/level-0 size)
-// times. It also bounds a merge's memory: each input holds a decoded batch
-// and a page buffer per column while it streams.
+// A merge takes CompactMinBlocks blocks of one level (CompactLevel0Blocks
+// of level 0), or up to minFanIn when that is fewer (tests merge pairs).
+// The fan-in is the size ratio between levels, so it sets how often a
+// span is rewritten before it rests in a block of CompactMaxBytes:
+// log_fanin(final/level-0 size) times. It also bounds a merge's memory:
+// each input holds a decoded batch and a page buffer per column while it
+// streams.
 const minFanIn = 4
 
 func (db *DB) pickCompaction(sig block.Signal, lo, hi int) []*blockRef {
@@ -98,8 +100,12 @@ func (db *DB) pickCompaction(sig block.Signal, lo, hi int) []*blockRef {
 		levels = append(levels, l)
 	}
 	slices.Sort(levels)
-	fanIn := max(db.opts.CompactMinBlocks, minFanIn)
 	for _, l := range levels {
+		need := db.opts.CompactMinBlocks
+		if l == 0 {
+			need = db.opts.CompactLevel0Blocks
+		}
+		fanIn := max(need, minFanIn)
 		bs := byLevel[l]
 		var group []*blockRef
 		var size int64
@@ -110,7 +116,7 @@ func (db *DB) pickCompaction(sig block.Signal, lo, hi int) []*blockRef {
 			group = append(group, b)
 			size += b.Meta.DataBytes
 		}
-		if len(group) >= db.opts.CompactMinBlocks {
+		if len(group) >= need {
 			for _, b := range group {
 				b.acquire()
 				b.merging = true

@@ -111,19 +111,26 @@ type Options struct {
 
 	// CompactionInterval is how often compaction of the upper levels and
 	// retention run; level 0 is also merged whenever a flush leaves
-	// CompactMinBlocks of it. Negative runs neither in the background: only
-	// Compact and ApplyRetention do.
+	// CompactLevel0Blocks of it. Negative runs neither in the background:
+	// only Compact and ApplyRetention do.
 	CompactionInterval time.Duration
 	// CompactMinBlocks blocks of one level are merged into one block of
 	// the next level, up to CompactMaxBytes of data.
 	CompactMinBlocks int
 	CompactMaxBytes  int64
+	// CompactLevel0Blocks level-0 blocks (one per cut head) are merged at
+	// a time into one block of level 1; 0 is CompactMinBlocks. Level-0
+	// blocks are small, so a larger fan-in there takes a level out of
+	// every span's way to CompactMaxBytes for the price of more inputs'
+	// read buffers in one merge of small blocks.
+	CompactLevel0Blocks int
 	// StallBlocks is the number of level-0 blocks of one signal waiting for
 	// compaction at which its appends are refused with ErrBacklog, as
 	// RocksDB stops writes at level0_stop_writes_trigger. It caps what is
 	// taken at what compaction keeps up with, so an overload is refused as
 	// it arrives instead of after a backlog has formed. 0 means 8 times
-	// CompactMinBlocks; a negative value never stalls.
+	// CompactMinBlocks or twice CompactLevel0Blocks, whichever is more; a
+	// negative value never stalls.
 	StallBlocks int
 
 	// Shared says that other processes use the bucket too: ingesters
@@ -171,8 +178,11 @@ func (o *Options) setDefaults() {
 	if o.CompactMaxBytes <= 0 {
 		o.CompactMaxBytes = 1 << 30
 	}
+	if o.CompactLevel0Blocks <= 1 {
+		o.CompactLevel0Blocks = o.CompactMinBlocks
+	}
 	if o.StallBlocks == 0 {
-		o.StallBlocks = 8 * o.CompactMinBlocks
+		o.StallBlocks = max(8*o.CompactMinBlocks, 2*o.CompactLevel0Blocks)
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 30 * time.Second
@@ -888,7 +898,7 @@ func (db *DB) every(interval time.Duration, kick <-chan struct{}, work func(cont
 // blocks to merge.
 func (db *DB) kickLevel0() {
 	for i := range db.level0 {
-		if db.level0[i].Load() >= int64(db.opts.CompactMinBlocks) {
+		if db.level0[i].Load() >= int64(db.opts.CompactLevel0Blocks) {
 			select {
 			case db.compactKick <- struct{}{}:
 			default:

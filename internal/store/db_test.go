@@ -186,6 +186,27 @@ func TestCompactionFanInIsMinBlocks(t *testing.T) {
 	requireAll(t, db, want, lds)
 }
 
+// Level 0 has its own fan-in: CompactLevel0Blocks level-0 blocks make a
+// level-1 block, and the upper levels merge CompactMinBlocks at a time.
+func TestCompactionLevel0FanIn(t *testing.T) {
+	db := openTestDB(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks, o.CompactLevel0Blocks = 2, 5 })
+	want, lds := appendFlushed(t, db, workload.New(12, time.Now(), workload.Options{}), 11)
+	db.Compact(context.Background())
+	levels := map[int]int{}
+	for _, m := range db.BlockMetas() {
+		if m.Signal == block.Traces {
+			levels[m.Level]++
+		}
+	}
+	require.Equal(t, map[int]int{0: 1, 2: 1}, levels, "11 level-0 blocks: two merges of 5, then the two level-1 blocks merged")
+	requireAll(t, db, want, lds)
+
+	// The stall count follows the level-0 fan-in, so that level 0 can
+	// take another merge's worth while one runs.
+	wide := openTestDB(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks, o.CompactLevel0Blocks = 2, 12 })
+	require.Equal(t, 24, wide.Stats().StallBlocks)
+}
+
 // A compaction cancelled before it reads a row (shutdown cancels it) writes
 // nothing, keeps its sources, and does not crash: it once took the nil
 // block of an empty merge for a written one.
