@@ -175,15 +175,20 @@ func TestCompactionFanInIsMinBlocks(t *testing.T) {
 	want, lds := appendFlushed(t, db, workload.New(9, time.Now(), workload.Options{}), 13)
 	require.Equal(t, 26, db.Stats().Blocks)
 	db.Compact(context.Background())
+	require.Equal(t, map[int]int{0: 1, 1: 2}, traceLevels(db), "13 level-0 blocks: two merges of 6, one left")
+	require.Equal(t, 6, db.Stats().Blocks)
+	requireAll(t, db, want, lds)
+}
+
+// traceLevels counts the trace blocks of each level.
+func traceLevels(db *DB) map[int]int {
 	levels := map[int]int{}
 	for _, m := range db.BlockMetas() {
 		if m.Signal == block.Traces {
 			levels[m.Level]++
 		}
 	}
-	require.Equal(t, map[int]int{0: 1, 1: 2}, levels, "13 level-0 blocks: two merges of 6, one left")
-	require.Equal(t, 6, db.Stats().Blocks)
-	requireAll(t, db, want, lds)
+	return levels
 }
 
 // Level 0 has its own fan-in: CompactLevel0Blocks level-0 blocks make a
@@ -192,13 +197,7 @@ func TestCompactionLevel0FanIn(t *testing.T) {
 	db := openTestDB(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks, o.CompactLevel0Blocks = 2, 5 })
 	want, lds := appendFlushed(t, db, workload.New(12, time.Now(), workload.Options{}), 11)
 	db.Compact(context.Background())
-	levels := map[int]int{}
-	for _, m := range db.BlockMetas() {
-		if m.Signal == block.Traces {
-			levels[m.Level]++
-		}
-	}
-	require.Equal(t, map[int]int{0: 1, 2: 1}, levels, "11 level-0 blocks: two merges of 5, then the two level-1 blocks merged")
+	require.Equal(t, map[int]int{0: 1, 2: 1}, traceLevels(db), "11 level-0 blocks: two merges of 5, then the two level-1 blocks merged")
 	requireAll(t, db, want, lds)
 
 	// The stall count follows the level-0 fan-in, so that level 0 can
