@@ -109,14 +109,23 @@ func (db *DB) pickCompaction(sig block.Signal, lo, hi int) []*blockRef {
 		bs := byLevel[l]
 		var group []*blockRef
 		var size int64
+		full := false // the next block would take the group over CompactMaxBytes
 		for _, b := range bs {
-			if size+b.Meta.DataBytes > db.opts.CompactMaxBytes || len(group) == fanIn {
+			if size+b.Meta.DataBytes > db.opts.CompactMaxBytes {
+				full = true
+				break
+			}
+			if len(group) == fanIn {
 				break
 			}
 			group = append(group, b)
 			size += b.Meta.DataBytes
 		}
-		if len(group) >= need {
+		// Level 0 merges a group that CompactMaxBytes filled before it
+		// had CompactLevel0Blocks: large heads and a wide level-0 fan-in
+		// would otherwise never merge, and ingest would stall for good
+		// at StallBlocks. Above level 0 such blocks stay as they are.
+		if len(group) >= need || (l == 0 && full && len(group) >= 2) {
 			for _, b := range group {
 				b.acquire()
 				b.merging = true

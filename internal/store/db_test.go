@@ -200,6 +200,23 @@ func TestCompactionLevel0FanIn(t *testing.T) {
 	require.Equal(t, map[int]int{0: 1, 2: 1}, traceLevels(db), "11 level-0 blocks: two merges of 5, then the two level-1 blocks merged")
 	requireAll(t, db, want, lds)
 
+	// Level-0 blocks that fill CompactMaxBytes before there are
+	// CompactLevel0Blocks of them are merged as they are: waiting for
+	// more would stall ingest for good once StallBlocks are waiting.
+	big := openTestDB(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks, o.CompactLevel0Blocks = 2, 8 })
+	want, lds = appendFlushed(t, big, workload.New(13, time.Now(), workload.Options{}), 6)
+	var largest int64
+	for _, m := range big.BlockMetas() {
+		if m.Signal == block.Traces {
+			largest = max(largest, m.DataBytes)
+		}
+	}
+	big.opts.CompactMaxBytes = 2 * largest // two fit; three do not
+	big.Compact(context.Background())
+	require.Equal(t, map[int]int{0: 2, 1: 2}, traceLevels(big),
+		"six level-0 blocks: two merges of the two that fit before a third; the last two wait, as nothing fills their group yet")
+	requireAll(t, big, want, lds)
+
 	// The stall count follows the level-0 fan-in, so that level 0 can
 	// take another merge's worth while one runs.
 	wide := openTestDB(t, t.TempDir(), func(o *Options) { o.CompactMinBlocks, o.CompactLevel0Blocks = 2, 12 })
