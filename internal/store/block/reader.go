@@ -190,15 +190,21 @@ func openParquet(ra objstore.ReaderAt) (f *parquet.File, err error) {
 	return parquet.OpenFile(ra, ra.Size(), parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true), parquet.ReadBufferSize(readBufferSize(ra)))
 }
 
-// readBufferSize is the read buffer of each column a reader opens: a
-// compaction opens every column of four blocks at once, so 256 KiB each
-// held 28 MiB of an all-in-one's heap at 20k spans/s. Local files read
-// through the page cache in 32 KiB pieces (half a page, see
-// writerOptions) as fast; remote objects keep 256 KiB, since each read is
-// a ranged GET.
+// readBufferSize is the read buffer of each column a reader opens
+// through parquet-go (FilePages). A merge opens every column of each of
+// its inputs at once and holds one such buffer per column per input: at
+// 32 KiB, 8 of the 162 MiB the all-in-one held at its peak at 20k
+// spans/s, when two merges of four blocks ran beside the head. Local
+// files need no more than parquet-go's own 4 KiB: a page is read in two
+// reads whatever the buffer (one fills the buffer with its header; bufio
+// reads the rest of a page larger than the buffer straight into it), and
+// queries read local pages by the offset index, not through FilePages
+// (pageread.go). BenchmarkMergeSpans, BenchmarkTraceByID and
+// BenchmarkCoreScan took the same time with 4 and 32 KiB. Remote objects
+// keep 256 KiB, since each read is a ranged GET.
 func readBufferSize(ra objstore.ReaderAt) int {
 	if objstore.IsLocal(ra) {
-		return 32 << 10
+		return 4 << 10
 	}
 	return 256 << 10
 }
