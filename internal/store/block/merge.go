@@ -59,7 +59,7 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 		// A block's row groups are in order and do not overlap: read them
 		// one after another, so that a merge holds one row group's page
 		// buffers per block, not one per row group.
-		rgs = append(rgs, parquet.MultiRowGroup(f.RowGroups()...))
+		rgs = append(rgs, unbounded{parquet.MultiRowGroup(f.RowGroups()...)})
 	}
 	// A damaged page can make the Parquet reader panic: that is a read
 	// error of the merge, which keeps its sources.
@@ -162,6 +162,30 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 	}
 	return b.finish(ctx, st, f)
 }
+
+// unbounded is a merge input whose column chunks have no column index.
+// MergeRowGroups reads the sort columns' page bounds of every row group to
+// find inputs that do not overlap, which it would copy whole instead of
+// merging; blocks sorted by random trace IDs always overlap, and the
+// bounds read stay in memory until the merge ends (2.5 MiB of a merge
+// into a block of 10M spans). Without bounds it merges them all, which
+// gives the same rows.
+type unbounded struct{ parquet.RowGroup }
+
+func (u unbounded) ColumnChunks() []parquet.ColumnChunk {
+	chunks := u.RowGroup.ColumnChunks()
+	out := make([]parquet.ColumnChunk, len(chunks))
+	for i, c := range chunks {
+		out[i] = unboundedChunk{c}
+	}
+	return out
+}
+
+type unboundedChunk struct{ parquet.ColumnChunk }
+
+var errNoColumnIndex = errors.New("no column index for merges")
+
+func (unboundedChunk) ColumnIndex() (parquet.ColumnIndex, error) { return nil, errNoColumnIndex }
 
 // spanColumns are the leaf column indexes, in spanSchema, of what the
 // index, bloom filter and trace table need from a row.
