@@ -163,14 +163,15 @@ func parseRssFile(status []byte) (int64, bool) {
 // CheckHeap admits more data. Past about half, the collector runs so often
 // to stay under the soft limit that it takes the CPU the data already
 // accepted needs (at 2x the sustainable ingest rate, GC and scavenging took
-// half the CPU); below it, GOGC's doubling fits under the limit. At 70%
-// (171 MiB of the all-in-one's 244 MiB), a steady 20k spans/s was refused
-// 1-2% of its spans for seconds at a time whenever the head peaked while
-// a level-0 merge ran beside a long upper-level one (heap profiles: 50, 25
-// and 40 MiB of the 162 MiB live). 75% leaves the collector a quarter of
-// the soft limit to allocate into between cycles; under a 2x flood the
-// check on what the runtime holds bounds RSS as before (docs/benchmarks.md,
-// "The admission at 75% of the soft limit").
+// half the CPU); below it, GOGC's doubling fits under the limit. The live
+// heap peaks when a head at its cut meets a level-0 merge and a long
+// upper-level one (heap profiles at 20k spans/s: 50, 25 and 40 MiB of the
+// 162 MiB live); with a cgo build's lower soft limit (202 MiB) 70%
+// refused 1-2% of that load for seconds at a time, and 75% 0.1%. 75%
+// leaves the collector a quarter of the soft limit to allocate into
+// between cycles; under a 2x flood the check on what the runtime holds
+// bounds RSS as before (docs/benchmarks.md, "The admission at 75% of the
+// soft limit").
 const LivePercent = 75
 
 // ErrHeap is CheckHeap's refusal: retryable, it clears as the data held in
