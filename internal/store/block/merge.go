@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -30,22 +31,26 @@ var spanSorting = parquet.SortingRowGroupConfig(
 
 // MergeSpans writes the spans of blocks, each in block order, as one new
 // block in block order, dropping duplicates as WriteSpans does. It merges
-// Parquet rows as they are stored, without decoding them into spans and
+// Parquet values as they are stored, without decoding them into spans and
 // encoding them back: that round trip was most of compaction's CPU and
-// allocations. The index and bloom filter are built from four columns of
+// allocations. The index and bloom filter are built from a few columns of
 // each row; the block-wide name lists (services, operations, attribute
 // names) are the union of the sources', which is exact, since a dropped
 // duplicate carries the same names as the row that is kept.
 //
+// Blocks on local disk are merged a column at a time (mergeColumns);
+// others, and any whose pages this package did not write, row by row
+// through parquet-go's merge (mergeRows). Both write the same rows.
+//
 // The data file's schema is the same in formats 1 and 2, so blocks of
-// both merge row by row; the trace table of the output is built from the
-// merged rows, whatever the sources had.
+// both merge; the trace table of the output is built from the merged
+// rows, whatever the sources had.
 //
 // It returns ErrNotMergeable, having written nothing, unless every block
 // has a format version this build reads and this data schema.
 func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts WriteOptions) (m *Meta, err error) {
-	var rgs []parquet.RowGroup
-	for _, b := range blocks {
+	files := make([]*parquet.File, len(blocks))
+	for i, b := range blocks {
 		if b.Meta.Signal != Traces || b.Meta.Format < MinFormatVersion || b.Meta.Format > FormatVersion {
 			return nil, ErrNotMergeable
 		}
@@ -56,10 +61,7 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 		if !parquet.EqualNodes(f.Schema(), spanSchema) {
 			return nil, ErrNotMergeable
 		}
-		// A block's row groups are in order and do not overlap: read them
-		// one after another, so that a merge holds one row group's page
-		// buffers per block, not one per row group.
-		rgs = append(rgs, unbounded{parquet.MultiRowGroup(f.RowGroups()...)})
+		files[i] = f
 	}
 	// A damaged page can make the Parquet reader panic: that is a read
 	// error of the merge, which keeps its sources.
@@ -68,12 +70,18 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 			m, err = nil, fmt.Errorf("merge blocks: %v", r)
 		}
 	}()
-	merged, err := parquet.MergeRowGroups(rgs, spanSchema, spanSorting)
-	if err != nil {
-		return nil, fmt.Errorf("merge blocks: %w", err)
+	m, err = mergeColumns(ctx, st, blocks, files, opts)
+	if !errors.Is(err, errNotDirect) {
+		return m, err
 	}
+	return mergeRows(ctx, st, blocks, files, opts)
+}
 
-	b := newBuilder(Traces, opts)
+// mergeTarget starts the output of a merge of blocks: its builder, with
+// the sources' names and a bloom filter sized for their traces, and its
+// temporary data file, which cleanup removes.
+func mergeTarget(blocks []*Block, opts WriteOptions) (b *builder, f *os.File, cleanup func(), err error) {
+	b = newBuilder(Traces, opts)
 	var traces int64
 	for _, src := range blocks {
 		b.unionNames(src.Meta)
@@ -82,14 +90,35 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 	// A merged block has at most its sources' traces, and as many unless
 	// a trace spans several of them: size its bloom filter for that.
 	b.bloom = NewBloom(int(traces), bloomFP)
-	f, cleanup, err := tempFile(opts.TempDir)
+	if f, cleanup, err = tempFile(opts.TempDir); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := b.withTraceTable(); err != nil {
+		cleanup()
+		return nil, nil, nil, err
+	}
+	return b, f, cleanup, nil
+}
+
+// mergeRows merges files, the data files of blocks, with parquet-go's
+// merge of row groups, row by row.
+func mergeRows(ctx context.Context, st *objstore.Store, blocks []*Block, files []*parquet.File, opts WriteOptions) (*Meta, error) {
+	rgs := make([]parquet.RowGroup, len(files))
+	for i, f := range files {
+		// A block's row groups are in order and do not overlap: read them
+		// one after another, so that a merge holds one row group's page
+		// buffers per block, not one per row group.
+		rgs[i] = unbounded{parquet.MultiRowGroup(f.RowGroups()...)}
+	}
+	merged, err := parquet.MergeRowGroups(rgs, spanSchema, spanSorting)
+	if err != nil {
+		return nil, fmt.Errorf("merge blocks: %w", err)
+	}
+	b, f, cleanup, err := mergeTarget(blocks, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
-	if err := b.withTraceTable(); err != nil {
-		return nil, err
-	}
 	defer b.table.close()
 	w := parquet.NewGenericWriter[spanRow](f, writerOptions[spanRow](opts)...)
 	rows := merged.Rows()
@@ -189,7 +218,7 @@ func (unboundedChunk) ColumnIndex() (parquet.ColumnIndex, error) { return nil, e
 
 // spanColumns are the leaf column indexes, in spanSchema, of what the
 // index, bloom filter and trace table need from a row.
-type spanColumns struct{ traceID, start, duration, service, parent, name, status, last int }
+type spanColumns struct{ traceID, spanID, start, duration, service, parent, name, status, last int }
 
 type spanKey struct {
 	traceID         storage.TraceID
@@ -205,7 +234,7 @@ var spanKeyColumns = func() spanColumns {
 	for _, x := range []struct {
 		name string
 		dst  *int
-	}{{"trace_id", &c.traceID}, {"start_unix_nano", &c.start}, {"duration_nano", &c.duration}, {"service_name", &c.service},
+	}{{"trace_id", &c.traceID}, {"span_id", &c.spanID}, {"start_unix_nano", &c.start}, {"duration_nano", &c.duration}, {"service_name", &c.service},
 		{"parent_span_id", &c.parent}, {"name", &c.name}, {"status_code", &c.status}} {
 		leaf, ok := spanSchema.Lookup(x.name)
 		if !ok {

@@ -2,10 +2,15 @@ package block
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/stretchr/testify/require"
+	"gocloud.dev/blob/memblob"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store/storage"
@@ -15,10 +20,38 @@ import (
 // merged spans: the same spans, the same row groups and index, the same
 // meta and bloom filter. The sources interleave traces, split one trace
 // across two blocks (late spans), and repeat a batch (a client's retry).
+// Blocks on local disk merge a column at a time, blocks in a bucket row
+// by row.
 func TestMergeSpansMatchesWriteSpans(t *testing.T) {
+	t.Run("columns", func(t *testing.T) {
+		st, err := objstore.OpenFilesystem(t.TempDir())
+		require.NoError(t, err)
+		testMergeSpans(t, st, func(blocks []*Block, opts WriteOptions) (*Meta, error) {
+			return mergeColumns(context.Background(), st, blocks, dataFiles(t, blocks), opts)
+		})
+	})
+	t.Run("rows", func(t *testing.T) {
+		st := objstore.NewStore(memblob.OpenBucket(nil), "memory")
+		testMergeSpans(t, st, func(blocks []*Block, opts WriteOptions) (*Meta, error) {
+			_, err := mergeColumns(context.Background(), st, blocks, dataFiles(t, blocks), opts)
+			require.ErrorIs(t, err, errNotDirect, "blocks in a bucket are not read by pages")
+			return MergeSpans(context.Background(), st, blocks, opts)
+		})
+	})
+}
+
+func dataFiles(t *testing.T, blocks []*Block) []*parquet.File {
+	files := make([]*parquet.File, len(blocks))
+	for i, b := range blocks {
+		var err error
+		files[i], err = b.data()
+		require.NoError(t, err)
+	}
+	return files
+}
+
+func testMergeSpans(t *testing.T, st *objstore.Store, merge func([]*Block, WriteOptions) (*Meta, error)) {
 	ctx := context.Background()
-	st, err := objstore.OpenFilesystem(t.TempDir())
-	require.NoError(t, err)
 	spans, _ := genSpans(t, 2000)
 
 	parts := make([][]storage.Span, 4)
@@ -45,7 +78,7 @@ func TestMergeSpansMatchesWriteSpans(t *testing.T) {
 	}
 
 	opts := WriteOptions{RowGroupRows: 1000, TempDir: t.TempDir(), Level: 1}
-	got, err := MergeSpans(ctx, st, blocks, opts)
+	got, err := merge(blocks, opts)
 	require.NoError(t, err)
 	var all []storage.Span
 	for _, p := range parts {
@@ -101,4 +134,41 @@ func TestMergeSpansRefusesOtherFormats(t *testing.T) {
 
 func sortSpans(s []storage.Span) {
 	slices.SortFunc(s, func(a, b storage.Span) int { return CompareSpans(&a, &b) })
+}
+
+// A damaged page fails a merge with an error, whichever column it is in,
+// the sort columns included: the merge writes nothing and its sources
+// stay as they are.
+func TestMergeSpansRefusesDamagedPages(t *testing.T) {
+	spans, _ := genSpans(t, 200)
+	schema := parquet.SchemaOf(new(spanRow))
+	for _, col := range []string{"trace_id", "start_unix_nano", "attrs.key", "duration_nano", "service_name"} {
+		dir := t.TempDir()
+		st, err := objstore.OpenFilesystem(dir)
+		require.NoError(t, err)
+		a := writeTestBlock(t, st, spans[:len(spans)/2], 1000)
+		b := writeTestBlock(t, st, spans[len(spans)/2:], 1000)
+		ci := -1
+		for c, path := range schema.Columns() {
+			if strings.Join(path, ".") == col {
+				ci = c
+			}
+		}
+		require.GreaterOrEqual(t, ci, 0, col)
+		oi, err := b.pinned[dataFile].RowGroups()[0].ColumnChunks()[ci].OffsetIndex()
+		require.NoError(t, err)
+		name := filepath.Join(dir, "traces", b.Meta.ID, DataFile)
+		data, err := os.ReadFile(name)
+		require.NoError(t, err)
+		data[oi.Offset(0)+oi.CompressedPageSize(0)-1] ^= 0x5a
+		require.NoError(t, os.WriteFile(name, data, 0o644))
+		damaged, err := Open(context.Background(), st, Traces, b.Meta.ID)
+		require.NoError(t, err)
+		_, err = MergeSpans(context.Background(), st, []*Block{a, damaged}, WriteOptions{TempDir: t.TempDir(), Level: 1})
+		require.ErrorIs(t, err, parquet.ErrCorrupted, col)
+		require.NoError(t, damaged.Close())
+		metas, err := st.List(context.Background(), "traces/", MetaFile)
+		require.NoError(t, err)
+		require.Len(t, metas, 2, "%s: the two sources, and no merged block", col)
+	}
 }

@@ -157,6 +157,7 @@ type levelCursor struct {
 	idx  []int32
 	data encoding.Values
 	nv   int64 // its entries
+	nd   int64 // its values: the entries defined
 	// at is where row first+at.row starts: at entry at.e, value at.v.
 	// Rows are read in order, so each seek counts on from the last.
 	at struct{ row, e, v int64 }
@@ -247,6 +248,68 @@ func (c *levelCursor) appendRow(dst []parquet.Value, row int64) ([]parquet.Value
 		}
 	}
 	return dst, nil
+}
+
+// entries returns the held page's entries, a value or a null each with
+// its levels, in vals (grown as needed), and where each of its rows
+// starts among them in starts, then where the last ends; starts is empty
+// when a row is an entry (a required column that does not repeat). A
+// merge reads every row of every page: one pass over a page costs less
+// than a seek for each row. Only the levels are set, not the column
+// index, which a column writer does not read. The values are valid until
+// the cursor moves to another page.
+func (c *levelCursor) entries(vals []parquet.Value, starts []int32) ([]parquet.Value, []int32, error) {
+	sc, nd, nv := c.cp.sc, int(c.nd), int(c.nv)
+	lookup := func(dst []parquet.Value) {
+		if c.dict != nil {
+			c.dict.Lookup(c.idx, dst)
+			return
+		}
+		kind := c.cp.typ.Kind()
+		for i := range dst {
+			dst[i] = valueAt(c.data, kind, i)
+		}
+	}
+	if c.rep == 0 && c.def == 0 {
+		vals = grow(vals, nd)
+		lookup(vals)
+		return vals, starts[:0], nil
+	}
+	sc.row = grow(sc.row, nd)
+	lookup(sc.row)
+	vals, starts = grow(vals, nv), starts[:0]
+	v := 0
+	for e := range vals {
+		var rep, def byte
+		if c.rep > 0 {
+			rep = sc.reps[e]
+		}
+		if c.def > 0 {
+			def = sc.defs[e]
+		}
+		if rep > c.rep || def > c.def {
+			return vals, starts, fmt.Errorf("column %d: levels %d/%d above %d/%d: %w", c.cp.ci, rep, def, c.rep, c.def, parquet.ErrCorrupted)
+		}
+		if rep == 0 {
+			starts = append(starts, int32(e))
+		}
+		x := &vals[e]
+		if def == c.def {
+			if v == nd {
+				return vals, starts, fmt.Errorf("column %d: more values defined than the page holds: %w", c.cp.ci, parquet.ErrCorrupted)
+			}
+			*x = sc.row[v]
+			v++
+		} else {
+			*x = parquet.Value{}
+		}
+		x.SetRepetitionLevel(int(rep))
+		x.SetDefinitionLevel(int(def))
+	}
+	if int64(len(starts)) != c.n {
+		return vals, starts, fmt.Errorf("column %d: %d rows where the page holds %d: %w", c.cp.ci, len(starts), c.n, parquet.ErrCorrupted)
+	}
+	return vals, append(starts, int32(nv)), nil
 }
 
 // nthZero returns where the m-th 0 (m >= 1) from b[from:] is; there is
@@ -348,7 +411,7 @@ func (c *levelCursor) decode(h *pageHeader, levels, data []byte, first, end int6
 	} else {
 		c.data = pg.Data()
 	}
-	c.first, c.n, c.nv = first, int64(rows), int64(nv)
+	c.first, c.n, c.nv, c.nd = first, int64(rows), int64(nv), int64(present)
 	c.at.row, c.at.e, c.at.v = 0, 0, 0
 	return nil
 }
