@@ -196,6 +196,12 @@ func (a sortKey) traceID() (id storage.TraceID) {
 	return id
 }
 
+// planKey is a written row's trace and start.
+type planKey struct {
+	trace storage.TraceID
+	start int64
+}
+
 // A plan entry is the input a row comes from, with dropRow set for a
 // duplicate, which is read past and not written.
 const (
@@ -210,7 +216,7 @@ type mergePlan struct {
 	ops  []uint16 // a plan entry a row read
 	// Of each row written: its trace and start (from the sort columns),
 	// then the columns copyColumn keeps.
-	keys     []sortKey
+	keys     []planKey
 	duration []int64
 	status   []int32
 	root     []bool
@@ -220,6 +226,19 @@ type mergePlan struct {
 	// rootName makes a root's name a string (traceTable.rootName); nil
 	// when the block has no trace table, which keeps no names.
 	rootName func([]byte) string
+}
+
+// reset empties p for a group of about n rows, sized for them once: a
+// group ends at the first trace after n rows, a few rows past n.
+func (p *mergePlan) reset(n int) {
+	n += n / 16
+	if cap(p.keys) < n {
+		p.ops, p.keys = make([]uint16, 0, n), make([]planKey, 0, n)
+		p.duration, p.status, p.root, p.service = make([]int64, 0, n), make([]int32, 0, n), make([]bool, 0, n), make([]int32, 0, n)
+	}
+	p.ops, p.keys = p.ops[:0], p.keys[:0]
+	p.duration, p.status, p.root, p.service, p.services = p.duration[:0], p.status[:0], p.root[:0], p.service[:0], p.services[:0]
+	clear(p.roots)
 }
 
 // keySorter reads the sort columns of every input and merges them.
@@ -293,7 +312,7 @@ func (k *keySorter) read(i int) error {
 // It plans no row when they have ended.
 func (k *keySorter) plan(p *mergePlan, rowsPerGroup int) error {
 	p.from = append(p.from[:0], k.at...)
-	p.ops, p.keys = p.ops[:0], p.keys[:0]
+	p.reset(rowsPerGroup)
 	for {
 		// The inputs are few (a merge's fan-in): a scan finds the least
 		// head as fast as a heap would, and the first of equal ones, so
@@ -316,7 +335,7 @@ func (k *keySorter) plan(p *mergePlan, rowsPerGroup int) error {
 		if dup {
 			op |= dropRow
 		} else {
-			p.keys = append(p.keys, h)
+			p.keys = append(p.keys, planKey{h.traceID(), h.start})
 		}
 		p.ops = append(p.ops, op)
 		k.last, k.any = h, true
@@ -483,8 +502,6 @@ func mergeColumns(ctx context.Context, st *objstore.Store, blocks []*Block, file
 		if len(p.keys) == 0 {
 			break
 		}
-		p.duration, p.status, p.root, p.service, p.services = p.duration[:0], p.status[:0], p.root[:0], p.service[:0], p.services[:0]
-		clear(p.roots)
 		cws := w.ColumnWriters()
 		for _, ci := range order {
 			if err := copyColumn(cws[ci], ins, &p, ci, curs); err != nil {
@@ -495,7 +512,7 @@ func mergeColumns(ctx context.Context, st *objstore.Store, blocks []*Block, file
 			return nil, fmt.Errorf("write block: %w", err)
 		}
 		for j, k := range p.keys {
-			id := k.traceID()
+			id := k.trace
 			if b.meta.Rows == 0 || id != prev {
 				b.addTrace(id)
 			}

@@ -259,27 +259,26 @@ func (c *levelCursor) appendRow(dst []parquet.Value, row int64) ([]parquet.Value
 // index, which a column writer does not read. The values are valid until
 // the cursor moves to another page.
 func (c *levelCursor) entries(vals []parquet.Value, starts []int32) ([]parquet.Value, []int32, error) {
-	sc, nd, nv := c.cp.sc, int(c.nd), int(c.nv)
-	lookup := func(dst []parquet.Value) {
-		if c.dict != nil {
-			c.dict.Lookup(c.idx, dst)
-			return
-		}
+	nd, nv := int(c.nd), int(c.nv)
+	vals = grow(vals, nv)
+	if c.dict != nil {
+		c.dict.Lookup(c.idx, vals[:nd])
+	} else {
 		kind := c.cp.typ.Kind()
-		for i := range dst {
-			dst[i] = valueAt(c.data, kind, i)
+		for i := range nd {
+			vals[i] = valueAt(c.data, kind, i)
 		}
 	}
 	if c.rep == 0 && c.def == 0 {
-		vals = grow(vals, nd)
-		lookup(vals)
 		return vals, starts[:0], nil
 	}
-	sc.row = grow(sc.row, nd)
-	lookup(sc.row)
-	vals, starts = grow(vals, nv), starts[:0]
-	v := 0
-	for e := range vals {
+	// Spread the values to their entries from the last: entry e holds
+	// value v <= e, so each value is read before its place is written.
+	sc := c.cp.sc
+	starts = grow(starts, int(c.n)+1)
+	starts[c.n] = int32(nv)
+	r, v := int(c.n), nd
+	for e := nv - 1; e >= 0; e-- {
 		var rep, def byte
 		if c.rep > 0 {
 			rep = sc.reps[e]
@@ -290,26 +289,28 @@ func (c *levelCursor) entries(vals []parquet.Value, starts []int32) ([]parquet.V
 		if rep > c.rep || def > c.def {
 			return vals, starts, fmt.Errorf("column %d: levels %d/%d above %d/%d: %w", c.cp.ci, rep, def, c.rep, c.def, parquet.ErrCorrupted)
 		}
-		if rep == 0 {
-			starts = append(starts, int32(e))
-		}
 		x := &vals[e]
 		if def == c.def {
-			if v == nd {
+			if v--; v < 0 {
 				return vals, starts, fmt.Errorf("column %d: more values defined than the page holds: %w", c.cp.ci, parquet.ErrCorrupted)
 			}
-			*x = sc.row[v]
-			v++
+			*x = vals[v]
 		} else {
 			*x = parquet.Value{}
 		}
 		x.SetRepetitionLevel(int(rep))
 		x.SetDefinitionLevel(int(def))
+		if rep == 0 {
+			if r--; r < 0 {
+				return vals, starts, fmt.Errorf("column %d: more rows than the page holds: %w", c.cp.ci, parquet.ErrCorrupted)
+			}
+			starts[r] = int32(e)
+		}
 	}
-	if int64(len(starts)) != c.n {
-		return vals, starts, fmt.Errorf("column %d: %d rows where the page holds %d: %w", c.cp.ci, len(starts), c.n, parquet.ErrCorrupted)
+	if r != 0 || v != 0 {
+		return vals, starts, fmt.Errorf("column %d: %d rows and %d values short of the page's: %w", c.cp.ci, r, v, parquet.ErrCorrupted)
 	}
-	return vals, append(starts, int32(nv)), nil
+	return vals, starts, nil
 }
 
 // nthZero returns where the m-th 0 (m >= 1) from b[from:] is; there is

@@ -261,16 +261,40 @@ func FuzzLevelPage(f *testing.F) {
 			return
 		}
 		c.page = 0
+		var want [][]parquet.Value
 		for k := range int64(rows) {
-			if _, err := c.appendRow(nil, k); err != nil {
+			vs, err := c.appendRow(nil, k)
+			if err != nil {
 				return
 			}
+			want = append(want, vs)
 		}
+		checkEntries(t, c, want)
 	})
 }
 
+// checkEntries checks that a merge reads c's page, by entries, as the
+// rows want that appendRow reads.
+func checkEntries(t *testing.T, c *levelCursor, want [][]parquet.Value) {
+	vals, starts, err := c.entries(nil, nil)
+	require.NoError(t, err, "a page whose rows read reads whole")
+	for k, w := range want {
+		got := vals[k : k+1]
+		if len(starts) > 0 {
+			got = vals[starts[k]:starts[k+1]]
+		}
+		require.Len(t, got, len(w), "row %d", k)
+		for i := range w {
+			require.Equal(t, w[i].RepetitionLevel(), got[i].RepetitionLevel(), "row %d", k)
+			require.Equal(t, w[i].DefinitionLevel(), got[i].DefinitionLevel(), "row %d", k)
+			require.True(t, parquet.Equal(w[i], got[i]), "row %d: %v, %v", k, w[i], got[i])
+		}
+	}
+}
+
 // The fuzzer's seeds decode to their rows: three, of 3, 1 and 2 entries,
-// the values where the definition level is full.
+// the values where the definition level is full, read a row at a time
+// (appendRow) and a page at a time (entries) alike.
 func TestLevelPageSeeds(t *testing.T) {
 	for kind := range byte(4) {
 		rep, def, data, present := levelPageSeed(t, kind)
@@ -284,10 +308,12 @@ func TestLevelPageSeeds(t *testing.T) {
 		c := &levelCursor{cp: cp, rep: 1, def: 2, rows: 3}
 		require.NoError(t, c.decode(&h, append(slices.Clone(rep), def...), data, 0, 3), "kind %d", kind)
 		var got []string
+		var rows [][]parquet.Value
 		for k, want := range []int{3, 1, 2} {
 			vs, err := c.appendRow(nil, int64(k))
 			require.NoError(t, err)
 			require.Len(t, vs, want)
+			rows = append(rows, vs)
 			for _, v := range vs {
 				got = append(got, fmt.Sprintf("%d/%d:%s", v.RepetitionLevel(), v.DefinitionLevel(), v))
 			}
@@ -297,6 +323,7 @@ func TestLevelPageSeeds(t *testing.T) {
 		if kind == 2 {
 			require.Equal(t, []string{"0/2:x", "1/2:zy", "1/1:<null>", "0/0:<null>", "0/2:yz", "1/2:zy"}, got)
 		}
+		checkEntries(t, c, rows)
 	}
 }
 
