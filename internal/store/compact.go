@@ -81,9 +81,11 @@ func (db *DB) compactLevels(ctx context.Context, lo, hi int) {
 // of level 0), or up to minFanIn when that is fewer (tests merge pairs).
 // The fan-in is the size ratio between levels, so it sets how often a
 // span is rewritten before it rests in a block of CompactMaxBytes:
-// log_fanin(final/level-0 size) times. It also bounds a merge's memory:
-// each input holds a decoded batch and a page buffer per column while it
-// streams.
+// log_fanin(final/level-0 size) times. It also sizes a merge's memory:
+// each input holds the pages of its three sort columns and of the column
+// being copied while a merge of local blocks runs, and a page and its
+// buffers for every column in a merge of blocks in a bucket
+// (block.MergeSpans).
 const minFanIn = 4
 
 func (db *DB) pickCompaction(sig block.Signal, lo, hi int) []*blockRef {
