@@ -188,7 +188,8 @@ type CompactionConfig struct {
 	MinBlocks int           `mapstructure:"min_blocks"`
 	MaxSize   int64         `mapstructure:"max_size"`
 	// Level0Blocks is how many level-0 blocks (one per cut head) one merge
-	// takes; 0 is min_blocks. The upper levels merge min_blocks at a time.
+	// takes, 16 by default; 0 is min_blocks. The upper levels merge
+	// min_blocks at a time.
 	Level0Blocks int `mapstructure:"level0_blocks"`
 	// StallBlocks is the count of level-0 blocks of one signal, waiting to
 	// be merged, at which its ingest is refused retryably until compaction
@@ -256,7 +257,10 @@ func createDefaultConfig() *Config {
 		// and WAL replay after a crash stays short.
 		Block:      BlockConfig{MaxDuration: 30 * time.Second, MaxSize: 64 << 20, RowGroupSpans: 100_000},
 		Retention:  RetentionConfig{MaxAge: 7 * 24 * time.Hour},
-		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 4, MaxSize: 1 << 30},
+		// Sixteen level-0 blocks (cut heads) a merge, four above: each span
+		// is merged twice before it rests in a block of max_size, not three
+		// times; merges a column at a time hold little for each input.
+		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 4, Level0Blocks: 16, MaxSize: 1 << 30},
 		Storage:    StorageConfig{Backend: "filesystem"},
 		// Prometheus's default retention.
 		Metrics: MetricsConfig{Retention: 15 * 24 * time.Hour, RemoteRead: RemoteReadConfig{Timeout: time.Minute}},
