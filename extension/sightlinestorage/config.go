@@ -255,8 +255,8 @@ func createDefaultConfig() *Config {
 		WAL:  WALConfig{Sync: "always", SyncInterval: time.Second, SegmentSize: 64 << 20},
 		// Heads are cut at least every 30 s, so data reaches blocks soon
 		// and WAL replay after a crash stays short.
-		Block:      BlockConfig{MaxDuration: 30 * time.Second, MaxSize: 64 << 20, RowGroupSpans: 100_000},
-		Retention:  RetentionConfig{MaxAge: 7 * 24 * time.Hour},
+		Block:     BlockConfig{MaxDuration: 30 * time.Second, MaxSize: 64 << 20, RowGroupSpans: 100_000},
+		Retention: RetentionConfig{MaxAge: 7 * 24 * time.Hour},
 		// Sixteen level-0 blocks (cut heads) a merge, four above: each span
 		// is merged twice before it rests in a block of max_size, not three
 		// times; merges a column at a time hold little for each input.
