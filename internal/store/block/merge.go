@@ -78,9 +78,10 @@ func MergeSpans(ctx context.Context, st *objstore.Store, blocks []*Block, opts W
 }
 
 // mergeTarget starts the output of a merge of blocks: its builder, with
-// the sources' names and a bloom filter sized for their traces, and its
-// temporary data file, which cleanup removes.
-func mergeTarget(blocks []*Block, opts WriteOptions) (b *builder, f *os.File, cleanup func(), err error) {
+// the sources' names and a bloom filter sized for their traces, its
+// temporary data file and the writer into it. done removes the file and
+// the trace table's.
+func mergeTarget(blocks []*Block, opts WriteOptions) (b *builder, f *os.File, w *parquet.GenericWriter[spanRow], done func(), err error) {
 	b = newBuilder(Traces, opts)
 	var traces int64
 	for _, src := range blocks {
@@ -90,14 +91,16 @@ func mergeTarget(blocks []*Block, opts WriteOptions) (b *builder, f *os.File, cl
 	// A merged block has at most its sources' traces, and as many unless
 	// a trace spans several of them: size its bloom filter for that.
 	b.bloom = NewBloom(int(traces), bloomFP)
-	if f, cleanup, err = tempFile(opts.TempDir); err != nil {
-		return nil, nil, nil, err
+	f, cleanup, err := tempFile(opts.TempDir)
+	if err != nil {
+		return nil, nil, nil, nil, err
 	}
 	if err := b.withTraceTable(); err != nil {
 		cleanup()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return b, f, cleanup, nil
+	w = parquet.NewGenericWriter[spanRow](f, writerOptions[spanRow](opts)...)
+	return b, f, w, func() { b.table.close(); cleanup() }, nil
 }
 
 // mergeRows merges files, the data files of blocks, with parquet-go's
@@ -114,13 +117,11 @@ func mergeRows(ctx context.Context, st *objstore.Store, blocks []*Block, files [
 	if err != nil {
 		return nil, fmt.Errorf("merge blocks: %w", err)
 	}
-	b, f, cleanup, err := mergeTarget(blocks, opts)
+	b, f, w, done, err := mergeTarget(blocks, opts)
 	if err != nil {
 		return nil, err
 	}
-	defer cleanup()
-	defer b.table.close()
-	w := parquet.NewGenericWriter[spanRow](f, writerOptions[spanRow](opts)...)
+	defer done()
 	rows := merged.Rows()
 	defer rows.Close()
 	buf := make([]parquet.Row, writeBatch)

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
@@ -141,26 +140,17 @@ func sortSpans(s []storage.Span) {
 // stay as they are.
 func TestMergeSpansRefusesDamagedPages(t *testing.T) {
 	spans, _ := genSpans(t, 200)
-	schema := parquet.SchemaOf(new(spanRow))
 	for _, col := range []string{"trace_id", "start_unix_nano", "attrs.key", "duration_nano", "service_name"} {
 		dir := t.TempDir()
 		st, err := objstore.OpenFilesystem(dir)
 		require.NoError(t, err)
 		a := writeTestBlock(t, st, spans[:len(spans)/2], 1000)
 		b := writeTestBlock(t, st, spans[len(spans)/2:], 1000)
-		ci := -1
-		for c, path := range schema.Columns() {
-			if strings.Join(path, ".") == col {
-				ci = c
-			}
-		}
-		require.GreaterOrEqual(t, ci, 0, col)
-		oi, err := b.pinned[dataFile].RowGroups()[0].ColumnChunks()[ci].OffsetIndex()
-		require.NoError(t, err)
+		at, size := firstPage(t, b, col)
 		name := filepath.Join(dir, "traces", b.Meta.ID, DataFile)
 		data, err := os.ReadFile(name)
 		require.NoError(t, err)
-		data[oi.Offset(0)+oi.CompressedPageSize(0)-1] ^= 0x5a
+		data[at+size-1] ^= 0x5a
 		require.NoError(t, os.WriteFile(name, data, 0o644))
 		damaged, err := Open(context.Background(), st, Traces, b.Meta.ID)
 		require.NoError(t, err)

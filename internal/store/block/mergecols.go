@@ -471,13 +471,11 @@ func mergeColumns(ctx context.Context, st *objstore.Store, blocks []*Block, file
 	}
 	defer keys.close()
 
-	b, f, cleanup, err := mergeTarget(blocks, opts)
+	b, f, w, done, err := mergeTarget(blocks, opts)
 	if err != nil {
 		return nil, err
 	}
-	defer cleanup()
-	defer b.table.close()
-	w := parquet.NewGenericWriter[spanRow](f, writerOptions[spanRow](opts)...)
+	defer done()
 	// The parent span ID says which rows are roots, whose names the trace
 	// table keeps: copy it before the names.
 	order := []int{spanKeyColumns.parent}

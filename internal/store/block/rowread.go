@@ -230,15 +230,9 @@ func (c *levelCursor) appendRow(dst []parquet.Value, row int64) ([]parquet.Value
 	}
 	ci, v := c.cp.ci, 0
 	for e := e0; e < e1; e++ {
-		var rep, def byte
-		if c.rep > 0 {
-			rep = sc.reps[e]
-		}
-		if c.def > 0 {
-			def = sc.defs[e]
-		}
-		if rep > c.rep || def > c.def {
-			return nil, fmt.Errorf("column %d: levels %d/%d above %d/%d: %w", ci, rep, def, c.rep, c.def, parquet.ErrCorrupted)
+		rep, def, ok := c.levels(int(e))
+		if !ok {
+			return nil, c.levelsErr(rep, def)
 		}
 		if def == c.def {
 			dst = append(dst, sc.row[v].Level(int(rep), int(def), ci))
@@ -248,6 +242,22 @@ func (c *levelCursor) appendRow(dst []parquet.Value, row int64) ([]parquet.Value
 		}
 	}
 	return dst, nil
+}
+
+// levels returns entry e's levels, and whether they are within the
+// column's maximums.
+func (c *levelCursor) levels(e int) (rep, def byte, ok bool) {
+	if c.rep > 0 {
+		rep = c.cp.sc.reps[e]
+	}
+	if c.def > 0 {
+		def = c.cp.sc.defs[e]
+	}
+	return rep, def, rep <= c.rep && def <= c.def
+}
+
+func (c *levelCursor) levelsErr(rep, def byte) error {
+	return fmt.Errorf("column %d: levels %d/%d above %d/%d: %w", c.cp.ci, rep, def, c.rep, c.def, parquet.ErrCorrupted)
 }
 
 // entries returns the held page's entries, a value or a null each with
@@ -274,20 +284,13 @@ func (c *levelCursor) entries(vals []parquet.Value, starts []int32) ([]parquet.V
 	}
 	// Spread the values to their entries from the last: entry e holds
 	// value v <= e, so each value is read before its place is written.
-	sc := c.cp.sc
 	starts = grow(starts, int(c.n)+1)
 	starts[c.n] = int32(nv)
 	r, v := int(c.n), nd
 	for e := nv - 1; e >= 0; e-- {
-		var rep, def byte
-		if c.rep > 0 {
-			rep = sc.reps[e]
-		}
-		if c.def > 0 {
-			def = sc.defs[e]
-		}
-		if rep > c.rep || def > c.def {
-			return vals, starts, fmt.Errorf("column %d: levels %d/%d above %d/%d: %w", c.cp.ci, rep, def, c.rep, c.def, parquet.ErrCorrupted)
+		rep, def, ok := c.levels(e)
+		if !ok {
+			return vals, starts, c.levelsErr(rep, def)
 		}
 		x := &vals[e]
 		if def == c.def {

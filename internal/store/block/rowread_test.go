@@ -142,16 +142,7 @@ func TestReadRowsRefuseDamagedPages(t *testing.T) {
 	require.NoError(t, err)
 	schema := parquet.SchemaOf(new(spanRow))
 	for _, col := range []string{"attrs.key", "events.attrs.value", "http_route", "duration_nano"} {
-		ci := -1
-		for c, path := range schema.Columns() {
-			if strings.Join(path, ".") == col {
-				ci = c
-			}
-		}
-		require.GreaterOrEqual(t, ci, 0, col)
-		oi, err := b.pinned[dataFile].RowGroups()[0].ColumnChunks()[ci].OffsetIndex()
-		require.NoError(t, err)
-		at, size := oi.Offset(0), oi.CompressedPageSize(0)
+		at, size := firstPage(t, b, col)
 		for _, damage := range []int64{at + size - 1, at + size/2} {
 			bad := bytes.Clone(data)
 			bad[damage] ^= 0x5a
@@ -164,6 +155,22 @@ func TestReadRowsRefuseDamagedPages(t *testing.T) {
 			require.ErrorIs(t, err, parquet.ErrCorrupted, "%s damaged at %d of %d", col, damage-at, size)
 		}
 	}
+}
+
+// firstPage returns where the first page of column col (its path, dotted)
+// of b's first row group is in its data file, and its size.
+func firstPage(t *testing.T, b *Block, col string) (at, size int64) {
+	t.Helper()
+	ci := -1
+	for c, path := range spanSchema.Columns() {
+		if strings.Join(path, ".") == col {
+			ci = c
+		}
+	}
+	require.GreaterOrEqual(t, ci, 0, col)
+	oi, err := b.pinned[dataFile].RowGroups()[0].ColumnChunks()[ci].OffsetIndex()
+	require.NoError(t, err)
+	return oi.Offset(0), oi.CompressedPageSize(0)
 }
 
 // nthZero finds the m-th zero as counting one by one does, across and
