@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 	"github.com/sightlinehq/sightline/internal/store/wal"
 	"github.com/sightlinehq/sightline/internal/workload"
@@ -90,4 +91,39 @@ func BenchmarkHeadScan(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/span")
 		})
 	}
+}
+
+// BenchmarkWriteHead writes a head of about 160k spans (the all-in-one's
+// head at its cut at 20k spans/s) as a level-0 block, as a flush does:
+// the head's records in block order, decoded and written by
+// block.WriteSpans with the flush's options. The head's keys are interned,
+// as they are in the store, which block.BenchmarkWriteSpans's spans are
+// not.
+//
+//	go test -run XXX -bench WriteHead -benchtime 10x ./internal/store/
+func BenchmarkWriteHead(b *testing.B) {
+	db := openTestDB(b, b.TempDir(), func(o *Options) {
+		o.WAL = wal.Options{Sync: wal.SyncInterval, SyncInterval: time.Hour}
+		o.MaxBlockBytes = 1 << 40
+		o.MaxBlockDuration = 24 * time.Hour
+	})
+	g := workload.New(9, time.Now(), workload.Options{})
+	for db.Stats().HeadSpans < 160_000 {
+		td, _ := g.Batch(100)
+		if err := db.AppendTraces(td); err != nil {
+			b.Fatal(err)
+		}
+	}
+	h := db.head
+	opts := block.WriteOptions{TempDir: db.tmpDir(), PageFiles: db.pages, Fast: true}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		var decodeErr error
+		m, err := block.WriteSpans(context.Background(), db.opts.Bucket, h.sortedSpans(&decodeErr), opts)
+		if err != nil || decodeErr != nil || m.Rows != int64(h.spans.len()) {
+			b.Fatal(err, decodeErr, m)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*h.spans.len()), "ns/span")
 }
