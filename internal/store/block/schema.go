@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"unsafe"
 
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
@@ -131,16 +132,49 @@ const (
 	keyRPCMethod      = "rpc.method"
 )
 
-func appendAttrRows(dst []attrRow, a storage.Attrs) []attrRow {
+// attrRows appends a's rows to dst.
+func (e *encoder) attrRows(dst []attrRow, a storage.Attrs) []attrRow {
 	for i := range a {
-		dst = append(dst, toAttrRow(a[i].Key, a[i].Value))
+		dst = append(dst, e.attrRow(a[i].Key, a[i].Value))
 	}
 	return dst
 }
 
-func toAttrRow(key string, v storage.Value) attrRow {
-	return attrRow{Key: string(rune(v.Type)) + key, Value: encodeValue(v)}
+func (e *encoder) attrRow(key string, v storage.Value) attrRow {
+	return attrRow{Key: e.keys.prefixed(key, v.Type), Value: e.value(v)}
 }
+
+// value is encodeValue for a row about to be written: numbers are
+// formatted into e.vals instead of a string each (they were most of a
+// head flush's allocations), so the result is valid until e.written.
+func (e *encoder) value(v storage.Value) string {
+	switch v.Type {
+	case storage.TypeInt, storage.TypeBool:
+		n := len(e.vals)
+		e.vals = strconv.AppendInt(e.vals, v.Int, 10)
+		return unsafe.String(&e.vals[n], len(e.vals)-n)
+	case storage.TypeDouble:
+		n := len(e.vals)
+		e.vals = strconv.AppendFloat(e.vals, v.Double, 'g', -1, 64)
+		return unsafe.String(&e.vals[n], len(e.vals)-n)
+	}
+	return v.Str
+}
+
+// written tells e that the rows it filled have been written: the
+// Parquet writer copies what it keeps of them, so the buffer behind their
+// numbers is free for the next.
+func (e *encoder) written() {
+	if cap(e.vals) > maxValsCap {
+		e.vals = nil // a batch of huge arrays, say: not kept for the next
+		return
+	}
+	e.vals = e.vals[:0]
+}
+
+// maxValsCap is the most of e.vals kept from one batch of rows to the
+// next: writeBatch rows of a few dozen numbers each.
+const maxValsCap = 256 << 10
 
 func encodeValue(v storage.Value) string {
 	switch v.Type {
@@ -267,6 +301,9 @@ type encoder struct {
 	res   map[*storage.Resource][]byte
 	scope map[*storage.InstrumentationScope][]byte
 	keys  keyCache
+	// vals holds the text of the numbers of the rows not yet written
+	// (value), until written.
+	vals []byte
 }
 
 func newEncoder() *encoder {
@@ -332,15 +369,26 @@ func toSpanRow(r *spanRow, s *storage.Span, enc *encoder) {
 		case a.Key == keyRPCMethod && v.Type == storage.TypeStr && v.Str != "":
 			r.RPCMethod = v.Str
 		default:
-			r.Attrs = append(r.Attrs, attrRow{Key: enc.keys.prefixed(a.Key, v.Type), Value: encodeValue(v)})
+			r.Attrs = append(r.Attrs, enc.attrRow(a.Key, v))
 		}
 	}
 	for _, e := range s.Events {
-		r.Events = append(r.Events, eventRow{TimeUnixNano: e.TimeUnixNano, Name: e.Name, Attrs: appendAttrRows(nil, e.Attrs)})
+		r.Events = append(r.Events, eventRow{TimeUnixNano: e.TimeUnixNano, Name: e.Name, Attrs: enc.attrRows(reused(r.Events).Attrs[:0], e.Attrs)})
 	}
 	for _, l := range s.Links {
-		r.Links = append(r.Links, linkRow{TraceID: l.TraceID[:], SpanID: l.SpanID[:], TraceState: l.TraceState, Flags: int64(l.Flags), Attrs: appendAttrRows(nil, l.Attrs)})
+		r.Links = append(r.Links, linkRow{TraceID: l.TraceID[:], SpanID: l.SpanID[:], TraceState: l.TraceState, Flags: int64(l.Flags), Attrs: enc.attrRows(reused(r.Links).Attrs[:0], l.Attrs)})
 	}
+}
+
+// reused returns the element past s's end within its capacity, or a zero
+// one: an event or link of the row written before, whose attribute
+// slice the next can reuse.
+func reused[T any](s []T) T {
+	if len(s) < cap(s) {
+		return s[:len(s)+1][len(s)]
+	}
+	var zero T
+	return zero
 }
 
 // resourceCache decodes each distinct resource and scope encoding once per
@@ -436,9 +484,9 @@ func fromSpanRow(r *spanRow, c *resourceCache) storage.Span {
 func toLogRow(r *logRow, l *storage.LogRecord, enc *encoder) {
 	*r = logRow{
 		Time: l.TimeUnixNano, ObservedTime: l.ObservedTimeUnixNano, Severity: l.SeverityNumber, SeverityText: l.SeverityText,
-		Body: toAttrRow("", l.Body), TraceID: l.TraceID, SpanID: l.SpanID, Flags: int64(l.Flags), EventName: l.EventName,
+		Body: enc.attrRow("", l.Body), TraceID: l.TraceID, SpanID: l.SpanID, Flags: int64(l.Flags), EventName: l.EventName,
 		ServiceName: l.Resource.ServiceName(),
-		Attrs:       appendAttrRows(r.Attrs[:0], l.Attrs),
+		Attrs:       enc.attrRows(r.Attrs[:0], l.Attrs),
 		Resource:    enc.resource(l.Resource), Scope: enc.scopeOf(l.Scope),
 	}
 }

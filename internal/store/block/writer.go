@@ -526,6 +526,7 @@ func WriteSpans(ctx context.Context, st *objstore.Store, spans iter.Seq[*storage
 		if _, err := w.Write(rows[:n]); err != nil {
 			return err
 		}
+		enc.written()
 		err := cut.wrote(w, n)
 		n = 0
 		return err
@@ -596,6 +597,7 @@ func WriteLogs(ctx context.Context, st *objstore.Store, recs iter.Seq[*storage.L
 			return nil
 		}
 		_, err := w.Write(rows[:n])
+		enc.written()
 		n = 0
 		return err
 	}
