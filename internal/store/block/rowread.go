@@ -224,9 +224,7 @@ func (c *levelCursor) appendRow(dst []parquet.Value, row int64) ([]parquet.Value
 	if c.dict != nil {
 		c.dict.Lookup(c.idx[v0:v1], sc.row)
 	} else {
-		for i := range sc.row {
-			sc.row[i] = valueAt(c.data, c.cp.typ.Kind(), int(v0)+i)
-		}
+		valuesAt(sc.row, c.data, c.cp.typ.Kind(), int(v0))
 	}
 	ci, v := c.cp.ci, 0
 	for e := e0; e < e1; e++ {
@@ -274,10 +272,7 @@ func (c *levelCursor) entries(vals []parquet.Value, starts []int32) ([]parquet.V
 	if c.dict != nil {
 		c.dict.Lookup(c.idx, vals[:nd])
 	} else {
-		kind := c.cp.typ.Kind()
-		for i := range nd {
-			vals[i] = valueAt(c.data, kind, i)
-		}
+		valuesAt(vals[:nd], c.data, c.cp.typ.Kind(), 0)
 	}
 	if c.rep == 0 && c.def == 0 {
 		return vals, starts[:0], nil
@@ -476,6 +471,41 @@ func checkRuns(src []byte, width int) error {
 		src = src[size:]
 	}
 	return nil
+}
+
+// valuesAt fills dst with values from..from+len(dst) of vals, which holds
+// values of kind k, as checkValues has checked. A merge reads every value
+// of every page it copies through here: the kinds it reads most have a
+// loop of their own, so the kind is switched on and vals's slice taken
+// once a page rather than once a value (valueAt's loop was 2.5% of the
+// all-in-one's CPU at 20k spans/s).
+func valuesAt(dst []parquet.Value, vals encoding.Values, k parquet.Kind, from int) {
+	switch k {
+	case parquet.Int32:
+		for i, x := range vals.Int32()[from : from+len(dst)] {
+			dst[i] = parquet.Int32Value(x)
+		}
+	case parquet.Int64:
+		for i, x := range vals.Int64()[from : from+len(dst)] {
+			dst[i] = parquet.Int64Value(x)
+		}
+	case parquet.FixedLenByteArray:
+		b, size := vals.FixedLenByteArray()
+		b = b[from*size : (from+len(dst))*size]
+		for i := range dst {
+			dst[i] = parquet.FixedLenByteArrayValue(b[i*size : (i+1)*size : (i+1)*size])
+		}
+	case parquet.ByteArray:
+		b, offs := vals.ByteArray()
+		offs = offs[from : from+len(dst)+1]
+		for i := range dst {
+			dst[i] = parquet.ByteArrayValue(b[offs[i]:offs[i+1]:offs[i+1]])
+		}
+	default:
+		for i := range dst {
+			dst[i] = valueAt(vals, k, from+i)
+		}
+	}
 }
 
 // valueAt returns value i of vals, which holds values of kind k, as
