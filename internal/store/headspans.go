@@ -30,6 +30,9 @@ type headSpans struct {
 	// res are the resources of the head's spans, for Services and TagNames.
 	res map[uint32]struct{}
 	ops map[headOp]struct{}
+	// opRefs are the operations in ops whose names are interned, by
+	// reference.
+	opRefs map[opRef]struct{}
 }
 
 // spanEntry is a span's fixed part: what deduplication, the trace index
@@ -49,14 +52,23 @@ type headOp struct {
 	kind          storage.SpanKind
 }
 
+// opRef is an operation by its resource's and interned name's
+// references.
+type opRef struct {
+	res, name uint32
+	kind      storage.SpanKind
+}
+
 const (
-	// A map entry of two strings and a kind; a map entry of an index.
+	// A map entry of two strings and a kind; of three integers; of an
+	// index.
 	opEntryBytes = 64
+	opRefBytes   = 24
 	resKeyBytes  = 16
 )
 
 func newHeadSpans(a *arena) headSpans {
-	return headSpans{a: a, res: map[uint32]struct{}{}, ops: map[headOp]struct{}{}}
+	return headSpans{a: a, res: map[uint32]struct{}{}, ops: map[headOp]struct{}{}, opRefs: map[opRef]struct{}{}}
 }
 
 func (h *headSpans) len() int { return h.entries.len() }
@@ -74,11 +86,22 @@ func (h *headSpans) push(s *storage.Span) (int32, int64) {
 		h.res[resRef] = struct{}{}
 		added += resKeyBytes
 	}
-	op := headOp{service: a.res[resRef].ServiceName(), name: s.Name, kind: s.Kind}
-	if _, ok := h.ops[op]; !ok {
-		op.name = strings.Clone(op.name)
-		h.ops[op] = struct{}{}
-		added += opEntryBytes + strBytes(op.name)
+	nameRef, n, interned := a.intern(s.Name)
+	added += n
+	// An operation whose name is interned is known by its references: a
+	// span's lookup then hashes 12 bytes, not its service and name.
+	ref := opRef{res: resRef, name: nameRef, kind: s.Kind}
+	if _, ok := h.opRefs[ref]; !ok || !interned {
+		op := headOp{service: a.res[resRef].ServiceName(), name: s.Name, kind: s.Kind}
+		if _, ok := h.ops[op]; !ok {
+			op.name = strings.Clone(op.name)
+			h.ops[op] = struct{}{}
+			added += opEntryBytes + strBytes(op.name)
+		}
+		if interned {
+			h.opRefs[ref] = struct{}{}
+			added += opRefBytes
+		}
 	}
 
 	b := a.buf[:0]
@@ -86,8 +109,11 @@ func (h *headSpans) push(s *storage.Span) (int32, int64) {
 	b = binary.AppendVarint(b, s.EndUnixNano-s.StartUnixNano)
 	b = binary.AppendUvarint(b, uint64(s.Flags))
 	b = append(b, byte(s.Kind), byte(s.StatusCode))
-	b, n = a.appendRef(b, s.Name)
-	added += n
+	if interned {
+		b = binary.AppendUvarint(b, uint64(nameRef)+1)
+	} else {
+		b = appendStr(append(b, 0), s.Name)
+	}
 	b = appendStr(b, s.TraceState)
 	b = appendStr(b, s.StatusMessage)
 	b = binary.AppendUvarint(b, uint64(resRef))
