@@ -75,6 +75,7 @@ func compactBench(args []string) error {
 	n := fset.Int("spans", 10_000_000, "spans to store")
 	data := fset.String("data", "", "data dir")
 	headSpans := fset.Int("head-spans", 160_000, "spans per level-0 block")
+	level0 := fset.Int("level0", 0, "level-0 blocks a merge (compaction::level0_blocks); 0 is the store's default, min_blocks")
 	measure := fset.Bool("measure", false, "compact (internal: the child process)")
 	fset.Parse(args)
 	if *data == "" {
@@ -82,7 +83,7 @@ func compactBench(args []string) error {
 	}
 	ctx := context.Background()
 	if *measure {
-		db, err := openDefaults(*data, nil)
+		db, err := openDefaults(*data, func(o *store.Options) { o.CompactLevel0Blocks = *level0 })
 		if err != nil {
 			return err
 		}
@@ -134,7 +135,7 @@ func compactBench(args []string) error {
 		}
 		os.WriteFile(filepath.Join(*data, "filled"), nil, 0o644)
 	}
-	cmd := exec.Command(os.Args[0], "compact", "-measure", "-data", *data)
+	cmd := exec.Command(os.Args[0], "compact", "-measure", "-data", *data, "-level0", strconv.Itoa(*level0))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }
