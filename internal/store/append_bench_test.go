@@ -53,13 +53,9 @@ func benchmarkAppendTraces(b *testing.B, traces int) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(spans), "ns/span")
 }
 
-// BenchmarkHeadScan reads every span of a head of about 160k spans (the
-// all-in-one's head size at 20k spans/s) as a metrics query and a search
-// do, in full and with the core projection. Every query reads the head:
-// its blocks may be cached, its head never is.
-//
-//	go test -run XXX -bench HeadScan ./internal/store/
-func BenchmarkHeadScan(b *testing.B) {
+// openFullHead opens a store whose head holds about 160k workload spans,
+// the all-in-one's head at its cut at 20k spans/s, and is never cut.
+func openFullHead(b *testing.B) *DB {
 	db := openTestDB(b, b.TempDir(), func(o *Options) {
 		o.WAL = wal.Options{Sync: wal.SyncInterval, SyncInterval: time.Hour}
 		o.MaxBlockBytes = 1 << 40
@@ -72,6 +68,17 @@ func BenchmarkHeadScan(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	return db
+}
+
+// BenchmarkHeadScan reads every span of a head of about 160k spans (the
+// all-in-one's head size at 20k spans/s) as a metrics query and a search
+// do, in full and with the core projection. Every query reads the head:
+// its blocks may be cached, its head never is.
+//
+//	go test -run XXX -bench HeadScan ./internal/store/
+func BenchmarkHeadScan(b *testing.B) {
+	db := openFullHead(b)
 	n := db.Stats().HeadSpans
 	for _, proj := range []storage.Projection{storage.ProjectAll, storage.ProjectCore} {
 		b.Run([]string{"all", "core"}[proj], func(b *testing.B) {
@@ -102,18 +109,7 @@ func BenchmarkHeadScan(b *testing.B) {
 //
 //	go test -run XXX -bench WriteHead -benchtime 10x ./internal/store/
 func BenchmarkWriteHead(b *testing.B) {
-	db := openTestDB(b, b.TempDir(), func(o *Options) {
-		o.WAL = wal.Options{Sync: wal.SyncInterval, SyncInterval: time.Hour}
-		o.MaxBlockBytes = 1 << 40
-		o.MaxBlockDuration = 24 * time.Hour
-	})
-	g := workload.New(9, time.Now(), workload.Options{})
-	for db.Stats().HeadSpans < 160_000 {
-		td, _ := g.Batch(100)
-		if err := db.AppendTraces(td); err != nil {
-			b.Fatal(err)
-		}
-	}
+	db := openFullHead(b)
 	h := db.head
 	opts := block.WriteOptions{TempDir: db.tmpDir(), PageFiles: db.pages, Fast: true}
 	b.ReportAllocs()
