@@ -321,6 +321,11 @@ func ScanProto(sig Signal, b []byte, lim Limits) (Report, error) {
 				continue
 			}
 			if child == mAnyValue {
+				if depth < maxDepth && scalarValue(b[pos:pos+int(l)]) {
+					// Nothing in it to walk: what its frame would check.
+					pos += int(l)
+					continue
+				}
 				depth++
 				if depth > maxDepth {
 					return rep, fmt.Errorf("%w: deeper than %d levels", ErrTooDeep, maxDepth)
@@ -337,6 +342,30 @@ func ScanProto(sig Signal, b []byte, lim Limits) (Report, error) {
 			return rep, fmt.Errorf("%w: wire type %d at byte %d", ErrMalformed, wire, pos-n)
 		}
 	}
+}
+
+// scalarValue reports whether an encoded AnyValue is one well-framed field
+// that is not an array or a key/value list: a string, bool, int, double or
+// bytes value, nearly every attribute's. Its walk would find nothing to
+// refuse, so the walk skips it without a frame. Anything else, malformed
+// input included, is left to the walk.
+func scalarValue(v []byte) bool {
+	tag, n := uvarint(v)
+	if n <= 0 || tag>>3 == 0 || tag>>3 == 5 || tag>>3 == 6 {
+		return false
+	}
+	rest := v[n:]
+	switch tag & 7 {
+	case 0:
+		_, m := uvarint(rest)
+		return m > 0 && m == len(rest)
+	case 1:
+		return len(rest) == 8
+	case 2:
+		l, m := uvarint(rest)
+		return m > 0 && l == uint64(len(rest)-m)
+	}
+	return false
 }
 
 func allZero(b []byte) bool {

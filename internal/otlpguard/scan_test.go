@@ -3,6 +3,7 @@ package otlpguard
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -11,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/sightlinehq/sightline/internal/otlpguard/otlpguardtest"
+	"github.com/sightlinehq/sightline/internal/workload"
 )
 
 // nest makes v depth AnyValues deep: lists of lists, or maps of
@@ -216,4 +218,22 @@ func TestScanProtoCountsInvalidSpanIDs(t *testing.T) {
 	if testing.AllocsPerRun(100, func() { _, _ = ScanProto(Traces, b, Limits{}) }) != 0 {
 		t.Error("the walk allocates")
 	}
+}
+
+// BenchmarkScanProto walks a request of the workload generator's spans,
+// as the guard walks every request before it is decoded.
+func BenchmarkScanProto(b *testing.B) {
+	td, _ := workload.New(1, time.Unix(1_700_000_000, 0), workload.Options{}).Batch(20)
+	p, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ScanProto(Traces, p, Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(td.SpanCount()), "spans/op")
 }
