@@ -1,8 +1,10 @@
 package block
 
 import (
+	"bytes"
 	"io"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -27,7 +29,7 @@ func TestPageFilesAreReusedEmpty(t *testing.T) {
 
 	p.PutBuffer(a)
 	b := p.GetBuffer()
-	require.Same(t, a.(*os.File), b.(*os.File), "reused")
+	require.Same(t, a.(*pageFile).f, b.(*pageFile).f, "reused")
 	got, err = io.ReadAll(b)
 	require.NoError(t, err)
 	require.Empty(t, got, "emptied")
@@ -36,14 +38,64 @@ func TestPageFilesAreReusedEmpty(t *testing.T) {
 	require.Zero(t, off)
 
 	c := p.GetBuffer()
-	require.NotSame(t, b.(*os.File), c.(*os.File))
+	require.NotSame(t, b.(*pageFile).f, c.(*pageFile).f)
 	p.PutBuffer(b)
 	require.NoError(t, p.Close())
-	_, err = b.Write([]byte("x"))
+	_, err = b.(*pageFile).f.Write([]byte("x"))
 	require.Error(t, err, "idle files are closed with the pool")
 	p.PutBuffer(c) // after Close: closed, not kept
-	_, err = c.Write([]byte("x"))
+	_, err = c.(*pageFile).f.Write([]byte("x"))
 	require.Error(t, err)
+}
+
+// Writes are gathered and written out before the file is read, sought or
+// copied, in order, whatever their sizes; a write that fails reaches the
+// call that writes the buffer out.
+func TestPageFileBuffersWrites(t *testing.T) {
+	p := NewPageFiles(t.TempDir())
+	defer p.Close()
+	pf := p.GetBuffer().(*pageFile)
+	var want []byte
+	for i, n := range []int{12, 0, 3, 900, pageFileBuffer - 1, 5, 2 * pageFileBuffer, 7} {
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte(i*31 + j)
+		}
+		k, err := pf.Write(b)
+		require.NoError(t, err)
+		require.Equal(t, n, k)
+		want = append(want, b...)
+	}
+	st, err := pf.f.Stat()
+	require.NoError(t, err)
+	require.Less(t, st.Size(), int64(len(want)), "the last writes are still buffered")
+
+	var out bytes.Buffer
+	_, err = pf.Seek(0, io.SeekStart)
+	require.NoError(t, err)
+	_, err = io.Copy(&out, pf)
+	require.NoError(t, err)
+	require.Equal(t, want, out.Bytes())
+
+	// Copied into a file, as parquet-go copies a row group's pages.
+	_, err = pf.Write([]byte("tail"))
+	require.NoError(t, err)
+	_, err = pf.Seek(0, io.SeekStart)
+	require.NoError(t, err)
+	dst, err := os.Create(filepath.Join(t.TempDir(), "block"))
+	require.NoError(t, err)
+	defer dst.Close()
+	_, err = io.Copy(dst, pf)
+	require.NoError(t, err)
+	got, err := os.ReadFile(dst.Name())
+	require.NoError(t, err)
+	require.Equal(t, append(want, "tail"...), got)
+
+	pf.f.Close() // a disk that fails the next write
+	_, err = pf.Write([]byte("lost"))
+	require.NoError(t, err, "buffered")
+	_, err = pf.Seek(0, io.SeekStart)
+	require.Error(t, err, "the failed write is reported")
 }
 
 // A directory that cannot hold files fails the write that asked, with the
