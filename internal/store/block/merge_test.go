@@ -70,10 +70,17 @@ func testMergeSpans(t *testing.T, st *objstore.Store, merge func([]*Block, Write
 	for _, s := range parts[0][:300] { // a retry of part of a batch
 		parts[3] = append(parts[3], s)
 	}
+	// The inputs are written as a head's flush writes them (level 0,
+	// Fast: small pages, Snappy), the blocks most merges take.
 	var blocks []*Block
 	for _, p := range parts {
 		sortSpans(p)
-		blocks = append(blocks, writeTestBlock(t, st, p, 1000))
+		m, err := WriteSpans(ctx, st, seqSpans(p), WriteOptions{RowGroupRows: 1000, TempDir: t.TempDir(), Fast: true})
+		require.NoError(t, err)
+		b, err := Open(ctx, st, Traces, m.ID)
+		require.NoError(t, err)
+		t.Cleanup(func() { b.Close() })
+		blocks = append(blocks, b)
 	}
 
 	opts := WriteOptions{RowGroupRows: 1000, TempDir: t.TempDir(), Level: 1}

@@ -63,3 +63,39 @@ func TestSparsePageRows(t *testing.T) {
 		}
 	}
 }
+
+// A head's flush (a level-0 block, Fast) ends its pages at 8 KiB, so that
+// a merge of many such blocks holds small pages of each
+// (pageBufferSize); blocks of other levels keep their 64 KiB pages.
+func TestLevel0Pages(t *testing.T) {
+	ctx := context.Background()
+	st, err := objstore.OpenFilesystem(t.TempDir())
+	require.NoError(t, err)
+	spans, _ := genSpans(t, 3000)
+	pages := func(opts WriteOptions, path ...string) int {
+		opts.TempDir = t.TempDir()
+		m, err := WriteSpans(ctx, st, seqSpans(spans), opts)
+		require.NoError(t, err)
+		blk, err := Open(ctx, st, Traces, m.ID)
+		require.NoError(t, err)
+		defer blk.Close()
+		f, err := blk.data()
+		require.NoError(t, err)
+		leaf, ok := spanSchema.Lookup(path...)
+		require.True(t, ok, "%v", path)
+		n := 0
+		for _, rg := range f.RowGroups() {
+			oi, err := rg.ColumnChunks()[leaf.ColumnIndex].OffsetIndex()
+			require.NoError(t, err)
+			n += oi.NumPages()
+		}
+		return n
+	}
+	for _, path := range [][]string{{"attrs", "value"}, {"resource"}, {"duration_nano"}} {
+		level0 := pages(WriteOptions{Fast: true}, path...)
+		level1 := pages(WriteOptions{Fast: true, Level: 1}, path...)
+		final := pages(WriteOptions{Level: 1}, path...)
+		require.Equal(t, level1, final, "%v: the codec does not change where pages end", path)
+		require.GreaterOrEqual(t, level0, 4*level1, "%v: a head's flush ends its pages at 8 KiB, the others at 64 KiB", path)
+	}
+}
