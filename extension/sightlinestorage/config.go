@@ -188,7 +188,7 @@ type CompactionConfig struct {
 	MinBlocks int           `mapstructure:"min_blocks"`
 	MaxSize   int64         `mapstructure:"max_size"`
 	// Level0Blocks is how many level-0 blocks (one per cut head) one merge
-	// takes, 16 by default; 0 is min_blocks. The upper levels merge
+	// takes, 64 by default; 0 is min_blocks. The upper levels merge
 	// min_blocks at a time.
 	Level0Blocks int `mapstructure:"level0_blocks"`
 	// StallBlocks is the count of level-0 blocks of one signal, waiting to
@@ -260,7 +260,7 @@ func createDefaultConfig() *Config {
 		// Sixteen level-0 blocks (cut heads) a merge, four above: each span
 		// is merged twice before it rests in a block of max_size, not three
 		// times; merges a column at a time hold little for each input.
-		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 4, Level0Blocks: 16, MaxSize: 1 << 30},
+		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 4, Level0Blocks: 64, MaxSize: 1 << 30},
 		Storage:    StorageConfig{Backend: "filesystem"},
 		// Prometheus's default retention.
 		Metrics: MetricsConfig{Retention: 15 * 24 * time.Hour, RemoteRead: RemoteReadConfig{Timeout: time.Minute}},
