@@ -21,23 +21,29 @@ func BenchmarkWriteSpans(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	eachCodec(b, func(b *testing.B, fast bool) {
+		b.ReportAllocs()
+		var m *Meta
+		for range b.N {
+			m, err = WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: b.TempDir(), Fast: fast})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(m.DataBytes)/float64(m.Rows), "B/span")
+		b.ReportMetric(float64(len(spans))*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
+	})
+}
+
+// eachCodec runs fn as two sub-benchmarks: "default" writes blocks that
+// stay (zstd), "fast" blocks that will be merged again (Snappy).
+func eachCodec(b *testing.B, fn func(b *testing.B, fast bool)) {
 	for _, fast := range []bool{false, true} {
 		name := "default"
 		if fast {
 			name = "fast"
 		}
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			var m *Meta
-			for range b.N {
-				m, err = WriteSpans(context.Background(), st, seqSpans(spans), WriteOptions{TempDir: b.TempDir(), Fast: fast})
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(m.DataBytes)/float64(m.Rows), "B/span")
-			b.ReportMetric(float64(len(spans))*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
-		})
+		b.Run(name, func(b *testing.B) { fn(b, fast) })
 	}
 }
 
@@ -208,26 +214,18 @@ func BenchmarkMergeSpans(b *testing.B) {
 		blocks = append(blocks, blk)
 		rows += m.Rows
 	}
-	// fast writes a block that is merged again (Snappy), final one that
-	// stays (zstd): the level-1 and the level-2 merges of the all-in-one.
-	for _, fast := range []bool{true, false} {
-		name := "final"
-		if fast {
-			name = "fast"
-		}
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			var m *Meta
-			for range b.N {
-				if m, err = MergeSpans(context.Background(), st, blocks, WriteOptions{TempDir: dir, Fast: fast, PageFiles: pages, Level: 1}); err != nil {
-					b.Fatal(err)
-				}
+	eachCodec(b, func(b *testing.B, fast bool) {
+		b.ReportAllocs()
+		var m *Meta
+		for range b.N {
+			if m, err = MergeSpans(context.Background(), st, blocks, WriteOptions{TempDir: dir, Fast: fast, PageFiles: pages, Level: 1}); err != nil {
+				b.Fatal(err)
 			}
-			b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e3/(float64(rows)*float64(b.N)), "µs/span")
-			b.ReportMetric(float64(m.DataBytes)/float64(m.Rows), "bytes/span")
-		})
-	}
+		}
+		b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e3/(float64(rows)*float64(b.N)), "µs/span")
+		b.ReportMetric(float64(m.DataBytes)/float64(m.Rows), "B/span")
+	})
 }
 
 // BenchmarkCoreScan reads a core scan over three blocks of about 70k
