@@ -257,9 +257,10 @@ func createDefaultConfig() *Config {
 		// and WAL replay after a crash stays short.
 		Block:     BlockConfig{MaxDuration: 30 * time.Second, MaxSize: 64 << 20, RowGroupSpans: 100_000},
 		Retention: RetentionConfig{MaxAge: 7 * 24 * time.Hour},
-		// Sixteen level-0 blocks (cut heads) a merge, four above: each span
-		// is merged twice before it rests in a block of max_size, not three
-		// times; merges a column at a time hold little for each input.
+		// Sixty-four level-0 blocks (cut heads) a merge, four above: at 20k
+		// spans/s each span is merged once before it rests in a block of
+		// half max_size, not twice; a flush's 8 KiB pages and merges a
+		// column at a time keep what a merge holds for each input small.
 		Compaction: CompactionConfig{Interval: time.Minute, MinBlocks: 4, Level0Blocks: 64, MaxSize: 1 << 30},
 		Storage:    StorageConfig{Backend: "filesystem"},
 		// Prometheus's default retention.
