@@ -26,6 +26,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,6 +104,7 @@ func run() error {
 	}
 	const pregen = 8
 	var acked, refused, failed atomic.Int64
+	var reasons refusals
 	var sampleMu sync.Mutex
 	checks := map[pcommon.TraceID]int{}
 	start := time.Now()
@@ -178,6 +180,7 @@ func run() error {
 					}
 				case status.Code(err) == codes.Unavailable || status.Code(err) == codes.ResourceExhausted:
 					refused.Add(int64(r.n))
+					reasons.add(status.Convert(err).Message())
 				default:
 					failed.Add(int64(r.n))
 				}
@@ -225,6 +228,7 @@ func run() error {
 	}
 	fmt.Printf("offered %d spans/s for %.0fs: acknowledged %d (%.0f spans/s), refused %d, failed %d\n",
 		*rate, el, acked.Load(), float64(acked.Load())/el, refused.Load(), failed.Load())
+	reasons.print()
 	if len(pids) > 0 && acked.Load() > 0 {
 		fmt.Printf("server: peak RSS %.0f MiB (anonymous %.0f MiB), CPU %.1f µs per acknowledged span\n", peak, peakAnon, (cpu1-cpu0)*1e6/float64(acked.Load()))
 	}
@@ -331,6 +335,54 @@ func procStats(pid int) (rssMiB, anonMiB, cpuSec float64) {
 // salted gives a pre-generated trace ID a request's own value: the ID XOR
 // a 128-bit mask drawn from the request's salt and the run's seed, so that
 // requests, and runs against the same store, never share a trace.
+// refusals counts the server's refusals by their message with its numbers
+// taken out (the store's say which limit refused and by how much), keeping
+// the first message of each kind: which admission limit refuses, and
+// when, is what a run's refused count does not say.
+type refusals struct {
+	mu    sync.Mutex
+	kinds map[string]*refusalKind
+	order []string
+}
+
+type refusalKind struct {
+	n     int
+	first string
+}
+
+// maxRefusalKinds bounds the kinds kept; later kinds count as "other".
+const maxRefusalKinds = 8
+
+var digits = regexp.MustCompile(`[0-9]+`)
+
+func (r *refusals) add(msg string) {
+	kind := digits.ReplaceAllString(msg, "N")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kinds == nil {
+		r.kinds = map[string]*refusalKind{}
+	}
+	if _, ok := r.kinds[kind]; !ok && len(r.order) >= maxRefusalKinds {
+		kind, msg = "other", "(other messages)"
+	}
+	k, ok := r.kinds[kind]
+	if !ok {
+		k = &refusalKind{first: msg}
+		r.kinds[kind] = k
+		r.order = append(r.order, kind)
+	}
+	k.n++
+}
+
+func (r *refusals) print() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, kind := range r.order {
+		k := r.kinds[kind]
+		fmt.Printf("  refused %d requests: %s\n", k.n, k.first)
+	}
+}
+
 func salted(id pcommon.TraceID, salt uint64) pcommon.TraceID {
 	r := rand.New(rand.NewPCG(salt, runSeed))
 	a, b := r.Uint64(), r.Uint64()
