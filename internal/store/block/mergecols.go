@@ -9,6 +9,8 @@ import (
 	"sort"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/store/storage"
@@ -159,14 +161,52 @@ func (c *colCursor) open() error {
 		return errNotDirect
 	}
 	cc := ccs[c.ci]
-	oi, err := cc.OffsetIndex()
-	if err != nil || oi == nil || oi.NumPages() == 0 {
+	oi, err := uncachedOffsetIndex(c.in.f, g, c.ci)
+	if err != nil || oi.NumPages() == 0 {
 		return errNotDirect
 	}
 	c.g, c.start = g, ends[g]-rg.NumRows()
 	c.lc = levelCursor{page: -1, rows: rg.NumRows(), rep: spanLevels[c.ci][0], def: spanLevels[c.ci][1],
 		cp: openChunkPages(c.in.f, cc, oi, g, c.ci, c.in.src)}
 	return nil
+}
+
+// pageLocations is a column chunk's offset index as uncachedOffsetIndex
+// decodes it.
+type pageLocations []format.PageLocation
+
+func (p pageLocations) NumPages() int                  { return len(p) }
+func (p pageLocations) Offset(i int) int64             { return p[i].Offset }
+func (p pageLocations) CompressedPageSize(i int) int64 { return int64(p[i].CompressedPageSize) }
+func (p pageLocations) FirstRowIndex(i int) int64      { return p[i].FirstRowIndex }
+
+// uncachedOffsetIndex decodes the offset index of column ci in row group g
+// of f for the caller alone. parquet-go's ColumnChunk.OffsetIndex keeps
+// what it decodes in the file for as long as the file lives, and a merge's
+// inputs live until the merged block replaces them: reading every chunk of
+// every input, the merge of 64 level-0 blocks (8 KiB pages, 10M spans)
+// left 13 MiB of indexes behind in them at its end, on top of what it
+// holds itself, and with a head at its cut that tipped the process over
+// its admission threshold (memlimit.CheckHeap). Decoded here, a cursor's
+// index goes when it moves to the next row group or column.
+func uncachedOffsetIndex(f *parquet.File, g, ci int) (pageLocations, error) {
+	rgs := f.Metadata().RowGroups
+	if g >= len(rgs) || ci >= len(rgs[g].Columns) {
+		return nil, errNotDirect
+	}
+	col := &rgs[g].Columns[ci]
+	if col.OffsetIndexOffset <= 0 || col.OffsetIndexLength <= 0 || len(col.EncryptedColumnMetadata) > 0 {
+		return nil, errNotDirect
+	}
+	b := make([]byte, col.OffsetIndexLength)
+	if _, err := f.ReadAt(b, col.OffsetIndexOffset); err != nil {
+		return nil, fmt.Errorf("read the offset index of column %d: %w", ci, err)
+	}
+	var oi format.OffsetIndex
+	if err := thrift.Unmarshal(new(thrift.CompactProtocol), b, &oi); err != nil {
+		return nil, fmt.Errorf("decode the offset index of column %d: %w", ci, err)
+	}
+	return pageLocations(oi.PageLocations), nil
 }
 
 // sortKey is a row's place in block order (CompareSpans): the trace ID
