@@ -9,7 +9,6 @@ import (
 	"sort"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/sightlinehq/sightline/internal/objstore"
@@ -66,6 +65,9 @@ type colCursor struct {
 	// are kept from one column to the next.
 	vals []parquet.Value
 	rows []int32
+	// The open chunk's offset index, and its bytes (offsetIndex).
+	locs pageLocations
+	raw  []byte
 }
 
 // spanLevels are the maximum repetition and definition levels of each
@@ -161,7 +163,7 @@ func (c *colCursor) open() error {
 		return errNotDirect
 	}
 	cc := ccs[c.ci]
-	oi, err := uncachedOffsetIndex(c.in.f, g, c.ci)
+	oi, err := c.offsetIndex(g)
 	if err != nil || oi.NumPages() == 0 {
 		return errNotDirect
 	}
@@ -171,7 +173,7 @@ func (c *colCursor) open() error {
 	return nil
 }
 
-// pageLocations is a column chunk's offset index as uncachedOffsetIndex
+// pageLocations is a column chunk's offset index as colCursor.offsetIndex
 // decodes it.
 type pageLocations []format.PageLocation
 
@@ -180,33 +182,33 @@ func (p pageLocations) Offset(i int) int64             { return p[i].Offset }
 func (p pageLocations) CompressedPageSize(i int) int64 { return int64(p[i].CompressedPageSize) }
 func (p pageLocations) FirstRowIndex(i int) int64      { return p[i].FirstRowIndex }
 
-// uncachedOffsetIndex decodes the offset index of column ci in row group g
-// of f for the caller alone. parquet-go's ColumnChunk.OffsetIndex keeps
-// what it decodes in the file for as long as the file lives, and a merge's
-// inputs live until the merged block replaces them: reading every chunk of
-// every input, the merge of 64 level-0 blocks (8 KiB pages, 10M spans)
-// left 13 MiB of indexes behind in them at its end, on top of what it
-// holds itself, and with a head at its cut that tipped the process over
-// its admission threshold (memlimit.CheckHeap). Decoded here, a cursor's
-// index goes when it moves to the next row group or column.
-func uncachedOffsetIndex(f *parquet.File, g, ci int) (pageLocations, error) {
-	rgs := f.Metadata().RowGroups
-	if g >= len(rgs) || ci >= len(rgs[g].Columns) {
+// offsetIndex decodes the offset index of the cursor's column in row
+// group g for the cursor alone, into its own buffers. parquet-go's
+// ColumnChunk.OffsetIndex keeps what it decodes in the file for as long
+// as the file lives, and a merge's inputs live until the merged block
+// replaces them: reading every chunk of every input, the merge of 64
+// level-0 blocks (8 KiB pages, 10M spans) left 13 MiB of indexes behind
+// in them at its end, on top of what it holds itself, and with a head at
+// its cut that tipped the process over its admission threshold
+// (memlimit.CheckHeap). Here a cursor's index is overwritten when it
+// moves to the next row group or column. The previous one is no longer
+// read by then: open closes the chunk reader first.
+func (c *colCursor) offsetIndex(g int) (pageLocations, error) {
+	rgs := c.in.f.Metadata().RowGroups
+	if g >= len(rgs) || c.ci >= len(rgs[g].Columns) {
 		return nil, errNotDirect
 	}
-	col := &rgs[g].Columns[ci]
+	col := &rgs[g].Columns[c.ci]
 	if col.OffsetIndexOffset <= 0 || col.OffsetIndexLength <= 0 || len(col.EncryptedColumnMetadata) > 0 {
 		return nil, errNotDirect
 	}
-	b := make([]byte, col.OffsetIndexLength)
-	if _, err := f.ReadAt(b, col.OffsetIndexOffset); err != nil {
-		return nil, fmt.Errorf("read the offset index of column %d: %w", ci, err)
+	c.raw = grow(c.raw[:0], int(col.OffsetIndexLength))
+	if _, err := c.in.f.ReadAt(c.raw, col.OffsetIndexOffset); err != nil {
+		return nil, fmt.Errorf("read the offset index of column %d: %w", c.ci, err)
 	}
-	var oi format.OffsetIndex
-	if err := thrift.Unmarshal(new(thrift.CompactProtocol), b, &oi); err != nil {
-		return nil, fmt.Errorf("decode the offset index of column %d: %w", ci, err)
-	}
-	return pageLocations(oi.PageLocations), nil
+	var err error
+	c.locs, err = parseOffsetIndex(c.raw, c.locs)
+	return c.locs, err
 }
 
 // sortKey is a row's place in block order (CompareSpans): the trace ID

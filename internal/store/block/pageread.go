@@ -1,6 +1,7 @@
 package block
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -489,6 +490,89 @@ func parsePageHeader(b []byte) (h pageHeader, n int, err error) {
 		return pageHeader{}, 0, r.err
 	}
 	return h, r.pos, nil
+}
+
+// parseOffsetIndex decodes the Thrift compact encoding of an OffsetIndex
+// into dst's storage and returns its page locations; its other field
+// (unencoded byte array sizes) is skipped. parquet-go's reflective
+// decoder took a merge of sixty-four level-0 blocks from 34 to 39 s: it
+// reads an index each time a cursor moves to another column chunk, 213k
+// times for 10M spans (uncachedOffsetIndex).
+func parseOffsetIndex(b []byte, dst []format.PageLocation) ([]format.PageLocation, error) {
+	r := thriftReader{b: b}
+	dst = dst[:0]
+	r.fields(0, func(id int16, t byte) bool {
+		if id != 1 || t != tcList {
+			return false
+		}
+		c := r.byte()
+		n := uint64(c >> 4)
+		if n == 15 {
+			n = r.uvarint()
+		}
+		// An element takes a byte at least (its stop).
+		if c&0x0f != tcStruct || n > uint64(len(r.b)-r.pos) {
+			r.fail()
+			return true
+		}
+		dst = slices.Grow(dst, int(n))
+		for range n {
+			if loc, ok := r.pageLocation(); ok {
+				dst = append(dst, loc)
+				continue
+			}
+			var loc format.PageLocation
+			r.fields(1, func(id int16, t byte) bool {
+				switch {
+				case id == 1 && t == tcI64:
+					loc.Offset = r.varint()
+				case id == 2 && t == tcI32:
+					loc.CompressedPageSize = r.i32()
+				case id == 3 && t == tcI64:
+					loc.FirstRowIndex = r.varint()
+				default:
+					return false
+				}
+				return true
+			})
+			if r.err != nil {
+				break
+			}
+			dst = append(dst, loc)
+		}
+		return true
+	})
+	if r.err != nil {
+		return dst[:0], r.err
+	}
+	return dst, nil
+}
+
+// pageLocation reads a PageLocation as parquet-go writes it: its three
+// fields in order, each with a short header, then the stop. On anything
+// else it reads nothing and returns false, and the caller decodes the
+// element field by field; this path is a third of the time of that one.
+func (r *thriftReader) pageLocation() (loc format.PageLocation, ok bool) {
+	b := r.b[r.pos:]
+	field := func(header byte) (int64, bool) {
+		if len(b) == 0 || b[0] != header {
+			return 0, false
+		}
+		u, n := binary.Uvarint(b[1:])
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[1+n:]
+		return int64(u>>1) ^ -int64(u&1), true
+	}
+	off, ok1 := field(0x10 | tcI64)
+	size, ok2 := field(0x10 | tcI32)
+	first, ok3 := field(0x10 | tcI64)
+	if !ok1 || !ok2 || !ok3 || size != int64(int32(size)) || len(b) == 0 || b[0] != tcStop {
+		return loc, false
+	}
+	r.pos = len(r.b) - len(b) + 1
+	return format.PageLocation{Offset: off, CompressedPageSize: int32(size), FirstRowIndex: first}, true
 }
 
 // thriftReader reads the Thrift compact protocol from b. The first error

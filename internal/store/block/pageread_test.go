@@ -374,3 +374,56 @@ func TestPageCacheSharedByConcurrentReaders(t *testing.T) {
 	require.Positive(t, cache.Hits())
 	require.LessOrEqual(t, cache.Used(), cache.Limit())
 }
+
+func offsetIndexSeeds(t testing.TB) [][]byte {
+	var out [][]byte
+	add := func(oi format.OffsetIndex) {
+		b, err := thrift.Marshal(new(thrift.CompactProtocol), &oi)
+		require.NoError(t, err)
+		out = append(out, b)
+	}
+	add(format.OffsetIndex{})
+	add(format.OffsetIndex{PageLocations: []format.PageLocation{{Offset: 4, CompressedPageSize: 8100, FirstRowIndex: 0}}})
+	var many []format.PageLocation
+	for i := range 40 { // past 14: the list's long header
+		many = append(many, format.PageLocation{Offset: 4 + int64(i)*9000, CompressedPageSize: 8990 - int32(i), FirstRowIndex: int64(i) * 2048})
+	}
+	add(format.OffsetIndex{PageLocations: many, UnencodedByteArrayDataBytes: []int64{1 << 40, 7, 0}})
+	add(format.OffsetIndex{PageLocations: []format.PageLocation{{Offset: 1 << 40, CompressedPageSize: -1, FirstRowIndex: 1<<62 + 3}}})
+	return out
+}
+
+// The offset index decoder reads what parquet-go's reads: the same page
+// locations, or an error; it never panics.
+func TestParseOffsetIndex(t *testing.T) {
+	for _, b := range offsetIndexSeeds(t) {
+		checkOffsetIndex(t, b)
+	}
+}
+
+func checkOffsetIndex(t *testing.T, b []byte) {
+	got, err := parseOffsetIndex(b, nil)
+	if err != nil {
+		require.ErrorIs(t, err, parquet.ErrCorrupted)
+		require.Empty(t, got)
+		return
+	}
+	var want format.OffsetIndex
+	if thrift.Unmarshal(new(thrift.CompactProtocol), b, &want) != nil {
+		return
+	}
+	if len(want.PageLocations) == 0 {
+		require.Empty(t, got)
+		return
+	}
+	require.Equal(t, []format.PageLocation(want.PageLocations), got)
+}
+
+func FuzzOffsetIndex(f *testing.F) {
+	for _, b := range offsetIndexSeeds(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkOffsetIndex(t, b)
+	})
+}
