@@ -494,10 +494,11 @@ func parsePageHeader(b []byte) (h pageHeader, n int, err error) {
 
 // parseOffsetIndex decodes the Thrift compact encoding of an OffsetIndex
 // into dst's storage and returns its page locations; its other field
-// (unencoded byte array sizes) is skipped. parquet-go's reflective
-// decoder took a merge of sixty-four level-0 blocks from 34 to 39 s: it
-// reads an index each time a cursor moves to another column chunk, 213k
-// times for 10M spans (uncachedOffsetIndex).
+// (unencoded byte array sizes) is skipped. A merge's cursor decodes an
+// index each time it moves to another column chunk (colCursor.offsetIndex),
+// 213k times in a merge of sixty-four level-0 blocks into 10M spans:
+// parquet-go's reflective decoder (24 us for 200 locations) made that
+// about 5 s of CPU, this one (3.3 us, nothing allocated) under one.
 func parseOffsetIndex(b []byte, dst []format.PageLocation) ([]format.PageLocation, error) {
 	r := thriftReader{b: b}
 	dst = dst[:0]
@@ -551,7 +552,7 @@ func parseOffsetIndex(b []byte, dst []format.PageLocation) ([]format.PageLocatio
 // pageLocation reads a PageLocation as parquet-go writes it: its three
 // fields in order, each with a short header, then the stop. On anything
 // else it reads nothing and returns false, and the caller decodes the
-// element field by field; this path is a third of the time of that one.
+// element field by field; this path takes half the time of that one.
 func (r *thriftReader) pageLocation() (loc format.PageLocation, ok bool) {
 	b := r.b[r.pos:]
 	field := func(header byte) (int64, bool) {
