@@ -135,19 +135,27 @@ const (
 // attrRows appends a's rows to dst.
 func (e *encoder) attrRows(dst []attrRow, a storage.Attrs) []attrRow {
 	for i := range a {
-		dst = append(dst, e.attrRow(a[i].Key, a[i].Value))
+		dst = e.appendAttrRow(dst, a[i].Key, &a[i].Value)
 	}
 	return dst
 }
 
-func (e *encoder) attrRow(key string, v storage.Value) attrRow {
-	return attrRow{Key: e.keys.prefixed(key, v.Type), Value: e.value(v)}
+// appendAttrRow appends an attribute's row to dst, filled in place: an
+// attribute copied into a temporary and its row returned by value cost a
+// head's flush store-forwarding stalls on every attribute, as they did
+// the head's decoding (recordReader.attrs).
+func (e *encoder) appendAttrRow(dst []attrRow, key string, v *storage.Value) []attrRow {
+	dst = append(dst, attrRow{})
+	r := &dst[len(dst)-1]
+	r.Key = e.keys.prefixed(key, v.Type)
+	r.Value = e.value(v)
+	return dst
 }
 
 // value is encodeValue for a row about to be written: numbers are
 // formatted into e.vals instead of a string each (they were most of a
 // head flush's allocations), so the result is valid until e.written.
-func (e *encoder) value(v storage.Value) string {
+func (e *encoder) value(v *storage.Value) string {
 	switch v.Type {
 	case storage.TypeInt, storage.TypeBool:
 		n := len(e.vals)
@@ -353,8 +361,9 @@ func toSpanRow(r *spanRow, s *storage.Span, enc *encoder) {
 		Attrs:       r.Attrs[:0], Events: r.Events[:0], Links: r.Links[:0],
 		Resource: enc.resource(s.Resource), Scope: enc.scopeOf(s.Scope),
 	}
-	for _, a := range s.Attrs {
-		v := a.Value
+	for i := range s.Attrs {
+		a := &s.Attrs[i]
+		v := &a.Value
 		switch {
 		case a.Key == keyHTTPMethod && v.Type == storage.TypeStr && v.Str != "":
 			r.HTTPMethod = v.Str
@@ -369,7 +378,7 @@ func toSpanRow(r *spanRow, s *storage.Span, enc *encoder) {
 		case a.Key == keyRPCMethod && v.Type == storage.TypeStr && v.Str != "":
 			r.RPCMethod = v.Str
 		default:
-			r.Attrs = append(r.Attrs, enc.attrRow(a.Key, v))
+			r.Attrs = enc.appendAttrRow(r.Attrs, a.Key, v)
 		}
 	}
 	for _, e := range s.Events {
@@ -484,7 +493,7 @@ func fromSpanRow(r *spanRow, c *resourceCache) storage.Span {
 func toLogRow(r *logRow, l *storage.LogRecord, enc *encoder) {
 	*r = logRow{
 		Time: l.TimeUnixNano, ObservedTime: l.ObservedTimeUnixNano, Severity: l.SeverityNumber, SeverityText: l.SeverityText,
-		Body: enc.attrRow("", l.Body), TraceID: l.TraceID, SpanID: l.SpanID, Flags: int64(l.Flags), EventName: l.EventName,
+		Body: attrRow{Key: enc.keys.prefixed("", l.Body.Type), Value: enc.value(&l.Body)}, TraceID: l.TraceID, SpanID: l.SpanID, Flags: int64(l.Flags), EventName: l.EventName,
 		ServiceName: l.Resource.ServiceName(),
 		Attrs:       enc.attrRows(r.Attrs[:0], l.Attrs),
 		Resource:    enc.resource(l.Resource), Scope: enc.scopeOf(l.Scope),

@@ -95,9 +95,16 @@ func normalize(x any) any {
 	return x
 }
 
+// appendAttrs appends m's attributes to dst, each filled in place in
+// dst's new element: an Attr built and then appended is copied through
+// temporaries whose overlapping loads stall store forwarding.
 func appendAttrs(dst Attrs, m pcommon.Map) Attrs {
+	dst = slices.Grow(dst, m.Len())
 	for k, v := range m.All() {
-		dst = append(dst, Attr{Key: k, Value: FromPcommon(v)})
+		dst = dst[:len(dst)+1]
+		a := &dst[len(dst)-1]
+		a.Key = k
+		a.Value = FromPcommon(v)
 	}
 	return dst
 }
@@ -152,21 +159,23 @@ func AppendTracesInto(dst []Span, attrs Attrs, td ptrace.Traces) ([]Span, Attrs)
 		for _, ss := range rs.ScopeSpans().All() {
 			scope := fromScope(ss.Scope(), ss.SchemaUrl())
 			for _, s := range ss.Spans().All() {
-				sp := Span{
-					TraceID:       TraceID(s.TraceID()),
-					SpanID:        SpanID(s.SpanID()),
-					ParentSpanID:  SpanID(s.ParentSpanID()),
-					TraceState:    s.TraceState().AsRaw(),
-					Flags:         s.Flags(),
-					Name:          s.Name(),
-					Kind:          SpanKind(s.Kind()),
-					StatusCode:    StatusCode(s.Status().Code()),
-					StatusMessage: s.Status().Message(),
-					StartUnixNano: int64(s.StartTimestamp()),
-					EndUnixNano:   int64(s.EndTimestamp()),
-					Resource:      res,
-					Scope:         scope,
-				}
+				// Filled in place, as appendAttrs fills attributes: a
+				// span built on the stack is copied whole into dst.
+				dst = append(dst, Span{})
+				sp := &dst[len(dst)-1]
+				sp.TraceID = TraceID(s.TraceID())
+				sp.SpanID = SpanID(s.SpanID())
+				sp.ParentSpanID = SpanID(s.ParentSpanID())
+				sp.TraceState = s.TraceState().AsRaw()
+				sp.Flags = s.Flags()
+				sp.Name = s.Name()
+				sp.Kind = SpanKind(s.Kind())
+				sp.StatusCode = StatusCode(s.Status().Code())
+				sp.StatusMessage = s.Status().Message()
+				sp.StartUnixNano = int64(s.StartTimestamp())
+				sp.EndUnixNano = int64(s.EndTimestamp())
+				sp.Resource = res
+				sp.Scope = scope
 				if s.Attributes().Len() > 0 {
 					from := len(attrs)
 					attrs = appendAttrs(attrs, s.Attributes())
@@ -184,7 +193,6 @@ func AppendTracesInto(dst []Span, attrs Attrs, td ptrace.Traces) ([]Span, Attrs)
 						sp.Links = append(sp.Links, Link{TraceID: TraceID(l.TraceID()), SpanID: SpanID(l.SpanID()), TraceState: l.TraceState().AsRaw(), Flags: l.Flags(), Attrs: appendAttrs(nil, l.Attributes())})
 					}
 				}
-				dst = append(dst, sp)
 			}
 		}
 	}
@@ -220,20 +228,20 @@ func AppendLogsInto(dst []LogRecord, attrs Attrs, ld plog.Logs) ([]LogRecord, At
 					attrs = appendAttrs(attrs, l.Attributes())
 					la = attrs[from:len(attrs):len(attrs)]
 				}
-				dst = append(dst, LogRecord{
-					TimeUnixNano:         int64(l.Timestamp()),
-					ObservedTimeUnixNano: int64(l.ObservedTimestamp()),
-					SeverityNumber:       int32(l.SeverityNumber()),
-					SeverityText:         l.SeverityText(),
-					Body:                 FromPcommon(l.Body()),
-					TraceID:              TraceID(l.TraceID()),
-					SpanID:               SpanID(l.SpanID()),
-					Flags:                uint32(l.Flags()),
-					EventName:            l.EventName(),
-					Attrs:                la,
-					Resource:             res,
-					Scope:                scope,
-				})
+				dst = append(dst, LogRecord{})
+				r := &dst[len(dst)-1]
+				r.TimeUnixNano = int64(l.Timestamp())
+				r.ObservedTimeUnixNano = int64(l.ObservedTimestamp())
+				r.SeverityNumber = int32(l.SeverityNumber())
+				r.SeverityText = l.SeverityText()
+				r.Body = FromPcommon(l.Body())
+				r.TraceID = TraceID(l.TraceID())
+				r.SpanID = SpanID(l.SpanID())
+				r.Flags = uint32(l.Flags())
+				r.EventName = l.EventName()
+				r.Attrs = la
+				r.Resource = res
+				r.Scope = scope
 			}
 		}
 	}
