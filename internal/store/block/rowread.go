@@ -292,7 +292,12 @@ func (c *levelCursor) entries(vals []parquet.Value, starts []int32) ([]parquet.V
 			if v--; v < 0 {
 				return vals, starts, fmt.Errorf("column %d: more values defined than the page holds: %w", c.cp.ci, parquet.ErrCorrupted)
 			}
-			*x = vals[v]
+			// Until the first null from the end, each value is already
+			// in its entry: copying it onto itself cost a fifth of
+			// this loop.
+			if v != e {
+				*x = vals[v]
+			}
 		} else {
 			*x = parquet.Value{}
 		}
