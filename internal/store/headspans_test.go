@@ -223,6 +223,35 @@ func TestHeadSortedSpans(t *testing.T) {
 	require.Equal(t, len(want), k)
 }
 
+// Trace IDs that share their first five bytes (some tracers put the time
+// there, as X-Ray's do) tie on the sort key's prefix, which leaves their
+// order to the entries; so do the spans of one trace.
+func TestHeadSortedTiedPrefixes(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var spans []storage.Span
+	for i := range 3000 {
+		var s storage.Span
+		s.TraceID[0] = byte(r.IntN(2)) // two groups of five shared bytes
+		s.TraceID[5+r.IntN(11)] = byte(r.IntN(4))
+		s.SpanID[0], s.SpanID[1] = byte(i), byte(i>>8)
+		s.StartUnixNano = int64(r.IntN(5)) // ties on start too
+		s.Resource = &storage.Resource{}
+		spans = append(spans, s)
+	}
+	h := newHead(0)
+	h.appendSpans(spans, 0)
+	order := h.spans.sorted()
+	require.Len(t, order, len(spans))
+	seen := make([]bool, len(spans))
+	for k, i := range order {
+		require.False(t, seen[i], "span %d twice", i)
+		seen[i] = true
+		if k > 0 {
+			require.Negative(t, compareEntries(h.spans.entry(int(order[k-1])), h.spans.entry(int(i))), "at %d", k)
+		}
+	}
+}
+
 // The head answers Services, Operations and TagNames from what it noted
 // on append: span attribute keys only (not those of events or links), the
 // keys of its spans' resources, and (service, name, kind) per span.
