@@ -44,9 +44,13 @@ import (
 //
 // It is not safe for concurrent use; the head's lock guards it.
 type arena struct {
-	pages    [][]byte
-	strs     []string
-	strIdx   map[string]uint32
+	pages  [][]byte
+	strs   []string
+	strIdx map[string]uint32
+	// recent caches strIdx's answers by a cheap hash of the string:
+	// the keys and names of a head's spans are a few dozen strings that
+	// repeat on every span, and a map lookup hashes the whole key.
+	recent   [recentSlots]internSlot
 	res      []*storage.Resource
 	resIdx   map[string]uint32
 	scopes   []*storage.InstrumentationScope
@@ -168,7 +172,18 @@ func (a *arena) scopeRef(s *storage.InstrumentationScope) (uint32, int64) {
 // intern returns the interned index of s, interning it when there is
 // room; ok is false when s is to be stored inline.
 func (a *arena) intern(s string) (i uint32, added int64, ok bool) {
+	var slot *internSlot
+	if len(s) > 0 {
+		slot = &a.recent[recentSlot(s)]
+		// An empty slot's string is "", which s is not.
+		if slot.s == s {
+			return slot.i, 0, true
+		}
+	}
 	if i, ok := a.strIdx[s]; ok {
+		if slot != nil {
+			*slot = internSlot{s: a.strs[i], i: i}
+		}
 		return i, 0, true
 	}
 	if len(a.strs) >= maxInterned || len(s) > maxInternedLen {
@@ -178,7 +193,25 @@ func (a *arena) intern(s string) (i uint32, added int64, ok bool) {
 	c := strings.Clone(s)
 	a.strs = append(a.strs, c)
 	a.strIdx[c] = i
+	if slot != nil {
+		*slot = internSlot{s: c, i: i}
+	}
 	return i, internedBytes + int64(len(s)), true
+}
+
+// internSlot is a string of arena.recent and its interned index.
+type internSlot struct {
+	s string
+	i uint32
+}
+
+const recentSlots = 256
+
+// recentSlot hashes s's length and three of its bytes: keys that differ
+// in none of them share a slot, and take turns in it.
+func recentSlot(s string) int {
+	n := len(s)
+	return int(uint(n)*0x9e37^uint(s[0])*0x2f^uint(s[n/2])*0x61^uint(s[n-1])*0xc5) & (recentSlots - 1)
 }
 
 // appendRef appends s as a ref.

@@ -187,6 +187,33 @@ func TestHeadSpansPastTheInternLimit(t *testing.T) {
 	}
 }
 
+// Strings that share a slot of the arena's cache of recent strings take
+// turns in it; each keeps its own index.
+func TestArenaInternSharedSlot(t *testing.T) {
+	a := newArena()
+	first := "k0"
+	var other string
+	for i := 1; other == ""; i++ {
+		if s := "k" + strconv.Itoa(i); recentSlot(s) == recentSlot(first) {
+			other = s
+		}
+	}
+	want := map[string]uint32{}
+	for range 3 {
+		for _, s := range []string{first, other, first, first, other} {
+			i, _, ok := a.intern(s)
+			require.True(t, ok)
+			if w, seen := want[s]; seen {
+				require.Equal(t, w, i, s)
+			}
+			want[s] = i
+			require.Equal(t, s, a.strs[i])
+		}
+	}
+	require.NotEqual(t, want[first], want[other])
+	require.Len(t, a.strs, 2)
+}
+
 func FuzzHeadSpans(f *testing.F) {
 	f.Add(uint64(0), uint8(1))
 	f.Add(uint64(7), uint8(40))
