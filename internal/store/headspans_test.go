@@ -250,16 +250,21 @@ func TestHeadSortedSpans(t *testing.T) {
 	require.Equal(t, len(want), k)
 }
 
-// Trace IDs that share their first five bytes (some tracers put the time
-// there, as X-Ray's do) tie on the sort key's prefix, which leaves their
-// order to the entries; so do the spans of one trace.
+// Trace IDs that share their first bytes tie on the sort key's prefix,
+// which leaves their order to the entries; so do the spans of one trace.
+// Some tracers put the time there (X-Ray); 64-bit trace IDs leave the
+// first eight bytes zero.
 func TestHeadSortedTiedPrefixes(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	var spans []storage.Span
 	for i := range 3000 {
 		var s storage.Span
-		s.TraceID[0] = byte(r.IntN(2)) // two groups of five shared bytes
-		s.TraceID[5+r.IntN(11)] = byte(r.IntN(4))
+		s.TraceID[0] = byte(r.IntN(3)) // 1 and 2: five shared bytes; 0: 64-bit IDs
+		if s.TraceID[0] == 0 {
+			s.TraceID[8+r.IntN(8)] = byte(r.IntN(4))
+		} else {
+			s.TraceID[5+r.IntN(11)] = byte(r.IntN(4))
+		}
 		s.SpanID[0], s.SpanID[1] = byte(i), byte(i>>8)
 		s.StartUnixNano = int64(r.IntN(5)) // ties on start too
 		s.Resource = &storage.Resource{}
