@@ -77,7 +77,9 @@ type Options struct {
 	Dir string
 	// Bucket holds the blocks.
 	Bucket *objstore.Store
-	WAL    wal.Options
+	// WAL configures the write-ahead log; its Spares is defaultWALSpares
+	// when 0 and none when negative.
+	WAL wal.Options
 
 	MaxBlockBytes    int64         // cut the head at this many OTLP bytes
 	MaxBlockDuration time.Duration // or when it is this old
@@ -323,6 +325,9 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	db.head = newHead(opts.Now().UnixNano())
 	if err := db.replay(ctx); err != nil {
 		return nil, err
+	}
+	if opts.WAL.Spares == 0 {
+		opts.WAL.Spares = defaultWALSpares
 	}
 	w, err := wal.Open(db.walDir(), opts.WAL)
 	if err != nil {
@@ -624,6 +629,13 @@ func (db *DB) replay(ctx context.Context) error {
 	}
 	return nil
 }
+
+// defaultWALSpares is how many flushed WAL segments the store keeps to
+// write new ones in (wal.Options.Spares): the head's segments are deleted
+// after its flush and a segment starts at the next cut, so one would do
+// but for heads whose data rotated into a second segment by size. It
+// costs up to that many segments of disk.
+const defaultWALSpares = 2
 
 // replayProgressEvery is how often a WAL replay logs its progress.
 const replayProgressEvery = 5 * time.Second
@@ -992,7 +1004,7 @@ func (db *DB) FlushHeads(ctx context.Context) error {
 		db.mu.Unlock()
 		db.mem.Add(-h.mem)
 		db.kickLevel0()
-		if err := wal.Remove(db.walDir(), h.lastSegment); err != nil {
+		if err := db.wal.Remove(h.lastSegment); err != nil {
 			db.log.Warn("remove flushed wal segments", zap.Error(err))
 		}
 	}

@@ -350,6 +350,38 @@ func TestCorruptBlockIsQuarantined(t *testing.T) {
 	require.NoError(t, db.AppendTraces(td), "ingest goes on")
 }
 
+// A flushed head's WAL segments become spares that later segments are
+// written in; what they held before is never replayed again.
+func TestFlushedWALSegmentsAreWrittenAgain(t *testing.T) {
+	dir := t.TempDir()
+	db := openTestDB(t, dir, nil)
+	g := workload.New(8, time.Now(), workload.Options{})
+	var want []ptrace.Traces
+	for range 3 {
+		td, _ := g.Batch(20)
+		require.NoError(t, db.AppendTraces(td))
+		require.NoError(t, db.Flush(context.Background()))
+		want = append(want, td)
+	}
+	last, _ := g.Batch(20)
+	require.NoError(t, db.AppendTraces(last))
+	spares, err := filepath.Glob(filepath.Join(dir, "wal", "*.spare"))
+	require.NoError(t, err)
+	// Each cut takes a spare and each flush gives one back.
+	require.Len(t, spares, 1)
+	segs, err := wal.Segments(filepath.Join(dir, "wal"))
+	require.NoError(t, err)
+	require.Equal(t, []int{4}, segs, "the head's segment, written in a spare")
+	require.NoError(t, db.Close())
+
+	db = openTestDB(t, dir, nil)
+	require.Empty(t, db.Problems())
+	require.Equal(t, last.SpanCount(), db.Stats().HeadSpans, "only the last batch is replayed")
+	for _, td := range append(want, last) {
+		requireAll(t, db, traceIDs(td), nil)
+	}
+}
+
 func TestTornWALIsRepairedAndReported(t *testing.T) {
 	dir := t.TempDir()
 	db := openTestDB(t, dir, nil)
@@ -379,18 +411,18 @@ type enospcFile struct {
 	full *bool
 }
 
-func (f enospcFile) Write(p []byte) (int, error) {
+func (f enospcFile) WriteAt(p []byte, off int64) (int, error) {
 	if *f.full {
 		return 0, syscall.ENOSPC
 	}
-	return f.File.Write(p)
+	return f.File.WriteAt(p, off)
 }
 
 func TestFullDiskRefusesWithRetryableError(t *testing.T) {
 	full := false
 	db := openTestDB(t, t.TempDir(), func(o *Options) {
-		o.WAL.OpenFile = func(name string) (wal.File, error) {
-			f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+		o.WAL.OpenFile = func(name string, flag int, perm os.FileMode) (wal.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
 			return enospcFile{f, &full}, err
 		}
 	})

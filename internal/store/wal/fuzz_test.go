@@ -8,7 +8,8 @@ import (
 
 // FuzzReplay feeds arbitrary segment bytes to the decoder: it must never
 // panic, and whatever it accepts must be exactly the records a writer would
-// produce for that prefix.
+// produce for that prefix, followed in version 2 by the end marker or
+// nothing.
 func FuzzReplay(f *testing.F) {
 	seg := []byte(magic + "\x01\x00")
 	seg = AppendRecord(seg, 1, []byte("payload"))
@@ -16,11 +17,26 @@ func FuzzReplay(f *testing.F) {
 	f.Add(seg)
 	f.Add(seg[:len(seg)-3])
 	f.Add([]byte(magic))
+	// Version 2, as segment 1 of a WAL with spares: salted records, the
+	// end marker, and a spare's old record after it.
+	v2 := []byte(magic + "\x02\x00")
+	v2 = append(v2, saltRecords(AppendRecord(AppendRecord(nil, 1, []byte("payload")), 2, nil), salt(1))...)
+	v2 = append(v2, endMarker[:]...)
+	v2 = append(v2, saltRecords(AppendRecord(nil, 1, []byte("old")), salt(7))...)
+	f.Add(v2)
+	f.Add(v2[:len(v2)-20])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var re []byte
-		re = append(re, magic+"\x01\x00"...)
+		version := "\x01\x00"
+		if len(b) >= headerSize && b[6] == version2 && b[7] == 0 {
+			version = "\x02\x00"
+		}
+		re := []byte(magic + version)
 		err := replay(bytes.NewReader(b), 1, int64(len(b)), func(_ int64, typ byte, p []byte) error {
+			n := len(re)
 			re = AppendRecord(re, typ, p)
+			if version == "\x02\x00" {
+				saltRecords(re[n:], salt(1))
+			}
 			return nil
 		})
 		var d *Damage
@@ -34,10 +50,14 @@ func FuzzReplay(f *testing.F) {
 			}
 			valid = b[:max(d.Offset, 0)]
 		}
-		if d == nil || d.Offset >= headerSize {
-			if !bytes.Equal(re, valid) {
-				t.Fatalf("re-encoded records differ from the accepted prefix")
-			}
+		if d != nil && d.Offset < headerSize {
+			return
+		}
+		if !bytes.HasPrefix(valid, re) {
+			t.Fatalf("re-encoded records differ from the accepted prefix")
+		}
+		if rest := valid[len(re):]; len(rest) > 0 && (d != nil || version != "\x02\x00" || !bytes.HasPrefix(rest, endMarker[:])) {
+			t.Fatalf("replay stopped at %d of %d bytes without the end marker or damage", len(re), len(valid))
 		}
 	})
 }

@@ -58,7 +58,15 @@ func replay(r io.Reader, seg int, size int64, fn func(off int64, typ byte, paylo
 	if string(hdr[:6]) != magic {
 		return damage(0, fmt.Errorf("%w: bad magic", ErrCorrupt))
 	}
-	if v := binary.LittleEndian.Uint16(hdr[6:]); v != version {
+	var (
+		v2     bool
+		salted uint32
+	)
+	switch v := binary.LittleEndian.Uint16(hdr[6:]); v {
+	case version1:
+	case version2:
+		v2, salted = true, salt(seg)
+	default:
 		return damage(0, fmt.Errorf("%w: unknown version %d", ErrCorrupt, v))
 	}
 	off := int64(headerSize)
@@ -73,6 +81,10 @@ func replay(r io.Reader, seg int, size int64, fn func(off int64, typ byte, paylo
 			return damage(off, fmt.Errorf("%w: torn record header (%d of %d bytes)", ErrCorrupt, n, recordHead))
 		}
 		length := binary.LittleEndian.Uint32(rh[0:])
+		if v2 && rh == endMarker {
+			// The end of what was written; a spare's old records may follow.
+			return nil
+		}
 		if length > maxRecord || off+recordHead+int64(length) > size {
 			return damage(off, fmt.Errorf("%w: record length %d runs past the end", ErrCorrupt, length))
 		}
@@ -84,7 +96,7 @@ func replay(r io.Reader, seg int, size int64, fn func(off int64, typ byte, paylo
 			return damage(off, fmt.Errorf("%w: torn record", ErrCorrupt))
 		}
 		crc := crc32.Update(crc32.Checksum(rh[8:9], castagnoli), castagnoli, payload)
-		if crc != binary.LittleEndian.Uint32(rh[4:]) {
+		if crc^salted != binary.LittleEndian.Uint32(rh[4:]) {
 			return damage(off, fmt.Errorf("%w: checksum mismatch", ErrCorrupt))
 		}
 		if err := fn(off, rh[8], payload); err != nil {
@@ -94,8 +106,8 @@ func replay(r io.Reader, seg int, size int64, fn func(off int64, typ byte, paylo
 	}
 }
 
-// ReadAt reads the record that starts at off in a segment file and checks
-// it. The payload is read into buf when it fits, else into a new slice.
+// ReadAt reads the record that starts at off in a version 1 segment file
+// (a WAL without spares) and checks it. The payload is read into buf when it fits, else into a new slice.
 // A record that is short or fails its checksum is an error wrapping
 // ErrCorrupt.
 func ReadAt(r io.ReaderAt, off int64, buf []byte) (typ byte, payload []byte, err error) {
@@ -122,8 +134,8 @@ func ReadAt(r io.ReaderAt, off int64, buf []byte) (typ byte, payload []byte, err
 	return typ, payload, nil
 }
 
-// ParseRecord checks the record at the start of b, as read from a segment
-// in one piece with others, and returns its type, its payload (a slice of
+// ParseRecord checks the record at the start of b, as read from a version
+// 1 segment in one piece with others, and returns its type, its payload (a slice of
 // b) and its length with the header. It never reads past b.
 func ParseRecord(b []byte) (typ byte, payload []byte, n int, err error) {
 	if len(b) < recordHead {

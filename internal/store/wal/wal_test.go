@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -130,35 +131,139 @@ type fullDisk struct {
 	full *bool
 }
 
-func (f fullDisk) Write(p []byte) (int, error) {
+func (f fullDisk) WriteAt(p []byte, off int64) (int, error) {
 	if *f.full {
-		n, _ := f.File.Write(p[:len(p)/2])
+		n, _ := f.File.WriteAt(p[:len(p)/2], off)
 		return n, syscall.ENOSPC
 	}
-	return f.File.Write(p)
+	return f.File.WriteAt(p, off)
 }
 
 func TestFullDiskRefusesAndLosesNothing(t *testing.T) {
+	for _, spares := range []int{0, 1} {
+		t.Run(fmt.Sprintf("spares=%d", spares), func(t *testing.T) {
+			dir := t.TempDir()
+			full := false
+			w, err := Open(dir, Options{Spares: spares, OpenFile: func(name string, flag int, perm os.FileMode) (File, error) {
+				f, err := os.OpenFile(name, flag, perm)
+				if err != nil {
+					return nil, err
+				}
+				return fullDisk{f, &full}, nil
+			}})
+			require.NoError(t, err)
+			if spares > 0 {
+				// The failed write lands in a spare, over its old records.
+				require.NoError(t, w.Log(1, bytes.Repeat([]byte("o"), 1000)))
+				_, err := w.NextSegment()
+				require.NoError(t, err)
+				require.NoError(t, w.Remove(1))
+				_, err = w.NextSegment()
+				require.NoError(t, err)
+				require.NoFileExists(t, sparePath(dir, 1), "segment 3 started in the spare")
+			}
+			require.NoError(t, w.Log(1, []byte("before")))
+			full = true
+			err = w.Log(1, []byte("during"))
+			require.ErrorIs(t, err, syscall.ENOSPC)
+			full = false
+			require.NoError(t, w.Log(1, []byte("after")))
+			require.NoError(t, w.Close())
+			got, err := replayAll(t, dir)
+			require.NoError(t, err, "the partial write was undone")
+			require.Equal(t, []string{"1:before", "1:after"}, got)
+		})
+	}
+}
+
+// A spare's old records never replay as the new segment's: the end marker
+// stops replay after a process crash (Close leaves the file as a crash
+// does), and the salt after a machine crash that lost the marker.
+func TestSpareIsWrittenAgain(t *testing.T) {
 	dir := t.TempDir()
-	full := false
-	w, err := Open(dir, Options{OpenFile: func(name string) (File, error) {
-		f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, err
-		}
-		return fullDisk{f, &full}, nil
-	}})
+	w, err := Open(dir, Options{Spares: 1})
 	require.NoError(t, err)
-	require.NoError(t, w.Log(1, []byte("before")))
-	full = true
-	err = w.Log(1, []byte("during"))
-	require.ErrorIs(t, err, syscall.ENOSPC)
-	full = false
-	require.NoError(t, w.Log(1, []byte("after")))
+	old := bytes.Repeat([]byte("o"), 100)
+	for range 50 {
+		require.NoError(t, w.Log(1, old))
+	}
+	seg1, err := os.Stat(SegmentPath(dir, 1))
+	require.NoError(t, err)
+	_, err = w.NextSegment()
+	require.NoError(t, err)
+	require.NoError(t, w.Remove(1))
+	require.NoFileExists(t, SegmentPath(dir, 1))
+	require.FileExists(t, sparePath(dir, 1))
+	_, err = w.NextSegment()
+	require.NoError(t, err)
+	require.Equal(t, 3, w.Current())
+	seg3, err := os.Stat(SegmentPath(dir, 3))
+	require.NoError(t, err)
+	require.True(t, os.SameFile(seg1, seg3), "segment 3 is written in segment 1's file")
+	require.NoFileExists(t, sparePath(dir, 1))
+	// New records of the old ones' size end where an old record starts.
+	var want []string
+	for i := range 3 {
+		p := bytes.Repeat([]byte{byte('a' + i)}, len(old))
+		require.NoError(t, w.Log(2, p))
+		want = append(want, "2:"+string(p))
+	}
 	require.NoError(t, w.Close())
 	got, err := replayAll(t, dir)
-	require.NoError(t, err, "the partial write was undone")
-	require.Equal(t, []string{"1:before", "1:after"}, got)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+
+	// The old record after the new ones, as it was before the end marker
+	// was written over its header.
+	off := int64(headerSize + 3*(recordHead+len(old)))
+	stale := saltRecords(AppendRecord(nil, 1, old), salt(1))
+	f, err := os.OpenFile(SegmentPath(dir, 3), os.O_RDWR, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(stale[:recordHead], off)
+	require.NoError(t, err)
+	onDisk := make([]byte, len(stale))
+	_, err = f.ReadAt(onDisk, off)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.Equal(t, stale, onDisk, "a whole old record follows the new ones")
+	got, err = replayAll(t, dir)
+	var d *Damage
+	require.ErrorAs(t, err, &d)
+	require.ErrorContains(t, err, "checksum mismatch")
+	require.Equal(t, off, d.Offset)
+	require.Equal(t, want, got)
+}
+
+// Spares outlive the process, no more of them than asked for, and new
+// segments are numbered after them: a segment never shares its number, and
+// so its salt, with the old records of the spare it is written in.
+func TestSparesAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir, Options{Spares: 2})
+	require.NoError(t, err)
+	for range 3 {
+		require.NoError(t, w.Log(1, []byte("x")))
+		_, err := w.NextSegment()
+		require.NoError(t, err)
+	}
+	require.NoError(t, w.Remove(3))
+	require.FileExists(t, sparePath(dir, 1))
+	require.FileExists(t, sparePath(dir, 2))
+	require.NoFileExists(t, SegmentPath(dir, 3), "past the spares a segment is deleted")
+	require.NoError(t, w.Close())
+	// The store's replay removes every segment it wrote to blocks.
+	require.NoError(t, Remove(dir, 4))
+
+	w, err = Open(dir, Options{Spares: 1})
+	require.NoError(t, err)
+	require.NoFileExists(t, sparePath(dir, 1), "one spare kept of two")
+	require.NoFileExists(t, sparePath(dir, 2), "and the segment started in it")
+	require.Equal(t, 3, w.Current())
+	require.NoError(t, w.Log(1, []byte("y")))
+	require.NoError(t, w.Close())
+	got, err := replayAll(t, dir)
+	require.NoError(t, err)
+	require.Equal(t, []string{"1:y"}, got)
 }
 
 // A size rotation is finished when Log returns. A cut right after it (the
@@ -258,6 +363,41 @@ func TestLogAfterClose(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
 	require.True(t, errors.Is(w.Log(1, nil), ErrClosed))
+}
+
+// BenchmarkLogSegments logs requests of about the 20k spans/s workload's
+// size one after another, each fsynced, and starts a segment every 64 of
+// them as head cuts do, deleting the one before as a flush does: with
+// spares the deleted segments are written again. cpu-us/op is the
+// process's user and system CPU a request, most of it the kernel's in
+// write(2) and fsync(2).
+func BenchmarkLogSegments(b *testing.B) {
+	for _, spares := range []int{0, 2} {
+		b.Run(fmt.Sprintf("spares=%d", spares), func(b *testing.B) {
+			w, err := Open(b.TempDir(), Options{Spares: spares})
+			require.NoError(b, err)
+			defer w.Close()
+			payload := bytes.Repeat([]byte("span"), 100<<10/4)
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			start := cpuTime(b)
+			for i := range b.N {
+				require.NoError(b, w.Log(1, payload))
+				if i%64 == 63 {
+					old, err := w.NextSegment()
+					require.NoError(b, err)
+					require.NoError(b, w.Remove(old))
+				}
+			}
+			b.ReportMetric(float64(cpuTime(b)-start)/1e3/float64(b.N), "cpu-us/op")
+		})
+	}
+}
+
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkLogParallel(b *testing.B) {
