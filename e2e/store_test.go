@@ -27,6 +27,7 @@ import (
 	"github.com/sightlinehq/sightline/internal/store"
 	"github.com/sightlinehq/sightline/internal/store/block"
 	"github.com/sightlinehq/sightline/internal/store/storage"
+	"github.com/sightlinehq/sightline/internal/store/wal"
 	"github.com/sightlinehq/sightline/internal/workload"
 )
 
@@ -227,7 +228,7 @@ func TestDamagedStorage(t *testing.T) {
 		}
 		sent = storage.AppendTraces(sent, td)
 	}
-	// Once the cut heads are written (their WAL segments deleted), one more
+	// Once the cut heads are written (their WAL segments gone), one more
 	// batch stays in the head and the WAL, for the WAL damage below. Where
 	// the size cuts fall depends on timing; when the open head's data spans
 	// two 1 MiB segments, only its cut by age (30 s, checked every 7.5 s)
@@ -270,19 +271,30 @@ func TestDamagedStorage(t *testing.T) {
 	if err := os.WriteFile(dataFile, b[:len(b)*2/3], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// A truncated WAL segment: the largest one loses its last bytes.
-	segs, _ := filepath.Glob(filepath.Join(data, "wal", "*.wal"))
+	// A truncated WAL segment: the last record of the segment with the
+	// most records loses its last bytes. Its file may run on past that
+	// record, after the end marker, when the segment was written in a
+	// spare (docs/storage-format.md).
+	walDir := filepath.Join(data, "wal")
+	segs, _ := wal.Segments(walDir)
 	var walSeg string
-	var walSize int64
-	for _, p := range segs {
-		if fi, err := os.Stat(p); err == nil && fi.Size() > walSize {
-			walSeg, walSize = p, fi.Size()
+	var walEnd int64
+	for _, s := range segs {
+		var end int64
+		if err := wal.ReplayAt(walDir, s, func(off int64, _ byte, p []byte) error {
+			end = off + 9 + int64(len(p))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if end > walEnd {
+			walSeg, walEnd = wal.SegmentPath(walDir, s), end
 		}
 	}
-	if walSize < 100 {
+	if walEnd < 100 {
 		t.Fatalf("no WAL segment with records to damage (%v)", segs)
 	}
-	if err := os.Truncate(walSeg, walSize-7); err != nil {
+	if err := os.Truncate(walSeg, walEnd-7); err != nil {
 		t.Fatal(err)
 	}
 
