@@ -631,10 +631,10 @@ func (db *DB) replay(ctx context.Context) error {
 }
 
 // defaultWALSpares is how many flushed WAL segments the store keeps to
-// write new ones in (wal.Options.Spares): the head's segments are deleted
-// after its flush and a segment starts at the next cut, so one would do
-// but for heads whose data rotated into a second segment by size. It
-// costs up to that many segments of disk.
+// write new ones in (wal.Options.Spares): a flush gives back the head's
+// segments and the next cut takes one, so one would do but for heads
+// whose data rotated into a second segment by size. It costs up to that
+// many segments of disk.
 const defaultWALSpares = 2
 
 // replayProgressEvery is how often a WAL replay logs its progress.

@@ -107,9 +107,9 @@ func replay(r io.Reader, seg int, size int64, fn func(off int64, typ byte, paylo
 }
 
 // ReadAt reads the record that starts at off in a version 1 segment file
-// (a WAL without spares) and checks it. The payload is read into buf when it fits, else into a new slice.
-// A record that is short or fails its checksum is an error wrapping
-// ErrCorrupt.
+// (a WAL without spares) and checks it. The payload is read into buf when
+// it fits, else into a new slice. A record that is short or fails its
+// checksum is an error wrapping ErrCorrupt.
 func ReadAt(r io.ReaderAt, off int64, buf []byte) (typ byte, payload []byte, err error) {
 	var rh [recordHead]byte
 	if _, err := r.ReadAt(rh[:], off); err != nil {
@@ -135,8 +135,8 @@ func ReadAt(r io.ReaderAt, off int64, buf []byte) (typ byte, payload []byte, err
 }
 
 // ParseRecord checks the record at the start of b, as read from a version
-// 1 segment in one piece with others, and returns its type, its payload (a slice of
-// b) and its length with the header. It never reads past b.
+// 1 segment in one piece with others, and returns its type, its payload
+// (a slice of b) and its length with the header. It never reads past b.
 func ParseRecord(b []byte) (typ byte, payload []byte, n int, err error) {
 	if len(b) < recordHead {
 		return 0, nil, 0, fmt.Errorf("%w: %d bytes for a record header", ErrCorrupt, len(b))

@@ -603,9 +603,9 @@ func (w *WAL) Close() error {
 	return err
 }
 
-// Remove deletes the segments numbered up to and including upto, all but
-// the current one, as the package's Remove does, except that it keeps up
-// to Options.Spares of them as spares for new segments to be written in.
+// Remove deletes the segments numbered up to and including upto, never
+// the current one, and keeps up to Options.Spares of them as spares for
+// new segments to be written in.
 func (w *WAL) Remove(upto int) error {
 	segs, err := Segments(w.dir)
 	if err != nil {
