@@ -19,6 +19,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"flag"
@@ -27,15 +28,15 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -85,7 +86,7 @@ func run() error {
 		}
 		pids = append(pids, p)
 	}
-	var clients []ptraceotlp.GRPCClient
+	var conns []*grpc.ClientConn
 	for _, addr := range strings.Split(*addrs, ",") {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
@@ -93,15 +94,9 @@ func run() error {
 			return err
 		}
 		defer conn.Close()
-		clients = append(clients, ptraceotlp.NewGRPCClient(conn))
+		conns = append(conns, conn)
 	}
 	var sent atomic.Uint64 // requests so far, to pick the next address
-
-	type req struct {
-		td  ptrace.Traces
-		ids []pcommon.TraceID
-		n   int
-	}
 	const pregen = 8
 	var acked, refused, failed atomic.Int64
 	var reasons refusals
@@ -118,16 +113,12 @@ func run() error {
 	var wg sync.WaitGroup
 	for w := range *workers {
 		g := workload.New(uint64(w+1), time.Now(), workload.Options{})
-		reqs := make([]req, pregen)
+		reqs := make([]request, pregen)
 		for i := range reqs {
 			td, _ := g.Batch(*batch)
-			r := req{td: td, n: td.SpanCount()}
-			for _, rs := range td.ResourceSpans().All() {
-				for _, ss := range rs.ScopeSpans().All() {
-					for _, sp := range ss.Spans().All() {
-						r.ids = append(r.ids, sp.TraceID())
-					}
-				}
+			r, err := newRequest(td)
+			if err != nil {
+				return err
 			}
 			reqs[i] = r
 		}
@@ -142,47 +133,39 @@ func run() error {
 				}
 				r := &reqs[i%pregen]
 				// Pace: this worker's share of the offered rate.
-				next = next.Add(time.Duration(float64(time.Second) * float64(r.n) * float64(*workers) / float64(rateAt(now))))
+				next = next.Add(time.Duration(float64(time.Second) * float64(r.spans) * float64(*workers) / float64(rateAt(now))))
 				if d := time.Until(next); d > 0 {
 					time.Sleep(d)
 				} else if d < -time.Second {
 					next = time.Now() // fell behind: do not burst to catch up
 				}
-				salt := uint64(w)<<40 | uint64(i)
-				counts := map[pcommon.TraceID]int{}
-				k := 0
-				for _, rs := range r.td.ResourceSpans().All() {
-					for _, ss := range rs.ScopeSpans().All() {
-						for _, sp := range ss.Spans().All() {
-							id := salted(r.ids[k], salt)
-							sp.SetTraceID(id)
-							counts[id]++
-							k++
-						}
-					}
-				}
+				mask := saltMask(uint64(w)<<40 | uint64(i))
+				r.salt(mask)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				tc := clients[(sent.Add(1)-1)%uint64(len(clients))]
-				_, err := tc.Export(ctx, ptraceotlp.NewExportRequestFromTraces(r.td))
+				conn := conns[(sent.Add(1)-1)%uint64(len(conns))]
+				err := conn.Invoke(ctx, exportMethod, &r.body, &struct{}{}, grpc.ForceCodec(rawCodec{}))
 				cancel()
+				if err != nil {
+					// The transport may still hold the body of a request
+					// that did not complete: salt a copy from now on.
+					r.body = slices.Clone(r.body)
+				}
 				switch {
 				case err == nil:
-					acked.Add(int64(r.n))
+					acked.Add(int64(r.spans))
 					if rand.IntN(50) == 0 {
+						orig := r.ids[rand.IntN(len(r.ids))]
 						sampleMu.Lock()
-						for id, c := range counts {
-							if len(checks) < *check*4 {
-								checks[id] = c
-							}
-							break
+						if len(checks) < *check*4 {
+							checks[salted(orig, mask)] = r.counts[orig]
 						}
 						sampleMu.Unlock()
 					}
 				case status.Code(err) == codes.Unavailable || status.Code(err) == codes.ResourceExhausted:
-					refused.Add(int64(r.n))
+					refused.Add(int64(r.spans))
 					reasons.add(status.Convert(err).Message())
 				default:
-					failed.Add(int64(r.n))
+					failed.Add(int64(r.spans))
 				}
 			}
 		}()
@@ -231,6 +214,9 @@ func run() error {
 	reasons.print()
 	if len(pids) > 0 && acked.Load() > 0 {
 		fmt.Printf("server: peak RSS %.0f MiB (anonymous %.0f MiB), CPU %.1f µs per acknowledged span\n", peak, peakAnon, (cpu1-cpu0)*1e6/float64(acked.Load()))
+	}
+	if sent := acked.Load() + refused.Load() + failed.Load(); sent > 0 {
+		fmt.Printf("load generator: CPU %.1f µs per span sent\n", selfCPU()*1e6/float64(sent))
 	}
 	if *overload > 0 {
 		// Recovery: the first second after the overload in which the
@@ -304,6 +290,16 @@ func readBack(base string, want map[pcommon.TraceID]int, n int) error {
 	return nil
 }
 
+// selfCPU is this process's CPU time (s): what the load generator takes of
+// the cores it shares with the server.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
 // procStats reads a process's RSS and anonymous RSS (MiB) and CPU time
 // (s) from /proc. RSS includes the pages of the binary the kernel has
 // mapped in (RssFile: about 170 MiB of a 270 MB binary at idle,
@@ -332,9 +328,6 @@ func procStats(pid int) (rssMiB, anonMiB, cpuSec float64) {
 	return rssMiB, anonMiB, cpuSec
 }
 
-// salted gives a pre-generated trace ID a request's own value: the ID XOR
-// a 128-bit mask drawn from the request's salt and the run's seed, so that
-// requests, and runs against the same store, never share a trace.
 // refusals counts the server's refusals by their message with its numbers
 // taken out (the store's say which limit refused and by how much), keeping
 // the first message of each kind: which admission limit refuses, and
@@ -383,12 +376,21 @@ func (r *refusals) print() {
 	}
 }
 
-func salted(id pcommon.TraceID, salt uint64) pcommon.TraceID {
+// saltMask draws a request's 128-bit mask from its salt and the run's
+// seed. salted gives a pre-generated trace ID the request's own value, the
+// ID XOR the mask, so that requests, and runs against the same store,
+// never share a trace.
+func saltMask(salt uint64) [16]byte {
 	r := rand.New(rand.NewPCG(salt, runSeed))
-	a, b := r.Uint64(), r.Uint64()
-	for i := range 8 {
-		id[i] ^= byte(a >> (8 * i))
-		id[8+i] ^= byte(b >> (8 * i))
+	var m [16]byte
+	binary.LittleEndian.PutUint64(m[:8], r.Uint64())
+	binary.LittleEndian.PutUint64(m[8:], r.Uint64())
+	return m
+}
+
+func salted(id pcommon.TraceID, mask [16]byte) pcommon.TraceID {
+	for i := range id {
+		id[i] ^= mask[i]
 	}
 	return id
 }
