@@ -2,6 +2,7 @@ package block
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -23,18 +24,21 @@ import (
 // meta and bloom filter. The sources interleave traces, split one trace
 // across two blocks (late spans), and repeat a batch (a client's retry).
 // Blocks on local disk merge a column at a time, blocks in a bucket row
-// by row.
+// by row. A merge takes four blocks, or as many as a default merge of
+// level-0 blocks takes.
 func TestMergeSpansMatchesWriteSpans(t *testing.T) {
-	t.Run("columns", func(t *testing.T) {
-		st, err := objstore.OpenFilesystem(t.TempDir())
-		require.NoError(t, err)
-		testMergeSpans(t, st, func(blocks []*Block, opts WriteOptions) (*Meta, error) {
-			return mergeColumns(context.Background(), st, blocks, dataFiles(t, blocks), opts)
+	for _, n := range []int{4, 64} {
+		t.Run(fmt.Sprintf("columns/%d", n), func(t *testing.T) {
+			st, err := objstore.OpenFilesystem(t.TempDir())
+			require.NoError(t, err)
+			testMergeSpans(t, st, n, func(blocks []*Block, opts WriteOptions) (*Meta, error) {
+				return mergeColumns(context.Background(), st, blocks, dataFiles(t, blocks), opts)
+			})
 		})
-	})
+	}
 	t.Run("rows", func(t *testing.T) {
 		st := objstore.NewStore(memblob.OpenBucket(nil), "memory")
-		testMergeSpans(t, st, func(blocks []*Block, opts WriteOptions) (*Meta, error) {
+		testMergeSpans(t, st, 4, func(blocks []*Block, opts WriteOptions) (*Meta, error) {
 			_, err := mergeColumns(context.Background(), st, blocks, dataFiles(t, blocks), opts)
 			require.ErrorIs(t, err, errNotDirect, "blocks in a bucket are not read by pages")
 			return MergeSpans(context.Background(), st, blocks, opts)
@@ -52,11 +56,11 @@ func dataFiles(t *testing.T, blocks []*Block) []*parquet.File {
 	return files
 }
 
-func testMergeSpans(t *testing.T, st *objstore.Store, merge func([]*Block, WriteOptions) (*Meta, error)) {
+func testMergeSpans(t *testing.T, st *objstore.Store, n int, merge func([]*Block, WriteOptions) (*Meta, error)) {
 	ctx := context.Background()
 	spans, _ := genSpans(t, 2000)
 
-	parts := make([][]storage.Span, 4)
+	parts := make([][]storage.Span, n)
 	trace := -1
 	var prev storage.TraceID
 	for i, s := range spans {
@@ -64,14 +68,14 @@ func testMergeSpans(t *testing.T, st *objstore.Store, merge func([]*Block, Write
 			trace++
 			prev = s.TraceID
 		}
-		p := trace % 4
+		p := trace % n
 		if trace == 10 && s.SpanID[0]%2 == 0 {
 			p = 1 // trace 10's late spans land in another block
 		}
 		parts[p] = append(parts[p], s)
 	}
-	for _, s := range parts[0][:300] { // a retry of part of a batch
-		parts[3] = append(parts[3], s)
+	for _, s := range parts[0][:min(300, len(parts[0]))] { // a retry of part of a batch
+		parts[n-1] = append(parts[n-1], s)
 	}
 	// The inputs are written as a head's flush writes them (level 0,
 	// Fast: small pages, Snappy), the blocks most merges take.
