@@ -118,21 +118,54 @@ type instance struct {
 // answers 200.
 func start(t *testing.T, configs []string, extraEnv ...string) *instance {
 	t.Helper()
-	in := &instance{
+	return newInstance(t).launch(runArgs(configs), extraEnv)
+}
+
+// newInstance returns an instance with free ports and its own directory,
+// not yet started.
+func newInstance(t *testing.T) *instance {
+	return &instance{
 		t: t, out: &syncBuffer{}, done: make(chan struct{}),
 		GRPC: freePort(t), HTTP: freePort(t), Health: freePort(t), Metrics: freePort(t),
 		Dir: t.TempDir(),
 	}
+}
+
+// runArgs is `run` with a --config for each of configs.
+func runArgs(configs []string) []string {
 	args := []string{"run"}
 	for _, c := range configs {
 		args = append(args, "--config", c)
 	}
-	return in.launch(args, extraEnv)
+	return args
 }
 
 // launch starts the binary with args and waits for the health check on
 // in.Health.
 func (in *instance) launch(args, extraEnv []string) *instance {
+	t := in.t
+	t.Helper()
+	in.spawn(args, extraEnv)
+	healthURL := fmt.Sprintf("http://127.0.0.1:%d/", in.Health)
+	in.waitFor("health check to answer 200", 60*time.Second, func() bool {
+		select {
+		case <-in.done:
+			t.Fatalf("sightline exited early (%v):\n%s", in.waitErr, in.out.String())
+		default:
+		}
+		resp, err := http.Get(healthURL)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return in
+}
+
+// spawn starts the binary with args and returns at once; the process is
+// killed at the end of the test if it still runs.
+func (in *instance) spawn(args, extraEnv []string) {
 	t := in.t
 	t.Helper()
 	in.args, in.env = args, extraEnv
@@ -162,21 +195,6 @@ func (in *instance) launch(args, extraEnv []string) *instance {
 			t.Logf("sightline output:\n%s", in.out.String())
 		}
 	})
-	healthURL := fmt.Sprintf("http://127.0.0.1:%d/", in.Health)
-	in.waitFor("health check to answer 200", 60*time.Second, func() bool {
-		select {
-		case <-in.done:
-			t.Fatalf("sightline exited early (%v):\n%s", in.waitErr, in.out.String())
-		default:
-		}
-		resp, err := http.Get(healthURL)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return in
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestSIGTERMDrainsBatches accepts data into a batch that would hold it
@@ -27,4 +28,16 @@ func TestSIGTERMDrainsBatches(t *testing.T) {
 	if got := len(readSumPoints(t, filepath.Join(in.Dir, "metrics.jsonl"))); got != 2*n {
 		t.Errorf("after SIGTERM %d metric points were exported, want %d", got, 2*n)
 	}
+}
+
+// TestSIGTERMDuringStartup sends SIGTERM as soon as the process writes
+// its first log line, while its components are still starting, which is
+// what a rolling update does to a pod that has just begun. The process
+// must finish starting, shut down in order and exit 0, not die by the
+// signal's default action.
+func TestSIGTERMDuringStartup(t *testing.T) {
+	in := newInstance(t)
+	in.spawn(runArgs([]string{"testdata/held-batch.yaml"}), nil)
+	in.waitFor("the first log line", 60*time.Second, func() bool { return in.out.String() != "" })
+	in.stop() // requires exit status 0
 }

@@ -9,9 +9,12 @@ import (
 	"github.com/sightlinehq/sightline/internal/demo"
 	"github.com/sightlinehq/sightline/internal/memlimit"
 	"io"
+	"os"
+	"os/signal"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -183,15 +186,39 @@ func runCollector(cmd *cobra.Command, version string, uris []string) error {
 	// the matching Go soft limit too.
 	allInOne := len(uris) == 0 || slices.Contains(uris, DefaultConfigURI)
 	memlimit.SetDefaults(allInOne)
+	// The collector listens for SIGTERM only once every component has
+	// started, after the health check already answers ready; a SIGTERM in
+	// between, or during a long WAL replay, took the runtime's default and
+	// killed the process without a shutdown. Listening here, before the
+	// collector exists, turns a signal at any point into an orderly
+	// shutdown: Shutdown before or during startup makes Run stop as soon
+	// as startup ends.
+	set.DisableGracefulShutdown = true
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	col, err := otelcol.NewCollector(set)
 	if err != nil {
 		return err
 	}
 	ctx, stop := context.WithCancel(cmd.Context())
 	defer stop()
+	go shutdownOnSignal(ctx, sigs, col)
 	go memlimit.Follow(ctx)
 	go announceWhenRunning(ctx, col, cmd.OutOrStdout(), startupLine(version, conf))
 	return col.Run(cmd.Context())
+}
+
+// shutdownOnSignal asks col to shut down at the first signal on sigs,
+// until ctx ends. Later signals are not read: the shutdown already under
+// way answers them too, as the collector's own handler does.
+func shutdownOnSignal(ctx context.Context, sigs <-chan os.Signal, col *otelcol.Collector) {
+	select {
+	case <-sigs:
+		// Shutdown waits for Run to return, which is what ends ctx.
+		col.Shutdown()
+	case <-ctx.Done():
+	}
 }
 
 func newVersionCommand(version string) *cobra.Command {
