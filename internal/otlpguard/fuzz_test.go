@@ -3,11 +3,14 @@ package otlpguard
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -107,6 +110,49 @@ func FuzzCheckProto(f *testing.F) {
 			t.Fatalf("unexpected error %v", err)
 		}
 	})
+}
+
+// FuzzScalarKeyValues holds the walk that passes over scalar key/values
+// (scalarKeyValue) to the walk that gives each of them a frame: both
+// report the same and refuse the same, with the same message.
+func FuzzScalarKeyValues(f *testing.F) {
+	td, _ := workload.New(1, time.Unix(1_700_000_000, 0), workload.Options{}).Batch(3)
+	tb, _ := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	f.Add(tb)
+	// Key/values as other encoders write them: key first, a key alone, a
+	// value alone, a key twice, a list value, an empty value.
+	for _, kv := range [][]byte{
+		{0x0a, 1, 'k', 0x12, 3, 0x0a, 1, 'v'},
+		{0x0a, 1, 'k'},
+		{0x12, 2, 0x18, 7},
+		{0x0a, 1, 'k', 0x0a, 1, 'j', 0x12, 2, 0x18, 7},
+		{0x12, 3, 0x2a, 1, 0x0a, 0x0a, 1, 'k'},
+		{0x12, 0, 0x0a, 1, 'k'},
+		{0x12, 2, 0x18, 0x80},
+	} {
+		f.Add(spanWithAttr(kv))
+	}
+	f.Add(otlpguardtest.DeepTracesProto(fuzzDepth, otlpguardtest.KVList))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lim := Limits{MaxDepth: fuzzDepth}
+		fastRep, fastErr := scanProto(Traces, b, lim, true)
+		rep, err := scanProto(Traces, b, lim, false)
+		if fastRep != rep || fmt.Sprint(fastErr) != fmt.Sprint(err) {
+			t.Fatalf("skipping scalar key/values: %+v, %v; walking them: %+v, %v", fastRep, fastErr, rep, err)
+		}
+	})
+}
+
+// spanWithAttr is a traces request of one span with valid IDs and the
+// encoded key/value kv as its attribute.
+func spanWithAttr(kv []byte) []byte {
+	field := func(tag byte, body []byte) []byte {
+		return append(protowire.AppendVarint([]byte{tag}, uint64(len(body))), body...)
+	}
+	span := field(0x0a, bytes.Repeat([]byte{1}, 16))
+	span = append(span, field(0x12, bytes.Repeat([]byte{2}, 8))...)
+	span = append(span, field(0x4a, kv)...)
+	return field(0x0a, field(0x12, field(0x12, span)))
 }
 
 // FuzzCheckJSON: the scan never fails on anything but depth, and never

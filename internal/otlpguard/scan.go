@@ -235,6 +235,13 @@ func CheckProto(sig Signal, b []byte, lim Limits) error {
 
 // ScanProto is CheckProto that also reports what the walk found.
 func ScanProto(sig Signal, b []byte, lim Limits) (Report, error) {
+	return scanProto(sig, b, lim, true)
+}
+
+// scanProto is ScanProto; skipScalarKVs lets it pass over a key/value
+// whose value is a scalar without a frame (scalarKeyValue). It is false
+// only in FuzzScalarKeyValues, which holds the two walks to one answer.
+func scanProto(sig Signal, b []byte, lim Limits, skipScalarKVs bool) (Report, error) {
 	var rep Report
 	root := mNone
 	switch sig {
@@ -320,6 +327,12 @@ func ScanProto(sig Signal, b []byte, lim Limits) (Report, error) {
 				pos += int(l)
 				continue
 			}
+			if child == mKeyValue && skipScalarKVs && depth < maxDepth && scalarKeyValue(b[pos:pos+int(l)]) {
+				// Nearly every attribute: a frame for it would find its
+				// key and one scalar value, nothing to refuse.
+				pos += int(l)
+				continue
+			}
 			if child == mAnyValue {
 				if depth < maxDepth && scalarValue(b[pos:pos+int(l)]) {
 					// Nothing in it to walk: what its frame would check.
@@ -366,6 +379,37 @@ func scalarValue(v []byte) bool {
 		return m > 0 && l == uint64(len(rest)-m)
 	}
 	return false
+}
+
+// scalarKeyValue reports whether an encoded KeyValue is a key (field 1)
+// and a value (field 2) that scalarValue accepts, in either order (pdata
+// writes the value first), or one of the two alone: what a walk of it
+// would pass without a finding. Any other layout, malformed input
+// included, is left to the walk.
+func scalarKeyValue(kv []byte) bool {
+	const keyTag, valueTag = 1<<3 | 2, 2<<3 | 2
+	var key, value bool
+	for len(kv) > 0 {
+		tag := kv[0]
+		switch {
+		case tag == keyTag && !key:
+			key = true
+		case tag == valueTag && !value:
+			value = true
+		default:
+			return false
+		}
+		l, n := uvarint(kv[1:])
+		if n <= 0 || l > uint64(len(kv)-1-n) {
+			return false
+		}
+		field := kv[1+n : 1+n+int(l)]
+		if tag == valueTag && !scalarValue(field) {
+			return false
+		}
+		kv = kv[1+n+int(l):]
+	}
+	return true
 }
 
 func allZero(b []byte) bool {
@@ -439,6 +483,10 @@ func skipScalar(b []byte, pos int, wire uint64) (int, error) {
 // uvarint decodes a protobuf varint as pdata does (at most 10 bytes, bits
 // past 64 ignored); n <= 0 means truncated or overlong.
 func uvarint(b []byte) (v uint64, n int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		// Tags and most lengths: one byte.
+		return uint64(b[0]), 1
+	}
 	for i := 0; i < len(b) && i < 10; i++ {
 		c := b[i]
 		v |= uint64(c&0x7f) << (7 * i)
