@@ -3,7 +3,9 @@
 # interleaved A B, B A, A B ... so that the machine's drift falls on both
 # alike: with A B A B, a machine getting slower through the runs makes
 # every B look slower (docs/benchmarks.md, "Block format 2"). Compare
-# rounds in pairs.
+# rounds in pairs. pair.sh runs the two at the same time instead, which
+# resolves differences of a percent or two that runs minutes apart do
+# not.
 #
 #   bench/ingest/ab.sh REV_A REV_B [SECONDS [ROUNDS [RATE]]]
 #   bench/ingest/ab.sh 1dc96e0 b03b421 240 2 20000
