@@ -11,10 +11,15 @@
 #
 #   bench/ingest/pair.sh REV_A REV_B [SECONDS [ROUNDS [RATE]]]
 #   bench/ingest/pair.sh b0db42b HEAD 300 2 20000
+#   OVERLAY_B=no-connectors.yaml bench/ingest/pair.sh HEAD HEAD 300 2 20000
+#
+# OVERLAY_A and OVERLAY_B name a config file run over the all-in-one on
+# that side (a setting against the default, one commit on both sides).
 #
 # Keep 2 x RATE within what the box takes with both on it: at 20k each
 # the two servers use about 0.7 of its two cores.
 set -euo pipefail
+overlay=("${OVERLAY_A:+$(realpath "$OVERLAY_A")}" "${OVERLAY_B:+$(realpath "$OVERLAY_B")}")
 cd "$(dirname "$0")/../.."
 a=$(git rev-parse --short "$1") b=$(git rev-parse --short "$2")
 secs=${3:-300} rounds=${4:-2} rate=${5:-20000}
@@ -53,20 +58,25 @@ service:
       readers:
         - pull: {exporter: {prometheus: {host: localhost, port: 8889, without_units: false, without_type_suffix: false}}}
 EOF
-# start SLOT REV: starts REV's binary in slot 0 (the default ports) or 1.
+revs=("$a" "$b") name=(A B)
+# start SLOT SIDE: starts side 0's (A's) or side 1's (B's) build and
+# overlay in slot 0 (the default ports) or slot 1.
 start() {
-	local slot=$1 rev=$2 args=()
+	local slot=$1 side=$2 args=(--config builtin:all-in-one)
+	if [ -n "${overlay[side]}" ]; then
+		args+=(--config "${overlay[side]}")
+	fi
 	if [ "$slot" = 1 ]; then
-		args=(--config builtin:all-in-one --config "$tmp/ports.yaml")
+		args+=(--config "$tmp/ports.yaml")
 	fi
 	rm -rf "$tmp/data$slot"
-	SIGHTLINE_DATA=$tmp/data$slot "$tmp/sightline-$rev" "${args[@]}" >"$tmp/sightline$slot.log" 2>&1 &
+	SIGHTLINE_DATA=$tmp/data$slot "$tmp/sightline-${revs[side]}" "${args[@]}" >"$tmp/sightline$slot.log" 2>&1 &
 	pids[slot]=$!
 }
 for round in $(seq "$rounds"); do
-	order=("$a" "$b")
+	order=(0 1)
 	if ((round % 2 == 0)); then
-		order=("$b" "$a")
+		order=(1 0)
 	fi
 	pids=()
 	start 0 "${order[0]}"
@@ -90,7 +100,8 @@ for round in $(seq "$rounds"); do
 	kill "${pids[@]}"
 	wait "${pids[@]}" || true
 	for slot in 0 1; do
-		echo "== round $round, ${order[slot]} (slot $slot)"
+		side=${order[slot]}
+		echo "== round $round, ${name[side]}: ${revs[side]}${overlay[side]:+ with ${overlay[side]}} (slot $slot)"
 		cat "$tmp/out$slot"
 	done
 	[ $rc = 0 ] || exit 1
