@@ -134,9 +134,26 @@ func BenchmarkHeadDecode(b *testing.B) {
 //
 //	go test -run XXX -bench WriteHead -benchtime 10x ./internal/store/
 func BenchmarkWriteHead(b *testing.B) {
+	benchWriteHead(b, block.WriteOptions{Fast: true})
+}
+
+// BenchmarkKeptFromHead writes the same head as BenchmarkWriteHead, but as
+// a block that stays (zstd, 64 KiB pages, level 1), as a merge's output
+// is written. Against BenchmarkWriteHead plus a merge of sixty-four
+// level-0 blocks (storebench compact), it is what a span would cost to
+// reach a kept block if level 0 were not a Parquet block that is read
+// back: the bound on what a cheaper level 0 could save.
+//
+//	go test -run XXX -bench KeptFromHead -benchtime 10x ./internal/store/
+func BenchmarkKeptFromHead(b *testing.B) {
+	benchWriteHead(b, block.WriteOptions{Level: 1})
+}
+
+// benchWriteHead writes a full head as a block with opts, b.N times.
+func benchWriteHead(b *testing.B, opts block.WriteOptions) {
 	db := openFullHead(b)
 	h := db.head
-	opts := block.WriteOptions{TempDir: db.tmpDir(), PageFiles: db.pages, Fast: true}
+	opts.TempDir, opts.PageFiles = db.tmpDir(), db.pages
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
