@@ -115,8 +115,10 @@ func Parse(b []byte) (Meta, error) {
 	if err := dec.Decode(&m); err != nil {
 		return Meta{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if dec.More() {
-		return Meta{}, fmt.Errorf("%w: data after the dashboard object", ErrInvalid)
+	// Only JSON's whitespace may follow the object. Decoder.More is no
+	// test of that: it reports false before a stray '}' or ']'.
+	if rest := bytes.TrimLeft(b[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return Meta{}, fmt.Errorf("%w: data after the dashboard object at byte %d", ErrInvalid, len(b)-len(rest))
 	}
 	var errs []error
 	bad := func(field, format string, args ...any) {

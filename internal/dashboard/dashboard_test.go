@@ -145,7 +145,7 @@ func TestParseReportsEveryError(t *testing.T) {
 			t.Errorf("%q missing from %v", want, err)
 		}
 	}
-	for _, bad := range []string{``, `[]`, `"x"`, `{"title":"a"} {}`, `{"title":"a","panels":{}}`, `{"title":` + strings.Repeat("[", 20000)} {
+	for _, bad := range []string{``, `[]`, `"x"`, `{"title":"a"} {}`, `{"title":"a"}}`, `{"title":"a"}]`, "{\"title\":\"a\"}\v", `{"title":"a","panels":{}}`, `{"title":` + strings.Repeat("[", 20000)} {
 		if _, err := Parse([]byte(bad)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Parse(%.30q) = %v, want ErrInvalid", bad, err)
 		}
