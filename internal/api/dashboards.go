@@ -224,7 +224,14 @@ func (a *API) saveQuery(w http.ResponseWriter, r *http.Request) {
 	var q dashboard.Query
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, dashboard.MaxQueryBytes+4<<10))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&q); err != nil {
+	err = dec.Decode(&q)
+	if err == nil {
+		// Only whitespace may follow the object.
+		if _, end := dec.Token(); end != io.EOF {
+			err = errors.New("data after the object")
+		}
+	}
+	if err != nil {
 		a.fail(w, r, styleJSON, badRequest("the body is not a saved query {kind, name, query}: %v", err))
 		return
 	}

@@ -160,6 +160,8 @@ func TestSavedQueries(t *testing.T) {
 		{`{"kind":"promql","name":" ","query":"y"}`, "name: "},
 		{`{"kind":"promql","name":"x","query":""}`, "query: "},
 		{`{"kind":"promql","name":"x","query":"y","tenant":"other"}`, "unknown field"},
+		{`{"kind":"promql","name":"x","query":"y"}}`, "data after the object"},
+		{`{"kind":"promql","name":"x","query":"y"} {}`, "data after the object"},
 	} {
 		if code, _, raw := do(t, "POST", srv.URL+"/api/sightline/v1/queries", c.body); code != 400 || !strings.Contains(raw, c.want) {
 			t.Errorf("%s: %d %s", c.body, code, raw)
