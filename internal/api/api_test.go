@@ -34,7 +34,7 @@ import (
 
 // testStore holds two tenants' telemetry: every resource of the first
 // generator is tagged tenant.id=a, of the second tenant.id=b.
-func testStore(t *testing.T) (*store.DB, map[string][]storage.Span, time.Time) {
+func testStore(t testing.TB) (*store.DB, map[string][]storage.Span, time.Time) {
 	db := openStore(t)
 	t0 := time.Now().Add(-10 * time.Minute)
 	spans := map[string][]storage.Span{}

@@ -106,7 +106,7 @@ func TestTenantSearchFromTraceTables(t *testing.T) {
 
 // openStore opens a store in a test directory that compacts nothing and
 // writes blocks only when flushed; the test's cleanup closes it.
-func openStore(t *testing.T) *store.DB {
+func openStore(t testing.TB) *store.DB {
 	t.Helper()
 	dir := t.TempDir()
 	bucket, err := objstore.OpenFilesystem(filepath.Join(dir, "blocks"))
