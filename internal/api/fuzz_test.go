@@ -223,3 +223,46 @@ func FuzzQueryEndpoints(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSaveEndpoints posts any body as a dashboard (Grafana's
+// /api/dashboards/db) and as a saved query: every answer is below 500,
+// and a dashboard that was saved reads back.
+func FuzzSaveEndpoints(f *testing.F) {
+	f.Add(false, []byte(`{"dashboard":{"title":"t","panels":[{"type":"timeseries","targets":[{"expr":"up"}]}]},"overwrite":true}`))
+	f.Add(false, []byte(`{"dashboard":{"title":"t","uid":"abc","version":3}}`))
+	f.Add(false, []byte(`{"dashboard":null}`))
+	f.Add(true, []byte(`{"kind":"promql","name":"checkout rate","query":"rate(x[5m])"}`))
+	f.Add(true, []byte(`{"kind":"traceql","name":"errors","query":"{ status = error }"}`))
+	bucket, err := objstore.OpenFilesystem(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	builtin, err := dashboard.Builtin()
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := New(createDefaultConfig().(*Config), nil, Stores{Dashboards: dashboard.New(bucket, builtin)}, component.BuildInfo{Version: "fuzz"}, zap.NewNop()).Handler()
+	f.Fuzz(func(t *testing.T, query bool, body []byte) {
+		path := "/api/dashboards/db"
+		if query {
+			path = "/api/sightline/v1/queries"
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body)))
+		if rec.Code >= 500 {
+			t.Fatalf("POST %s: %d %s", path, rec.Code, rec.Body)
+		}
+		if query || rec.Code != http.StatusOK {
+			return
+		}
+		var saved struct{ UID string }
+		if err := json.Unmarshal(rec.Body.Bytes(), &saved); err != nil || saved.UID == "" {
+			t.Fatalf("saved, but answered %s", rec.Body)
+		}
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/dashboards/uid/"+saved.UID, nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("saved %s, read back %d %s", saved.UID, rec.Code, rec.Body)
+		}
+	})
+}
