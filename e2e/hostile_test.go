@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -270,4 +271,54 @@ func TestFullDiskKeepsAcknowledgedMetrics(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged batches lost after the restart", lost, len(acked))
 	}
 	t.Logf("%d batches of %d points acknowledged (%d before the disk filled), all found by PromQL", len(acked), perBatch, i)
+}
+
+// TestEmptyMessagesRefusedBeforeDecoding: a request of empty resource
+// spans, two bytes each, is 4 MiB on the wire and would be 290 MB of
+// pdata's heap decoded, most of the all-in-one's 400 MiB limit in one
+// request. The guard estimates that from the encoding and refuses it for
+// good, undecoded, over gRPC (ResourceExhausted without RetryInfo) and
+// HTTP (413); the process stays within its limit and takes the next
+// request.
+func TestEmptyMessagesRefusedBeforeDecoding(t *testing.T) {
+	qp, lp := freePort(t), freePort(t)
+	in := start(t, []string{"testdata/hostile.yaml"}, "QUERY_PORT="+strconv.Itoa(qp), "LOKI_PORT="+strconv.Itoa(lp),
+		"SIGHTLINE_MEMORY_LIMIT_MIB=400")
+	empty := bytes.Repeat([]byte{1<<3 | 2, 0}, 2<<20) // resource_spans: {}
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/v1/traces", in.HTTP), "application/x-protobuf", bytes.NewReader(empty))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("Retry-After") != "" {
+		t.Errorf("HTTP: %d, Retry-After %q: %q; want 413 and no Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", in.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var reply []byte
+	err = conn.Invoke(context.Background(), "/opentelemetry.proto.collector.trace.v1.TraceService/Export", empty, &reply, grpc.ForceCodecV2(otlpguardtest.RawCodec{}))
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || len(st.Details()) != 0 || !strings.Contains(st.Message(), "too large") {
+		t.Errorf("gRPC: %v; want ResourceExhausted without RetryInfo", err)
+	}
+	// Taken again at once: a normal request.
+	td := ptrace.NewTraces()
+	sp := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	sp.SetName("after")
+	sp.SetTraceID([16]byte{0xaf, 1})
+	sp.SetSpanID([8]byte{0xaf, 1})
+	if _, err := ptraceotlp.NewGRPCClient(conn).Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(td)); err != nil {
+		t.Fatalf("a normal request after: %v", err)
+	}
+	if proc, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.cmd.Process.Pid)); err == nil {
+		for _, line := range strings.Split(string(proc), "\n") {
+			if strings.HasPrefix(line, "VmHWM:") {
+				t.Logf("peak RSS: %s", strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")))
+			}
+		}
+	}
 }

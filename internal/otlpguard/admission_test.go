@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,11 +103,12 @@ func TestAdmissionRefusesBeforeReading(t *testing.T) {
 	}
 }
 
-// The encoded bytes of the requests in flight are bounded: while one
+// The decoded bytes of the requests in flight are bounded: while one
 // request is held by the pipeline, a second that would pass the bound is
 // refused retryably, undecoded, over gRPC and HTTP; a request alone is
-// taken whatever its size; once the first is answered, the bound is free
-// again, and refused or malformed requests give back what they took.
+// taken whatever its size below a request's own bound, and refused for
+// good above it; once the first is answered, the bound is free again, and
+// refused or malformed requests give back what they took.
 func TestInflightBytesAreBounded(t *testing.T) {
 	held := make(chan struct{})
 	release := make(chan struct{})
@@ -131,10 +133,25 @@ func TestInflightBytesAreBounded(t *testing.T) {
 		b, _ := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
 		return b
 	}
+	decoded := func(b []byte) int64 {
+		rep, err := ScanProto(Traces, b, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.Decoded
+	}
 	hold := request("hold", 100)
 	small := request("small", 100)
-	// The held request fits alone; the two together do not.
-	lim := Limits{MaxInflightBytes: int64(len(hold) + len(small)/2)}
+	big := request("big", 400)
+	// 5,000 empty spans: 10 KB that pdata decodes to 1.2 MB, smaller than
+	// the big request encoded and ten times its size decoded.
+	empty := nested([]int{1, 2}, []byte{2<<3 | 2, 0}, 5_000)
+	// The held request fits alone; the two together do not. The empty
+	// spans are over a request's bound, the big request is not.
+	lim := Limits{MaxInflightBytes: decoded(hold) + decoded(small)/2, MaxRequestBytes: decoded(big) + 1}
+	if decoded(empty) <= lim.MaxRequestBytes || len(empty) >= len(big) {
+		t.Fatalf("empty spans: %d bytes, %d decoded; the bound is %d", len(empty), decoded(empty), lim.MaxRequestBytes)
+	}
 	grpcAddr, httpAddr := startGuardedReceiverInto(t, 0, lim, nil, next)
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -156,12 +173,19 @@ func TestInflightBytesAreBounded(t *testing.T) {
 	}
 
 	// A request over the bound on its own is taken.
-	big := request("big", 400)
-	if int64(len(big)) <= lim.MaxInflightBytes {
-		t.Fatalf("big request is %d bytes, not over the %d bound", len(big), lim.MaxInflightBytes)
+	if decoded(big) <= lim.MaxInflightBytes {
+		t.Fatalf("big request is %d bytes decoded, not over the %d bound", decoded(big), lim.MaxInflightBytes)
 	}
 	if err := export(big); err != nil {
 		t.Fatalf("a request alone: %v", err)
+	}
+	// A smaller request that would take more than a request may decoded
+	// is refused for good: ResourceExhausted without RetryInfo, and 413.
+	if err := export(empty); status.Code(err) != codes.ResourceExhausted || RetryDelay(err) != 0 || !strings.Contains(err.Error(), ErrTooLarge.Error()) {
+		t.Errorf("gRPC, too large decoded: %v, want ResourceExhausted without RetryInfo", err)
+	}
+	if resp := post(empty); resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("Retry-After") != "" {
+		t.Errorf("HTTP, too large decoded: %d, Retry-After %q; want 413 and none", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 
 	done := make(chan error, 1)

@@ -28,11 +28,11 @@ type grpcGuard struct {
 	lim      Limits
 	delegate encoding.CodecV2
 	inflight *inflight
-	// held maps a request value to the encoded bytes it holds of the
-	// in-flight bound, for the interceptor to give back once the request
-	// is answered. gRPC calls the interceptor for every request the codec
-	// decoded without error, so nothing is held past its request.
-	held    sync.Map // request value → int
+	// held maps a request value to the bytes it holds of the in-flight
+	// bound (Report.Decoded), for the interceptor to give back once the
+	// request is answered. gRPC calls the interceptor for every request the
+	// codec decoded without error, so nothing is held past its request.
+	held    sync.Map // request value → int64
 	refused sync.Map // request value → gRPC status error
 	// partial holds the rejection of a request decoded without its
 	// invalid spans, for the interceptor to put in the response.
@@ -63,7 +63,27 @@ func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) (err error) {
 	if sig == 0 {
 		return g.delegate.Unmarshal(data, v)
 	}
-	n := data.Len()
+	if g.inflight.full() {
+		// Refused as acquire would, without the scan's work.
+		g.refused.Store(v, g.inflight.errFull())
+		return nil
+	}
+	var b []byte
+	if len(data) == 1 {
+		b = data[0].ReadOnlyData()
+	} else {
+		p := getRequestBuf(data.Len())
+		defer putRequestBuf(p)
+		b = (*p)[:data.CopyTo(*p)]
+		// pdata's codec reads one buffer in place.
+		data = mem.BufferSlice{mem.SliceBuffer(b)}
+	}
+	rep, err := ScanProto(sig, b, g.lim)
+	if err != nil {
+		g.refused.Store(v, status.Error(codes.InvalidArgument, fmt.Sprintf("otlp %s request refused: %v", sig, err)))
+		return nil
+	}
+	n := rep.Decoded
 	if err := g.inflight.acquire(n); err != nil {
 		g.refused.Store(v, err)
 		return nil
@@ -77,21 +97,6 @@ func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) (err error) {
 		}
 		g.held.Store(v, n)
 	}()
-	var b []byte
-	if len(data) == 1 {
-		b = data[0].ReadOnlyData()
-	} else {
-		p := getRequestBuf(n)
-		defer putRequestBuf(p)
-		b = (*p)[:data.CopyTo(*p)]
-		// pdata's codec reads one buffer in place.
-		data = mem.BufferSlice{mem.SliceBuffer(b)}
-	}
-	rep, err := ScanProto(sig, b, g.lim)
-	if err != nil {
-		g.refused.Store(v, status.Error(codes.InvalidArgument, fmt.Sprintf("otlp %s request refused: %v", sig, err)))
-		return nil
-	}
 	if sig == Traces && rep.InvalidSpans > 0 {
 		req := ptraceotlp.NewExportRequest()
 		if err := req.UnmarshalProto(b); err != nil {
@@ -123,7 +128,7 @@ type protoResponse interface {
 
 func (g *grpcGuard) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if n, ok := g.held.LoadAndDelete(req); ok {
-		defer g.inflight.release(n.(int))
+		defer g.inflight.release(n.(int64))
 	}
 	if err, ok := g.refused.LoadAndDelete(req); ok {
 		return nil, err.(error)

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -26,9 +27,10 @@ import (
 // middlewares do), since it reads the whole body; next then reads it from
 // memory.
 //
-// The encoded bytes of the requests it serves at once are bounded
-// (Limits.MaxInflightBytes); past the bound a request is answered 503 with
-// Retry-After, undecoded.
+// The estimated decoded bytes of the requests it serves at once are
+// bounded (Limits.MaxInflightBytes); past the bound a request is answered
+// 503 with Retry-After, undecoded. A request that alone would take more
+// than Limits.MaxRequestBytes decoded is answered 413, undecoded.
 func HTTPHandler(next http.Handler, paths map[string]Signal, lim Limits) http.Handler {
 	return httpHandler(next, paths, lim, newInflight(lim))
 }
@@ -46,9 +48,14 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *inf
 		case "application/x-protobuf":
 			check = func(b []byte) (Report, error) { return ScanProto(sig, b, lim) }
 		case "application/json":
-			check = func(b []byte) (Report, error) { return Report{}, CheckJSON(b, lim) }
+			check = func(b []byte) (Report, error) { return ScanJSON(b, lim) }
 		default:
 			next.ServeHTTP(w, r)
+			return
+		}
+		if fl.full() {
+			// Refused as acquire would, before the body is even read.
+			writeRetryable(w, ct, fl.errFull())
 			return
 		}
 		body, err := io.ReadAll(r.Body)
@@ -64,16 +71,20 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *inf
 			WriteHTTPError(w, ct, code, fmt.Errorf("read request body: %w", err))
 			return
 		}
-		if err := fl.acquire(len(body)); err != nil {
-			writeRetryable(w, ct, err)
-			return
-		}
-		defer fl.release(len(body))
 		rep, err := check(body)
 		if err != nil {
 			WriteHTTPError(w, ct, http.StatusBadRequest, fmt.Errorf("otlp %s request refused: %w", sig, err))
 			return
 		}
+		if err := fl.acquire(rep.Decoded); err != nil {
+			if status.Code(err) == codes.ResourceExhausted {
+				WriteHTTPError(w, ct, http.StatusRequestEntityTooLarge, fmt.Errorf("otlp %s request refused: %s", sig, status.Convert(err).Message()))
+				return
+			}
+			writeRetryable(w, ct, err)
+			return
+		}
+		defer fl.release(rep.Decoded)
 		// The walk finds invalid span IDs in protobuf; JSON is decoded to
 		// look (CheckJSON has made that safe).
 		if sig == Traces && (rep.InvalidSpans > 0 || ct == "application/json") {

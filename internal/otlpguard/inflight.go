@@ -1,75 +1,139 @@
 package otlpguard
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sightlinehq/sightline/internal/memlimit"
 )
 
-// A decoded OTLP request takes about eight times its encoded size on the
-// heap (pdata's structs, strings and attribute maps), and it is held until
-// the pipeline has taken it: under a flood, every client's request is
-// decoded at once and waits for the store. Bounding the encoded bytes of
-// the requests in flight bounds that memory before it is spent: a request
-// past the bound is refused retryably, undecoded.
+// A decoded OTLP request takes several times its encoded size on the heap
+// (pdata's structs, strings and attribute maps; Report.Decoded estimates
+// it), and it is held until the pipeline has taken it: under a flood,
+// every client's request is decoded at once and waits for the store.
+// Bounding the estimated decoded bytes of the requests in flight bounds
+// that memory before it is spent: a request past the bound is refused
+// retryably, undecoded. The estimate, not the encoded size, is what counts:
+// the workload generator's spans take 3.4 times their size decoded, but a
+// request of empty messages up to a hundred times (4 MiB of empty spans,
+// 460 MiB).
 
 // inflightShare is the fraction of the Go runtime's soft memory limit that
-// the encoded requests in flight may take by default: 1/128 of 300 MiB
-// (the all-in-one's) is 2.3 MiB, about 20 MiB decoded, and enough for 20
-// requests of 300 spans, several times what the store's group commit
-// needs to stay busy. Unbounded, the 64 clients of a 2x flood held about
-// 70 MiB of decoded requests at once (a heap profile).
-const inflightShare = 128
+// the requests in flight may take decoded by default: 1/32 of 300 MiB (the
+// all-in-one's) is about 9 MiB, some 20 requests of 300 spans, several
+// times what the store's group commit needs to stay busy. (It was 1/128 in
+// encoded bytes, 2.3 MiB, the same bound for such requests.) Unbounded, the
+// 64 clients of a 2x flood held about 70 MiB of decoded requests at once
+// (a heap profile).
+const inflightShare = 32
 
-// ErrInflight is the refusal of a request that would take the encoded
-// bytes in flight past their bound. It is retryable: the bound frees as the
+// requestShare is the fraction of the soft memory limit that one request
+// may take decoded by default: half of it, 150 MiB in the all-in-one,
+// which the workload generator's spans reach at about 44 MiB encoded,
+// past the receivers' default size limits (4 MiB over gRPC, 20 MiB over
+// HTTP).
+const requestShare = 2
+
+// ErrInflight is the refusal of a request that would take the bytes in
+// flight past their bound. It is retryable: the bound frees as the
 // requests in flight are answered.
 var ErrInflight = fmt.Errorf("too many request bytes in flight")
+
+// ErrTooLarge is the refusal of a request that alone would take more
+// memory decoded than a request may (Limits.MaxRequestBytes). It is
+// permanent: gRPC ResourceExhausted without RetryInfo, HTTP 413, which
+// OTLP clients do not retry. Smaller requests are taken.
+var ErrTooLarge = errors.New("request too large to decode")
 
 // inflightRetryDelay is the delay a refused client is asked to wait: about
 // the time the requests in flight take to be answered.
 const inflightRetryDelay = 100 * time.Millisecond
 
 // maxInflight resolves the bound: Limits.MaxInflightBytes when set (< 0:
-// none), else a share of the Go soft memory limit, or none without one.
+// none), else a share of the Go soft memory limit (memoryBound).
 func (l Limits) maxInflight() int64 {
-	if l.MaxInflightBytes != 0 {
-		return max(l.MaxInflightBytes, 0)
-	}
-	soft := debug.SetMemoryLimit(-1)
-	if soft == math.MaxInt64 {
-		return 0
-	}
-	return soft / inflightShare
+	return share(l.MaxInflightBytes, inflightShare)
 }
 
-// inflight counts the encoded bytes of the requests being served.
+// maxRequest resolves a request's bound as maxInflight does.
+func (l Limits) maxRequest() int64 {
+	return share(l.MaxRequestBytes, requestShare)
+}
+
+// share is set if set, else memoryBound's 1/of; < 0 and 0 are none.
+func share(set, of int64) int64 {
+	if set != 0 {
+		return max(set, 0)
+	}
+	return memoryBound() / of
+}
+
+// memoryBound is the Go soft memory limit, or without one (a process that
+// knows no limit of its own: not the all-in-one, not in a container) the
+// 75% of the host's memory that memlimit would make it; 0 if neither is
+// known.
+func memoryBound() int64 {
+	if soft := debug.SetMemoryLimit(-1); soft != math.MaxInt64 {
+		return soft
+	}
+	return int64(memlimit.Host() / 4 * 3)
+}
+
+// inflight counts the estimated decoded bytes of the requests being
+// served.
 type inflight struct {
-	limit int64 // 0: unbounded
-	bytes atomic.Int64
+	limit   int64 // 0: unbounded
+	request int64 // a request's bound; 0: unbounded
+	bytes   atomic.Int64
 }
 
-func newInflight(l Limits) *inflight { return &inflight{limit: l.maxInflight()} }
+func newInflight(l Limits) *inflight {
+	return &inflight{limit: l.maxInflight(), request: l.maxRequest()}
+}
 
-// acquire takes n bytes, or refuses with a retryable gRPC status when they
-// would pass the limit. A request alone is always taken, however large:
-// the receiver's own size limit bounds it, and it must be servable.
-func (f *inflight) acquire(n int) error {
-	if f == nil || f.limit == 0 {
+// full reports whether the bound is taken, so that a request can be
+// refused before it is even scanned: acquire would refuse any request
+// while it holds.
+func (f *inflight) full() bool {
+	return f != nil && f.limit > 0 && f.bytes.Load() >= f.limit
+}
+
+// acquire takes n bytes (Report.Decoded), or refuses: permanently for a
+// request over its own bound (ErrTooLarge), retryably when the bytes in
+// flight would pass theirs (ErrInflight). A request alone is taken
+// whatever its size below its own bound, since it must be servable.
+func (f *inflight) acquire(n int64) error {
+	if f == nil {
 		return nil
 	}
-	if now := f.bytes.Add(int64(n)); now > f.limit && now != int64(n) {
-		f.bytes.Add(-int64(n))
-		return RetryLater(fmt.Errorf("%w: %d MiB, the limit", ErrInflight, f.limit>>20), inflightRetryDelay)
+	if f.request > 0 && n > f.request {
+		return status.Error(codes.ResourceExhausted, fmt.Sprintf("%v: about %d MiB decoded, over the %d MiB a request may take; send smaller requests", ErrTooLarge, n>>20, f.request>>20))
+	}
+	if f.limit == 0 {
+		return nil
+	}
+	if now := f.bytes.Add(n); now > f.limit && now != n {
+		f.bytes.Add(-n)
+		return f.errFull()
 	}
 	return nil
 }
 
-func (f *inflight) release(n int) {
+// errFull is acquire's retryable refusal.
+func (f *inflight) errFull() error {
+	return RetryLater(fmt.Errorf("%w: %d MiB, the limit", ErrInflight, f.limit>>20), inflightRetryDelay)
+}
+
+func (f *inflight) release(n int64) {
 	if f == nil || f.limit == 0 {
 		return
 	}
-	f.bytes.Add(-int64(n))
+	f.bytes.Add(-n)
 }

@@ -17,6 +17,11 @@
 // refused too: the decoder would refuse it anyway, and a walk that gave up
 // early could not vouch for what follows.
 //
+// The same walk estimates the heap the request takes decoded
+// (Report.Decoded), message by message, for admission to bound: a request
+// of empty messages takes a hundred times its size, typical telemetry a
+// few times.
+//
 // The checks are wired in front of the upstream `otlp` receiver by
 // WrapReceiverFactory (HTTP as a handler middleware, gRPC as a codec), and
 // called directly by Sightline's own OTLP endpoints.
@@ -51,11 +56,17 @@ type Limits struct {
 	// MaxDepth is the deepest AnyValue nesting accepted; <= 0 means
 	// DefaultMaxDepth.
 	MaxDepth int
-	// MaxInflightBytes bounds the encoded bytes of the export requests
-	// being decoded and served at once; a request past it is refused
-	// retryably before it is decoded. 0 means 1/64 of the Go runtime's
-	// soft memory limit (none without one), < 0 none.
+	// MaxInflightBytes bounds the estimated decoded bytes
+	// (Report.Decoded) of the export requests being decoded and served at
+	// once; a request past it is refused retryably before it is decoded.
+	// 0 means 1/32 of the Go runtime's soft memory limit (of 75% of the
+	// host's memory without one), < 0 none.
 	MaxInflightBytes int64
+	// MaxRequestBytes bounds the estimated decoded bytes of one request;
+	// a request past it is refused permanently (ErrTooLarge) before it is
+	// decoded. 0 means half the Go runtime's soft memory limit (of 75% of
+	// the host's memory without one), < 0 none.
+	MaxRequestBytes int64
 }
 
 func (l Limits) maxDepth() int {
@@ -115,6 +126,7 @@ const (
 	mExpHistogramPoint
 	mSummaryPoint
 	mExemplar
+	mQuantile // a summary point's ValueAtQuantile: nothing in it to walk, only to count
 	mKeyValue
 	mAnyValue
 	mArrayValue
@@ -176,6 +188,7 @@ var children = func() [nMsg][]msg {
 	set(mExpHistogramPoint, 1, mKeyValue)
 	set(mExpHistogramPoint, 11, mExemplar)
 	set(mSummaryPoint, 7, mKeyValue)
+	set(mSummaryPoint, 6, mQuantile)
 	set(mExemplar, 7, mKeyValue)
 
 	set(mKeyValue, 2, mAnyValue)
@@ -202,6 +215,27 @@ func pointType(f uint64) msg {
 	return mNone
 }
 
+// decodedCost is about the heap, in bytes, that pdata takes for one
+// message of each type beyond the bytes of its strings: its struct, the
+// slice element or pointer that holds it, a oneof's wrapper. Measured with
+// pdata v1 by decoding requests of 200k empty messages of each type (the
+// figures include slice growth), and rounded up. A message embedded in
+// its parent's struct (a resource, a scope) costs nothing of its own.
+//
+// Empty messages are where a request is largest decoded for its size: two
+// bytes of protobuf each, so 4 MiB of empty spans is 2M spans and 460 MiB
+// of heap. The workload generator's spans decode to 3.4 times their size.
+// TestDecodedEstimate holds the estimate to pdata's heap for both.
+var decodedCost = [nMsg]int64{
+	mResourceSpans: 136, mResourceMetrics: 136, mResourceLogs: 136,
+	mScopeSpans: 120, mScopeMetrics: 120, mScopeLogs: 120,
+	mSpan: 232, mEvent: 72, mLink: 88, mLogRecord: 136,
+	mMetric: 104, mGauge: 40,
+	mNumberPoint: 104, mHistogramPoint: 168, mExpHistogramPoint: 216, mSummaryPoint: 104,
+	mExemplar: 88, mQuantile: 24,
+	mKeyValue: 44, mAnyValue: 24, mArrayValue: 48, mKeyValueList: 48,
+}
+
 type frame struct {
 	m     msg
 	end   int
@@ -223,6 +257,11 @@ type Report struct {
 	// zeros, which OTLP defines as invalid; they are to be rejected with
 	// partial success (FilterInvalidSpans).
 	InvalidSpans int
+	// Decoded is about the bytes of heap pdata would take to decode the
+	// request: its length and the cost of each message in it
+	// (decodedCost). The walk counts every message but the ones inside an
+	// AnyValue it stops at for being too deep.
+	Decoded int64
 }
 
 // CheckProto walks an OTLP export request of signal sig, encoded as
@@ -259,6 +298,7 @@ func scanProto(sig Signal, b []byte, lim Limits, skipScalarKVs bool) (Report, er
 	// resource → scope → span → event → key/value is 6), and each AnyValue
 	// level adds at most two frames (AnyValue, then list or kvlist, then
 	// key/value), so this bounds the stack.
+	rep.Decoded = int64(len(b))
 	var stackBuf [32]frame
 	stack := append(stackBuf[:0], frame{m: root, end: len(b)})
 	depth := 0 // AnyValues on the stack
@@ -323,15 +363,19 @@ func scanProto(sig Signal, b []byte, lim Limits, skipScalarKVs bool) (Report, er
 				// Metric field it came through.
 				child = pointType(top.field)
 			}
-			if child == mNone {
+			rep.Decoded += decodedCost[child]
+			if child == mNone || child == mQuantile {
 				pos += int(l)
 				continue
 			}
-			if child == mKeyValue && skipScalarKVs && depth < maxDepth && scalarKeyValue(b[pos:pos+int(l)]) {
-				// Nearly every attribute: a frame for it would find its
-				// key and one scalar value, nothing to refuse.
-				pos += int(l)
-				continue
+			if child == mKeyValue && skipScalarKVs && depth < maxDepth {
+				if ok, values := scalarKeyValue(b[pos : pos+int(l)]); ok {
+					// Nearly every attribute: a frame for it would find
+					// its key and one scalar value, nothing to refuse.
+					rep.Decoded += int64(values) * decodedCost[mAnyValue]
+					pos += int(l)
+					continue
+				}
 			}
 			if child == mAnyValue {
 				if depth < maxDepth && scalarValue(b[pos:pos+int(l)]) {
@@ -385,8 +429,8 @@ func scalarValue(v []byte) bool {
 // and a value (field 2) that scalarValue accepts, in either order (pdata
 // writes the value first), or one of the two alone: what a walk of it
 // would pass without a finding. Any other layout, malformed input
-// included, is left to the walk.
-func scalarKeyValue(kv []byte) bool {
+// included, is left to the walk. values is 1 if it holds the value.
+func scalarKeyValue(kv []byte) (ok bool, values int) {
 	const keyTag, valueTag = 1<<3 | 2, 2<<3 | 2
 	var key, value bool
 	for len(kv) > 0 {
@@ -397,19 +441,22 @@ func scalarKeyValue(kv []byte) bool {
 		case tag == valueTag && !value:
 			value = true
 		default:
-			return false
+			return false, 0
 		}
 		l, n := uvarint(kv[1:])
 		if n <= 0 || l > uint64(len(kv)-1-n) {
-			return false
+			return false, 0
 		}
 		field := kv[1+n : 1+n+int(l)]
 		if tag == valueTag && !scalarValue(field) {
-			return false
+			return false, 0
 		}
 		kv = kv[1+n+int(l):]
 	}
-	return true
+	if value {
+		values = 1
+	}
+	return true, values
 }
 
 func allZero(b []byte) bool {
@@ -506,9 +553,23 @@ func uvarint(b []byte) (v uint64, n int) {
 // attribute, whose envelope is shallower, go at most two levels past
 // MaxDepth, which is as safe.
 func CheckJSON(b []byte, lim Limits) error {
+	_, err := ScanJSON(b, lim)
+	return err
+}
+
+// ScanJSON is CheckJSON that also estimates the request's size decoded
+// (Report.Decoded), from the objects in it: an object's cost is its
+// message type's (decodedCost), known by the field that holds it or the
+// array it is an element of. Report.InvalidSpans is not counted.
+func ScanJSON(b []byte, lim Limits) (Report, error) {
 	limit := 3*lim.maxDepth() + 12
-	depth := 0
+	rep := Report{Decoded: int64(len(b))}
+	// arrays[d] is the cost of an object element of the array at
+	// bracket depth d+1, 0 for an object.
+	arrays := make([]int64, 0, 16)
 	inStr := false
+	strStart, strEnd := 0, 0 // the last string's contents
+	key := -1                // the start of the key whose value comes next, -1 for none
 	for i := 0; i < len(b); i++ {
 		c := b[i]
 		if inStr {
@@ -517,20 +578,104 @@ func CheckJSON(b []byte, lim Limits) error {
 				i++
 			case '"':
 				inStr = false
+				strEnd = i
 			}
 			continue
 		}
 		switch c {
 		case '"':
 			inStr = true
+			strStart = i + 1
+			continue
+		case ':':
+			key = strStart
+			continue
+		case ' ', '\t', '\r', '\n':
+			continue
 		case '{', '[':
-			depth++
-			if depth > limit {
-				return fmt.Errorf("%w: JSON nested deeper than %d levels (%d value levels)", ErrTooDeep, limit, lim.maxDepth())
+			if len(arrays) >= limit {
+				return rep, fmt.Errorf("%w: JSON nested deeper than %d levels (%d value levels)", ErrTooDeep, limit, lim.maxDepth())
+			}
+			var name []byte
+			if key >= 0 && key <= strEnd {
+				name = b[key:strEnd]
+			}
+			if c == '[' {
+				arrays = append(arrays, jsonElementCost(name))
+			} else {
+				if name != nil {
+					rep.Decoded += jsonFieldCost(name)
+				} else if d := len(arrays); d > 0 {
+					rep.Decoded += arrays[d-1]
+				}
+				arrays = append(arrays, 0)
 			}
 		case '}', ']':
-			depth--
+			if len(arrays) > 0 {
+				arrays = arrays[:len(arrays)-1]
+			}
 		}
+		key = -1
 	}
-	return nil
+	return rep, nil
+}
+
+// jsonName folds an OTLP/JSON field name as pdata's decoder matches it:
+// lowerCamelCase and the proto's snake_case are the same field.
+func jsonName(dst, name []byte) []byte {
+	for _, c := range name {
+		if c == '_' {
+			continue
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// jsonElementCost is the cost of an object in the array held by field
+// name: a message of the repeated field's type.
+func jsonElementCost(name []byte) int64 {
+	var buf [32]byte
+	switch string(jsonName(buf[:0], name)) {
+	case "resourcespans", "resourcemetrics", "resourcelogs":
+		return decodedCost[mResourceSpans]
+	case "scopespans", "scopemetrics", "scopelogs":
+		return decodedCost[mScopeSpans]
+	case "spans":
+		return decodedCost[mSpan]
+	case "events":
+		return decodedCost[mEvent]
+	case "links":
+		return decodedCost[mLink]
+	case "logrecords":
+		return decodedCost[mLogRecord]
+	case "metrics":
+		return decodedCost[mMetric]
+	case "datapoints":
+		return decodedCost[mExpHistogramPoint] // the dearest point type
+	case "exemplars":
+		return decodedCost[mExemplar]
+	case "quantilevalues":
+		return decodedCost[mQuantile]
+	case "attributes", "metadata", "filteredattributes", "values":
+		return decodedCost[mKeyValue] // values: a list's key/values, or an array's dearer values
+	}
+	return 0
+}
+
+// jsonFieldCost is the cost of an object that is the value of field name.
+func jsonFieldCost(name []byte) int64 {
+	var buf [32]byte
+	switch string(jsonName(buf[:0], name)) {
+	case "value", "body":
+		return decodedCost[mAnyValue]
+	case "arrayvalue", "kvlistvalue":
+		return decodedCost[mArrayValue]
+	case "gauge", "sum", "histogram", "exponentialhistogram", "summary":
+		return decodedCost[mGauge]
+	}
+	return 0
 }
