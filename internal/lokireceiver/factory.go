@@ -48,11 +48,16 @@ func createLogs(_ context.Context, set receiver.Settings, c component.Config, ne
 	if err != nil {
 		return nil, err
 	}
-	return &lokiReceiver{cfg: c.(*Config), set: set, next: next, obs: obs}, nil
+	cfg := c.(*Config)
+	lim := cfg.limits()
+	// A push is bounded decoded as an OTLP request is.
+	lim.MaxDecodedBytes = otlpguard.MaxRequestBytes()
+	return &lokiReceiver{cfg: cfg, lim: lim, set: set, next: next, obs: obs}, nil
 }
 
 type lokiReceiver struct {
 	cfg    *Config
+	lim    Limits
 	set    receiver.Settings
 	next   consumer.Logs
 	obs    *receiverhelper.ObsReport

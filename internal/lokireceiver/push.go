@@ -29,8 +29,29 @@ import (
 // with 400 and nothing of them is stored.
 var ErrMalformed = errors.New("malformed push request")
 
+// ErrTooLarge marks a push that would take more memory decoded than a
+// push may (Limits.MaxDecodedBytes); it is refused with 413, which
+// shippers do not retry, and nothing of it is stored.
+var ErrTooLarge = errors.New("push request too large to decode")
+
 // maxDecoded bounds the decompressed size of one protobuf push.
 const maxDecoded = 64 << 20
+
+// The heap pdata takes for a stream (a ResourceLogs with a ScopeLogs) and
+// for an entry (a LogRecord and its body), beyond their strings, and for
+// an attribute: what the builder charges against Limits.MaxDecodedBytes
+// (otlpguard's decodedCost measures the same structs). An empty entry is
+// two bytes of protobuf and 160 of heap, so 64 MiB decompressed of them
+// would be 5 GB.
+const (
+	streamCost = 136 + 120
+	entryCost  = 136 + 24
+	attrCost   = 44 + 24
+	// rawValueCost is what encoding/json takes for a JSON value of a
+	// push, before the builder sees it: a json.RawMessage or a slice
+	// header, and its bytes (DecodeJSON).
+	rawValueCost = 48
+)
 
 func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	if r.admit != nil {
@@ -48,13 +69,17 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	var ld plog.Logs
 	if ct == "application/json" {
-		ld, err = DecodeJSON(body, r.cfg.UseIncomingTimestamp, time.Now(), r.cfg.limits())
+		ld, err = DecodeJSON(body, r.cfg.UseIncomingTimestamp, time.Now(), r.lim)
 	} else {
-		ld, err = DecodeProtobuf(body, r.cfg.UseIncomingTimestamp, time.Now(), r.cfg.limits())
+		ld, err = DecodeProtobuf(body, r.cfg.UseIncomingTimestamp, time.Now(), r.lim)
 	}
 	if err != nil {
 		r.obs.EndLogsOp(ctx, "loki", 0, err)
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		code := http.StatusBadRequest
+		if errors.Is(err, ErrTooLarge) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		http.Error(w, err.Error(), code)
 		return
 	}
 	n := ld.LogRecordCount()
@@ -104,6 +129,19 @@ type builder struct {
 	incoming bool
 	now      pcommon.Timestamp
 	lim      Limits
+	// decoded is the heap the push has taken so far, by the costs above.
+	decoded int64
+}
+
+// charge adds n bytes to what the push takes decoded, or refuses it once
+// that passes Limits.MaxDecodedBytes. It is called before each allocation
+// it counts, so a refused push has taken at most the limit.
+func (b *builder) charge(n int64) error {
+	b.decoded += n
+	if limit := b.lim.MaxDecodedBytes; limit > 0 && b.decoded > limit {
+		return fmt.Errorf("%w: over %d MiB decoded; send smaller pushes", ErrTooLarge, limit>>20)
+	}
+	return nil
 }
 
 // Limits bound one push as Loki's limits_config does, under the same
@@ -117,6 +155,10 @@ type Limits struct {
 	// structured metadata entries (Loki's
 	// max_structured_metadata_entries_count).
 	MaxStructuredMetadataEntries int
+	// MaxDecodedBytes refuses a push that would take more heap decoded
+	// (ErrTooLarge); 0 is no limit. The receiver sets it as otlpguard
+	// bounds one OTLP request (otlpguard.MaxRequestBytes).
+	MaxDecodedBytes int64
 }
 
 // DefaultLimits are Loki's defaults.
@@ -125,6 +167,13 @@ var DefaultLimits = Limits{MaxLabelNamesPerSeries: 15, MaxStructuredMetadataEntr
 func (b *builder) stream(labels map[string]string) (plog.LogRecordSlice, error) {
 	if len(labels) > b.lim.MaxLabelNamesPerSeries {
 		return plog.LogRecordSlice{}, fmt.Errorf("%w: a stream has %d label names, over the limit of %d (max_label_names_per_series, as in Loki)", ErrMalformed, len(labels), b.lim.MaxLabelNamesPerSeries)
+	}
+	n := int64(streamCost + attrCost)
+	for k, v := range labels {
+		n += attrCost + int64(len(k)+len(v))
+	}
+	if err := b.charge(n); err != nil {
+		return plog.LogRecordSlice{}, err
 	}
 	rl := b.ld.ResourceLogs().AppendEmpty()
 	attrs := rl.Resource().Attributes()
@@ -141,12 +190,23 @@ func (b *builder) stream(labels map[string]string) (plog.LogRecordSlice, error) 
 	return rl.ScopeLogs().AppendEmpty().LogRecords(), nil
 }
 
+func errTooManyMetadata(lim Limits) error {
+	return fmt.Errorf("%w: an entry has more than %d structured metadata entries (max_structured_metadata_entries_count, as in Loki)", ErrMalformed, lim.MaxStructuredMetadataEntries)
+}
+
 func (b *builder) entry(recs plog.LogRecordSlice, ts time.Time, line string, meta [][2]string) error {
 	if !utf8.ValidString(line) {
 		return fmt.Errorf("%w: line is not valid UTF-8", ErrMalformed)
 	}
 	if len(meta) > b.lim.MaxStructuredMetadataEntries {
-		return fmt.Errorf("%w: an entry has %d structured metadata entries, over the limit of %d (max_structured_metadata_entries_count, as in Loki)", ErrMalformed, len(meta), b.lim.MaxStructuredMetadataEntries)
+		return errTooManyMetadata(b.lim)
+	}
+	n := int64(entryCost + len(line))
+	for _, kv := range meta {
+		n += attrCost + int64(len(kv[0])+len(kv[1]))
+	}
+	if err := b.charge(n); err != nil {
+		return err
 	}
 	lr := recs.AppendEmpty()
 	lr.SetObservedTimestamp(b.now)
@@ -180,10 +240,13 @@ func DecodeJSON(body []byte, incoming bool, now time.Time, lim Limits) (plog.Log
 			Values [][]json.RawMessage `json:"values"`
 		} `json:"streams"`
 	}
+	b := &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now), lim: lim}
+	if err := b.charge(jsonValues(body) * rawValueCost); err != nil {
+		return plog.Logs{}, err
+	}
 	if err := json.Unmarshal(body, &req); err != nil {
 		return plog.Logs{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	b := &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now), lim: lim}
 	for i, s := range req.Streams {
 		recs, err := b.stream(s.Stream)
 		if err != nil {
@@ -222,6 +285,24 @@ func DecodeJSON(body []byte, incoming bool, now time.Time, lim Limits) (plog.Log
 	return b.ld, nil
 }
 
+// jsonValues counts the values of a JSON document, at most: each starts
+// an array or object, or follows a comma.
+func jsonValues(b []byte) int64 {
+	var n int64
+	inStr := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case inStr && c == '\\':
+			i++
+		case c == '"':
+			inStr = !inStr
+		case !inStr && (c == '[' || c == '{' || c == ','):
+			n++
+		}
+	}
+	return n
+}
+
 // DecodeProtobuf decodes a snappy-compressed logproto.PushRequest, the
 // format Promtail and Alloy send.
 func DecodeProtobuf(body []byte, incoming bool, now time.Time, lim Limits) (plog.Logs, error) {
@@ -243,6 +324,9 @@ func DecodeProtobuf(body []byte, incoming bool, now time.Time, lim Limits) (plog
 		}
 		return b.decodeStream(v)
 	})
+	if errors.Is(err, ErrTooLarge) {
+		return plog.Logs{}, err
+	}
 	if err != nil {
 		return plog.Logs{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
@@ -250,14 +334,13 @@ func DecodeProtobuf(body []byte, incoming bool, now time.Time, lim Limits) (plog
 }
 
 func (b *builder) decodeStream(msg []byte) error {
+	// The labels may follow the entries: a first pass finds them, and the
+	// entries are decoded in a second, without a list of them, which
+	// would take 24 bytes for each 2-byte empty entry.
 	var labels string
-	var entries [][]byte
 	err := fields(msg, func(num protowire.Number, v []byte) error {
-		switch num {
-		case 1:
+		if num == 1 {
 			labels = string(v)
-		case 2:
-			entries = append(entries, v)
 		}
 		return nil
 	})
@@ -272,51 +355,60 @@ func (b *builder) decodeStream(msg []byte) error {
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		var (
-			secs, nanos int64
-			line        string
-			meta        [][2]string
-		)
-		err := fields(e, func(num protowire.Number, v []byte) error {
-			switch num {
-			case 1:
-				return fields(v, func(n protowire.Number, x []byte) error {
-					u, m := protowire.ConsumeVarint(x)
-					if m < 0 {
-						return errors.New("bad timestamp")
-					}
-					if n == 1 {
-						secs = int64(u)
-					} else if n == 2 {
-						nanos = int64(int32(u))
-					}
-					return nil
-				}, true)
-			case 2:
-				line = string(v)
-			case 3:
-				var kv [2]string
-				if err := fields(v, func(n protowire.Number, x []byte) error {
-					if n == 1 || n == 2 {
-						kv[n-1] = string(x)
-					}
-					return nil
-				}); err != nil {
-					return err
-				}
-				meta = append(meta, kv)
-			}
+	return fields(msg, func(num protowire.Number, e []byte) error {
+		if num != 2 {
 			return nil
-		})
-		if err != nil {
-			return err
 		}
-		if err := b.entry(recs, time.Unix(secs, nanos), line, meta); err != nil {
-			return err
+		return b.decodeEntry(recs, e)
+	})
+}
+
+func (b *builder) decodeEntry(recs plog.LogRecordSlice, e []byte) error {
+	var (
+		secs, nanos int64
+		line        string
+		meta        [][2]string
+	)
+	err := fields(e, func(num protowire.Number, v []byte) error {
+		switch num {
+		case 1:
+			return fields(v, func(n protowire.Number, x []byte) error {
+				u, m := protowire.ConsumeVarint(x)
+				if m < 0 {
+					return errors.New("bad timestamp")
+				}
+				if n == 1 {
+					secs = int64(u)
+				} else if n == 2 {
+					nanos = int64(int32(u))
+				}
+				return nil
+			}, true)
+		case 2:
+			line = string(v)
+		case 3:
+			if len(meta) == b.lim.MaxStructuredMetadataEntries {
+				// Refused now, before a list of them grows: entry
+				// would refuse it.
+				return errTooManyMetadata(b.lim)
+			}
+			var kv [2]string
+			if err := fields(v, func(n protowire.Number, x []byte) error {
+				if n == 1 || n == 2 {
+					kv[n-1] = string(x)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			meta = append(meta, kv)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	return nil
+	return b.entry(recs, time.Unix(secs, nanos), line, meta)
 }
 
 // fields walks a protobuf message and calls fn with each length-delimited

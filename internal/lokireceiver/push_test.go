@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -281,4 +284,97 @@ func (e admitterExt) Admit(sig otlpguard.Signal) error { return e.admit(sig) }
 
 func (h admitterHost) GetExtensions() map[component.ID]component.Component {
 	return map[component.ID]component.Component{component.MustNewID("sightline_storage"): admitterExt{admit: h.admit}}
+}
+
+// allocated returns the bytes fn allocated.
+func allocated(fn func()) uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	before := m.TotalAlloc
+	fn()
+	runtime.ReadMemStats(&m)
+	return m.TotalAlloc - before
+}
+
+// A push of empty entries, two bytes of protobuf each, takes about 160
+// bytes of heap each decoded: 64 MiB of them decompressed would be 5 GB;
+// streams of one label, 11 bytes each, take 350. The builder counts what it takes and refuses
+// the push, ErrTooLarge, once over Limits.MaxDecodedBytes, having
+// allocated about that much; an entry with a million structured metadata
+// entries is refused before a list of them grows.
+func TestPushDecodedSizeIsBounded(t *testing.T) {
+	lim := DefaultLimits
+	lim.MaxDecodedBytes = 4 << 20
+	stream := func(entries, meta int) []byte {
+		var s []byte
+		s = protowire.AppendTag(s, 1, protowire.BytesType)
+		s = protowire.AppendString(s, `{service_name="x"}`)
+		var en []byte
+		for range meta {
+			en = append(en, 3<<3|2, 0) // structured_metadata: {}
+		}
+		for range entries {
+			s = protowire.AppendTag(s, 2, protowire.BytesType)
+			s = protowire.AppendBytes(s, en)
+		}
+		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), s)
+	}
+	emptyEntries := stream(2<<20, 0) // 4 MiB: 2M entries
+	var err error
+	n := allocated(func() { _, err = DecodeProtobuf(snappy.Encode(nil, emptyEntries), true, time.Now(), lim) })
+	require.ErrorIs(t, err, ErrTooLarge)
+	require.Less(t, n, uint64(int64(len(emptyEntries))*3+3*lim.MaxDecodedBytes), "allocated %d bytes", n)
+
+	// Streams of one label and no entries: 11 bytes, 350 of heap.
+	oneStream := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), `{a="b"}`)
+	tinyStreams := bytes.Repeat(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), oneStream), 400_000)
+	n = allocated(func() { _, err = DecodeProtobuf(snappy.Encode(nil, tinyStreams), true, time.Now(), lim) })
+	require.ErrorIs(t, err, ErrTooLarge)
+	require.Less(t, n, uint64(int64(len(tinyStreams))*3+3*lim.MaxDecodedBytes), "allocated %d bytes", n)
+
+	manyMeta := stream(1, 1<<20)
+	n = allocated(func() { _, err = DecodeProtobuf(snappy.Encode(nil, manyMeta), true, time.Now(), lim) })
+	require.ErrorContains(t, err, "max_structured_metadata_entries_count")
+	require.Less(t, n, uint64(len(manyMeta)*3+1<<20), "allocated %d bytes", n)
+
+	json := []byte(`{"streams":[{"stream":{"a":"b"},"values":[` + strings.Repeat(`["1",""],`, 1<<20) + `["1",""]]}]}`)
+	_, err = DecodeJSON(json, true, time.Now(), lim)
+	require.ErrorIs(t, err, ErrTooLarge)
+
+	// Under the bound, the same pushes are taken.
+	ld, err := DecodeProtobuf(snappy.Encode(nil, stream(1000, 0)), true, time.Now(), lim)
+	require.NoError(t, err)
+	require.Equal(t, 1000, ld.LogRecordCount())
+	ld, err = DecodeJSON([]byte(`{"streams":[{"stream":{"a":"b"},"values":[`+strings.Repeat(`["1",""],`, 1000)+`["1",""]]}]}`), true, time.Now(), lim)
+	require.NoError(t, err)
+	require.Equal(t, 1001, ld.LogRecordCount())
+}
+
+// The receiver bounds a push decoded as otlpguard bounds an OTLP request,
+// by half the Go soft memory limit, and answers 413 past it, which
+// shippers do not retry; nothing of the push reaches the pipeline.
+func TestReceiverRefusesPushTooLargeDecoded(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := createDefaultConfig().(*Config)
+	cfg.Protocols.HTTP.NetAddr.Endpoint = addr
+	sink := new(consumertest.LogsSink)
+	rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
+	defer rcv.Shutdown(context.Background())
+	// 1M empty entries: 2 MiB of protobuf, 160 MB decoded.
+	var s []byte
+	s = protowire.AppendTag(s, 1, protowire.BytesType)
+	s = protowire.AppendString(s, `{service_name="x"}`)
+	s = append(s, bytes.Repeat([]byte{2<<3 | 2, 0}, 1<<20)...)
+	req := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), s)
+	resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), "application/x-protobuf", bytes.NewReader(snappy.Encode(nil, req)))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	require.Zero(t, sink.LogRecordCount())
 }
