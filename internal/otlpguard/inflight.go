@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,8 +91,11 @@ func memoryBound() int64 {
 	if soft := debug.SetMemoryLimit(-1); soft != math.MaxInt64 {
 		return soft
 	}
-	return int64(memlimit.Host() / 4 * 3)
+	return int64(hostMemory() / 4 * 3)
 }
+
+// hostMemory is read once: MaxRequestBytes is asked per request.
+var hostMemory = sync.OnceValue(memlimit.Host)
 
 // inflight counts the estimated decoded bytes of the requests being
 // served.
