@@ -15,7 +15,9 @@ import (
 	"github.com/sightlinehq/sightline/internal/objstore"
 )
 
-func newDashboardAPI(t *testing.T, mod func(*Config)) *httptest.Server {
+// testDashboards is a dashboard store in a temporary bucket, with the
+// built-in dashboards.
+func testDashboards(t testing.TB) *dashboard.Store {
 	t.Helper()
 	b, err := objstore.OpenFilesystem(t.TempDir())
 	if err != nil {
@@ -25,11 +27,16 @@ func newDashboardAPI(t *testing.T, mod func(*Config)) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dashboard.New(b, builtin)
+}
+
+func newDashboardAPI(t *testing.T, mod func(*Config)) *httptest.Server {
+	t.Helper()
 	cfg := createDefaultConfig().(*Config)
 	if mod != nil {
 		mod(cfg)
 	}
-	srv := httptest.NewServer(New(cfg, nil, Stores{Dashboards: dashboard.New(b, builtin)}, component.BuildInfo{Version: "test"}, zap.NewNop()).Handler())
+	srv := httptest.NewServer(New(cfg, nil, Stores{Dashboards: testDashboards(t)}, component.BuildInfo{Version: "test"}, zap.NewNop()).Handler())
 	t.Cleanup(srv.Close)
 	return srv
 }

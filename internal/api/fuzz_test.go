@@ -22,8 +22,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.uber.org/zap"
 
-	"github.com/sightlinehq/sightline/internal/dashboard"
-	"github.com/sightlinehq/sightline/internal/objstore"
 	"github.com/sightlinehq/sightline/internal/otlpguard/otlpguardtest"
 	"github.com/sightlinehq/sightline/internal/store/storage"
 )
@@ -180,16 +178,8 @@ func FuzzQueryEndpoints(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer mdb.Close()
-	dashboards, err := objstore.OpenFilesystem(f.TempDir())
-	if err != nil {
-		f.Fatal(err)
-	}
-	builtin, err := dashboard.Builtin()
-	if err != nil {
-		f.Fatal(err)
-	}
 	cfg := createDefaultConfig().(*Config)
-	a := New(cfg, StoreSource(db), Stores{Traces: db, Dashboards: dashboard.New(dashboards, builtin)}, component.BuildInfo{Version: "fuzz"}, zap.NewNop())
+	a := New(cfg, StoreSource(db), Stores{Traces: db, Dashboards: testDashboards(f)}, component.BuildInfo{Version: "fuzz"}, zap.NewNop())
 	a.metrics.open = func() (*tsdb.DB, error) { return mdb, nil }
 	h := a.Handler()
 	rw := prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
@@ -233,15 +223,7 @@ func FuzzSaveEndpoints(f *testing.F) {
 	f.Add(false, []byte(`{"dashboard":null}`))
 	f.Add(true, []byte(`{"kind":"promql","name":"checkout rate","query":"rate(x[5m])"}`))
 	f.Add(true, []byte(`{"kind":"traceql","name":"errors","query":"{ status = error }"}`))
-	bucket, err := objstore.OpenFilesystem(f.TempDir())
-	if err != nil {
-		f.Fatal(err)
-	}
-	builtin, err := dashboard.Builtin()
-	if err != nil {
-		f.Fatal(err)
-	}
-	h := New(createDefaultConfig().(*Config), nil, Stores{Dashboards: dashboard.New(bucket, builtin)}, component.BuildInfo{Version: "fuzz"}, zap.NewNop()).Handler()
+	h := New(createDefaultConfig().(*Config), nil, Stores{Dashboards: testDashboards(f)}, component.BuildInfo{Version: "fuzz"}, zap.NewNop()).Handler()
 	f.Fuzz(func(t *testing.T, query bool, body []byte) {
 		path := "/api/dashboards/db"
 		if query {

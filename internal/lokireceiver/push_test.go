@@ -149,12 +149,7 @@ func TestParseLabels(t *testing.T) {
 // refuses, every push, malformed or not, is answered 503 with the refusal's
 // Retry-After before its body is read, and nothing is delivered.
 func TestReceiver(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := createDefaultConfig().(*Config)
-	cfg.Protocols.HTTP.NetAddr.Endpoint = addr
+	cfg, addr := testConfig(t)
 	cfg.UseIncomingTimestamp = true
 
 	var refusing atomic.Bool
@@ -213,12 +208,7 @@ func TestReceiverErrors(t *testing.T) {
 		{fmt.Errorf("disk full"), http.StatusServiceUnavailable},
 		{consumererror.NewPermanent(fmt.Errorf("bad data")), http.StatusBadRequest},
 	} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		addr := ln.Addr().String()
-		ln.Close()
-		cfg := createDefaultConfig().(*Config)
-		cfg.Protocols.HTTP.NetAddr.Endpoint = addr
+		cfg, addr := testConfig(t)
 		rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, consumertest.NewErr(c.err))
 		require.NoError(t, err)
 		require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
@@ -228,6 +218,18 @@ func TestReceiverErrors(t *testing.T) {
 		require.Equal(t, c.code, resp.StatusCode, c.err.Error())
 		require.NoError(t, rcv.Shutdown(context.Background()))
 	}
+}
+
+// testConfig is the default config, listening on a free local port, addr.
+func testConfig(t *testing.T) (cfg *Config, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr = ln.Addr().String()
+	ln.Close()
+	cfg = createDefaultConfig().(*Config)
+	cfg.Protocols.HTTP.NetAddr.Endpoint = addr
+	return cfg, addr
 }
 
 func body(ld plog.Logs) string {
@@ -355,12 +357,7 @@ func TestPushDecodedSizeIsBounded(t *testing.T) {
 // shippers do not retry; nothing of the push reaches the pipeline.
 func TestReceiverRefusesPushTooLargeDecoded(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := createDefaultConfig().(*Config)
-	cfg.Protocols.HTTP.NetAddr.Endpoint = addr
+	cfg, addr := testConfig(t)
 	sink := new(consumertest.LogsSink)
 	rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, sink)
 	require.NoError(t, err)
