@@ -97,7 +97,7 @@ func (a *API) prometheusRoutes(mux *http.ServeMux) {
 	api := a.limitPromQL(a.promTenancy(r))
 	mux.Handle("/api/v1/", api)
 	mux.Handle("GET /api/v1/metadata", a.promTenancy(http.HandlerFunc(a.promMetadata)))
-	mux.Handle("/api/v1/write", remoteWriteGuard(api, otlpguard.MaxRequestBytes))
+	mux.Handle("/api/v1/write", remoteWriteGuard(api, otlpguard.NewInflight(otlpguard.Limits{})))
 	// Prometheus's OTLP handler decodes with pdata: the same guard as the
 	// OTLP receiver's keeps deep values from overflowing its stack.
 	const otlpPath = "/api/v1/otlp/v1/metrics"

@@ -2,13 +2,15 @@ package api
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
+	"strconv"
 
 	"github.com/golang/snappy"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/sightlinehq/sightline/internal/otlpguard"
@@ -20,8 +22,9 @@ import (
 // histogram 1,450, and snappy shrinks a run of them twentyfold. A 197 KB
 // request of 4 MiB of empty series allocated 1.5 GB. Before the handler
 // sees a request, remoteWriteGuard estimates from its encoding what the
-// handler will allocate for it and refuses it, 413, past what one request
-// may take decoded (otlpguard.MaxRequestBytes, half the Go soft limit).
+// handler will allocate for it and holds that against the bounds the OTLP
+// receiver has (otlpguard.Inflight): half the Go soft limit for one
+// request, 1/32 of it for all in flight.
 
 // rwCost is what the handler allocates for one message of each kind
 // beyond its strings, for remote write 1.0 and 2.0, measured with
@@ -39,12 +42,17 @@ var (
 )
 
 // remoteWriteGuard refuses, undecoded, a remote-write request that would
-// take the handler more than maxBytes (0: no limit) to decode.
-func remoteWriteGuard(next http.Handler, maxBytes func() int64) http.Handler {
+// take the handler more than bound allows decoded: one request past
+// bound's own limit, 413; past the bytes in flight, 503 with Retry-After,
+// which Prometheus retries.
+func remoteWriteGuard(next http.Handler, bound *otlpguard.Inflight) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		limit := maxBytes()
-		if r.Method != http.MethodPost || limit <= 0 {
+		if r.Method != http.MethodPost {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if bound.Full() {
+			refuseRemoteWrite(w, bound.ErrFull())
 			return
 		}
 		body, err := io.ReadAll(r.Body)
@@ -53,30 +61,58 @@ func remoteWriteGuard(next http.Handler, maxBytes func() int64) http.Handler {
 			http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		n, err := snappy.DecodedLen(body)
-		if err == nil && int64(n) <= limit {
-			var raw []byte
-			if raw, err = snappy.Decode(nil, body); err == nil {
-				_, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-				var est int64
-				est, err = remoteWriteDecoded(raw, params["proto"] == "io.prometheus.write.v2.Request")
-				if err == nil && est > limit {
-					err = fmt.Errorf("%w: about %d MiB decoded, over the %d MiB a request may take; send smaller requests", otlpguard.ErrTooLarge, est>>20, limit>>20)
-				}
-			}
-		} else if err == nil {
-			err = fmt.Errorf("%w: %d MiB decompressed, over the %d MiB a request may take; send smaller requests", otlpguard.ErrTooLarge, n>>20, limit>>20)
-		}
-		if errors.Is(err, otlpguard.ErrTooLarge) {
-			http.Error(w, "remote write refused: "+err.Error(), http.StatusRequestEntityTooLarge)
+		est := remoteWriteEstimate(body, r.Header.Get("Content-Type"), bound.RequestLimit())
+		if err := bound.Acquire(est); err != nil {
+			refuseRemoteWrite(w, err)
 			return
 		}
-		// Anything else, malformed input included, is for Prometheus's
-		// handler to answer as it does.
+		defer bound.Release(est)
+		// Anything malformed is for Prometheus's handler to answer as it
+		// does.
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// remoteWriteEstimate is what the handler takes to decode body, a
+// snappy-compressed remote-write request of content type ct: at least its
+// decompressed size, which is all that is known of a request larger
+// decompressed than limit (> 0), or that is not well-formed (the handler
+// refuses it); else remoteWriteDecoded of it. The decompressed request is
+// walked, then dropped: the handler decompresses it again.
+func remoteWriteEstimate(body []byte, ct string, limit int64) int64 {
+	n, err := snappy.DecodedLen(body)
+	if err != nil {
+		return int64(len(body))
+	}
+	if limit > 0 && int64(n) > limit {
+		return int64(n)
+	}
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		return int64(n)
+	}
+	_, params, _ := mime.ParseMediaType(ct)
+	est, err := remoteWriteDecoded(raw, params["proto"] == "io.prometheus.write.v2.Request")
+	if err != nil {
+		return int64(n)
+	}
+	return est
+}
+
+// refuseRemoteWrite answers an Inflight refusal: 413 for a request too
+// large to ever take, 503 with Retry-After for one to send again later.
+func refuseRemoteWrite(w http.ResponseWriter, err error) {
+	st := grpcstatus.Convert(err)
+	if st.Code() == codes.ResourceExhausted {
+		http.Error(w, "remote write refused: "+st.Message(), http.StatusRequestEntityTooLarge)
+		return
+	}
+	if d := otlpguard.RetryDelay(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+	}
+	http.Error(w, "remote write refused: "+st.Message(), http.StatusServiceUnavailable)
 }
 
 // remoteWriteDecoded estimates what decoding raw, a remote-write request

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"go.opentelemetry.io/collector/component"
 	"go.uber.org/zap"
+
+	"github.com/sightlinehq/sightline/internal/otlpguard"
 )
 
 // rwField encodes inner as field f.
@@ -90,9 +93,9 @@ func TestRemoteWriteGuard(t *testing.T) {
 		}
 	}
 
-	guarded := remoteWriteGuard(h, func() int64 { return 8 << 20 })
+	guarded := remoteWriteGuard(h, otlpguard.NewInflight(otlpguard.Limits{MaxRequestBytes: 8 << 20}))
 	empty := bytes.Repeat([]byte{0x0a, 0}, n) // 128 KB, about 50 MB decoded
-	if rec := remoteWrite(guarded, empty, false); rec.Code != http.StatusRequestEntityTooLarge {
+	if rec := remoteWrite(guarded, empty, false); rec.Code != http.StatusRequestEntityTooLarge || rec.Header().Get("Retry-After") != "" {
 		t.Errorf("empty series past the bound: %d %s", rec.Code, rec.Body)
 	}
 	series := func() int {
@@ -118,5 +121,32 @@ func TestRemoteWriteGuard(t *testing.T) {
 	}
 	if after := series(); after != before+1 {
 		t.Errorf("metric names %d, then %d: the request within the bound was not written", before, after)
+	}
+
+	// While one request is being served, a second that would take the
+	// bytes in flight past their bound is refused, retryably.
+	held, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	blocking := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if calls.Add(1) == 1 { // the first request is held
+			held <- struct{}{}
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	one := remoteWriteEstimate(snappy.Encode(nil, raw), "application/x-protobuf", 0)
+	guarded = remoteWriteGuard(blocking, otlpguard.NewInflight(otlpguard.Limits{MaxInflightBytes: one + one/2, MaxRequestBytes: 8 << 20}))
+	done := make(chan int)
+	go func() { done <- remoteWrite(guarded, raw, false).Code }()
+	<-held
+	if rec := remoteWrite(guarded, raw, false); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
+		t.Errorf("past the bytes in flight: %d, Retry-After %q: %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	close(release)
+	if code := <-done; code != http.StatusNoContent {
+		t.Errorf("the held request: %d", code)
+	}
+	if rec := remoteWrite(guarded, raw, false); rec.Code != http.StatusNoContent {
+		t.Errorf("once the first is answered: %d %s", rec.Code, rec.Body)
 	}
 }

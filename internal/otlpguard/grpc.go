@@ -27,7 +27,7 @@ import (
 type grpcGuard struct {
 	lim      Limits
 	delegate encoding.CodecV2
-	inflight *inflight
+	inflight *Inflight
 	// held maps a request value to the bytes it holds of the in-flight
 	// bound (Report.Decoded), for the interceptor to give back once the
 	// request is answered. gRPC calls the interceptor for every request the
@@ -39,7 +39,7 @@ type grpcGuard struct {
 	partial sync.Map // request value → rejection
 }
 
-func newGRPCGuard(lim Limits, fl *inflight) *grpcGuard {
+func newGRPCGuard(lim Limits, fl *Inflight) *grpcGuard {
 	// pdata registers its own "proto" codec, which knows its request types.
 	return &grpcGuard{lim: lim, delegate: encoding.GetCodecV2("proto"), inflight: fl}
 }
@@ -63,9 +63,9 @@ func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) (err error) {
 	if sig == 0 {
 		return g.delegate.Unmarshal(data, v)
 	}
-	if g.inflight.full() {
-		// Refused as acquire would, without the scan's work.
-		g.refused.Store(v, g.inflight.errFull())
+	if g.inflight.Full() {
+		// Refused as Acquire would, without the scan's work.
+		g.refused.Store(v, g.inflight.ErrFull())
 		return nil
 	}
 	var b []byte
@@ -84,7 +84,7 @@ func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) (err error) {
 		return nil
 	}
 	n := rep.Decoded
-	if err := g.inflight.acquire(n); err != nil {
+	if err := g.inflight.Acquire(n); err != nil {
 		g.refused.Store(v, err)
 		return nil
 	}
@@ -92,7 +92,7 @@ func (g *grpcGuard) Unmarshal(data mem.BufferSlice, v any) (err error) {
 		if err != nil {
 			// gRPC answers a decoding error without calling the
 			// interceptor, which would have released the bytes.
-			g.inflight.release(n)
+			g.inflight.Release(n)
 			return
 		}
 		g.held.Store(v, n)
@@ -128,7 +128,7 @@ type protoResponse interface {
 
 func (g *grpcGuard) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if n, ok := g.held.LoadAndDelete(req); ok {
-		defer g.inflight.release(n.(int64))
+		defer g.inflight.Release(n.(int64))
 	}
 	if err, ok := g.refused.LoadAndDelete(req); ok {
 		return nil, err.(error)

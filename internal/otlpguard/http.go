@@ -32,10 +32,10 @@ import (
 // 503 with Retry-After, undecoded. A request that alone would take more
 // than Limits.MaxRequestBytes decoded is answered 413, undecoded.
 func HTTPHandler(next http.Handler, paths map[string]Signal, lim Limits) http.Handler {
-	return httpHandler(next, paths, lim, newInflight(lim))
+	return httpHandler(next, paths, lim, NewInflight(lim))
 }
 
-func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *inflight) http.Handler {
+func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *Inflight) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sig, ok := exportRequest(r, paths)
 		if !ok {
@@ -53,9 +53,9 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *inf
 			next.ServeHTTP(w, r)
 			return
 		}
-		if fl.full() {
-			// Refused as acquire would, before the body is even read.
-			writeRetryable(w, ct, fl.errFull())
+		if fl.Full() {
+			// Refused as Acquire would, before the body is even read.
+			writeRetryable(w, ct, fl.ErrFull())
 			return
 		}
 		body, err := io.ReadAll(r.Body)
@@ -76,7 +76,7 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *inf
 			WriteHTTPError(w, ct, http.StatusBadRequest, fmt.Errorf("otlp %s request refused: %w", sig, err))
 			return
 		}
-		if err := fl.acquire(rep.Decoded); err != nil {
+		if err := fl.Acquire(rep.Decoded); err != nil {
 			if status.Code(err) == codes.ResourceExhausted {
 				WriteHTTPError(w, ct, http.StatusRequestEntityTooLarge, fmt.Errorf("otlp %s request refused: %s", sig, status.Convert(err).Message()))
 				return
@@ -84,7 +84,7 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *inf
 			writeRetryable(w, ct, err)
 			return
 		}
-		defer fl.release(rep.Decoded)
+		defer fl.Release(rep.Decoded)
 		// The walk finds invalid span IDs in protobuf; JSON is decoded to
 		// look (CheckJSON has made that safe).
 		if sig == Traces && (rep.InvalidSpans > 0 || ct == "application/json") {

@@ -97,30 +97,34 @@ func memoryBound() int64 {
 // hostMemory is read once: MaxRequestBytes is asked per request.
 var hostMemory = sync.OnceValue(memlimit.Host)
 
-// inflight counts the estimated decoded bytes of the requests being
-// served.
-type inflight struct {
+// Inflight bounds the estimated decoded bytes of the requests being
+// served at once, and of one request. The OTLP guard holds one per
+// receiver; other receivers hold their own, with their own estimates.
+type Inflight struct {
 	limit   int64 // 0: unbounded
 	request int64 // a request's bound; 0: unbounded
 	bytes   atomic.Int64
 }
 
-func newInflight(l Limits) *inflight {
-	return &inflight{limit: l.maxInflight(), request: l.maxRequest()}
+// NewInflight returns the bounds of l (MaxInflightBytes, MaxRequestBytes).
+func NewInflight(l Limits) *Inflight {
+	return &Inflight{limit: l.maxInflight(), request: l.maxRequest()}
 }
 
-// full reports whether the bound is taken, so that a request can be
-// refused before it is even scanned: acquire would refuse any request
-// while it holds.
-func (f *inflight) full() bool {
+// Full reports whether the bound is taken, so that a request can be
+// refused (ErrFull) before it is even read or scanned: Acquire would
+// refuse any request while it holds.
+func (f *Inflight) Full() bool {
 	return f != nil && f.limit > 0 && f.bytes.Load() >= f.limit
 }
 
-// acquire takes n bytes (Report.Decoded), or refuses: permanently for a
-// request over its own bound (ErrTooLarge), retryably when the bytes in
-// flight would pass theirs (ErrInflight). A request alone is taken
+// Acquire takes n bytes (an estimate such as Report.Decoded), or refuses:
+// permanently for a request over its own bound (a ResourceExhausted
+// status without RetryInfo, ErrTooLarge's message), retryably when the
+// bytes in flight would pass theirs (ErrFull). A request alone is taken
 // whatever its size below its own bound, since it must be servable.
-func (f *inflight) acquire(n int64) error {
+// What it takes is given back by Release.
+func (f *Inflight) Acquire(n int64) error {
 	if f == nil {
 		return nil
 	}
@@ -132,17 +136,27 @@ func (f *inflight) acquire(n int64) error {
 	}
 	if now := f.bytes.Add(n); now > f.limit && now != n {
 		f.bytes.Add(-n)
-		return f.errFull()
+		return f.ErrFull()
 	}
 	return nil
 }
 
-// errFull is acquire's retryable refusal.
-func (f *inflight) errFull() error {
+// ErrFull is Acquire's retryable refusal: gRPC Unavailable with
+// RetryInfo (RetryLater), ErrInflight's message.
+func (f *Inflight) ErrFull() error {
 	return RetryLater(fmt.Errorf("%w: %d MiB, the limit", ErrInflight, f.limit>>20), inflightRetryDelay)
 }
 
-func (f *inflight) release(n int64) {
+// RequestLimit is the bound on one request; 0 is none.
+func (f *Inflight) RequestLimit() int64 {
+	if f == nil {
+		return 0
+	}
+	return f.request
+}
+
+// Release gives back n bytes that Acquire took.
+func (f *Inflight) Release(n int64) {
 	if f == nil || f.limit == 0 {
 		return
 	}

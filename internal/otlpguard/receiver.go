@@ -65,7 +65,7 @@ func WrapReceiverFactory(f receiver.Factory, lim Limits) receiver.Factory {
 // in place and be idempotent.
 func install(cfg component.Config, lim Limits) *guard {
 	c := cfg.(*otlpreceiver.Config)
-	g := &guard{lim: lim, paths: map[string]Signal{}, inflight: newInflight(lim)}
+	g := &guard{lim: lim, paths: map[string]Signal{}, inflight: NewInflight(lim)}
 	add := func(ms []configmiddleware.Config) []configmiddleware.Config {
 		for _, m := range ms {
 			if m.ID == middlewareID {
@@ -94,7 +94,7 @@ type guard struct {
 	admit Admission
 	paths map[string]Signal
 	// inflight is shared by the receiver's gRPC and HTTP servers.
-	inflight *inflight
+	inflight *Inflight
 }
 
 var (
