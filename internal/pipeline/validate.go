@@ -271,7 +271,19 @@ func splitErrors(path string, err error) []error {
 		}
 	}
 	if len(out) == 0 {
-		out = append(out, fmt.Errorf("%s: %w", path, err))
+		// Nothing but headers: the message itself, on one line as every
+		// other problem is.
+		var lines []string
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				lines = append(lines, line)
+			}
+		}
+		msg := strings.Join(lines, "; ")
+		if path != "" {
+			msg = path + ": " + msg
+		}
+		out = append(out, errors.New(msg))
 	}
 	return out
 }
