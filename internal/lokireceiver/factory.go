@@ -49,21 +49,24 @@ func createLogs(_ context.Context, set receiver.Settings, c component.Config, ne
 		return nil, err
 	}
 	cfg := c.(*Config)
+	// Pushes are bounded decoded as OTLP requests are: each, and those
+	// held at once.
+	fl := otlpguard.NewInflight(otlpguard.Limits{})
 	lim := cfg.limits()
-	// A push is bounded decoded as an OTLP request is.
-	lim.MaxDecodedBytes = otlpguard.MaxRequestBytes()
-	return &lokiReceiver{cfg: cfg, lim: lim, set: set, next: next, obs: obs}, nil
+	lim.MaxDecodedBytes = fl.RequestLimit()
+	return &lokiReceiver{cfg: cfg, lim: lim, inflight: fl, set: set, next: next, obs: obs}, nil
 }
 
 type lokiReceiver struct {
-	cfg    *Config
-	lim    Limits
-	set    receiver.Settings
-	next   consumer.Logs
-	obs    *receiverhelper.ObsReport
-	admit  otlpguard.Admission // the host's; nil admits every push
-	server *http.Server
-	done   chan struct{}
+	cfg      *Config
+	lim      Limits
+	inflight *otlpguard.Inflight
+	set      receiver.Settings
+	next     consumer.Logs
+	obs      *receiverhelper.ObsReport
+	admit    otlpguard.Admission // the host's; nil admits every push
+	server   *http.Server
+	done     chan struct{}
 }
 
 func (r *lokiReceiver) Start(ctx context.Context, host component.Host) error {

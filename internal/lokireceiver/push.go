@@ -60,6 +60,10 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
+	if r.inflight.Full() {
+		refuse(w, r.inflight.ErrFull())
+		return
+	}
 	ctx := r.obs.StartLogsOp(req.Context())
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
@@ -67,12 +71,25 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
-	var ld plog.Logs
+	b := newBuilder(r.cfg.UseIncomingTimestamp, time.Now(), r.lim)
 	if ct == "application/json" {
-		ld, err = DecodeJSON(body, r.cfg.UseIncomingTimestamp, time.Now(), r.lim)
+		err = b.decodeJSON(body)
 	} else {
-		ld, err = DecodeProtobuf(body, r.cfg.UseIncomingTimestamp, time.Now(), r.lim)
+		err = b.decodeProtobuf(body)
 	}
+	if err == nil {
+		// Counted once decoded, by what decoding took (at most a push's
+		// bound): until the pipeline has taken it, which under
+		// backpressure is the long part, the decoded pushes held are
+		// bounded as OTLP requests are.
+		if err = r.inflight.Acquire(b.decoded); err != nil {
+			r.obs.EndLogsOp(ctx, "loki", 0, err)
+			refuse(w, err)
+			return
+		}
+		defer r.inflight.Release(b.decoded)
+	}
+	ld := b.ld
 	if err != nil {
 		r.obs.EndLogsOp(ctx, "loki", 0, err)
 		code := http.StatusBadRequest
@@ -157,7 +174,7 @@ type Limits struct {
 	MaxStructuredMetadataEntries int
 	// MaxDecodedBytes refuses a push that would take more heap decoded
 	// (ErrTooLarge); 0 is no limit. The receiver sets it as otlpguard
-	// bounds one OTLP request (otlpguard.MaxRequestBytes).
+	// bounds one OTLP request (otlpguard.Inflight.RequestLimit).
 	MaxDecodedBytes int64
 }
 
@@ -232,57 +249,79 @@ func (b *builder) entry(recs plog.LogRecordSlice, ts time.Time, line string, met
 	return nil
 }
 
-// DecodeJSON decodes Loki's JSON push format.
-func DecodeJSON(body []byte, incoming bool, now time.Time, lim Limits) (plog.Logs, error) {
+// decodeJSON adds a push in Loki's JSON format to b.
+func (b *builder) decodeJSON(body []byte) error {
 	var req struct {
 		Streams []struct {
 			Stream map[string]string   `json:"stream"`
 			Values [][]json.RawMessage `json:"values"`
 		} `json:"streams"`
 	}
-	b := &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now), lim: lim}
 	if err := b.charge(jsonValues(body) * rawValueCost); err != nil {
-		return plog.Logs{}, err
+		return err
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
-		return plog.Logs{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	for i, s := range req.Streams {
 		recs, err := b.stream(s.Stream)
 		if err != nil {
-			return plog.Logs{}, fmt.Errorf("streams[%d]: %w", i, err)
+			return fmt.Errorf("streams[%d]: %w", i, err)
 		}
 		for j, v := range s.Values {
 			if len(v) < 2 || len(v) > 3 {
-				return plog.Logs{}, fmt.Errorf("%w: streams[%d].values[%d]: want [timestamp, line] or [timestamp, line, metadata]", ErrMalformed, i, j)
+				return fmt.Errorf("%w: streams[%d].values[%d]: want [timestamp, line] or [timestamp, line, metadata]", ErrMalformed, i, j)
 			}
 			var tsText, line string
 			if err := json.Unmarshal(v[0], &tsText); err != nil {
-				return plog.Logs{}, fmt.Errorf("%w: streams[%d].values[%d][0]: timestamp must be a string of nanoseconds", ErrMalformed, i, j)
+				return fmt.Errorf("%w: streams[%d].values[%d][0]: timestamp must be a string of nanoseconds", ErrMalformed, i, j)
 			}
 			ns, err := strconv.ParseInt(tsText, 10, 64)
 			if err != nil {
-				return plog.Logs{}, fmt.Errorf("%w: streams[%d].values[%d][0]: bad timestamp %q", ErrMalformed, i, j, tsText)
+				return fmt.Errorf("%w: streams[%d].values[%d][0]: bad timestamp %q", ErrMalformed, i, j, tsText)
 			}
 			if err := json.Unmarshal(v[1], &line); err != nil {
-				return plog.Logs{}, fmt.Errorf("%w: streams[%d].values[%d][1]: line must be a string", ErrMalformed, i, j)
+				return fmt.Errorf("%w: streams[%d].values[%d][1]: line must be a string", ErrMalformed, i, j)
 			}
 			var meta [][2]string
 			if len(v) == 3 {
 				var m map[string]string
 				if err := json.Unmarshal(v[2], &m); err != nil {
-					return plog.Logs{}, fmt.Errorf("%w: streams[%d].values[%d][2]: structured metadata must be an object of strings", ErrMalformed, i, j)
+					return fmt.Errorf("%w: streams[%d].values[%d][2]: structured metadata must be an object of strings", ErrMalformed, i, j)
 				}
 				for k, val := range m {
 					meta = append(meta, [2]string{k, val})
 				}
 			}
 			if err := b.entry(recs, time.Unix(0, ns), line, meta); err != nil {
-				return plog.Logs{}, err
+				return err
 			}
 		}
 	}
+	return nil
+}
+
+// DecodeJSON decodes Loki's JSON push format.
+func DecodeJSON(body []byte, incoming bool, now time.Time, lim Limits) (plog.Logs, error) {
+	b := newBuilder(incoming, now, lim)
+	if err := b.decodeJSON(body); err != nil {
+		return plog.Logs{}, err
+	}
 	return b.ld, nil
+}
+
+// DecodeProtobuf decodes a snappy-compressed logproto.PushRequest, the
+// format Promtail and Alloy send.
+func DecodeProtobuf(body []byte, incoming bool, now time.Time, lim Limits) (plog.Logs, error) {
+	b := newBuilder(incoming, now, lim)
+	if err := b.decodeProtobuf(body); err != nil {
+		return plog.Logs{}, err
+	}
+	return b.ld, nil
+}
+
+func newBuilder(incoming bool, now time.Time, lim Limits) *builder {
+	return &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now), lim: lim}
 }
 
 // jsonValues counts the values of a JSON document, at most: each starts
@@ -303,21 +342,19 @@ func jsonValues(b []byte) int64 {
 	return n
 }
 
-// DecodeProtobuf decodes a snappy-compressed logproto.PushRequest, the
-// format Promtail and Alloy send.
-func DecodeProtobuf(body []byte, incoming bool, now time.Time, lim Limits) (plog.Logs, error) {
+// decodeProtobuf adds a snappy-compressed logproto.PushRequest to b.
+func (b *builder) decodeProtobuf(body []byte) error {
 	n, err := snappy.DecodedLen(body)
 	if err != nil {
-		return plog.Logs{}, fmt.Errorf("%w: snappy: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: snappy: %v", ErrMalformed, err)
 	}
 	if n > maxDecoded {
-		return plog.Logs{}, fmt.Errorf("%w: decompresses to %d bytes, the limit is %d", ErrMalformed, n, maxDecoded)
+		return fmt.Errorf("%w: decompresses to %d bytes, the limit is %d", ErrMalformed, n, maxDecoded)
 	}
 	raw, err := snappy.Decode(nil, body)
 	if err != nil {
-		return plog.Logs{}, fmt.Errorf("%w: snappy: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: snappy: %v", ErrMalformed, err)
 	}
-	b := &builder{ld: plog.NewLogs(), incoming: incoming, now: pcommon.NewTimestampFromTime(now), lim: lim}
 	err = fields(raw, func(num protowire.Number, v []byte) error {
 		if num != 1 {
 			return nil
@@ -325,12 +362,12 @@ func DecodeProtobuf(body []byte, incoming bool, now time.Time, lim Limits) (plog
 		return b.decodeStream(v)
 	})
 	if errors.Is(err, ErrTooLarge) {
-		return plog.Logs{}, err
+		return err
 	}
 	if err != nil {
-		return plog.Logs{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	return b.ld, nil
+	return nil
 }
 
 func (b *builder) decodeStream(msg []byte) error {

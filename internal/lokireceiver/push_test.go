@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -374,4 +375,48 @@ func TestReceiverRefusesPushTooLargeDecoded(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 	require.Zero(t, sink.LogRecordCount())
+}
+
+// The pushes held decoded at once are bounded as OTLP requests are: while
+// one waits for the pipeline, a second that would pass the bound is
+// answered 503 with Retry-After, and taken once the first is answered.
+func TestReceiverBoundsPushesInFlight(t *testing.T) {
+	// In flight: 1/32 of 64 MiB, 2 MiB; one push: 32 MiB.
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20))
+	cfg, addr := testConfig(t)
+	held, release := make(chan struct{}), make(chan struct{})
+	var calls, records atomic.Int64
+	next, err := consumer.NewLogs(func(_ context.Context, ld plog.Logs) error {
+		if calls.Add(1) == 1 {
+			held <- struct{}{}
+			<-release
+		}
+		records.Add(int64(ld.LogRecordCount()))
+		return nil
+	})
+	require.NoError(t, err)
+	rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, next)
+	require.NoError(t, err)
+	require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
+	defer rcv.Shutdown(context.Background())
+	post := func(entries int) *http.Response {
+		es := make([]entry, entries)
+		for i := range es {
+			es[i] = entry{ts: time.Now(), line: strings.Repeat("x", 100)}
+		}
+		resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), "application/x-protobuf", bytes.NewReader(pushRequest(map[string][]entry{`{service_name="x"}`: es})))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	done := make(chan int)
+	go func() { done <- post(20_000).StatusCode }() // about 5 MB decoded: alone, it is taken
+	<-held
+	if resp := post(1); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("past the bound in flight: %d, Retry-After %q; want 503, 1", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	close(release)
+	require.Equal(t, http.StatusNoContent, <-done)
+	require.Equal(t, http.StatusNoContent, post(1).StatusCode)
+	require.Equal(t, int64(20_001), records.Load())
 }

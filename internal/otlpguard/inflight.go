@@ -68,13 +68,6 @@ func (l Limits) maxRequest() int64 {
 	return share(l.MaxRequestBytes, requestShare)
 }
 
-// MaxRequestBytes is the default bound on the heap one request takes
-// decoded (Limits.MaxRequestBytes left 0), for receivers of other formats
-// to bound theirs alike; 0 is none.
-func MaxRequestBytes() int64 {
-	return Limits{}.maxRequest()
-}
-
 // share is set if set, else memoryBound's 1/of; < 0 and 0 are none.
 func share(set, of int64) int64 {
 	if set != 0 {
@@ -94,7 +87,7 @@ func memoryBound() int64 {
 	return int64(hostMemory() / 4 * 3)
 }
 
-// hostMemory is read once: MaxRequestBytes is asked per request.
+// hostMemory is read once per process.
 var hostMemory = sync.OnceValue(memlimit.Host)
 
 // Inflight bounds the estimated decoded bytes of the requests being
