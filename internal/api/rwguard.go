@@ -2,14 +2,12 @@ package api
 
 import (
 	"bytes"
+	"errors"
 	"io"
-	"math"
 	"mime"
 	"net/http"
-	"strconv"
 
 	"github.com/golang/snappy"
-	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -104,15 +102,13 @@ func remoteWriteEstimate(body []byte, ct string, limit int64) int64 {
 // refuseRemoteWrite answers an Inflight refusal: 413 for a request too
 // large to ever take, 503 with Retry-After for one to send again later.
 func refuseRemoteWrite(w http.ResponseWriter, err error) {
-	st := grpcstatus.Convert(err)
-	if st.Code() == codes.ResourceExhausted {
-		http.Error(w, "remote write refused: "+st.Message(), http.StatusRequestEntityTooLarge)
+	msg := "remote write refused: " + grpcstatus.Convert(err).Message()
+	if errors.Is(err, otlpguard.ErrTooLarge) {
+		http.Error(w, msg, http.StatusRequestEntityTooLarge)
 		return
 	}
-	if d := otlpguard.RetryDelay(err); d > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-	}
-	http.Error(w, "remote write refused: "+st.Message(), http.StatusServiceUnavailable)
+	otlpguard.SetRetryAfter(w.Header(), err)
+	http.Error(w, msg, http.StatusServiceUnavailable)
 }
 
 // remoteWriteDecoded estimates what decoding raw, a remote-write request

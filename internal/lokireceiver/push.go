@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -116,9 +115,7 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 // and 429, after Retry-After when the store asked for a delay
 // (backpressure).
 func refuse(w http.ResponseWriter, err error) {
-	if d := otlpguard.RetryDelay(err); d > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-	}
+	otlpguard.SetRetryAfter(w.Header(), err)
 	http.Error(w, err.Error(), http.StatusServiceUnavailable)
 }
 

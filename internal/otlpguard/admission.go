@@ -133,10 +133,17 @@ func writeRetryable(w http.ResponseWriter, contentType string, err error) {
 	if st.Code() == codes.ResourceExhausted {
 		code = http.StatusTooManyRequests
 	}
-	if d := RetryDelay(err); d > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-	}
+	SetRetryAfter(w.Header(), err)
 	writeStatus(w, contentType, code, st.Proto())
+}
+
+// SetRetryAfter sets h's Retry-After to the delay in err's RetryInfo,
+// rounded up to whole seconds, if it has one: how HTTP says what the
+// status says to gRPC clients.
+func SetRetryAfter(h http.Header, err error) {
+	if d := RetryDelay(err); d > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+	}
 }
 
 // RetryLater is err as OTLP's answer from a server that is temporarily

@@ -14,7 +14,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -77,8 +76,8 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *Inf
 			return
 		}
 		if err := fl.Acquire(rep.Decoded); err != nil {
-			if status.Code(err) == codes.ResourceExhausted {
-				WriteHTTPError(w, ct, http.StatusRequestEntityTooLarge, fmt.Errorf("otlp %s request refused: %s", sig, status.Convert(err).Message()))
+			if errors.Is(err, ErrTooLarge) {
+				WriteHTTPError(w, ct, http.StatusRequestEntityTooLarge, fmt.Errorf("otlp %s request refused: %w", sig, err))
 				return
 			}
 			writeRetryable(w, ct, err)

@@ -53,6 +53,14 @@ var ErrInflight = fmt.Errorf("too many request bytes in flight")
 // OTLP clients do not retry. Smaller requests are taken.
 var ErrTooLarge = errors.New("request too large to decode")
 
+// tooLarge is Acquire's ErrTooLarge: errors.Is finds ErrTooLarge in it,
+// and gRPC answers it ResourceExhausted, without RetryInfo.
+type tooLarge string
+
+func (e tooLarge) Error() string              { return string(e) }
+func (e tooLarge) Unwrap() error              { return ErrTooLarge }
+func (e tooLarge) GRPCStatus() *status.Status { return status.New(codes.ResourceExhausted, string(e)) }
+
 // inflightRetryDelay is the delay a refused client is asked to wait: about
 // the time the requests in flight take to be answered.
 const inflightRetryDelay = 100 * time.Millisecond
@@ -112,9 +120,8 @@ func (f *Inflight) Full() bool {
 }
 
 // Acquire takes n bytes (an estimate such as Report.Decoded), or refuses:
-// permanently for a request over its own bound (a ResourceExhausted
-// status without RetryInfo, ErrTooLarge's message), retryably when the
-// bytes in flight would pass theirs (ErrFull). A request alone is taken
+// permanently for a request over its own bound (ErrTooLarge), retryably
+// when the bytes in flight would pass theirs (ErrFull). A request alone is taken
 // whatever its size below its own bound, since it must be servable.
 // What it takes is given back by Release.
 func (f *Inflight) Acquire(n int64) error {
@@ -122,7 +129,7 @@ func (f *Inflight) Acquire(n int64) error {
 		return nil
 	}
 	if f.request > 0 && n > f.request {
-		return status.Error(codes.ResourceExhausted, fmt.Sprintf("%v: about %d MiB decoded, over the %d MiB a request may take; send smaller requests", ErrTooLarge, n>>20, f.request>>20))
+		return tooLarge(fmt.Sprintf("%v: about %d MiB decoded, over the %d MiB a request may take; send smaller requests", ErrTooLarge, n>>20, f.request>>20))
 	}
 	if f.limit == 0 {
 		return nil
