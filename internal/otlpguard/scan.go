@@ -566,7 +566,8 @@ func ScanJSON(b []byte, lim Limits) (Report, error) {
 	rep := Report{Decoded: int64(len(b))}
 	// arrays[d] is the cost of an object element of the array at
 	// bracket depth d+1, 0 for an object.
-	arrays := make([]int64, 0, 16)
+	var arraysBuf [32]int64 // deeper requests grow it, up to the limit
+	arrays := arraysBuf[:0]
 	inStr := false
 	strStart, strEnd := 0, 0 // the last string's contents
 	key := -1                // the start of the key whose value comes next, -1 for none
