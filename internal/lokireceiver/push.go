@@ -28,8 +28,8 @@ import (
 // with 400 and nothing of them is stored.
 var ErrMalformed = errors.New("malformed push request")
 
-// ErrTooLarge marks a push that would take more memory decoded than a
-// push may (Limits.MaxDecodedBytes); it is refused with 413, which
+// ErrTooLarge marks a push that would take more memory to read and decode
+// than a push may (Limits.MaxDecodedBytes); it is refused with 413, which
 // shippers do not retry, and nothing of it is stored.
 var ErrTooLarge = errors.New("push request too large to decode")
 
@@ -52,6 +52,11 @@ const (
 	rawValueCost = 48
 )
 
+// reserveStep is the least a push takes of the receiver's bound in flight
+// at a time as it decodes: one atomic add per 64 KiB decoded, and at most
+// 64 KiB held beyond what the push has taken.
+const reserveStep = 64 << 10
+
 func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	if r.admit != nil {
 		if err := r.admit(otlpguard.Logs); err != nil {
@@ -64,42 +69,29 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	ctx := r.obs.StartLogsOp(req.Context())
-	body, err := io.ReadAll(req.Body)
-	if err != nil {
-		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	b := newBuilder(r.cfg.UseIncomingTimestamp, time.Now(), r.lim)
-	if ct == "application/json" {
-		err = b.decodeJSON(body)
-	} else {
-		err = b.decodeProtobuf(body)
-	}
-	if err == nil {
-		// Counted once decoded, by what decoding took (at most a push's
-		// bound): until the pipeline has taken it, which under
-		// backpressure is the long part, the decoded pushes held are
-		// bounded as OTLP requests are.
-		if err = r.inflight.Acquire(b.decoded); err != nil {
-			r.obs.EndLogsOp(ctx, "loki", 0, err)
-			refuse(w, err)
-			return
-		}
-		defer r.inflight.Release(b.decoded)
-	}
-	ld := b.ld
-	if err != nil {
+	// What the push takes is held in flight as it is read and decoded, so
+	// that pushes decoding at once are bounded together, and what it takes
+	// decoded until the pipeline has taken it, which under backpressure
+	// is the long part: they are bounded as OTLP requests are.
+	b.fl = r.inflight
+	defer b.release()
+	if err := b.decodeBody(req); err != nil {
 		r.obs.EndLogsOp(ctx, "loki", 0, err)
-		code := http.StatusBadRequest
-		if errors.Is(err, ErrTooLarge) {
-			code = http.StatusRequestEntityTooLarge
+		switch {
+		case b.full != nil:
+			refuse(w, b.full)
+		case errors.Is(err, ErrTooLarge):
+			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		default:
+			http.Error(w, err.Error(), http.StatusBadRequest)
 		}
-		http.Error(w, err.Error(), code)
 		return
 	}
+	b.settle()
+	ld := b.ld
 	n := ld.LogRecordCount()
-	err = r.next.ConsumeLogs(ctx, ld)
+	err := r.next.ConsumeLogs(ctx, ld)
 	r.obs.EndLogsOp(ctx, "loki", n, err)
 	switch {
 	case err == nil:
@@ -109,6 +101,33 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	default:
 		refuse(w, err)
 	}
+}
+
+// decodeBody reads a push and decodes it into b. The body is held while
+// the push decodes: by the length the client declares before it is read
+// (a longer declared body than a push may take is refused unread), or
+// once read when it declares none (the HTTP server's
+// max_request_body_size bounds it).
+func (b *builder) decodeBody(req *http.Request) error {
+	if err := b.chargeScratch(max(req.ContentLength, 0)); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(req.Body)
+	if mb := (*http.MaxBytesError)(nil); errors.As(err, &mb) {
+		return fmt.Errorf("%w: the body is over %d bytes (max_request_body_size)", ErrTooLarge, mb.Limit)
+	}
+	if err != nil {
+		return fmt.Errorf("read body: %w", err)
+	}
+	if req.ContentLength < 0 {
+		if err := b.chargeScratch(int64(len(body))); err != nil {
+			return err
+		}
+	}
+	if ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); ct == "application/json" {
+		return b.decodeJSON(body)
+	}
+	return b.decodeProtobuf(body)
 }
 
 // refuse answers a retryable error: shippers back off and resend on 5xx
@@ -143,19 +162,69 @@ type builder struct {
 	incoming bool
 	now      pcommon.Timestamp
 	lim      Limits
-	// decoded is the heap the push has taken so far, by the costs above.
-	decoded int64
+	// decoded is the heap pdata takes for the push so far, by the costs
+	// above; scratch is what decoding it takes besides, garbage once it
+	// is decoded: the body, its decompressed bytes, encoding/json's
+	// values.
+	decoded, scratch int64
+	// fl, if set, is the receiver's bound in flight, of which the push
+	// holds held bytes: at least decoded+scratch while it decodes, and
+	// decoded once settled. full is fl's refusal, once it refused.
+	fl   *otlpguard.Inflight
+	held int64
+	full error
 }
 
-// charge adds n bytes to what the push takes decoded, or refuses it once
-// that passes Limits.MaxDecodedBytes. It is called before each allocation
-// it counts, so a refused push has taken at most the limit.
+// charge adds n bytes to what the push takes decoded, and chargeScratch
+// to what decoding it takes besides, before each allocation they count;
+// past the push's bounds (check) they refuse it, having allocated at
+// most those.
 func (b *builder) charge(n int64) error {
 	b.decoded += n
-	if limit := b.lim.MaxDecodedBytes; limit > 0 && b.decoded > limit {
-		return fmt.Errorf("%w: over %d MiB decoded; send smaller pushes", ErrTooLarge, limit>>20)
+	return b.check()
+}
+
+func (b *builder) chargeScratch(n int64) error {
+	b.scratch += n
+	return b.check()
+}
+
+// check refuses the push, permanently (ErrTooLarge), once what it takes
+// passes Limits.MaxDecodedBytes, and retryably (b.full) once it would
+// take the bound in flight past its limit while other pushes hold part
+// of it.
+func (b *builder) check() error {
+	total := b.decoded + b.scratch
+	if limit := b.lim.MaxDecodedBytes; limit > 0 && total > limit {
+		return fmt.Errorf("%w: over %d MiB to decode; send smaller pushes", ErrTooLarge, limit>>20)
 	}
+	if b.fl == nil || total <= b.held {
+		return nil
+	}
+	n := max(total-b.held, reserveStep)
+	if err := b.fl.Grow(b.held, n); err != nil {
+		b.full = err
+		return err
+	}
+	b.held += n
 	return nil
+}
+
+// settle gives back what the push holds beyond its decoded heap, once it
+// is decoded and its scratch is garbage.
+func (b *builder) settle() {
+	if b.fl != nil && b.held > b.decoded {
+		b.fl.Release(b.held - b.decoded)
+		b.held = b.decoded
+	}
+}
+
+// release gives back all that the push holds.
+func (b *builder) release() {
+	if b.fl != nil {
+		b.fl.Release(b.held)
+	}
+	b.held = 0
 }
 
 // Limits bound one push as Loki's limits_config does, under the same
@@ -169,8 +238,9 @@ type Limits struct {
 	// structured metadata entries (Loki's
 	// max_structured_metadata_entries_count).
 	MaxStructuredMetadataEntries int
-	// MaxDecodedBytes refuses a push that would take more heap decoded
-	// (ErrTooLarge); 0 is no limit. The receiver sets it as otlpguard
+	// MaxDecodedBytes refuses a push that would take more heap to read
+	// and decode (ErrTooLarge): its body, its decompressed bytes and what
+	// pdata takes for it. 0 is no limit. The receiver sets it as otlpguard
 	// bounds one OTLP request (otlpguard.Inflight.RequestLimit).
 	MaxDecodedBytes int64
 }
@@ -254,7 +324,7 @@ func (b *builder) decodeJSON(body []byte) error {
 			Values [][]json.RawMessage `json:"values"`
 		} `json:"streams"`
 	}
-	if err := b.charge(jsonValues(body) * rawValueCost); err != nil {
+	if err := b.chargeScratch(jsonValues(body) * rawValueCost); err != nil {
 		return err
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
@@ -348,6 +418,9 @@ func (b *builder) decodeProtobuf(body []byte) error {
 	if n > maxDecoded {
 		return fmt.Errorf("%w: decompresses to %d bytes, the limit is %d", ErrMalformed, n, maxDecoded)
 	}
+	if err := b.chargeScratch(int64(n)); err != nil {
+		return err
+	}
 	raw, err := snappy.Decode(nil, body)
 	if err != nil {
 		return fmt.Errorf("%w: snappy: %v", ErrMalformed, err)
@@ -358,7 +431,7 @@ func (b *builder) decodeProtobuf(body []byte) error {
 		}
 		return b.decodeStream(v)
 	})
-	if errors.Is(err, ErrTooLarge) {
+	if errors.Is(err, ErrTooLarge) || b.full != nil {
 		return err
 	}
 	if err != nil {

@@ -1,10 +1,12 @@
 package lokireceiver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -221,6 +223,46 @@ func TestReceiverErrors(t *testing.T) {
 	}
 }
 
+// A push's body is bounded before it is decoded: by the length it
+// declares, refused unread past what a push may take; by the server's
+// max_request_body_size as it is read, 413 as well. A body of no declared
+// length (chunked) is taken within both.
+func TestReceiverBoundsBodies(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20)) // one push: 32 MiB
+	cfg, addr := testConfig(t)
+	cfg.Protocols.HTTP.MaxRequestBodySize = 1 << 10
+	sink := new(consumertest.LogsSink)
+	rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
+	defer rcv.Shutdown(context.Background())
+	url := fmt.Sprintf("http://%s/loki/api/v1/push", addr)
+	push := func(body io.Reader) int {
+		resp, err := http.Post(url, "application/json", body)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	line := `{"streams":[{"stream":{},"values":[["2","` + strings.Repeat("x", 2<<10) + `"]]}]}`
+	require.Equal(t, http.StatusRequestEntityTooLarge, push(strings.NewReader(line)))
+	require.Equal(t, http.StatusRequestEntityTooLarge, push(io.MultiReader(strings.NewReader(line))))
+	require.Equal(t, http.StatusNoContent, push(io.MultiReader(strings.NewReader(`{"streams":[{"stream":{},"values":[["2","b"]]}]}`))))
+	require.Equal(t, 1, sink.LogRecordCount())
+
+	// 100 MB declared, 10 bytes sent: answered without waiting for the rest.
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(time.Minute))) // a receiver that waits for the body fails, not hangs
+	_, err = fmt.Fprintf(conn, "POST /loki/api/v1/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{\"streams\"")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	require.Equal(t, 1, sink.LogRecordCount())
+}
+
 // testConfig is the default config, listening on a free local port, addr.
 func testConfig(t *testing.T) (cfg *Config, addr string) {
 	t.Helper()
@@ -419,4 +461,62 @@ func TestReceiverBoundsPushesInFlight(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, <-done)
 	require.Equal(t, http.StatusNoContent, post(1).StatusCode)
 	require.Equal(t, int64(20_001), records.Load())
+}
+
+// Pushes are held in flight as they are read and decoded, not only once
+// decoded: while one push waits for the pipeline, a second that would take
+// the bound past its limit is refused, 503 with Retry-After, before it
+// takes that memory. Alone, the same push grows past the bound in flight
+// and is taken.
+func TestReceiverBoundsPushesBeingDecoded(t *testing.T) {
+	// In flight: 1/32 of 64 MiB, 2 MiB; one push: 32 MiB.
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20))
+	cfg, addr := testConfig(t)
+	held, release := make(chan struct{}), make(chan struct{})
+	var calls, records atomic.Int64
+	next, err := consumer.NewLogs(func(_ context.Context, ld plog.Logs) error {
+		if calls.Add(1) == 1 {
+			held <- struct{}{}
+			<-release
+		}
+		records.Add(int64(ld.LogRecordCount()))
+		return nil
+	})
+	require.NoError(t, err)
+	rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, next)
+	require.NoError(t, err)
+	require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
+	defer rcv.Shutdown(context.Background())
+	body := func(entries int) []byte {
+		es := make([]entry, entries)
+		for i := range es {
+			es[i] = entry{ts: time.Now(), line: strings.Repeat("x", 100)}
+		}
+		return pushRequest(map[string][]entry{`{service_name="x"}`: es})
+	}
+	post := func(b []byte) *http.Response {
+		resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), "application/x-protobuf", bytes.NewReader(b))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	done := make(chan int)
+	go func() { done <- post(body(4_000)).StatusCode }() // about 1 MB decoded, held
+	<-held
+	// About 4.4 MB decompressed and 10 MB decoded: before it was held as it
+	// decoded, it was decoded whole and refused after.
+	large := body(40_000)
+	var resp *http.Response
+	n := allocated(func() { resp = post(large) })
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a push past the bound in flight: %d, Retry-After %q; want 503 and a delay", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if n >= uint64(len(large))+2<<20 { // not require: the first push must be let go
+		t.Errorf("the refused push allocated %d bytes", n)
+	}
+	close(release)
+	require.Equal(t, http.StatusNoContent, <-done)
+	// Alone, it is taken, though it takes the bound in flight five times.
+	require.Equal(t, http.StatusNoContent, post(large).StatusCode)
+	require.Equal(t, int64(44_000), records.Load())
 }

@@ -131,10 +131,20 @@ func (f *Inflight) Acquire(n int64) error {
 	if f.request > 0 && n > f.request {
 		return tooLarge(fmt.Sprintf("%v: about %d MiB decoded, over the %d MiB a request may take; send smaller requests", ErrTooLarge, n>>20, f.request>>20))
 	}
-	if f.limit == 0 {
+	return f.Grow(0, n)
+}
+
+// Grow takes n more bytes for a request that holds held already, for a
+// receiver that learns what a request takes as it decodes it: refused,
+// retryably (ErrFull), when the bytes in flight would pass their bound
+// while others than this request hold some of them. Alone, a request
+// grows to whatever its caller allows: the caller bounds one request
+// (RequestLimit). Release gives back all that Acquire and Grow took.
+func (f *Inflight) Grow(held, n int64) error {
+	if f == nil || f.limit == 0 {
 		return nil
 	}
-	if now := f.bytes.Add(n); now > f.limit && now != n {
+	if now := f.bytes.Add(n); now > f.limit && now != held+n {
 		f.bytes.Add(-n)
 		return f.ErrFull()
 	}
