@@ -419,15 +419,16 @@ func TestReceiverRefusesPushTooLargeDecoded(t *testing.T) {
 	require.Zero(t, sink.LogRecordCount())
 }
 
-// The pushes held decoded at once are bounded as OTLP requests are: while
-// one waits for the pipeline, a second that would pass the bound is
-// answered 503 with Retry-After, and taken once the first is answered.
-func TestReceiverBoundsPushesInFlight(t *testing.T) {
-	// In flight: 1/32 of 64 MiB, 2 MiB; one push: 32 MiB.
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20))
+// heldReceiver starts a receiver under a 64 MiB Go soft limit (in flight:
+// 1/32 of it, 2 MiB; one push: 32 MiB) whose pipeline keeps the first push
+// it is given until release is closed, and says so on held. post sends a
+// push; records counts the records the pipeline took.
+func heldReceiver(t *testing.T) (post func([]byte) *http.Response, held, release chan struct{}, records *atomic.Int64) {
+	old := debug.SetMemoryLimit(64 << 20)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 	cfg, addr := testConfig(t)
-	held, release := make(chan struct{}), make(chan struct{})
-	var calls, records atomic.Int64
+	held, release, records = make(chan struct{}), make(chan struct{}), new(atomic.Int64)
+	var calls atomic.Int64
 	next, err := consumer.NewLogs(func(_ context.Context, ld plog.Logs) error {
 		if calls.Add(1) == 1 {
 			held <- struct{}{}
@@ -440,26 +441,40 @@ func TestReceiverBoundsPushesInFlight(t *testing.T) {
 	rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, next)
 	require.NoError(t, err)
 	require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
-	defer rcv.Shutdown(context.Background())
-	post := func(entries int) *http.Response {
-		es := make([]entry, entries)
-		for i := range es {
-			es[i] = entry{ts: time.Now(), line: strings.Repeat("x", 100)}
-		}
-		resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), "application/x-protobuf", bytes.NewReader(pushRequest(map[string][]entry{`{service_name="x"}`: es})))
+	t.Cleanup(func() { rcv.Shutdown(context.Background()) })
+	post = func(b []byte) *http.Response {
+		resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), "application/x-protobuf", bytes.NewReader(b))
 		require.NoError(t, err)
 		resp.Body.Close()
 		return resp
 	}
+	return post, held, release, records
+}
+
+// linesPush is a push of n entries of 100-byte lines: about 115 bytes
+// each decompressed, 260 decoded.
+func linesPush(n int) []byte {
+	es := make([]entry, n)
+	for i := range es {
+		es[i] = entry{ts: time.Now(), line: strings.Repeat("x", 100)}
+	}
+	return pushRequest(map[string][]entry{`{service_name="x"}`: es})
+}
+
+// The pushes held decoded at once are bounded as OTLP requests are: while
+// one waits for the pipeline, a second that would pass the bound is
+// answered 503 with Retry-After, and taken once the first is answered.
+func TestReceiverBoundsPushesInFlight(t *testing.T) {
+	post, held, release, records := heldReceiver(t)
 	done := make(chan int)
-	go func() { done <- post(20_000).StatusCode }() // about 5 MB decoded: alone, it is taken
+	go func() { done <- post(linesPush(20_000)).StatusCode }() // about 5 MB decoded: alone, it is taken
 	<-held
-	if resp := post(1); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+	if resp := post(linesPush(1)); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
 		t.Errorf("past the bound in flight: %d, Retry-After %q; want 503, 1", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	close(release)
 	require.Equal(t, http.StatusNoContent, <-done)
-	require.Equal(t, http.StatusNoContent, post(1).StatusCode)
+	require.Equal(t, http.StatusNoContent, post(linesPush(1)).StatusCode)
 	require.Equal(t, int64(20_001), records.Load())
 }
 
@@ -469,43 +484,13 @@ func TestReceiverBoundsPushesInFlight(t *testing.T) {
 // takes that memory. Alone, the same push grows past the bound in flight
 // and is taken.
 func TestReceiverBoundsPushesBeingDecoded(t *testing.T) {
-	// In flight: 1/32 of 64 MiB, 2 MiB; one push: 32 MiB.
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20))
-	cfg, addr := testConfig(t)
-	held, release := make(chan struct{}), make(chan struct{})
-	var calls, records atomic.Int64
-	next, err := consumer.NewLogs(func(_ context.Context, ld plog.Logs) error {
-		if calls.Add(1) == 1 {
-			held <- struct{}{}
-			<-release
-		}
-		records.Add(int64(ld.LogRecordCount()))
-		return nil
-	})
-	require.NoError(t, err)
-	rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(Type), cfg, next)
-	require.NoError(t, err)
-	require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
-	defer rcv.Shutdown(context.Background())
-	body := func(entries int) []byte {
-		es := make([]entry, entries)
-		for i := range es {
-			es[i] = entry{ts: time.Now(), line: strings.Repeat("x", 100)}
-		}
-		return pushRequest(map[string][]entry{`{service_name="x"}`: es})
-	}
-	post := func(b []byte) *http.Response {
-		resp, err := http.Post(fmt.Sprintf("http://%s/loki/api/v1/push", addr), "application/x-protobuf", bytes.NewReader(b))
-		require.NoError(t, err)
-		resp.Body.Close()
-		return resp
-	}
+	post, held, release, records := heldReceiver(t)
 	done := make(chan int)
-	go func() { done <- post(body(4_000)).StatusCode }() // about 1 MB decoded, held
+	go func() { done <- post(linesPush(4_000)).StatusCode }() // about 1 MB decoded, held
 	<-held
 	// About 4.4 MB decompressed and 10 MB decoded: before it was held as it
 	// decoded, it was decoded whole and refused after.
-	large := body(40_000)
+	large := linesPush(40_000)
 	var resp *http.Response
 	n := allocated(func() { resp = post(large) })
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
