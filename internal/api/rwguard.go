@@ -53,18 +53,24 @@ func remoteWriteGuard(next http.Handler, bound *otlpguard.Inflight) http.Handler
 			refuseRemoteWrite(w, bound.ErrFull())
 			return
 		}
-		body, err := io.ReadAll(r.Body)
+		// The body is held as it is read, then with what it decodes to.
+		body, held, err := bound.ReadBody(r)
 		r.Body.Close()
+		defer func() { bound.Release(held) }()
 		if err != nil {
+			if errors.Is(err, otlpguard.ErrTooLarge) || errors.Is(err, otlpguard.ErrInflight) {
+				refuseRemoteWrite(w, err)
+				return
+			}
 			http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		est := remoteWriteEstimate(body, r.Header.Get("Content-Type"), bound.RequestLimit())
-		if err := bound.Acquire(est); err != nil {
+		if err := bound.Take(held, est); err != nil {
 			refuseRemoteWrite(w, err)
 			return
 		}
-		defer bound.Release(est)
+		held += est
 		// Anything malformed is for Prometheus's handler to answer as it
 		// does.
 		r.Body = io.NopCloser(bytes.NewReader(body))

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sightlinehq/sightline/internal/otlpguard"
+	"github.com/sightlinehq/sightline/internal/otlpguard/otlpguardtest"
 )
 
 // rwField encodes inner as field f.
@@ -97,6 +98,15 @@ func TestRemoteWriteGuard(t *testing.T) {
 	empty := bytes.Repeat([]byte{0x0a, 0}, n) // 128 KB, about 50 MB decoded
 	if rec := remoteWrite(guarded, empty, false); rec.Code != http.StatusRequestEntityTooLarge || rec.Header().Get("Retry-After") != "" {
 		t.Errorf("empty series past the bound: %d %s", rec.Code, rec.Body)
+	}
+	// A body that declares more than a request may take is refused unread.
+	body := &otlpguardtest.CountingReader{R: bytes.NewReader(snappy.Encode(nil, empty))}
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", body)
+	req.ContentLength = 100 << 20
+	rec := httptest.NewRecorder()
+	guarded.ServeHTTP(rec, req)
+	if rec.Code != http.StatusRequestEntityTooLarge || body.N != 0 {
+		t.Errorf("100 MiB declared: %d after reading %d bytes; want 413 unread", rec.Code, body.N)
 	}
 	series := func() int {
 		q, err := mdb.Querier(0, time.Now().Add(time.Hour).UnixMilli())

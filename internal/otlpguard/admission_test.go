@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -219,5 +220,57 @@ func TestInflightBytesAreBounded(t *testing.T) {
 	}
 	if got := consumed.Load(); got != 400+100+6*100 {
 		t.Errorf("consumed %d spans, want 1100", got)
+	}
+}
+
+// An OTLP/HTTP request's body is held in flight as it is read, before it
+// can be scanned: while other requests hold most of the bound, a body of
+// no declared length (chunked, or decompressed on the way) is refused
+// retryably once it would pass the bound, a megabyte into 4 MiB; a
+// declared length past a request's bound is refused unread, for good.
+// Alone, the same body is taken, and every byte held is given back.
+func TestHTTPHoldsBodiesBeingRead(t *testing.T) {
+	fl := NewInflight(Limits{MaxInflightBytes: 1 << 20, MaxRequestBytes: 64 << 20})
+	var served atomic.Int64
+	h := httpHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		io.Copy(io.Discard, r.Body)
+	}), map[string]Signal{"/v1/logs": Logs}, Limits{}, fl)
+	// 4 MiB of one log record's body: a request that scans cleanly.
+	record := field(5, field(1, []byte(strings.Repeat("x", 4<<20)))) // body: a string
+	req := nested([]int{1, 2, 2}, record, 1)
+	post := func(body io.Reader, length int64) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/v1/logs", body)
+		r.Header.Set("Content-Type", "application/x-protobuf")
+		r.ContentLength = length
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+
+	if err := fl.Acquire(512 << 10); err != nil { // another request's
+		t.Fatal(err)
+	}
+	body := &otlpguardtest.CountingReader{R: bytes.NewReader(req)}
+	if w := post(body, -1); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Errorf("a body past the bound in flight: %d, Retry-After %q; want 503 and a delay", w.Code, w.Header().Get("Retry-After"))
+	}
+	if body.N >= 1<<20 {
+		t.Errorf("read %d bytes of a body refused at a 1 MiB bound", body.N)
+	}
+	body = &otlpguardtest.CountingReader{R: bytes.NewReader(req)}
+	if w := post(body, 100<<20); w.Code != http.StatusRequestEntityTooLarge || body.N != 0 {
+		t.Errorf("100 MiB declared: %d after reading %d bytes; want 413 unread", w.Code, body.N)
+	}
+	fl.Release(512 << 10)
+
+	if w := post(bytes.NewReader(req), -1); w.Code != http.StatusOK || served.Load() != 1 {
+		t.Errorf("alone: %d, served %d; want 200, 1", w.Code, served.Load())
+	}
+	if w := post(bytes.NewReader(req), int64(len(req))); w.Code != http.StatusOK || served.Load() != 2 {
+		t.Errorf("alone, of a declared length: %d, served %d; want 200, 2", w.Code, served.Load())
+	}
+	if n := fl.bytes.Load(); n != 0 {
+		t.Errorf("%d bytes still held", n)
 	}
 }

@@ -57,17 +57,22 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *Inf
 			writeRetryable(w, ct, fl.ErrFull())
 			return
 		}
-		body, err := io.ReadAll(r.Body)
+		body, held, err := fl.ReadBody(r)
 		r.Body.Close()
+		defer func() { fl.Release(held) }()
 		if err != nil {
-			// Over the size limit or a broken stream: the receiver would
-			// fail the same way; answer as it does.
-			code := http.StatusBadRequest
+			// Over a size limit, past the bound in flight, or a broken
+			// stream: the receiver would fail the same way at its own
+			// limit; answer as it does.
 			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				code = http.StatusRequestEntityTooLarge
+			switch {
+			case errors.As(err, &mbe), errors.Is(err, ErrTooLarge):
+				WriteHTTPError(w, ct, http.StatusRequestEntityTooLarge, fmt.Errorf("read request body: %w", err))
+			case errors.Is(err, ErrInflight):
+				writeRetryable(w, ct, err)
+			default:
+				WriteHTTPError(w, ct, http.StatusBadRequest, fmt.Errorf("read request body: %w", err))
 			}
-			WriteHTTPError(w, ct, code, fmt.Errorf("read request body: %w", err))
 			return
 		}
 		rep, err := check(body)
@@ -75,7 +80,9 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *Inf
 			WriteHTTPError(w, ct, http.StatusBadRequest, fmt.Errorf("otlp %s request refused: %w", sig, err))
 			return
 		}
-		if err := fl.Acquire(rep.Decoded); err != nil {
+		// The body stays in memory while it is decoded: the request holds
+		// both.
+		if err := fl.Take(held, rep.Decoded); err != nil {
 			if errors.Is(err, ErrTooLarge) {
 				WriteHTTPError(w, ct, http.StatusRequestEntityTooLarge, fmt.Errorf("otlp %s request refused: %w", sig, err))
 				return
@@ -83,7 +90,7 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *Inf
 			writeRetryable(w, ct, err)
 			return
 		}
-		defer fl.Release(rep.Decoded)
+		held += rep.Decoded
 		// The walk finds invalid span IDs in protobuf; JSON is decoded to
 		// look (CheckJSON has made that safe).
 		if sig == Traces && (rep.InvalidSpans > 0 || ct == "application/json") {

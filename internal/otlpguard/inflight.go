@@ -3,7 +3,9 @@ package otlpguard
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -125,13 +127,19 @@ func (f *Inflight) Full() bool {
 // whatever its size below its own bound, since it must be servable.
 // What it takes is given back by Release.
 func (f *Inflight) Acquire(n int64) error {
-	if f == nil {
-		return nil
-	}
-	if f.request > 0 && n > f.request {
-		return tooLarge(fmt.Sprintf("%v: about %d MiB decoded, over the %d MiB a request may take; send smaller requests", ErrTooLarge, n>>20, f.request>>20))
+	if err := f.bound(n, "decoded"); err != nil {
+		return err
 	}
 	return f.Grow(0, n)
+}
+
+// bound refuses for good (ErrTooLarge) a request that alone would take
+// more than a request may: n bytes, what of it says what.
+func (f *Inflight) bound(n int64, what string) error {
+	if f != nil && f.request > 0 && n > f.request {
+		return tooLarge(fmt.Sprintf("%v: about %d MiB %s, over the %d MiB a request may take; send smaller requests", ErrTooLarge, n>>20, what, f.request>>20))
+	}
+	return nil
 }
 
 // Grow takes n more bytes for a request that holds held already, for a
@@ -151,10 +159,81 @@ func (f *Inflight) Grow(held, n int64) error {
 	return nil
 }
 
-// ErrFull is Acquire's retryable refusal: gRPC Unavailable with
-// RetryInfo (RetryLater), ErrInflight's message.
+// ErrFull is Acquire's retryable refusal: errors.Is finds ErrInflight in
+// it, and gRPC answers it Unavailable with RetryInfo (RetryLater).
 func (f *Inflight) ErrFull() error {
-	return RetryLater(fmt.Errorf("%w: %d MiB, the limit", ErrInflight, f.limit>>20), inflightRetryDelay)
+	return inflightFull(fmt.Sprintf("%v: %d MiB, the limit", ErrInflight, f.limit>>20))
+}
+
+// inflightFull is ErrFull's error.
+type inflightFull string
+
+func (e inflightFull) Error() string { return string(e) }
+func (e inflightFull) Unwrap() error { return ErrInflight }
+func (e inflightFull) GRPCStatus() *status.Status {
+	return status.Convert(RetryLater(errors.New(string(e)), inflightRetryDelay))
+}
+
+// Take holds n more bytes, what a request takes decoded, for a request
+// that holds held already (its body, ReadBody): Acquire for a request
+// whose body is held.
+func (f *Inflight) Take(held, n int64) error {
+	if err := f.bound(n, "decoded"); err != nil {
+		return err
+	}
+	return f.Grow(held, n)
+}
+
+// ReadBody reads r's body while holding its bytes: the length the body
+// declares before any is read (refused unread past a request's bound,
+// ErrTooLarge), and more as more arrives, in steps of readStep (a chunked
+// or decompressed body); past the bound in flight, while other requests
+// hold part of it, it stops with ErrFull. It returns the bytes it holds,
+// which the caller gives back (Release), on error too. Read whole first,
+// as a request must be to be scanned, a body would be held by nothing:
+// each up to the server's body limit, as many as arrive at once.
+func (f *Inflight) ReadBody(r *http.Request) ([]byte, int64, error) {
+	h := &heldReader{r: r.Body, fl: f}
+	if n := r.ContentLength; n > 0 {
+		if err := h.hold(n); err != nil {
+			return nil, h.held, err
+		}
+	}
+	body, err := io.ReadAll(h)
+	return body, h.held, err
+}
+
+// readStep is the least a body takes of the bound in flight at a time as
+// it is read.
+const readStep = 64 << 10
+
+type heldReader struct {
+	r          io.Reader
+	fl         *Inflight
+	read, held int64
+}
+
+func (h *heldReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.read += int64(n)
+	if h.read > h.held {
+		if herr := h.hold(max(h.read-h.held, readStep)); herr != nil {
+			return n, herr
+		}
+	}
+	return n, err
+}
+
+// hold takes n more bytes of the bound in flight.
+func (h *heldReader) hold(n int64) error {
+	if err := h.fl.bound(max(h.read, n), "of body"); err != nil {
+		return err
+	}
+	if err := h.fl.Grow(h.held, n); err != nil {
+		return err
+	}
+	h.held += n
+	return nil
 }
 
 // RequestLimit is the bound on one request; 0 is none.
