@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -79,9 +78,9 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	if err := b.decodeBody(req); err != nil {
 		r.obs.EndLogsOp(ctx, "loki", 0, err)
 		switch {
-		case b.full != nil:
-			refuse(w, b.full)
-		case errors.Is(err, ErrTooLarge):
+		case errors.Is(err, otlpguard.ErrInflight):
+			refuse(w, err)
+		case errors.Is(err, ErrTooLarge), errors.Is(err, otlpguard.ErrTooLarge):
 			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 		default:
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -104,25 +103,20 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 }
 
 // decodeBody reads a push and decodes it into b. The body is held while
-// the push decodes: by the length the client declares before it is read
-// (a longer declared body than a push may take is refused unread), or
-// once read when it declares none (the HTTP server's
-// max_request_body_size bounds it).
+// it is read, as OTLP/HTTP bodies are (otlpguard.Inflight.ReadBody: a
+// declared length past a push's bound is refused unread), and while the
+// push decodes.
 func (b *builder) decodeBody(req *http.Request) error {
-	if err := b.chargeScratch(max(req.ContentLength, 0)); err != nil {
-		return err
-	}
-	body, err := io.ReadAll(req.Body)
+	body, held, err := b.fl.ReadBody(req)
+	b.held = held
 	if mb := (*http.MaxBytesError)(nil); errors.As(err, &mb) {
 		return fmt.Errorf("%w: the body is over %d bytes (max_request_body_size)", ErrTooLarge, mb.Limit)
 	}
 	if err != nil {
 		return fmt.Errorf("read body: %w", err)
 	}
-	if req.ContentLength < 0 {
-		if err := b.chargeScratch(int64(len(body))); err != nil {
-			return err
-		}
+	if err := b.chargeScratch(int64(len(body))); err != nil {
+		return err
 	}
 	if ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); ct == "application/json" {
 		return b.decodeJSON(body)
@@ -169,10 +163,9 @@ type builder struct {
 	decoded, scratch int64
 	// fl, if set, is the receiver's bound in flight, of which the push
 	// holds held bytes: at least decoded+scratch while it decodes, and
-	// decoded once settled. full is fl's refusal, once it refused.
+	// decoded once settled.
 	fl   *otlpguard.Inflight
 	held int64
-	full error
 }
 
 // charge adds n bytes to what the push takes decoded, and chargeScratch
@@ -190,9 +183,9 @@ func (b *builder) chargeScratch(n int64) error {
 }
 
 // check refuses the push, permanently (ErrTooLarge), once what it takes
-// passes Limits.MaxDecodedBytes, and retryably (b.full) once it would
-// take the bound in flight past its limit while other pushes hold part
-// of it.
+// passes Limits.MaxDecodedBytes, and retryably (otlpguard's ErrFull) once
+// it would take the bound in flight past its limit while other pushes
+// hold part of it.
 func (b *builder) check() error {
 	total := b.decoded + b.scratch
 	if limit := b.lim.MaxDecodedBytes; limit > 0 && total > limit {
@@ -203,7 +196,6 @@ func (b *builder) check() error {
 	}
 	n := max(total-b.held, reserveStep)
 	if err := b.fl.Grow(b.held, n); err != nil {
-		b.full = err
 		return err
 	}
 	b.held += n
@@ -431,7 +423,7 @@ func (b *builder) decodeProtobuf(body []byte) error {
 		}
 		return b.decodeStream(v)
 	})
-	if errors.Is(err, ErrTooLarge) || b.full != nil {
+	if errors.Is(err, ErrTooLarge) || errors.Is(err, otlpguard.ErrInflight) {
 		return err
 	}
 	if err != nil {
