@@ -127,10 +127,7 @@ func (f *Inflight) Full() bool {
 // whatever its size below its own bound, since it must be servable.
 // What it takes is given back by Release.
 func (f *Inflight) Acquire(n int64) error {
-	if err := f.bound(n, "decoded"); err != nil {
-		return err
-	}
-	return f.Grow(0, n)
+	return f.Take(0, n)
 }
 
 // bound refuses for good (ErrTooLarge) a request that alone would take
@@ -147,7 +144,8 @@ func (f *Inflight) bound(n int64, what string) error {
 // retryably (ErrFull), when the bytes in flight would pass their bound
 // while others than this request hold some of them. Alone, a request
 // grows to whatever its caller allows: the caller bounds one request
-// (RequestLimit). Release gives back all that Acquire and Grow took.
+// (RequestLimit). Release gives back what Acquire, Take, Grow and
+// ReadBody took.
 func (f *Inflight) Grow(held, n int64) error {
 	if f == nil || f.limit == 0 {
 		return nil
@@ -175,8 +173,7 @@ func (e inflightFull) GRPCStatus() *status.Status {
 }
 
 // Take holds n more bytes, what a request takes decoded, for a request
-// that holds held already (its body, ReadBody): Acquire for a request
-// whose body is held.
+// that holds held already (its body, ReadBody), refusing as Acquire does.
 func (f *Inflight) Take(held, n int64) error {
 	if err := f.bound(n, "decoded"); err != nil {
 		return err
@@ -189,9 +186,10 @@ func (f *Inflight) Take(held, n int64) error {
 // ErrTooLarge), and more as more arrives, in steps of readStep (a chunked
 // or decompressed body); past the bound in flight, while other requests
 // hold part of it, it stops with ErrFull. It returns the bytes it holds,
-// which the caller gives back (Release), on error too. Read whole first,
-// as a request must be to be scanned, a body would be held by nothing:
-// each up to the server's body limit, as many as arrive at once.
+// which the caller gives back (Release), on error too. A request is read
+// whole before it is scanned; read without a hold, the bodies being read
+// were held by nothing, each up to the server's body limit, as many as
+// arrived at once.
 func (f *Inflight) ReadBody(r *http.Request) ([]byte, int64, error) {
 	h := &heldReader{r: r.Body, fl: f}
 	if n := r.ContentLength; n > 0 {
