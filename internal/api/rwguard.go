@@ -40,9 +40,9 @@ var (
 )
 
 // remoteWriteGuard refuses, undecoded, a remote-write request that would
-// take the handler more than bound allows decoded: one request past
-// bound's own limit, 413; past the bytes in flight, 503 with Retry-After,
-// which Prometheus retries.
+// take the handler more than bound allows, its body (held as it is read)
+// and what it decodes to: one request past bound's own limit, 413; past
+// the bytes in flight, 503 with Retry-After, which Prometheus retries.
 func remoteWriteGuard(next http.Handler, bound *otlpguard.Inflight) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {

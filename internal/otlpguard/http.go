@@ -26,10 +26,11 @@ import (
 // middlewares do), since it reads the whole body; next then reads it from
 // memory.
 //
-// The estimated decoded bytes of the requests it serves at once are
-// bounded (Limits.MaxInflightBytes); past the bound a request is answered
-// 503 with Retry-After, undecoded. A request that alone would take more
-// than Limits.MaxRequestBytes decoded is answered 413, undecoded.
+// The bodies of the requests it serves at once, held as they are read,
+// and their estimated decoded bytes are bounded (Limits.MaxInflightBytes);
+// past the bound a request is answered 503 with Retry-After, undecoded. A
+// request that alone would take more than Limits.MaxRequestBytes decoded,
+// or whose body declares more, is answered 413, undecoded.
 func HTTPHandler(next http.Handler, paths map[string]Signal, lim Limits) http.Handler {
 	return httpHandler(next, paths, lim, NewInflight(lim))
 }
