@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/sightlinehq/sightline/internal/otlpguard/otlpguardtest"
 )
@@ -321,4 +322,91 @@ func TestEmptyMessagesRefusedBeforeDecoding(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestConcurrentBodiesStayWithinTheLimit: two dozen large requests at
+// once, Loki pushes and OTLP/HTTP logs requests of about 14 MiB each
+// (under the receivers' 20 MiB body limit, and each far under the half of
+// the soft limit one request may take), would take the all-in-one past
+// its 400 MiB if each were read and decoded before it was counted. Bodies are held in flight as they are read and pushes as they
+// decode, so the requests past the bound are refused retryably, the
+// process's peak RSS stays under its limit, and a normal push is taken
+// after.
+func TestConcurrentBodiesStayWithinTheLimit(t *testing.T) {
+	qp, lp := freePort(t), freePort(t)
+	in := start(t, []string{"testdata/hostile.yaml"}, "QUERY_PORT="+strconv.Itoa(qp), "LOKI_PORT="+strconv.Itoa(lp),
+		"SIGHTLINE_MEMORY_LIMIT_MIB=400")
+	line := strings.Repeat("x", 1000)
+	var push bytes.Buffer
+	push.WriteString(`{"streams":[{"stream":{"service_name":"flood"},"values":[`)
+	for i := range 14_000 {
+		if i > 0 {
+			push.WriteByte(',')
+		}
+		fmt.Fprintf(&push, `["%d","%s"]`, time.Now().UnixNano(), line)
+	}
+	push.WriteString(`]}]}`)
+	// One log record whose body is a 14 MiB string.
+	otlp := field(1, field(2, field(2, field(5, field(1, []byte(strings.Repeat("y", 14<<20)))))))
+	post := func(url, ct string, body []byte) (int, error) {
+		resp, err := http.Post(url, ct, bytes.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	lokiURL := fmt.Sprintf("http://127.0.0.1:%d/loki/api/v1/push", lp)
+	otlpURL := fmt.Sprintf("http://127.0.0.1:%d/v1/logs", in.HTTP)
+	type result struct {
+		what string
+		code int
+		err  error
+	}
+	results := make(chan result)
+	const each = 12
+	for range each {
+		go func() {
+			code, err := post(lokiURL, "application/json", push.Bytes())
+			results <- result{"loki", code, err}
+		}()
+		go func() {
+			code, err := post(otlpURL, "application/x-protobuf", otlp)
+			results <- result{"otlp", code, err}
+		}()
+	}
+	taken := map[string]int{}
+	for range 2 * each {
+		r := <-results
+		switch {
+		case r.err != nil:
+			t.Errorf("%s: %v", r.what, r.err)
+		case r.code == http.StatusNoContent || r.code == http.StatusOK:
+			taken[r.what]++
+		case r.code != http.StatusServiceUnavailable && r.code != http.StatusTooManyRequests:
+			t.Errorf("%s: %d, want taken or refused retryably", r.what, r.code)
+		}
+	}
+	if code, err := post(lokiURL, "application/json", []byte(`{"streams":[{"stream":{"service_name":"after"},"values":[["1","after"]]}]}`)); err != nil || code != http.StatusNoContent {
+		t.Errorf("a normal push after: %d %v", code, err)
+	}
+	proc, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(proc), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, _ := strconv.Atoi(f[1])
+			t.Logf("peak RSS %d MiB; taken: %d of %d Loki pushes, %d of %d OTLP requests", kb>>10, taken["loki"], each, taken["otlp"], each)
+			if kb>>10 >= 400 {
+				t.Errorf("peak RSS %d MiB, over the process's 400 MiB limit", kb>>10)
+			}
+		}
+	}
+}
+
+// field encodes b as protobuf field f, length-delimited.
+func field(f int, b []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, protowire.Number(f), protowire.BytesType), b)
 }
