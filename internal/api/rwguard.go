@@ -54,9 +54,10 @@ func remoteWriteGuard(next http.Handler, bound *otlpguard.Inflight) http.Handler
 			return
 		}
 		// The body is held as it is read, then with what it decodes to.
-		body, held, err := bound.ReadBody(r)
+		hold := bound.Hold()
+		defer hold.Release()
+		body, err := hold.ReadBody(r)
 		r.Body.Close()
-		defer func() { bound.Release(held) }()
 		if err != nil {
 			if errors.Is(err, otlpguard.ErrTooLarge) || errors.Is(err, otlpguard.ErrInflight) {
 				refuseRemoteWrite(w, err)
@@ -66,11 +67,10 @@ func remoteWriteGuard(next http.Handler, bound *otlpguard.Inflight) http.Handler
 			return
 		}
 		est := remoteWriteEstimate(body, r.Header.Get("Content-Type"), bound.RequestLimit())
-		if err := bound.Take(held, est); err != nil {
+		if err := hold.Take(est); err != nil {
 			refuseRemoteWrite(w, err)
 			return
 		}
-		held += est
 		// Anything malformed is for Prometheus's handler to answer as it
 		// does.
 		r.Body = io.NopCloser(bytes.NewReader(body))

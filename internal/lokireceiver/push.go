@@ -51,11 +51,6 @@ const (
 	rawValueCost = 48
 )
 
-// reserveStep is the least a push takes of the receiver's bound in flight
-// at a time as it decodes: one atomic add per 64 KiB decoded, and at most
-// 64 KiB held beyond what the push has taken.
-const reserveStep = 64 << 10
-
 func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	if r.admit != nil {
 		if err := r.admit(otlpguard.Logs); err != nil {
@@ -73,8 +68,8 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 	// that pushes decoding at once are bounded together, and what it takes
 	// decoded until the pipeline has taken it, which under backpressure
 	// is the long part: they are bounded as OTLP requests are.
-	b.fl = r.inflight
-	defer b.release()
+	b.hold = r.inflight.Hold()
+	defer b.hold.Release()
 	if err := b.decodeBody(req); err != nil {
 		r.obs.EndLogsOp(ctx, "loki", 0, err)
 		switch {
@@ -87,7 +82,9 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 		}
 		return
 	}
-	b.settle()
+	// Decoded, the push holds only what pdata takes: its scratch is
+	// garbage.
+	b.hold.Trim(b.decoded)
 	ld := b.ld
 	n := ld.LogRecordCount()
 	err := r.next.ConsumeLogs(ctx, ld)
@@ -103,12 +100,11 @@ func (r *lokiReceiver) push(w http.ResponseWriter, req *http.Request) {
 }
 
 // decodeBody reads a push and decodes it into b. The body is held while
-// it is read, as OTLP/HTTP bodies are (otlpguard.Inflight.ReadBody: a
+// it is read, as OTLP/HTTP bodies are (otlpguard.Hold.ReadBody: a
 // declared length past a push's bound is refused unread), and while the
 // push decodes.
 func (b *builder) decodeBody(req *http.Request) error {
-	body, held, err := b.fl.ReadBody(req)
-	b.held = held
+	body, err := b.hold.ReadBody(req)
 	if mb := (*http.MaxBytesError)(nil); errors.As(err, &mb) {
 		return fmt.Errorf("%w: the body is over %d bytes (max_request_body_size)", ErrTooLarge, mb.Limit)
 	}
@@ -161,11 +157,9 @@ type builder struct {
 	// is decoded: the body, its decompressed bytes, encoding/json's
 	// values.
 	decoded, scratch int64
-	// fl, if set, is the receiver's bound in flight, of which the push
-	// holds held bytes: at least decoded+scratch while it decodes, and
-	// decoded once settled.
-	fl   *otlpguard.Inflight
-	held int64
+	// hold is what the push holds of the receiver's bound in flight: at
+	// least decoded+scratch while it decodes (none without a receiver).
+	hold otlpguard.Hold
 }
 
 // charge adds n bytes to what the push takes decoded, and chargeScratch
@@ -191,32 +185,7 @@ func (b *builder) check() error {
 	if limit := b.lim.MaxDecodedBytes; limit > 0 && total > limit {
 		return fmt.Errorf("%w: over %d MiB to decode; send smaller pushes", ErrTooLarge, limit>>20)
 	}
-	if b.fl == nil || total <= b.held {
-		return nil
-	}
-	n := max(total-b.held, reserveStep)
-	if err := b.fl.Grow(b.held, n); err != nil {
-		return err
-	}
-	b.held += n
-	return nil
-}
-
-// settle gives back what the push holds beyond its decoded heap, once it
-// is decoded and its scratch is garbage.
-func (b *builder) settle() {
-	if b.fl != nil && b.held > b.decoded {
-		b.fl.Release(b.held - b.decoded)
-		b.held = b.decoded
-	}
-}
-
-// release gives back all that the push holds.
-func (b *builder) release() {
-	if b.fl != nil {
-		b.fl.Release(b.held)
-	}
-	b.held = 0
+	return b.hold.To(total)
 }
 
 // Limits bound one push as Loki's limits_config does, under the same

@@ -58,9 +58,10 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *Inf
 			writeRetryable(w, ct, fl.ErrFull())
 			return
 		}
-		body, held, err := fl.ReadBody(r)
+		hold := fl.Hold()
+		defer hold.Release()
+		body, err := hold.ReadBody(r)
 		r.Body.Close()
-		defer func() { fl.Release(held) }()
 		if err != nil {
 			// Over a size limit, past the bound in flight, or a broken
 			// stream: the receiver would fail the same way at its own
@@ -83,7 +84,7 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *Inf
 		}
 		// The body stays in memory while it is decoded: the request holds
 		// both.
-		if err := fl.Take(held, rep.Decoded); err != nil {
+		if err := hold.Take(rep.Decoded); err != nil {
 			if errors.Is(err, ErrTooLarge) {
 				WriteHTTPError(w, ct, http.StatusRequestEntityTooLarge, fmt.Errorf("otlp %s request refused: %w", sig, err))
 				return
@@ -91,7 +92,6 @@ func httpHandler(next http.Handler, paths map[string]Signal, lim Limits, fl *Inf
 			writeRetryable(w, ct, err)
 			return
 		}
-		held += rep.Decoded
 		// The walk finds invalid span IDs in protobuf; JSON is decoded to
 		// look (CheckJSON has made that safe).
 		if sig == Traces && (rep.InvalidSpans > 0 || ct == "application/json") {

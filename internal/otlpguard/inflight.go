@@ -127,7 +127,10 @@ func (f *Inflight) Full() bool {
 // whatever its size below its own bound, since it must be servable.
 // What it takes is given back by Release.
 func (f *Inflight) Acquire(n int64) error {
-	return f.Take(0, n)
+	if err := f.bound(n, "decoded"); err != nil {
+		return err
+	}
+	return f.grow(0, n)
 }
 
 // bound refuses for good (ErrTooLarge) a request that alone would take
@@ -139,14 +142,11 @@ func (f *Inflight) bound(n int64, what string) error {
 	return nil
 }
 
-// Grow takes n more bytes for a request that holds held already, for a
-// receiver that learns what a request takes as it decodes it: refused,
+// grow takes n more bytes for a request that holds held already: refused,
 // retryably (ErrFull), when the bytes in flight would pass their bound
 // while others than this request hold some of them. Alone, a request
-// grows to whatever its caller allows: the caller bounds one request
-// (RequestLimit). Release gives back what Acquire, Take, Grow and
-// ReadBody took.
-func (f *Inflight) Grow(held, n int64) error {
+// grows to whatever its caller allows.
+func (f *Inflight) grow(held, n int64) error {
 	if f == nil || f.limit == 0 {
 		return nil
 	}
@@ -172,66 +172,101 @@ func (e inflightFull) GRPCStatus() *status.Status {
 	return status.Convert(RetryLater(errors.New(string(e)), inflightRetryDelay))
 }
 
-// Take holds n more bytes, what a request takes decoded, for a request
-// that holds held already (its body, ReadBody), refusing as Acquire does.
-func (f *Inflight) Take(held, n int64) error {
-	if err := f.bound(n, "decoded"); err != nil {
+// Hold is what one request holds of an Inflight while it learns what it
+// takes: as its body is read (ReadBody), as it decodes (To), and once an
+// estimate of its decoded size is known (Take). It grows in steps of at
+// least holdStep, one atomic add a step. Its owner gives it back with
+// Release; it is not safe for concurrent use.
+type Hold struct {
+	f    *Inflight
+	held int64
+}
+
+// holdStep is the least a Hold grows by: at most 64 KiB held beyond what
+// a request has taken.
+const holdStep = 64 << 10
+
+// Hold returns an empty hold on f; on a nil f it holds and refuses
+// nothing.
+func (f *Inflight) Hold() Hold { return Hold{f: f} }
+
+// To makes the hold at least n bytes, refused as Acquire refuses a
+// request past the bytes in flight (ErrFull), but never for a request
+// alone: its caller bounds one request.
+func (h *Hold) To(n int64) error {
+	if n <= h.held {
+		return nil
+	}
+	add := max(n-h.held, holdStep)
+	if err := h.f.grow(h.held, add); err != nil {
 		return err
 	}
-	return f.Grow(held, n)
+	h.held += add
+	return nil
 }
 
-// ReadBody reads r's body while holding its bytes: the length the body
-// declares before any is read (refused unread past a request's bound,
-// ErrTooLarge), and more as more arrives, in steps of readStep (a chunked
-// or decompressed body); past the bound in flight, while other requests
-// hold part of it, it stops with ErrFull. It returns the bytes it holds,
-// which the caller gives back (Release), on error too. A request is read
-// whole before it is scanned; read without a hold, the bodies being read
-// were held by nothing, each up to the server's body limit, as many as
-// arrived at once.
-func (f *Inflight) ReadBody(r *http.Request) ([]byte, int64, error) {
-	h := &heldReader{r: r.Body, fl: f}
+// Take adds n bytes, what the request takes decoded, to the hold (its
+// body, ReadBody), refusing as Acquire does.
+func (h *Hold) Take(n int64) error {
+	if err := h.f.bound(n, "decoded"); err != nil {
+		return err
+	}
+	return h.To(h.held + n)
+}
+
+// Trim gives back what the hold has beyond n bytes.
+func (h *Hold) Trim(n int64) {
+	if h.held > n {
+		h.f.Release(h.held - n)
+		h.held = n
+	}
+}
+
+// Release gives back all of the hold.
+func (h *Hold) Release() { h.Trim(0) }
+
+// ReadBody reads r's body into the hold: the length the body declares
+// before any is read (refused unread past a request's bound,
+// ErrTooLarge), and more as more arrives (a chunked or decompressed
+// body); past the bound in flight, while other requests hold part of it,
+// it stops with ErrFull. A request is read whole before it is scanned;
+// read without a hold, the bodies being read were held by nothing, each
+// up to the server's body limit, as many as arrived at once.
+func (h *Hold) ReadBody(r *http.Request) ([]byte, error) {
+	br := &heldReader{r: r.Body, h: h}
 	if n := r.ContentLength; n > 0 {
-		if err := h.hold(n); err != nil {
-			return nil, h.held, err
+		if err := br.hold(n); err != nil {
+			return nil, err
 		}
 	}
-	body, err := io.ReadAll(h)
-	return body, h.held, err
+	return io.ReadAll(br)
 }
 
-// readStep is the least a body takes of the bound in flight at a time as
-// it is read.
-const readStep = 64 << 10
-
+// heldReader holds what it reads in h.
 type heldReader struct {
-	r          io.Reader
-	fl         *Inflight
-	read, held int64
+	r    io.Reader
+	h    *Hold
+	read int64
 }
 
-func (h *heldReader) Read(p []byte) (int, error) {
-	n, err := h.r.Read(p)
-	h.read += int64(n)
-	if h.read > h.held {
-		if herr := h.hold(max(h.read-h.held, readStep)); herr != nil {
-			return n, herr
-		}
+func (br *heldReader) Read(p []byte) (int, error) {
+	n, err := br.r.Read(p)
+	br.read += int64(n)
+	if herr := br.hold(br.read); herr != nil {
+		return n, herr
 	}
 	return n, err
 }
 
-// hold takes n more bytes of the bound in flight.
-func (h *heldReader) hold(n int64) error {
-	if err := h.fl.bound(max(h.read, n), "of body"); err != nil {
+// hold makes the hold at least n bytes of body.
+func (br *heldReader) hold(n int64) error {
+	if n <= br.h.held {
+		return nil
+	}
+	if err := br.h.f.bound(n, "of body"); err != nil {
 		return err
 	}
-	if err := h.fl.Grow(h.held, n); err != nil {
-		return err
-	}
-	h.held += n
-	return nil
+	return br.h.To(n)
 }
 
 // RequestLimit is the bound on one request; 0 is none.
